@@ -1,0 +1,170 @@
+//! The local-directory backend: the embedded default, and the one tests use.
+//!
+//! Objects are files under the root, keyed by their relative path. A `put`
+//! writes a hidden temporary file beside the target, fsyncs it, renames it
+//! into place and fsyncs the directory, so an object is either wholly there
+//! and durable or absent. Temporaries (`.tmp-*`) are never listed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> BackendResult<PathBuf> {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(BackendError::new(BackendErrorKind::Permanent, "resolve", key, "invalid object key"));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        let p = self.path(key)?;
+        fs::read(&p).map_err(|e| BackendError::from_io("read", key, e))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        let p = self.path(key)?;
+        let f = File::open(&p).map_err(|e| BackendError::from_io("read", key, e))?;
+        let mut buf = vec![0u8; length as usize];
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                BackendError::new(
+                    BackendErrorKind::Permanent,
+                    "read",
+                    key,
+                    format!("range {offset}+{length} is past the end of the object"),
+                )
+            } else {
+                BackendError::from_io("read", key, e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        let p = self.path(key)?;
+        let dir = p.parent().expect("keys have a parent").to_path_buf();
+        let err = |e| BackendError::from_io("write", key, e);
+        fs::create_dir_all(&dir).map_err(err)?;
+        let tmp = dir.join(format!(".tmp-{}", crate::Id::random().short()));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &p)?;
+            fsync_dir(&dir)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            err(e)
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let base = if prefix.is_empty() { self.root.clone() } else { self.path(prefix.trim_end_matches('/'))? };
+        let mut stack = vec![base];
+        while let Some(dir) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(BackendError::from_io("list", prefix, e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| BackendError::from_io("list", prefix, e))?;
+                let name = ent.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
+                let ft = ent.file_type().map_err(|e| BackendError::from_io("list", prefix, e))?;
+                if ft.is_dir() {
+                    stack.push(ent.path());
+                } else if ft.is_file() {
+                    let size = ent.metadata().map_err(|e| BackendError::from_io("list", prefix, e))?.len();
+                    let rel = ent.path();
+                    let rel = rel.strip_prefix(&self.root).expect("under root");
+                    out.push(ObjectInfo { key: rel.to_string_lossy().into_owned(), size });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        let p = self.path(key)?;
+        fs::remove_file(&p).map_err(|e| BackendError::from_io("delete", key, e))
+    }
+
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        let p = self.path(key)?;
+        fs::metadata(&p).map(|m| m.len()).map_err(|e| BackendError::from_io("stat", key, e))
+    }
+}
+
+/// Reads the tail of an object: helper for formats with a trailing header.
+pub fn read_tail(f: &mut File, n: u64) -> std::io::Result<Vec<u8>> {
+    let len = f.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(n);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("data/ab/abc", b"hello").unwrap();
+        b.put("snapshots/x", b"s").unwrap();
+        assert_eq!(b.get("data/ab/abc").unwrap(), b"hello");
+        assert_eq!(b.get_range("data/ab/abc", 1, 3).unwrap(), b"ell");
+        assert!(b.get_range("data/ab/abc", 3, 3).is_err());
+        assert_eq!(b.stat("data/ab/abc").unwrap(), 5);
+        let l = b.list("data/").unwrap();
+        assert_eq!(l, vec![ObjectInfo { key: "data/ab/abc".into(), size: 5 }]);
+        b.delete("data/ab/abc").unwrap();
+        assert!(b.get("data/ab/abc").unwrap_err().is_not_found());
+        assert!(b.list("nothing/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        for k in ["../x", "/etc/passwd", "a/../../x", "", "a//b"] {
+            assert!(b.put(k, b"x").is_err(), "key {k:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Storage backends: one small trait, several implementations.
+//!
+//! A backend stores opaque, immutable objects under slash-separated keys
+//! (`data/3f/3f9a…`, `snapshots/…`). It knows nothing of encryption or
+//! formats; [`crate::repo`] builds the repository on top of it. The trait is
+//! synchronous: the engine gets its parallelism from worker threads, and a
+//! network backend drives its own async runtime behind these calls.
+//!
+//! Contract every implementation keeps:
+//! - `put` is atomic and durable: once it returns, the whole object is
+//!   stored and survives a crash; a crash before leaves no object (or only
+//!   a temporary that `list` never shows).
+//! - `get_range` returns exactly the bytes asked for, or an error.
+//! - `list` returns every object under a prefix, with its size.
+
+pub mod local;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use local::LocalBackend;
+
+/// What kind of failure a backend met, which decides whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// Trying again will not help (permissions, missing bucket, bad request).
+    Permanent,
+    /// Trying again may help (timeouts, resets, 5xx, throttling).
+    Transient,
+}
+
+/// A failed storage operation, naming the object and the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} `{object}` failed: {message}")]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    pub op: &'static str,
+    pub object: String,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    pub fn new(
+        kind: BackendErrorKind,
+        op: &'static str,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
+    }
+
+    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => BackendErrorKind::NotFound,
+            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
+            _ => BackendErrorKind::Permanent,
+        };
+        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == BackendErrorKind::NotFound
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == BackendErrorKind::Transient
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// An object found by [`Backend::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The storage trait. Keys are relative, slash-separated, never absolute.
+pub trait Backend: Send + Sync {
+    /// Where the repository lives, for messages and reports; no secrets.
+    fn location(&self) -> String;
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>>;
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>>;
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()>;
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
+    fn delete(&self, key: &str) -> BackendResult<()>;
+    /// The size of an object; `NotFound` when it does not exist.
+    fn stat(&self, key: &str) -> BackendResult<u64>;
+}
+
+impl<T: Backend + ?Sized> Backend for Arc<T> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        (**self).get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        (**self).put(key, data)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        (**self).delete(key)
+    }
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        (**self).stat(key)
+    }
+}
+
+/// Counts of requests made through a [`CountingBackend`].
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub get: AtomicU64,
+    pub get_range: AtomicU64,
+    pub put: AtomicU64,
+    pub list: AtomicU64,
+    pub delete: AtomicU64,
+    pub stat: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        [&self.get, &self.get_range, &self.put, &self.list, &self.delete, &self.stat]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl fmt::Display for RequestCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "GET {} / range GET {} / PUT {} / LIST {} / DELETE {} / HEAD {}; {} bytes down, {} bytes up",
+            l(&self.get),
+            l(&self.get_range),
+            l(&self.put),
+            l(&self.list),
+            l(&self.delete),
+            l(&self.stat),
+            l(&self.bytes_in),
+            l(&self.bytes_out)
+        )
+    }
+}
+
+/// A layer that counts every request, for tests and `--stats`.
+pub struct CountingBackend<B> {
+    inner: B,
+    pub counts: Arc<RequestCounts>,
+}
+
+impl<B: Backend> CountingBackend<B> {
+    pub fn new(inner: B) -> Self {
+        CountingBackend { inner, counts: Arc::default() }
+    }
+}
+
+impl<B: Backend> Backend for CountingBackend<B> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.get(key)?;
+        self.counts.bytes_in.fetch_add(r.len() as u64, Ordering::Relaxed);
+        Ok(r)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        self.counts.get_range.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.get_range(key, offset, length)?;
+        self.counts.bytes_in.fetch_add(r.len() as u64, Ordering::Relaxed);
+        Ok(r)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put(key, data)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        self.counts.list.fetch_add(1, Ordering::Relaxed);
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(key)
+    }
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        self.counts.stat.fetch_add(1, Ordering::Relaxed);
+        self.inner.stat(key)
+    }
+}
+
+/// Opens the backend a repository URL names: a plain path or `file:///path`.
+pub fn open_url(url: &str) -> Result<Arc<dyn Backend>, crate::Error> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Ok(Arc::new(LocalBackend::new(rest)));
+    }
+    if url.starts_with("s3://") {
+        return Err(crate::Error::InvalidArgument(format!(
+            "repository URL `{url}`: S3 repositories are not supported by this build"
+        )));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(crate::Error::InvalidArgument(format!(
+            "repository URL `{url}`: unknown scheme `{scheme}` (use a path, file:///path or s3://bucket/prefix)"
+        )));
+    }
+    if url.is_empty() {
+        return Err(crate::Error::InvalidArgument("the repository URL is empty".into()));
+    }
+    Ok(Arc::new(LocalBackend::new(url)))
+}

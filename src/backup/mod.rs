@@ -1,0 +1,313 @@
+//! Backup: scan the sources, store what is new, commit a snapshot.
+//!
+//! Order of events, which is what makes a crash at any instant harmless:
+//! 1. load the index and adopt packs that an interrupted backup stored
+//!    but never indexed;
+//! 2. scan the sources against the parent snapshot ([`scan`]);
+//! 3. read changed files through the parallel pipeline ([`pipeline`]);
+//! 4. write directory trees bottom-up as blobs;
+//! 5. store the last packs and the index (packs first, then their index);
+//! 6. write the snapshot: the commit point.
+
+pub mod pipeline;
+pub mod scan;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repo::blob::Encoder;
+use crate::repo::snapshot::SkippedFile;
+use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
+use crate::repo::{keys, BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+
+use pipeline::{Counters, FileOutcome};
+use scan::{DirScan, Entry, Excludes, FileStatus, Scanner};
+
+/// Receives progress events; every method has a no-op default.
+pub trait Progress: Sync {
+    fn scanned(&self, _files: u64, _bytes: u64) {}
+    fn file_done(&self, _path: &Path, _bytes: u64) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What to back up.
+pub enum Source<'a> {
+    Paths(Vec<PathBuf>),
+    /// A stream stored as one file named `name` (e.g. a database dump).
+    Stdin {
+        name: String,
+        reader: Box<dyn Read + Send + 'a>,
+    },
+}
+
+pub struct BackupOptions {
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub excludes: Vec<String>,
+    pub exclude_if_present: Vec<String>,
+    pub one_file_system: bool,
+    /// The time to record (default: now).
+    pub time: Option<DateTime<Utc>>,
+    pub policy: Option<String>,
+    /// Use this parent instead of looking one up; `Some(None)` for none.
+    pub parent: Option<Option<Id>>,
+    pub threads: usize,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            tags: Vec::new(),
+            host: None,
+            excludes: Vec::new(),
+            exclude_if_present: Vec::new(),
+            one_file_system: false,
+            time: None,
+            policy: None,
+            parent: None,
+            threads: default_threads(),
+        }
+    }
+}
+
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+#[derive(Debug)]
+pub struct BackupReport {
+    pub snapshot_id: Id,
+    pub snapshot: Snapshot,
+    /// Non-fatal problems (changed files, unreadable parent trees…).
+    pub warnings: Vec<String>,
+    pub adopted_packs: usize,
+}
+
+impl BackupReport {
+    /// True when some files could not be stored (exit code 3).
+    pub fn incomplete(&self) -> bool {
+        !self.snapshot.summary.skipped.is_empty()
+    }
+}
+
+/// Runs one backup and commits its snapshot.
+pub fn run(
+    repo: &Repository,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let time = opts.time.unwrap_or_else(Utc::now);
+    let host = opts.host.clone().unwrap_or_else(keys::hostname);
+    let mut index = repo.load_index()?;
+    let adopted = adopt_unindexed_packs(repo, &mut index)?;
+    let mut warnings: Vec<String> =
+        adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
+
+    let (paths, abs_paths) = match &source {
+        Source::Paths(p) => {
+            if p.is_empty() {
+                return Err(Error::InvalidArgument("nothing to back up: give at least one path".into()));
+            }
+            let abs = p.iter().map(|x| scan::absolute(x)).collect::<Result<Vec<_>>>()?;
+            (abs.iter().map(|a| a.display().to_string()).collect::<Vec<_>>(), abs)
+        }
+        Source::Stdin { name, .. } => {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(Error::InvalidArgument(format!("--stdin-name `{name}` must be a plain file name")));
+            }
+            (vec![format!("/{name}")], Vec::new())
+        }
+    };
+
+    let parent_id = match opts.parent {
+        Some(p) => p,
+        None => repo.list_snapshots()?.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)).map(|(id, _)| id),
+    };
+    let parent_tree = match parent_id {
+        Some(id) => {
+            let s = repo.load_snapshot(&id)?;
+            match repo.load_tree(&index, &s.tree) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.push(format!("parent snapshot {} unreadable, reading everything: {e}", id.short()));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    let writer = RepoWriter::new(repo, 2, 64);
+    let counters = Counters::default();
+    let mut summary = Summary::default();
+    let root_id = match source {
+        Source::Paths(_) => {
+            let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
+            let mut scanner = Scanner::new(repo, &index, &excludes, opts.one_file_system);
+            let mut root = scan::new_root(parent_tree);
+            for p in &abs_paths {
+                scanner.add_path(&mut root, p)?;
+            }
+            let total: u64 = scanner.jobs.iter().map(|j| j.size).sum();
+            progress.scanned(scanner.jobs.len() as u64, total);
+            let outcomes = pipeline::run(repo, &index, &writer, &scanner.jobs, opts.threads, &counters, progress)?;
+            warnings.append(&mut scanner.warnings);
+            summary.skipped = std::mem::take(&mut scanner.skipped);
+            let mut enc = Encoder::new(repo.config().compression);
+            let mut ctx = TreeCtx {
+                index: &index,
+                writer: &writer,
+                enc: &mut enc,
+                outcomes: &outcomes,
+                jobs: &scanner.jobs,
+                summary: &mut summary,
+                warnings: &mut warnings,
+            };
+            ctx.write_dir(root)?
+        }
+        Source::Stdin { name, reader } => {
+            let content = store_stream(repo, &index, &writer, reader, &counters)?;
+            let mut node = Node::new(name.into_bytes(), NodeKind::File);
+            node.mode = 0o600;
+            node.mtime = time.timestamp();
+            node.mtime_nsec = time.timestamp_subsec_nanos();
+            node.size = counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+            node.content = content;
+            node.uid = nix::unistd::getuid().as_raw();
+            node.gid = nix::unistd::getgid().as_raw();
+            summary.files_new = 1;
+            summary.files_total = 1;
+            summary.bytes_total = node.size;
+            let mut enc = Encoder::new(repo.config().compression);
+            writer.store_blob(&index, BlobKind::Tree, &Tree::new(vec![node]).encode(), &mut enc)?.0
+        }
+    };
+    let stats = writer.finish()?;
+    summary.bytes_read = counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+    summary.data_added = stats.raw_bytes;
+    summary.bytes_added = stats.stored_bytes;
+    summary.blobs_added = stats.blobs;
+    summary.packs_added = stats.packs;
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    let snapshot = Snapshot {
+        v: crate::repo::snapshot::SNAPSHOT_VERSION,
+        time,
+        hostname: host,
+        username: keys::username(),
+        paths,
+        tags: opts.tags.clone(),
+        policy: opts.policy.clone(),
+        parent: parent_id,
+        tree: root_id,
+        program_version: crate::VERSION.to_string(),
+        summary,
+    };
+    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
+}
+
+fn store_stream(
+    repo: &Repository,
+    index: &Index,
+    writer: &RepoWriter,
+    reader: Box<dyn Read + Send + '_>,
+    counters: &Counters,
+) -> Result<Vec<Id>> {
+    let mut chunker = crate::chunk::Chunker::new(repo.config().chunker);
+    let mut enc = Encoder::new(repo.config().compression);
+    let mut content = Vec::new();
+    let mut store_err = None;
+    let r = chunker.chunk_stream::<_, std::io::Error>(reader, |chunk| {
+        counters.bytes_read.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        match writer.store_blob(index, BlobKind::Data, chunk, &mut enc) {
+            Ok((id, _)) => {
+                content.push(id);
+                Ok(())
+            }
+            Err(e) => {
+                store_err = Some(e);
+                Err(std::io::Error::other("store failed"))
+            }
+        }
+    });
+    if let Some(e) = store_err {
+        return Err(e);
+    }
+    r.map_err(|e| Error::io("<stdin>", e))?;
+    Ok(content)
+}
+
+struct TreeCtx<'a> {
+    index: &'a Index,
+    writer: &'a RepoWriter,
+    enc: &'a mut Encoder,
+    outcomes: &'a [FileOutcome],
+    jobs: &'a [scan::FileJob],
+    summary: &'a mut Summary,
+    warnings: &'a mut Vec<String>,
+}
+
+impl TreeCtx<'_> {
+    /// Writes a directory's tree (children first) and returns its id.
+    fn write_dir(&mut self, dir: DirScan) -> Result<Id> {
+        let mut nodes = Vec::with_capacity(dir.children.len());
+        for e in dir.children {
+            match e {
+                Entry::Dir(d) => {
+                    let mut node = d.node.clone();
+                    node.subtree = Some(self.write_dir(d)?);
+                    self.summary.dirs += 1;
+                    nodes.push(node);
+                }
+                Entry::File { mut node, job, status } => {
+                    if let Some(j) = job {
+                        match &self.outcomes[j] {
+                            FileOutcome::Read { content, size, changed } => {
+                                node.content = content.clone();
+                                node.size = *size;
+                                if *changed {
+                                    let p = self.jobs[j].path.display().to_string();
+                                    self.warnings.push(format!("{p}: changed while it was read; stored as read"));
+                                    // Its ctime moved on, so the next backup reads it again.
+                                    self.summary.changed_during_backup.push(p);
+                                }
+                            }
+                            FileOutcome::Failed(e) => {
+                                let path = self.jobs[j].path.display().to_string();
+                                let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                                    "vanished during the backup".to_string()
+                                } else {
+                                    e.to_string()
+                                };
+                                self.summary.skipped.push(SkippedFile { path, reason });
+                                continue;
+                            }
+                        }
+                    }
+                    match status {
+                        FileStatus::New => self.summary.files_new += 1,
+                        FileStatus::Changed => self.summary.files_changed += 1,
+                        FileStatus::Unchanged => self.summary.files_unchanged += 1,
+                    }
+                    self.summary.files_total += 1;
+                    self.summary.bytes_total += node.size;
+                    nodes.push(node);
+                }
+                Entry::Leaf(node) => nodes.push(node),
+            }
+        }
+        let tree = Tree::new(nodes);
+        let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &tree.encode(), self.enc)?;
+        Ok(id)
+    }
+}

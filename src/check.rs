@@ -1,0 +1,303 @@
+//! Repository checks.
+//!
+//! Structure (always): every index file opens; every indexed pack is
+//! stored with the recorded size; every snapshot opens, and every tree and
+//! chunk it references is indexed with the right kind and every tree
+//! decodes. With `--read-data` (or a subset of packs), every blob of every
+//! pack read is opened, decompressed and hashed again, and the pack header
+//! is compared with the index. Damage is reported by object name, with the
+//! snapshots and files it affects.
+//!
+//! Packs that are stored but in no index are not errors: an interrupted
+//! backup leaves them, the next backup adopts them, and prune removes
+//! them if nobody does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::repo::{blob, pack, pack_key, BlobKind, Index, IndexFile, NodeKind, Repository};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// A random subset of the packs, as a fraction in `(0, 1]`.
+    Subset(f64),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The object at fault: `data/..`, `index/..`, `snapshots/..`, a blob.
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Affected {
+    pub snapshot: String,
+    pub path: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub index_files: usize,
+    pub packs: usize,
+    pub snapshots: usize,
+    pub trees: usize,
+    pub packs_read: usize,
+    pub blobs_read: usize,
+    pub errors: Vec<Problem>,
+    /// Packs with damage found by reading them, by storage key.
+    pub damaged_packs: Vec<String>,
+    /// Snapshot files that depend on missing or damaged objects.
+    pub affected: Vec<Affected>,
+    /// Stored packs that no index lists (harmless leftovers).
+    pub unindexed_packs: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    // Index files, one by one, so one bad file does not hide the others.
+    let mut index = Index::new();
+    let ids = repo.list_ids("index")?;
+    let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    for id in ids {
+        match repo.load_object("index", &id).and_then(|p| {
+            IndexFile::decode(&p).map_err(|e| crate::Error::format(format!("index file `index/{id}`"), e))
+        }) {
+            Ok(f) => files.push((id, f)),
+            Err(e) => r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() }),
+        }
+    }
+    r.index_files = files.len();
+    let superseded: HashSet<Id> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+    for (id, f) in &files {
+        if !superseded.contains(id) {
+            for (info, entries) in &f.packs {
+                index.add_pack(info.clone(), entries);
+            }
+        }
+    }
+    index.compact();
+
+    // Packs: indexed ones must be stored, with the recorded size.
+    let stored: HashMap<Id, u64> = repo
+        .backend()
+        .list("data/")?
+        .into_iter()
+        .filter_map(|o| o.key.rsplit('/').next().and_then(|n| n.parse().ok()).map(|id| (id, o.size)))
+        .collect();
+    let mut missing_blobs: HashSet<Id> = HashSet::new();
+    let mut missing_packs: HashSet<u32> = HashSet::new();
+    for (n, p) in index.packs().iter().enumerate() {
+        match stored.get(&p.id) {
+            None => {
+                missing_packs.insert(n as u32);
+                r.errors.push(Problem { object: pack_key(&p.id), message: "indexed but missing from storage".into() });
+            }
+            Some(&size) if size != p.size => {
+                missing_packs.insert(n as u32);
+                r.errors.push(Problem {
+                    object: pack_key(&p.id),
+                    message: format!("stored size {size} differs from the indexed {}", p.size),
+                })
+            }
+            _ => {}
+        }
+    }
+    if !missing_packs.is_empty() {
+        for (id, l) in index.iter() {
+            if missing_packs.contains(&l.pack) {
+                missing_blobs.insert(*id);
+            }
+        }
+    }
+    r.packs = index.packs().len();
+    r.unindexed_packs = stored.keys().filter(|id| !index.has_pack(id)).map(pack_key).collect();
+    r.unindexed_packs.sort();
+
+    // Read data: open and hash every blob of the chosen packs.
+    let mut bad_blobs: HashSet<Id> = HashSet::new();
+    let mut chosen: Vec<u32> = (0..index.packs().len() as u32).filter(|n| !missing_packs.contains(n)).collect();
+    match read {
+        ReadData::None => chosen.clear(),
+        ReadData::All => {}
+        ReadData::Subset(frac) => {
+            chosen.shuffle(&mut rand::thread_rng());
+            let keep = ((chosen.len() as f64 * frac).ceil() as usize).min(chosen.len());
+            chosen.truncate(keep);
+        }
+    }
+    if !chosen.is_empty() {
+        let by_pack = index.entries_by_pack();
+        let next = AtomicUsize::new(0);
+        let found: Mutex<Vec<PackFindings>> = Mutex::new(Vec::new());
+        let blobs_read = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&n) = chosen.get(i) else { break };
+                    let (bad, msgs, count) = read_pack(repo, &index, n, &by_pack[n as usize]);
+                    blobs_read.fetch_add(count, Ordering::Relaxed);
+                    if !msgs.is_empty() {
+                        found.lock().unwrap().push((pack_key(&index.pack(n).id), bad, msgs));
+                    }
+                });
+            }
+        });
+        r.packs_read = chosen.len();
+        r.blobs_read = blobs_read.into_inner();
+        let mut found = found.into_inner().unwrap();
+        found.sort();
+        for (key, bad, msgs) in found {
+            bad_blobs.extend(bad);
+            for m in msgs {
+                r.errors.push(Problem { object: key.clone(), message: m });
+            }
+            r.damaged_packs.push(key);
+        }
+    }
+
+    // Snapshots and their trees.
+    let snaps = repo.list_ids("snapshots")?;
+    let mut good_trees: HashSet<Id> = HashSet::new();
+    let mut affected: BTreeSet<Affected> = BTreeSet::new();
+    let mut reported: HashSet<Id> = HashSet::new();
+    for sid in snaps {
+        let snap = match repo.load_snapshot(&sid) {
+            Ok(s) => s,
+            Err(e) => {
+                r.errors.push(Problem { object: format!("snapshots/{sid}"), message: e.to_string() });
+                continue;
+            }
+        };
+        r.snapshots += 1;
+        let mut stack = vec![(snap.tree, String::new())];
+        while let Some((tid, path)) = stack.pop() {
+            let shown_path = if path.is_empty() { "/".to_string() } else { path.clone() };
+            let bad_tree = |msg: String, r: &mut CheckReport, reported: &mut HashSet<Id>| {
+                if reported.insert(tid) {
+                    r.errors.push(Problem { object: format!("tree {tid}"), message: msg });
+                }
+            };
+            if index.kind_of(&tid) != Some(BlobKind::Tree) {
+                bad_tree(format!("referenced by {shown_path} but not indexed as a tree"), &mut r, &mut reported);
+                affected.insert(Affected { snapshot: sid.short(), path: shown_path });
+                continue;
+            }
+            if missing_blobs.contains(&tid) || bad_blobs.contains(&tid) {
+                affected.insert(Affected { snapshot: sid.short(), path: shown_path });
+                continue;
+            }
+            let first_visit = good_trees.insert(tid);
+            let tree = match repo.load_tree(&index, &tid) {
+                Ok(t) => t,
+                Err(e) => {
+                    bad_tree(e.to_string(), &mut r, &mut reported);
+                    affected.insert(Affected { snapshot: sid.short(), path: shown_path });
+                    continue;
+                }
+            };
+            if first_visit {
+                r.trees += 1;
+            }
+            for n in &tree.nodes {
+                let p = format!("{path}/{}", n.name_lossy());
+                match n.kind {
+                    NodeKind::Dir => match n.subtree {
+                        Some(s) => stack.push((s, p)),
+                        None => r.errors.push(Problem {
+                            object: format!("tree {tid}"),
+                            message: format!("directory {p} has no subtree"),
+                        }),
+                    },
+                    NodeKind::File => {
+                        for c in &n.content {
+                            if index.kind_of(c) != Some(BlobKind::Data) {
+                                if reported.insert(*c) {
+                                    r.errors.push(Problem {
+                                        object: format!("blob {c}"),
+                                        message: format!("chunk of {p} is not indexed"),
+                                    });
+                                }
+                                affected.insert(Affected { snapshot: sid.short(), path: p.clone() });
+                            } else if missing_blobs.contains(c) || bad_blobs.contains(c) {
+                                affected.insert(Affected { snapshot: sid.short(), path: p.clone() });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    r.affected = affected.into_iter().collect();
+    Ok(r)
+}
+
+/// A damaged pack: its key, bad blob ids, and what was wrong.
+type PackFindings = (String, Vec<Id>, Vec<String>);
+
+/// Reads one pack whole: checks the header against the index and every
+/// blob against its id. Returns bad blob ids, messages, blobs read.
+fn read_pack(repo: &Repository, index: &Index, n: u32, indexed: &[pack::PackEntry]) -> (Vec<Id>, Vec<String>, usize) {
+    let info = index.pack(n);
+    let key = pack_key(&info.id);
+    let data = match repo.backend().get(&key) {
+        Ok(d) => d,
+        Err(e) => return (indexed.iter().map(|e| e.id).collect(), vec![e.to_string()], 0),
+    };
+    let mut msgs = Vec::new();
+    if Id::hash_of(&data) != info.id {
+        msgs.push("content does not match the pack's name (altered or damaged)".to_string());
+    }
+    match header_of(repo, &data) {
+        Ok(entries) => {
+            let a: BTreeMap<Id, (u32, u32)> = entries.iter().map(|e| (e.id, (e.offset, e.length))).collect();
+            let b: BTreeMap<Id, (u32, u32)> = indexed.iter().map(|e| (e.id, (e.offset, e.length))).collect();
+            if b.iter().any(|(id, v)| a.get(id) != Some(v)) {
+                msgs.push("header disagrees with the index".into());
+            }
+        }
+        Err(e) => msgs.push(format!("header: {e}")),
+    }
+    let mut bad = Vec::new();
+    for e in indexed {
+        let end = e.offset as usize + e.length as usize;
+        let r = if end <= data.len() {
+            blob::decode(repo.key(), &data[e.offset as usize..end], &e.id, e.raw_length as u64).map(|_| ())
+        } else {
+            Err(blob::BlobError::Length { expected: end as u64, actual: data.len() as u64 })
+        };
+        if let Err(err) = r {
+            msgs.push(format!("blob {} at offset {}: {err}", e.id, e.offset));
+            bad.push(e.id);
+        }
+    }
+    (bad, msgs, indexed.len())
+}
+
+fn header_of(repo: &Repository, data: &[u8]) -> std::result::Result<Vec<pack::PackEntry>, String> {
+    let hlen = pack::header_len_from_trailer(data).ok_or("pack too short")? as usize;
+    if hlen + 4 > data.len() {
+        return Err(format!("header length {hlen} exceeds the pack"));
+    }
+    let start = data.len() - 4 - hlen;
+    let plain = repo.key().open(&data[start..data.len() - 4]).map_err(|_| "authentication failed".to_string())?;
+    let entries = pack::decode_header(&plain)?;
+    pack::validate_layout(&entries, start as u64)?;
+    Ok(entries)
+}

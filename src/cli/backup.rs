@@ -1,0 +1,130 @@
+//! `cairn backup`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::backup::{self, BackupOptions, Progress, Source};
+use crate::error::{Error, Result};
+
+use super::output::{human_bytes, Printer};
+use super::{open_repo, threads, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's)
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Leave out paths matching GLOB (repeatable; without `/` it matches names)
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Leave out directories that contain a file with this name
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the file system of each path given
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Store standard input as one file instead of reading paths
+    #[arg(long, requires = "stdin_name")]
+    pub stdin: bool,
+    /// The file name to store standard input under
+    #[arg(long, value_name = "NAME")]
+    pub stdin_name: Option<String>,
+    /// Record this time for the snapshot (RFC 3339), e.g. for imports
+    #[arg(long, value_name = "RFC3339")]
+    pub time: Option<DateTime<Utc>>,
+    /// Do not compare with a parent snapshot: read every file
+    #[arg(long)]
+    pub force: bool,
+}
+
+struct Bar(indicatif::ProgressBar, AtomicU64);
+
+impl Progress for Bar {
+    fn scanned(&self, _files: u64, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn file_done(&self, _path: &std::path::Path, bytes: u64) {
+        self.1.fetch_add(bytes, Ordering::Relaxed);
+        self.0.inc(bytes);
+    }
+}
+
+pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(backup::scan::read_exclude_file(f)?);
+    }
+    let source = if a.stdin {
+        if !a.paths.is_empty() {
+            return Err(Error::InvalidArgument("--stdin takes no paths".into()));
+        }
+        Source::Stdin { name: a.stdin_name.clone().unwrap_or_default(), reader: Box::new(std::io::stdin()) }
+    } else {
+        if a.paths.is_empty() {
+            return Err(Error::InvalidArgument("nothing to back up: give at least one path, or --stdin".into()));
+        }
+        Source::Paths(a.paths.clone())
+    };
+    let repo = open_repo(g)?;
+    let opts = BackupOptions {
+        tags: a.tags.clone(),
+        host: a.host.clone(),
+        excludes,
+        exclude_if_present: a.exclude_if_present.clone(),
+        one_file_system: a.one_file_system,
+        time: a.time,
+        policy: None,
+        parent: if a.force { Some(None) } else { None },
+        threads: threads(g),
+    };
+    let bar = Bar(p.progress(0, "backing up"), AtomicU64::new(0));
+    let report = backup::run(&repo, source, &opts, &bar)?;
+    bar.0.finish_and_clear();
+    for w in &report.warnings {
+        p.warn(w);
+    }
+    let s = &report.snapshot.summary;
+    if p.json {
+        p.json(&serde_json::json!({
+            "snapshot": report.snapshot_id,
+            "short_id": report.snapshot_id.short(),
+            "parent": report.snapshot.parent,
+            "summary": s,
+        }));
+    } else {
+        p.data(report.snapshot_id.to_hex());
+        p.info(format!(
+            "snapshot {} saved\n  files: {} new, {} changed, {} unchanged ({} in all, {})\n  read {}, added {} ({} stored) in {} blobs, {} packs\n  took {:.2} s",
+            report.snapshot_id.short(),
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.files_total,
+            human_bytes(s.bytes_total),
+            human_bytes(s.bytes_read),
+            human_bytes(s.data_added),
+            human_bytes(s.bytes_added),
+            s.blobs_added,
+            s.packs_added,
+            s.duration_secs
+        ));
+    }
+    if report.incomplete() {
+        p.warn(format!("{} file(s) could not be backed up:", s.skipped.len()));
+        for f in &s.skipped {
+            eprintln!("  {}: {}", f.path, f.reason);
+        }
+        return Ok(EXIT_PARTIAL);
+    }
+    Ok(EXIT_OK)
+}

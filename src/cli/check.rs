@@ -1,0 +1,78 @@
+//! `cairn check`.
+
+use crate::check::{self, ReadData};
+use crate::error::{Error, Result};
+
+use super::output::Printer;
+use super::{open_repo, threads, GlobalArgs, EXIT_INTEGRITY, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Also read, decrypt and hash every blob of every pack
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read a random subset of the packs, e.g. 10%
+    #[arg(long, value_name = "P%")]
+    pub read_data_subset: Option<String>,
+}
+
+fn parse_percent(s: &str) -> Result<f64> {
+    let v: f64 =
+        s.trim().trim_end_matches('%').parse().map_err(|_| {
+            Error::InvalidArgument(format!("--read-data-subset `{s}`: expected a percentage such as 10%"))
+        })?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err(Error::InvalidArgument(format!("--read-data-subset `{s}`: must be above 0% and at most 100%")));
+    }
+    Ok(v / 100.0)
+}
+
+pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => ReadData::Subset(parse_percent(s)?),
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let repo = open_repo(g)?;
+    let r = check::check(&repo, read, threads(g))?;
+    if p.json {
+        p.json(&r);
+    } else {
+        p.info(format!(
+            "checked {} snapshots, {} trees, {} packs, {} index files{}",
+            r.snapshots,
+            r.trees,
+            r.packs,
+            r.index_files,
+            if r.packs_read > 0 {
+                format!("; read {} packs ({} blobs)", r.packs_read, r.blobs_read)
+            } else {
+                String::new()
+            }
+        ));
+        if !r.unindexed_packs.is_empty() {
+            p.info(format!(
+                "note: {} pack(s) are in no index (left by an interrupted backup; the next backup reuses them)",
+                r.unindexed_packs.len()
+            ));
+        }
+        for e in &r.errors {
+            p.data(format!("error: {}: {}", e.object, e.message));
+        }
+        for pk in &r.damaged_packs {
+            p.data(format!("damaged pack: {pk}"));
+        }
+        for a in &r.affected {
+            p.data(format!("affected: snapshot {} {}", a.snapshot, a.path));
+        }
+    }
+    if r.ok() {
+        if !p.json {
+            p.info("no errors found");
+        }
+        Ok(EXIT_OK)
+    } else {
+        p.warn(format!("{} problem(s) found; {} file(s) in snapshots affected", r.errors.len(), r.affected.len()));
+        Ok(EXIT_INTEGRITY)
+    }
+}

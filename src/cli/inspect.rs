@@ -1,0 +1,263 @@
+//! `cairn snapshots`, `ls`, `diff` and `dump`: read-only views.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repo::tree::{lookup, walk};
+use crate::repo::{Node, NodeKind, Snapshot};
+
+use super::output::{human_bytes, Printer};
+use super::{open_repo, GlobalArgs, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots with this tag
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only snapshots of this host
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id prefix or `latest`
+    pub snapshot: String,
+    /// Only list below this path
+    pub path: Option<String>,
+    /// Show type, mode, size and modification time
+    #[arg(long, short = 'l')]
+    pub long: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    pub snapshot1: String,
+    pub snapshot2: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DumpArgs {
+    pub snapshot: String,
+    /// Path of the file in the snapshot, e.g. /home/a/notes.txt
+    pub path: String,
+}
+
+#[derive(Serialize)]
+struct SnapshotJson<'a> {
+    id: Id,
+    short_id: String,
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+}
+
+pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> {
+    let repo = open_repo(g)?;
+    let list: Vec<(Id, Snapshot)> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .collect();
+    if p.json {
+        let v: Vec<SnapshotJson> =
+            list.iter().map(|(id, s)| SnapshotJson { id: *id, short_id: id.short(), snapshot: s }).collect();
+        p.json(&v);
+        return Ok(EXIT_OK);
+    }
+    p.data(format!("{:<8}  {:<20}  {:<16}  {:>10}  {:<16}  paths", "id", "time (UTC)", "host", "size", "tags"));
+    for (id, s) in &list {
+        p.data(format!(
+            "{:<8}  {:<20}  {:<16}  {:>10}  {:<16}  {}",
+            id.short(),
+            s.time.format("%Y-%m-%d %H:%M:%S"),
+            s.hostname,
+            human_bytes(s.summary.bytes_total),
+            s.tags.join(","),
+            s.paths.join(" ")
+        ));
+    }
+    p.info(format!("{} snapshot(s)", list.len()));
+    Ok(EXIT_OK)
+}
+
+fn kind_char(k: NodeKind) -> char {
+    match k {
+        NodeKind::File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+        NodeKind::Socket => 's',
+    }
+}
+
+#[derive(Serialize)]
+struct LsEntry {
+    path: String,
+    #[serde(rename = "type")]
+    kind: NodeKind,
+    mode: u32,
+    size: u64,
+    uid: u32,
+    gid: u32,
+    mtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+fn mtime_of(n: &Node) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(n.mtime, n.mtime_nsec).unwrap_or_default()
+}
+
+pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
+    let repo = open_repo(g)?;
+    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
+    let index = repo.load_index()?;
+    let (start, prefix) = match a.path.as_deref().map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {
+        None => (snap.tree, Vec::new()),
+        Some(path) => {
+            let node = lookup(&repo, &index, &snap.tree, path.as_bytes())?
+                .ok_or_else(|| Error::PathNotFound { snapshot: sid.short(), path: path.to_string() })?;
+            match node.subtree {
+                Some(t) => (t, path.as_bytes().to_vec()),
+                None => {
+                    // A single file: show just that entry.
+                    print_entry(p, a.long, path.as_bytes(), &node).map_err(|e| Error::io("stdout", e))?;
+                    return Ok(EXIT_OK);
+                }
+            }
+        }
+    };
+    let mut entries = Vec::new();
+    walk(&repo, &index, &start, &prefix, &mut |path, n| {
+        if p.json {
+            entries.push(LsEntry {
+                path: String::from_utf8_lossy(path).into_owned(),
+                kind: n.kind,
+                mode: n.mode,
+                size: n.size,
+                uid: n.uid,
+                gid: n.gid,
+                mtime: mtime_of(n).to_rfc3339(),
+                target: n.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+            });
+        } else {
+            print_entry(p, a.long, path, n).map_err(|e| Error::io("stdout", e))?;
+        }
+        Ok(true)
+    })?;
+    if p.json {
+        p.json(&entries);
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_entry(p: &Printer, long: bool, path: &[u8], n: &Node) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    if long {
+        line.extend_from_slice(
+            format!(
+                "{}{:04o} {:>6} {:>6} {:>12} {} ",
+                kind_char(n.kind),
+                n.mode,
+                n.uid,
+                n.gid,
+                n.size,
+                mtime_of(n).format("%Y-%m-%d %H:%M:%S")
+            )
+            .as_bytes(),
+        );
+    }
+    line.extend_from_slice(path);
+    if long {
+        if let Some(t) = &n.target {
+            line.extend_from_slice(b" -> ");
+            line.extend_from_slice(t);
+        }
+    }
+    line.push(b'\n');
+    p.data_bytes(&line)
+}
+
+#[derive(Serialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Change {
+    change: &'static str,
+    path: String,
+}
+
+fn flatten(repo: &crate::repo::Repository, index: &crate::repo::Index, tree: &Id) -> Result<BTreeMap<Vec<u8>, Node>> {
+    let mut out = BTreeMap::new();
+    walk(repo, index, tree, b"", &mut |path, n| {
+        out.insert(path.to_vec(), n.clone());
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+pub fn diff(g: &GlobalArgs, a: &DiffArgs, p: &Printer) -> Result<i32> {
+    let repo = open_repo(g)?;
+    let (_, s1) = repo.find_snapshot(&a.snapshot1)?;
+    let (_, s2) = repo.find_snapshot(&a.snapshot2)?;
+    let index = repo.load_index()?;
+    let m1 = flatten(&repo, &index, &s1.tree)?;
+    let m2 = flatten(&repo, &index, &s2.tree)?;
+    let mut changes = Vec::new();
+    for (path, n1) in &m1 {
+        let shown = String::from_utf8_lossy(path).into_owned();
+        match m2.get(path) {
+            None => changes.push(Change { change: "-", path: shown }),
+            Some(n2) if n1.kind != n2.kind => changes.push(Change { change: "T", path: shown }),
+            Some(n2) if n1.content != n2.content || n1.target != n2.target || n1.size != n2.size => {
+                changes.push(Change { change: "M", path: shown })
+            }
+            Some(n2) if n1.mode != n2.mode || n1.uid != n2.uid || n1.gid != n2.gid || n1.xattrs != n2.xattrs => {
+                changes.push(Change { change: "U", path: shown })
+            }
+            _ => {}
+        }
+    }
+    for path in m2.keys() {
+        if !m1.contains_key(path) {
+            changes.push(Change { change: "+", path: String::from_utf8_lossy(path).into_owned() });
+        }
+    }
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    if p.json {
+        p.json(&changes);
+    } else {
+        for c in &changes {
+            p.data(format!("{}  {}", c.change, c.path));
+        }
+        let count = |k: &str| changes.iter().filter(|c| c.change == k).count();
+        p.info(format!(
+            "{} added, {} removed, {} modified, {} metadata only, {} type changed",
+            count("+"),
+            count("-"),
+            count("M"),
+            count("U"),
+            count("T")
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn dump(g: &GlobalArgs, a: &DumpArgs, p: &Printer) -> Result<i32> {
+    let repo = open_repo(g)?;
+    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
+    let index = repo.load_index()?;
+    let node = lookup(&repo, &index, &snap.tree, a.path.as_bytes())?
+        .ok_or_else(|| Error::PathNotFound { snapshot: sid.short(), path: a.path.clone() })?;
+    if node.kind != NodeKind::File {
+        return Err(Error::InvalidArgument(format!("`{}` is not a regular file", a.path)));
+    }
+    for c in &node.content {
+        let data = repo.read_blob(&index, c)?;
+        p.data_bytes(&data).map_err(|e| Error::io("stdout", e))?;
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,75 @@
+//! `cairn key add|list|remove`: the passwords that open the repository.
+
+use std::path::PathBuf;
+
+use crate::crypto::KdfParams;
+use crate::error::Result;
+use crate::repo::keys;
+
+use super::output::Printer;
+use super::{open_backend, open_repo, password, GlobalArgs, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub cmd: KeyCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a password (read from --new-password-file, CAIRN_NEW_PASSWORD, or a prompt)
+    Add {
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List the key slots
+    List,
+    /// Remove a key slot by id prefix (not the one in use, never the last)
+    Remove { id: String },
+}
+
+pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
+    match &a.cmd {
+        KeyCmd::Add { new_password_file } => {
+            let repo = open_repo(g)?;
+            let new = match (new_password_file, std::env::var_os("CAIRN_NEW_PASSWORD")) {
+                (Some(f), _) => password::from_file(f)?,
+                (None, Some(v)) => password::Password(std::os::unix::ffi::OsStringExt::into_vec(v)),
+                (None, None) => password::prompt("new password: ", true)?,
+            };
+            let id = keys::add_slot(repo.backend().as_ref(), repo.key(), &new.0, KdfParams::default())?;
+            if p.json {
+                p.json(&serde_json::json!({ "id": id }));
+            } else {
+                p.data(id.to_hex());
+                p.info(format!("added key slot {}", id.short()));
+            }
+        }
+        KeyCmd::List => {
+            let b = open_backend(g)?;
+            let pw = password::resolve(g.password_file.as_deref(), false)?;
+            let slots = keys::list(b.as_ref(), &pw.0)?;
+            if p.json {
+                p.json(&slots);
+            } else {
+                for s in &slots {
+                    p.data(format!(
+                        "{} {}  {}  {}@{}",
+                        if s.current { "*" } else { " " },
+                        s.id.short(),
+                        s.created.format("%Y-%m-%d %H:%M:%S"),
+                        s.username,
+                        s.hostname
+                    ));
+                }
+            }
+        }
+        KeyCmd::Remove { id } => {
+            let b = open_backend(g)?;
+            let pw = password::resolve(g.password_file.as_deref(), false)?;
+            let removed = keys::remove(b.as_ref(), &pw.0, id)?;
+            p.info(format!("removed key slot {}", removed.short()));
+        }
+    }
+    Ok(EXIT_OK)
+}

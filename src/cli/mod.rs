@@ -1,0 +1,189 @@
+//! Command-line interface: clap definitions, one file per command.
+//! Printing happens here only (through [`output::Printer`]).
+//!
+//! Exit codes (also in `docs/CLI.md`):
+//! - 0: success;
+//! - 1: error;
+//! - 2: bad usage (unknown flag, missing argument);
+//! - 3: finished, but some files were skipped or could not be restored;
+//! - 5: integrity failure (`check` found damage).
+
+mod backup;
+mod check;
+mod inspect;
+mod key;
+pub mod output;
+pub mod password;
+mod restore;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::backend::{self, Backend};
+use crate::error::{Error, Result};
+use crate::repo::{InitOptions, Repository};
+use output::Printer;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_PARTIAL: i32 = 3;
+pub const EXIT_INTEGRITY: i32 = 5;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Deduplicated, encrypted backups with timed restore drills",
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository: a path, file:///path or s3://bucket/prefix
+    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true)]
+    pub repo: Option<String>,
+    /// Read the repository password from this file (first line)
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing on stderr but warnings and errors
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Worker threads (default: one per core)
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository and print its id
+    Init(InitArgs),
+    /// Back up files and directories (or stdin) into a new snapshot
+    Backup(backup::BackupArgs),
+    /// List snapshots
+    Snapshots(inspect::SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(inspect::LsArgs),
+    /// Show what changed between two snapshots
+    Diff(inspect::DiffArgs),
+    /// Write one file of a snapshot to stdout
+    Dump(inspect::DumpArgs),
+    /// Restore a snapshot into a directory
+    Restore(restore::RestoreArgs),
+    /// Check the repository for damage
+    Check(check::CheckArgs),
+    /// Manage the passwords (key slots) that open the repository
+    Key(key::KeyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// zstd compression level for data (1-19)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compression: i32,
+    /// Target pack size in MiB
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub pack_size_mib: u32,
+    /// Chunk sizes in bytes as MIN,AVG,MAX (default 524288,1048576,8388608)
+    #[arg(long, hide = true)]
+    pub chunk_sizes: Option<String>,
+    /// Argon2id memory in KiB (default 65536)
+    #[arg(long, hide = true)]
+    pub kdf_memory_kib: Option<u32>,
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging();
+    let printer = Printer::new(cli.global.json, cli.global.quiet);
+    match run(cli, &printer) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", output::render_error(&e));
+            EXIT_ERROR
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into());
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn run(cli: Cli, p: &Printer) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init(g, &a, p),
+        Command::Backup(a) => backup::run(g, a, p),
+        Command::Snapshots(a) => inspect::snapshots(g, &a, p),
+        Command::Ls(a) => inspect::ls(g, &a, p),
+        Command::Diff(a) => inspect::diff(g, &a, p),
+        Command::Dump(a) => inspect::dump(g, &a, p),
+        Command::Restore(a) => restore::run(g, &a, p),
+        Command::Check(a) => check::run(g, &a, p),
+        Command::Key(a) => key::run(g, &a, p),
+    }
+}
+
+pub fn threads(g: &GlobalArgs) -> usize {
+    g.threads.unwrap_or_else(crate::backup::default_threads).max(1)
+}
+
+pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
+    let url = g
+        .repo
+        .as_deref()
+        .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
+    backend::open_url(url)
+}
+
+pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
+    let b = open_backend(g)?;
+    let pw = password::resolve(g.password_file.as_deref(), false)?;
+    Repository::open(b, &pw.0)
+}
+
+fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
+    let b = open_backend(g)?;
+    let pw = password::resolve(g.password_file.as_deref(), true)?;
+    let mut opts =
+        InitOptions { compression: a.compression, pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
+    if let Some(s) = &a.chunk_sizes {
+        let v: Vec<u32> =
+            s.split(',').map(|x| x.trim().parse()).collect::<std::result::Result<_, _>>().map_err(|_| {
+                Error::InvalidArgument(format!("--chunk-sizes `{s}`: expected three numbers MIN,AVG,MAX"))
+            })?;
+        let [min, avg, max] = v[..] else {
+            return Err(Error::InvalidArgument(format!("--chunk-sizes `{s}`: expected three numbers MIN,AVG,MAX")));
+        };
+        opts.chunker = crate::chunk::ChunkerParams { min_size: min, avg_size: avg, max_size: max, seed: 0 };
+    }
+    if let Some(m) = a.kdf_memory_kib {
+        opts.kdf.memory_kib = m;
+    }
+    let repo = Repository::init(b.clone(), &pw.0, opts)?;
+    if p.json {
+        p.json(&serde_json::json!({ "id": repo.id(), "location": b.location() }));
+    } else {
+        p.data(repo.id().to_hex());
+        p.info(format!("created cairn repository {} at {}", repo.id().short(), b.location()));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,107 @@
+//! The one printer all commands use.
+//!
+//! Stdout carries data only (ids, listings, JSON with `--json`); messages,
+//! summaries, warnings and progress go to stderr. Progress bars appear only
+//! when stderr is a terminal. Errors are rendered as `error:` followed by
+//! `Caused by:` lines and a `hint:`.
+
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+pub struct Printer {
+    pub json: bool,
+    pub quiet: bool,
+    pub tty: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, quiet: bool) -> Printer {
+        Printer { json, quiet, tty: std::io::stderr().is_terminal() }
+    }
+
+    /// A line of data on stdout.
+    pub fn data(&self, line: impl AsRef<str>) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", line.as_ref());
+    }
+
+    /// Raw bytes on stdout (file names that are not UTF-8, file contents).
+    pub fn data_bytes(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)
+    }
+
+    /// A JSON document on stdout.
+    pub fn json<T: Serialize>(&self, v: &T) {
+        let s = serde_json::to_string_pretty(v).expect("output serialises");
+        self.data(s);
+    }
+
+    /// A message on stderr (suppressed by `--quiet`).
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.tty {
+            eprintln!("\x1b[33mwarning\x1b[0m: {}", msg.as_ref());
+        } else {
+            eprintln!("warning: {}", msg.as_ref());
+        }
+    }
+
+    /// A progress bar on stderr, hidden unless stderr is a terminal.
+    pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
+        if !self.tty || self.quiet {
+            return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        }
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(what.to_string());
+        pb
+    }
+}
+
+/// Renders an error chain: `error: …`, `Caused by: …`, `hint: …`.
+pub fn render_error(e: &crate::Error) -> String {
+    let tty = std::io::stderr().is_terminal();
+    let (red, bold, reset) = if tty { ("\x1b[31m", "\x1b[1m", "\x1b[0m") } else { ("", "", "") };
+    let mut s = format!("{red}{bold}error{reset}: {e}\n");
+    let mut src = std::error::Error::source(e);
+    let mut first = true;
+    while let Some(c) = src {
+        if first {
+            s.push_str("Caused by:\n");
+            first = false;
+        }
+        s.push_str(&format!("    {c}\n"));
+        src = c.source();
+    }
+    if let Some(h) = e.hint() {
+        s.push_str(&format!("{bold}hint{reset}: {h}\n"));
+    }
+    s
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}

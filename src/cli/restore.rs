@@ -1,0 +1,77 @@
+//! `cairn restore`.
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::restore::{self, RestoreOptions};
+
+use super::output::{human_bytes, Printer};
+use super::{open_repo, threads, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot id prefix or `latest`
+    pub snapshot: String,
+    /// Directory to restore into (created when missing)
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Only restore paths matching GLOB (repeatable)
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out paths matching GLOB (repeatable)
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read every restored file back and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
+    let repo = open_repo(g)?;
+    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
+    let index = repo.load_index()?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        verify: a.verify,
+        threads: threads(g),
+    };
+    p.info(format!(
+        "restoring snapshot {} of {} to {}",
+        sid.short(),
+        snap.time.format("%Y-%m-%d %H:%M:%S UTC"),
+        a.target.display()
+    ));
+    let started = std::time::Instant::now();
+    let r = restore::run(&repo, &index, &snap.tree, &opts)?;
+    for w in &r.warnings {
+        p.warn(w);
+    }
+    if p.json {
+        p.json(&serde_json::json!({ "snapshot": sid, "target": a.target, "report": r, "seconds": started.elapsed().as_secs_f64() }));
+    } else {
+        p.info(format!(
+            "restored {} files ({}), {} directories, {} links, {} other; wrote {}, {} files already in place; {:.2} s",
+            r.files,
+            human_bytes(r.bytes),
+            r.dirs,
+            r.links,
+            r.others,
+            human_bytes(r.bytes_written),
+            r.files_unchanged,
+            started.elapsed().as_secs_f64()
+        ));
+        if a.verify && r.ok() {
+            p.info(format!("verified {} files: all match the snapshot", r.verified_files));
+        }
+    }
+    if !r.ok() {
+        p.warn(format!("{} item(s) could not be restored exactly:", r.failures.len()));
+        for f in &r.failures {
+            eprintln!("  {}: {}", f.path, f.reason);
+        }
+        return Ok(EXIT_PARTIAL);
+    }
+    Ok(EXIT_OK)
+}

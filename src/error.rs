@@ -1,0 +1,108 @@
+//! The library's error type.
+//!
+//! Every error names the object at fault (a file, a repository object, a
+//! snapshot) and says whether trying again can help ([`Error::is_retryable`]).
+//! Errors never carry secrets: passwords and keys are not part of any
+//! variant, and backend errors name buckets and keys, never credentials.
+//! The binary renders them as `error:` / `Caused by:` / `hint:`.
+
+use std::path::PathBuf;
+
+use crate::backend::BackendError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+
+    #[error("wrong password: none of the {slots} key slot(s) of the repository at {location} opens with it")]
+    WrongPassword { location: String, slots: usize },
+
+    #[error("no password given")]
+    NoPassword,
+
+    #[error("{what} failed authentication: it was altered or damaged")]
+    Integrity { what: String },
+
+    #[error("malformed {what}: {detail}")]
+    Format { what: String, detail: String },
+
+    #[error("there is no cairn repository at {0}")]
+    NoRepository(String),
+
+    #[error("a repository already exists at {0}")]
+    AlreadyExists(String),
+
+    #[error("repository format version {found} is not supported (this cairn reads version {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+
+    #[error("no snapshot matches `{0}`")]
+    SnapshotNotFound(String),
+
+    #[error("snapshot prefix `{0}` matches more than one snapshot")]
+    AmbiguousSnapshot(String),
+
+    #[error("`{path}` is not in snapshot {snapshot}")]
+    PathNotFound { snapshot: String, path: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    #[error("the repository is locked by {holder}")]
+    Locked { holder: String },
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Backend(e) => e.is_retryable(),
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            Error::Locked { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A suggestion for the user, shown as `hint:` under the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::WrongPassword { .. } => Some(
+                "check CAIRN_PASSWORD, --password-file or CAIRN_PASSWORD_COMMAND; \
+                 `cairn key list` shows the slots once you are in"
+                    .into(),
+            ),
+            Error::NoPassword => {
+                Some("set CAIRN_PASSWORD, pass --password-file FILE, or set CAIRN_PASSWORD_COMMAND".into())
+            }
+            Error::NoRepository(_) => Some("create one with `cairn init`".into()),
+            Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => {
+                Some("`cairn snapshots` lists the snapshots; give a longer id prefix or `latest`".into())
+            }
+            Error::Integrity { .. } => {
+                Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
+            }
+            Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            _ => None,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn format(what: impl Into<String>, detail: impl std::fmt::Display) -> Error {
+        Error::Format { what: what.into(), detail: detail.to_string() }
+    }
+}

@@ -1,0 +1,24 @@
+//! cairn: a backup and disaster-recovery orchestrator.
+//!
+//! The library holds every concern of the tool; the `cairn` binary is a thin
+//! layer that parses the command line and renders results. See
+//! `docs/ARCHITECTURE.md` for how the modules fit together and
+//! `docs/FORMAT.md` for the on-disk repository format.
+
+pub mod backend;
+pub mod backup;
+pub mod check;
+pub mod chunk;
+pub mod cli;
+pub mod crypto;
+pub mod error;
+pub mod fsmeta;
+pub mod id;
+pub mod repo;
+pub mod restore;
+
+pub use error::{Error, Result};
+pub use id::Id;
+
+/// The version of the cairn program, recorded in snapshots and reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,239 @@
+//! The session writer: packs blobs, stores packs, and publishes the index.
+//!
+//! Workers hand sealed blobs to [`RepoWriter::add_blob`]; blobs of each kind
+//! collect in an open pack, and a full pack goes through a bounded channel
+//! to uploader threads while the workers keep going. A pack's index entries
+//! are published (an index file is written) only after the pack itself was
+//! stored, every `checkpoint_packs` packs and at the end, so an interrupted
+//! session leaves stored packs that the next one can reuse, and never an
+//! index entry without its pack (invariant 2).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::backend::Backend;
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+use super::index::{Index, IndexFile, PackInfo};
+use super::pack::{FinishedPack, PackBuilder, PackEntry};
+use super::{blob, pack_key, BlobKind, Repository};
+
+/// What a writing session stored.
+#[derive(Debug, Default, Clone)]
+pub struct WriterStats {
+    pub packs: u64,
+    pub blobs: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub index_files: Vec<Id>,
+    /// Every pack stored, with its entries, for the caller's index.
+    pub stored: Vec<(PackInfo, Vec<PackEntry>)>,
+}
+
+struct Uploaded {
+    pending: Vec<(PackInfo, Vec<PackEntry>)>,
+    stats: WriterStats,
+}
+
+pub struct RepoWriter {
+    key: MasterKey,
+    backend: Arc<dyn Backend>,
+    pack_size: usize,
+    open: [Mutex<PackBuilder>; 2],
+    claimed: Mutex<HashSet<Id>>,
+    tx: Option<Sender<FinishedPack>>,
+    uploaders: Vec<JoinHandle<Result<()>>>,
+    shared: Arc<Mutex<Uploaded>>,
+    blobs: AtomicU64,
+}
+
+impl RepoWriter {
+    /// Starts a session with `uploaders` upload threads; an index file is
+    /// written after every `checkpoint_packs` stored packs.
+    pub fn new(repo: &Repository, uploaders: usize, checkpoint_packs: usize) -> RepoWriter {
+        let pack_size = repo.config().pack_size as usize;
+        let (tx, rx) = bounded::<FinishedPack>(uploaders.max(1));
+        let shared = Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default() }));
+        let handles = (0..uploaders.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let backend = repo.backend().clone();
+                let key = repo.key().clone();
+                let shared = shared.clone();
+                std::thread::spawn(move || -> Result<()> {
+                    for p in rx {
+                        backend.put(&pack_key(&p.id), &p.bytes)?;
+                        let info = PackInfo { id: p.id, kind: p.kind, size: p.bytes.len() as u64 };
+                        let checkpoint = {
+                            let mut s = shared.lock().unwrap();
+                            s.stats.packs += 1;
+                            s.stats.raw_bytes += p.raw_bytes;
+                            s.stats.stored_bytes += p.bytes.len() as u64;
+                            s.stats.stored.push((info.clone(), p.entries.clone()));
+                            s.pending.push((info, p.entries));
+                            (s.pending.len() >= checkpoint_packs).then(|| std::mem::take(&mut s.pending))
+                        };
+                        if let Some(packs) = checkpoint {
+                            let id = write_index(&backend, &key, packs)?;
+                            shared.lock().unwrap().stats.index_files.push(id);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        RepoWriter {
+            key: repo.key().clone(),
+            backend: repo.backend().clone(),
+            pack_size,
+            open: [
+                Mutex::new(PackBuilder::new(BlobKind::Data, pack_size + pack_size / 8)),
+                Mutex::new(PackBuilder::new(BlobKind::Tree, 0)),
+            ],
+            claimed: Mutex::new(HashSet::new()),
+            tx: Some(tx),
+            uploaders: handles,
+            shared,
+            blobs: AtomicU64::new(0),
+        }
+    }
+
+    /// True when the blob is new and this caller must store it; false when
+    /// it is in `index` already or another worker claimed it.
+    pub fn claim(&self, index: &Index, id: &Id) -> bool {
+        !index.contains(id) && self.claimed.lock().unwrap().insert(*id)
+    }
+
+    /// Adds a sealed blob to the open pack of its kind.
+    pub fn add_blob(&self, kind: BlobKind, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
+        self.blobs.fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut b = self.open[kind as usize].lock().unwrap();
+            b.add(id, raw_length, sealed);
+            if b.len() >= self.pack_size {
+                let cap = if kind == BlobKind::Data { self.pack_size + self.pack_size / 8 } else { 0 };
+                Some(std::mem::replace(&mut *b, PackBuilder::new(kind, cap)))
+            } else {
+                None
+            }
+        };
+        match full {
+            Some(b) => self.send(b),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes (compress + seal) and adds a blob; returns its id and
+    /// whether it was new.
+    pub fn store_blob(
+        &self,
+        index: &Index,
+        kind: BlobKind,
+        data: &[u8],
+        encoder: &mut blob::Encoder,
+    ) -> Result<(Id, bool)> {
+        let id = self.key.blob_id(data);
+        if !self.claim(index, &id) {
+            return Ok((id, false));
+        }
+        let mut sealed = Vec::with_capacity(data.len() / 2 + 64);
+        encoder.encode_into(&self.key, data, &mut sealed);
+        self.add_blob(kind, id, data.len() as u32, &sealed)?;
+        Ok((id, true))
+    }
+
+    fn send(&self, b: PackBuilder) -> Result<()> {
+        let p = b.finish(&self.key);
+        let tx = self.tx.as_ref().expect("writer is open");
+        tx.send(p).map_err(|_| Error::InvalidArgument("the pack uploader stopped".into()))
+    }
+
+    /// Stores the open packs and the final index file; returns the stats.
+    /// On an upload error the first such error is returned.
+    pub fn finish(mut self) -> Result<WriterStats> {
+        let mut result = Ok(());
+        for kind in [BlobKind::Data, BlobKind::Tree] {
+            let b = std::mem::replace(&mut *self.open[kind as usize].lock().unwrap(), PackBuilder::new(kind, 0));
+            if !b.is_empty() && result.is_ok() {
+                result = self.send(b);
+            }
+        }
+        drop(self.tx.take());
+        for h in std::mem::take(&mut self.uploaders) {
+            let r = h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("a pack uploader panicked".into())));
+            if let Err(e) = r {
+                // An upload error explains a failed send better than the send.
+                result = Err(e);
+            }
+        }
+        result?;
+        let mut s = self.shared.lock().unwrap();
+        let pending = std::mem::take(&mut s.pending);
+        if !pending.is_empty() {
+            let id = write_index(&self.backend, &self.key, pending)?;
+            s.stats.index_files.push(id);
+        }
+        s.stats.blobs = self.blobs.load(Ordering::Relaxed);
+        Ok(std::mem::take(&mut s.stats))
+    }
+}
+
+impl Drop for RepoWriter {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in std::mem::take(&mut self.uploaders) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn write_index(backend: &Arc<dyn Backend>, key: &MasterKey, packs: Vec<(PackInfo, Vec<PackEntry>)>) -> Result<Id> {
+    let f = IndexFile { supersedes: Vec::new(), packs };
+    let sealed = blob::seal_object(key, &f.encode());
+    let id = Id::hash_of(&sealed);
+    backend.put(&format!("index/{id}"), &sealed)?;
+    Ok(id)
+}
+
+/// Indexes packs that are stored but in no index file (left by an
+/// interrupted backup), so their blobs are reused instead of stored again.
+/// Packs whose header does not open are left alone and reported.
+pub fn adopt_unindexed_packs(repo: &Repository, index: &mut Index) -> Result<AdoptReport> {
+    let mut report = AdoptReport::default();
+    let mut adopted = Vec::new();
+    for o in repo.backend().list("data/")? {
+        let Some(id) = o.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) else { continue };
+        if index.has_pack(&id) {
+            continue;
+        }
+        match repo.read_pack_header(&id, o.size) {
+            Ok(entries) if !entries.is_empty() => {
+                let kind = entries[0].kind;
+                adopted.push((PackInfo { id, kind, size: o.size }, entries));
+            }
+            Ok(_) => report.unreadable.push((o.key.clone(), "empty pack".into())),
+            Err(e) => report.unreadable.push((o.key.clone(), e.to_string())),
+        }
+    }
+    if !adopted.is_empty() {
+        for (info, entries) in &adopted {
+            index.add_pack(info.clone(), entries);
+        }
+        index.compact();
+        report.packs = adopted.len();
+        write_index(repo.backend(), repo.key(), adopted)?;
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Default)]
+pub struct AdoptReport {
+    pub packs: usize,
+    pub unreadable: Vec<(String, String)>,
+}
