@@ -272,9 +272,16 @@ impl TreeCtx<'_> {
                 Entry::File { mut node, job, status } => {
                     if let Some(j) = job {
                         match &self.outcomes[j] {
-                            FileOutcome::Read { content, size, changed } => {
+                            FileOutcome::Read { content, size, opened, changed } => {
+                                // Describe the file as it was when read, not as scanned.
+                                use std::os::unix::fs::MetadataExt;
                                 node.content = content.clone();
                                 node.size = *size;
+                                node.mtime = opened.mtime();
+                                node.mtime_nsec = opened.mtime_nsec() as u32;
+                                node.ctime = opened.ctime();
+                                node.ctime_nsec = opened.ctime_nsec() as u32;
+                                node.mode = opened.mode() & 0o7777;
                                 if *changed {
                                     let p = self.jobs[j].path.display().to_string();
                                     self.warnings.push(format!("{p}: changed while it was read; stored as read"));

@@ -40,6 +40,8 @@ pub enum FileOutcome {
     Read {
         content: Vec<Id>,
         size: u64,
+        /// Metadata when the file was opened (it may differ from the scan's).
+        opened: Box<std::fs::Metadata>,
         /// The file changed while it was read (it is stored as read).
         changed: bool,
     },
@@ -210,5 +212,5 @@ fn read_file(
                 || a.mtime_nsec() != before.mtime_nsec()
                 || a.ctime() != before.ctime()
         });
-    Ok(FileOutcome::Read { content, size, changed })
+    Ok(FileOutcome::Read { content, size, opened: Box::new(before), changed })
 }

@@ -1,0 +1,176 @@
+//! Helpers shared by the CLI-level integration tests: a repository in a
+//! temporary directory, the real `cairn` binary, and tree comparison.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl Env {
+    /// A fresh repository with test-sized chunks (16/64/256 KiB) and a
+    /// cheap key derivation.
+    pub fn new() -> Env {
+        Env::with_init(&["--chunk-sizes", "16384,65536,262144"])
+    }
+
+    pub fn with_init(extra: &[&str]) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let env = Env { dir, repo };
+        let mut args = vec!["init", "--kdf-memory-kib", "1024"];
+        args.extend_from_slice(extra);
+        let out = env.cairn(&args);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        env
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.env("CAIRN_REPO", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env_remove("CAIRN_PASSWORD_FILE")
+            .env_remove("CAIRN_PASSWORD_COMMAND")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs cairn and asserts it succeeded; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cairn backup --json` of `paths`; returns the parsed JSON.
+    pub fn backup_json(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
+        let mut args: Vec<&str> = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        let ps: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        args.extend(ps.iter().map(String::as_str));
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    pub fn repo_size(&self) -> u64 {
+        dir_size(&self.repo)
+    }
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+/// Deterministic pseudo-random bytes (incompressible).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Where a backed-up absolute path lands inside a restore target.
+pub fn restored(target: &Path, original: &Path) -> PathBuf {
+    target.join(original.strip_prefix("/").unwrap())
+}
+
+/// Asserts that two trees are identical: names, types, contents, modes,
+/// nanosecond mtimes, symlink targets, user xattrs, hard-link structure,
+/// ownership, and that sparse files are not more allocated than the source.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let mut links_a: HashMap<u64, PathBuf> = HashMap::new();
+    let mut links_b: HashMap<u64, PathBuf> = HashMap::new();
+    compare(a, b, Path::new(""), &mut links_a, &mut links_b);
+}
+
+fn compare(a: &Path, b: &Path, rel: &Path, la: &mut HashMap<u64, PathBuf>, lb: &mut HashMap<u64, PathBuf>) {
+    let ma = std::fs::symlink_metadata(a).unwrap();
+    let mb = std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: missing in restore: {e}", rel.display()));
+    let ctx = rel.display();
+    assert_eq!(ma.file_type(), mb.file_type(), "{ctx}: type");
+    assert_eq!(ma.mode(), mb.mode(), "{ctx}: mode");
+    assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "{ctx}: owner");
+    assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "{ctx}: mtime");
+    let xa = user_xattrs(a);
+    assert_eq!(xa, user_xattrs(b), "{ctx}: xattrs");
+    let ft = ma.file_type();
+    if ft.is_symlink() {
+        assert_eq!(std::fs::read_link(a).unwrap(), std::fs::read_link(b).unwrap(), "{ctx}: link target");
+    } else if ft.is_file() {
+        assert_eq!(ma.len(), mb.len(), "{ctx}: size");
+        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{ctx}: content differs");
+        assert!(mb.blocks() <= ma.blocks() + 8, "{ctx}: holes not kept ({} vs {} blocks)", mb.blocks(), ma.blocks());
+        if ma.nlink() > 1 {
+            // Files linked together in the source are linked in the restore.
+            match (la.get(&ma.ino()), lb.get(&mb.ino())) {
+                (Some(pa), Some(pb)) => assert_eq!(pa, pb, "{ctx}: hard link structure"),
+                (None, None) => {
+                    la.insert(ma.ino(), rel.to_path_buf());
+                    lb.insert(mb.ino(), rel.to_path_buf());
+                }
+                _ => panic!("{ctx}: hard link structure differs"),
+            }
+        }
+    } else if ft.is_dir() {
+        let mut na: Vec<_> = std::fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut nb: Vec<_> = std::fs::read_dir(b).unwrap().map(|e| e.unwrap().file_name()).collect();
+        na.sort();
+        nb.sort();
+        assert_eq!(na, nb, "{ctx}: directory entries");
+        for n in na {
+            compare(&a.join(&n), &b.join(&n), &rel.join(&n), la, lb);
+        }
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_char_device() || ft.is_block_device() {
+            assert_eq!(ma.rdev(), mb.rdev(), "{ctx}: device number");
+        }
+    }
+}
+
+fn user_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = xattr::list(p)
+        .map(|it| {
+            it.filter(|n| n.to_string_lossy().starts_with("user."))
+                .map(|n| (n.to_string_lossy().into_owned(), xattr::get(p, &n).unwrap().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,91 @@
+//! Fast incremental backups: an unchanged tree is not read again and adds
+//! almost nothing; an edit in the middle of a file stores only the chunks
+//! around it.
+
+mod common;
+
+use common::*;
+
+fn u(v: &serde_json::Value, k: &str) -> u64 {
+    v["summary"][k].as_u64().unwrap_or_else(|| panic!("summary.{k} missing in {v}"))
+}
+
+fn tree(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    for d in 0..10 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..20 {
+            std::fs::write(dir.join(format!("f{f}.txt")), format!("file {d}/{f}\n").repeat(100 + f)).unwrap();
+        }
+    }
+    std::fs::write(src.join("big.bin"), random_bytes(4 << 20, 7)).unwrap();
+    src
+}
+
+#[test]
+fn unchanged_tree_reads_no_content_and_adds_almost_nothing() {
+    let env = Env::new();
+    let src = tree(&env);
+    let first = env.backup_json(&[&src], &[]);
+    assert_eq!(u(&first, "files_new"), 201);
+    assert!(u(&first, "bytes_read") >= 4 << 20);
+    let size_before = env.repo_size();
+
+    let second = env.backup_json(&[&src], &[]);
+    assert_eq!(second["parent"], first["snapshot"], "the first snapshot is the parent");
+    assert_eq!(u(&second, "bytes_read"), 0, "no file content may be read: {second}");
+    assert_eq!(u(&second, "files_unchanged"), 201);
+    assert_eq!(u(&second, "files_new") + u(&second, "files_changed"), 0);
+    assert_eq!(u(&second, "data_added"), 0);
+    assert_eq!(u(&second, "packs_added"), 0);
+    let growth = env.repo_size() - size_before;
+    assert!(growth < 4096, "an unchanged backup grew the repository by {growth} bytes");
+}
+
+#[test]
+fn an_edit_in_the_middle_stores_only_nearby_chunks() {
+    let env = Env::new();
+    let src = tree(&env);
+    env.backup_json(&[&src], &[]);
+    let big = src.join("big.bin");
+    let mut data = std::fs::read(&big).unwrap();
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + 100] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&big, &data).unwrap();
+    let third = env.backup_json(&[&src], &[]);
+    assert_eq!(u(&third, "files_changed"), 1);
+    assert_eq!(u(&third, "files_unchanged"), 200);
+    assert_eq!(u(&third, "bytes_read"), data.len() as u64, "only the changed file is read");
+    // Chunks average 64 KiB and are at most 256 KiB: a 100-byte edit may
+    // touch two chunks; the rest of the 4 MiB file must be reused.
+    let added = u(&third, "data_added");
+    assert!(added < 2 * 262_144 + 64 * 1024, "stored {added} bytes again for a 100-byte edit");
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert!(std::fs::read(restored(&t, &big)).unwrap() == data);
+}
+
+#[test]
+fn force_reads_everything_again_but_stores_nothing_new() {
+    let env = Env::new();
+    let src = tree(&env);
+    env.backup_json(&[&src], &[]);
+    let again = env.backup_json(&[&src], &["--force"]);
+    assert!(u(&again, "bytes_read") >= 4 << 20);
+    assert_eq!(u(&again, "data_added"), 0, "deduplication stores nothing twice");
+}
+
+#[test]
+fn parent_is_the_newest_snapshot_of_the_same_host_and_paths() {
+    let env = Env::new();
+    let src = tree(&env);
+    let a = env.backup_json(&[&src], &["--host", "alpha"]);
+    let _other_host = env.backup_json(&[&src], &["--host", "beta"]);
+    let other_paths = env.backup_json(&[&src.join("d1")], &["--host", "alpha"]);
+    assert_eq!(other_paths["parent"], serde_json::Value::Null);
+    let b = env.backup_json(&[&src], &["--host", "alpha"]);
+    assert_eq!(b["parent"], a["snapshot"]);
+}

@@ -1,0 +1,128 @@
+//! Living file systems: files that vanish, change or cannot be read during
+//! a backup are warned about and recorded; the backup goes on.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cairn::backend::LocalBackend;
+use cairn::backup::{self, BackupOptions, Progress, Source};
+use cairn::crypto::KdfParams;
+use cairn::repo::{InitOptions, Repository};
+use common::*;
+
+/// Deletes one file and rewrites another between the scan and the read.
+struct Meddler<'a> {
+    vanish: &'a Path,
+    rewrite: &'a Path,
+}
+
+impl Progress for Meddler<'_> {
+    fn scanned(&self, _files: u64, _bytes: u64) {
+        std::fs::remove_file(self.vanish).unwrap();
+        std::fs::write(self.rewrite, b"new and longer content than before").unwrap();
+    }
+}
+
+#[test]
+fn a_file_that_vanishes_is_recorded_and_the_backup_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let meddler = Meddler { vanish: &src.join("f3"), rewrite: &src.join("f4") };
+    let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &meddler).unwrap();
+    let s = &report.snapshot.summary;
+    assert!(report.incomplete(), "a vanished file makes the backup incomplete (exit 3)");
+    assert_eq!(s.skipped.len(), 1);
+    assert!(s.skipped[0].path.ends_with("/f3") && s.skipped[0].reason.contains("vanished"), "{:?}", s.skipped);
+    assert_eq!(s.files_total, 19);
+    // The rewritten file is stored as it was read, with matching size.
+    let index = repo.load_index().unwrap();
+    let node =
+        cairn::repo::tree::lookup(&repo, &index, &report.snapshot.tree, format!("{}/f4", src.display()).as_bytes())
+            .unwrap()
+            .unwrap();
+    assert_eq!(node.size, 34);
+    let data: Vec<u8> = node.content.iter().flat_map(|c| repo.read_blob(&index, c).unwrap()).collect();
+    assert_eq!(data, b"new and longer content than before");
+}
+
+#[test]
+fn unreadable_files_are_listed_and_the_exit_code_is_3() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("readable"), b"fine").unwrap();
+    std::fs::write(src.join("secret"), b"no").unwrap();
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = env.command();
+    if is_root() {
+        // Root reads anything: run cairn as an unprivileged user instead.
+        for p in [env.dir.path(), &env.repo] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        chmod_recursive(&env.repo);
+        cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")])
+            .env("CAIRN_REPO", &env.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("HOME", env.dir.path());
+    }
+    let out = cmd.args(["backup", src.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(
+        stderr.contains("secret") && stderr.contains("ermission denied"),
+        "the file and reason are named: {stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 64, "a snapshot was still written");
+}
+
+fn chmod_recursive(p: &Path) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chmod_recursive(&e.unwrap().path());
+        }
+    }
+}
+
+#[test]
+fn a_file_growing_while_read_gets_a_warning_and_is_recorded() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    let log = src.join("growing.log");
+    std::fs::write(&log, random_bytes(32 << 20, 3)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"more log\n").unwrap();
+            }
+        })
+    };
+    let out = env.cairn(&["backup", "--json", src.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a changed file is a warning, not a failure: {stderr}");
+    assert!(stderr.contains("growing.log") && stderr.contains("changed while it was read"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changed = v["summary"]["changed_during_backup"].as_array().unwrap();
+    assert!(changed[0].as_str().unwrap().ends_with("growing.log"));
+    // The next backup reads it again rather than trusting the old chunks.
+    let next = env.backup_json(&[&src], &[]);
+    assert!(next["summary"]["bytes_read"].as_u64().unwrap() > 0);
+}
