@@ -7,9 +7,9 @@
 //! place that needs it. All-zero chunks are not written into fresh files,
 //! which were sized up front, so holes stay holes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -77,6 +77,11 @@ fn ensure_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Whether `rel` lies below one of the directories that failed.
+fn below_failed(rel: &Path, failed: &HashSet<&Path>) -> bool {
+    !failed.is_empty() && rel.ancestors().skip(1).any(|a| failed.contains(a))
+}
+
 /// Removes whatever non-directory entry is at `path`.
 fn clear_entry(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
@@ -99,9 +104,18 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
 
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
     let mut dir_ok = vec![true; plan.dirs.len()];
+    // Directories that could not be made real directories: nothing below
+    // them is touched, since the old entry (say, a symlink) is still there.
+    let mut failed_dirs: HashSet<&Path> = HashSet::new();
     for (i, (rel, _)) in plan.dirs.iter().enumerate() {
-        if let Err(e) = ensure_dir(&target.join(rel)) {
+        let r = if below_failed(rel, &failed_dirs) {
+            Err(std::io::Error::other("a directory above it could not be created"))
+        } else {
+            ensure_dir(&target.join(rel))
+        };
+        if let Err(e) = r {
             dir_ok[i] = false;
+            failed_dirs.insert(rel);
             report.failures.push(Failure { path: shown(rel), reason: format!("cannot create directory: {e}") });
         }
     }
@@ -119,6 +133,10 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = plan.files.get(i) else { break };
+                    if below_failed(&f.rel, &failed_dirs) {
+                        let _ = failed[i].set("its directory could not be created".into());
+                        continue;
+                    }
                     match prepare_file(repo, &target.join(&f.rel), f, &mut buf) {
                         Ok((was_there, need)) => {
                             existed[i].store(was_there as usize, Ordering::Relaxed);
@@ -192,6 +210,10 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
         let path = target.join(&f.rel);
         if let Some(reason) = state.failed[fi].get() {
             report.failures.push(Failure { path: shown(&f.rel), reason: reason.clone() });
+            if !state.existed[fi] && !below_failed(&f.rel, &failed_dirs) {
+                // Do not leave a half-written file that looks restored.
+                let _ = std::fs::remove_file(&path);
+            }
             continue;
         }
         let r = (|| -> std::io::Result<()> {
@@ -214,7 +236,9 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     for (rel, first) in &plan.hardlinks {
         let path = target.join(rel);
         let src = target.join(&plan.files[*first].rel);
-        let r = if state.failed[*first].get().is_some() {
+        let r = if below_failed(rel, &failed_dirs) {
+            Err(std::io::Error::other("its directory could not be created"))
+        } else if state.failed[*first].get().is_some() {
             Err(std::io::Error::other("the file it links to was not restored"))
         } else {
             clear_entry(&path).and_then(|_| std::fs::hard_link(&src, &path))
@@ -225,6 +249,10 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
         }
     }
     for (rel, node) in &plan.others {
+        if below_failed(rel, &failed_dirs) {
+            report.failures.push(Failure { path: shown(rel), reason: "its directory could not be created".into() });
+            continue;
+        }
         match create_other(&target.join(rel), node, as_root, &mut report.warnings) {
             Ok(true) => report.others += 1,
             Ok(false) => {}
@@ -262,6 +290,12 @@ fn prepare_file(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<(bool, Vec<bool>)> {
     match std::fs::symlink_metadata(path) {
+        // A file with other hard links may be shared with something outside
+        // the target: never write into it, replace it.
+        Ok(m) if m.file_type().is_file() && m.nlink() > 1 => {
+            std::fs::remove_file(path)?;
+            create_fresh(path, f)
+        }
         Ok(m) if m.file_type().is_file() => {
             let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
             let len = m.len();
