@@ -157,9 +157,11 @@ impl Fixture {
     fn damage_one_data_pack(&self) -> (String, BTreeSet<String>) {
         let packs = self.data_packs();
         assert!(packs.len() >= 2, "the data should span 2+ packs, got {}", packs.len());
-        let (key, blobs) = &packs[0];
-        let (id, offset, length) = blobs[0];
-        assert!(length > 1000);
+        // The first large blob: small files' blobs are too short to aim at.
+        let (key, (id, offset, length)) = packs
+            .iter()
+            .find_map(|(key, blobs)| blobs.iter().find(|b| b.2 > 1000).map(|b| (key, *b)))
+            .expect("a blob of more than 1000 bytes");
         flip_byte(&self.repo.join(key), offset as u64 + length as u64 / 2);
         let affected = self.files_using(&[id].into());
         assert!(!affected.is_empty(), "no file uses the damaged blob");

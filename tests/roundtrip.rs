@@ -191,3 +191,51 @@ fn backup_excludes_by_name_path_file_and_marker() {
     assert!(!ls.contains("tmpdir/t"), "{ls}");
     assert!(!ls.contains("cache/blob"), "{ls}");
 }
+
+#[test]
+fn bug_a_path_given_before_its_parent_dropped_the_rest_of_the_parent() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    std::fs::write(src.join("a/in-a"), b"1").unwrap();
+    std::fs::write(src.join("beside-a"), b"2").unwrap();
+    env.ok(&["backup", src.join("a").to_str().unwrap(), src.to_str().unwrap()]);
+    let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    assert!(ls.contains("/src/a/in-a") && ls.contains("/src/beside-a"), "{ls}");
+}
+
+#[test]
+fn bug_a_symlinked_directory_above_the_backup_path_hid_everything_below_it() {
+    let env = Env::new();
+    let real = env.path("real");
+    std::fs::create_dir_all(real.join("data")).unwrap();
+    std::fs::write(real.join("data/file"), b"content").unwrap();
+    let via = env.path("via");
+    std::os::unix::fs::symlink(&real, &via).unwrap();
+    env.ok(&["backup", via.join("data").to_str().unwrap()]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(std::fs::read(restored(&t, &via.join("data/file"))).unwrap(), b"content");
+    assert!(std::fs::symlink_metadata(restored(&t, &via)).unwrap().is_dir());
+}
+
+#[test]
+fn init_refuses_a_location_that_is_not_empty() {
+    let env = Env::new();
+    let out = env.cairn(&["init", "--kdf-memory-kib", "1024"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+#[test]
+fn an_empty_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["-r", dir.path().join("r").to_str().unwrap(), "init"])
+        .env("CAIRN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password is empty"));
+    assert!(!dir.path().join("r").exists(), "nothing was created");
+}

@@ -6,7 +6,7 @@
 //! and durable or absent. Temporaries (`.tmp-*`) are never listed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,20 @@ impl LocalBackend {
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, and fsyncs the parent of each
+/// directory created, so a new `data/xx/` survives a power loss together
+/// with the object stored in it.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 impl Backend for LocalBackend {
@@ -70,7 +84,9 @@ impl Backend for LocalBackend {
         let p = self.path(key)?;
         let dir = p.parent().expect("keys have a parent").to_path_buf();
         let err = |e| BackendError::from_io("write", key, e);
-        fs::create_dir_all(&dir).map_err(err)?;
+        if !dir.is_dir() {
+            create_dirs_durably(&dir).map_err(err)?;
+        }
         let tmp = dir.join(format!(".tmp-{}", crate::Id::random().short()));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -126,16 +142,6 @@ impl Backend for LocalBackend {
         let p = self.path(key)?;
         fs::metadata(&p).map(|m| m.len()).map_err(|e| BackendError::from_io("stat", key, e))
     }
-}
-
-/// Reads the tail of an object: helper for formats with a trailing header.
-pub fn read_tail(f: &mut File, n: u64) -> std::io::Result<Vec<u8>> {
-    let len = f.seek(SeekFrom::End(0))?;
-    let start = len.saturating_sub(n);
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 #[cfg(test)]

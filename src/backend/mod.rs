@@ -14,12 +14,14 @@
 //! - `list` returns every object under a prefix, with its size.
 
 pub mod local;
+pub mod s3;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use local::LocalBackend;
+pub use s3::{S3Backend, S3Options};
 
 /// What kind of failure a backend met, which decides whether to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,22 @@ pub trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> BackendResult<()>;
     /// The size of an object; `NotFound` when it does not exist.
     fn stat(&self, key: &str) -> BackendResult<u64>;
+    /// Stores a data pack (cold storage classes apply to these only).
+    fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put(key, data)
+    }
+    /// Deletes several objects (batched where the backend can).
+    fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
+        keys.iter().try_for_each(|k| self.delete(k))
+    }
+    /// Requests worth having in flight at once.
+    fn concurrency(&self) -> usize {
+        2
+    }
+    /// Whether requests cross a network (then metadata is cached locally).
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Backend + ?Sized> Backend for Arc<T> {
@@ -116,6 +134,18 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn stat(&self, key: &str) -> BackendResult<u64> {
         (**self).stat(key)
+    }
+    fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        (**self).put_data_pack(key, data)
+    }
+    fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
+        (**self).delete_many(keys)
+    }
+    fn concurrency(&self) -> usize {
+        (**self).concurrency()
+    }
+    fn is_remote(&self) -> bool {
+        (**self).is_remote()
     }
 }
 
@@ -204,17 +234,49 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.counts.stat.fetch_add(1, Ordering::Relaxed);
         self.inner.stat(key)
     }
+    fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put_data_pack(key, data)
+    }
+    fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
+        self.counts.delete.fetch_add(keys.len().div_ceil(1000) as u64, Ordering::Relaxed);
+        self.inner.delete_many(keys)
+    }
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
+    }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
 }
 
-/// Opens the backend a repository URL names: a plain path or `file:///path`.
-pub fn open_url(url: &str) -> Result<Arc<dyn Backend>, crate::Error> {
+/// Settings that apply to some kinds of repository URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_path_style: Option<bool>,
+    pub s3_storage_class: Option<String>,
+    pub s3_concurrency: Option<usize>,
+}
+
+/// Opens the backend a repository URL names: a plain path, `file:///path`
+/// or `s3://bucket[/prefix]`.
+pub fn open_url(url: &str, o: &OpenOptions) -> Result<Arc<dyn Backend>, crate::Error> {
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
     if url.starts_with("s3://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "repository URL `{url}`: S3 repositories are not supported by this build"
-        )));
+        let mut s = S3Options::from_url(url).map_err(crate::Error::InvalidArgument)?;
+        s.endpoint = o.s3_endpoint.clone();
+        s.region = o.s3_region.clone();
+        s.path_style = o.s3_path_style;
+        s.storage_class = o.s3_storage_class.clone();
+        if let Some(c) = o.s3_concurrency {
+            s.concurrency = c.max(1);
+        }
+        return Ok(Arc::new(S3Backend::new(s)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(crate::Error::InvalidArgument(format!(

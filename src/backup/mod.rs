@@ -118,7 +118,10 @@ pub fn run(
             if p.is_empty() {
                 return Err(Error::InvalidArgument("nothing to back up: give at least one path".into()));
             }
-            let abs = p.iter().map(|x| scan::absolute(x)).collect::<Result<Vec<_>>>()?;
+            let mut abs = p.iter().map(|x| scan::absolute(x)).collect::<Result<Vec<_>>>()?;
+            // Parents before children, so a path inside another is covered by it.
+            abs.sort();
+            abs.dedup();
             (abs.iter().map(|a| a.display().to_string()).collect::<Vec<_>>(), abs)
         }
         Source::Stdin { name, .. } => {
@@ -147,7 +150,9 @@ pub fn run(
         None => None,
     };
 
-    let writer = RepoWriter::new(repo, 2, 64);
+    // Remote storage wants more uploads in flight; each holds one pack.
+    let uploaders = repo.backend().concurrency().clamp(1, 4);
+    let writer = RepoWriter::new(repo, uploaders, 64);
     let counters = Counters::default();
     let mut summary = Summary::default();
     let root_id = match source {

@@ -211,6 +211,7 @@ fn read_file(
                 || a.mtime() != before.mtime()
                 || a.mtime_nsec() != before.mtime_nsec()
                 || a.ctime() != before.ctime()
+                || a.ctime_nsec() != before.ctime_nsec()
         });
     Ok(FileOutcome::Read { content, size, opened: Box::new(before), changed })
 }

@@ -191,30 +191,47 @@ impl<'a> Scanner<'a> {
                 _ => None,
             })
             .collect();
+        let Some((last, above)) = comps.split_last() else {
+            return Err(Error::InvalidArgument("backing up `/` itself: name the directories below it".into()));
+        };
         let mut dir = root;
         let mut prefix = PathBuf::from("/");
-        for c in &comps[..comps.len().saturating_sub(1)] {
+        for c in above {
             prefix.push(c);
             let name = c.as_bytes();
-            if dir.child_dir(name).is_none() {
-                let dmd = std::fs::symlink_metadata(&prefix).map_err(|e| Error::io(&prefix, e))?;
-                let node = fsmeta::node_from_metadata(name, &dmd, &self.names);
-                let parent = self.load_parent_subtree(dir.parent.as_ref(), name);
-                dir.children.push(Entry::Dir(DirScan { node, children: Vec::new(), parent, full: false }));
+            match dir.child_dir(name) {
+                // Already backed up in full: this path is inside it.
+                Some(d) if d.full => return Ok(()),
+                Some(_) => {}
+                None => {
+                    // Directories above a backup path are followed if they
+                    // are symlinks: the snapshot shows the path as given.
+                    let dmd = std::fs::metadata(&prefix).map_err(|e| Error::io(&prefix, e))?;
+                    if !dmd.is_dir() {
+                        return Err(Error::InvalidArgument(format!("{} is not a directory", prefix.display())));
+                    }
+                    let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
+                    node.xattrs = fsmeta::read_xattrs(&prefix);
+                    let parent = self.load_parent_subtree(dir.parent.as_ref(), name);
+                    dir.children.push(Entry::Dir(DirScan { node, children: Vec::new(), parent, full: false }));
+                }
             }
             dir = dir.child_dir(name).expect("just inserted");
         }
-        let Some(last) = comps.last() else {
-            return Err(Error::InvalidArgument("backing up `/` itself: name the directories below it".into()));
-        };
         let name = last.as_bytes();
-        if dir.children.iter().any(|e| entry_name(e) == name) {
-            return Ok(()); // given twice
+        if let Some(pos) = dir.children.iter().position(|e| entry_name(e) == name) {
+            match &dir.children[pos] {
+                // Only a path below it was added so far: scan it in full instead.
+                Entry::Dir(d) if !d.full => {
+                    dir.children.remove(pos);
+                }
+                _ => return Ok(()), // given twice
+            }
         }
         let parent_tree = dir.parent.take();
-        let entry = self.scan_entry(path, name, md, parent_tree.as_ref(), None)?;
+        let entry = self.scan_entry(path, name, md, parent_tree.as_ref(), None);
         dir.parent = parent_tree;
-        if let Some(e) = entry {
+        if let Some(e) = entry? {
             dir.children.push(e);
         }
         Ok(())

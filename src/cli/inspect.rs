@@ -127,7 +127,11 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
                 Some(t) => (t, path.as_bytes().to_vec()),
                 None => {
                     // A single file: show just that entry.
-                    print_entry(p, a.long, path.as_bytes(), &node).map_err(|e| Error::io("stdout", e))?;
+                    if p.json {
+                        p.json(&[ls_entry(path.as_bytes(), &node)]);
+                    } else {
+                        print_entry(p, a.long, path.as_bytes(), &node).map_err(|e| Error::io("stdout", e))?;
+                    }
                     return Ok(EXIT_OK);
                 }
             }
@@ -136,16 +140,7 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
     let mut entries = Vec::new();
     walk(&repo, &index, &start, &prefix, &mut |path, n| {
         if p.json {
-            entries.push(LsEntry {
-                path: String::from_utf8_lossy(path).into_owned(),
-                kind: n.kind,
-                mode: n.mode,
-                size: n.size,
-                uid: n.uid,
-                gid: n.gid,
-                mtime: mtime_of(n).to_rfc3339(),
-                target: n.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
-            });
+            entries.push(ls_entry(path, n));
         } else {
             print_entry(p, a.long, path, n).map_err(|e| Error::io("stdout", e))?;
         }
@@ -155,6 +150,19 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
         p.json(&entries);
     }
     Ok(EXIT_OK)
+}
+
+fn ls_entry(path: &[u8], n: &Node) -> LsEntry {
+    LsEntry {
+        path: String::from_utf8_lossy(path).into_owned(),
+        kind: n.kind,
+        mode: n.mode,
+        size: n.size,
+        uid: n.uid,
+        gid: n.gid,
+        mtime: mtime_of(n).to_rfc3339(),
+        target: n.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+    }
 }
 
 fn print_entry(p: &Printer, long: bool, path: &[u8], n: &Node) -> std::io::Result<()> {

@@ -68,7 +68,12 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
             let b = open_backend(g)?;
             let pw = password::resolve(g.password_file.as_deref(), false)?;
             let removed = keys::remove(b.as_ref(), &pw.0, id)?;
-            p.info(format!("removed key slot {}", removed.short()));
+            if p.json {
+                p.json(&serde_json::json!({ "removed": removed }));
+            } else {
+                p.data(removed.to_hex());
+                p.info(format!("removed key slot {}", removed.short()));
+            }
         }
     }
     Ok(EXIT_OK)

@@ -62,6 +62,24 @@ pub struct GlobalArgs {
     /// Worker threads (default: one per core)
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// S3 endpoint URL for non-AWS stores (Garage, MinIO); AWS_ENDPOINT_URL also works
+    #[arg(long, env = "CAIRN_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (default: on with a custom endpoint)
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
+    /// Storage class for data packs (metadata stays in the standard class)
+    #[arg(long, global = true, value_name = "CLASS")]
+    pub s3_storage_class: Option<String>,
+    /// S3 requests in flight at most (default 8)
+    #[arg(long, global = true, value_name = "N")]
+    pub s3_concurrency: Option<usize>,
+    /// Local cache for a remote repository's metadata (default ~/.cache/cairn)
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not cache metadata locally
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,13 +169,26 @@ pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
         .repo
         .as_deref()
         .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-    backend::open_url(url)
+    let opts = backend::OpenOptions {
+        s3_endpoint: g.s3_endpoint.clone(),
+        s3_region: None,
+        s3_path_style: g.s3_path_style,
+        s3_storage_class: g.s3_storage_class.clone(),
+        s3_concurrency: g.s3_concurrency,
+    };
+    backend::open_url(url, &opts)
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
     let b = open_backend(g)?;
     let pw = password::resolve(g.password_file.as_deref(), false)?;
-    Repository::open(b, &pw.0)
+    let mut repo = Repository::open(b, &pw.0)?;
+    if repo.backend().is_remote() && !g.no_cache {
+        if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
+            repo.enable_cache(&base)?;
+        }
+    }
+    Ok(repo)
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {

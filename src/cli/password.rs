@@ -47,16 +47,19 @@ pub fn from_command(cmd: &str) -> Result<Password> {
 
 /// The repository password, from the first source that gives one.
 pub fn resolve(file: Option<&Path>, confirm: bool) -> Result<Password> {
-    if let Some(f) = file {
-        return from_file(f);
+    let p = if let Some(f) = file {
+        from_file(f)?
+    } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+        Password(std::os::unix::ffi::OsStringExt::into_vec(p))
+    } else if let Ok(cmd) = std::env::var("CAIRN_PASSWORD_COMMAND") {
+        from_command(&cmd)?
+    } else {
+        prompt("repository password: ", confirm)?
+    };
+    if p.0.is_empty() {
+        return Err(Error::InvalidArgument("the password is empty".into()));
     }
-    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
-        return Ok(Password(std::os::unix::ffi::OsStringExt::into_vec(p)));
-    }
-    if let Ok(cmd) = std::env::var("CAIRN_PASSWORD_COMMAND") {
-        return from_command(&cmd);
-    }
-    prompt("repository password: ", confirm)
+    Ok(p)
 }
 
 /// Asks on the terminal; refuses when stdin is not one.

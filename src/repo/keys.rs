@@ -54,6 +54,9 @@ pub fn username() -> String {
 
 /// Adds a slot that opens `key` with `password`; returns the slot id.
 pub fn add_slot(backend: &dyn Backend, key: &MasterKey, password: &[u8], params: KdfParams) -> Result<Id> {
+    if password.is_empty() {
+        return Err(Error::InvalidArgument("the password is empty".into()));
+    }
     let mut salt = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
     let wrap = crypto::derive_slot_key(password, &salt, params).map_err(Error::InvalidArgument)?;
@@ -78,15 +81,28 @@ fn load_slots(backend: &dyn Backend) -> Result<Vec<(Id, KeySlot)>> {
     for o in backend.list("keys/")? {
         let Some(id) = o.key.strip_prefix("keys/").and_then(|n| n.parse::<Id>().ok()) else { continue };
         let bytes = backend.get(&o.key)?;
-        let slot: KeySlot =
-            serde_json::from_slice(&bytes).map_err(|e| Error::format(format!("key slot `{}`", o.key), e))?;
-        out.push((id, slot));
+        match serde_json::from_slice::<KeySlot>(&bytes) {
+            Ok(slot) => out.push((id, slot)),
+            // A malformed slot must not lock out the good ones.
+            Err(e) => tracing::warn!("ignoring malformed key slot `{}`: {e}", o.key),
+        }
     }
     Ok(out)
 }
 
+/// Upper bounds on the (unauthenticated) Argon2id parameters of a slot, so
+/// a tampered slot cannot make opening exhaust memory or time.
+const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_KDF_ITERATIONS: u32 = 64;
+const MAX_KDF_PARALLELISM: u32 = 64;
+
 fn try_slot(slot: &KeySlot, password: &[u8]) -> Option<MasterKey> {
-    if slot.kdf != "argon2id" {
+    let p = slot.params;
+    if slot.kdf != "argon2id"
+        || p.memory_kib > MAX_KDF_MEMORY_KIB
+        || p.iterations > MAX_KDF_ITERATIONS
+        || p.parallelism > MAX_KDF_PARALLELISM
+    {
         return None;
     }
     let salt = B64.decode(&slot.salt).ok()?;

@@ -12,6 +12,7 @@
 //! used before its seal is opened: that is invariant 1.
 
 pub mod blob;
+pub mod cache;
 pub mod index;
 pub mod keys;
 pub mod pack;
@@ -101,6 +102,7 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
     config: Config,
+    cache: Option<Arc<cache::Cache>>,
 }
 
 pub fn pack_key(id: &Id) -> String {
@@ -111,10 +113,10 @@ pub fn pack_key(id: &Id) -> String {
 impl Repository {
     /// Creates a repository with one key slot for `password`.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
-        match backend.stat(MARKER_KEY) {
-            Ok(_) => return Err(Error::AlreadyExists(backend.location())),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+        // Refuse anything already there, a half-made repository included:
+        // its key slots would wrap another master key.
+        if !backend.list("")?.is_empty() {
+            return Err(Error::AlreadyExists(backend.location()));
         }
         opts.chunker.validate().map_err(Error::InvalidArgument)?;
         let mut chunker = opts.chunker;
@@ -137,7 +139,7 @@ impl Repository {
         let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
         // The marker goes last: a repository is only "there" once complete.
         backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
-        Ok(Repository { backend, key, config })
+        Ok(Repository { backend, key, config, cache: None })
     }
 
     /// Opens an existing repository with `password`.
@@ -163,7 +165,18 @@ impl Repository {
         if config.id != marker.id {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
-        Ok(Repository { backend, key, config })
+        Ok(Repository { backend, key, config, cache: None })
+    }
+
+    /// Caches metadata under `base` (for remote repositories).
+    pub fn enable_cache(&mut self, base: &std::path::Path) -> Result<()> {
+        let c = cache::Cache::open(base, &self.config.id).map_err(|e| Error::io(base, e))?;
+        self.cache = Some(Arc::new(c));
+        Ok(())
+    }
+
+    pub fn cache(&self) -> Option<&Arc<cache::Cache>> {
+        self.cache.as_ref()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -187,6 +200,9 @@ impl Repository {
         let sealed = blob::seal_object(&self.key, plaintext);
         let id = Id::hash_of(&sealed);
         self.backend.put(&format!("{dir}/{id}"), &sealed)?;
+        if let Some(c) = &self.cache {
+            c.put(dir, &id, &sealed);
+        }
         Ok(id)
     }
 
@@ -194,7 +210,17 @@ impl Repository {
     /// its contents.
     pub fn load_object(&self, dir: &str, id: &Id) -> Result<Vec<u8>> {
         let key = format!("{dir}/{id}");
-        let sealed = self.backend.get(&key)?;
+        let cached = self.cache.as_ref().and_then(|c| c.get(dir, id));
+        let sealed = match cached {
+            Some(b) => b,
+            None => {
+                let b = self.backend.get(&key)?;
+                if let Some(c) = self.cache.as_ref().filter(|_| Id::hash_of(&b) == *id) {
+                    c.put(dir, id, &b);
+                }
+                b
+            }
+        };
         if Id::hash_of(&sealed) != *id {
             return Err(Error::Integrity { what: format!("object `{key}` (content does not match its name)") });
         }
@@ -232,11 +258,23 @@ impl Repository {
 
     pub fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
         let ids = self.list_ids("index")?;
+        if let Some(c) = &self.cache {
+            c.retain("index", &ids.iter().copied().collect());
+        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let plain = self.load_object("index", &id)?;
-            let f = IndexFile::decode(&plain).map_err(|e| Error::format(format!("index file `index/{id}`"), e))?;
-            out.push((id, f));
+            let r = self.load_object("index", &id).and_then(|plain| {
+                IndexFile::decode(&plain).map_err(|e| Error::format(format!("index file `index/{id}`"), e))
+            });
+            match r {
+                Ok(f) => out.push((id, f)),
+                // One damaged index file must not make the others useless:
+                // the blobs it lists are just unknown (and `check` reports it).
+                Err(e) if !e.is_retryable() && !matches!(e, Error::Backend(_)) => {
+                    tracing::warn!("skipping index file index/{id}: {e}");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -245,11 +283,23 @@ impl Repository {
         self.save_object("index", &f.encode())
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first. A snapshot that does not open is
+    /// skipped with a warning (`check` reports it), so one damaged snapshot
+    /// does not stop backups and restores of the others.
     pub fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        for id in self.list_ids("snapshots")? {
-            out.push((id, self.load_snapshot(&id)?));
+        let ids = self.list_ids("snapshots")?;
+        if let Some(c) = &self.cache {
+            c.retain("snapshots", &ids.iter().copied().collect());
+        }
+        for id in ids {
+            match self.load_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e @ (Error::Integrity { .. } | Error::Format { .. })) => {
+                    tracing::warn!("skipping snapshot {id}: {e}");
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
@@ -293,9 +343,32 @@ impl Repository {
             index.get(id).ok_or_else(|| Error::Integrity { what: format!("blob {id} (missing from the index)") })?;
         let pack = index.pack(loc.pack);
         let key = pack_key(&pack.id);
+        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+        let decode = |sealed: &[u8]| {
+            blob::decode(&self.key, sealed, id, loc.raw_length as u64)
+                .map_err(|e| Error::Integrity { what: format!("blob {} in pack `{key}` ({e})", id.short()) })
+        };
+        // Tree packs of remote repositories are fetched whole, once, and cached.
+        if let (Some(c), BlobKind::Tree) = (&self.cache, pack.kind) {
+            let bytes = match c.pack(&pack.id) {
+                Some(b) => b,
+                None => {
+                    let b = self.backend.get(&key)?;
+                    if Id::hash_of(&b) != pack.id {
+                        return Err(Error::Integrity {
+                            what: format!("pack `{key}` (content does not match its name)"),
+                        });
+                    }
+                    c.put_pack(&pack.id, b)
+                }
+            };
+            if end > bytes.len() {
+                return Err(Error::Integrity { what: format!("pack `{key}` is shorter than the index says") });
+            }
+            return decode(&bytes[start..end]);
+        }
         let sealed = self.backend.get_range(&key, loc.offset as u64, loc.length as u64)?;
-        blob::decode(&self.key, &sealed, id, loc.raw_length as u64)
-            .map_err(|e| Error::Integrity { what: format!("blob {} in pack `{key}` ({e})", id.short()) })
+        decode(&sealed)
     }
 
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {

@@ -20,6 +20,7 @@ use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::Id;
 
+use super::cache::Cache;
 use super::index::{Index, IndexFile, PackInfo};
 use super::pack::{FinishedPack, PackBuilder, PackEntry};
 use super::{blob, pack_key, BlobKind, Repository};
@@ -51,6 +52,7 @@ pub struct RepoWriter {
     uploaders: Vec<JoinHandle<Result<()>>>,
     shared: Arc<Mutex<Uploaded>>,
     blobs: AtomicU64,
+    cache: Option<Arc<Cache>>,
 }
 
 impl RepoWriter {
@@ -58,7 +60,7 @@ impl RepoWriter {
     /// written after every `checkpoint_packs` stored packs.
     pub fn new(repo: &Repository, uploaders: usize, checkpoint_packs: usize) -> RepoWriter {
         let pack_size = repo.config().pack_size as usize;
-        let (tx, rx) = bounded::<FinishedPack>(uploaders.max(1));
+        let (tx, rx) = bounded::<FinishedPack>(1);
         let shared = Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default() }));
         let handles = (0..uploaders.max(1))
             .map(|_| {
@@ -66,9 +68,13 @@ impl RepoWriter {
                 let backend = repo.backend().clone();
                 let key = repo.key().clone();
                 let shared = shared.clone();
+                let cache = repo.cache().cloned();
                 std::thread::spawn(move || -> Result<()> {
                     for p in rx {
-                        backend.put(&pack_key(&p.id), &p.bytes)?;
+                        match p.kind {
+                            BlobKind::Data => backend.put_data_pack(&pack_key(&p.id), &p.bytes)?,
+                            BlobKind::Tree => backend.put(&pack_key(&p.id), &p.bytes)?,
+                        }
                         let info = PackInfo { id: p.id, kind: p.kind, size: p.bytes.len() as u64 };
                         let checkpoint = {
                             let mut s = shared.lock().unwrap();
@@ -80,8 +86,11 @@ impl RepoWriter {
                             (s.pending.len() >= checkpoint_packs).then(|| std::mem::take(&mut s.pending))
                         };
                         if let Some(packs) = checkpoint {
-                            let id = write_index(&backend, &key, packs)?;
+                            let id = write_index(&backend, &key, cache.as_deref(), packs)?;
                             shared.lock().unwrap().stats.index_files.push(id);
+                        }
+                        if let (Some(c), BlobKind::Tree) = (&cache, p.kind) {
+                            c.put_pack(&p.id, p.bytes);
                         }
                     }
                     Ok(())
@@ -101,6 +110,7 @@ impl RepoWriter {
             uploaders: handles,
             shared,
             blobs: AtomicU64::new(0),
+            cache: repo.cache().cloned(),
         }
     }
 
@@ -176,7 +186,7 @@ impl RepoWriter {
         let mut s = self.shared.lock().unwrap();
         let pending = std::mem::take(&mut s.pending);
         if !pending.is_empty() {
-            let id = write_index(&self.backend, &self.key, pending)?;
+            let id = write_index(&self.backend, &self.key, self.cache.as_deref(), pending)?;
             s.stats.index_files.push(id);
         }
         s.stats.blobs = self.blobs.load(Ordering::Relaxed);
@@ -193,11 +203,19 @@ impl Drop for RepoWriter {
     }
 }
 
-fn write_index(backend: &Arc<dyn Backend>, key: &MasterKey, packs: Vec<(PackInfo, Vec<PackEntry>)>) -> Result<Id> {
+fn write_index(
+    backend: &Arc<dyn Backend>,
+    key: &MasterKey,
+    cache: Option<&Cache>,
+    packs: Vec<(PackInfo, Vec<PackEntry>)>,
+) -> Result<Id> {
     let f = IndexFile { supersedes: Vec::new(), packs };
     let sealed = blob::seal_object(key, &f.encode());
     let id = Id::hash_of(&sealed);
     backend.put(&format!("index/{id}"), &sealed)?;
+    if let Some(c) = cache {
+        c.put("index", &id, &sealed);
+    }
     Ok(id)
 }
 
@@ -227,7 +245,7 @@ pub fn adopt_unindexed_packs(repo: &Repository, index: &mut Index) -> Result<Ado
         }
         index.compact();
         report.packs = adopted.len();
-        write_index(repo.backend(), repo.key(), adopted)?;
+        write_index(repo.backend(), repo.key(), repo.cache().map(|c| c.as_ref()), adopted)?;
     }
     Ok(report)
 }

@@ -191,8 +191,10 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     let transfer_start = Instant::now();
     let next = AtomicUsize::new(0);
     let packs_ref = &packs;
+    // Remote storage: keep enough packs in flight to hide the latency.
+    let fetchers = threads.max(repo.backend().concurrency()).min(packs.len().max(1));
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for _ in 0..fetchers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((pack, work)) = packs_ref.get(i) else { break };
@@ -217,9 +219,9 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
             continue;
         }
         let r = (|| -> std::io::Result<()> {
-            let file = open_for_write(&path)?;
-            file.set_len(f.size)?;
-            drop(file);
+            if std::fs::symlink_metadata(&path)?.len() != f.size {
+                open_for_write(&path)?.set_len(f.size)?;
+            }
             finish_metadata(&path, &f.node, as_root, &mut report.warnings)
         })();
         match r {
@@ -297,6 +299,12 @@ fn prepare_file(
             create_fresh(path, f)
         }
         Ok(m) if m.file_type().is_file() => {
+            if m.mode() & 0o200 == 0 {
+                // Left read-only by an earlier restore: its final mode is set
+                // again after the contents.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o200))?;
+            }
             let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
             let len = m.len();
             let mut need = vec![true; f.chunks.len()];
@@ -334,13 +342,18 @@ fn restore_pack(repo: &Repository, index: &Index, pack: u32, work: &[BlobWork], 
     let mut order: Vec<&BlobWork> = work.iter().collect();
     order.sort_by_key(|w| w.offset);
     let mut files: HashMap<u32, File> = HashMap::new();
+    // One request for the pack when most of it is needed; otherwise one
+    // per run of blobs that lie close together.
+    let needed: u64 = order.iter().map(|w| w.length as u64).sum();
+    let span = order.last().map(|w| w.offset as u64 + w.length as u64).unwrap_or(0)
+        - order.first().map(|w| w.offset as u64).unwrap_or(0);
+    let gap = if needed * 2 >= span { u64::MAX } else { COALESCE_GAP };
     let mut i = 0;
     while i < order.len() {
-        // Coalesce neighbours into one range read.
         let start = order[i].offset as u64;
         let mut end = start + order[i].length as u64;
         let mut j = i + 1;
-        while j < order.len() && (order[j].offset as u64) <= end + COALESCE_GAP {
+        while j < order.len() && (order[j].offset as u64) <= end.saturating_add(gap) {
             end = end.max(order[j].offset as u64 + order[j].length as u64);
             j += 1;
         }

@@ -1,0 +1,461 @@
+//! The S3 backend, on `aws-sdk-s3`, for AWS S3, Garage, MinIO and others.
+//!
+//! The storage trait is synchronous; this backend owns a small tokio
+//! runtime and blocks on it per call, so the engine's worker threads can
+//! call it concurrently. A semaphore bounds the requests in flight.
+//!
+//! Faults: the SDK's own retries are disabled so that one policy covers
+//! every request, body reads included: 5xx, throttling (429, 503 SlowDown),
+//! timeouts, connection resets and truncated bodies are retried with
+//! exponential backoff and full jitter; 403, NoSuchBucket, a missing object
+//! and other 4xx fail at once with the bucket and key named. Every attempt
+//! has its own timeout. Credentials come from the standard AWS chain and
+//! never appear in messages: errors name the bucket, key and status only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass,
+};
+use tokio::sync::Semaphore;
+
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo};
+
+/// Settings of an S3 repository, beyond the bucket and prefix of its URL.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    pub prefix: String,
+    /// Custom endpoint (Garage, MinIO…); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Region; default from the AWS chain, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing; default on when a custom endpoint is given.
+    pub path_style: Option<bool>,
+    /// Storage class for data packs only.
+    pub storage_class: Option<String>,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Timeout of one attempt (connect, send, and read the whole body).
+    pub attempt_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Objects larger than this are uploaded in parts.
+    pub multipart_threshold: usize,
+    pub part_size: usize,
+}
+
+impl S3Options {
+    /// Options for `s3://bucket[/prefix]` with defaults for everything else.
+    pub fn from_url(url: &str) -> Result<S3Options, String> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("`{url}` names no bucket (expected s3://BUCKET[/PREFIX])"));
+        }
+        Ok(S3Options {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: None,
+            region: None,
+            path_style: None,
+            storage_class: None,
+            concurrency: 8,
+            attempt_timeout: Duration::from_secs(120),
+            max_attempts: 8,
+            multipart_threshold: 64 * 1024 * 1024,
+            part_size: 16 * 1024 * 1024,
+        })
+    }
+}
+
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    rt: tokio::runtime::Runtime,
+    opts: S3Options,
+    limit: Arc<Semaphore>,
+    /// The custom endpoint in use, for messages.
+    endpoint: Option<String>,
+}
+
+/// How an attempt failed.
+struct Failure {
+    kind: BackendErrorKind,
+    message: String,
+}
+
+type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
+
+fn classify<E>(e: &SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use BackendErrorKind::*;
+    let context = || aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or("").to_string();
+            let kind = match (status, code.as_str()) {
+                (_, "NoSuchBucket") => Permanent,
+                (404, _) | (_, "NoSuchKey") | (_, "NotFound") => NotFound,
+                (s, _) if s >= 500 || s == 429 || s == 408 => Transient,
+                (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => Transient,
+                _ => Permanent,
+            };
+            let msg = se.err().message().unwrap_or("");
+            let code = if code.is_empty() { "no error code".to_string() } else { code };
+            Failure { kind, message: format!("HTTP {status} ({code}) {msg}").trim_end().to_string() }
+        }
+        SdkError::TimeoutError(_) => Failure { kind: Transient, message: "timed out".into() },
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_user() { Permanent } else { Transient };
+            Failure { kind, message: format!("connection failed: {}", context()) }
+        }
+        SdkError::ResponseError(_) => Failure { kind: Transient, message: format!("bad response: {}", context()) },
+        _ => Failure { kind: Permanent, message: context() },
+    }
+}
+
+impl S3Backend {
+    pub fn new(opts: S3Options) -> Result<S3Backend, BackendError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::from_io("start", "the S3 client runtime", e))?;
+        let endpoint = opts.endpoint.clone().or_else(|| std::env::var("CAIRN_S3_ENDPOINT").ok());
+        let region = opts.region.clone();
+        let shared = rt.block_on(async {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(r) = region {
+                loader = loader.region(aws_config::Region::new(r));
+            }
+            loader.load().await
+        });
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(opts.attempt_timeout)
+                    .build(),
+            );
+        if shared.region().is_none() {
+            b = b.region(aws_config::Region::new("us-east-1"));
+        }
+        let custom = endpoint.is_some() || shared.endpoint_url().is_some();
+        if let Some(ep) = &endpoint {
+            b = b.endpoint_url(ep);
+        }
+        b = b.force_path_style(opts.path_style.unwrap_or(custom));
+        let client = aws_sdk_s3::Client::from_conf(b.build());
+        let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+        let endpoint = endpoint.or_else(|| shared.endpoint_url().map(String::from));
+        Ok(S3Backend { client, rt, opts, limit, endpoint })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.opts.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.opts.prefix)
+        }
+    }
+
+    fn shown(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.opts.bucket, self.full_key(key))
+    }
+
+    /// Runs `attempt` under the concurrency limit, retrying transient
+    /// failures with exponential backoff and full jitter.
+    fn run<T, F, Fut>(&self, op: &'static str, key: &str, attempt: F) -> BackendResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        self.rt.block_on(async {
+            let mut delay = Duration::from_millis(100);
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let r = {
+                    let _permit = self.limit.acquire().await.expect("semaphore is never closed");
+                    match tokio::time::timeout(self.opts.attempt_timeout, attempt()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Failure { kind: BackendErrorKind::Transient, message: "timed out".into() }),
+                    }
+                };
+                match r {
+                    Ok(v) => return Ok(v),
+                    Err(f) if f.kind == BackendErrorKind::Transient && tries < self.opts.max_attempts => {
+                        tracing::debug!("{op} {}: {} (attempt {tries}, retrying)", self.shown(key), f.message);
+                        let jitter = rand::random::<f64>();
+                        tokio::time::sleep(delay.mul_f64(0.5 + jitter)).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                    Err(f) => {
+                        let message = if f.kind == BackendErrorKind::Transient {
+                            format!("{} (gave up after {tries} attempts)", f.message)
+                        } else {
+                            f.message
+                        };
+                        return Err(BackendError::new(f.kind, op, self.shown(key), message));
+                    }
+                }
+            }
+        })
+    }
+
+    async fn get_body(&self, key: &str, range: Option<String>) -> Result<Vec<u8>, Failure> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.opts.bucket)
+            .key(self.full_key(key))
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Failure { kind: BackendErrorKind::Transient, message: format!("reading the body: {e}") })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn put_once(&self, key: &str, data: &[u8], class: Option<&StorageClass>) -> Result<(), Failure> {
+        if data.len() > self.opts.multipart_threshold {
+            return self.put_multipart(key, data, class).await;
+        }
+        self.client
+            .put_object()
+            .bucket(&self.opts.bucket)
+            .key(self.full_key(key))
+            .body(ByteStream::from(data.to_vec()))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_storage_class(class.cloned())
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn put_multipart(&self, key: &str, data: &[u8], class: Option<&StorageClass>) -> Result<(), Failure> {
+        let full = self.full_key(key);
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.opts.bucket)
+            .key(&full)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_storage_class(class.cloned())
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let upload_id = up.upload_id().unwrap_or_default().to_string();
+        let result = async {
+            let mut parts = Vec::new();
+            for (i, part) in data.chunks(self.opts.part_size).enumerate() {
+                let n = i as i32 + 1;
+                let r = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.opts.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                    .body(ByteStream::from(part.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(r.e_tag().map(String::from))
+                        .set_checksum_crc32_c(r.checksum_crc32_c().map(String::from))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.opts.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.opts.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    fn put_with_class(&self, key: &str, data: &[u8], class: Option<StorageClass>) -> BackendResult<()> {
+        self.run("upload", key, || self.put_once(key, data, class.as_ref()))
+    }
+
+    /// Deletes many objects with batched DeleteObjects (1000 per request).
+    pub fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
+        for batch in keys.chunks(1000) {
+            let first = batch.first().cloned().unwrap_or_default();
+            self.run("delete", &first, || async {
+                let ids = batch
+                    .iter()
+                    .map(|k| ObjectIdentifier::builder().key(self.full_key(k)).build())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Failure { kind: BackendErrorKind::Permanent, message: e.to_string() })?;
+                let del = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Failure { kind: BackendErrorKind::Permanent, message: e.to_string() })?;
+                let out = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.opts.bucket)
+                    .delete(del)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                if let Some(err) = out.errors().first() {
+                    return Err(Failure {
+                        kind: BackendErrorKind::Permanent,
+                        message: format!(
+                            "{} objects not deleted, first `{}`: {}",
+                            out.errors().len(),
+                            err.key().unwrap_or(""),
+                            err.message().unwrap_or("")
+                        ),
+                    });
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        let at = self.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+        if self.opts.prefix.is_empty() {
+            format!("s3://{}{at}", self.opts.bucket)
+        } else {
+            format!("s3://{}/{}{at}", self.opts.bucket, self.opts.prefix)
+        }
+    }
+
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        self.run("download", key, || self.get_body(key, None))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={}-{}", offset, offset + length - 1);
+        self.run("download", key, || async {
+            let b = self.get_body(key, Some(range.clone())).await?;
+            if b.len() as u64 != length {
+                // A short body is a cut connection or a range past the end.
+                return Err(Failure {
+                    kind: BackendErrorKind::Transient,
+                    message: format!("range {offset}+{length} returned {} bytes", b.len()),
+                });
+            }
+            Ok(b)
+        })
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put_with_class(key, data, None)
+    }
+
+    fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        let class = self.opts.storage_class.as_deref().map(StorageClass::from);
+        self.put_with_class(key, data, class)
+    }
+
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        let full = self.full_key(prefix);
+        let strip = if self.opts.prefix.is_empty() { String::new() } else { format!("{}/", self.opts.prefix) };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.run("list", prefix, || async {
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.opts.bucket)
+                    .prefix(&full)
+                    .set_continuation_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))
+            })?;
+            for o in page.contents() {
+                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&strip)) {
+                    out.push(ObjectInfo { key: k.to_string(), size: o.size().unwrap_or(0).max(0) as u64 });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.run("delete", key, || async {
+            self.client
+                .delete_object()
+                .bucket(&self.opts.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(())
+        })
+    }
+
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        self.run("stat", key, || async {
+            let h = self
+                .client
+                .head_object()
+                .bucket(&self.opts.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(h.content_length().unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn concurrency(&self) -> usize {
+        self.opts.concurrency
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+}

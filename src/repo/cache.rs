@@ -1,0 +1,131 @@
+//! The local metadata cache for remote repositories.
+//!
+//! Index files, snapshots and tree packs are immutable and named by the
+//! hash of their bytes, so a cached copy is checked by hashing it again
+//! before use: a corrupt entry is deleted and fetched anew, never trusted.
+//! Entries are used only for names the repository lists right now, and
+//! entries the repository no longer lists are removed when it is listed,
+//! so a stale cache cannot resurrect deleted objects. With the cache, an
+//! incremental backup of an unchanged tree downloads nothing but the key
+//! slot and a few listings.
+//!
+//! Layout: `<base>/<repository id>/{index,snapshots,packs}/<id>`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::id::Id;
+
+pub struct Cache {
+    dir: PathBuf,
+    packs: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
+}
+
+/// The default cache base: `$CAIRN_CACHE_DIR`, `$XDG_CACHE_HOME/cairn`, or
+/// `~/.cache/cairn`.
+pub fn default_base() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("cairn"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn"))
+}
+
+impl Cache {
+    pub fn open(base: &Path, repo: &Id) -> std::io::Result<Cache> {
+        let dir = base.join(repo.to_hex());
+        for sub in ["index", "snapshots", "packs"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        Ok(Cache { dir, packs: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, kind: &str, id: &Id) -> PathBuf {
+        self.dir.join(kind).join(id.to_hex())
+    }
+
+    /// A cached object whose bytes still hash to its id.
+    pub fn get(&self, kind: &str, id: &Id) -> Option<Vec<u8>> {
+        let p = self.path(kind, id);
+        let bytes = std::fs::read(&p).ok()?;
+        if Id::hash_of(&bytes) == *id {
+            Some(bytes)
+        } else {
+            tracing::warn!("cache entry {} is corrupt; fetching it again", p.display());
+            let _ = std::fs::remove_file(&p);
+            None
+        }
+    }
+
+    /// Stores an object; failures only cost a later download.
+    pub fn put(&self, kind: &str, id: &Id, bytes: &[u8]) {
+        let p = self.path(kind, id);
+        let tmp = p.with_extension(format!("tmp-{}", Id::random().short()));
+        let r =
+            std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes)).and_then(|_| std::fs::rename(&tmp, &p));
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("could not cache {}: {e}", p.display());
+        }
+    }
+
+    /// Removes cached objects of `kind` that are not in `keep`.
+    pub fn retain(&self, kind: &str, keep: &HashSet<Id>) {
+        let Ok(rd) = std::fs::read_dir(self.dir.join(kind)) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let stale = match name.to_str().and_then(|n| n.parse::<Id>().ok()) {
+                Some(id) => !keep.contains(&id),
+                None => true, // temporaries of an interrupted write
+            };
+            if stale {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// A tree pack, from memory or disk, checked against its id.
+    pub fn pack(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
+        if let Some(p) = self.packs.lock().unwrap().get(id) {
+            return Some(p.clone());
+        }
+        let bytes = Arc::new(self.get("packs", id)?);
+        self.packs.lock().unwrap().insert(*id, bytes.clone());
+        Some(bytes)
+    }
+
+    pub fn put_pack(&self, id: &Id, bytes: Vec<u8>) -> Arc<Vec<u8>> {
+        self.put("packs", id, &bytes);
+        let bytes = Arc::new(bytes);
+        self.packs.lock().unwrap().insert(*id, bytes.clone());
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_entries_are_dropped_and_stale_ones_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap();
+        let id = Id::hash_of(b"object");
+        c.put("index", &id, b"object");
+        assert_eq!(c.get("index", &id).unwrap(), b"object");
+        std::fs::write(c.dir().join("index").join(id.to_hex()), b"tampered").unwrap();
+        assert!(c.get("index", &id).is_none(), "a corrupt entry is never returned");
+        assert!(!c.dir().join("index").join(id.to_hex()).exists(), "and it is removed");
+        c.put("snapshots", &id, b"object");
+        c.retain("snapshots", &HashSet::new());
+        assert!(c.get("snapshots", &id).is_none(), "entries the repository no longer lists go");
+    }
+}
