@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, and integration tests that drive
-# the real `cairn` binary against local repositories.
+# Runs the whole test suite: unit tests, integration tests that drive the
+# real `cairn` binary against local repositories, and the S3 tests against
+# real Garage servers (single node and a three-node cluster) that the tests
+# start themselves on loopback. Garage 2.5.0 is installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.cargo/bin:$PATH"
+want="2.5.0"
+garage_bin="${CAIRN_GARAGE_BIN:-$(command -v garage || true)}"
+if [ -z "$garage_bin" ] || ! "$garage_bin" --version 2>/dev/null | grep -q "$want"; then
+    echo "installing Garage $want (cargo install; takes a while on a small machine)" >&2
+    # Without LTO the build is several times faster; the tests do not need it.
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo install garage --locked --version "$want"
+    export CAIRN_GARAGE_BIN="$HOME/.cargo/bin/garage"
+fi
+
 cargo test --all-targets "$@"

@@ -80,6 +80,9 @@ pub struct GlobalArgs {
     /// Do not cache metadata locally
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Print the number of storage requests made, as JSON on stderr
+    #[arg(long, global = true)]
+    pub stats: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,13 +133,15 @@ pub fn main() -> i32 {
     };
     init_logging();
     let printer = Printer::new(cli.global.json, cli.global.quiet);
-    match run(cli, &printer) {
+    let code = match run(cli, &printer) {
         Ok(code) => code,
         Err(e) => {
             eprint!("{}", output::render_error(&e));
             EXIT_ERROR
         }
-    }
+    };
+    print_stats();
+    code
 }
 
 fn init_logging() {
@@ -176,7 +181,32 @@ pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
         s3_storage_class: g.s3_storage_class.clone(),
         s3_concurrency: g.s3_concurrency,
     };
-    backend::open_url(url, &opts)
+    let b = backend::open_url(url, &opts)?;
+    if g.stats {
+        let counting = Arc::new(backend::CountingBackend::new(b));
+        STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
+        return Ok(counting);
+    }
+    Ok(b)
+}
+
+thread_local! {
+    /// The request counters of this command, when `--stats` is given.
+    static STATS: std::cell::RefCell<Option<Arc<backend::RequestCounts>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn print_stats() {
+    STATS.with(|s| {
+        if let Some(c) = s.borrow().as_ref() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let v = serde_json::json!({ "requests": {
+                "get": c.get.load(Relaxed), "get_range": c.get_range.load(Relaxed), "put": c.put.load(Relaxed),
+                "list": c.list.load(Relaxed), "delete": c.delete.load(Relaxed), "stat": c.stat.load(Relaxed),
+                "total": c.total(), "bytes_in": c.bytes_in.load(Relaxed), "bytes_out": c.bytes_out.load(Relaxed),
+            }});
+            eprintln!("{v}");
+        }
+    });
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {

@@ -1,0 +1,198 @@
+//! Every command works unchanged on S3 (a real Garage server), with few
+//! requests, a self-repairing cache, and clear, secret-free errors.
+
+mod common;
+mod garage;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{assert_same_tree, random_bytes, restored, PASSWORD};
+use garage::Garage;
+
+struct S3Env {
+    garage: Garage,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl S3Env {
+    fn new() -> S3Env {
+        let garage = Garage::start();
+        let env = S3Env { garage, dir: tempfile::tempdir().unwrap(), url: String::new() };
+        S3Env { url: env.garage.url("repo"), ..env }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        self.garage.apply_env(&mut c);
+        c.env("CAIRN_REPO", &self.url)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    fn cairn(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(out.status.success(), "cairn {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs with `--stats` and returns (stdout, total requests).
+    fn counted(&self, args: &[&str]) -> (String, serde_json::Value) {
+        let mut a = vec!["--stats"];
+        a.extend_from_slice(args);
+        let out = self.cairn(&a);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cairn {args:?} failed: {stderr}");
+        let stats =
+            stderr.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).expect("stats");
+        (String::from_utf8(out.stdout).unwrap(), stats["requests"].clone())
+    }
+
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+fn make_tree(src: &Path) {
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("big.bin"), random_bytes(3_000_000, 11)).unwrap();
+    std::fs::write(src.join("text"), "some text\n".repeat(10_000)).unwrap();
+    std::fs::write(src.join("sub/deeper/small"), b"small").unwrap();
+    std::os::unix::fs::symlink("text", src.join("link")).unwrap();
+    for i in 0..50 {
+        std::fs::write(src.join("sub").join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+}
+
+#[test]
+fn every_command_works_on_s3_against_garage() {
+    let e = S3Env::new();
+    let id = e.ok(&["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"]);
+    assert_eq!(id.trim().len(), 64);
+    let src = e.path("src");
+    make_tree(&src);
+    let s1 = e.ok(&["backup", src.to_str().unwrap(), "--tag", "s3"]).trim().to_string();
+    std::fs::write(src.join("text"), "changed\n").unwrap();
+    let s2 = e.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    let snaps: serde_json::Value = serde_json::from_str(&e.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    assert_eq!(snaps[1]["parent"], s1.as_str());
+    let diff = e.ok(&["diff", &s1[..8], &s2[..8]]);
+    assert!(diff.contains("M  ") && diff.contains("/text"), "{diff}");
+    let ls = e.ok(&["ls", "latest"]);
+    assert!(ls.contains("/sub/deeper/small"));
+    let dumped = e.cairn(&["dump", "latest", &format!("{}/big.bin", src.display())]);
+    assert!(dumped.stdout == random_bytes(3_000_000, 11));
+    let t = e.path("t");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(&src, &restored(&t, &src));
+    e.ok(&["check", "--read-data"]);
+    // Key slots.
+    let slot = e.command().args(["key", "add"]).env("CAIRN_NEW_PASSWORD", "second password").output().unwrap();
+    assert!(slot.status.success());
+    let list = e.ok(&["key", "list"]);
+    assert_eq!(list.lines().count(), 2);
+    let other = e.command().args(["snapshots"]).env("CAIRN_PASSWORD", "second password").output().unwrap();
+    assert!(other.status.success(), "the new password opens the repository");
+    // A stream.
+    let mut child = e
+        .command()
+        .args(["backup", "--stdin", "--stdin-name", "dump.sql"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"CREATE TABLE t;\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(e.cairn(&["dump", "latest", "/dump.sql"]).stdout, b"CREATE TABLE t;\n");
+}
+
+#[test]
+fn an_unchanged_incremental_backup_needs_a_handful_of_requests() {
+    let e = S3Env::new();
+    e.ok(&["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"]);
+    let src = e.path("src");
+    make_tree(&src);
+    let (_, first) = e.counted(&["backup", src.to_str().unwrap()]);
+    let (_, second) = e.counted(&["backup", src.to_str().unwrap()]);
+    let total = second["total"].as_u64().unwrap();
+    // marker, key list, key slot, config, index list, pack list (adoption),
+    // snapshot list, snapshot upload: nothing else, whatever the tree size.
+    assert!(total <= 10, "an unchanged backup made {total} requests: {second}");
+    assert_eq!(second["put"], 1, "only the snapshot is uploaded: {second}");
+    assert_eq!(second["get_range"], 0, "no pack is read: {second}");
+    assert!(first["total"].as_u64().unwrap() > total);
+}
+
+#[test]
+fn a_corrupt_or_stale_cache_is_detected_and_repaired() {
+    let e = S3Env::new();
+    e.ok(&["init", "--kdf-memory-kib", "1024"]);
+    let src = e.path("src");
+    make_tree(&src);
+    e.ok(&["backup", src.to_str().unwrap()]);
+    // Corrupt every cached object.
+    let cache = e.path("cache");
+    let mut corrupted = 0;
+    for entry in walk(&cache) {
+        std::fs::write(&entry, b"garbage").unwrap();
+        corrupted += 1;
+    }
+    assert!(corrupted >= 3, "the cache holds index, snapshot and tree pack ({corrupted} files)");
+    // A cached snapshot the repository does not have must not appear.
+    let snapdir = walk(&cache).into_iter().find(|p| p.parent().unwrap().ends_with("snapshots")).unwrap();
+    let ghost = snapdir.parent().unwrap().join("00".repeat(32));
+    std::fs::write(&ghost, b"ghost").unwrap();
+    let (_, stats) = e.counted(&["backup", src.to_str().unwrap()]);
+    assert!(stats["get"].as_u64().unwrap() >= 3, "corrupt entries are fetched again: {stats}");
+    let snaps: serde_json::Value = serde_json::from_str(&e.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    assert!(!ghost.exists(), "the stale entry was removed");
+    for entry in walk(&cache) {
+        let name = entry.file_name().unwrap().to_str().unwrap().to_string();
+        let bytes = std::fs::read(&entry).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name, "{} was repaired", entry.display());
+    }
+    let t = e.path("t");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn permanent_errors_name_the_bucket_and_key_and_never_the_secret() {
+    let e = S3Env::new();
+    let started = std::time::Instant::now();
+    let out = e.command().args(["snapshots"]).env("CAIRN_REPO", "s3://no-such-bucket/x").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("s3://no-such-bucket/x/cairn"), "names bucket and key: {stderr}");
+    assert!(started.elapsed().as_secs() < 10, "a permanent error is not retried");
+    assert!(!stderr.contains(&e.garage.secret));
+    let bad = e.command().args(["init"]).env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("403") || stderr.to_lowercase().contains("forbidden") || stderr.contains("Signature"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&"0".repeat(64)) && !stderr.contains(&e.garage.secret), "no secret in: {stderr}");
+}
