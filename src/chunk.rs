@@ -67,7 +67,9 @@ impl Chunker {
     ) -> Result<u64, E> {
         let max = self.params.max_size as usize;
         if self.buf.len() < 2 * max {
-            self.buf.resize(2 * max, 0);
+            // Zeroed allocation maps untouched pages lazily: a small file
+            // costs a page or two of resident memory, not the whole buffer.
+            self.buf = vec![0u8; 2 * max];
         }
         let mut start = 0usize; // first unconsumed byte
         let mut end = 0usize; // end of valid data

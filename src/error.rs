@@ -57,6 +57,11 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A pipeline stage stopped because another one failed; that failure
+    /// is the real error and is reported instead where it is known.
+    #[error("the {0} stopped")]
+    Stopped(&'static str),
+
     #[error("the repository is locked by {holder}")]
     Locked { holder: String },
 }

@@ -10,7 +10,7 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -21,26 +21,27 @@ use crate::repo::tree::{Node, NodeKind, Xattr};
 /// Caches uid/gid → name look-ups, which hit NSS each time otherwise.
 #[derive(Default)]
 pub struct NameCache {
-    users: Mutex<HashMap<u32, Option<String>>>,
-    groups: Mutex<HashMap<u32, Option<String>>>,
+    users: Mutex<HashMap<u32, Option<Arc<str>>>>,
+    groups: Mutex<HashMap<u32, Option<Arc<str>>>>,
 }
 
 impl NameCache {
-    pub fn user(&self, uid: u32) -> Option<String> {
+    /// The user name of `uid`, shared between all nodes that have it.
+    pub fn user(&self, uid: u32) -> Option<Arc<str>> {
         self.users
             .lock()
             .unwrap()
             .entry(uid)
-            .or_insert_with(|| User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .or_insert_with(|| User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into()))
             .clone()
     }
 
-    pub fn group(&self, gid: u32) -> Option<String> {
+    pub fn group(&self, gid: u32) -> Option<Arc<str>> {
         self.groups
             .lock()
             .unwrap()
             .entry(gid)
-            .or_insert_with(|| Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name))
+            .or_insert_with(|| Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into()))
             .clone()
     }
 }

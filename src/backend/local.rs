@@ -41,11 +41,12 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// directory created, so a new `data/xx/` survives a power loss together
 /// with the object stored in it.
 fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
     fs::create_dir_all(dir)?;
     for d in missing.iter().rev() {
-        if let Some(parent) = d.parent() {
-            fsync_dir(parent)?;
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => fsync_dir(p)?,
+            _ => fsync_dir(Path::new("."))?,
         }
     }
     Ok(())
@@ -142,6 +143,11 @@ impl Backend for LocalBackend {
         let p = self.path(key)?;
         fs::metadata(&p).map(|m| m.len()).map_err(|e| BackendError::from_io("stat", key, e))
     }
+
+    /// One writer keeps a local disk busy; more only hold more packs in memory.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +169,17 @@ mod tests {
         b.delete("data/ab/abc").unwrap();
         assert!(b.get("data/ab/abc").unwrap_err().is_not_found());
         assert!(b.list("nothing/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bug_a_relative_root_failed_to_create_its_first_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let r = LocalBackend::new("repo").put("keys/abc", b"x");
+        std::env::set_current_dir(cwd).unwrap();
+        r.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("repo/keys/abc")).unwrap(), b"x");
     }
 
     #[test]

@@ -155,47 +155,55 @@ pub fn run(
     let writer = RepoWriter::new(repo, uploaders, 64);
     let counters = Counters::default();
     let mut summary = Summary::default();
-    let root_id = match source {
-        Source::Paths(_) => {
-            let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
-            let mut scanner = Scanner::new(repo, &index, &excludes, opts.one_file_system);
-            let mut root = scan::new_root(parent_tree);
-            for p in &abs_paths {
-                scanner.add_path(&mut root, p)?;
+    let stored = (|| -> Result<Id> {
+        Ok(match source {
+            Source::Paths(_) => {
+                let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
+                let mut scanner = Scanner::new(repo, &index, &excludes, opts.one_file_system);
+                let mut root = scan::new_root(parent_tree);
+                for p in &abs_paths {
+                    scanner.add_path(&mut root, p)?;
+                }
+                let total: u64 = scanner.jobs.iter().map(|j| j.size).sum();
+                progress.scanned(scanner.jobs.len() as u64, total);
+                let outcomes = pipeline::run(repo, &index, &writer, &scanner.jobs, opts.threads, &counters, progress)?;
+                warnings.append(&mut scanner.warnings);
+                summary.skipped = std::mem::take(&mut scanner.skipped);
+                let mut enc = Encoder::new(repo.config().compression);
+                let mut ctx = TreeCtx {
+                    index: &index,
+                    writer: &writer,
+                    enc: &mut enc,
+                    outcomes: &outcomes,
+                    jobs: &scanner.jobs,
+                    summary: &mut summary,
+                    warnings: &mut warnings,
+                };
+                ctx.write_dir(root)?
             }
-            let total: u64 = scanner.jobs.iter().map(|j| j.size).sum();
-            progress.scanned(scanner.jobs.len() as u64, total);
-            let outcomes = pipeline::run(repo, &index, &writer, &scanner.jobs, opts.threads, &counters, progress)?;
-            warnings.append(&mut scanner.warnings);
-            summary.skipped = std::mem::take(&mut scanner.skipped);
-            let mut enc = Encoder::new(repo.config().compression);
-            let mut ctx = TreeCtx {
-                index: &index,
-                writer: &writer,
-                enc: &mut enc,
-                outcomes: &outcomes,
-                jobs: &scanner.jobs,
-                summary: &mut summary,
-                warnings: &mut warnings,
-            };
-            ctx.write_dir(root)?
-        }
-        Source::Stdin { name, reader } => {
-            let content = store_stream(repo, &index, &writer, reader, &counters)?;
-            let mut node = Node::new(name.into_bytes(), NodeKind::File);
-            node.mode = 0o600;
-            node.mtime = time.timestamp();
-            node.mtime_nsec = time.timestamp_subsec_nanos();
-            node.size = counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
-            node.content = content;
-            node.uid = nix::unistd::getuid().as_raw();
-            node.gid = nix::unistd::getgid().as_raw();
-            summary.files_new = 1;
-            summary.files_total = 1;
-            summary.bytes_total = node.size;
-            let mut enc = Encoder::new(repo.config().compression);
-            writer.store_blob(&index, BlobKind::Tree, &Tree::new(vec![node]).encode(), &mut enc)?.0
-        }
+            Source::Stdin { name, reader } => {
+                let content = store_stream(repo, &index, &writer, reader, &counters)?;
+                let mut node = Node::new(name.into_bytes(), NodeKind::File);
+                node.mode = 0o600;
+                node.mtime = time.timestamp();
+                node.mtime_nsec = time.timestamp_subsec_nanos();
+                node.size = counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+                node.content = content;
+                node.uid = nix::unistd::getuid().as_raw();
+                node.gid = nix::unistd::getgid().as_raw();
+                summary.files_new = 1;
+                summary.files_total = 1;
+                summary.bytes_total = node.size;
+                let mut enc = Encoder::new(repo.config().compression);
+                writer.store_blob(&index, BlobKind::Tree, &Tree::new(vec![node]).encode(), &mut enc)?.0
+            }
+        })
+    })();
+    // A failed upload stops the uploaders and the workers then only see
+    // that they stopped: the upload's own error says what went wrong.
+    let root_id = match stored {
+        Ok(id) => id,
+        Err(e) => return Err(writer.finish().err().unwrap_or(e)),
     };
     let stats = writer.finish()?;
     summary.bytes_read = counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
@@ -279,14 +287,13 @@ impl TreeCtx<'_> {
                         match &self.outcomes[j] {
                             FileOutcome::Read { content, size, opened, changed } => {
                                 // Describe the file as it was when read, not as scanned.
-                                use std::os::unix::fs::MetadataExt;
                                 node.content = content.clone();
                                 node.size = *size;
-                                node.mtime = opened.mtime();
-                                node.mtime_nsec = opened.mtime_nsec() as u32;
-                                node.ctime = opened.ctime();
-                                node.ctime_nsec = opened.ctime_nsec() as u32;
-                                node.mode = opened.mode() & 0o7777;
+                                node.mtime = opened.mtime;
+                                node.mtime_nsec = opened.mtime_nsec;
+                                node.ctime = opened.ctime;
+                                node.ctime_nsec = opened.ctime_nsec;
+                                node.mode = opened.mode;
                                 if *changed {
                                     let p = self.jobs[j].path.display().to_string();
                                     self.warnings.push(format!("{p}: changed while it was read; stored as read"));

@@ -41,12 +41,35 @@ pub enum FileOutcome {
         content: Vec<Id>,
         size: u64,
         /// Metadata when the file was opened (it may differ from the scan's).
-        opened: Box<std::fs::Metadata>,
+        opened: OpenedMeta,
         /// The file changed while it was read (it is stored as read).
         changed: bool,
     },
     /// Could not be read (vanished, no permission…).
     Failed(std::io::Error),
+}
+
+/// The parts of a file's metadata at open time that the snapshot records
+/// (kept small: there is one per file read).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenedMeta {
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub ctime: i64,
+    pub ctime_nsec: u32,
+    pub mode: u32,
+}
+
+impl From<&std::fs::Metadata> for OpenedMeta {
+    fn from(m: &std::fs::Metadata) -> Self {
+        OpenedMeta {
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec() as u32,
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec() as u32,
+            mode: m.mode() & 0o7777,
+        }
+    }
 }
 
 /// Shared counters of a running backup.
@@ -79,7 +102,7 @@ pub fn run(
     };
     let key = repo.key();
     let level = repo.config().compression;
-    let (tx, rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
+    let (tx, rx) = bounded::<(Id, Vec<u8>)>(threads);
 
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -191,7 +214,7 @@ fn read_file(
         let id = key.blob_id(chunk);
         content.push(id);
         if writer.claim(index, &id) && tx.send((id, chunk.to_vec())).is_err() {
-            store_err = Some(Error::InvalidArgument("the backup pipeline stopped".into()));
+            store_err = Some(Error::Stopped("backup pipeline"));
             return Err(std::io::Error::other("pipeline stopped"));
         }
         Ok(())
@@ -213,5 +236,6 @@ fn read_file(
                 || a.ctime() != before.ctime()
                 || a.ctime_nsec() != before.ctime_nsec()
         });
-    Ok(FileOutcome::Read { content, size, opened: Box::new(before), changed })
+    content.shrink_to_fit();
+    Ok(FileOutcome::Read { content, size, opened: OpenedMeta::from(&before), changed })
 }

@@ -345,7 +345,8 @@ impl<'a> Scanner<'a> {
                 d.children.push(e);
             }
         }
-        d.parent = parent;
+        // The parent's tree served its purpose: free it now, not at the end.
+        drop(parent);
         Ok(())
     }
 }

@@ -123,7 +123,19 @@ pub struct InitArgs {
     pub kdf_memory_kib: Option<u32>,
 }
 
+/// Large buffers (packs, chunks) are allocated and freed all the time; keep
+/// glibc from raising its mmap threshold to their size, which would park
+/// freed packs in per-thread arenas and inflate the resident memory.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 pub fn main() -> i32 {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -50,9 +50,9 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub gid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<std::sync::Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub group: Option<std::sync::Arc<str>>,
     pub mtime: i64,
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub mtime_nsec: u32,

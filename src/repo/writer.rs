@@ -60,7 +60,9 @@ impl RepoWriter {
     /// written after every `checkpoint_packs` stored packs.
     pub fn new(repo: &Repository, uploaders: usize, checkpoint_packs: usize) -> RepoWriter {
         let pack_size = repo.config().pack_size as usize;
-        let (tx, rx) = bounded::<FinishedPack>(1);
+        // A rendezvous: a full pack waits for a free uploader, so at most one pack
+        // per uploader plus the one being handed over is held in memory.
+        let (tx, rx) = bounded::<FinishedPack>(0);
         let shared = Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default() }));
         let handles = (0..uploaders.max(1))
             .map(|_| {
@@ -161,7 +163,7 @@ impl RepoWriter {
     fn send(&self, b: PackBuilder) -> Result<()> {
         let p = b.finish(&self.key);
         let tx = self.tx.as_ref().expect("writer is open");
-        tx.send(p).map_err(|_| Error::InvalidArgument("the pack uploader stopped".into()))
+        tx.send(p).map_err(|_| Error::Stopped("pack uploader"))
     }
 
     /// Stores the open packs and the final index file; returns the stats.
@@ -176,7 +178,7 @@ impl RepoWriter {
         }
         drop(self.tx.take());
         for h in std::mem::take(&mut self.uploaders) {
-            let r = h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("a pack uploader panicked".into())));
+            let r = h.join().unwrap_or_else(|_| Err(Error::Stopped("pack uploader (it panicked)")));
             if let Err(e) = r {
                 // An upload error explains a failed send better than the send.
                 result = Err(e);
