@@ -144,3 +144,29 @@ pub fn set_mtime(path: &Path, node: &Node) -> std::io::Result<()> {
     let atime = TimeSpec::UTIME_OMIT;
     utimensat(None, path, &atime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(std::io::Error::from)
 }
+
+/// Sets owner (as root), extended attributes, mode and mtime through an
+/// open file, in that order (chown clears set-id bits; times go last).
+/// One open file instead of four path look-ups per file. Returns warnings
+/// for attributes outside `user.` that could not be set.
+pub fn apply_metadata_fd(file: &std::fs::File, node: &Node, as_root: bool) -> std::io::Result<Vec<String>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    use xattr::FileExt;
+    if as_root {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+    }
+    let mut warnings = Vec::new();
+    for x in &node.xattrs {
+        if let Err(e) = file.set_xattr(OsStr::from_bytes(&x.name), &x.value) {
+            if x.name.starts_with(b"user.") {
+                return Err(e);
+            }
+            warnings.push(format!("xattr {}: {e}", String::from_utf8_lossy(&x.name)));
+        }
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
+    let mtime = TimeSpec::new(node.mtime, node.mtime_nsec as i64);
+    nix::sys::stat::futimens(file.as_raw_fd(), &TimeSpec::UTIME_OMIT, &mtime).map_err(std::io::Error::from)?;
+    Ok(warnings)
+}

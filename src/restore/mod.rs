@@ -9,6 +9,7 @@
 //! named in the report and the restore exits non-zero (invariant 5).
 
 pub mod execute;
+mod files;
 pub mod plan;
 pub mod verify;
 
