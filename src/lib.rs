@@ -14,6 +14,8 @@ pub mod crypto;
 pub mod error;
 pub mod fsmeta;
 pub mod id;
+pub mod policy;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 

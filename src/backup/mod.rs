@@ -108,6 +108,8 @@ pub fn run(
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
     let host = opts.host.clone().unwrap_or_else(keys::hostname);
+    // Shared: backups run side by side, but never beside a prune.
+    let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
     let mut index = repo.load_index()?;
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =

@@ -45,9 +45,24 @@ pub struct BackupArgs {
     /// Do not compare with a parent snapshot: read every file
     #[arg(long)]
     pub force: bool,
+    /// Run one backup of this policy: its source, repository, hooks and tag
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["paths", "stdin", "excludes", "exclude_files", "exclude_if_present", "one_file_system"]
+    )]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub policies: super::policy::PoliciesDir,
 }
 
-struct Bar(indicatif::ProgressBar, AtomicU64);
+pub(super) struct Bar(pub(super) indicatif::ProgressBar, AtomicU64);
+
+impl Bar {
+    pub(super) fn new(p: &Printer) -> Bar {
+        Bar(p.progress(0, "backing up"), AtomicU64::new(0))
+    }
+}
 
 impl Progress for Bar {
     fn scanned(&self, _files: u64, bytes: u64) {
@@ -60,6 +75,9 @@ impl Progress for Bar {
 }
 
 pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
+    if let Some(name) = &a.policy {
+        return super::policy::backup(g, &a, name, &a.policies.dir, p);
+    }
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
         excludes.extend(backup::scan::read_exclude_file(f)?);
@@ -87,9 +105,14 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         parent: if a.force { Some(None) } else { None },
         threads: threads(g),
     };
-    let bar = Bar(p.progress(0, "backing up"), AtomicU64::new(0));
+    let bar = Bar::new(p);
     let report = backup::run(&repo, source, &opts, &bar)?;
     bar.0.finish_and_clear();
+    Ok(print_report(&report, p))
+}
+
+/// Prints a backup's report; returns the exit code it calls for.
+pub(super) fn print_report(report: &backup::BackupReport, p: &Printer) -> i32 {
     for w in &report.warnings {
         p.warn(w);
     }
@@ -124,7 +147,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         for f in &s.skipped {
             eprintln!("  {}: {}", f.path, f.reason);
         }
-        return Ok(EXIT_PARTIAL);
+        return EXIT_PARTIAL;
     }
-    Ok(EXIT_OK)
+    EXIT_OK
 }

@@ -10,10 +10,13 @@
 
 mod backup;
 mod check;
+mod forget;
 mod inspect;
 mod key;
 pub mod output;
 pub mod password;
+pub mod policy;
+mod prune;
 mod restore;
 
 use std::path::PathBuf;
@@ -103,8 +106,14 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
+    /// Apply retention rules: keep or forget every snapshot, with the reason
+    Forget(forget::ForgetArgs),
+    /// Remove data no snapshot uses any more
+    Prune(prune::PruneArgs),
     /// Manage the passwords (key slots) that open the repository
     Key(key::KeyArgs),
+    /// Check and show policy files
+    Policy(policy::PolicyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,7 +182,10 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Dump(a) => inspect::dump(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
+        Command::Forget(a) => forget::run(g, &a, p),
+        Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
+        Command::Policy(a) => policy::run(g, &a, p),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod blob;
 pub mod cache;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -1,0 +1,79 @@
+//! `cairn prune`: plan, show, and (unless `--dry-run`) execute.
+
+use crate::error::{Error, Result};
+use crate::prune::gc::{self, Action};
+use crate::repo::lock;
+
+use super::output::{human_bytes, Printer};
+use super::{open_repo, GlobalArgs, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be removed and repacked, and change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Unused space to tolerate in kept packs before repacking, e.g. 5%
+    #[arg(long, value_name = "P%", default_value = "5%")]
+    pub max_unused: String,
+}
+
+fn parse_percent(s: &str) -> Result<f64> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| Error::InvalidArgument(format!("--max-unused `{s}`: expected a percentage such as 5%")))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(Error::InvalidArgument(format!("--max-unused `{s}`: must be between 0% and 100%")));
+    }
+    Ok(v / 100.0)
+}
+
+pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
+    let max_unused = parse_percent(&a.max_unused)?;
+    let repo = open_repo(g)?;
+    // The plan is made under the lock, so nothing changes between plan and deletion.
+    let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, true, "prune")?) };
+    let plan = gc::plan(&repo, max_unused)?;
+    let summary = format!(
+        "{} snapshots use {} blobs; packs: keep {} ({}), repack {} ({} to copy), delete {} and {} unindexed ({}); unused left {}",
+        plan.snapshots,
+        plan.used_blobs,
+        plan.count(Action::Keep),
+        human_bytes(plan.keep_bytes),
+        plan.count(Action::Repack),
+        human_bytes(plan.repack_bytes),
+        plan.count(Action::Delete),
+        plan.unindexed.len(),
+        human_bytes(plan.delete_bytes),
+        human_bytes(plan.unused_after)
+    );
+    if a.dry_run {
+        if p.json {
+            p.json(&serde_json::json!({ "dry_run": true, "plan": plan }));
+        } else {
+            p.info(format!("dry run: {summary}"));
+            for pk in plan.packs.iter().filter(|x| x.action != Action::Keep) {
+                p.data(format!("{:?} data/{}/{}", pk.action, &pk.id.to_hex()[..2], pk.id).to_lowercase());
+            }
+            for (k, _) in &plan.unindexed {
+                p.data(format!("delete {k}"));
+            }
+        }
+        return Ok(EXIT_OK);
+    }
+    p.info(summary);
+    let report = gc::execute(&repo, &plan)?;
+    if p.json {
+        p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
+    } else {
+        p.info(format!(
+            "deleted {} packs ({} freed), wrote {} new packs and {} index files",
+            report.packs_deleted,
+            human_bytes(report.bytes_freed),
+            report.packs_written,
+            report.index_files_written
+        ));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,201 @@
+//! External commands: hooks, and command sources.
+//!
+//! Both run with `sh -c` in a process group of their own, with standard
+//! input closed, their standard output sent to our standard error (stdout
+//! carries data only) and standard error inherited.
+//!
+//! - A hook ([`run_hook`]) has a timeout; when it runs out, the whole
+//!   process group is killed (SIGKILL), so a hook that started children of
+//!   its own leaves nothing behind.
+//! - A command source ([`CommandSource`]) is a reader over the command's
+//!   standard output, streamed into the backup as it comes. When the
+//!   output ends, the reader waits for the command and, if it failed,
+//!   returns a read error instead of the end of the stream. The backup then
+//!   fails before its snapshot (the commit point) is written, so a failed
+//!   dump never becomes a snapshot; the chunks it stored are left for the
+//!   next backup to adopt or for prune to remove. Dropping the reader early
+//!   kills the command's process group.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+
+use super::HookCommand;
+
+/// `exited with status 3`, `was killed by signal 9`.
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+fn failure(what: &str, msg: impl Into<String>) -> Error {
+    Error::io(what, std::io::Error::other(msg.into()))
+}
+
+fn shell(command: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok(cmd)
+}
+
+/// Kills a process group created with `process_group(0)`, whose id is the
+/// leader's pid.
+fn kill_group(child: &Child) {
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: killpg only sends a signal; the group is the one we created.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs hook `label` (`before`, `after`, `on_failure`…) to completion or
+/// until its timeout; fails if it fails, cannot start, or times out.
+pub fn run_hook(label: &str, hook: &HookCommand, env: &[(&str, &str)]) -> Result<()> {
+    let what = format!("{label} hook");
+    let mut child = shell(&hook.command, env).and_then(|mut c| c.spawn()).map_err(|e| Error::io(&what, e))?;
+    tracing::info!("{what} started");
+    let deadline = Instant::now() + hook.timeout.to_std();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(failure(&what, describe(status))),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&child);
+                let _ = child.wait();
+                return Err(Error::io(&what, e));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(failure(&what, format!("timed out after {}; its process group was killed", hook.timeout)));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The standard output of a running command source, as a reader.
+pub struct CommandSource {
+    child: Child,
+    stdout: ChildStdout,
+    status: Arc<Mutex<Option<ExitStatus>>>,
+    done: bool,
+}
+
+/// Tells, after the backup, whether the command source failed.
+#[derive(Clone)]
+pub struct SourceStatus(Arc<Mutex<Option<ExitStatus>>>);
+
+impl SourceStatus {
+    /// The command's failure, once it has exited unsuccessfully.
+    pub fn failure(&self) -> Option<Error> {
+        let s = (*self.0.lock().expect("status lock"))?;
+        (!s.success()).then(|| failure("source command", describe(s)))
+    }
+}
+
+impl CommandSource {
+    pub fn spawn(command: &str, env: &[(&str, &str)]) -> Result<(CommandSource, SourceStatus)> {
+        let mut child = shell(command, env)
+            .and_then(|mut c| c.stdout(Stdio::piped()).spawn())
+            .map_err(|e| Error::io("source command", e))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let status = Arc::new(Mutex::new(None));
+        Ok((CommandSource { child, stdout, status: status.clone(), done: false }, SourceStatus(status)))
+    }
+}
+
+impl Read for CommandSource {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.wait()?;
+            self.done = true;
+            *self.status.lock().expect("status lock") = Some(status);
+            if !status.success() {
+                return Err(std::io::Error::other(format!("the source command {}", describe(status))));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CommandSource {
+    fn drop(&mut self) {
+        if !self.done {
+            kill_group(&self.child);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Duration;
+
+    fn hook(cmd: &str, secs: u64) -> HookCommand {
+        HookCommand { command: cmd.into(), timeout: Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn hooks_succeed_fail_and_see_their_environment() {
+        run_hook("before", &hook("test \"$CAIRN_POLICY\" = web", 10), &[("CAIRN_POLICY", "web")]).unwrap();
+        let e = run_hook("before", &hook("exit 3", 10), &[]).unwrap_err();
+        assert_eq!(e.to_string(), "before hook: exited with status 3");
+    }
+
+    #[test]
+    fn a_hook_that_times_out_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        // The grandchild would write the marker after 2 s unless its group is killed.
+        let cmd = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let started = Instant::now();
+        let e = run_hook("after", &hook(&cmd, 1), &[]).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(e.to_string(), "after hook: timed out after 1s; its process group was killed");
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        assert!(!marker.exists(), "a child of the hook survived the timeout");
+    }
+
+    #[test]
+    fn a_failing_source_command_is_a_read_error_at_the_end() {
+        let (mut ok, status) = CommandSource::spawn("printf hello", &[]).unwrap();
+        let mut out = String::new();
+        ok.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello");
+        assert!(status.failure().is_none());
+
+        let (mut bad, status) = CommandSource::spawn("printf partial; exit 4", &[]).unwrap();
+        let mut out = Vec::new();
+        let e = bad.read_to_end(&mut out).unwrap_err();
+        assert_eq!(out, b"partial");
+        assert_eq!(e.to_string(), "the source command exited with status 4");
+        assert_eq!(status.failure().unwrap().to_string(), "source command: exited with status 4");
+    }
+}

@@ -1,0 +1,368 @@
+//! The policy schema as a walk: which tables and fields a policy has, what
+//! each value must be, and the defaults. Built on the getters of
+//! [`super::parse::Cx`], which record every problem and go on. A policy is
+//! kept only when no problem was recorded, so these functions return their
+//! best effort (a bad value becomes its default) and `None` only where a
+//! required part is missing or unusable.
+
+use std::path::PathBuf;
+
+use super::parse::{Cx, Tbl};
+use super::*;
+
+const ROOT: &[&str] =
+    &["name", "description", "source", "repository", "schedule", "retention", "objectives", "drill", "hooks", "notify"];
+const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
+const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
+const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
+const SCHEDULE: &[&str] = &["backup", "timezone", "jitter"];
+const RETENTION: &[&str] = &[
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within",
+    "keep_tags",
+    "prune",
+];
+const OBJECTIVES: &[&str] = &["rpo", "rto"];
+const DRILL: &[&str] = &["schedule", "recovery_point", "random_window", "verify", "sample_percent", "validate"];
+const HOOKS: &[&str] = &["before", "after", "on_failure"];
+const COMMAND: &[&str] = &["command", "timeout"];
+const NOTIFY: &[&str] = &["webhooks"];
+const PATHS_ONLY: &[&str] = &["exclude", "exclude_if_present", "one_file_system"];
+const PASSWORDS: &[&str] = &["password_env", "password_file", "password_command"];
+
+/// The table a field name belongs to, for "belongs in [retention]".
+pub(crate) fn section_of(key: &str) -> Option<&'static str> {
+    let sections: [(&str, &[&str]); 8] = [
+        ("source", SOURCE),
+        ("repository", REPOSITORY),
+        ("repository.s3", S3),
+        ("schedule", SCHEDULE),
+        ("retention", RETENTION),
+        ("objectives", OBJECTIVES),
+        ("drill", DRILL),
+        ("notify", NOTIFY),
+    ];
+    sections.iter().find(|(_, keys)| keys.contains(&key)).map(|(s, _)| *s)
+}
+
+fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn plain_file_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && !s.contains('\0') && s != "." && s != ".."
+}
+
+pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
+    cx.known_keys(root, ROOT);
+    let mut name = None;
+    if cx.require(root, "name", "the policy's name, e.g. name = \"web\"") {
+        if let Some((n, at)) = cx.string(root, "name") {
+            if !valid_name(&n) {
+                cx.error(
+                    at,
+                    "name",
+                    format!(
+                        "expected lowercase letters, digits, `-` and `_`, starting with a letter or digit \
+                         (at most 64), found \"{n}\""
+                    ),
+                );
+            }
+            name = Some(n);
+        }
+    }
+    let description = cx.string(root, "description").map(|s| s.0).unwrap_or_default();
+    let mut source_ = None;
+    if cx.require(root, "source", "a [source] table with paths = [...] or command = \"...\"") {
+        source_ = cx.table(root, "source").and_then(|t| source(cx, &t));
+    }
+    let mut repository_ = None;
+    if cx.require(root, "repository", "a [repository] table with url = \"...\"") {
+        repository_ = cx.table(root, "repository").and_then(|t| repository(cx, &t));
+    }
+    let schedule = optional(cx, root, "schedule", |cx, t| Some(schedule(cx, t)));
+    let retention = optional(cx, root, "retention", |cx, t| Some(retention(cx, t)));
+    let objectives = optional(cx, root, "objectives", |cx, t| Some(objectives(cx, t)));
+    let drill = optional(cx, root, "drill", drill);
+    let hooks = optional(cx, root, "hooks", |cx, t| Some(hooks(cx, t)));
+    let notify = optional(cx, root, "notify", |cx, t| Some(notify(cx, t)));
+    Some(Policy {
+        name: name?,
+        description,
+        source: source_?,
+        repository: repository_?,
+        schedule: schedule.unwrap_or_default(),
+        retention: retention.unwrap_or_default(),
+        objectives: objectives.unwrap_or_default(),
+        drill,
+        hooks: hooks.unwrap_or_default(),
+        notify: notify.unwrap_or_default(),
+        file: PathBuf::new(),
+    })
+}
+
+/// An optional table: `None` when absent or unusable.
+fn optional<T>(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_, '_>,
+    key: &str,
+    read: impl FnOnce(&mut Cx<'_>, &Tbl<'_, '_>) -> Option<T>,
+) -> Option<T> {
+    let sub = cx.table(t, key)?;
+    read(cx, &sub)
+}
+
+/// Reports each string of `key` for which `bad` gives a message.
+fn check_each(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, key: &str, bad: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let items = cx.strings(t, key).unwrap_or_default();
+    for (i, (s, at)) in items.iter().enumerate() {
+        if let Some(msg) = bad(s) {
+            cx.error(*at, format!("{}[{i}]", t.field(key)), msg);
+        }
+    }
+    items.into_iter().map(|s| s.0).collect()
+}
+
+fn absolute(p: &str) -> Option<String> {
+    (!p.starts_with('/')).then(|| format!("expected an absolute path, found \"{p}\""))
+}
+
+fn source(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Source> {
+    cx.known_keys(t, SOURCE);
+    match (t.has("paths"), t.has("command")) {
+        (true, true) => {
+            cx.error(t.key_at("command"), t.field("command"), "give either `paths` or `command`, not both");
+            None
+        }
+        (false, false) => {
+            cx.error(
+                t.at,
+                t.field("paths"),
+                "missing: expected paths = [\"/absolute/path\", ...] or command = \"...\"",
+            );
+            None
+        }
+        (true, false) => {
+            if t.has("stored_as") {
+                cx.error(t.key_at("stored_as"), t.field("stored_as"), "applies to `command` sources only");
+            }
+            let paths = check_each(cx, t, "paths", absolute);
+            if matches!(t.get("paths").map(|v| v.get_ref()), Some(toml::de::DeValue::Array(a)) if a.is_empty()) {
+                cx.error(t.at("paths"), t.field("paths"), "expected at least one path");
+            }
+            // As `backup::scan::Excludes` compiles them.
+            let exclude = check_each(cx, t, "exclude", |p| {
+                globset::GlobBuilder::new(p.trim())
+                    .literal_separator(p.contains('/'))
+                    .build()
+                    .err()
+                    .map(|e| format!("bad glob pattern \"{p}\": {}", e.kind()))
+            });
+            let exclude_if_present = check_each(cx, t, "exclude_if_present", |n| {
+                (!plain_file_name(n)).then(|| format!("expected a file name without `/`, found \"{n}\""))
+            });
+            let one_file_system = cx.boolean(t, "one_file_system").unwrap_or(false);
+            Some(Source::Paths {
+                paths: paths.into_iter().map(PathBuf::from).collect(),
+                exclude,
+                exclude_if_present,
+                one_file_system,
+            })
+        }
+        (false, true) => {
+            for k in PATHS_ONLY {
+                if t.has(k) {
+                    cx.error(t.key_at(k), t.field(k), "applies to `paths` sources only");
+                }
+            }
+            let command = cx.text(t, "command");
+            let mut stored_as = None;
+            if cx.require(
+                t,
+                "stored_as",
+                "the file name to store the command's output under, e.g. stored_as = \"app.dump\"",
+            ) {
+                if let Some((n, at)) = cx.string(t, "stored_as") {
+                    if !plain_file_name(&n) {
+                        cx.error(at, t.field("stored_as"), format!("expected a file name without `/`, found \"{n}\""));
+                    }
+                    stored_as = Some(n);
+                }
+            }
+            Some(Source::Command { command: command?, stored_as: stored_as? })
+        }
+    }
+}
+
+fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
+    cx.known_keys(t, REPOSITORY);
+    let mut url = None;
+    if cx.require(t, "url", "the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\"") {
+        if let Some((u, at)) = cx.string(t, "url") {
+            let ok = match u.strip_prefix("s3://") {
+                Some(rest) => !rest.is_empty() && !rest.starts_with('/'),
+                None => u.strip_prefix("file://").unwrap_or(&u).starts_with('/'),
+            };
+            if !ok {
+                cx.error(
+                    at,
+                    t.field("url"),
+                    format!("expected an absolute path, file:///path or s3://bucket/prefix, found \"{u}\""),
+                );
+            }
+            url = Some(u);
+        }
+    }
+    let given: Vec<&str> = PASSWORDS.iter().copied().filter(|k| t.has(k)).collect();
+    for k in given.iter().skip(1) {
+        let msg =
+            format!("give only one of password_env, password_file, password_command (`{}` is given too)", given[0]);
+        cx.error(t.key_at(k), t.field(k), msg);
+    }
+    let password = match given.first().copied() {
+        None => None,
+        Some("password_env") => cx.string(t, "password_env").map(|(v, at)| {
+            let ok = !v.is_empty()
+                && !v.starts_with(|c: char| c.is_ascii_digit())
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                cx.error(
+                    at,
+                    t.field("password_env"),
+                    format!("expected the name of an environment variable, found \"{v}\""),
+                );
+            }
+            PasswordSource::Env(v)
+        }),
+        Some("password_file") => cx.string(t, "password_file").map(|(v, at)| {
+            if let Some(msg) = absolute(&v) {
+                cx.error(at, t.field("password_file"), msg);
+            }
+            PasswordSource::File(v.into())
+        }),
+        Some(_) => cx.text(t, "password_command").map(PasswordSource::Command),
+    };
+    let s3 = optional(cx, t, "s3", |cx, s| {
+        cx.known_keys(s, S3);
+        let endpoint = cx.string(s, "endpoint").map(|(e, at)| {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                cx.error(at, s.field("endpoint"), format!("expected an http:// or https:// URL, found \"{e}\""));
+            }
+            e
+        });
+        Some(S3Settings {
+            endpoint,
+            path_style: cx.boolean(s, "path_style"),
+            storage_class: cx.text(s, "storage_class"),
+            concurrency: cx.integer(s, "concurrency", 1, 1024).map(|n| n as usize),
+        })
+    });
+    if t.has("s3") && url.as_deref().is_some_and(|u| !u.starts_with("s3://")) {
+        cx.error(t.key_at("s3"), t.field("s3"), "S3 settings apply to s3:// repositories only");
+    }
+    Some(RepositorySpec { url: url?, password, s3 })
+}
+
+fn schedule(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Schedule {
+    cx.known_keys(t, SCHEDULE);
+    let backup = cx.cron(t, "backup");
+    let timezone = cx.string(t, "timezone").and_then(|(z, at)| match z.parse::<Timezone>() {
+        Ok(z) => Some(z),
+        Err(e) => {
+            cx.error(at, t.field("timezone"), e);
+            None
+        }
+    });
+    let jitter = cx.duration(t, "jitter", false);
+    Schedule { backup, timezone: timezone.unwrap_or_default(), jitter: jitter.unwrap_or_default() }
+}
+
+fn retention(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Retention {
+    cx.known_keys(t, RETENTION);
+    let keep = |cx: &mut Cx<'_>, key: &str| cx.integer(t, key, 0, i64::from(u32::MAX)).map(|n| n as u32);
+    Retention {
+        keep_last: keep(cx, "keep_last"),
+        keep_hourly: keep(cx, "keep_hourly"),
+        keep_daily: keep(cx, "keep_daily"),
+        keep_weekly: keep(cx, "keep_weekly"),
+        keep_monthly: keep(cx, "keep_monthly"),
+        keep_yearly: keep(cx, "keep_yearly"),
+        keep_within: cx.duration(t, "keep_within", true),
+        keep_tags: check_each(cx, t, "keep_tags", |s| s.is_empty().then(|| "expected a non-empty tag".into())),
+        prune: cx.cron(t, "prune"),
+    }
+}
+
+fn objectives(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Objectives {
+    cx.known_keys(t, OBJECTIVES);
+    Objectives { rpo: cx.duration(t, "rpo", true), rto: cx.duration(t, "rto", true) }
+}
+
+/// One of a few words, or the default.
+fn choice<T: Copy + Default>(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, key: &str, words: &[(&str, T)]) -> T {
+    let Some((s, at)) = cx.string(t, key) else { return T::default() };
+    if let Some((_, v)) = words.iter().find(|(w, _)| *w == s) {
+        return *v;
+    }
+    let expected: Vec<String> = words.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+    cx.error(at, t.field(key), format!("expected {}, found \"{s}\"", expected.join(" or ")));
+    T::default()
+}
+
+fn drill(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Drill> {
+    cx.known_keys(t, DRILL);
+    let mut schedule = None;
+    if cx.require(t, "schedule", "when drills run, e.g. schedule = \"0 6 * * 1\"") {
+        schedule = cx.cron(t, "schedule");
+    }
+    Some(Drill {
+        recovery_point: choice(
+            cx,
+            t,
+            "recovery_point",
+            &[("latest", RecoveryPoint::Latest), ("random", RecoveryPoint::Random)],
+        ),
+        random_window: cx.duration(t, "random_window", true).unwrap_or_else(default_window),
+        verify: choice(cx, t, "verify", &[("full", VerifyMode::Full), ("sample", VerifyMode::Sample)]),
+        sample_percent: cx.positive_number(t, "sample_percent", 100.0).unwrap_or_else(default_sample),
+        validate: optional(cx, t, "validate", command),
+        schedule: schedule?,
+    })
+}
+
+fn hooks(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Hooks {
+    cx.known_keys(t, HOOKS);
+    Hooks {
+        before: optional(cx, t, "before", command),
+        after: optional(cx, t, "after", command),
+        on_failure: optional(cx, t, "on_failure", command),
+    }
+}
+
+fn command(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<HookCommand> {
+    cx.known_keys(t, COMMAND);
+    let mut command = None;
+    if cx.require(t, "command", "the command to run, e.g. command = \"...\"") {
+        command = cx.text(t, "command");
+    }
+    let timeout = cx.duration(t, "timeout", true).unwrap_or_else(default_hook_timeout);
+    Some(HookCommand { command: command?, timeout })
+}
+
+fn notify(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Notify {
+    cx.known_keys(t, NOTIFY);
+    let webhooks = check_each(cx, t, "webhooks", |u| {
+        let ok = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).is_some_and(|h| !h.is_empty());
+        (!ok).then(|| format!("expected an http:// or https:// URL, found \"{u}\""))
+    });
+    Notify { webhooks }
+}

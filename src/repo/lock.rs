@@ -1,0 +1,172 @@
+//! Repository locks: shared for backups, exclusive for prune.
+//!
+//! A lock is a small sealed object `locks/<random id>` naming its holder
+//! (host, pid, user), whether it is exclusive, and when it was last
+//! refreshed. To take a lock, write yours, then list the others: a shared
+//! lock fails if a live exclusive lock exists, an exclusive lock fails if
+//! any other live lock exists, and a loser deletes its own lock. Since both
+//! sides write before they look, two that race both see each other, so at
+//! worst both back off; never do both proceed.
+//!
+//! A lock is stale — and ignored — when it was not refreshed for
+//! [`STALE_AFTER`], or when it was taken on this host by a process that no
+//! longer exists (a crashed backup). Holders refresh their lock every
+//! [`REFRESH_EVERY`] from a background thread, and remove it when done.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+use super::{keys, Repository};
+
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub exclusive: bool,
+    pub hostname: String,
+    pub username: String,
+    pub pid: u32,
+    pub time: DateTime<Utc>,
+    pub refreshed: DateTime<Utc>,
+    /// What holds it: "backup", "prune"…
+    pub purpose: String,
+}
+
+impl LockInfo {
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        let age = (now - self.refreshed).to_std().unwrap_or_default();
+        if age > STALE_AFTER {
+            return true;
+        }
+        // Same host: the process must still exist.
+        self.hostname == keys::hostname() && !process_exists(self.pid)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of {}@{} (pid {}, since {})",
+            self.purpose,
+            self.username,
+            self.hostname,
+            self.pid,
+            self.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) => true,
+        Err(e) => e != nix::errno::Errno::ESRCH,
+    }
+}
+
+/// A held lock; dropping it stops the refresher and removes the lock.
+pub struct Lock {
+    id: Id,
+    backend: Arc<dyn crate::backend::Backend>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lock {
+    pub fn id(&self) -> Id {
+        self.id
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        let _ = self.backend.delete(&format!("locks/{}", self.id));
+    }
+}
+
+/// All live locks other than `except`.
+pub fn live_locks(repo: &Repository, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for id in repo.list_ids("locks")? {
+        if Some(id) == except {
+            continue;
+        }
+        let info = match repo.backend().get(&format!("locks/{id}")) {
+            Ok(b) => match repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()) {
+                Some(i) => i,
+                None => continue, // unreadable lock: not ours to honour
+            },
+            Err(e) if e.is_not_found() => continue, // removed meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        if !info.is_stale(now) {
+            out.push((id, info));
+        }
+    }
+    Ok(out)
+}
+
+fn write_lock(repo: &Repository, id: &Id, info: &LockInfo) -> Result<()> {
+    let sealed = repo.key().seal(&serde_json::to_vec(info).expect("lock serialises"));
+    repo.backend().put(&format!("locks/{id}"), &sealed)?;
+    Ok(())
+}
+
+/// Takes a lock for `purpose`; exclusive locks exclude every other lock.
+pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock> {
+    let id = Id::random();
+    let now = Utc::now();
+    let info = LockInfo {
+        exclusive,
+        hostname: keys::hostname(),
+        username: keys::username(),
+        pid: std::process::id(),
+        time: now,
+        refreshed: now,
+        purpose: purpose.to_string(),
+    };
+    write_lock(repo, &id, &info)?;
+    let others = live_locks(repo, Some(id));
+    let conflict = match &others {
+        Ok(o) => o.iter().find(|(_, l)| exclusive || l.exclusive).map(|(_, l)| l.describe()),
+        Err(_) => None,
+    };
+    if conflict.is_some() || others.is_err() {
+        let _ = repo.backend().delete(&format!("locks/{id}"));
+        others?;
+        return Err(Error::Locked { holder: conflict.unwrap_or_default() });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let refresher = {
+        let stop = stop.clone();
+        let backend = repo.backend().clone();
+        let key = repo.key().clone();
+        let mut info = info.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::park_timeout(REFRESH_EVERY);
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                info.refreshed = Utc::now();
+                let sealed = key.seal(&serde_json::to_vec(&info).expect("lock serialises"));
+                if let Err(e) = backend.put(&format!("locks/{id}"), &sealed) {
+                    tracing::warn!("could not refresh lock {}: {e}", id.short());
+                }
+            }
+        })
+    };
+    Ok(Lock { id, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
+}
