@@ -94,6 +94,14 @@ fn every_command_works_on_s3_against_garage() {
     e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&src, &restored(&t, &src));
     e.ok(&["check", "--read-data"]);
+    // A restore fetches each pack it needs once.
+    let check: serde_json::Value = serde_json::from_str(&e.ok(&["check", "--json"])).unwrap();
+    let packs = check["packs"].as_u64().unwrap();
+    let t2 = e.path("t2");
+    let (_, st) = e.counted(&["restore", "latest", "--target", t2.to_str().unwrap()]);
+    let fetches = st["get_range"].as_u64().unwrap() + st["get"].as_u64().unwrap();
+    assert!(fetches <= packs + 4, "{fetches} fetches for {packs} packs: {st}");
+    assert!(st["get_range"].as_u64().unwrap() >= 1);
     // Key slots.
     let slot = e.command().args(["key", "add"]).env("CAIRN_NEW_PASSWORD", "second password").output().unwrap();
     assert!(slot.status.success());

@@ -128,7 +128,7 @@ pub fn run(
         }
         Source::Stdin { name, .. } => {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(Error::InvalidArgument(format!("--stdin-name `{name}` must be a plain file name")));
+                return Err(Error::InvalidArgument(format!("stream name `{name}` must be a plain file name")));
             }
             (vec![format!("/{name}")], Vec::new())
         }
@@ -184,7 +184,7 @@ pub fn run(
                 ctx.write_dir(root)?
             }
             Source::Stdin { name, reader } => {
-                let content = store_stream(repo, &index, &writer, reader, &counters)?;
+                let content = store_stream(repo, &index, &writer, reader, &counters, &name)?;
                 let mut node = Node::new(name.into_bytes(), NodeKind::File);
                 node.mode = 0o600;
                 node.mtime = time.timestamp();
@@ -237,6 +237,7 @@ fn store_stream(
     writer: &RepoWriter,
     reader: Box<dyn Read + Send + '_>,
     counters: &Counters,
+    name: &str,
 ) -> Result<Vec<Id>> {
     let mut chunker = crate::chunk::Chunker::new(repo.config().chunker);
     let mut enc = Encoder::new(repo.config().compression);
@@ -258,7 +259,7 @@ fn store_stream(
     if let Some(e) = store_err {
         return Err(e);
     }
-    r.map_err(|e| Error::io("<stdin>", e))?;
+    r.map_err(|e| Error::io(format!("stream `{name}`"), e))?;
     Ok(content)
 }
 
