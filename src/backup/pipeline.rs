@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! files ─▶ readers (N): read → FastCDC → keyed BLAKE3 → known? skip
-//!                 │ new chunks (bounded channel: 2N)
+//!                 │ new chunks (bounded channel: N)
 //!                 ▼
 //!          sealers (N): zstd → XChaCha20-Poly1305 → open pack
 //!                 │ full packs (bounded channel)

@@ -49,7 +49,7 @@ pub struct BackupArgs {
     #[arg(
         long,
         value_name = "NAME",
-        conflicts_with_all = ["paths", "stdin", "excludes", "exclude_files", "exclude_if_present", "one_file_system"]
+        conflicts_with_all = ["paths", "stdin", "stdin_name", "excludes", "exclude_files", "exclude_if_present", "one_file_system"]
     )]
     pub policy: Option<String>,
     #[command(flatten)]

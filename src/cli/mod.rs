@@ -69,7 +69,7 @@ pub struct GlobalArgs {
     #[arg(long, env = "CAIRN_S3_ENDPOINT", global = true, value_name = "URL")]
     pub s3_endpoint: Option<String>,
     /// Path-style S3 addressing (default: on with a custom endpoint)
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub s3_path_style: Option<bool>,
     /// Storage class for data packs (metadata stays in the standard class)
     #[arg(long, global = true, value_name = "CLASS")]
@@ -77,7 +77,7 @@ pub struct GlobalArgs {
     /// S3 requests in flight at most (default 8)
     #[arg(long, global = true, value_name = "N")]
     pub s3_concurrency: Option<usize>,
-    /// Local cache for a remote repository's metadata (default ~/.cache/cairn)
+    /// Local cache for a remote repository's metadata (default $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not cache metadata locally

@@ -131,8 +131,10 @@ fn used_blobs(repo: &Repository, index: &crate::repo::Index) -> Result<(HashSet<
 }
 
 pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
+    // Every index file is replaced, unreadable ones included: their packs
+    // count as unindexed (and a snapshot needing them stops the prune).
+    let old_index_files: Vec<Id> = repo.list_ids("index")?;
     let files = repo.load_index_files()?;
-    let old_index_files: Vec<Id> = files.iter().map(|(id, _)| *id).collect();
     let superseded: HashSet<Id> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
     let mut index = crate::repo::Index::new();
     let mut packs: HashMap<Id, (PackInfo, Vec<PackEntry>)> = HashMap::new();
