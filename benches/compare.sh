@@ -17,6 +17,7 @@
 #   LIMITS        also run the tar/zstd/find limits (1/0)       [1]
 #   VERIFY        compare each tool's first restores with DATA (1/0) [1]
 #   SUMMARY_ONLY  1: only rewrite results/summary.md from results/raw.tsv [0]
+#   DISK_SETTLE   seconds to wait before the first measurement        [0]
 #
 # Needs: restic, borg, tar, zstd, GNU time (/usr/bin/time), GNU diff, awk.
 # On Debian: apt-get install restic borgbackup zstd time linux-source-6.1
@@ -36,11 +37,22 @@
 #   tar_disk   tar -C DATA -cf - . | tar -C DISK -xf -             (restore to disk)
 #   tar_sync   the `sync` right after tar_disk
 # Each timed command runs under /usr/bin/time (wall, user, system, peak RSS).
-# The page cache is warmed once with `tar cf /dev/null DATA`; `sync` runs
-# (untimed) before each measurement. The order of the tools rotates from one
-# run to the next. Besides the time, each row records the CPU seconds that
-# other processes used while it ran (from /proc/stat) and the steal time,
-# so that noise from other work on the machine is visible.
+# The page cache is warmed once with `tar -C DATA -cf - . | cat > /dev/null`
+# (not `tar cf /dev/null`: GNU tar does not read file contents when the
+# archive is /dev/null); `sync` runs (untimed) before each measurement.
+# The order of the tools rotates from one run to the next. Besides the
+# time, each row records the CPU seconds that other processes used while it
+# ran (from /proc/stat) and the steal time, so that noise from other work on
+# the machine is visible.
+#
+# Disk restore targets are all kept until the end (that takes one copy of
+# DATA per tool and run in BENCH_WORK): on ext4 without a journal, creating
+# files is many times slower for up to 6 minutes after a large tree was
+# deleted (the inode allocator checks every recently freed inode, see
+# recently_deleted() in fs/ext4/ialloc.c), so deleting one restore right
+# before the next would measure that instead of the tool. For the same
+# reason, do not delete large trees on that file system just before a run
+# (DISK_SETTLE=seconds makes the script wait before it starts).
 #
 # Output: $BENCH_WORK/results/{raw.tsv,summary.md,env.txt,logs/}.
 # Repositories and restore targets are removed at the end; DATA and the
@@ -184,7 +196,9 @@ data_entries=$(find "$DATA" | wc -l)
 shm_avail=$(df -B1 --output=avail "$BENCH_SHM" | tail -n 1)
 work_avail=$(df -B1 --output=avail "$BENCH_WORK" | tail -n 1)
 [ "$shm_avail" -gt $((data_bytes * 12 / 10)) ] || die "$BENCH_SHM has $shm_avail bytes free, need ~$((data_bytes * 12 / 10))"
-[ "$work_avail" -gt $((data_bytes * 3)) ] || die "$BENCH_WORK has $work_avail bytes free, need ~$((data_bytes * 3))"
+n_targets=$(( ($(wc -w <<< "$TOOLS") + LIMITS) * RUNS ))
+work_need=$(( data_bytes * (n_targets + 2) * 11 / 10 ))
+[ "$work_avail" -gt "$work_need" ] || die "$BENCH_WORK has $work_avail bytes free, need ~$work_need (one restored copy per tool and run, kept until the end)"
 
 # --- the machine ------------------------------------------------------------
 {
@@ -273,7 +287,7 @@ verify() { # RUN TOOL TARGET
 fresh() { rm -rf "$1"; mkdir -p "$1"; }
 
 bench_tool() { # RUN TOOL
-    local run=$1 tool=$2 repo="$REPOS/$2" shm="$BENCH_SHM/$2" disk="$DISK/$2"
+    local run=$1 tool=$2 repo="$REPOS/$2" shm="$BENCH_SHM/$2" disk="$DISK/$1.$2"
     rm -rf "$repo"
     case $tool in
         cairn)
@@ -288,7 +302,6 @@ bench_tool() { # RUN TOOL
             fresh "$disk"
             measure "$run" cairn rst_disk "$CAIRN_BIN" -r "$repo" --json restore latest --target "$disk"
             measure "$run" cairn rst_sync sync
-            rm -rf "$disk"
             ;;
         restic)
             rm -rf "$RESTIC_CACHE_DIR"
@@ -303,7 +316,6 @@ bench_tool() { # RUN TOOL
             fresh "$disk"
             measure "$run" restic rst_disk restic -r "$repo" restore latest --target "$disk"
             measure "$run" restic rst_sync sync
-            rm -rf "$disk"
             ;;
         borg)
             rm -rf "$BORG_BASE_DIR"
@@ -319,7 +331,6 @@ bench_tool() { # RUN TOOL
             fresh "$disk"
             (cd "$disk" && measure "$run" borg rst_disk borg extract "$repo::second")
             measure "$run" borg rst_sync sync
-            rm -rf "$disk"
             ;;
     esac
     rm -rf "$repo"
@@ -327,7 +338,7 @@ bench_tool() { # RUN TOOL
 }
 
 bench_limits() { # RUN
-    local run=$1 shm="$BENCH_SHM/tar" disk="$DISK/tar"
+    local run=$1 shm="$BENCH_SHM/tar" disk="$DISK/$1.tar"
     measure "$run" tar tar_zstd bash -c 'tar -C "$1" -cf - . | zstd -3 -T2 > /dev/null' _ "$DATA"
     measure "$run" tar walk bash -c 'find "$1" -printf "%s %T@ %i\n" > /dev/null' _ "$DATA"
     fresh "$shm"
@@ -336,13 +347,16 @@ bench_limits() { # RUN
     fresh "$disk"
     measure "$run" tar tar_disk bash -c 'tar -C "$1" -cf - . | tar -C "$2" -xf -' _ "$DATA" "$disk"
     measure "$run" tar tar_sync sync
-    rm -rf "$disk"
     sync
 }
 
 say "data: $DATA ($data_bytes bytes, $data_files files); work: $BENCH_WORK; tmpfs: $BENCH_SHM; runs: $RUNS"
 say "warming the page cache"
-tar cf /dev/null "$DATA"
+tar -C "$DATA" -cf - . | cat > /dev/null
+if [ "${DISK_SETTLE:-0}" -gt 0 ]; then
+    say "waiting ${DISK_SETTLE}s (DISK_SETTLE)"
+    sleep "$DISK_SETTLE"
+fi
 
 read -r -a tools <<< "$TOOLS"
 [ "$LIMITS" = 1 ] && tools+=(tar)

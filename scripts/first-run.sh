@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
-cairn=target/release/cairn
+cairn="${CARGO_TARGET_DIR:-target}/release/cairn"
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-first-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 

@@ -46,6 +46,9 @@ impl ChunkerParams {
     }
 }
 
+/// Streams longer than this release the chunking buffer when done.
+const RELEASE_AFTER: u64 = 1 << 20;
+
 /// Splits a stream into content-defined chunks.
 pub struct Chunker {
     params: ChunkerParams,
@@ -99,6 +102,11 @@ impl Chunker {
                 }
             }
             if start == end {
+                if total > RELEASE_AFTER {
+                    // A big file touched the whole buffer: give it back
+                    // rather than keep it resident for the small files.
+                    self.buf = Vec::new();
+                }
                 return Ok(total);
             }
             let len = self.cut(&self.buf[start..end]);

@@ -116,6 +116,9 @@ pub fn run(
                     if failed.load(Ordering::Relaxed) {
                         continue; // drain so readers never block
                     }
+                    if sealed.capacity() > 1 << 20 {
+                        sealed = Vec::new(); // a large chunk's buffer goes back
+                    }
                     sealed.clear();
                     enc.encode_into(key, &data, &mut sealed);
                     counters.new_blobs.fetch_add(1, Ordering::Relaxed);

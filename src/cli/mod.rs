@@ -140,6 +140,9 @@ fn tune_allocator() {
     // SAFETY: mallopt only changes allocator tunables; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        // A few arenas are enough for a handful of worker threads, and
+        // fewer arenas hold less freed memory.
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 

@@ -40,6 +40,10 @@ impl Encoder {
 
     /// Compresses (when it pays) and seals `data`, appending to `out`.
     pub fn encode_into(&mut self, key: &MasterKey, data: &[u8], out: &mut Vec<u8>) {
+        if self.scratch.capacity() > 1 << 20 {
+            // Do not keep a large chunk's scratch space resident.
+            self.scratch = Vec::new();
+        }
         if data.len() >= 64 {
             self.scratch.clear();
             self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
