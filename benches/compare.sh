@@ -168,6 +168,7 @@ if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
     cat "$RES/summary.md"
     exit 0
 fi
+
 REPOS="$BENCH_WORK/repos"
 DISK="$BENCH_WORK/restore"
 rm -rf "$RES" "$REPOS" "$DISK"

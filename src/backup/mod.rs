@@ -281,7 +281,7 @@ impl TreeCtx<'_> {
             match e {
                 Entry::Dir(d) => {
                     let mut node = d.node.clone();
-                    node.subtree = Some(self.write_dir(d)?);
+                    node.subtree = Some(self.write_dir(*d)?);
                     self.summary.dirs += 1;
                     nodes.push(node);
                 }

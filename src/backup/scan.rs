@@ -36,14 +36,11 @@ pub struct FileJob {
 
 #[derive(Debug)]
 pub enum Entry {
-    Dir(DirScan),
+    /// Boxed: a directory is much larger than a file entry.
+    Dir(Box<DirScan>),
     /// A regular file; `job` is its index into the job list when it must
     /// be read, `None` when its content came from the parent.
-    File {
-        node: Node,
-        job: Option<usize>,
-        status: FileStatus,
-    },
+    File { node: Node, job: Option<usize>, status: FileStatus },
     /// Anything else: symlinks, FIFOs, devices, sockets.
     Leaf(Node),
 }
@@ -61,7 +58,7 @@ pub struct DirScan {
 impl DirScan {
     fn child_dir(&mut self, name: &[u8]) -> Option<&mut DirScan> {
         self.children.iter_mut().find_map(|e| match e {
-            Entry::Dir(d) if d.node.name == name => Some(d),
+            Entry::Dir(d) if d.node.name == name => Some(&mut **d),
             _ => None,
         })
     }
@@ -213,7 +210,12 @@ impl<'a> Scanner<'a> {
                     let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
                     node.xattrs = fsmeta::read_xattrs(&prefix);
                     let parent = self.load_parent_subtree(dir.parent.as_ref(), name);
-                    dir.children.push(Entry::Dir(DirScan { node, children: Vec::new(), parent, full: false }));
+                    dir.children.push(Entry::Dir(Box::new(DirScan {
+                        node,
+                        children: Vec::new(),
+                        parent,
+                        full: false,
+                    })));
                 }
             }
             dir = dir.child_dir(name).expect("just inserted");
@@ -255,7 +257,7 @@ impl<'a> Scanner<'a> {
                 if !self.one_file_system || md.dev() == dev {
                     self.scan_dir(path, &mut d, dev)?;
                 }
-                Ok(Some(Entry::Dir(d)))
+                Ok(Some(Entry::Dir(Box::new(d))))
             }
             NodeKind::Symlink => {
                 match std::fs::read_link(path) {

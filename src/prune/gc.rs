@@ -239,6 +239,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     // 1. Copy the used blobs of packs to repack into new packs.
     let writer = RepoWriter::new(repo, repo.backend().concurrency().clamp(1, 4), usize::MAX);
+    writer.keep_stored_entries();
     for p in plan.packs.iter().filter(|p| p.action == Action::Repack) {
         let key = pack_key(&p.id);
         let data = repo.backend().get(&key)?;

@@ -33,13 +33,16 @@ pub struct WriterStats {
     pub raw_bytes: u64,
     pub stored_bytes: u64,
     pub index_files: Vec<Id>,
-    /// Every pack stored, with its entries, for the caller's index.
+    /// Every pack stored, with its entries, when asked for with
+    /// [`RepoWriter::keep_stored_entries`].
     pub stored: Vec<(PackInfo, Vec<PackEntry>)>,
 }
 
 struct Uploaded {
     pending: Vec<(PackInfo, Vec<PackEntry>)>,
     stats: WriterStats,
+    /// Whether to keep every stored pack's entries in `stats.stored`.
+    keep_stored: bool,
 }
 
 pub struct RepoWriter {
@@ -63,7 +66,8 @@ impl RepoWriter {
         // A rendezvous: a full pack waits for a free uploader, so at most one pack
         // per uploader plus the one being handed over is held in memory.
         let (tx, rx) = bounded::<FinishedPack>(0);
-        let shared = Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default() }));
+        let shared =
+            Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default(), keep_stored: false }));
         let handles = (0..uploaders.max(1))
             .map(|_| {
                 let rx = rx.clone();
@@ -83,7 +87,9 @@ impl RepoWriter {
                             s.stats.packs += 1;
                             s.stats.raw_bytes += p.raw_bytes;
                             s.stats.stored_bytes += p.bytes.len() as u64;
-                            s.stats.stored.push((info.clone(), p.entries.clone()));
+                            if s.keep_stored {
+                                s.stats.stored.push((info.clone(), p.entries.clone()));
+                            }
                             s.pending.push((info, p.entries));
                             (s.pending.len() >= checkpoint_packs).then(|| std::mem::take(&mut s.pending))
                         };
@@ -114,6 +120,12 @@ impl RepoWriter {
             blobs: AtomicU64::new(0),
             cache: repo.cache().cloned(),
         }
+    }
+
+    /// Keeps the entries of every stored pack in [`WriterStats::stored`]
+    /// (prune needs them; a backup does not, and saves the memory).
+    pub fn keep_stored_entries(&self) {
+        self.shared.lock().unwrap().keep_stored = true;
     }
 
     /// True when the blob is new and this caller must store it; false when
