@@ -62,8 +62,8 @@ for run in $(seq 1 "$runs"); do
     rm -rf "$shm/t" "$CAIRN_CACHE_DIR"
     export RESTIC_REPOSITORY="s3:http://127.0.0.1:$s3/bench/restic-$p"
     measure restic init restic init
-    measure restic backup1 restic backup --no-scan "$data"
-    measure restic backup2 restic backup --no-scan "$data"
+    measure restic backup1 restic backup "$data"
+    measure restic backup2 restic backup "$data"
     rm -rf "$shm/t"; measure restic restore restic restore latest --target "$shm/t"
     rm -rf "$shm/t" ~/.cache/restic
 done

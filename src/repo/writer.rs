@@ -9,7 +9,7 @@
 //! index entry without its pack (invariant 2).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -56,6 +56,8 @@ pub struct RepoWriter {
     shared: Arc<Mutex<Uploaded>>,
     blobs: AtomicU64,
     cache: Option<Arc<Cache>>,
+    /// Uploaders waiting for a pack.
+    idle: Arc<AtomicUsize>,
 }
 
 impl RepoWriter {
@@ -63,9 +65,9 @@ impl RepoWriter {
     /// written after every `checkpoint_packs` stored packs.
     pub fn new(repo: &Repository, uploaders: usize, checkpoint_packs: usize) -> RepoWriter {
         let pack_size = repo.config().pack_size as usize;
-        // A rendezvous: a full pack waits for a free uploader, so at most one pack
-        // per uploader plus the one being handed over is held in memory.
+        // A rendezvous: packs are handed over only to a free uploader.
         let (tx, rx) = bounded::<FinishedPack>(0);
+        let idle = Arc::new(AtomicUsize::new(0));
         let shared =
             Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default(), keep_stored: false }));
         let handles = (0..uploaders.max(1))
@@ -75,8 +77,13 @@ impl RepoWriter {
                 let key = repo.key().clone();
                 let shared = shared.clone();
                 let cache = repo.cache().cloned();
+                let idle = idle.clone();
                 std::thread::spawn(move || -> Result<()> {
-                    for p in rx {
+                    loop {
+                        idle.fetch_add(1, Ordering::SeqCst);
+                        let received = rx.recv();
+                        idle.fetch_sub(1, Ordering::SeqCst);
+                        let Ok(p) = received else { break };
                         match p.kind {
                             BlobKind::Data => backend.put_data_pack(&pack_key(&p.id), &p.bytes)?,
                             BlobKind::Tree => backend.put(&pack_key(&p.id), &p.bytes)?,
@@ -119,6 +126,7 @@ impl RepoWriter {
             shared,
             blobs: AtomicU64::new(0),
             cache: repo.cache().cloned(),
+            idle,
         }
     }
 
@@ -140,7 +148,10 @@ impl RepoWriter {
         let full = {
             let mut b = self.open[kind as usize].lock().unwrap();
             b.add(id, raw_length, sealed);
-            if b.len() >= self.pack_size {
+            // A full pack goes when an uploader is free to take it; until
+            // then it keeps growing (to twice the target at most), so no
+            // finished pack sits in memory waiting for an uploader.
+            if b.len() >= self.pack_size && (self.idle.load(Ordering::SeqCst) > 0 || b.len() >= 2 * self.pack_size) {
                 let cap = if kind == BlobKind::Data { self.pack_size + self.pack_size / 8 } else { 0 };
                 Some(std::mem::replace(&mut *b, PackBuilder::new(kind, cap)))
             } else {
