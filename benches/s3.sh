@@ -29,7 +29,7 @@ api_bind_addr = "127.0.0.1:$s3"
 api_bind_addr = "127.0.0.1:$admin"
 TOML
 G() { "$garage" -c "$work/garage.toml" "$@"; }
-G server > "$work/garage.log" 2>&1 & gpid=$!
+"$garage" -c "$work/garage.toml" server > "$work/garage.log" 2>&1 & gpid=$!  # not via G: a function would background a subshell
 until G node id -q >/dev/null 2>&1; do sleep 0.2; done
 G layout assign -z dc1 -c 100G "$(G node id -q | cut -d@ -f1)" >/dev/null
 G layout apply --version 1 >/dev/null
