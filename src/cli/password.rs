@@ -31,18 +31,9 @@ pub fn from_file(path: &Path) -> Result<Password> {
 }
 
 pub fn from_command(cmd: &str) -> Result<Password> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io("CAIRN_PASSWORD_COMMAND", e))?;
-    if !out.status.success() {
-        return Err(Error::InvalidArgument(format!("CAIRN_PASSWORD_COMMAND failed ({})", out.status)));
-    }
-    let first_line = out.stdout.split(|b| *b == b'\n').next().unwrap_or_default().to_vec();
-    Ok(Password(trim_newline(first_line)))
+    let line = crate::policy::job::secret_from_command(cmd, "CAIRN_PASSWORD_COMMAND")?
+        .map_err(|status| Error::InvalidArgument(format!("CAIRN_PASSWORD_COMMAND failed ({status})")))?;
+    Ok(Password(trim_newline(line)))
 }
 
 /// The repository password, from the first source that gives one.

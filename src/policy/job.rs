@@ -155,6 +155,20 @@ fn first_line(mut v: Vec<u8>) -> Vec<u8> {
     v
 }
 
+/// Runs a secret-printing command with `sh -c` (stdin closed, stderr
+/// passed through) and returns the first line of its output, or its exit
+/// status when it failed. `what` names the command in I/O errors.
+pub fn secret_from_command(cmd: &str, what: &str) -> Result<std::result::Result<Vec<u8>, std::process::ExitStatus>> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::io(what, e))?;
+    Ok(if out.status.success() { Ok(first_line(out.stdout)) } else { Err(out.status) })
+}
+
 /// Reads the password a policy names (first line of a file or of a
 /// command's output; an environment variable whole). Errors name the
 /// source, never the password.
@@ -166,22 +180,9 @@ pub fn read_password(src: &PasswordSource) -> Result<Secret> {
             })?
         }
         PasswordSource::File(path) => first_line(std::fs::read(path).map_err(|e| Error::io(path, e))?),
-        PasswordSource::Command(cmd) => {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| Error::io("password_command", e))?;
-            if !out.status.success() {
-                return Err(Error::InvalidArgument(format!(
-                    "password_command {}",
-                    super::process::describe(out.status)
-                )));
-            }
-            first_line(out.stdout)
-        }
+        PasswordSource::Command(cmd) => secret_from_command(cmd, "password_command")?.map_err(|status| {
+            Error::InvalidArgument(format!("password_command {}", super::process::describe(status)))
+        })?,
     };
     if pw.is_empty() {
         return Err(Error::InvalidArgument("the policy's password source gives an empty password".into()));
