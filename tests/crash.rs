@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -43,31 +43,11 @@ enum KillAt {
 fn backup_killed(env: &Env, src: &Path, at: &KillAt) -> bool {
     let packs0 = count_files(&env.repo.join("data"));
     let index0 = count_files(&env.repo.join("index"));
-    let mut child = env
-        .command()
-        .args(["backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        let fire = match at {
-            KillAt::Delay(d) => start.elapsed() >= *d,
-            KillAt::NewPacks(n) => count_files(&env.repo.join("data")) >= packs0 + n,
-            KillAt::NewIndex => count_files(&env.repo.join("index")) > index0,
-        };
-        if fire {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return true;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "backup hung");
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    run_and_kill(env, &["backup", src.to_str().unwrap()], |elapsed| match at {
+        KillAt::Delay(d) => elapsed >= *d,
+        KillAt::NewPacks(n) => count_files(&env.repo.join("data")) >= packs0 + n,
+        KillAt::NewIndex => count_files(&env.repo.join("index")) > index0,
+    })
 }
 
 #[test]

@@ -156,25 +156,7 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
 
 /// Kills a prune at `delay`, or when `trigger` first holds.
 fn prune_killed(env: &Env, delay: Duration, trigger: &dyn Fn() -> bool) -> bool {
-    let mut child = env
-        .command()
-        .args(["prune", "--max-unused", "0%"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if start.elapsed() >= delay || trigger() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return true;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    run_and_kill(env, &["prune", "--max-unused", "0%"], |elapsed| elapsed >= delay || trigger())
 }
 
 #[test]

@@ -174,3 +174,29 @@ fn user_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Runs `cairn ARGS` and kills it with SIGKILL as soon as `fire(elapsed)`
+/// says so; returns whether it was killed (false when it finished first).
+pub fn run_and_kill(env: &Env, args: &[&str], fire: impl Fn(std::time::Duration) -> bool) -> bool {
+    use std::time::{Duration, Instant};
+    let mut child = env
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if fire(start.elapsed()) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "cairn {args:?} hung");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
