@@ -62,6 +62,10 @@ pub enum Error {
     #[error("the {0} stopped")]
     Stopped(&'static str),
 
+    /// The state database (job runs, schedules, drills) could not be used.
+    #[error("state database {path}: {detail}")]
+    State { path: PathBuf, detail: String },
+
     #[error("the repository is locked by {holder}")]
     Locked { holder: String },
 }
@@ -99,6 +103,9 @@ impl Error {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
             Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::State { .. } => {
+                Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
+            }
             _ => None,
         }
     }

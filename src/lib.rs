@@ -18,6 +18,7 @@ pub mod policy;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod state;
 
 pub use error::{Error, Result};
 pub use id::Id;
