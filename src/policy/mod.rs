@@ -133,7 +133,7 @@ pub struct S3Settings {
 }
 
 /// When backups run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     /// `None`: the policy runs only when asked (`cairn backup --policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +143,42 @@ pub struct Schedule {
     /// Each run starts up to this much after its slot (see [`jitter_delay`]).
     #[serde(default)]
     pub jitter: Duration,
+    /// When the daemon was down at a slot: run once at start-up (`true`),
+    /// or wait for the next slot.
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+    /// How many times the daemon retries a failed backup.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The delay before the first retry; it doubles for each further one
+    /// (at most 6 hours).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule {
+            backup: None,
+            timezone: Timezone::default(),
+            jitter: Duration::default(),
+            catch_up: true,
+            retries: default_retries(),
+            retry_delay: default_retry_delay(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) fn default_retries() -> u32 {
+    3
+}
+
+pub(crate) fn default_retry_delay() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl Schedule {
@@ -265,6 +301,13 @@ pub struct Notify {
     /// `http://` or `https://` URLs that receive a JSON POST per job.
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// Also send successes to the webhooks (failures always go).
+    #[serde(default)]
+    pub on_success: bool,
+    /// A healthchecks.io-style ping URL: `URL/start` when a job starts,
+    /// `URL` when it succeeds, `URL/fail` when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<String>,
 }
 
 /// Loads one policy from its text; `file` names it in diagnostics.

@@ -15,7 +15,7 @@ const ROOT: &[&str] =
 const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
 const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
-const SCHEDULE: &[&str] = &["backup", "timezone", "jitter"];
+const SCHEDULE: &[&str] = &["backup", "timezone", "jitter", "catch_up", "retries", "retry_delay"];
 const RETENTION: &[&str] = &[
     "keep_last",
     "keep_hourly",
@@ -31,7 +31,7 @@ const OBJECTIVES: &[&str] = &["rpo", "rto"];
 const DRILL: &[&str] = &["schedule", "recovery_point", "random_window", "verify", "sample_percent", "validate"];
 const HOOKS: &[&str] = &["before", "after", "on_failure"];
 const COMMAND: &[&str] = &["command", "timeout"];
-const NOTIFY: &[&str] = &["webhooks"];
+const NOTIFY: &[&str] = &["webhooks", "on_success", "ping"];
 const PATHS_ONLY: &[&str] = &["exclude", "exclude_if_present", "one_file_system"];
 const PASSWORDS: &[&str] = &["password_env", "password_file", "password_command"];
 
@@ -283,7 +283,14 @@ fn schedule(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Schedule {
         }
     });
     let jitter = cx.duration(t, "jitter", false);
-    Schedule { backup, timezone: timezone.unwrap_or_default(), jitter: jitter.unwrap_or_default() }
+    Schedule {
+        backup,
+        timezone: timezone.unwrap_or_default(),
+        jitter: jitter.unwrap_or_default(),
+        catch_up: cx.boolean(t, "catch_up").unwrap_or(true),
+        retries: cx.integer(t, "retries", 0, 100).map(|n| n as u32).unwrap_or_else(default_retries),
+        retry_delay: cx.duration(t, "retry_delay", true).unwrap_or_else(default_retry_delay),
+    }
 }
 
 fn retention(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Retention {
@@ -358,11 +365,20 @@ fn command(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<HookCommand> {
     Some(HookCommand { command: command?, timeout })
 }
 
+fn http_url(u: &str) -> bool {
+    u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).is_some_and(|h| !h.is_empty())
+}
+
 fn notify(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Notify {
     cx.known_keys(t, NOTIFY);
     let webhooks = check_each(cx, t, "webhooks", |u| {
-        let ok = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).is_some_and(|h| !h.is_empty());
-        (!ok).then(|| format!("expected an http:// or https:// URL, found \"{u}\""))
+        (!http_url(u)).then(|| format!("expected an http:// or https:// URL, found \"{u}\""))
     });
-    Notify { webhooks }
+    let ping = cx.string(t, "ping").map(|(u, at)| {
+        if !http_url(&u) {
+            cx.error(at, t.field("ping"), format!("expected an http:// or https:// URL, found \"{u}\""));
+        }
+        u
+    });
+    Notify { webhooks, on_success: cx.boolean(t, "on_success").unwrap_or(false), ping }
 }

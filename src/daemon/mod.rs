@@ -1,0 +1,2 @@
+//! The scheduler daemon (placeholder doc, replaced below).
+pub mod engine;
