@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::policy;
+use crate::prune;
 use crate::prune::retention::{self, Action, Decision, KeepRules, Reason, SnapshotRef};
 use crate::repo::{lock, Repository};
 
@@ -184,25 +185,14 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Deletes the forgotten snapshot objects; one already gone (a concurrent
-/// forget) counts as removed.
+/// Deletes the forgotten snapshot objects (see [`prune::delete_snapshots`]).
 fn remove(repo: &Repository, ids: &[Id], p: &Printer) -> Result<Vec<Id>> {
-    let mut removed = Vec::with_capacity(ids.len());
-    for id in ids {
-        match repo.backend().delete(&format!("snapshots/{id}")) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                p.warn(format!("removed {} of {} snapshot(s) before this error", removed.len(), ids.len()));
-                return Err(e.into());
-            }
-        }
-        removed.push(*id);
-    }
-    Ok(removed)
+    prune::delete_snapshots(repo, ids).map_err(|(n, e)| {
+        p.warn(format!("removed {n} of {} snapshot(s) before this error", ids.len()));
+        e
+    })
 }
 
-/// The listed snapshots by id.
 type ById<'a> = HashMap<Id, &'a SnapshotRef>;
 
 fn by_id(snapshots: &[SnapshotRef]) -> ById<'_> {

@@ -10,6 +10,7 @@
 
 mod backup;
 mod check;
+mod daemon;
 mod forget;
 mod inspect;
 mod key;
@@ -18,6 +19,7 @@ pub mod password;
 pub mod policy;
 mod prune;
 mod restore;
+mod status_view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,6 +116,12 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
+    /// Run every policy's backups, prunes and drills on schedule
+    Daemon(daemon::DaemonArgs),
+    /// Show, for each policy, what is late, failing or running (the handover screen)
+    Status(daemon::StatusArgs),
+    /// Ask the running daemon to start a policy's job now
+    RunNow(daemon::RunNowArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,7 +163,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_logging();
+    match &cli.command {
+        Command::Daemon(a) => init_logging("info", a.log_format == daemon::LogFormat::Json),
+        _ => init_logging("warn", false),
+    }
     let printer = Printer::new(cli.global.json, cli.global.quiet);
     let code = match run(cli, &printer) {
         Ok(code) => code,
@@ -168,10 +179,12 @@ pub fn main() -> i32 {
     code
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into());
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+/// Logs go to stderr, filtered by `CAIRN_LOG` (default `level`), as text
+/// or as one JSON object per line.
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| level.into());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = if json { fmt.json().flatten_event(true).try_init() } else { fmt.try_init() };
 }
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
@@ -189,6 +202,9 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
+        Command::Daemon(a) => daemon::run(g, &a),
+        Command::Status(a) => daemon::status(&a, p),
+        Command::RunNow(a) => daemon::run_now(&a, p),
     }
 }
 

@@ -362,3 +362,16 @@ fn db_error(path: &Path, e: rusqlite::Error) -> Error {
 
 #[cfg(test)]
 mod tests;
+
+impl State {
+    /// How many runs of each kind and outcome a policy has.
+    pub fn run_counts(&self, policy: &str) -> Result<Vec<(JobKind, Outcome, u64)>> {
+        let rows: Vec<(String, String, i64)> = self.with(|c| {
+            let mut st =
+                c.prepare("SELECT kind, outcome, COUNT(*) FROM runs WHERE policy = ?1 GROUP BY kind, outcome")?;
+            let rows = st.query_map(params![policy], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        Ok(rows.into_iter().filter_map(|(k, o, n)| Some((k.parse().ok()?, Outcome::parse(&o), n as u64))).collect())
+    }
+}

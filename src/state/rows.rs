@@ -103,7 +103,7 @@ impl Outcome {
         }
     }
 
-    fn parse(s: &str) -> Outcome {
+    pub(super) fn parse(s: &str) -> Outcome {
         match s {
             "success" => Outcome::Success,
             "failure" => Outcome::Failure,

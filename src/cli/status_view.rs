@@ -1,0 +1,200 @@
+//! The handover screen: `cairn status` as a table a shift lead reads at a
+//! glance, worst news in red, then what runs now, then what needs someone.
+
+use chrono::{DateTime, Utc};
+
+use crate::daemon::status::{DrillState, PolicyStatus, RpoState, StatusReport};
+use crate::state::RunRow;
+
+use super::output::human_bytes;
+
+#[derive(Clone, Copy)]
+enum Tone {
+    Good,
+    Info,
+    Warn,
+    Bad,
+    Plain,
+}
+
+struct Cell(String, Tone);
+
+fn paint(text: &str, tone: Tone, color: bool) -> String {
+    let code = match tone {
+        Tone::Good => "32",
+        Tone::Info => "36",
+        Tone::Warn => "33",
+        Tone::Bad => "1;31",
+        Tone::Plain => return text.to_string(),
+    };
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// "3m", "2h 5m", "4d 2h".
+pub fn short_duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!("{} ago", short_duration((now - t).num_seconds() as f64))
+}
+
+fn health(p: &PolicyStatus) -> Cell {
+    if !p.running.is_empty() && !p.failing && p.rpo.state != RpoState::Breached {
+        return Cell("RUNNING".into(), Tone::Info);
+    }
+    if p.failing {
+        return Cell("FAILING".into(), Tone::Bad);
+    }
+    match (p.rpo.state, p.drill.state) {
+        (RpoState::Breached, _) => Cell("RPO BREACHED".into(), Tone::Bad),
+        (_, DrillState::Fail) => Cell("DRILL FAILED".into(), Tone::Bad),
+        (RpoState::AtRisk, _) => Cell("AT RISK".into(), Tone::Warn),
+        (RpoState::NoBackup, _) => Cell("NO BACKUP".into(), Tone::Warn),
+        _ if !p.configured => Cell("UNCONFIGURED".into(), Tone::Warn),
+        _ => Cell("OK".into(), Tone::Good),
+    }
+}
+
+fn run_cell(r: Option<&RunRow>, now: DateTime<Utc>, tone: Tone) -> Cell {
+    match r {
+        Some(r) => Cell(format!("{} {}", r.kind, ago(r.ended_at.unwrap_or(r.started_at), now)), tone),
+        None => Cell("—".into(), Tone::Plain),
+    }
+}
+
+fn row(p: &PolicyStatus, now: DateTime<Utc>) -> Vec<Cell> {
+    let last_failure_tone = if p.failing { Tone::Bad } else { Tone::Plain };
+    let next = match p.next.first() {
+        Some(n) if n.due <= now => Cell(format!("{} due now", n.kind), Tone::Info),
+        Some(n) => Cell(format!("{} in {}", n.kind, short_duration((n.due - now).num_seconds() as f64)), Tone::Plain),
+        None => Cell("not scheduled".into(), Tone::Plain),
+    };
+    let age = p.rpo.age_s.map(short_duration);
+    let obj = p.rpo.objective_s.map(short_duration);
+    let rpo = match p.rpo.state {
+        RpoState::Ok => Cell(format!("ok {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Good),
+        RpoState::AtRisk => {
+            Cell(format!("AT RISK {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Warn)
+        }
+        RpoState::Breached => {
+            Cell(format!("BREACHED {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Bad)
+        }
+        RpoState::NoBackup => Cell(format!("no backup /{}", obj.unwrap_or_default()), Tone::Warn),
+        RpoState::NoObjective => Cell(age.map(|a| format!("{a} (no rpo)")).unwrap_or_else(|| "—".into()), Tone::Plain),
+    };
+    let last_drill = p.drill.last.as_ref().map(|d| ago(d.started_at, now)).unwrap_or_default();
+    let drill = match p.drill.state {
+        DrillState::Pass => Cell(format!("pass {last_drill}"), Tone::Good),
+        DrillState::Fail => Cell(format!("FAIL {last_drill}"), Tone::Bad),
+        DrillState::NeedsVerification => Cell("needs verification".into(), Tone::Warn),
+        DrillState::Never => Cell("never drilled".into(), Tone::Warn),
+        DrillState::NotConfigured => Cell("no drills".into(), Tone::Plain),
+    };
+    vec![
+        Cell(p.name.clone(), Tone::Plain),
+        health(p),
+        run_cell(p.last_success.as_ref(), now, Tone::Plain),
+        run_cell(p.last_failure.as_ref(), now, last_failure_tone),
+        next,
+        rpo,
+        drill,
+    ]
+}
+
+fn progress_text(r: &RunRow) -> String {
+    let Some(v) = &r.progress else { return "starting".into() };
+    let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let (fd, ft, bd, bt) = (n("files_done"), n("files_total"), n("bytes_done"), n("bytes_total"));
+    if bt > 0 {
+        format!("{fd}/{ft} files, {}/{} ({:.0}%)", human_bytes(bd), human_bytes(bt), 100.0 * bd as f64 / bt as f64)
+    } else {
+        v.to_string()
+    }
+}
+
+/// The whole screen. `no_state`: nothing was ever recorded.
+pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
+    let now = r.generated_at;
+    let mut out = String::new();
+    let daemon = match &r.daemon {
+        Some(d) if d.alive => {
+            let url = d.listen.as_deref().map(|l| format!(", http://{l}")).unwrap_or_default();
+            paint(&format!("daemon running (pid {}{url})", d.pid.unwrap_or(0)), Tone::Good, color)
+        }
+        Some(d) if d.pid.is_some() => {
+            paint(&format!("daemon NOT running (pid {} is gone)", d.pid.unwrap_or(0)), Tone::Bad, color)
+        }
+        _ => paint("daemon not running", Tone::Warn, color),
+    };
+    out.push_str(&format!("cairn status · {} · {daemon}\n", now.format("%Y-%m-%d %H:%M:%S UTC")));
+    if no_state {
+        out.push_str(&format!("no state recorded yet in {} (the daemon writes it)\n", r.state_dir));
+    }
+    if r.policies.is_empty() {
+        out.push_str("no policies\n");
+        return out;
+    }
+    let header = ["POLICY", "HEALTH", "LAST SUCCESS", "LAST FAILURE", "NEXT RUN", "RPO (age/objective)", "DRILL"];
+    let rows: Vec<Vec<Cell>> = r.policies.iter().map(|p| row(p, now)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|c| c[i].0.chars().count()).chain([header[i].len()]).max().unwrap_or(0))
+        .collect();
+    out.push('\n');
+    let head: Vec<String> = header.iter().zip(&widths).map(|(h, w)| format!("{h:<w$}")).collect();
+    out.push_str(&paint(head.join("  ").trim_end(), Tone::Plain, color));
+    out.push('\n');
+    for cells in &rows {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let pad = w.saturating_sub(c.0.chars().count());
+                format!("{}{}", paint(&c.0, c.1, color), " ".repeat(pad))
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    let running: Vec<&RunRow> = r.policies.iter().flat_map(|p| &p.running).collect();
+    if !running.is_empty() {
+        out.push_str("\nRunning now:\n");
+        for j in running {
+            out.push_str(&format!(
+                "  {:<w$}  {} ({}, attempt {}) for {}: {}\n",
+                j.policy,
+                j.kind,
+                j.trigger.as_str(),
+                j.attempt,
+                short_duration((now - j.started_at).num_seconds() as f64),
+                progress_text(j),
+                w = widths[0]
+            ));
+        }
+    }
+    let attention: Vec<(&str, String)> =
+        r.policies.iter().flat_map(|p| p.attention().into_iter().map(move |a| (p.name.as_str(), a))).collect();
+    if !attention.is_empty() {
+        out.push_str(&format!("\n{}\n", paint("Needs attention:", Tone::Bad, color)));
+        for (name, a) in attention {
+            out.push_str(&format!("  {name:<w$}  {a}\n", w = widths[0]));
+        }
+    }
+    if !r.invalid_policies.is_empty() {
+        out.push_str(&format!("\n{}\n", paint("Invalid policy files (skipped):", Tone::Bad, color)));
+        for d in &r.invalid_policies {
+            out.push_str(&format!("  {d}\n"));
+        }
+    }
+    out
+}

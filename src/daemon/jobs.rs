@@ -1,0 +1,255 @@
+//! Running one job: the [`Executor`] seam between the scheduler and the
+//! work, and [`RepoExecutor`], which does the real backups, prunes and
+//! drills.
+//!
+//! A job runs on its own thread. [`run_job`] records the run in the state,
+//! runs the executor under `catch_unwind` (a panic becomes the job's error,
+//! never the daemon's end), and records how it ended, with the newest
+//! recovery point after a backup. Progress goes to the state at most once a
+//! second, for `cairn status`.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::engine::JobSpec;
+use crate::backup::Progress;
+use crate::error::Result;
+use crate::policy::{job, Policy};
+use crate::repo::Repository;
+use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State};
+
+/// What a job produced.
+#[derive(Debug, Clone, Default)]
+pub struct JobResult {
+    pub ok: bool,
+    pub snapshot_id: Option<String>,
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
+    /// After a backup: the snapshot it saved.
+    pub recovery_point: Option<RecoveryPoint>,
+}
+
+impl JobResult {
+    pub fn failed(error: impl Into<String>) -> JobResult {
+        JobResult { ok: false, error: Some(error.into()), ..Default::default() }
+    }
+}
+
+/// A running job's link to the state: its run id and progress.
+pub struct JobContext<'a> {
+    pub run_id: i64,
+    pub state: &'a State,
+    last: Mutex<Option<Instant>>,
+    files_total: AtomicU64,
+    bytes_total: AtomicU64,
+    files_done: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+impl<'a> JobContext<'a> {
+    pub fn new(run_id: i64, state: &'a State) -> JobContext<'a> {
+        JobContext {
+            run_id,
+            state,
+            last: Mutex::new(None),
+            files_total: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `progress` unless one was recorded less than a second ago.
+    pub fn progress(&self, progress: serde_json::Value) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.state.set_progress(self.run_id, &progress) {
+            tracing::debug!(error = %e, "progress not recorded");
+        }
+    }
+
+    fn backup_progress(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files_done": self.files_done.load(Ordering::Relaxed),
+            "bytes_done": self.bytes_done.load(Ordering::Relaxed),
+            "files_total": self.files_total.load(Ordering::Relaxed),
+            "bytes_total": self.bytes_total.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Progress for JobContext<'_> {
+    fn scanned(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+
+    fn file_done(&self, _path: &Path, bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+}
+
+/// Does the work of a job.
+pub trait Executor: Send + Sync {
+    fn run(&self, job: &JobSpec, ctx: &JobContext<'_>) -> JobResult;
+}
+
+/// Opens a policy's repository (the CLI decides how: global options,
+/// cache, password sources).
+pub type Opener = Arc<dyn Fn(&Policy) -> Result<Repository> + Send + Sync>;
+
+/// Runs a drill of a policy and describes the outcome.
+pub type DrillFn = Arc<dyn Fn(&Policy, &Repository, &JobContext<'_>) -> JobResult + Send + Sync>;
+
+/// The real work: backups with hooks, forget + prune, drills.
+pub struct RepoExecutor {
+    pub open: Opener,
+    pub drill: DrillFn,
+    /// Worker threads per backup (0: one per core).
+    pub threads: usize,
+}
+
+impl Executor for RepoExecutor {
+    fn run(&self, job: &JobSpec, ctx: &JobContext<'_>) -> JobResult {
+        let p = &job.policy;
+        match job.kind {
+            JobKind::Backup => {
+                let opts = job::JobOptions { threads: self.threads, ..Default::default() };
+                let out = job::run_backup(p, || (self.open)(p), &opts, ctx);
+                for w in &out.warnings {
+                    tracing::warn!(policy = %p.name, "{w}");
+                }
+                let mut r = JobResult {
+                    ok: out.error.is_none(),
+                    error: out.error.map(|e| e.to_string()),
+                    ..Default::default()
+                };
+                if let Some(rep) = out.report {
+                    r.snapshot_id = Some(rep.snapshot_id.to_hex());
+                    r.bytes = Some(rep.snapshot.summary.bytes_total);
+                    r.recovery_point = Some(RecoveryPoint {
+                        snapshot_id: rep.snapshot_id.to_hex(),
+                        time: rep.snapshot.time,
+                        tree: rep.snapshot.tree.to_hex(),
+                    });
+                }
+                r
+            }
+            JobKind::Prune => {
+                let run = || -> Result<crate::prune::PolicyPruneReport> {
+                    let repo = (self.open)(p)?;
+                    crate::prune::run_for_policy(&repo, p, Utc::now())
+                };
+                match run() {
+                    Ok(rep) => {
+                        tracing::info!(policy = %p.name, forgotten = ?rep.forgotten, kept = rep.kept,
+                            packs_deleted = rep.packs_deleted, bytes_freed = rep.bytes_freed, "prune done");
+                        JobResult { ok: true, bytes: Some(rep.bytes_freed), ..Default::default() }
+                    }
+                    Err(e) => JobResult::failed(e.to_string()),
+                }
+            }
+            JobKind::Drill => match (self.open)(p) {
+                Ok(repo) => (self.drill)(p, &repo, ctx),
+                Err(e) => JobResult::failed(e.to_string()),
+            },
+        }
+    }
+}
+
+/// How a job went, for the loop and the notifications.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub job: JobSpec,
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub result: JobResult,
+}
+
+/// Runs `job` to its end: records it, runs it, never panics.
+pub fn run_job(job: JobSpec, state: &State, executor: &dyn Executor) -> Finished {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let new = NewRun {
+        policy: job.policy.name.clone(),
+        kind: job.kind,
+        trigger: job.trigger,
+        scheduled_at: job.slot,
+        started_at,
+        attempt: job.attempt,
+    };
+    let run_id = match state.start_run(&new) {
+        Ok(id) => id,
+        Err(e) => {
+            let result = JobResult::failed(format!("cannot record the run: {e}"));
+            return Finished { job, run_id: 0, started_at, ended_at: Utc::now(), result };
+        }
+    };
+    let ctx = JobContext::new(run_id, state);
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| executor.run(&job, &ctx))) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            JobResult::failed(format!("the job panicked: {msg}"))
+        }
+    };
+    let ended_at = Utc::now();
+    let finish = RunFinish {
+        ended_at,
+        outcome: if result.ok { Outcome::Success } else { Outcome::Failure },
+        snapshot_id: result.snapshot_id.clone(),
+        bytes: result.bytes,
+        error: result.error.clone(),
+        duration_s: Some(t0.elapsed().as_secs_f64()),
+    };
+    if let Err(e) = state.finish_run(run_id, &finish) {
+        tracing::error!(policy = %job.policy.name, error = %e, "cannot record the end of a run");
+    }
+    if let Some(rp) = &result.recovery_point {
+        if let Err(e) = state.set_recovery_point(&job.policy.name, rp) {
+            tracing::error!(policy = %job.policy.name, error = %e, "cannot record the recovery point");
+        }
+    }
+    Finished { job, run_id, started_at, ended_at, result }
+}
+
+/// Records each policy's newest snapshot as its recovery point, reading
+/// the repositories (at start-up, so `status` knows the RPO of policies
+/// backed up by hand or before the state existed).
+pub fn refresh_recovery_points(policies: &[Arc<Policy>], open: &Opener, state: &State) {
+    for p in policies {
+        let newest = (open)(p).and_then(|repo| {
+            Ok(repo
+                .list_snapshots()?
+                .into_iter()
+                .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
+                .max_by_key(|(_, s)| s.time))
+        });
+        match newest {
+            Ok(Some((id, s))) => {
+                let rp = RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() };
+                if let Err(e) = state.set_recovery_point(&p.name, &rp) {
+                    tracing::warn!(policy = %p.name, error = %e, "cannot record the recovery point");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(policy = %p.name, error = %e, "cannot read the newest snapshot"),
+        }
+    }
+}

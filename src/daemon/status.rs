@@ -1,0 +1,240 @@
+//! The status of every policy, as `cairn status` and `GET /status` show it:
+//! built from the state database and the policy files alone, so it reads
+//! the same whether or not the daemon runs.
+//!
+//! The RPO state compares the newest recovery point's age with the
+//! policy's `rpo`: `ok`, `at-risk` past 80 % of it, `breached` past it.
+//! The drill state is the last drill's verdict, or `needs-verification`
+//! when the content changed since the last passing drill, or `never`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::policy::{Diagnostic, Policy};
+use crate::state::{DrillRow, JobKind, Outcome, RecoveryPoint, RunRow, State};
+
+/// The share of the RPO after which a policy is "at risk".
+pub const AT_RISK: f64 = 0.8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RpoState {
+    Ok,
+    AtRisk,
+    Breached,
+    /// No snapshot known.
+    NoBackup,
+    /// The policy sets no `rpo`.
+    NoObjective,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillState {
+    Pass,
+    Fail,
+    NeedsVerification,
+    Never,
+    NotConfigured,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rpo {
+    pub state: RpoState,
+    pub age_s: Option<f64>,
+    pub objective_s: Option<f64>,
+    pub newest: Option<RecoveryPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drill {
+    pub state: DrillState,
+    pub last: Option<DrillRow>,
+    pub last_pass: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NextRun {
+    pub kind: JobKind,
+    pub due: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    pub name: String,
+    /// Whether a valid policy file defines it now (a policy known only
+    /// from the state was removed or is invalid).
+    pub configured: bool,
+    pub last_success: Option<RunRow>,
+    pub last_failure: Option<RunRow>,
+    /// Whether the newest finished run of any kind failed.
+    pub failing: bool,
+    pub next: Vec<NextRun>,
+    pub running: Vec<RunRow>,
+    pub rpo: Rpo,
+    pub drill: Drill,
+}
+
+impl PolicyStatus {
+    /// Needs someone's attention: failing, RPO at risk or breached, drill
+    /// failed or content not verified.
+    pub fn attention(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.failing {
+            if let Some(f) = &self.last_failure {
+                v.push(format!("{} failed: {}", f.kind, f.error.as_deref().unwrap_or("unknown error")));
+            }
+        }
+        match self.rpo.state {
+            RpoState::Breached => v.push("RPO breached".into()),
+            RpoState::AtRisk => v.push("RPO at risk".into()),
+            RpoState::NoBackup if self.rpo.objective_s.is_some() => v.push("no backup yet".into()),
+            _ => {}
+        }
+        match self.drill.state {
+            DrillState::Fail => v.push("last drill failed".into()),
+            DrillState::NeedsVerification => {
+                v.push("needs verification (content changed since the last passing drill)".into())
+            }
+            DrillState::Never => v.push("never drilled".into()),
+            _ => {}
+        }
+        if !self.configured {
+            v.push("no valid policy file defines it".into());
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonInfo {
+    pub pid: Option<u32>,
+    pub listen: Option<String>,
+    pub started_at: Option<String>,
+    /// Whether that process still exists.
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub schema: &'static str,
+    pub generated_at: DateTime<Utc>,
+    pub state_dir: String,
+    pub daemon: Option<DaemonInfo>,
+    pub policies: Vec<PolicyStatus>,
+    /// Problems in the policy files.
+    pub invalid_policies: Vec<Diagnostic>,
+}
+
+pub const SCHEMA: &str = "cairn.status/1";
+
+/// The status of every policy in `policies` and in the state.
+pub fn build(
+    state: Option<&State>,
+    state_dir: &std::path::Path,
+    policies: &[Policy],
+    invalid: Vec<Diagnostic>,
+    now: DateTime<Utc>,
+) -> Result<StatusReport> {
+    let mut names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
+    if let Some(s) = state {
+        names.extend(s.known_policies()?);
+    }
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let policy = policies.iter().find(|p| p.name == name);
+        out.push(policy_status(state, &name, policy, now)?);
+    }
+    let daemon = match state {
+        Some(s) => daemon_info(s)?,
+        None => None,
+    };
+    Ok(StatusReport {
+        schema: SCHEMA,
+        generated_at: now,
+        state_dir: state_dir.display().to_string(),
+        daemon,
+        policies: out,
+        invalid_policies: invalid,
+    })
+}
+
+fn daemon_info(s: &State) -> Result<Option<DaemonInfo>> {
+    let Some(pid) = s.daemon_value("pid")? else { return Ok(None) };
+    let pid: Option<u32> = pid.parse().ok();
+    let alive = pid.is_some_and(|p| {
+        !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None), Err(nix::errno::Errno::ESRCH))
+    });
+    Ok(Some(DaemonInfo { pid, listen: s.daemon_value("listen")?, started_at: s.daemon_value("started_at")?, alive }))
+}
+
+fn policy_status(
+    state: Option<&State>,
+    name: &str,
+    policy: Option<&Policy>,
+    now: DateTime<Utc>,
+) -> Result<PolicyStatus> {
+    let (mut last_success, mut last_failure, mut newest, mut next, mut running) =
+        (None, None, None, Vec::new(), Vec::new());
+    let (mut rp, mut drills, mut changed) = (None, (None, None), None);
+    if let Some(s) = state {
+        for kind in JobKind::ALL {
+            pick_newest(&mut last_success, s.last_run(name, kind, &[Outcome::Success])?);
+            pick_newest(&mut last_failure, s.last_run(name, kind, &[Outcome::Failure, Outcome::Interrupted])?);
+            pick_newest(
+                &mut newest,
+                s.last_run(name, kind, &[Outcome::Success, Outcome::Failure, Outcome::Interrupted])?,
+            );
+            if policy.is_some() {
+                if let Some((_, due)) = s.next_due(name, kind)? {
+                    next.push(NextRun { kind, due });
+                }
+            }
+        }
+        running = s.running()?.into_iter().filter(|r| r.policy == name).collect();
+        rp = s.recovery_point(name)?;
+        drills = s.last_drills(name)?;
+        changed = s.content_changed_since_drill(name)?;
+    }
+    next.sort_by_key(|n| n.due);
+    let failing = newest.as_ref().is_some_and(|r: &RunRow| r.outcome != Outcome::Success);
+    let objective = policy.and_then(|p| p.objectives.rpo).map(|d| d.to_std().as_secs_f64());
+    let age = rp.as_ref().map(|r| (now - r.time).num_milliseconds().max(0) as f64 / 1000.0);
+    let rpo_state = match (objective, age) {
+        (None, _) => RpoState::NoObjective,
+        (Some(_), None) => RpoState::NoBackup,
+        (Some(o), Some(a)) if a > o => RpoState::Breached,
+        (Some(o), Some(a)) if a > AT_RISK * o => RpoState::AtRisk,
+        _ => RpoState::Ok,
+    };
+    let (last, pass) = drills;
+    let drill_state = match (&last, changed) {
+        (_, Some(true)) => DrillState::NeedsVerification,
+        (Some(d), _) if !d.passed() => DrillState::Fail,
+        (Some(_), _) => DrillState::Pass,
+        (None, _) if policy.is_some_and(|p| p.drill.is_none()) => DrillState::NotConfigured,
+        (None, _) => DrillState::Never,
+    };
+    Ok(PolicyStatus {
+        name: name.to_string(),
+        configured: policy.is_some(),
+        last_success,
+        last_failure,
+        failing,
+        next,
+        running,
+        rpo: Rpo { state: rpo_state, age_s: age, objective_s: objective, newest: rp },
+        drill: Drill { state: drill_state, last, last_pass: pass.map(|d| d.started_at) },
+    })
+}
+
+fn pick_newest(slot: &mut Option<RunRow>, candidate: Option<RunRow>) {
+    if let Some(c) = candidate {
+        if slot.as_ref().is_none_or(|s| c.started_at > s.started_at) {
+            *slot = Some(c);
+        }
+    }
+}
