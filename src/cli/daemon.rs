@@ -23,12 +23,12 @@ use super::{GlobalArgs, EXIT_OK};
 pub struct StateDir {
     /// State directory (default /var/lib/cairn for root, ~/.local/state/cairn otherwise)
     #[arg(long = "state", env = "CAIRN_STATE_DIR", value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn resolve(&self) -> PathBuf {
-        state::resolve_dir(self.dir.as_deref())
+        state::resolve_dir(self.state_dir.as_deref())
     }
 }
 

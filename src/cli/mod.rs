@@ -291,3 +291,12 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     }
     Ok(EXIT_OK)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Catches clashing argument names and bad defaults in every subcommand.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

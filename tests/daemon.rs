@@ -1,0 +1,296 @@
+//! The real daemon binary, end to end: a policy firing every 3 seconds
+//! against a local repository, a webhook receiver and a ping endpoint on
+//! loopback, the state database, `cairn status`, `/metrics`, `run-now`, a
+//! SIGHUP reload and a graceful SIGTERM.
+//!
+//! Nothing here sleeps for a fixed time to let things happen: each step
+//! waits for the event it needs (a webhook delivery, the process exit)
+//! with a deadline.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Env, PASSWORD};
+
+/// One request the receiver got: its path and body.
+#[derive(Debug)]
+struct Hit {
+    path: String,
+    body: String,
+}
+
+/// A loopback HTTP server answering 200 to everything, reporting each request.
+fn receiver() -> (String, mpsc::Receiver<Hit>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send(Hit { path, body: String::from_utf8_lossy(&body).into_owned() });
+        }
+    });
+    (base, rx)
+}
+
+/// Waits for a request matching `want`, keeping the others seen on the way.
+fn wait_for(rx: &mpsc::Receiver<Hit>, seen: &mut Vec<Hit>, what: &str, want: impl Fn(&Hit) -> bool) -> usize {
+    if let Some(i) = seen.iter().position(&want) {
+        return i;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let hit = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within 60 s; got {seen:#?}"));
+        seen.push(hit);
+        if want(seen.last().unwrap()) {
+            return seen.len() - 1;
+        }
+    }
+}
+
+fn event(h: &Hit) -> serde_json::Value {
+    serde_json::from_str(&h.body).unwrap_or(serde_json::Value::Null)
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, resp.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn policy(name: &str, source: &std::path::Path, repo: &std::path::Path, pw: &std::path::Path, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n{extra}",
+        source.display(),
+        repo.display(),
+        pw.display()
+    )
+}
+
+#[test]
+fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
+    let env = Env::new();
+    let (hook, hits) = receiver();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "hello").unwrap();
+    let pw = env.path("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let policies = env.path("policies");
+    let state = env.path("state");
+    std::fs::create_dir_all(&policies).unwrap();
+    let notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\nping = \"{hook}/ping/web\"\n");
+    let web = format!("[schedule]\nbackup = \"*/3 * * * * *\"\n[objectives]\nrpo = \"1h\"\n{notify}");
+    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, &web)).unwrap();
+    let broken_notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\nping = \"{hook}/ping/broken\"\n");
+    let broken = format!("[schedule]\nbackup = \"*/3 * * * * *\"\nretries = 0\n{broken_notify}");
+    let missing = env.path("does-not-exist");
+    std::fs::write(policies.join("broken.toml"), policy("broken", &missing, &env.repo, &pw, &broken)).unwrap();
+    std::fs::write(policies.join("typo.toml"), "name = \"typo\"\n[source]\npaths = [\"/x\"]\n[repository]\nurl = 3\n")
+        .unwrap();
+
+    let log = env.path("daemon.log");
+    let mut daemon = env
+        .command()
+        .env_remove("CAIRN_PASSWORD")
+        .args(["daemon", "--listen", "127.0.0.1:0", "--log-format", "json", "--grace", "30s", "--max-jobs", "2"])
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--state")
+        .arg(&state)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // A scheduled backup succeeds: webhook event and pings start + success.
+    let mut seen = Vec::new();
+    let ok = wait_for(&hits, &mut seen, "success event", |h| {
+        h.path == "/hook" && event(h)["event"] == "job.succeeded" && event(h)["policy"] == "web"
+    });
+    let ev = event(&seen[ok]);
+    assert_eq!((ev["kind"].as_str(), ev["trigger"].as_str()), (Some("backup"), Some("schedule")));
+    let snapshot = ev["snapshot_id"].as_str().expect("the event names the snapshot").to_string();
+    wait_for(&hits, &mut seen, "start ping", |h| h.path == "/ping/web/start");
+    wait_for(&hits, &mut seen, "success ping", |h| h.path == "/ping/web");
+    // The broken policy fails, and says why, without stopping the daemon.
+    let bad = wait_for(&hits, &mut seen, "failure event", |h| h.path == "/hook" && event(h)["policy"] == "broken");
+    let ev = event(&seen[bad]);
+    assert_eq!(ev["event"], "job.failed");
+    assert!(ev["error"].as_str().unwrap().contains("does-not-exist"), "{ev}");
+    let fail_ping = wait_for(&hits, &mut seen, "fail ping", |h| h.path == "/ping/broken/fail");
+    assert!(seen[fail_ping].body.contains("does-not-exist"), "the fail ping carries the error");
+
+    // The state database has the runs, the recovery point and the next due time.
+    let st = cairn::state::State::open_existing(&state).unwrap().expect("the daemon created its state");
+    let runs = st.runs(Some("web"), None, None).unwrap();
+    let run = runs.iter().find(|r| r.snapshot_id.as_deref() == Some(snapshot.as_str())).expect("run recorded");
+    assert_eq!(run.outcome, cairn::state::Outcome::Success);
+    assert!(run.bytes == Some(5) && run.ended_at.is_some() && run.scheduled_at.is_some(), "{run:?}");
+    assert!(st.recovery_point("web").unwrap().is_some());
+    assert!(st.next_due("web", cairn::state::JobKind::Backup).unwrap().is_some());
+    let failed = st.runs(Some("broken"), None, None).unwrap();
+    assert!(failed.iter().any(|r| r.outcome == cairn::state::Outcome::Failure && r.error.is_some()), "{failed:?}");
+
+    // `cairn status` reads it, with the daemon's address.
+    let out =
+        env.ok(&["status", "--json", "--state", state.to_str().unwrap(), "--policies", policies.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let addr = status["daemon"]["listen"].as_str().expect("the daemon recorded its address").to_string();
+    assert_eq!(status["daemon"]["alive"], true);
+    let web_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap();
+    assert_eq!(web_status["rpo"]["state"], "ok");
+    assert!(web_status["last_success"]["snapshot_id"].is_string());
+    assert_eq!(web_status["next"][0]["kind"], "backup");
+    let broken_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "broken").unwrap();
+    assert_eq!(broken_status["failing"], true);
+    assert!(status["invalid_policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["file"].as_str().unwrap().ends_with("typo.toml")));
+    let text = env.ok(&["status", "--state", state.to_str().unwrap(), "--policies", policies.to_str().unwrap()]);
+    assert!(text.contains("daemon running") && text.contains("FAILING") && text.contains("typo.toml"), "{text}");
+
+    // HTTP: health, status and Prometheus metrics.
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let (code, body) = http_get(&addr, "/status");
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["schema"], "cairn.status/1");
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    for series in [
+        "cairn_job_last_success_timestamp_seconds{policy=\"web\",kind=\"backup\"}",
+        "cairn_job_last_duration_seconds{policy=\"web\",kind=\"backup\"}",
+        "cairn_job_last_bytes{policy=\"web\",kind=\"backup\"} 5",
+        "cairn_job_failures_total{policy=\"broken\",kind=\"backup\"}",
+        "cairn_recovery_point_age_seconds{policy=\"web\"}",
+        "cairn_rpo_objective_seconds{policy=\"web\"} 3600",
+        "cairn_policies{state=\"invalid\"} 1",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+    }
+
+    // SIGHUP: a new policy (no schedule) appears; run-now starts it.
+    let manual = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\n");
+    std::fs::write(policies.join("manual.toml"), policy("manual", &data, &env.repo, &pw, &manual)).unwrap();
+    let unknown = env.cairn(&["run-now", "manual", "--state", state.to_str().unwrap()]);
+    assert!(!unknown.status.success(), "manual is not loaded before SIGHUP");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no valid policy named `manual`"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.cairn(&["run-now", "manual", "--kind", "backup", "--state", state.to_str().unwrap()]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "run-now never accepted: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = wait_for(&hits, &mut seen, "run-now event", |h| h.path == "/hook" && event(h)["policy"] == "manual");
+    assert_eq!(
+        (event(&seen[m])["trigger"].as_str(), event(&seen[m])["event"].as_str()),
+        (Some("run-now"), Some("job.succeeded"))
+    );
+
+    // SIGTERM: the daemon stops starting jobs and exits 0.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_exit(&mut daemon, Duration::from_secs(40));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(st.running().unwrap().is_empty(), "no run is left marked running");
+    assert_eq!(st.daemon_value("pid").unwrap(), None, "the daemon cleared its record");
+    let after = env.ok(&["status", "--state", state.to_str().unwrap(), "--policies", policies.to_str().unwrap()]);
+    assert!(after.contains("daemon not running"), "{after}");
+
+    // Logs: JSON lines, the reload and the stop named, no password anywhere.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains(PASSWORD));
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    for m in ["SIGHUP: reloading the policies", "stopping: no new jobs start", "cairn daemon stopped", "job failed"] {
+        assert!(messages.iter().any(|x| x.contains(m)), "no log line {m:?} in {messages:?}");
+    }
+    assert!(messages.iter().any(|m| m.starts_with("invalid policy, skipped")), "{messages:?}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_directory_is_refused() {
+    let env = Env::new();
+    let policies = env.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let state = env.path("state");
+    let mut first = env
+        .command()
+        .args(["daemon", "--listen", "none"])
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--state")
+        .arg(&state)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first has recorded itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cairn::state::State::open_existing(&state)
+        .ok()
+        .flatten()
+        .and_then(|s| s.daemon_value("pid").ok().flatten())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the first daemon never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = env.cairn(&[
+        "daemon",
+        "--listen",
+        "none",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("another cairn daemon (pid {})", first.id())), "{err}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
+}
