@@ -64,6 +64,12 @@ pub enum Error {
 
     #[error("the repository is locked by {holder}")]
     Locked { holder: String },
+
+    #[error("not an evidence public key: {detail}")]
+    InvalidPublicKey { detail: String },
+
+    #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
+    EvidenceKeyMissing { records: u64 },
 }
 
 impl Error {
@@ -99,6 +105,15 @@ impl Error {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
             Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::InvalidPublicKey { .. } => Some(
+                "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
+                    .into(),
+            ),
+            Error::EvidenceKeyMissing { .. } => Some(
+                "restore `evidence/key` from a copy of the repository; cairn does not sign with a new key, \
+                 because the records signed with the old one would no longer verify"
+                    .into(),
+            ),
             _ => None,
         }
     }

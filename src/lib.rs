@@ -12,6 +12,7 @@ pub mod chunk;
 pub mod cli;
 pub mod crypto;
 pub mod error;
+pub mod evidence;
 pub mod fsmeta;
 pub mod id;
 pub mod policy;
