@@ -6,10 +6,12 @@
 //! - 1: error;
 //! - 2: bad usage (unknown flag, missing argument);
 //! - 3: finished, but some files were skipped or could not be restored;
-//! - 5: integrity failure (`check` found damage).
+//! - 5: integrity failure (`check` found damage, `evidence verify` found
+//!   a removed, reordered or altered record).
 
 mod backup;
 mod check;
+mod evidence;
 mod forget;
 mod inspect;
 mod key;
@@ -114,6 +116,8 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
+    /// Export, show the key of, and verify the signed evidence chain
+    Evidence(evidence::EvidenceArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,6 +193,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
+        Command::Evidence(a) => evidence::run(g, &a, p),
     }
 }
 

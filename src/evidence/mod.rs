@@ -56,7 +56,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::repo::{blob, lock, Repository};
 
-pub use verify::{verify_dir, Problem, ProblemKind, VerifiedRecord, VerifyReport};
+pub use verify::{verify_dir, Head, Problem, ProblemKind, VerifiedRecord, VerifyReport};
 
 /// Where the records are stored.
 pub const RECORDS_DIR: &str = "evidence/records";

@@ -40,7 +40,7 @@ fn init_starts_the_chain_and_appends_link_to_it() {
     assert!(r.is_intact(), "{:?}", r.problems);
     let kinds: Vec<&str> = r.records.iter().map(|x| x.kind.as_str()).collect();
     assert_eq!(kinds, ["init", "backup", "prune"]);
-    assert_eq!(r.head, Some((2, b.hash)));
+    assert_eq!(r.head, Some(verify::Head { seq: 2, hash: b.hash }));
 }
 
 #[test]
@@ -132,5 +132,5 @@ fn concurrent_appenders_make_one_unbroken_chain() {
     let r = export_and_verify(&repo, dir.path());
     assert!(r.is_intact(), "{:?}", r.problems);
     assert_eq!(r.records.len() as u64, 1 + THREADS * EACH, "a record was overwritten");
-    assert_eq!(r.head.unwrap().0, THREADS * EACH);
+    assert_eq!(r.head.unwrap().seq, THREADS * EACH);
 }

@@ -60,6 +60,14 @@ pub struct VerifiedRecord {
     pub hash: String,
 }
 
+/// The last record of an intact chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub seq: u64,
+    /// Hex BLAKE3 of its signed bytes.
+    pub hash: String,
+}
+
 /// The outcome of [`verify_dir`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
@@ -69,8 +77,9 @@ pub struct VerifyReport {
     pub records: Vec<VerifiedRecord>,
     /// The repository the records belong to.
     pub repository: Option<String>,
-    /// The seq and hash of the last record, when the chain is intact.
-    pub head: Option<(u64, String)>,
+    /// The last record, when the chain is intact: note it, and check it
+    /// at the next audit with [`VerifyReport::check_anchor`].
+    pub head: Option<Head>,
     pub problems: Vec<Problem>,
 }
 
@@ -83,6 +92,34 @@ impl VerifyReport {
     /// the public key is most likely not the one that signed them.
     pub fn nothing_verified(&self) -> bool {
         self.files > 0 && self.records.is_empty()
+    }
+
+    /// Checks that record `seq` is present with hash `hash`, as noted at an
+    /// earlier audit: this detects records removed from the end of the
+    /// chain, and a chain rewritten since, which the records alone cannot.
+    pub fn check_anchor(&mut self, seq: u64, hash: &str) {
+        let file = Some(format!("{}.json", file_stem(seq)));
+        let problem = match self.records.iter().find(|r| r.seq == seq) {
+            Some(r) if r.hash.eq_ignore_ascii_case(hash.trim()) => return,
+            Some(r) => Problem {
+                kind: ProblemKind::Altered,
+                seq: Some(seq),
+                file: Some(r.file.clone()),
+                detail: format!(
+                    "the anchor says record {seq} has hash {hash}, but it has {}: the chain was rewritten",
+                    r.hash
+                ),
+            },
+            None => Problem {
+                kind: ProblemKind::Removed,
+                seq: Some(seq),
+                file,
+                detail: format!("the anchor names record {seq}, which is not here (or does not verify)"),
+            },
+        };
+        self.problems.push(problem);
+        self.problems.sort_by(|a, b| a.seq.cmp(&b.seq).then(a.file.cmp(&b.file)));
+        self.head = None;
     }
 }
 
@@ -218,7 +255,7 @@ pub fn verify_dir(dir: &Path, pubkey_text: &str) -> Result<VerifyReport> {
     report.repository = repository;
     report.problems.sort_by(|a, b| a.seq.cmp(&b.seq).then(a.file.cmp(&b.file)));
     if report.problems.is_empty() {
-        report.head = report.records.last().map(|r| (r.seq, r.hash.clone()));
+        report.head = report.records.last().map(|r| Head { seq: r.seq, hash: r.hash.clone() });
     }
     Ok(report)
 }
@@ -235,21 +272,25 @@ mod tests {
     /// A chain of `n` records written to a directory as `export` writes it.
     fn chain(n: u64) -> (tempfile::TempDir, SigningKey) {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        (chain_signed(&key, n, "backup"), key)
+    }
+
+    fn chain_signed(key: &SigningKey, n: u64, kind: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let mut prev: Option<String> = None;
         for seq in 0..n {
             let Value::Object(mut r) = json!({
-                "v": 1, "seq": seq, "time": format!("2025-03-01T02:00:{seq:02}.000000Z"), "kind": "backup",
+                "v": 1, "seq": seq, "time": format!("2025-03-01T02:00:{seq:02}.000000Z"), "kind": kind,
                 "policy": "db", "repository": "cd".repeat(32), "prev": prev, "payload": {"outcome": "success"},
             }) else {
                 unreachable!()
             };
-            let (_, bytes) = sign(&key, &mut r).unwrap();
+            let (_, bytes) = sign(key, &mut r).unwrap();
             prev = Some(blake3::hash(&bytes).to_hex().to_string());
             std::fs::write(dir.path().join(format!("{}.json", file_stem(seq))), [&bytes[..], b"\n"].concat()).unwrap();
         }
         std::fs::write(dir.path().join("pubkey.txt"), public_text(&key.verifying_key())).unwrap();
-        (dir, key)
+        dir
     }
 
     fn verify(dir: &Path, key: &SigningKey) -> VerifyReport {
@@ -270,8 +311,32 @@ mod tests {
         let r = verify(dir.path(), &key);
         assert!(r.is_intact(), "{:?}", r.problems);
         assert_eq!((r.files, r.records.len()), (5, 5));
-        assert_eq!(r.head.as_ref().unwrap().0, 4);
+        assert_eq!(r.head.as_ref().unwrap().seq, 4);
         assert_eq!(r.repository.as_deref(), Some("cd".repeat(32).as_str()));
+    }
+
+    #[test]
+    fn anchors_catch_a_truncated_or_rewritten_chain() {
+        let (dir, key) = chain(5);
+        let head = verify(dir.path(), &key).head.unwrap();
+        let mut r = verify(dir.path(), &key);
+        r.check_anchor(head.seq, &head.hash);
+        assert!(r.is_intact());
+        // The newest record removed: the records alone cannot tell…
+        std::fs::remove_file(path(dir.path(), 4)).unwrap();
+        let mut r = verify(dir.path(), &key);
+        assert!(r.is_intact());
+        // …the anchor can.
+        r.check_anchor(head.seq, &head.hash);
+        assert_eq!(kinds(&r), [(ProblemKind::Removed, Some(4))]);
+        assert!(r.head.is_none());
+        // A chain rewritten by the key's holder verifies on its own, but not
+        // against an anchor from before.
+        let rewritten = chain_signed(&key, 5, "drill");
+        let mut r = verify(rewritten.path(), &key);
+        assert!(r.is_intact());
+        r.check_anchor(3, &verify(dir.path(), &key).records[3].hash);
+        assert_eq!(kinds(&r), [(ProblemKind::Altered, Some(3))]);
     }
 
     #[test]
@@ -321,19 +386,7 @@ mod tests {
     fn a_record_from_another_chain_does_not_link() {
         // Both chains are signed by the same key: only the links tell them apart.
         let (dir, key) = chain(4);
-        let other = tempfile::tempdir().unwrap();
-        let mut prev: Option<String> = None;
-        for seq in 0..4u64 {
-            let Value::Object(mut r) = json!({
-                "v": 1, "seq": seq, "time": "2025-04-01T00:00:00Z", "kind": "drill", "policy": null,
-                "repository": "cd".repeat(32), "prev": prev, "payload": {},
-            }) else {
-                unreachable!()
-            };
-            let (_, bytes) = sign(&key, &mut r).unwrap();
-            prev = Some(blake3::hash(&bytes).to_hex().to_string());
-            std::fs::write(path(other.path(), seq), bytes).unwrap();
-        }
+        let other = chain_signed(&key, 4, "drill");
         std::fs::copy(path(other.path(), 2), path(dir.path(), 2)).unwrap();
         let r = verify(dir.path(), &key);
         assert_eq!(kinds(&r), [(ProblemKind::Reordered, Some(2)), (ProblemKind::Reordered, Some(3))]);
