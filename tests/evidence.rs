@@ -34,14 +34,6 @@ fn read_record(dir: &Path, seq: u64) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(record_file(dir, seq)).unwrap()).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 /// A repository with a history: init, two backups, a failed backup, a
 /// prune and a dry run; exported to `export/`. Returns the export directory.
 fn history(env: &Env) -> PathBuf {
@@ -71,7 +63,8 @@ fn backups_and_prunes_leave_a_chain_that_verifies_without_the_password() {
             (r["kind"].as_str().unwrap().into(), r["payload"]["outcome"].as_str().unwrap_or("").into())
         })
         .collect();
-    let expected = [("init", ""), ("backup", "success"), ("backup", "success"), ("backup", "failure"), ("prune", "success")];
+    let expected =
+        [("init", ""), ("backup", "success"), ("backup", "success"), ("backup", "failure"), ("prune", "success")];
     assert_eq!(kinds, expected.map(|(k, o)| (k.to_string(), o.to_string())), "the dry run leaves no record");
     assert!(!record_file(&export, 5).exists());
     let snapshots: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
