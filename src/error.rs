@@ -68,6 +68,12 @@ pub enum Error {
 
     #[error("the repository is locked by {holder}")]
     Locked { holder: String },
+
+    #[error("not an evidence public key: {detail}")]
+    InvalidPublicKey { detail: String },
+
+    #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
+    EvidenceKeyMissing { records: u64 },
 }
 
 impl Error {
@@ -106,6 +112,15 @@ impl Error {
             Error::State { .. } => {
                 Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
             }
+            Error::InvalidPublicKey { .. } => Some(
+                "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
+                    .into(),
+            ),
+            Error::EvidenceKeyMissing { .. } => Some(
+                "restore `evidence/key` from a copy of the repository; cairn does not sign with a new key, \
+                 because the records signed with the old one would no longer verify"
+                    .into(),
+            ),
             _ => None,
         }
     }

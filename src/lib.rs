@@ -13,6 +13,7 @@ pub mod cli;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod evidence;
 pub mod fsmeta;
 pub mod id;
 pub mod policy;

@@ -209,6 +209,22 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
 
+    // The daemon's backups leave signed evidence records in the repository.
+    let exported = env.path("evidence");
+    env.ok(&["evidence", "export", "--out", exported.to_str().unwrap()]);
+    let records: Vec<serde_json::Value> = std::fs::read_dir(&exported)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("0"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "backup" && r["policy"] == "web" && r["payload"]["snapshot"] == snapshot.as_str()),
+        "no evidence of the daemon's backup {snapshot} in {records:#?}"
+    );
+
     // SIGHUP: a new policy (no schedule) appears; run-now starts it.
     let manual = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\n");
     std::fs::write(policies.join("manual.toml"), policy("manual", &data, &env.repo, &pw, &manual)).unwrap();

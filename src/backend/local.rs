@@ -119,11 +119,21 @@ impl Backend for LocalBackend {
                 if name.starts_with(".tmp-") {
                     continue;
                 }
-                let ft = ent.file_type().map_err(|e| BackendError::from_io("list", prefix, e))?;
+                // An object deleted while we list (a lock being released)
+                // is simply not listed.
+                let ft = match ent.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(BackendError::from_io("list", prefix, e)),
+                };
                 if ft.is_dir() {
                     stack.push(ent.path());
                 } else if ft.is_file() {
-                    let size = ent.metadata().map_err(|e| BackendError::from_io("list", prefix, e))?.len();
+                    let size = match ent.metadata() {
+                        Ok(m) => m.len(),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(BackendError::from_io("list", prefix, e)),
+                    };
                     let rel = ent.path();
                     let rel = rel.strip_prefix(&self.root).expect("under root");
                     out.push(ObjectInfo { key: rel.to_string_lossy().into_owned(), size });

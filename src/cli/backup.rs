@@ -106,9 +106,12 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         threads: threads(g),
     };
     let bar = Bar::new(p);
-    let report = backup::run(&repo, source, &opts, &bar)?;
+    let started = std::time::Instant::now();
+    let result = backup::run(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
-    Ok(print_report(&report, p))
+    let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
+    super::evidence::record(&repo, "backup", None, payload, p);
+    Ok(print_report(&result?, p))
 }
 
 /// Prints a backup's report; returns the exit code it calls for.

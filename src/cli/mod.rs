@@ -6,11 +6,13 @@
 //! - 1: error;
 //! - 2: bad usage (unknown flag, missing argument);
 //! - 3: finished, but some files were skipped or could not be restored;
-//! - 5: integrity failure (`check` found damage).
+//! - 5: integrity failure (`check` found damage, `evidence verify` found
+//!   a removed, reordered or altered record).
 
 mod backup;
 mod check;
 mod daemon;
+mod evidence;
 mod forget;
 mod inspect;
 mod key;
@@ -122,6 +124,8 @@ pub enum Command {
     Status(daemon::StatusArgs),
     /// Ask the running daemon to start a policy's job now
     RunNow(daemon::RunNowArgs),
+    /// Export, show the key of, and verify the signed evidence chain
+    Evidence(evidence::EvidenceArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -205,6 +209,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Daemon(a) => daemon::run(g, &a),
         Command::Status(a) => daemon::status(&a, p),
         Command::RunNow(a) => daemon::run_now(&a, p),
+        Command::Evidence(a) => evidence::run(g, &a, p),
     }
 }
 

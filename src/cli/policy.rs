@@ -181,8 +181,17 @@ pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &P
         threads: super::threads(g),
     };
     let bar = super::backup::Bar::new(p);
-    let out = job::run_backup(&pol, || open_repo(g, &pol), &opts, &bar);
+    // Kept to append the evidence record; None when the job never opened it.
+    let opened = std::cell::RefCell::new(None);
+    let started = std::time::Instant::now();
+    let open = || open_repo(g, &pol).inspect(|r| *opened.borrow_mut() = Some(r.clone()));
+    let out = job::run_backup(&pol, open, &opts, &bar);
     bar.0.finish_and_clear();
+    let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
+    if let (Some(repo), Some(result)) = (opened.take(), result) {
+        let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
+        super::evidence::record(&repo, "backup", Some(&pol.name), payload, p);
+    }
     let code = match &out.report {
         Some(r) => super::backup::print_report(r, p),
         None => EXIT_OK,

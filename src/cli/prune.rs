@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::prune::gc::{self, Action};
-use crate::repo::lock;
+use crate::repo::{lock, Repository};
 
 use super::output::{human_bytes, Printer};
 use super::{open_repo, GlobalArgs, EXIT_OK};
@@ -32,9 +32,30 @@ fn parse_percent(s: &str) -> Result<f64> {
 pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
     let max_unused = parse_percent(&a.max_unused)?;
     let repo = open_repo(g)?;
+    let started = std::time::Instant::now();
+    let result = prune(&repo, a, max_unused, p);
+    // A dry run changes nothing, and leaves no evidence.
+    if !a.dry_run {
+        let r = result.as_ref().map(|o| {
+            let (plan, report) = o.as_ref().expect("a prune that is not a dry run has a report");
+            (plan, report)
+        });
+        super::evidence::record(&repo, "prune", None, crate::evidence::payload::prune(r, started.elapsed()), p);
+    }
+    result.map(|_| EXIT_OK)
+}
+
+/// Plans and (unless `--dry-run`) executes; returns the plan and report of
+/// an executed prune.
+fn prune(
+    repo: &Repository,
+    a: &PruneArgs,
+    max_unused: f64,
+    p: &Printer,
+) -> Result<Option<(gc::PrunePlan, gc::PruneReport)>> {
     // The plan is made under the lock, so nothing changes between plan and deletion.
-    let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, true, "prune")?) };
-    let plan = gc::plan(&repo, max_unused)?;
+    let _lock = if a.dry_run { None } else { Some(lock::acquire(repo, true, "prune")?) };
+    let plan = gc::plan(repo, max_unused)?;
     let summary = format!(
         "{} snapshots use {} blobs; packs: keep {} ({}), repack {} ({} to copy), delete {} and {} unindexed ({}); unused left {}",
         plan.snapshots,
@@ -60,10 +81,10 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
                 p.data(format!("delete {k}"));
             }
         }
-        return Ok(EXIT_OK);
+        return Ok(None);
     }
     p.info(summary);
-    let report = gc::execute(&repo, &plan)?;
+    let report = gc::execute(repo, &plan)?;
     if p.json {
         p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
     } else {
@@ -75,5 +96,5 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
             report.index_files_written
         ));
     }
-    Ok(EXIT_OK)
+    Ok(Some((plan, report)))
 }

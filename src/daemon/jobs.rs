@@ -126,7 +126,16 @@ impl Executor for RepoExecutor {
         match job.kind {
             JobKind::Backup => {
                 let opts = job::JobOptions { threads: self.threads, ..Default::default() };
-                let out = job::run_backup(p, || (self.open)(p), &opts, ctx);
+                // Kept to append the evidence record; None when the job never opened it.
+                let opened = std::cell::RefCell::new(None);
+                let started = Instant::now();
+                let open = || (self.open)(p).inspect(|r| *opened.borrow_mut() = Some(r.clone()));
+                let out = job::run_backup(p, open, &opts, ctx);
+                let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
+                if let (Some(repo), Some(result)) = (opened.take(), result) {
+                    let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
+                    record_evidence(&repo, "backup", p, payload);
+                }
                 for w in &out.warnings {
                     tracing::warn!(policy = %p.name, "{w}");
                 }
@@ -147,9 +156,29 @@ impl Executor for RepoExecutor {
                 r
             }
             JobKind::Prune => {
+                let started = Instant::now();
                 let run = || -> Result<crate::prune::PolicyPruneReport> {
                     let repo = (self.open)(p)?;
-                    crate::prune::run_for_policy(&repo, p, Utc::now())
+                    let result = crate::prune::run_for_policy(&repo, p, Utc::now());
+                    let payload = match &result {
+                        Ok(r) => serde_json::json!({
+                            "outcome": "success",
+                            "trigger": "daemon",
+                            "snapshots_forgotten": r.forgotten,
+                            "snapshots_kept": r.kept,
+                            "packs_deleted": r.packs_deleted,
+                            "bytes_freed": r.bytes_freed,
+                            "duration_ms": started.elapsed().as_millis() as u64,
+                        }),
+                        Err(e) => serde_json::json!({
+                            "outcome": "failure",
+                            "trigger": "daemon",
+                            "error": e.to_string(),
+                            "duration_ms": started.elapsed().as_millis() as u64,
+                        }),
+                    };
+                    record_evidence(&repo, "prune", p, payload);
+                    result
                 };
                 match run() {
                     Ok(rep) => {
@@ -165,6 +194,15 @@ impl Executor for RepoExecutor {
                 Err(e) => JobResult::failed(e.to_string()),
             },
         }
+    }
+}
+
+/// Appends an evidence record; a failure to do so is logged, never the
+/// job's failure (the backup or prune itself is done).
+fn record_evidence(repo: &Repository, kind: &str, p: &Policy, payload: serde_json::Value) {
+    match crate::evidence::append(repo, kind, Some(&p.name), payload) {
+        Ok(r) => tracing::debug!(policy = %p.name, seq = r.seq, hash = %r.hash, "evidence record appended"),
+        Err(e) => tracing::warn!(policy = %p.name, error = %e, "the evidence record was not appended"),
     }
 }
 

@@ -12,6 +12,11 @@
 //! [`STALE_AFTER`], or when it was taken on this host by a process that no
 //! longer exists (a crashed backup). Holders refresh their lock every
 //! [`REFRESH_EVERY`] from a background thread, and remove it when done.
+//!
+//! Locks live in a directory: the repository's own under [`REPOSITORY_LOCKS`]
+//! ([`acquire`]), and other families elsewhere ([`acquire_in`]), such as the
+//! evidence chain's append lock, which must neither wait for nor block
+//! backups and prune.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +32,8 @@ use super::{keys, Repository};
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// Where the repository's shared and exclusive locks live.
+pub const REPOSITORY_LOCKS: &str = "locks";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -73,6 +80,8 @@ fn process_exists(pid: u32) -> bool {
 /// A held lock; dropping it stops the refresher and removes the lock.
 pub struct Lock {
     id: Id,
+    /// The lock's object key, `<dir>/<id>`.
+    key: String,
     backend: Arc<dyn crate::backend::Backend>,
     stop: Arc<AtomicBool>,
     refresher: Option<std::thread::JoinHandle<()>>,
@@ -91,19 +100,24 @@ impl Drop for Lock {
             h.thread().unpark();
             let _ = h.join();
         }
-        let _ = self.backend.delete(&format!("locks/{}", self.id));
+        let _ = self.backend.delete(&self.key);
     }
 }
 
-/// All live locks other than `except`.
+/// All live repository locks other than `except`.
 pub fn live_locks(repo: &Repository, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
+    live_locks_in(repo, REPOSITORY_LOCKS, except)
+}
+
+/// All live locks under `dir` other than `except`.
+pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
     let now = Utc::now();
     let mut out = Vec::new();
-    for id in repo.list_ids("locks")? {
+    for id in repo.list_ids(dir)? {
         if Some(id) == except {
             continue;
         }
-        let info = match repo.backend().get(&format!("locks/{id}")) {
+        let info = match repo.backend().get(&format!("{dir}/{id}")) {
             Ok(b) => match repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()) {
                 Some(i) => i,
                 None => continue, // unreadable lock: not ours to honour
@@ -118,15 +132,22 @@ pub fn live_locks(repo: &Repository, except: Option<Id>) -> Result<Vec<(Id, Lock
     Ok(out)
 }
 
-fn write_lock(repo: &Repository, id: &Id, info: &LockInfo) -> Result<()> {
+fn write_lock(repo: &Repository, key: &str, info: &LockInfo) -> Result<()> {
     let sealed = repo.key().seal(&serde_json::to_vec(info).expect("lock serialises"));
-    repo.backend().put(&format!("locks/{id}"), &sealed)?;
+    repo.backend().put(key, &sealed)?;
     Ok(())
 }
 
-/// Takes a lock for `purpose`; exclusive locks exclude every other lock.
+/// Takes a repository lock for `purpose`; exclusive locks exclude every other lock.
 pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock> {
+    acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose)
+}
+
+/// Takes a lock among those under `dir` only; locks elsewhere are not
+/// looked at, and do not see this one.
+pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Lock> {
     let id = Id::random();
+    let object = format!("{dir}/{id}");
     let now = Utc::now();
     let info = LockInfo {
         exclusive,
@@ -137,14 +158,14 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
         refreshed: now,
         purpose: purpose.to_string(),
     };
-    write_lock(repo, &id, &info)?;
-    let others = live_locks(repo, Some(id));
+    write_lock(repo, &object, &info)?;
+    let others = live_locks_in(repo, dir, Some(id));
     let conflict = match &others {
         Ok(o) => o.iter().find(|(_, l)| exclusive || l.exclusive).map(|(_, l)| l.describe()),
         Err(_) => None,
     };
     if conflict.is_some() || others.is_err() {
-        let _ = repo.backend().delete(&format!("locks/{id}"));
+        let _ = repo.backend().delete(&object);
         others?;
         return Err(Error::Locked { holder: conflict.unwrap_or_default() });
     }
@@ -154,6 +175,7 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
         let backend = repo.backend().clone();
         let key = repo.key().clone();
         let mut info = info.clone();
+        let object = object.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::park_timeout(REFRESH_EVERY);
@@ -162,11 +184,11 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
                 }
                 info.refreshed = Utc::now();
                 let sealed = key.seal(&serde_json::to_vec(&info).expect("lock serialises"));
-                if let Err(e) = backend.put(&format!("locks/{id}"), &sealed) {
+                if let Err(e) = backend.put(&object, &sealed) {
                     tracing::warn!("could not refresh lock {}: {e}", id.short());
                 }
             }
         })
     };
-    Ok(Lock { id, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
+    Ok(Lock { id, key: object, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
 }

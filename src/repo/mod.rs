@@ -6,7 +6,8 @@
 //! - `config`: sealed JSON with the chunker, compression and pack sizes;
 //! - `data/<2 hex>/<id>`: packs of data or tree blobs;
 //! - `index/<id>`: sealed index files;
-//! - `snapshots/<id>`: sealed snapshots.
+//! - `snapshots/<id>`: sealed snapshots;
+//! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]).
 //!
 //! Everything but the marker and the key slots is sealed, and nothing is
 //! used before its seal is opened: that is invariant 1.
@@ -99,6 +100,7 @@ impl Default for InitOptions {
 }
 
 /// An open repository: a backend, the master key and the config.
+#[derive(Clone)]
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
@@ -137,10 +139,13 @@ impl Repository {
         keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
+        let repo = Repository { backend: backend.clone(), key, config, cache: None };
+        // The evidence chain starts with the repository: its signing key and record 0.
+        crate::evidence::start_chain(&repo)?;
         let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
         // The marker goes last: a repository is only "there" once complete.
         backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
-        Ok(Repository { backend, key, config, cache: None })
+        Ok(repo)
     }
 
     /// Opens an existing repository with `password`.

@@ -1,0 +1,136 @@
+//! The evidence chain against a real (local) repository.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::backend::{Backend, LocalBackend};
+use crate::crypto::KdfParams;
+use crate::repo::InitOptions;
+
+const PW: &[u8] = b"evidence test password";
+
+fn new_repo() -> (tempfile::TempDir, Arc<dyn Backend>, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(backend.clone(), PW, opts).unwrap();
+    (dir, backend, repo)
+}
+
+fn export_and_verify(repo: &Repository, dir: &Path) -> VerifyReport {
+    let out = dir.join(format!("export-{}", rand::random::<u32>()));
+    let s = export(repo, &out).unwrap();
+    assert!(s.unreadable.is_empty(), "{:?}", s.unreadable);
+    verify_dir(&out, &public_key_text(repo).unwrap()).unwrap()
+}
+
+#[test]
+fn init_starts_the_chain_and_appends_link_to_it() {
+    let (dir, _, repo) = new_repo();
+    let a = append(&repo, "backup", Some("db"), json!({"outcome": "success", "files": 3})).unwrap();
+    let b = append(&repo, "prune", None, json!({"outcome": "success"})).unwrap();
+    assert_eq!((a.seq, b.seq), (1, 2));
+    assert_eq!(b.record["prev"], json!(a.hash));
+    assert_eq!(a.record["policy"], json!("db"));
+    assert_eq!(a.record["repository"], json!(repo.id().to_hex()));
+    assert_eq!(a.record["sig"], json!(a.signature));
+    let r = export_and_verify(&repo, dir.path());
+    assert!(r.is_intact(), "{:?}", r.problems);
+    let kinds: Vec<&str> = r.records.iter().map(|x| x.kind.as_str()).collect();
+    assert_eq!(kinds, ["init", "backup", "prune"]);
+    assert_eq!(r.head, Some(verify::Head { seq: 2, hash: b.hash }));
+}
+
+#[test]
+fn the_key_survives_reopening_and_its_secret_is_not_stored_in_the_clear() {
+    let (dir, backend, repo) = new_repo();
+    let text = public_key_text(&repo).unwrap();
+    let reopened = Repository::open(backend.clone(), PW).unwrap();
+    assert_eq!(public_key_text(&reopened).unwrap(), text);
+    let signing = key::load(&repo).unwrap().unwrap();
+    let stored = std::fs::read(dir.path().join("repo").join(key::KEY_OBJECT)).unwrap();
+    assert!(!stored.windows(32).any(|w| w == signing.as_bytes()), "the secret seed is stored as is");
+    let b64 = key::B64.encode(signing.as_bytes());
+    assert!(!String::from_utf8_lossy(&stored).contains(&b64));
+}
+
+#[test]
+fn a_repository_without_a_key_gets_one_on_first_append() {
+    let (dir, backend, repo) = new_repo();
+    // What a repository made before evidence existed looks like.
+    std::fs::remove_dir_all(dir.path().join("repo/evidence")).unwrap();
+    let repo2 = Repository::open(backend, PW).unwrap();
+    let a = append(&repo2, "backup", None, json!({})).unwrap();
+    assert_eq!((a.seq, &a.record["prev"]), (0, &Value::Null));
+    append(&repo, "drill", Some("db"), json!({"passed": true})).unwrap();
+    let r = export_and_verify(&repo, dir.path());
+    assert!(r.is_intact(), "{:?}", r.problems);
+    assert_eq!(r.records.len(), 2);
+}
+
+#[test]
+fn a_lost_key_is_never_replaced_while_records_exist() {
+    let (dir, _, repo) = new_repo();
+    append(&repo, "backup", None, json!({})).unwrap();
+    std::fs::remove_file(dir.path().join("repo").join(key::KEY_OBJECT)).unwrap();
+    let e = append(&repo, "backup", None, json!({})).unwrap_err();
+    assert!(matches!(e, Error::EvidenceKeyMissing { records: 2 }), "{e}");
+    assert!(e.hint().is_some());
+    assert!(matches!(public_key_text(&repo), Err(Error::EvidenceKeyMissing { .. })));
+    assert!(!dir.path().join("repo").join(key::KEY_OBJECT).exists());
+}
+
+#[test]
+fn what_cannot_be_signed_is_refused_before_anything_is_written() {
+    let (dir, _, repo) = new_repo();
+    let e = append(&repo, "drill", None, json!({"rto": {"measured_secs": 41.7}})).unwrap_err();
+    assert!(e.to_string().contains("payload.rto.measured_secs"), "{e}");
+    assert!(append(&repo, "Drill", None, json!({})).is_err());
+    assert!(append(&repo, "drill", None, json!([1])).is_err());
+    assert_eq!(stored_seqs(&repo).unwrap(), [0]);
+    assert!(std::fs::read_dir(dir.path().join("repo").join(LOCKS_DIR)).unwrap().next().is_none(), "lock left");
+}
+
+#[test]
+fn records_are_sealed_in_the_repository() {
+    let (dir, _, repo) = new_repo();
+    append(&repo, "backup", Some("a-very-recognisable-policy-name"), json!({})).unwrap();
+    for e in std::fs::read_dir(dir.path().join("repo").join(RECORDS_DIR)).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("recognisable"));
+    }
+}
+
+#[test]
+fn export_refuses_a_directory_that_is_not_empty() {
+    let (dir, _, repo) = new_repo();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("000000000005.json"), "{}").unwrap();
+    assert!(matches!(export(&repo, &out), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn concurrent_appenders_make_one_unbroken_chain() {
+    let (dir, backend, repo) = new_repo();
+    const THREADS: u64 = 3;
+    const EACH: u64 = 8;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let backend = backend.clone();
+            s.spawn(move || {
+                // Each appender opens the repository on its own, as a process would.
+                let r = Repository::open(backend, PW).unwrap();
+                for i in 0..EACH {
+                    append(&r, "backup", None, json!({"thread": t, "i": i})).unwrap();
+                }
+            });
+        }
+    });
+    let r = export_and_verify(&repo, dir.path());
+    assert!(r.is_intact(), "{:?}", r.problems);
+    assert_eq!(r.records.len() as u64, 1 + THREADS * EACH, "a record was overwritten");
+    assert_eq!(r.head.unwrap().seq, THREADS * EACH);
+}
