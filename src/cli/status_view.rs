@@ -198,3 +198,70 @@ pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::daemon::status::{build, DrillState};
+    use crate::policy::Policy;
+    use crate::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
+
+    fn policy(name: &str, extra: &str) -> Policy {
+        let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"/r\"\n{extra}");
+        crate::policy::load_str(&src, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+    }
+
+    fn run(state: &State, name: &str, kind: JobKind, ago_h: i64, outcome: Outcome) -> i64 {
+        let at = now() - Duration::hours(ago_h);
+        let new = NewRun {
+            policy: name.into(),
+            kind,
+            trigger: Trigger::Schedule,
+            scheduled_at: None,
+            started_at: at,
+            attempt: 1,
+        };
+        let id = state.start_run(&new).unwrap();
+        if outcome != Outcome::Running {
+            let error = (outcome == Outcome::Failure).then(|| "disk full".to_string());
+            state.finish_run(id, &RunFinish { ended_at: at, outcome, error, ..Default::default() }).unwrap();
+        }
+        id
+    }
+
+    #[test]
+    fn a_failure_followed_by_a_success_is_not_failing_and_the_screen_says_what_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ps = vec![policy("web", "[drill]\nschedule = \"@weekly\"\n"), policy("db", "")];
+        run(&state, "web", JobKind::Backup, 5, Outcome::Failure);
+        run(&state, "web", JobKind::Backup, 4, Outcome::Success);
+        run(&state, "db", JobKind::Backup, 3, Outcome::Success);
+        run(&state, "db", JobKind::Prune, 2, Outcome::Failure);
+        let id = run(&state, "db", JobKind::Backup, 1, Outcome::Running);
+        let progress = serde_json::json!({"files_done": 3, "files_total": 4, "bytes_done": 512, "bytes_total": 1024});
+        state.set_progress(id, &progress).unwrap();
+        let r = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
+        let (db, web) = (&r.policies[0], &r.policies[1]);
+        assert!(!web.failing && web.last_failure.is_some(), "an old failure stays visible but is not current");
+        assert_eq!(web.drill.state, DrillState::Never);
+        assert!(db.failing, "the newest finished run (prune) failed");
+        assert_eq!(db.running.len(), 1);
+        assert_eq!(db.drill.state, DrillState::NotConfigured);
+        assert_eq!(db.attention(), ["prune failed: disk full"]);
+        assert_eq!(web.attention(), ["never drilled"]);
+        let screen = render(&r, false, false);
+        assert!(screen.contains("FAILING") && screen.contains("never drilled"), "{screen}");
+        assert!(screen.contains("Running now:") && screen.contains("3/4 files, 512 B/1.0 KiB (50%)"), "{screen}");
+        assert!(
+            screen.contains("prune 2h 0m ago") && !screen.contains('\x1b'),
+            "no colour when asked for none: {screen}"
+        );
+    }
+}

@@ -238,3 +238,54 @@ fn pick_newest(slot: &mut Option<RunRow>, candidate: Option<RunRow>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn policy(name: &str, extra: &str) -> Policy {
+        let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"/r\"\n{extra}");
+        crate::policy::load_str(&src, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+    }
+
+    fn rp(state: &State, name: &str, age_h: i64) {
+        let r = RecoveryPoint { snapshot_id: "s".into(), time: now() - Duration::hours(age_h), tree: "t".into() };
+        state.set_recovery_point(name, &r).unwrap();
+    }
+
+    #[test]
+    fn rpo_is_ok_then_at_risk_past_80_percent_then_breached() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ps = vec![
+            policy("fresh", "[objectives]\nrpo = \"10h\"\n"),
+            policy("risky", "[objectives]\nrpo = \"10h\"\n"),
+            policy("late", "[objectives]\nrpo = \"10h\"\n"),
+            policy("empty", "[objectives]\nrpo = \"10h\"\n"),
+            policy("free", ""),
+        ];
+        rp(&state, "fresh", 8); // exactly 80 %: still ok
+        rp(&state, "risky", 9);
+        rp(&state, "late", 11);
+        rp(&state, "free", 100);
+        let r = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
+        let got: Vec<(&str, RpoState)> = r.policies.iter().map(|p| (p.name.as_str(), p.rpo.state)).collect();
+        assert_eq!(
+            got,
+            [
+                ("empty", RpoState::NoBackup),
+                ("free", RpoState::NoObjective),
+                ("fresh", RpoState::Ok),
+                ("late", RpoState::Breached),
+                ("risky", RpoState::AtRisk)
+            ]
+        );
+        assert_eq!(r.policies[3].rpo.age_s, Some(11.0 * 3600.0));
+    }
+}
