@@ -310,3 +310,65 @@ fn a_second_daemon_on_the_same_state_directory_is_refused() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
 }
+
+/// Starts a daemon whose one policy runs a job that takes `job_s` seconds
+/// (a `before` hook), waits until the job runs, sends SIGTERM, and returns
+/// how long the daemon took to exit, its status and the recorded run.
+fn stop_during_a_job(grace: &str, job_s: u32) -> (Duration, std::process::ExitStatus, cairn::state::RunRow) {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "x").unwrap();
+    let pw = env.path("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let policies = env.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let started = env.path("started");
+    let hook = format!(
+        "[schedule]\nbackup = \"* * * * * *\"\n[hooks.before]\ncommand = \"touch {} && sleep {job_s}\"\n",
+        started.display()
+    );
+    std::fs::write(policies.join("slow.toml"), policy("slow", &data, &env.repo, &pw, &hook)).unwrap();
+    let state = env.path("state");
+    let mut daemon = env
+        .command()
+        .args(["daemon", "--listen", "none", "--grace", grace])
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--state")
+        .arg(&state)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_exit(&mut daemon, Duration::from_secs(60));
+    let took = t0.elapsed();
+    let st = cairn::state::State::open_existing(&state).unwrap().unwrap();
+    let runs = st.runs(Some("slow"), None, None).unwrap();
+    assert_eq!(runs.len(), 1, "nothing new started after SIGTERM: {runs:?}");
+    (took, status, runs.into_iter().next().unwrap())
+}
+
+#[test]
+fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let (took, status, run) = stop_during_a_job("60s", 2);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(run.outcome, cairn::state::Outcome::Success, "{run:?}");
+    assert!(run.snapshot_id.is_some());
+    assert!(took >= Duration::from_millis(1500), "the daemon waited for the job: {took:?}");
+}
+
+#[test]
+fn sigterm_past_the_grace_period_exits_0_and_records_the_job_as_interrupted() {
+    let (took, status, run) = stop_during_a_job("1s", 8);
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(6), "the daemon did not wait for the 8 s job: {took:?}");
+    assert_eq!(run.outcome, cairn::state::Outcome::Interrupted, "{run:?}");
+    assert!(run.error.unwrap().contains("stopped before it finished"));
+}
