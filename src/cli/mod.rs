@@ -17,6 +17,7 @@ pub mod output;
 pub mod password;
 pub mod policy;
 mod prune;
+mod report;
 mod restore;
 
 use std::path::PathBuf;
@@ -114,6 +115,8 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
+    /// Compliance report for a period: backups against schedule, RPO, drills and RTO, audit controls
+    Report(report::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,6 +192,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
+        Command::Report(a) => report::run(g, &a, p),
     }
 }
 
