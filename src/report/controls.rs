@@ -59,11 +59,11 @@ const DEFS: &[Def] = &[
         sections: &["Restore drills", "Restore time (RTO)"],
         evidence: |f| {
             format!(
-                "{} restore drills of {} of {} policies in the period; {} passed ({}); restore time measured in {} \
-                 drills, above the RTO in {}.",
+                "Restore drills in the period: {}, covering {} of {}; passed: {} ({}); restore times measured: {}, \
+                 above the RTO: {}.",
                 f.drills,
                 f.drilled,
-                f.policies,
+                policies(f.policies),
                 f.passed,
                 percent(rate(f.passed, f.drills)),
                 f.rto_measured,
@@ -79,14 +79,14 @@ const DEFS: &[Def] = &[
         sections: &["Backups", "Recovery point age (RPO)", "Restore drills"],
         evidence: |f| {
             format!(
-                "{} of {} scheduled backups covered by a successful run ({}), {} failed runs; RPO breached in {} \
-                 of {} policies with an RPO; {} restore drills, {} passed.",
+                "Scheduled backups covered by a successful run: {} of {} ({}); failed runs: {}; RPO breached in {} \
+                 of {} with an RPO; restore drills: {}, passed: {}.",
                 f.covered,
                 f.scheduled,
                 percent(rate(f.covered, f.scheduled)),
                 f.failed,
                 f.rpo_breached,
-                f.rpo_defined,
+                policies(f.rpo_defined),
                 f.drills,
                 f.passed
             )
@@ -100,9 +100,14 @@ const DEFS: &[Def] = &[
         sections: &["Objectives", "Recovery point age (RPO)", "Restore time (RTO)"],
         evidence: |f| {
             format!(
-                "RPO defined for {} and RTO for {} of {} policies; RPO breached in {} policies; restore time measured \
-                 in {} drills, above the RTO in {}.",
-                f.rpo_defined, f.rto_defined, f.policies, f.rpo_breached, f.rto_measured, f.rto_exceeded
+                "Objectives defined: RPO for {} and RTO for {} of {}; RPO breached in {}; restore times measured: \
+                 {}, above the RTO: {}.",
+                f.rpo_defined,
+                f.rto_defined,
+                policies(f.policies),
+                policies(f.rpo_breached),
+                f.rto_measured,
+                f.rto_exceeded
             )
         },
     },
@@ -114,11 +119,11 @@ const DEFS: &[Def] = &[
         sections: &["Restore drills", "Restore time (RTO)", "Drill coverage"],
         evidence: |f| {
             format!(
-                "{} timed restore drills with verdicts and reasons; {} passed ({}); {} policies never drilled.",
+                "Timed restore drills with verdicts and reasons: {}; passed: {} ({}); never drilled: {}.",
                 f.drills,
                 f.passed,
                 percent(rate(f.passed, f.drills)),
-                f.never_drilled
+                policies(f.never_drilled)
             )
         },
     },
@@ -130,9 +135,11 @@ const DEFS: &[Def] = &[
         sections: &["Restore drills", "Drill coverage"],
         evidence: |f| {
             format!(
-                "drills checked {} restored files against their snapshots, {} mismatched; {} policies changed \
-                 content since their last passing drill (needs verification).",
-                f.files_checked, f.mismatches, f.needs_verification
+                "Restored files checked against their snapshots: {}; mismatched: {}; needing verification (content \
+                 changed since the last passing drill): {}.",
+                f.files_checked,
+                f.mismatches,
+                policies(f.needs_verification)
             )
         },
     },
@@ -144,13 +151,19 @@ const DEFS: &[Def] = &[
         sections: &["Restore drills"],
         evidence: |f| {
             format!(
-                "{} drills restored a recovery point (the latest, or one chosen at random) into a scratch target \
-                 and verified every file or a seeded sample; {} of {} policies drilled in the period.",
-                f.drills, f.drilled, f.policies
+                "Drills that restored a recovery point (the latest, or one chosen at random) into a scratch target \
+                 and verified every file or a seeded sample: {}; drilled in the period: {} of {}.",
+                f.drills,
+                f.drilled,
+                policies(f.policies)
             )
         },
     },
 ];
+
+fn policies(n: usize) -> String {
+    super::findings::plural(n as u64, "policy", "policies")
+}
 
 fn rate(n: u64, of: u64) -> Option<f64> {
     (of > 0).then(|| n as f64 / of as f64)

@@ -218,10 +218,25 @@ fn coverage(w: &mut String, r: &Report) {
     );
 }
 
-fn chart(w: &mut String, class: &str, svg: Result<Option<String>, String>, none: &str) {
-    match svg {
-        Ok(Some(svg)) => {
-            let _ = write!(w, "<figure class=\"chart {class}\">{}</figure>", scalable(&svg));
+fn chart(w: &mut String, class: &str, chart: Result<Option<charts::Chart>, String>, none: &str) {
+    match chart {
+        Ok(Some(c)) => {
+            let _ = write!(w, "<figure class=\"chart {class}\">{}<figcaption class=\"legend\">", scalable(&c.svg));
+            for (swatch, label) in &c.legend {
+                let (kind, colour) = match swatch {
+                    charts::Swatch::Line(c) => ("line", c),
+                    charts::Swatch::Dashed(c) => ("dashed", c),
+                    charts::Swatch::Area(c) => ("area", c),
+                    charts::Swatch::Dot(c) => ("dot", c),
+                };
+                let _ = write!(
+                    w,
+                    "<span class=\"key\"><span class=\"sw {kind}\" style=\"--c:{}\"></span>{}</span>",
+                    esc(colour),
+                    esc(label)
+                );
+            }
+            let _ = write!(w, "</figcaption></figure>");
         }
         Ok(None) => {
             let _ = write!(w, "<p class=\"empty\">{}</p>", esc(none));
@@ -236,6 +251,12 @@ fn chart(w: &mut String, class: &str, svg: Result<Option<String>, String>, none:
 fn scalable(svg: &str) -> String {
     let tag = format!("<svg width=\"{}\" height=\"{}\"", charts::WIDTH, charts::HEIGHT);
     svg.replacen(&tag, &format!("{tag} viewBox=\"0 0 {} {}\" role=\"img\"", charts::WIDTH, charts::HEIGHT), 1)
+}
+
+fn more_row(w: &mut String, columns: usize, line: Option<String>) {
+    if let Some(l) = line {
+        let _ = write!(w, "<tr><td colspan=\"{columns}\" class=\"muted\">{}</td></tr>", esc(&l));
+    }
 }
 
 fn stat(w: &mut String, k: &str, v: String) {
@@ -278,8 +299,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     stat(w, "Runs", format!("{} ok · {} failed · {} running", b.succeeded, b.failed, b.running));
     let _ = write!(w, "</div>");
     if !b.missed_slots.is_empty() {
-        let slots: Vec<String> = b.missed_slots.iter().map(|t| when(*t)).collect();
-        let _ = write!(w, "<p class=\"muted\">Slots without a successful backup: {}</p>", slots.join(", "));
+        let _ = write!(w, "<p class=\"muted\">Slots without a successful backup: {}</p>", missed(b));
     }
     if !b.failures.is_empty() {
         let _ = write!(
@@ -287,7 +307,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
             "<table><thead><tr><th>Failed run started</th><th>Outcome</th><th>Trigger</th><th class=\"num\">Attempt</th>\
              <th>Error</th></tr></thead><tbody>"
         );
-        for f in &b.failures {
+        for f in b.failures.iter().take(LIST_MAX) {
             let _ = write!(
                 w,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"error\">{}</td></tr>",
@@ -298,6 +318,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
                 esc(f.error.as_deref().unwrap_or("—"))
             );
         }
+        more_row(w, 5, more(b.failures.len(), "failed runs"));
         let _ = write!(w, "</tbody></table>");
     }
 
@@ -312,7 +333,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     if !r.breaches.is_empty() {
         let _ =
             write!(w, "<table><thead><tr><th>RPO breached from</th><th>to</th><th>Duration</th></tr></thead><tbody>");
-        for x in &r.breaches {
+        for x in r.breaches.iter().take(LIST_MAX) {
             let to =
                 if x.ongoing { format!("{} <span class=\"tag\">ongoing</span>", when(x.end)) } else { when(x.end) };
             let _ =
@@ -335,7 +356,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
              <th>RPO achieved</th><th class=\"num\">Files checked</th><th class=\"num\">Mismatches</th><th>Reasons</th>\
              </tr></thead><tbody>"
         );
-        for x in &d.list {
+        for x in d.list.iter().take(LIST_MAX) {
             let verdict = if x.verdict == "pass" { "green" } else { "red" };
             let _ = write!(
                 w,
@@ -351,6 +372,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
                 esc(&x.reasons.join("; "))
             );
         }
+        more_row(w, 8, more(d.list.len(), "drills"));
         let _ = write!(w, "</tbody></table>");
     }
     let _ = write!(w, "<h3>Restore time (RTO)</h3><div class=\"stats\">");

@@ -162,6 +162,12 @@ fn verification(v: &Verification) -> String {
     }
 }
 
+fn more_line(w: &mut String, line: Option<String>) {
+    if let Some(l) = line {
+        let _ = writeln!(w, "\n{l}");
+    }
+}
+
 fn policy(w: &mut String, p: &PolicyReport) {
     let removed = if p.in_policy_dir { "" } else { " (not in the policy directory any more)" };
     let _ = writeln!(w, "## Policy `{}`{removed}\n", p.name);
@@ -190,12 +196,11 @@ fn policy(w: &mut String, p: &PolicyReport) {
     }
     let _ = writeln!(w, "Runs: {} ({} succeeded, {} failed, {} running).\n", b.runs, b.succeeded, b.failed, b.running);
     if !b.missed_slots.is_empty() {
-        let slots: Vec<String> = b.missed_slots.iter().map(|t| when(*t)).collect();
-        let _ = writeln!(w, "Slots without a successful backup: {}.\n", slots.join(", "));
+        let _ = writeln!(w, "Slots without a successful backup: {}.\n", missed(b));
     }
     if !b.failures.is_empty() {
         let _ = writeln!(w, "| Started | Outcome | Trigger | Attempt | Error |\n| --- | --- | --- | --- | --- |");
-        for f in &b.failures {
+        for f in b.failures.iter().take(LIST_MAX) {
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} |",
@@ -206,6 +211,7 @@ fn policy(w: &mut String, p: &PolicyReport) {
                 cell(f.error.as_deref().unwrap_or("—"))
             );
         }
+        more_line(w, more(b.failures.len(), "failed runs"));
         let _ = writeln!(w);
     }
 
@@ -221,10 +227,11 @@ fn policy(w: &mut String, p: &PolicyReport) {
     );
     if !r.breaches.is_empty() {
         let _ = writeln!(w, "| Breach from | to | Duration |\n| --- | --- | --- |");
-        for x in &r.breaches {
+        for x in r.breaches.iter().take(LIST_MAX) {
             let to = if x.ongoing { format!("{} (ongoing)", when(x.end)) } else { when(x.end) };
             let _ = writeln!(w, "| {} | {to} | {} |", when(x.start), human_duration(x.duration_s));
         }
+        more_line(w, more(r.breaches.len(), "breaches"));
         let _ = writeln!(w);
     }
 
@@ -247,7 +254,7 @@ fn policy(w: &mut String, p: &PolicyReport) {
             "| Started | Verdict | RTO measured | RTO objective | RPO achieved | Files checked | Mismatches | Reasons |"
         );
         let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- |");
-        for x in &d.list {
+        for x in d.list.iter().take(LIST_MAX) {
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -261,6 +268,7 @@ fn policy(w: &mut String, p: &PolicyReport) {
                 cell(&x.reasons.join("; "))
             );
         }
+        more_line(w, more(d.list.len(), "drills"));
         let _ = writeln!(w);
     }
     let _ = writeln!(w, "### Restore time (RTO)\n");

@@ -388,6 +388,26 @@ pub struct Verification {
     pub needs_verification: Option<bool>,
 }
 
+/// How many failed runs, breaches or drills the HTML and Markdown forms
+/// list per policy; the rest is counted, and the JSON form has them all.
+pub const LIST_MAX: usize = 25;
+
+/// The line that stands for the rows left out of a list.
+pub(crate) fn more(n: usize, what: &str) -> Option<String> {
+    (n > LIST_MAX).then(|| format!("… and {} more {what} (the JSON form lists them all)", n - LIST_MAX))
+}
+
+/// The first missed slots, for people: `a, b, c and 12 more`.
+pub(crate) fn missed(b: &Backups) -> String {
+    const SHOWN: usize = 8;
+    let total = b.scheduled.zip(b.slots_covered).map_or(b.missed_slots.len() as u64, |(s, c)| s - c);
+    let mut s = b.missed_slots.iter().take(SHOWN).map(|t| when(*t)).collect::<Vec<_>>().join(", ");
+    if total > SHOWN as u64 {
+        s.push_str(&format!(" and {} more", total - SHOWN as u64));
+    }
+    s
+}
+
 pub(crate) fn secs(d: chrono::Duration) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
