@@ -458,4 +458,6 @@ pub fn when(t: DateTime<Utc>) -> String {
 }
 
 #[cfg(test)]
+mod render_tests;
+#[cfg(test)]
 mod tests;

@@ -273,7 +273,8 @@ pub(crate) fn rpo(
         b.duration_s = secs(b.end - b.start);
         b.ongoing = b.end == end;
     }
-    out.breached_s = out.breaches.iter().map(|b| b.duration_s).sum();
+    // A fold from +0.0: an empty float `sum()` is -0.0, which would print as "-0".
+    out.breached_s = out.breaches.iter().map(|b| b.duration_s).fold(0.0, |a, b| a + b);
     let total = secs(end - since);
     if objective.is_some() && total > 0.0 {
         out.compliance = Some((1.0 - out.breached_s / total).clamp(0.0, 1.0));

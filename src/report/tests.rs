@@ -7,16 +7,16 @@ use chrono::{DateTime, Duration, Utc};
 use super::*;
 use crate::state::{JobKind, Outcome, Trigger};
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(super) fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn pol(name: &str, extra: &str) -> Policy {
+pub(super) fn pol(name: &str, extra: &str) -> Policy {
     let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"/repo\"\n{extra}");
     crate::policy::load_str(&src, Path::new("t.toml")).unwrap()
 }
 
-fn run(policy: &str, start: &str, minutes: i64, outcome: Outcome, slot: Option<&str>) -> RunRow {
+pub(super) fn run(policy: &str, start: &str, minutes: i64, outcome: Outcome, slot: Option<&str>) -> RunRow {
     let started_at = t(start);
     RunRow {
         id: 0,
@@ -37,7 +37,7 @@ fn run(policy: &str, start: &str, minutes: i64, outcome: Outcome, slot: Option<&
     }
 }
 
-fn drill(policy: &str, start: &str, pass: bool, rto_s: f64, objective_s: f64) -> DrillRow {
+pub(super) fn drill(policy: &str, start: &str, pass: bool, rto_s: f64, objective_s: f64) -> DrillRow {
     DrillRow {
         drill_id: format!("{policy}-{start}"),
         policy: policy.into(),
@@ -63,7 +63,7 @@ fn drill(policy: &str, start: &str, pass: bool, rto_s: f64, objective_s: f64) ->
     }
 }
 
-fn input(policies: Vec<Policy>, state: Option<StateRows>, since: &str, until: &str, now: &str) -> Input {
+pub(super) fn input(policies: Vec<Policy>, state: Option<StateRows>, since: &str, until: &str, now: &str) -> Input {
     Input {
         period: Period { since: t(since), until: t(until) },
         now: t(now),
@@ -76,16 +76,16 @@ fn input(policies: Vec<Policy>, state: Option<StateRows>, since: &str, until: &s
     }
 }
 
-fn rows(runs: Vec<RunRow>, drills: Vec<DrillRow>) -> StateRows {
+pub(super) fn rows(runs: Vec<RunRow>, drills: Vec<DrillRow>) -> StateRows {
     StateRows { runs, drills, ..Default::default() }
 }
 
-fn only(r: &Report, name: &str) -> PolicyReport {
+pub(super) fn only(r: &Report, name: &str) -> PolicyReport {
     r.policies.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no policy {name}")).clone()
 }
 
 /// The findings that count (amber and red), as `severity: message`.
-fn messages(p: &PolicyReport) -> Vec<String> {
+pub(super) fn messages(p: &PolicyReport) -> Vec<String> {
     p.findings
         .iter()
         .filter(|f| f.severity != Status::Green)
@@ -154,7 +154,7 @@ fn slots_not_yet_due_are_not_counted() {
 }
 
 /// A successful backup of `web` from 02:00 to 02:10 on a day of March 2026.
-fn daily(day: u32) -> RunRow {
+pub(super) fn daily(day: u32) -> RunRow {
     run("web", &format!("2026-03-{day:02}T02:00:00Z"), 10, Outcome::Success, None)
 }
 
@@ -417,40 +417,4 @@ fn dates_parse_and_bad_ones_name_their_flag() {
     assert!(e.starts_with("--until `yesterday`"), "{e}");
     let e = Period::from_flags(Some("2026-04-01"), Some("2026-03-01"), now).unwrap_err().to_string();
     assert!(e.contains("--since (2026-04-01T00:00:00Z) must be before --until (2026-03-02T00:00:00Z)"), "{e}");
-}
-
-#[test]
-fn renderers_escape_what_comes_from_the_state() {
-    let p = pol("web", "[schedule]\nbackup = \"0 3 * * *\"\n[objectives]\nrpo = \"26h\"\nrto = \"1h\"");
-    let mut bad = run("web", "2026-03-01T03:00:00Z", 1, Outcome::Failure, Some("2026-03-01T03:00:00Z"));
-    bad.error = Some("<script>alert(1)</script> | \"quoted\", comma".into());
-    let r = build(&input(
-        vec![p],
-        Some(rows(vec![bad, daily(2)], vec![])),
-        "2026-03-01T00:00:00Z",
-        "2026-03-03T00:00:00Z",
-        "2026-03-03T00:00:00Z",
-    ));
-    let html = html::render(&r);
-    assert!(!html.contains("<script>"));
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; | &quot;quoted&quot;, comma"));
-    assert!(!html.contains("src=") && !html.contains("href=\"http"), "the page must not load anything");
-    let md = markdown::render(&r);
-    assert!(md.contains("<script>alert(1)</script> \\| \"quoted\", comma |"), "{md}");
-    let csv = csv::render(&r);
-    let lines: Vec<&str> = csv.split("\r\n").collect();
-    assert_eq!(lines.len(), 3, "header, one row, and the empty rest: {csv:?}");
-    assert!(lines[1].starts_with("web,amber,true,2026-03-01T00:00:00Z,2026-03-03T00:00:00Z,0 3 * * *,UTC,2,1,1,0.5,"));
-}
-
-#[test]
-fn percentages_and_durations_read_well() {
-    assert_eq!(percent(Some(0.99996)), "99.9%");
-    assert_eq!(percent(Some(1.0)), "100%");
-    assert_eq!(percent(None), "—");
-    assert_eq!(human_duration(42.4), "42 s");
-    assert_eq!(human_duration(4000.0), "67 min");
-    assert_eq!(human_duration(93600.0), "26 h");
-    assert_eq!(human_duration(9000.0), "2 h 30 min");
-    assert_eq!(human_duration(3.0 * 86400.0 + 7200.0), "3 d 2 h");
 }
