@@ -2,7 +2,8 @@
 # Runs the whole test suite: unit tests, integration tests that drive the
 # real `cairn` binary against local repositories, and the S3 tests against
 # real Garage servers (single node and a three-node cluster) that the tests
-# start themselves on loopback. Garage 2.5.0 is installed when missing.
+# start themselves on loopback. Garage 2.5.0 is installed when missing, and
+# so is Chromium (the HTML compliance report is rendered in it headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,13 @@ if [ -z "$garage_bin" ] || ! "$garage_bin" --version 2>/dev/null | grep -q "$wan
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         cargo install garage --locked --version "$want"
     export CAIRN_GARAGE_BIN="$HOME/.cargo/bin/garage"
+fi
+
+if [ -z "${CAIRN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    echo "installing Chromium (apt-get; for the HTML report test)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium
 fi
 
 cargo test --all-targets "$@"

@@ -19,6 +19,7 @@ pub mod id;
 pub mod policy;
 pub mod prune;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod state;
 

@@ -372,3 +372,35 @@ fn sigterm_past_the_grace_period_exits_0_and_records_the_job_as_interrupted() {
     assert_eq!(run.outcome, cairn::state::Outcome::Interrupted, "{run:?}");
     assert!(run.error.unwrap().contains("stopped before it finished"));
 }
+
+#[test]
+fn status_reads_a_state_it_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let state = env.path("state");
+    {
+        let st = cairn::state::State::open(&state).unwrap();
+        let rp = cairn::state::RecoveryPoint {
+            snapshot_id: "ab".repeat(32),
+            time: chrono::Utc::now(),
+            tree: "cd".repeat(32),
+        };
+        st.set_recovery_point("web", &rp).unwrap();
+    }
+    let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(env.dir.path(), 0o755);
+    mode(&state, 0o555);
+    mode(&state.join("state.db"), 0o444);
+    let mut cmd = env.command();
+    if common::is_root() {
+        // Root writes anything: read as an unprivileged user instead.
+        cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")]);
+    }
+    let out = cmd.args(["status", "--json", "--policies", "/nonexistent"]).arg("--state").arg(&state).output().unwrap();
+    mode(&state, 0o755);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["policies"][0]["name"], "web", "{v}");
+    assert_eq!(v["policies"][0]["rpo"]["newest"]["snapshot_id"], "ab".repeat(32));
+}

@@ -20,6 +20,7 @@ pub mod output;
 pub mod password;
 pub mod policy;
 mod prune;
+mod report;
 mod restore;
 mod status_view;
 
@@ -126,6 +127,8 @@ pub enum Command {
     RunNow(daemon::RunNowArgs),
     /// Export, show the key of, and verify the signed evidence chain
     Evidence(evidence::EvidenceArgs),
+    /// Compliance report for a period: backups against schedule, RPO, drills and RTO, audit controls
+    Report(report::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -210,6 +213,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Status(a) => daemon::status(&a, p),
         Command::RunNow(a) => daemon::run_now(&a, p),
         Command::Evidence(a) => evidence::run(g, &a, p),
+        Command::Report(a) => report::run(g, &a, p),
     }
 }
 

@@ -96,11 +96,20 @@ impl State {
 
     /// Opens the state in `dir` if there is one; `None` when nothing was
     /// ever recorded there (a reader such as `status` must not create it).
+    /// A user who may read the state but not write it (an auditor running
+    /// `cairn report`, an operator running `cairn status`) gets a
+    /// read-only view.
     pub fn open_existing(dir: &Path) -> Result<Option<State>> {
-        if !dir.join(DB_FILE).exists() {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
             return Ok(None);
         }
-        State::open(dir).map(Some)
+        let writable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok();
+        if writable(&path) && writable(dir) {
+            return State::open(dir).map(Some);
+        }
+        let conn = schema::open_read_only(&path).map_err(|e| db_error(&path, e))?;
+        Ok(Some(State { conn: Mutex::new(conn), dir: dir.to_path_buf() }))
     }
 
     pub fn dir(&self) -> &Path {

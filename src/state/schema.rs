@@ -66,6 +66,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
+/// Opens the database read-only, for a user who may not write it. Without
+/// a write-ahead log (no writer has it open), SQLite is told the file is
+/// immutable, since it could not create the shared-memory file it
+/// otherwise needs. The schema must be this cairn's: a reader cannot
+/// migrate.
+pub(super) fn open_read_only(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str(if std::path::Path::new(&wal).exists() { "?mode=ro" } else { "?mode=ro&immutable=1" });
+    let conn = Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != MIGRATIONS.len() as i64 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some(format!(
+                "the state database has schema version {version} and this cairn needs {}; \
+                 it cannot be migrated read-only (run the daemon or any cairn that can write it once)",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
+    Ok(conn)
+}
+
 /// Sets the connection up (WAL, busy timeout, foreign keys) and migrates
 /// the schema to the newest version.
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {

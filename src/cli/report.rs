@@ -1,0 +1,112 @@
+//! `cairn report`: the compliance report for a period. The figures come
+//! from `crate::report`; this file parses the flags, picks the form and
+//! writes it to stdout or `--out`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::report::{self, Format, Period};
+
+use super::output::Printer;
+use super::policy::PoliciesDir;
+use super::{GlobalArgs, EXIT_OK};
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Start of the period: YYYY-MM-DD (UTC) or an RFC 3339 time [default: 30 days before --until]
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// End of the period, exclusive; a date includes that whole day [default: now]
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Form of the report [default: from --out's extension, else json with --json, else md]
+    #[arg(long, value_name = "FORMAT", value_parser = ["html", "md", "markdown", "json", "csv"])]
+    pub format: Option<String>,
+    /// Write the report to this file instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub policies: PoliciesDir,
+    /// State directory [default: CAIRN_STATE_DIR, else /var/lib/cairn for root, else ~/.local/state/cairn]
+    #[arg(long = "state", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Generate the report as if it were this instant (RFC 3339)
+    #[arg(long, value_name = "RFC3339", hide = true)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
+    let format = choose_format(a.format.as_deref(), a.out.as_deref(), g.json)?;
+    let now = a.now.unwrap_or_else(Utc::now);
+    let period = Period::from_flags(a.since.as_deref(), a.until.as_deref(), now)?;
+    let state_dir = crate::state::resolve_dir(a.state.as_deref());
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
+    let built = report::build(&input);
+    let text = report::render(&built, format);
+    match &a.out {
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).map_err(|e| Error::io("standard output", e))?;
+        }
+        Some(path) => {
+            write_file(path, text.as_bytes())?;
+            p.info(format!(
+                "wrote the compliance report ({} policies, overall {}) to {}",
+                built.policies.len(),
+                built.status.as_str(),
+                path.display()
+            ));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `--format`, else `--out`'s extension, else JSON with `--json`, else Markdown.
+fn choose_format(flag: Option<&str>, out: Option<&Path>, json: bool) -> Result<Format> {
+    if let Some(f) = flag {
+        return Format::from_name(f)
+            .ok_or_else(|| Error::InvalidArgument(format!("--format `{f}`: expected html, md, json or csv")));
+    }
+    if let Some(path) = out {
+        return Format::from_path(path).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "--out {}: cannot tell the format from the file name; name it .html, .md, .json or .csv, \
+                 or pass --format",
+                path.display()
+            ))
+        });
+    }
+    Ok(if json { Format::Json } else { Format::Markdown })
+}
+
+/// Writes next to the target, then renames, so a reader never sees half a report.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_comes_from_the_flag_then_the_extension_then_json() {
+        let md = Some(Path::new("r.md"));
+        assert_eq!(choose_format(Some("csv"), md, false).unwrap(), Format::Csv);
+        assert_eq!(choose_format(None, Some(Path::new("out/r.HTML")), true).unwrap(), Format::Html);
+        assert_eq!(choose_format(None, md, true).unwrap(), Format::Markdown);
+        assert_eq!(choose_format(None, None, true).unwrap(), Format::Json);
+        assert_eq!(choose_format(None, None, false).unwrap(), Format::Markdown);
+        let e = choose_format(None, Some(Path::new("r.pdf")), false).unwrap_err().to_string();
+        assert!(e.contains("--out r.pdf") && e.contains("--format"), "{e}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The Markdown form: the same sections as the HTML page, as GitHub-style
+//! tables, without charts (the RPO breaches and drill times are listed
+//! instead). Every value from the state (errors, reasons) is escaped so it
+//! cannot break a table.
+
+use std::fmt::Write;
+
+use super::*;
+
+/// The status as a coloured marker and a word, e.g. `🔴 red`.
+pub fn badge(s: Status) -> String {
+    let dot = match s {
+        Status::Green => "🟢",
+        Status::Amber => "🟠",
+        Status::Red => "🔴",
+    };
+    format!("{dot} {}", s.as_str())
+}
+
+fn cell(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The report as Markdown.
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(w, "# cairn compliance report\n");
+    let _ = writeln!(w, "| | |\n| --- | --- |");
+    let _ = writeln!(w, "| Period | {} to {} |", when(r.period.since), when(r.period.until));
+    if r.period.evaluated_until < r.period.until {
+        let _ = writeln!(w, "| Evaluated up to | {} |", when(r.period.evaluated_until));
+    }
+    let _ = writeln!(w, "| Generated at | {} |", when(r.generated_at));
+    let _ = writeln!(w, "| Host | {} |", cell(&r.host));
+    let _ = writeln!(w, "| cairn version | {} |", r.cairn_version);
+    let _ = writeln!(w, "| State directory | `{}` |", cell(&r.state_dir));
+    let _ = writeln!(w, "| Policy directory | `{}` |", cell(&r.policies_dir));
+    let _ = writeln!(w, "| Overall status | **{}** ({}) |\n", badge(r.status), r.status.label());
+    for n in &r.notices {
+        let _ = writeln!(w, "> **Note:** {}\n", n.replace('\n', " "));
+    }
+
+    let _ = writeln!(w, "## Summary\n");
+    let s = &r.summary;
+    let _ = writeln!(
+        w,
+        "{} policies: {} green, {} amber, {} red. Backups: {} succeeded, {} failed, {} scheduled slots. \
+         Drills: {} of {} passed.\n",
+        s.policies,
+        s.green,
+        s.amber,
+        s.red,
+        s.backups_succeeded,
+        s.backups_failed,
+        s.backups_scheduled,
+        s.drills_passed,
+        s.drills
+    );
+    if !r.policies.is_empty() {
+        let _ = writeln!(
+            w,
+            "| Policy | Status | Backups covered / scheduled | Failed runs | RPO | RPO now | RPO breached | \
+             Drills passed | RTO worst / objective | Verification |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        for p in &r.policies {
+            let _ = writeln!(
+                w,
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+                p.name,
+                if p.in_policy_dir { "" } else { " (removed)" },
+                badge(p.status),
+                coverage(&p.backups),
+                p.backups.failed,
+                human_opt(p.objectives.rpo_s),
+                human_opt(p.rpo.age_at_end_s),
+                breached(&p.rpo),
+                drills_passed(&p.drills),
+                human_opt(p.drills.rto_worst_s),
+                human_opt(p.objectives.rto_s),
+                verification(&p.verification)
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    let _ = writeln!(w, "## Controls\n");
+    let _ = writeln!(w, "| Framework | Control | Status | Evidence in this report | Sections |");
+    let _ = writeln!(w, "| --- | --- | --- | --- | --- |");
+    for c in &r.controls {
+        let _ = writeln!(
+            w,
+            "| {} | **{}** {} | {} | {} | {} |",
+            c.framework,
+            c.id,
+            c.title,
+            badge(c.status),
+            cell(&c.evidence),
+            c.sections.join(", ")
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## Drill coverage\n");
+    let never: Vec<&str> =
+        r.policies.iter().filter(|p| p.verification.never_drilled).map(|p| p.name.as_str()).collect();
+    let verify: Vec<&str> = r
+        .policies
+        .iter()
+        .filter(|p| p.verification.needs_verification == Some(true))
+        .map(|p| p.name.as_str())
+        .collect();
+    let list = |v: &[&str]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let _ = writeln!(w, "- Never drilled: {}", list(&never));
+    let _ = writeln!(w, "- Needs verification (content changed since the last passing drill): {}\n", list(&verify));
+
+    for p in &r.policies {
+        policy(w, p);
+    }
+    let _ = writeln!(w, "---\n\n{}", METHOD);
+    o
+}
+
+/// How the figures are computed, in one paragraph (every form carries it).
+pub const METHOD: &str = "Scheduled backups are the policy's cron slots in the period, in its time zone. A slot is \
+covered when a successful backup was scheduled for it or started before the next slot. The recovery point's age \
+at any instant is the time since the start of the newest successful backup that had finished by then; having no \
+recovery point counts as a breach. Drills are judged against the RTO each drill recorded. Figures cover the \
+period up to the time the report was generated.";
+
+fn coverage(b: &Backups) -> String {
+    match (b.scheduled, b.slots_covered) {
+        (Some(n), Some(c)) => format!("{c} / {n} ({})", percent(b.coverage)),
+        _ => format!("{} ok (no schedule)", b.succeeded),
+    }
+}
+
+fn breached(r: &Rpo) -> String {
+    match r.objective_s {
+        None => "—".into(),
+        Some(_) if r.breaches.is_empty() => "never".into(),
+        Some(_) => format!("{}×, {}", r.breaches.len(), human_duration(r.breached_s)),
+    }
+}
+
+fn drills_passed(d: &Drills) -> String {
+    if d.count == 0 {
+        "no drill".into()
+    } else {
+        format!("{} / {} ({})", d.passed, d.count, percent(d.pass_rate))
+    }
+}
+
+fn verification(v: &Verification) -> String {
+    if v.never_drilled {
+        "never drilled".into()
+    } else if v.needs_verification == Some(true) {
+        "needs verification".into()
+    } else {
+        "verified".into()
+    }
+}
+
+fn more_line(w: &mut String, line: Option<String>) {
+    if let Some(l) = line {
+        let _ = writeln!(w, "\n{l}");
+    }
+}
+
+fn policy(w: &mut String, p: &PolicyReport) {
+    let removed = if p.in_policy_dir { "" } else { " (not in the policy directory any more)" };
+    let _ = writeln!(w, "## Policy `{}`{removed}\n", p.name);
+    if !p.description.is_empty() {
+        let _ = writeln!(w, "{}\n", p.description);
+    }
+    let _ = writeln!(w, "Status: **{}** ({})\n", badge(p.status), p.status.label());
+    for f in &p.findings {
+        let _ = writeln!(w, "- {}: {}", badge(f.severity), f.message);
+    }
+    if !p.findings.is_empty() {
+        let _ = writeln!(w);
+    }
+    let _ = writeln!(w, "Objectives: RPO {}, RTO {}.\n", human_opt(p.objectives.rpo_s), human_opt(p.objectives.rto_s));
+
+    let b = &p.backups;
+    let _ = writeln!(w, "### Backups\n");
+    match (&b.schedule, b.scheduled) {
+        (Some(c), Some(n)) => {
+            let tz = b.timezone.as_deref().unwrap_or("UTC");
+            let _ = writeln!(w, "Schedule `{c}` ({tz}): {n} slots in the period, {}.", coverage(b));
+        }
+        _ => {
+            let _ = writeln!(w, "No backup schedule known.");
+        }
+    }
+    let _ = writeln!(w, "Runs: {} ({} succeeded, {} failed, {} running).\n", b.runs, b.succeeded, b.failed, b.running);
+    if !b.missed_slots.is_empty() {
+        let _ = writeln!(w, "Slots without a successful backup: {}.\n", missed(b));
+    }
+    if !b.failures.is_empty() {
+        let _ = writeln!(w, "| Started | Outcome | Trigger | Attempt | Error |\n| --- | --- | --- | --- | --- |");
+        for f in b.failures.iter().take(LIST_MAX) {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} |",
+                when(f.started_at),
+                f.outcome,
+                f.trigger,
+                f.attempt,
+                cell(f.error.as_deref().unwrap_or("—"))
+            );
+        }
+        more_line(w, more(b.failures.len(), "failed runs"));
+        let _ = writeln!(w);
+    }
+
+    let r = &p.rpo;
+    let _ = writeln!(w, "### Recovery point age (RPO)\n");
+    let _ = writeln!(
+        w,
+        "Objective {}; age at the end of the period {}; worst {}; within the objective {} of the period.\n",
+        human_opt(r.objective_s),
+        human_opt(r.age_at_end_s),
+        human_opt(r.worst_age_s),
+        percent(r.compliance)
+    );
+    if !r.breaches.is_empty() {
+        let _ = writeln!(w, "| Breach from | to | Duration |\n| --- | --- | --- |");
+        for x in r.breaches.iter().take(LIST_MAX) {
+            let to = if x.ongoing { format!("{} (ongoing)", when(x.end)) } else { when(x.end) };
+            let _ = writeln!(w, "| {} | {to} | {} |", when(x.start), human_duration(x.duration_s));
+        }
+        more_line(w, more(r.breaches.len(), "breaches"));
+        let _ = writeln!(w);
+    }
+
+    let d = &p.drills;
+    let _ = writeln!(w, "### Restore drills\n");
+    let sched = d.schedule.as_deref().map(|s| format!("schedule `{s}`")).unwrap_or_else(|| "no drill schedule".into());
+    let _ = writeln!(
+        w,
+        "{} in the period ({sched}): {} passed, {} failed; pass rate {}. Files checked {}, mismatches {}.\n",
+        d.count,
+        d.passed,
+        d.failed,
+        percent(d.pass_rate),
+        d.files_checked,
+        d.mismatches
+    );
+    if !d.list.is_empty() {
+        let _ = writeln!(
+            w,
+            "| Started | Verdict | RTO measured | RTO objective | RPO achieved | Files checked | Mismatches | Reasons |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for x in d.list.iter().take(LIST_MAX) {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                when(x.started_at),
+                cell(&x.verdict),
+                human_opt(x.rto_measured_s),
+                human_opt(x.rto_objective_s),
+                human_opt(x.rpo_achieved_s),
+                x.files_checked,
+                x.mismatches,
+                cell(&x.reasons.join("; "))
+            );
+        }
+        more_line(w, more(d.list.len(), "drills"));
+        let _ = writeln!(w);
+    }
+    let _ = writeln!(w, "### Restore time (RTO)\n");
+    let _ = writeln!(
+        w,
+        "Objective {}; last measured {}; worst {}; above the objective in {} of {} drills.\n",
+        human_opt(d.rto_objective_s),
+        human_opt(d.rto_last_s),
+        human_opt(d.rto_worst_s),
+        d.rto_exceeded,
+        d.count
+    );
+}
