@@ -3,12 +3,10 @@
 use chrono::{Duration, TimeZone, Utc};
 
 use super::*;
-use crate::policy::load_str;
 use crate::state::State;
 
 fn policy(name: &str, repo: &str, extra: &str) -> Policy {
-    let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"{repo}\"\n{extra}");
-    load_str(&src, std::path::Path::new("test.toml")).unwrap_or_else(|d| panic!("{d:?}"))
+    crate::policy::for_tests(name, repo, extra)
 }
 
 fn every(cron: &str) -> String {

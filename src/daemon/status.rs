@@ -246,8 +246,7 @@ mod tests {
     use super::*;
 
     fn policy(name: &str, extra: &str) -> Policy {
-        let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"/r\"\n{extra}");
-        crate::policy::load_str(&src, std::path::Path::new("t.toml")).unwrap()
+        crate::policy::for_tests(name, "/r", extra)
     }
 
     fn now() -> DateTime<Utc> {

@@ -382,5 +382,13 @@ pub fn find(dir: &Path, name: &str) -> crate::Result<Policy> {
     Err(crate::Error::InvalidArgument(msg))
 }
 
+/// A policy from a few lines of TOML, for tests: source `/srv`,
+/// repository `repo`, then `extra` (tables such as `[schedule]`).
+#[cfg(test)]
+pub(crate) fn for_tests(name: &str, repo: &str, extra: &str) -> Policy {
+    let src = format!("name = \"{name}\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"{repo}\"\n{extra}");
+    load_str(&src, Path::new("test.toml")).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
 #[cfg(test)]
 mod tests;
