@@ -11,6 +11,7 @@ pub mod check;
 pub mod chunk;
 pub mod cli;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod fsmeta;
 pub mod id;
