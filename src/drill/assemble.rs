@@ -12,7 +12,7 @@ use super::report::{self, DrillReport, Evidence, Integrity, RecoveryPointInfo, R
 use super::runner::Drill;
 use super::verdict::{self, FailureKind, Findings, Issue, Verdict};
 use super::verify::Mismatch;
-use super::{env, DrillOutcome, VerifyChoice};
+use super::{DrillOutcome, VerifyChoice};
 
 /// `blake3:<hex>` of the effective policy (its canonical JSON).
 pub fn policy_hash(policy: &Policy) -> String {
@@ -97,7 +97,7 @@ fn build(d: &Drill<'_>) -> DrillReport {
             is_newest: c.is_newest,
         }),
         repository: RepositoryInfo { location: d.location.clone(), id: d.repo_id.clone() },
-        environment: env::environment(&d.scratch.path),
+        environment: d.environment.clone(),
         scope: d.scope.clone(),
         phases: d.phases.clone(),
         first_byte_s: d.first_byte_s,
@@ -239,7 +239,7 @@ fn drill_row(r: &DrillReport, run_id: i64, report_dir: Option<String>) -> DrillR
 
 /// Verdict → evidence → report files → state records.
 pub(super) fn finish(d: Drill<'_>, repo: Option<&Repository>) -> Result<DrillOutcome> {
-    let mut r = build(&d);
+    let mut r = report::rounded(build(&d));
     sign(&d, &mut r, repo);
     let dir = d.state.dir().join("reports").join(&d.drill_id);
     let written = report::write_all(&r, &dir);

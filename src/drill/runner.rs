@@ -70,6 +70,8 @@ pub(super) struct Drill<'a> {
     pub clock: Instant,
     pub started_at: DateTime<Utc>,
     pub scratch: Scratch,
+    /// Taken before the restore, while the target exists.
+    pub environment: super::report::Environment,
     pub phases: Vec<Phase>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
@@ -295,6 +297,7 @@ pub fn run(
         seed,
         clock,
         started_at,
+        environment: super::env::environment(&scratch.path),
         scratch,
         phases: Vec::new(),
         errors: Vec::new(),

@@ -97,7 +97,7 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
     if first_byte.is_some() || objective.is_some() {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .label_font(("sans-serif", 12))

@@ -15,12 +15,17 @@ pub(crate) fn cell(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-/// Inline code that survives backticks in `s`.
-fn code(s: &str) -> String {
+/// Inline code that survives backticks in `s`, for running text.
+fn code_text(s: &str) -> String {
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     let pad = if s.starts_with('`') || s.ends_with('`') { " " } else { "" };
-    cell(&format!("{fence}{pad}{s}{pad}{fence}"))
+    format!("{fence}{pad}{}{pad}{fence}", s.replace(['\n', '\r'], " "))
+}
+
+/// Inline code for a table cell (`|` escaped).
+fn code(s: &str) -> String {
+    cell(&code_text(s))
 }
 
 fn opt_secs(v: Option<f64>) -> String {
@@ -41,7 +46,7 @@ pub fn render(r: &DrillReport) -> String {
         None => "PASS".to_string(),
         Some(k) => format!("FAIL ({})", k.as_str()),
     };
-    let _ = writeln!(s, "# Restore drill {} — {verdict}\n", code(&r.drill_id));
+    let _ = writeln!(s, "# Restore drill {} — {verdict}\n", code_text(&r.drill_id));
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let rows = [
         ("policy", format!("{} ({}, {})", code(&r.policy.name), cell(&r.policy.file), code(&r.policy.hash))),
@@ -141,7 +146,7 @@ pub fn render(r: &DrillReport) -> String {
             } else {
                 format!("**failed**: {}", v.error.as_deref().unwrap_or(""))
             };
-            let _ = writeln!(s, "{} (timeout {}): {result}.", code(&v.command), human_secs(v.timeout_s as f64));
+            let _ = writeln!(s, "{} (timeout {}): {result}.", code_text(&v.command), human_secs(v.timeout_s as f64));
             let _ = writeln!(
                 s,
                 "Exit code {}, signal {}, {:.3} s, {} bytes of output. Last lines:\n",
@@ -177,7 +182,7 @@ pub fn render(r: &DrillReport) -> String {
         s,
         "{} {}: {} files, {} directories, {} other entries, {}; checked afterwards: {}.",
         c.action,
-        code(&c.path),
+        code_text(&c.path),
         c.files_removed,
         c.dirs_removed,
         c.others_removed,
@@ -202,9 +207,9 @@ pub fn render(r: &DrillReport) -> String {
                 s,
                 "Evidence record #{} {}, signature {}. Report body {}.",
                 ev.seq.unwrap_or_default(),
-                code(ev.hash.as_deref().unwrap_or("")),
-                code(ev.signature.as_deref().unwrap_or("")),
-                code(&ev.report_blake3)
+                code_text(ev.hash.as_deref().unwrap_or("")),
+                code_text(ev.signature.as_deref().unwrap_or("")),
+                code_text(&ev.report_blake3)
             );
         }
         Some(ev) => {
@@ -212,7 +217,7 @@ pub fn render(r: &DrillReport) -> String {
                 s,
                 "{}. Report body {}.",
                 ev.note.as_deref().unwrap_or("no evidence record (not signed)"),
-                code(&ev.report_blake3)
+                code_text(&ev.report_blake3)
             );
         }
         None => s.push_str("No evidence record (not signed).\n"),
@@ -238,7 +243,7 @@ fn integrity(s: &mut String, r: &DrillReport) {
             smp.population,
             smp.size,
             smp.seed,
-            code(&smp.list_blake3),
+            code_text(&smp.list_blake3),
             if smp.paths.is_some() { " (paths in report.json)" } else { "" }
         );
     }
@@ -274,7 +279,7 @@ fn integrity(s: &mut String, r: &DrillReport) {
             sp.note.as_deref().map(|n| format!(" {}", cell(n))).unwrap_or_default()
         );
         for m in &sp.mismatched {
-            let _ = writeln!(s, "- {}: {}", code(&m.path), cell(&m.reason));
+            let _ = writeln!(s, "- {}: {}", code_text(&m.path), m.reason.replace('\n', " "));
         }
     }
 }

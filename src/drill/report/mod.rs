@@ -249,24 +249,87 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Canonical JSON: object keys sorted at every level, no whitespace.
+/// Canonical JSON in the manner of RFC 8785 (JCS), so that any JCS
+/// library reproduces it: no whitespace; object members sorted by key
+/// (UTF-16 code units); strings escaped minimally (`"`, `\\`, control
+/// characters); integers as integers; other numbers in their shortest
+/// round-trip form, in plain decimal notation (report numbers are rounded
+/// to microseconds, see [`round_floats`], so exponents never occur).
 pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    fn sorted(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sorted(&m[k]));
-                }
-                serde_json::Value::Object(out)
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
+    fn number(n: &serde_json::Number, out: &mut String) {
+        if n.is_u64() || n.is_i64() {
+            out.push_str(&n.to_string());
+            return;
+        }
+        let x = n.as_f64().unwrap_or(0.0);
+        if x == 0.0 {
+            out.push('0');
+        } else if x.fract() == 0.0 && x.abs() < 1e21 {
+            out.push_str(&format!("{x:.0}"));
+        } else {
+            out.push_str(&x.to_string());
         }
     }
-    serde_json::to_vec(&sorted(v)).expect("JSON values serialise")
+    fn write(v: &serde_json::Value, out: &mut String) {
+        use serde_json::Value::*;
+        match v {
+            Null => out.push_str("null"),
+            Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Number(n) => number(n, out),
+            String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
+            Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            Object(m) => {
+                let mut keys: Vec<&std::string::String> = m.keys().collect();
+                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).expect("strings serialise"));
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out.into_bytes()
+}
+
+/// Rounds every non-integer number to microseconds (6 decimals), so that
+/// what the report says survives any JSON parser exactly and hashes the
+/// same after a round trip.
+pub fn round_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if !(n.is_u64() || n.is_i64()) => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if let Some(r) = serde_json::Number::from_f64((x * 1e6).round() / 1e6) {
+                *n = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(round_floats),
+        serde_json::Value::Object(m) => m.values_mut().for_each(round_floats),
+        _ => {}
+    }
+}
+
+/// The report with every float rounded (see [`round_floats`]).
+pub fn rounded(r: DrillReport) -> DrillReport {
+    let mut v = serde_json::to_value(&r).expect("drill reports serialise");
+    round_floats(&mut v);
+    serde_json::from_value(v).unwrap_or(r)
 }
 
 /// `blake3:<hex>` of the canonical JSON of `v`.

@@ -131,6 +131,25 @@ fn the_body_hash_ignores_the_evidence_and_key_order_but_nothing_else() {
     assert_ne!(body_blake3(&changed), h, "any change to the body changes the hash");
     // Key order does not matter.
     assert_eq!(canonical_json(&serde_json::json!({"b": 1, "a": {"d": 2, "c": 3}})), br#"{"a":{"c":3,"d":2},"b":1}"#);
+    // RFC 8785 number and string forms.
+    let v = serde_json::json!({"f": [3600.0, 0.071224, -0.0, 1.5, 18446744073709551615u64, -3], "s": "a\"b\\c\u{1}é/"});
+    assert_eq!(
+        String::from_utf8(canonical_json(&v)).unwrap(),
+        r#"{"f":[3600,0.071224,0,1.5,18446744073709551615,-3],"s":"a\"b\\c\u0001é/"}"#
+    );
+}
+
+#[test]
+fn floats_are_rounded_to_microseconds_and_survive_a_round_trip() {
+    let mut r = sample_report();
+    r.phases[0].duration_s = 0.1 + 0.2;
+    r.rto.measured_s = 2.000_000_4;
+    let r = rounded(r);
+    assert_eq!(r.phases[0].duration_s, 0.3);
+    assert_eq!(r.rto.measured_s, 2.0);
+    let v = serde_json::to_value(&r).unwrap();
+    let reparsed: serde_json::Value = serde_json::from_str(&json::render(&r)).unwrap();
+    assert_eq!(body_blake3(&reparsed), body_blake3(&v));
 }
 
 #[test]
