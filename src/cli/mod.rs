@@ -6,10 +6,13 @@
 //! - 1: error;
 //! - 2: bad usage (unknown flag, missing argument);
 //! - 3: finished, but some files were skipped or could not be restored;
-//! - 5: integrity failure (`check` found damage).
+//! - 4: a drill missed its recovery objectives (RTO or RPO);
+//! - 5: integrity failure (`check` found damage; a drill's restored data
+//!   did not match, or its validation command failed).
 
 mod backup;
 mod check;
+mod drill;
 mod forget;
 mod inspect;
 mod key;
@@ -32,6 +35,7 @@ use output::Printer;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_PARTIAL: i32 = 3;
+pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
 
 #[derive(Parser, Debug)]
@@ -114,6 +118,8 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
+    /// Run a timed restore drill of a policy into scratch space, and report on it
+    Drill(drill::DrillArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,6 +195,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
+        Command::Drill(a) => drill::run(g, &a, p),
     }
 }
 
