@@ -54,7 +54,7 @@ fn a_full_drill_passes_restores_verifies_cleans_up_and_writes_three_reports() {
         .map(|p| p["duration_s"].as_f64().unwrap())
         .sum();
     let measured = r["rto"]["measured_s"].as_f64().unwrap();
-    assert!((measured - in_rto).abs() < 1e-9 && measured > first_byte && first_byte > 0.0, "{}", r["rto"]);
+    assert!((measured - in_rto).abs() < 1e-5 && measured > first_byte && first_byte > 0.0, "{}", r["rto"]);
     assert_eq!(phase(&r, "cleanup")["in_rto"], false);
     assert_eq!(r["rto"]["objective_s"], 3600.0);
     assert_eq!(r["rto"]["met"], true);

@@ -70,6 +70,10 @@ fn the_policy_can_ask_for_a_sample_and_a_sample_still_catches_damage_it_covers()
     assert!(r1["seed"].is_u64() && r2["seed"].is_u64());
     assert_ne!(r1["seed"], r2["seed"]);
     assert_eq!(r1["integrity"]["sample"]["seed"], r1["seed"]);
+    // Seeds stay within 2^53 - 1, exact in any JSON parser.
+    assert!(r1["seed"].as_u64().unwrap() < 1 << 53 && r2["seed"].as_u64().unwrap() < 1 << 53);
+    let out = f.drill(&["--seed", "9007199254740992"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     // Damage is found whether or not the damaged file is in the sample:
     // the restore itself checks every chunk it writes.
     let affected = f.damage_a_data_pack();

@@ -33,9 +33,9 @@ pub struct DrillArgs {
     /// Verify every file, whatever the policy's [drill] verify says
     #[arg(long, conflicts_with = "sample")]
     pub full: bool,
-    /// Seed for the random choices (recovery point, sample, spot-check); default: a random seed.
-    /// Either way it is recorded in the report
-    #[arg(long, value_name = "S")]
+    /// Seed for the random choices (recovery point, sample, spot-check), 0 to 2^53-1; default: a
+    /// random seed. Either way it is recorded in the report
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(..=drill::MAX_SEED))]
     pub seed: Option<u64>,
     /// Also compare N live source files with the recovery point (files changed since are not failures)
     #[arg(long, value_name = "N", default_value_t = 0)]

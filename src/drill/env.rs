@@ -23,7 +23,7 @@ pub fn filesystem(path: &Path) -> Option<String> {
     use nix::sys::statfs::*;
     let t = statfs(path).ok()?.filesystem_type();
     let known = [
-        (EXT4_SUPER_MAGIC, "ext4"),
+        (EXT4_SUPER_MAGIC, "ext2/3/4"),
         (TMPFS_MAGIC, "tmpfs"),
         (XFS_SUPER_MAGIC, "xfs"),
         (BTRFS_SUPER_MAGIC, "btrfs"),

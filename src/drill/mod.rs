@@ -68,6 +68,10 @@ pub use report::DrillReport;
 pub use runner::run;
 pub use verdict::FailureKind;
 
+/// The largest seed: 2^53 - 1, so that the seed is exact in every JSON
+/// parser (and in RFC 8785 canonical JSON, which the report hash uses).
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
 /// Which snapshot a drill restores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum SnapshotChoice {
@@ -150,7 +154,8 @@ pub struct DrillOptions<'a> {
     pub target: Option<PathBuf>,
     /// `None`: the policy's `[drill] verify` (full by default).
     pub verify: Option<VerifyChoice>,
-    /// Seed for the random choices; `None`: a random seed (recorded).
+    /// Seed for the random choices, at most [`MAX_SEED`]; `None`: a
+    /// random seed (recorded).
     pub seed: Option<u64>,
     /// Live source files to compare with the recovery point (0: none).
     pub spot_check: usize,

@@ -269,7 +269,13 @@ pub fn run(
     let started_at = Utc::now().trunc_subsecs(3);
     let clock = Instant::now();
     let settings = Settings::of(policy, opts)?;
-    let seed = opts.seed.unwrap_or_else(rand::random);
+    let seed = match opts.seed {
+        Some(s) if s > super::MAX_SEED => {
+            return Err(Error::InvalidArgument(format!("seed {s} is above {} (2^53 - 1)", super::MAX_SEED)))
+        }
+        Some(s) => s,
+        None => rand::random::<u64>() & super::MAX_SEED,
+    };
     let drill_id = super::new_drill_id(&policy.name, started_at);
     let scratch = scratch::prepare(opts.target.as_deref(), state.dir(), &drill_id, &source_paths(policy))?;
     let new_run = NewRun {
