@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use cairn::state::{JobKind, Outcome, Trigger};
+use common::PASSWORD;
 use drill_support::*;
 use serde_json::Value;
 
@@ -320,4 +321,26 @@ fn the_source_spot_check_tolerates_changes_but_not_silent_differences() {
     assert_eq!(s["mismatched"][0]["path"], p.display().to_string());
     assert_eq!(r["integrity"]["mismatches"], 0, "the restore itself is exact");
     assert_eq!(r["verdict"]["failure_kind"], "integrity");
+}
+
+#[test]
+fn no_report_ever_holds_the_repository_password() {
+    // The validation command prints its whole environment; the policy's
+    // password variable and cairn's own are not in it.
+    let f = Fixture::new(
+        "password_env = \"CAIRN_TEST_PW\"\n[drill]\nschedule = \"@daily\"\n\
+         validate = { command = \"env; echo pw=$CAIRN_TEST_PW; echo cp=$CAIRN_PASSWORD\" }",
+    );
+    f.backup(&[]);
+    let out = f.drill(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = f.state.join("reports").join(r["drill_id"].as_str().unwrap());
+    let tail = r["validation"]["output_tail"].as_str().unwrap();
+    assert!(tail.contains("CAIRN_DRILL_ID=") && tail.ends_with("pw=\ncp=\n"), "the command ran and printed: {tail}");
+    for name in ["report.json", "report.md", "report.html"] {
+        let body = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(!body.contains(PASSWORD), "{name} holds the password");
+    }
+    assert!(!text(&out.stderr).contains(PASSWORD) && !text(&out.stdout).contains(PASSWORD));
 }

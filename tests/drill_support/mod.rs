@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use crate::common::*;
 
+/// The variable a policy may name with `password_env`; backups and drills set it.
+pub const PW_VAR: &str = "CAIRN_TEST_PW";
+
 /// A source tree, a repository with 1 MiB packs, a policy `web` backing
 /// the tree up to it, and a state directory.
 pub struct Fixture {
@@ -57,7 +60,8 @@ impl Fixture {
     pub fn backup(&self, extra: &[&str]) {
         let mut args = vec!["backup", "--policy", "web", "--policies", self.policies.to_str().unwrap()];
         args.extend_from_slice(extra);
-        self.env.ok(&args);
+        let out = self.env.command().env(PW_VAR, PASSWORD).args(&args).output().unwrap();
+        assert!(out.status.success(), "backup {extra:?}: {}", text(&out.stderr));
     }
 
     /// `cairn drill --policy web --json …`.
@@ -67,7 +71,7 @@ impl Fixture {
         args.push(self.state.to_str().unwrap());
         args.extend_from_slice(extra);
         // The policy names the repository.
-        self.env.command().args(&args).env("CAIRN_REPO", "/nonexistent").output().unwrap()
+        self.env.command().args(&args).env("CAIRN_REPO", "/nonexistent").env(PW_VAR, PASSWORD).output().unwrap()
     }
 
     /// Runs a drill, checks its exit code, returns its JSON report.
