@@ -51,7 +51,7 @@ pub mod report;
 mod runner;
 pub mod scratch;
 pub mod select;
-mod spot;
+pub mod spot;
 pub mod validate;
 pub mod verdict;
 pub mod verify;

@@ -89,7 +89,7 @@ fn command(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String
     cmd
 }
 
-/// Runs `hook` in `cwd` (see [`command`]), capturing the tail of its output.
+/// Runs `hook` in `cwd` (see `command`), capturing the tail of its output.
 pub fn run(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String]) -> Validation {
     let started = Instant::now();
     let mut v = Validation { command: hook.command.clone(), timeout_s: hook.timeout.as_secs(), ..Default::default() };
