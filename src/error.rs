@@ -74,6 +74,14 @@ pub enum Error {
 
     #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
     EvidenceKeyMissing { records: u64 },
+
+    /// A drill was asked to restore where it could touch live data.
+    #[error("refusing drill target {}: {reason}", target.display())]
+    UnsafeDrillTarget { target: PathBuf, reason: String },
+
+    /// A drill found no snapshot to restore.
+    #[error("no recovery point for policy `{policy}`: {detail}")]
+    NoRecoveryPoint { policy: String, detail: String },
 }
 
 impl Error {
@@ -109,6 +117,14 @@ impl Error {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
             Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::UnsafeDrillTarget { .. } => Some(
+                "a drill restores into an empty scratch directory away from the policy's sources; \
+                 give an empty --target elsewhere, or leave it out to use <state>/scratch"
+                    .into(),
+            ),
+            Error::NoRecoveryPoint { .. } => Some(
+                "back the policy up first (`cairn backup --policy NAME`); `cairn snapshots` lists snapshots".into(),
+            ),
             Error::State { .. } => {
                 Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
             }

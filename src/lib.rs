@@ -12,6 +12,7 @@ pub mod chunk;
 pub mod cli;
 pub mod crypto;
 pub mod daemon;
+pub mod drill;
 pub mod error;
 pub mod evidence;
 pub mod fsmeta;

@@ -119,7 +119,10 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     let state = env.path("state");
     std::fs::create_dir_all(&policies).unwrap();
     let notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\nping = \"{hook}/ping/web\"\n");
-    let web = format!("[schedule]\nbackup = \"*/3 * * * * *\"\n[objectives]\nrpo = \"1h\"\n{notify}");
+    let web = format!(
+        "[schedule]\nbackup = \"*/3 * * * * *\"\n[objectives]\nrpo = \"1h\"\nrto = \"1h\"\n\
+         [drill]\nschedule = \"*/4 * * * * *\"\n{notify}"
+    );
     std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, &web)).unwrap();
     let broken_notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\nping = \"{hook}/ping/broken\"\n");
     let broken = format!("[schedule]\nbackup = \"*/3 * * * * *\"\nretries = 0\n{broken_notify}");
@@ -159,6 +162,12 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     let fail_ping = wait_for(&hits, &mut seen, "fail ping", |h| h.path == "/ping/broken/fail");
     assert!(seen[fail_ping].body.contains("does-not-exist"), "the fail ping carries the error");
 
+    // A scheduled drill passes, signed and recorded under the daemon's run.
+    let d = wait_for(&hits, &mut seen, "drill event", |h| {
+        h.path == "/hook" && event(h)["kind"] == "drill" && event(h)["policy"] == "web"
+    });
+    assert_eq!(event(&seen[d])["event"], "job.succeeded", "{}", seen[d].body);
+
     // The state database has the runs, the recovery point and the next due time.
     let st = cairn::state::State::open_existing(&state).unwrap().expect("the daemon created its state");
     let runs = st.runs(Some("web"), None, None).unwrap();
@@ -167,6 +176,16 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     assert!(run.bytes == Some(5) && run.ended_at.is_some() && run.scheduled_at.is_some(), "{run:?}");
     assert!(st.recovery_point("web").unwrap().is_some());
     assert!(st.next_due("web", cairn::state::JobKind::Backup).unwrap().is_some());
+    let drills = st.drills(Some("web"), None, None).unwrap();
+    let drill = drills.first().expect("the drill is recorded");
+    assert_eq!((drill.verdict.as_str(), drill.started_by.as_str()), ("pass", "schedule"));
+    let drill_run = runs.iter().find(|r| Some(r.id) == drill.run_id).expect("under the daemon's own run");
+    assert_eq!((drill_run.kind, drill_run.outcome), (cairn::state::JobKind::Drill, cairn::state::Outcome::Success));
+    assert_eq!(
+        runs.iter().filter(|r| r.kind == cairn::state::JobKind::Drill && r.started_at == drill_run.started_at).count(),
+        1
+    );
+    assert!(drill.evidence_hash.is_some(), "the drill is signed");
     let failed = st.runs(Some("broken"), None, None).unwrap();
     assert!(failed.iter().any(|r| r.outcome == cairn::state::Outcome::Failure && r.error.is_some()), "{failed:?}");
 
@@ -179,7 +198,8 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     let web_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap();
     assert_eq!(web_status["rpo"]["state"], "ok");
     assert!(web_status["last_success"]["snapshot_id"].is_string());
-    assert_eq!(web_status["next"][0]["kind"], "backup");
+    assert!(web_status["next"].as_array().unwrap().iter().any(|n| n["kind"] == "backup"));
+    assert!(["pass", "needs-verification"].contains(&web_status["drill"]["state"].as_str().unwrap()), "{web_status}");
     let broken_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "broken").unwrap();
     assert_eq!(broken_status["failing"], true);
     assert!(status["invalid_policies"]
@@ -205,6 +225,9 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         "cairn_recovery_point_age_seconds{policy=\"web\"}",
         "cairn_rpo_objective_seconds{policy=\"web\"} 3600",
         "cairn_policies{state=\"invalid\"} 1",
+        "cairn_drill_last_timestamp_seconds{policy=\"web\"}",
+        "cairn_drill_rto_measured_seconds{policy=\"web\"}",
+        "cairn_drill_rto_objective_seconds{policy=\"web\"} 3600",
     ] {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }

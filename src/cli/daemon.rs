@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::daemon::engine::Limits;
-use crate::daemon::jobs::{JobResult, RepoExecutor};
+use crate::daemon::jobs::RepoExecutor;
 use crate::daemon::{self, status, DaemonOptions};
 use crate::error::{Error, Result};
 use crate::policy;
@@ -75,11 +75,7 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     };
     let g2 = g.clone();
     let open: daemon::jobs::Opener = Arc::new(move |p| super::policy::open_repo(&g2, p));
-    let executor = RepoExecutor {
-        open: open.clone(),
-        drill: Arc::new(|_, _, _| JobResult::failed("this cairn was built without the drill runner")),
-        threads: g.threads.unwrap_or(0),
-    };
+    let executor = RepoExecutor { open: open.clone(), threads: g.threads.unwrap_or(0) };
     daemon::run(opts, Arc::new(executor), Some(open))?;
     Ok(EXIT_OK)
 }

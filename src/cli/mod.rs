@@ -6,12 +6,15 @@
 //! - 1: error;
 //! - 2: bad usage (unknown flag, missing argument);
 //! - 3: finished, but some files were skipped or could not be restored;
-//! - 5: integrity failure (`check` found damage, `evidence verify` found
-//!   a removed, reordered or altered record).
+//! - 4: a drill missed its recovery objectives (RTO or RPO);
+//! - 5: integrity failure (`check` found damage; a drill's restored data
+//!   did not match, or its validation command failed; `evidence verify`
+//!   found a removed, reordered or altered record).
 
 mod backup;
 mod check;
 mod daemon;
+mod drill;
 mod evidence;
 mod forget;
 mod inspect;
@@ -37,6 +40,7 @@ use output::Printer;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_PARTIAL: i32 = 3;
+pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
 
 #[derive(Parser, Debug)]
@@ -129,6 +133,8 @@ pub enum Command {
     Evidence(evidence::EvidenceArgs),
     /// Compliance report for a period: backups against schedule, RPO, drills and RTO, audit controls
     Report(report::ReportArgs),
+    /// Run a timed restore drill of a policy into scratch space, and report on it
+    Drill(drill::DrillArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -214,6 +220,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::RunNow(a) => daemon::run_now(&a, p),
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
+        Command::Drill(a) => drill::run(g, &a, p),
     }
 }
 

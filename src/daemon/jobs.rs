@@ -109,15 +109,49 @@ pub trait Executor: Send + Sync {
 /// cache, password sources).
 pub type Opener = Arc<dyn Fn(&Policy) -> Result<Repository> + Send + Sync>;
 
-/// Runs a drill of a policy and describes the outcome.
-pub type DrillFn = Arc<dyn Fn(&Policy, &Repository, &JobContext<'_>) -> JobResult + Send + Sync>;
-
 /// The real work: backups with hooks, forget + prune, drills.
 pub struct RepoExecutor {
     pub open: Opener,
-    pub drill: DrillFn,
-    /// Worker threads per backup (0: one per core).
+    /// Worker threads per backup and drill (0: one per core).
     pub threads: usize,
+}
+
+impl RepoExecutor {
+    /// A scheduled drill: the policy's own settings, signed into the
+    /// repository's evidence chain, recorded under the daemon's run.
+    fn drill(&self, job: &JobSpec, ctx: &JobContext<'_>) -> JobResult {
+        let p = &job.policy;
+        let chain = crate::drill::RepositoryChain { policy: p.name.clone() };
+        let threads = if self.threads == 0 { crate::backup::default_threads() } else { self.threads };
+        let opts = crate::drill::DrillOptions {
+            threads,
+            started_by: match job.trigger {
+                crate::state::Trigger::RunNow => crate::drill::StartedBy::User("run-now via the daemon".into()),
+                _ => crate::drill::StartedBy::Schedule,
+            },
+            trigger: job.trigger,
+            scheduled_at: job.slot,
+            attempt: job.attempt,
+            evidence: Some(&chain),
+            run_id: Some(ctx.run_id),
+            ..Default::default()
+        };
+        match crate::drill::run(p, || (self.open)(p), ctx.state, &opts) {
+            Ok(out) => {
+                let r = &out.report;
+                tracing::info!(policy = %p.name, drill = %r.drill_id, verdict = %r.verdict.result,
+                    report = %out.report_dir.display(), "drill finished");
+                JobResult {
+                    ok: out.passed(),
+                    snapshot_id: r.recovery_point.as_ref().map(|rp| rp.snapshot_id.clone()),
+                    bytes: Some(r.scope.bytes),
+                    error: r.verdict.issues.first().map(|i| i.message.clone()),
+                    recovery_point: None,
+                }
+            }
+            Err(e) => JobResult::failed(e.to_string()),
+        }
+    }
 }
 
 impl Executor for RepoExecutor {
@@ -189,10 +223,7 @@ impl Executor for RepoExecutor {
                     Err(e) => JobResult::failed(e.to_string()),
                 }
             }
-            JobKind::Drill => match (self.open)(p) {
-                Ok(repo) => (self.drill)(p, &repo, ctx),
-                Err(e) => JobResult::failed(e.to_string()),
-            },
+            JobKind::Drill => self.drill(job, ctx),
         }
     }
 }

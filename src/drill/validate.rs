@@ -1,0 +1,231 @@
+//! The validation command: an application-level check of the restored data
+//! (`pg_restore --list dump`, `sqlite3 db 'PRAGMA integrity_check'`, a
+//! test suite…), run in the restore target.
+//!
+//! It runs like a hook (`sh -c`, standard input closed, a process group of
+//! its own whose every member is killed when the timeout runs out), with
+//! two differences: its standard output and error are captured together
+//! into one pipe, of which the last [`TAIL_BYTES`] are kept for the report,
+//! and the repository's password variables are removed from its
+//! environment, because its output ends up in reports (secrets never do).
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::process::{describe, kill_group};
+use crate::policy::HookCommand;
+
+/// How much of the end of the output is kept.
+pub const TAIL_BYTES: usize = 4096;
+
+/// Variables never passed to a validation command.
+pub const SCRUBBED_ENV: &[&str] = &[
+    "CAIRN_PASSWORD",
+    "CAIRN_PASSWORD_FILE",
+    "CAIRN_PASSWORD_COMMAND",
+    "CAIRN_NEW_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// How the validation command went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub command: String,
+    pub timeout_s: u64,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_s: f64,
+    /// Bytes the command wrote (stdout and stderr together).
+    pub output_bytes: u64,
+    /// The last bytes of its output (at most [`TAIL_BYTES`], lossy UTF-8).
+    pub output_tail: String,
+    /// Why it failed, in words (`exited with status 3`, `timed out after 5m…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct Tail {
+    buf: Vec<u8>,
+    total: u64,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() > 2 * TAIL_BYTES {
+            self.buf.drain(..self.buf.len() - TAIL_BYTES);
+        }
+    }
+
+    fn text(&self) -> String {
+        let start = self.buf.len().saturating_sub(TAIL_BYTES);
+        String::from_utf8_lossy(&self.buf[start..]).into_owned()
+    }
+}
+
+/// The command line of `hook`: `sh -c`, in `cwd`, stdin closed, its own
+/// process group, `env` added, the variables in [`SCRUBBED_ENV`] and
+/// `scrub` removed.
+fn command(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(&hook.command).current_dir(cwd).stdin(Stdio::null()).process_group(0);
+    for k in SCRUBBED_ENV.iter().copied().chain(scrub.iter().map(String::as_str)) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Runs `hook` in `cwd` (see `command`), capturing the tail of its output.
+pub fn run(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String]) -> Validation {
+    let started = Instant::now();
+    let mut v = Validation { command: hook.command.clone(), timeout_s: hook.timeout.as_secs(), ..Default::default() };
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let spawned = std::io::pipe().and_then(|(reader, writer)| {
+        let mut cmd = command(hook, cwd, env, scrub);
+        cmd.stdout(writer.try_clone()?).stderr(writer);
+        let child = cmd.spawn()?;
+        drop(cmd); // closes our copies of the pipe's write end
+        Ok((child, reader))
+    });
+    let (mut child, mut reader) = match spawned {
+        Ok(x) => x,
+        Err(e) => {
+            v.error = Some(format!("could not start: {e}"));
+            v.duration_s = started.elapsed().as_secs_f64();
+            return v;
+        }
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                tail.lock().unwrap().push(&chunk[..n]);
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    let deadline = started + hook.timeout.to_std();
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&child);
+                let _ = child.wait();
+                v.error = Some(format!("waiting for it: {e}"));
+                break None;
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill_group(&child);
+            let status = child.wait().ok();
+            v.timed_out = true;
+            break status;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    // The group is gone; a process that left it may still hold the pipe,
+    // so wait only briefly for the rest of the output.
+    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    v.duration_s = started.elapsed().as_secs_f64();
+    if let Some(s) = status {
+        v.exit_code = s.code();
+        v.signal = s.signal();
+        if v.timed_out {
+            v.error = Some(format!("timed out after {}; its process group was killed", hook.timeout));
+        } else if !s.success() {
+            v.error = Some(describe(s));
+        }
+    }
+    v.passed = v.error.is_none();
+    let t = tail.lock().unwrap();
+    v.output_bytes = t.total;
+    v.output_tail = t.text();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Duration as PDuration;
+
+    fn hook(cmd: &str, secs: u64) -> HookCommand {
+        HookCommand { command: cmd.into(), timeout: PDuration::from_secs(secs) }
+    }
+
+    #[test]
+    fn a_passing_command_runs_in_the_target_and_its_output_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("marker"), b"x").unwrap();
+        let v = run(
+            &hook("test -f marker && echo ok-$CAIRN_DRILL_ID && echo err >&2", 10),
+            d.path(),
+            &[("CAIRN_DRILL_ID", "d1")],
+            &[],
+        );
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.exit_code, Some(0));
+        assert_eq!(v.output_tail, "ok-d1\nerr\n");
+        assert_eq!(v.output_bytes, 10);
+    }
+
+    #[test]
+    fn a_failing_command_records_its_status_and_the_tail_of_its_output() {
+        let d = tempfile::tempdir().unwrap();
+        let v = run(&hook("seq 1 5000; echo last words; exit 7", 10), d.path(), &[], &[]);
+        assert!(!v.passed);
+        assert_eq!(v.exit_code, Some(7));
+        assert_eq!(v.error.as_deref(), Some("exited with status 7"));
+        assert!(v.output_tail.ends_with("4999\n5000\nlast words\n"), "{}", v.output_tail);
+        assert!(v.output_tail.len() <= TAIL_BYTES);
+        assert!(v.output_bytes > TAIL_BYTES as u64);
+    }
+
+    #[test]
+    fn a_command_that_times_out_is_killed_with_its_group() {
+        let d = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let v = run(&hook("echo started; (sleep 3; touch late) & sleep 30", 1), d.path(), &[], &[]);
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(v.timed_out && !v.passed);
+        assert_eq!(v.signal, Some(9));
+        assert_eq!(v.output_tail, "started\n");
+        std::thread::sleep(Duration::from_millis(3500));
+        assert!(!d.path().join("late").exists(), "a child of the command survived");
+    }
+
+    #[test]
+    fn password_variables_are_not_passed_on() {
+        let cmd = command(&hook("env", 10), Path::new("/"), &[("CAIRN_DRILL_ID", "d1")], &["WEB_PW".to_string()]);
+        let envs: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        for k in SCRUBBED_ENV.iter().copied().chain(["WEB_PW"]) {
+            assert!(envs.contains(&(k.to_string(), None)), "{k} is passed on: {envs:?}");
+        }
+        assert!(envs.contains(&("CAIRN_DRILL_ID".to_string(), Some("d1".to_string()))));
+    }
+}

@@ -1,0 +1,212 @@
+//! The verdict: a pure function of what the drill found.
+//!
+//! A drill passes when nothing below went wrong. Otherwise it fails, with
+//! one issue per problem, and the most serious kind decides the exit code
+//! of `cairn drill`:
+//!
+//! | kind | meaning | exit |
+//! | --- | --- | --- |
+//! | `error` | a phase could not complete (repository, snapshot, I/O, cleanup, evidence) | 1 |
+//! | `integrity` | restored (or live spot-checked) files do not match the snapshot, or could not be restored | 5 |
+//! | `validation` | the validation command failed or timed out | 5 |
+//! | `objectives` | measured RTO above `rto`, or the recovery point older than `rpo` | 4 |
+//!
+//! Objectives are judged only when no error stopped the drill, since a
+//! restore that did not finish has no meaningful time.
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::Validation;
+use super::verify::Mismatch;
+
+/// Kinds of failure, least serious first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    Objectives,
+    Validation,
+    Integrity,
+    Error,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Objectives => "objectives",
+            FailureKind::Validation => "validation",
+            FailureKind::Integrity => "integrity",
+            FailureKind::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issue {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `pass` or `fail`.
+    pub result: String,
+    /// The most serious kind among the issues; absent on a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    pub issues: Vec<Issue>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.failure_kind.is_none()
+    }
+
+    /// The issues as `kind: message` lines.
+    pub fn reasons(&self) -> Vec<String> {
+        self.issues.iter().map(|i| i.message.clone()).collect()
+    }
+}
+
+/// What the verdict is computed from.
+#[derive(Debug, Default)]
+pub struct Findings<'a> {
+    /// Phases that could not complete, in words.
+    pub errors: &'a [String],
+    /// Files (or entries) that were not restored exactly.
+    pub mismatched: &'a [Mismatch],
+    /// Live files that differ from the recovery point without having changed.
+    pub spot_mismatched: &'a [Mismatch],
+    pub validation: Option<&'a Validation>,
+    /// (objective, measured) in seconds.
+    pub rto: Option<(f64, f64)>,
+    /// (objective, judged age) in seconds, and what the age is of.
+    pub rpo: Option<(f64, f64, &'a str)>,
+}
+
+/// `0.42 s`, `12.0 s`, `3m 20s`, `5h 02m`, `2d 03h`.
+pub fn human_secs(s: f64) -> String {
+    let whole = s.max(0.0) as u64;
+    match whole {
+        0..=59 => format!("{s:.2} s"),
+        60..=3599 => format!("{}m {:02}s", whole / 60, whole % 60),
+        3600..=86399 => format!("{}h {:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d {:02}h", whole / 86400, whole % 86400 / 3600),
+    }
+}
+
+fn list(ms: &[Mismatch]) -> String {
+    let mut s: Vec<String> = ms.iter().take(10).map(|m| format!("{} ({})", m.path, m.reason)).collect();
+    if ms.len() > 10 {
+        s.push(format!("and {} more", ms.len() - 10));
+    }
+    s.join("; ")
+}
+
+pub fn decide(f: &Findings<'_>) -> Verdict {
+    let mut issues = Vec::new();
+    let mut add = |kind, message: String| issues.push(Issue { kind, message });
+    for e in f.errors {
+        add(FailureKind::Error, format!("error: {e}"));
+    }
+    if !f.mismatched.is_empty() {
+        add(
+            FailureKind::Integrity,
+            format!(
+                "integrity: {} restored item(s) do not match the snapshot: {}",
+                f.mismatched.len(),
+                list(f.mismatched)
+            ),
+        );
+    }
+    if !f.spot_mismatched.is_empty() {
+        add(
+            FailureKind::Integrity,
+            format!(
+                "integrity: {} live file(s) differ from the recovery point although unchanged since: {}",
+                f.spot_mismatched.len(),
+                list(f.spot_mismatched)
+            ),
+        );
+    }
+    if let Some(v) = f.validation.filter(|v| !v.passed) {
+        add(
+            FailureKind::Validation,
+            format!("validation failed: `{}` {}", v.command, v.error.as_deref().unwrap_or("failed")),
+        );
+    }
+    if f.errors.is_empty() {
+        if let Some((objective, measured)) = f.rto.filter(|(o, m)| m > o) {
+            add(
+                FailureKind::Objectives,
+                format!("RTO missed: measured {}, objective {}", human_secs(measured), human_secs(objective)),
+            );
+        }
+        if let Some((objective, age, of)) = f.rpo.filter(|(o, a, _)| a > o) {
+            add(
+                FailureKind::Objectives,
+                format!("RPO missed: {of} is {} old, objective {}", human_secs(age), human_secs(objective)),
+            );
+        }
+    }
+    let failure_kind = issues.iter().map(|i| i.kind).max();
+    Verdict { result: if failure_kind.is_some() { "fail" } else { "pass" }.into(), failure_kind, issues }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_wrong_is_a_pass() {
+        let v = decide(&Findings { rto: Some((60.0, 1.0)), rpo: Some((3600.0, 10.0, "x")), ..Default::default() });
+        assert!(v.passed());
+        assert_eq!(v.result, "pass");
+        assert!(v.issues.is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_problem_fails_with_its_reason() {
+        let v = decide(&Findings { rto: Some((1.0, 1.5)), ..Default::default() });
+        assert_eq!(v.failure_kind, Some(FailureKind::Objectives));
+        assert_eq!(v.reasons(), ["RTO missed: measured 1.50 s, objective 1.00 s"]);
+
+        let v = decide(&Findings {
+            rpo: Some((86400.0, 2.0 * 86400.0 + 60.0, "the recovery point")),
+            ..Default::default()
+        });
+        assert_eq!(v.reasons(), ["RPO missed: the recovery point is 2d 00h old, objective 1d 00h"]);
+
+        let bad = [Mismatch { path: "/srv/a".into(), reason: "content at offset 0 does not match chunk 1234".into() }];
+        let v = decide(&Findings { mismatched: &bad, rto: Some((1.0, 2.0)), ..Default::default() });
+        assert_eq!(v.failure_kind, Some(FailureKind::Integrity), "integrity outranks objectives");
+        assert_eq!(v.issues.len(), 2);
+        assert!(v.issues[0].message.contains("/srv/a (content at offset 0"), "{:?}", v.issues);
+
+        let val =
+            Validation { command: "false".into(), error: Some("exited with status 1".into()), ..Default::default() };
+        let v = decide(&Findings { validation: Some(&val), ..Default::default() });
+        assert_eq!(v.failure_kind, Some(FailureKind::Validation));
+        assert_eq!(v.reasons(), ["validation failed: `false` exited with status 1"]);
+        let ok = Validation { passed: true, ..val };
+        assert!(decide(&Findings { validation: Some(&ok), ..Default::default() }).passed());
+    }
+
+    #[test]
+    fn an_error_outranks_everything_and_suppresses_objectives() {
+        let errors = ["opening the repository: wrong password".to_string()];
+        let bad = [Mismatch { path: "/a".into(), reason: "x".into() }];
+        let v = decide(&Findings { errors: &errors, mismatched: &bad, rto: Some((1.0, 9.0)), ..Default::default() });
+        assert_eq!(v.failure_kind, Some(FailureKind::Error));
+        assert!(v.issues.iter().all(|i| i.kind != FailureKind::Objectives), "{:?}", v.issues);
+    }
+
+    #[test]
+    fn long_lists_are_cut_in_the_message() {
+        let bad: Vec<Mismatch> = (0..25).map(|i| Mismatch { path: format!("/f{i}"), reason: "r".into() }).collect();
+        let v = decide(&Findings { mismatched: &bad, ..Default::default() });
+        assert!(v.issues[0].message.starts_with("integrity: 25 restored item(s)"));
+        assert!(v.issues[0].message.ends_with("and 15 more"), "{}", v.issues[0].message);
+        assert_eq!(human_secs(200.0), "3m 20s");
+        assert_eq!(human_secs(18120.0), "5h 02m");
+    }
+}
