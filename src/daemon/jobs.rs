@@ -322,3 +322,30 @@ pub fn refresh_recovery_points(policies: &[Arc<Policy>], open: &Opener, state: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Outcome, Trigger};
+
+    struct Panics;
+    impl Executor for Panics {
+        fn run(&self, _: &JobSpec, _: &JobContext<'_>) -> JobResult {
+            panic!("index out of bounds in a job");
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_fails_alone_and_is_recorded_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let policy = Arc::new(crate::policy::for_tests("web", "/r", ""));
+        let job = JobSpec { policy, kind: JobKind::Backup, trigger: Trigger::RunNow, slot: None, attempt: 1 };
+        let f = run_job(job, &state, &Panics);
+        assert!(!f.result.ok);
+        assert_eq!(f.result.error.as_deref(), Some("the job panicked: index out of bounds in a job"));
+        let runs = state.runs(Some("web"), None, None).unwrap();
+        assert_eq!((runs.len(), runs[0].outcome), (1, Outcome::Failure));
+        assert_eq!(runs[0].error, f.result.error);
+    }
+}

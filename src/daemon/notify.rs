@@ -165,6 +165,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_delivery_is_reported_not_raised() {
+        // A port nothing listens on: every try is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let delivered = rt.block_on(async {
+            let n = Notifier::new().unwrap();
+            n.post(&format!("http://127.0.0.1:{port}/hook/secret-token"), b"{}".to_vec(), "application/json").await
+        });
+        assert!(!delivered);
+    }
+
+    #[test]
     fn ping_stages_follow_the_healthchecks_convention() {
         assert_eq!(Ping::Start.url("https://hc/abc/"), "https://hc/abc/start");
         assert_eq!(Ping::Success.url("https://hc/abc"), "https://hc/abc");
