@@ -428,3 +428,41 @@ fn status_reads_a_state_it_may_not_write() {
     assert_eq!(v["policies"][0]["name"], "web", "{v}");
     assert_eq!(v["policies"][0]["rpo"]["newest"]["snapshot_id"], "ab".repeat(32));
 }
+
+#[test]
+fn bug_a_policy_backup_run_by_hand_left_status_saying_no_backup() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "x").unwrap();
+    let pw = env.path("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let policies = env.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let extra = "[schedule]\nbackup = \"@hourly\"\n[objectives]\nrpo = \"1d\"\n";
+    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, extra)).unwrap();
+    let state = env.path("manual-state");
+    let out = env.ok(&[
+        "backup",
+        "--policy",
+        "web",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    let id = out.trim().to_string();
+    let status =
+        env.ok(&["status", "--json", "--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let web = &v["policies"][0];
+    assert_eq!(web["rpo"]["state"], "ok", "{web}");
+    assert_eq!(web["rpo"]["newest"]["snapshot_id"], id.as_str());
+    assert_eq!(
+        (web["last_success"]["trigger"].as_str(), web["last_success"]["kind"].as_str()),
+        (Some("command"), Some("backup"))
+    );
+    assert_eq!(web["next"][0]["kind"], "backup", "the next slot, from the policy, without a daemon");
+    let text = env.ok(&["status", "--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    assert!(text.contains("backup due, no daemon") && text.contains("ok "), "{text}");
+}

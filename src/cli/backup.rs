@@ -54,6 +54,9 @@ pub struct BackupArgs {
     pub policy: Option<String>,
     #[command(flatten)]
     pub policies: super::policy::PoliciesDir,
+    /// With --policy: the state directory the run is recorded in
+    #[command(flatten)]
+    pub state: super::daemon::StateDir,
 }
 
 pub(super) struct Bar(pub(super) indicatif::ProgressBar, AtomicU64);

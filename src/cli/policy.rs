@@ -170,6 +170,56 @@ pub fn open_repo(g: &GlobalArgs, pol: &Policy) -> Result<Repository> {
     Ok(repo)
 }
 
+/// Records a policy backup run by hand in the state, as the daemon records
+/// its own, so that `cairn status` and `cairn report` count it. A state
+/// that cannot be written is a warning: the backup itself is done.
+fn record_in_state(
+    dir: &Path,
+    pol: &Policy,
+    started_at: DateTime<Utc>,
+    took: std::time::Duration,
+    out: &job::JobOutcome,
+    p: &Printer,
+) {
+    use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State, Trigger};
+    let record = || -> Result<()> {
+        let state = State::open(dir)?;
+        let new = NewRun {
+            policy: pol.name.clone(),
+            kind: JobKind::Backup,
+            trigger: Trigger::Command,
+            scheduled_at: None,
+            started_at,
+            attempt: 1,
+        };
+        let id = state.start_run(&new)?;
+        let report = out.report.as_ref();
+        state.finish_run(
+            id,
+            &RunFinish {
+                ended_at: Utc::now(),
+                outcome: if out.error.is_none() { Outcome::Success } else { Outcome::Failure },
+                snapshot_id: report.map(|r| r.snapshot_id.to_hex()),
+                bytes: report.map(|r| r.snapshot.summary.bytes_total),
+                error: out.error.as_ref().map(|e| e.to_string()),
+                duration_s: Some(took.as_secs_f64()),
+            },
+        )?;
+        if let Some(r) = report {
+            let rp = RecoveryPoint {
+                snapshot_id: r.snapshot_id.to_hex(),
+                time: r.snapshot.time,
+                tree: r.snapshot.tree.to_hex(),
+            };
+            state.set_recovery_point(&pol.name, &rp)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = record() {
+        p.warn(format!("the backup is done, but it was not recorded in the state: {e}"));
+    }
+}
+
 /// `cairn backup --policy NAME`.
 pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &Path, p: &Printer) -> Result<i32> {
     let pol = policy::find(dir, name)?;
@@ -184,6 +234,7 @@ pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &P
     // Kept to append the evidence record; None when the job never opened it.
     let opened = std::cell::RefCell::new(None);
     let started = std::time::Instant::now();
+    let started_at = Utc::now();
     let open = || open_repo(g, &pol).inspect(|r| *opened.borrow_mut() = Some(r.clone()));
     let out = job::run_backup(&pol, open, &opts, &bar);
     bar.0.finish_and_clear();
@@ -192,6 +243,7 @@ pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &P
         let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
         super::evidence::record(&repo, "backup", Some(&pol.name), payload, p);
     }
+    record_in_state(&a.state.resolve(), &pol, started_at, started.elapsed(), &out, p);
     let code = match &out.report {
         Some(r) => super::backup::print_report(r, p),
         None => EXIT_OK,

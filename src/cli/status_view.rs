@@ -73,9 +73,11 @@ fn run_cell(r: Option<&RunRow>, now: DateTime<Utc>, tone: Tone) -> Cell {
     }
 }
 
-fn row(p: &PolicyStatus, now: DateTime<Utc>) -> Vec<Cell> {
+fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
     let last_failure_tone = if p.failing { Tone::Bad } else { Tone::Plain };
     let next = match p.next.first() {
+        // Nothing runs scheduled jobs without a daemon: say so where it matters.
+        Some(n) if !daemon_up => Cell(format!("{} due, no daemon", n.kind), Tone::Warn),
         Some(n) if n.due <= now => Cell(format!("{} due now", n.kind), Tone::Info),
         Some(n) => Cell(format!("{} in {}", n.kind, short_duration((n.due - now).num_seconds() as f64)), Tone::Plain),
         None => Cell("not scheduled".into(), Tone::Plain),
@@ -146,7 +148,8 @@ pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
         return out;
     }
     let header = ["POLICY", "HEALTH", "LAST SUCCESS", "LAST FAILURE", "NEXT RUN", "RPO (age/objective)", "DRILL"];
-    let rows: Vec<Vec<Cell>> = r.policies.iter().map(|p| row(p, now)).collect();
+    let daemon_up = r.daemon.as_ref().is_some_and(|d| d.alive);
+    let rows: Vec<Vec<Cell>> = r.policies.iter().map(|p| row(p, now, daemon_up)).collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|c| c[i].0.chars().count()).chain([header[i].len()]).max().unwrap_or(0))
         .collect();

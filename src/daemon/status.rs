@@ -199,6 +199,16 @@ fn policy_status(
         drills = s.last_drills(name)?;
         changed = s.content_changed_since_drill(name)?;
     }
+    // Without a daemon's record, the time a daemon would run it.
+    if let Some(p) = policy {
+        for kind in JobKind::ALL {
+            if !next.iter().any(|n| n.kind == kind) {
+                if let Some((_, due)) = super::engine::next_slot(p, kind, now) {
+                    next.push(NextRun { kind, due });
+                }
+            }
+        }
+    }
     next.sort_by_key(|n| n.due);
     let failing = newest.as_ref().is_some_and(|r: &RunRow| r.outcome != Outcome::Success);
     let objective = policy.and_then(|p| p.objectives.rpo).map(|d| d.to_std().as_secs_f64());

@@ -276,6 +276,10 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     if !p.description.is_empty() {
         let _ = write!(w, "<p class=\"lead\">{}</p>", esc(&p.description));
     }
+    if let Some(t) = p.tracked_since {
+        let _ =
+            write!(w, "<p class=\"lead\">First recorded on {}: judged from then.</p>", t.format("%Y-%m-%d %H:%M UTC"));
+    }
     if !p.findings.is_empty() {
         let _ = write!(w, "<ul class=\"findings\">");
         for f in &p.findings {

@@ -175,6 +175,9 @@ fn policy(w: &mut String, p: &PolicyReport) {
         let _ = writeln!(w, "{}\n", p.description);
     }
     let _ = writeln!(w, "Status: **{}** ({})\n", badge(p.status), p.status.label());
+    if let Some(t) = p.tracked_since {
+        let _ = writeln!(w, "First recorded on {}: judged from then.\n", t.format("%Y-%m-%d %H:%M UTC"));
+    }
     for f in &p.findings {
         let _ = writeln!(w, "- {}: {}", badge(f.severity), f.message);
     }

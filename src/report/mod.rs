@@ -246,6 +246,10 @@ pub struct PolicyReport {
     /// False when the policy is known only from the state database (it was
     /// removed from, or renamed in, the policy directory).
     pub in_policy_dir: bool,
+    /// When the state first records the policy (its first backup or drill),
+    /// if that is inside the period: slots and recovery point age are
+    /// judged from then, not from before the policy existed.
+    pub tracked_since: Option<DateTime<Utc>>,
     pub status: Status,
     /// Why the status is what it is, worst first.
     pub findings: Vec<Finding>,

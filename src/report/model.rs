@@ -16,6 +16,9 @@
 //!   produced it (a snapshot taken outside the daemon). The age is a
 //!   sawtooth; breaches of the RPO are computed exactly from it, not
 //!   sampled, and having no recovery point at all counts as a breach;
+//! - a policy the state first records (its first backup or drill run)
+//!   inside the period is judged from then (`tracked_since`): the slots
+//!   before it were not its to miss;
 //! - **drills** started in the period, with their verdicts and measured RTO
 //!   against the objective each drill recorded (the policy's when absent).
 
@@ -106,6 +109,15 @@ fn policy_report(
         rows.runs.iter().filter(|r| r.policy == name && r.kind == JobKind::Backup && r.started_at < end).collect();
     let all_drills: Vec<&DrillRow> = rows.drills.iter().filter(|d| d.policy == name && d.started_at < end).collect();
     let objectives = objectives(policy, &all_drills);
+    let first_seen = rows
+        .runs
+        .iter()
+        .filter(|r| r.policy == name)
+        .map(|r| r.started_at)
+        .chain(rows.drills.iter().filter(|d| d.policy == name).map(|d| d.started_at))
+        .min();
+    let tracked_since = first_seen.filter(|t| *t > since && *t < end);
+    let since = tracked_since.unwrap_or(since);
     let backups = backups(policy, &runs, since, end);
     let rpo = rpo(&runs, rows.recovery_points.get(name), objectives.rpo_s, since, end);
     let drills = drills(policy, &all_drills, objectives.rto_s, since);
@@ -121,6 +133,7 @@ fn policy_report(
         name: name.to_string(),
         description: policy.map(|p| p.description.clone()).unwrap_or_default(),
         in_policy_dir: policy.is_some(),
+        tracked_since,
         status: findings.iter().map(|f| f.severity).max().unwrap_or(Status::Green),
         findings,
         objectives,

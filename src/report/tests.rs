@@ -153,6 +153,27 @@ fn slots_not_yet_due_are_not_counted() {
     assert!(r.notices.iter().any(|n| n.contains("ends after the report was generated")), "{:?}", r.notices);
 }
 
+#[test]
+fn bug_a_policy_created_mid_period_was_charged_with_every_slot_before_it_existed() {
+    // First recorded on the 21st: the daily slots of the 1st to the 20th
+    // were not its to miss, and its recovery point age starts then.
+    let p = pol("web", "[schedule]\nbackup = \"0 3 * * *\"\n[objectives]\nrpo = \"26h\"");
+    let runs = (21..=30).map(|d| run("web", &format!("2026-03-{d:02}T03:00:00Z"), 5, Outcome::Success, None)).collect();
+    let r = build(&input(
+        vec![p],
+        Some(rows(runs, vec![])),
+        "2026-03-01T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+    ));
+    let web = only(&r, "web");
+    assert_eq!(web.tracked_since, Some(t("2026-03-21T03:00:00Z")));
+    assert_eq!((web.backups.scheduled, web.backups.slots_covered), (Some(10), Some(10)));
+    // Only while the very first backup ran was there nothing to restore.
+    let breaches: Vec<_> = web.rpo.breaches.iter().map(|b| (b.start, b.end)).collect();
+    assert_eq!(breaches, [(t("2026-03-21T03:00:00Z"), t("2026-03-21T03:05:00Z"))]);
+}
+
 /// A successful backup of `web` from 02:00 to 02:10 on a day of March 2026.
 pub(super) fn daily(day: u32) -> RunRow {
     run("web", &format!("2026-03-{day:02}T02:00:00Z"), 10, Outcome::Success, None)
@@ -215,12 +236,13 @@ fn a_recorded_recovery_point_without_a_run_ends_a_breach() {
     s.recovery_points.insert("web".into(), rp);
     let r = build(&input(vec![p], Some(s), "2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z", "2026-03-05T00:00:00Z"));
     let rpo = only(&r, "web").rpo;
-    // No recovery point until Mar 1 02:10; then Mar 1 02:00 + 24 h until the manual snapshot.
+    // First recorded at Mar 1 02:00, no recovery point until 02:10; then
+    // Mar 1 02:00 + 24 h until the manual snapshot.
     let starts: Vec<_> = rpo.breaches.iter().map(|b| (b.start, b.end)).collect();
     assert_eq!(
         starts,
         vec![
-            (t("2026-03-01T00:00:00Z"), t("2026-03-01T02:10:00Z")),
+            (t("2026-03-01T02:00:00Z"), t("2026-03-01T02:10:00Z")),
             (t("2026-03-02T02:00:00Z"), t("2026-03-03T12:00:00Z"))
         ]
     );
@@ -228,7 +250,7 @@ fn a_recorded_recovery_point_without_a_run_ends_a_breach() {
 }
 
 #[test]
-fn no_recovery_point_is_red_and_a_breach_of_the_whole_period() {
+fn no_recovery_point_is_red_and_a_breach_from_the_first_run_on() {
     let p = pol("web", "[schedule]\nbackup = \"0 3 * * *\"\n[objectives]\nrpo = \"26h\"");
     let runs = vec![run("web", "2026-03-01T03:00:00Z", 1, Outcome::Failure, Some("2026-03-01T03:00:00Z"))];
     let r = build(&input(
@@ -240,7 +262,7 @@ fn no_recovery_point_is_red_and_a_breach_of_the_whole_period() {
     ));
     let web = only(&r, "web");
     assert_eq!(web.rpo.age_at_end_s, None);
-    assert_eq!(web.rpo.breached_s, 2.0 * 86400.0);
+    assert_eq!(web.rpo.breached_s, 2.0 * 86400.0 - 3.0 * 3600.0, "first recorded at 03:00");
     assert_eq!(web.status, Status::Red);
     let m = messages(&web);
     assert!(m.contains(&"red: none of the 2 scheduled backups succeeded".to_string()), "{m:?}");

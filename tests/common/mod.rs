@@ -40,6 +40,8 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
         c.env("CAIRN_REPO", &self.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
+            // Runs recorded by `backup --policy` or `drill` stay in the test's directory.
+            .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND")
             .stdin(std::process::Stdio::null());
