@@ -120,7 +120,9 @@ fn a_full_drill_passes_restores_verifies_cleans_up_and_writes_three_reports() {
     assert_eq!(row.files_checked, 7);
     assert_eq!(row.report_dir.as_deref(), Some(dir.to_str().unwrap()));
     assert_eq!(row.rto_objective_s, Some(3600.0));
-    let runs = st.runs(Some("web"), None, None).unwrap();
+    // The policy's backup is recorded too (backup --policy); one drill run.
+    let runs: Vec<_> =
+        st.runs(Some("web"), None, None).unwrap().into_iter().filter(|r| r.kind == JobKind::Drill).collect();
     assert_eq!(runs.len(), 1);
     assert_eq!((runs[0].kind, runs[0].trigger, runs[0].outcome), (JobKind::Drill, Trigger::Command, Outcome::Success));
     assert_eq!(row.run_id, Some(runs[0].id));
@@ -148,7 +150,9 @@ fn a_damaged_pack_fails_integrity_with_exit_5_naming_the_files_and_still_cleans_
     assert_eq!(row.mismatches, affected.len() as u64);
     assert!(row.reasons[0].contains(affected.iter().next().unwrap().as_str()), "{:?}", row.reasons);
     let runs = f.state().runs(Some("web"), None, None).unwrap();
-    assert_eq!(runs[0].outcome, Outcome::Failure);
+    let drill_runs: Vec<_> = runs.iter().filter(|r| r.kind == JobKind::Drill).collect();
+    assert_eq!(drill_runs.len(), 1);
+    assert_eq!(drill_runs[0].outcome, Outcome::Failure);
 }
 
 #[test]
