@@ -70,6 +70,24 @@ pub fn cron_of(p: &Policy, kind: JobKind) -> Option<&CronExpr> {
     }
 }
 
+/// The first slot whose due time (slot + jitter) is after `now`: a slot
+/// that has passed but whose jittered start is still ahead is kept, so a
+/// restart or reload between the two does not drop that run.
+pub fn first_due_after(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let jitter = chrono::Duration::from_std(p.schedule.jitter.to_std()).unwrap_or_default();
+    let mut after = now - jitter - chrono::Duration::milliseconds(1);
+    // Slots in the jitter window whose own delay already passed are skipped;
+    // a jitter far longer than the interval is bounded here.
+    for _ in 0..10_000 {
+        let (slot, due) = next_slot(p, kind, after)?;
+        if due > now {
+            return Some((slot, due));
+        }
+        after = slot;
+    }
+    next_slot(p, kind, now)
+}
+
 /// The first slot strictly after `after`, and its due time (with jitter).
 pub fn next_slot(p: &Policy, kind: JobKind, after: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let cron = cron_of(p, kind)?;
@@ -129,29 +147,38 @@ impl Engine {
     /// are computed from `now`; slots missed while the daemon was down are
     /// queued once (see the module doc). Jobs of policies that are gone
     /// stay running but are not queued any more.
-    pub fn load(&mut self, policies: Vec<Policy>, state: &State, now: DateTime<Utc>) -> Result<()> {
+    pub fn load(&mut self, policies: Vec<Policy>, state: &State, now: DateTime<Utc>) {
         let first_load = self.policies.is_empty() && self.schedules.is_empty();
-        self.policies = policies.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
-        self.queue.retain(|q| self.policies.contains_key(&q.policy));
-        for name in state.known_policies()? {
+        let new: BTreeMap<String, Arc<Policy>> = policies.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
+        // Policies removed since the last load show no next run any more.
+        for gone in self.policies.keys().filter(|n| !new.contains_key(*n)) {
             for kind in JobKind::ALL {
-                let scheduled = self.policies.get(&name).is_some_and(|p| cron_of(p, kind).is_some());
-                if !scheduled {
-                    state.clear_next_due(&name, kind)?;
-                }
+                persist("a removed policy", state.clear_next_due(gone, kind));
             }
         }
+        self.policies = new;
+        self.queue.retain(|q| self.policies.contains_key(&q.policy));
         let mut schedules = BTreeMap::new();
         let policies: Vec<Arc<Policy>> = self.policies.values().cloned().collect();
         for p in &policies {
             let name = &p.name;
             for kind in JobKind::ALL {
-                let Some((slot, due)) = next_slot(p, kind, now) else { continue };
+                let Some((slot, due)) = first_due_after(p, kind, now) else {
+                    // Loaded without this schedule: it shows no next run.
+                    persist("a removed schedule", state.clear_next_due(name, kind));
+                    continue;
+                };
                 let key = (name.clone(), kind);
                 // On start-up the remembered due time tells what was missed;
                 // on reload the engine's own schedule does (tick queues it).
                 let remembered = if first_load {
-                    state.next_due(name, kind)?.map(|(slot, due)| Due { slot, due })
+                    state
+                        .next_due(name, kind)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(policy = %name, error = %e, "cannot read the remembered due time");
+                            None
+                        })
+                        .map(|(slot, due)| Due { slot, due })
                 } else {
                     self.schedules.get(&key).copied()
                 };
@@ -161,12 +188,20 @@ impl Engine {
                         self.enqueue(name, kind, trigger, Some(missed.slot), 1, now);
                     }
                 }
-                state.set_next_due(name, kind, slot, due)?;
+                persist("a next due time", state.set_next_due(name, kind, slot, due));
                 schedules.insert(key, Due { slot, due });
             }
         }
         self.schedules = schedules;
-        Ok(())
+    }
+
+    /// Queues a run again at start-up: one the previous daemon started but
+    /// never finished (it was killed, or its grace period ran out).
+    pub fn rerun_interrupted(&mut self, policy: &str, kind: JobKind, slot: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        let catch_up = self.policies.get(policy).is_some_and(|p| p.schedule.catch_up);
+        if catch_up && !self.is_queued(policy, kind) {
+            self.enqueue(policy, kind, Trigger::CatchUp, slot, 1, now);
+        }
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
@@ -204,7 +239,7 @@ impl Engine {
 
     /// Queues what came due, and returns the jobs to start now (they count
     /// as running from here on).
-    pub fn tick(&mut self, state: &State, now: DateTime<Utc>) -> Result<Vec<JobSpec>> {
+    pub fn tick(&mut self, state: &State, now: DateTime<Utc>) -> Vec<JobSpec> {
         let due: Vec<(String, JobKind, Due)> = self
             .schedules
             .iter()
@@ -219,19 +254,20 @@ impl Engine {
                 self.enqueue(&name, kind, Trigger::Schedule, Some(d.slot), 1, now);
             }
             let p = &self.policies[&name];
-            match next_slot(p, kind, now.max(d.slot)) {
+            let next = first_due_after(p, kind, now).filter(|(slot, _)| *slot > d.slot);
+            match next.or_else(|| next_slot(p, kind, now.max(d.slot))) {
                 Some((slot, due)) => {
-                    state.set_next_due(&name, kind, slot, due)?;
+                    persist("a next due time", state.set_next_due(&name, kind, slot, due));
                     self.schedules.insert((name, kind), Due { slot, due });
                 }
                 None => {
-                    state.clear_next_due(&name, kind)?;
+                    persist("a finished schedule", state.clear_next_due(&name, kind));
                     self.schedules.remove(&(name, kind));
                 }
             }
         }
         if self.stopping {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let mut starts = Vec::new();
         let mut i = 0;
@@ -254,7 +290,7 @@ impl Engine {
             self.running.insert(q.policy.clone(), (q.kind, repo.clone()));
             starts.push(JobSpec { policy, kind: q.kind, trigger: q.trigger, slot: q.slot, attempt: q.attempt });
         }
-        Ok(starts)
+        starts
     }
 
     /// Records the end of a job; queues a retry of a failed backup.
@@ -272,12 +308,16 @@ impl Engine {
         Some(at)
     }
 
-    /// When the loop must look again: the earliest due time or queued
-    /// job's start. `None` when nothing is scheduled or waiting.
-    pub fn next_wakeup(&self) -> Option<DateTime<Utc>> {
+    /// When the loop must look again: the earliest due time or delayed
+    /// queued job (a retry). A job that waits only for a lock or a limit
+    /// does not count: the end of the job it waits for wakes the loop, and
+    /// counting it would spin the loop while it waits. `None` when nothing
+    /// is scheduled or delayed.
+    pub fn next_wakeup(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let dues = self.schedules.values().map(|d| d.due);
-        let queued = if self.stopping { None } else { self.queue.iter().map(|q| q.not_before).min() };
-        dues.chain(queued).min()
+        let delayed = self.queue.iter().map(|q| q.not_before).filter(|t| *t > now);
+        let delayed = if self.stopping { None } else { delayed.min() };
+        dues.chain(delayed).min()
     }
 
     /// Stops starting jobs; returns how many still run.
@@ -293,6 +333,15 @@ impl Engine {
     /// The (policy, kind) pairs waiting to start.
     pub fn queued(&self) -> Vec<(String, JobKind, Trigger)> {
         self.queue.iter().map(|q| (q.policy.clone(), q.kind, q.trigger)).collect()
+    }
+}
+
+/// Runs a state write; a failure is logged, never the scheduler's end (a
+/// full disk must not stop the jobs that run, and the write is redone at
+/// the next change).
+fn persist(what: &str, r: Result<()>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "the state database could not record {what}");
     }
 }
 

@@ -114,12 +114,15 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
     let _lock = lock_state_dir(&state)?;
     let started = Utc::now();
     let closed = state.close_orphaned_runs(started)?;
-    if closed > 0 {
-        tracing::warn!(runs = closed, "runs left unfinished by a previous daemon are marked interrupted");
-    }
     let (policies, diags) = load_policies(&opts.policies_dir);
     let mut engine = Engine::new(opts.limits);
-    engine.load(policies.clone(), &state, started)?;
+    engine.load(policies.clone(), &state, started);
+    for r in &closed {
+        tracing::warn!(policy = %r.policy, kind = %r.kind, started = %r.started_at, "a run left unfinished by a previous daemon is marked interrupted; it runs again now");
+        if r.trigger != crate::state::Trigger::Command {
+            engine.rerun_interrupted(&r.policy, r.kind, r.scheduled_at, started);
+        }
+    }
     let current: Current = Arc::new(RwLock::new((policies, diags)));
     if let Some(open) = open {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
@@ -152,16 +155,24 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
     let mut stop_deadline: Option<Instant> = None;
     tracing::info!(pid = std::process::id(), state = %opts.state_dir.display(), "cairn daemon started");
 
+    let mut last_sweep = Instant::now();
     loop {
         let now = Utc::now();
         heartbeat.store(now.timestamp(), Ordering::Relaxed);
-        for job in engine.tick(&state, now)? {
+        for job in engine.tick(&state, now) {
             start_job(job, &state, &executor, &events, &notifier);
+        }
+        if last_sweep.elapsed() >= MAX_SLEEP {
+            // Runs of other processes (a killed `cairn drill`) that died.
+            last_sweep = Instant::now();
+            if let Err(e) = state.close_dead_runs(now) {
+                tracing::error!(error = %e, "cannot check the state for dead runs");
+            }
         }
         if stop_deadline.is_some() && engine.running_count() == 0 {
             break;
         }
-        let mut sleep = engine.next_wakeup().map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or(Duration::ZERO));
+        let mut sleep = engine.next_wakeup(now).map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or(Duration::ZERO));
         sleep = sleep.min(MAX_SLEEP);
         if let Some(d) = stop_deadline {
             let left = d.saturating_duration_since(Instant::now());
@@ -180,8 +191,9 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
             Some(ev) = inbox.recv() => match ev {
                 Event::Finished(f) => job_finished(*f, &mut engine, &notifier),
                 Event::Reload => {
-                    let (policies, diags) = load_policies(&opts.policies_dir);
-                    engine.load(policies.clone(), &state, Utc::now())?;
+                    let (mut policies, diags) = load_policies(&opts.policies_dir);
+                    keep_last_valid(&mut policies, &diags, engine.policies());
+                    engine.load(policies.clone(), &state, Utc::now());
                     *current.write().unwrap_or_else(|p| p.into_inner()) = (policies, diags);
                 }
                 Event::Stop(signal) => {
@@ -205,11 +217,24 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
             }
         }
     }
-    let interrupted = state.close_orphaned_runs(Utc::now())?;
+    let interrupted = state.close_orphaned_runs(Utc::now())?.len();
     state.set_daemon_value("pid", None)?;
     state.set_daemon_value("listen", None)?;
     tracing::info!(interrupted, "cairn daemon stopped");
     Ok(())
+}
+
+/// On reload, a policy whose file became invalid keeps running as it was
+/// (its schedule, alerts and status must not vanish over a typo); the
+/// problem is logged and listed by `cairn status` until it is fixed.
+fn keep_last_valid<'a>(policies: &mut Vec<Policy>, diags: &[Diagnostic], old: impl Iterator<Item = &'a Arc<Policy>>) {
+    for p in old {
+        let file_invalid = diags.iter().any(|d| d.file == p.file);
+        if file_invalid && !policies.iter().any(|n| n.name == p.name) {
+            tracing::warn!(policy = %p.name, file = %p.file.display(), "the policy file is invalid now: keeping its last valid version");
+            policies.push((**p).clone());
+        }
+    }
 }
 
 fn api(
@@ -336,4 +361,28 @@ fn job_finished(f: Finished, engine: &mut Engine, notifier: &Notifier) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_whose_file_turned_invalid_keeps_running_as_it_was() {
+        let mut web = crate::policy::for_tests("web", "/r", "[schedule]\nbackup = \"@daily\"\n");
+        web.file = PathBuf::from("/etc/cairn/policies/web.toml");
+        let mut gone = crate::policy::for_tests("gone", "/g", "");
+        gone.file = PathBuf::from("/etc/cairn/policies/gone.toml");
+        let old = [Arc::new(web.clone()), Arc::new(gone)];
+        let typo = Diagnostic {
+            file: web.file.clone(),
+            line: 3,
+            column: 1,
+            field: "schedule.backup".into(),
+            message: "bad".into(),
+        };
+        let mut now_valid = Vec::new();
+        keep_last_valid(&mut now_valid, &[typo], old.iter());
+        assert_eq!(now_valid, [web], "web is kept; gone.toml was deleted, not broken, so gone goes");
+    }
 }

@@ -170,12 +170,25 @@ impl State {
     }
 
     /// Marks as `interrupted` the runs still `running` whose process is
-    /// gone (a daemon or command that was killed); returns how many.
-    pub fn close_orphaned_runs(&self, now: DateTime<Utc>) -> Result<usize> {
+    /// gone (a daemon or command that was killed), and this process's own
+    /// (a daemon starting or stopping has none running); returns them.
+    pub fn close_orphaned_runs(&self, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        self.close_runs(now, true)
+    }
+
+    /// Marks as `interrupted` the runs of other processes that are gone,
+    /// leaving this process's own alone (the daemon, while it runs).
+    pub fn close_dead_runs(&self, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        self.close_runs(now, false)
+    }
+
+    fn close_runs(&self, now: DateTime<Utc>, own_too: bool) -> Result<Vec<RunRow>> {
         let running = self.runs_where("outcome = 'running'", &[])?;
-        let mut n = 0;
+        let mut closed = Vec::new();
         for r in running {
-            if r.pid.is_some_and(process_alive) && r.pid != Some(std::process::id()) {
+            let own = r.pid == Some(std::process::id());
+            let alive = r.pid.is_some_and(process_alive);
+            if (own && !own_too) || (alive && !own) {
                 continue;
             }
             self.finish_run(
@@ -187,9 +200,9 @@ impl State {
                     ..Default::default()
                 },
             )?;
-            n += 1;
+            closed.push(r);
         }
-        Ok(n)
+        Ok(closed)
     }
 
     /// Runs matching a condition on the `runs` table, oldest first.
@@ -269,13 +282,14 @@ impl State {
     }
 
     /// Records the newest recovery point of a policy (after a backup, or
-    /// when the daemon reads the repository).
+    /// when the daemon reads the repository); an older one than recorded
+    /// is ignored (a slow backup finishing after a newer one).
     pub fn set_recovery_point(&self, policy: &str, rp: &RecoveryPoint) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO recovery_points (policy, snapshot_id, time, tree, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (policy) DO UPDATE SET snapshot_id = excluded.snapshot_id, time = excluded.time,
-                 tree = excluded.tree, updated_at = excluded.updated_at",
+                 tree = excluded.tree, updated_at = excluded.updated_at WHERE excluded.time >= recovery_points.time",
                 params![policy, rp.snapshot_id, ts(rp.time), rp.tree, ts(Utc::now())],
             )?;
             Ok(())

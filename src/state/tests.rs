@@ -110,7 +110,7 @@ fn runs_left_running_by_a_dead_process_become_interrupted() {
     // A pid that cannot exist (above pid_max).
     s.with(|c| c.execute("UPDATE runs SET pid = 4194305 WHERE id = ?1", [id])).unwrap();
     let ours = s.start_run(&new_run("db", JobKind::Backup, t(1, 0))).unwrap();
-    assert_eq!(s.close_orphaned_runs(t(2, 0)).unwrap(), 2, "ours too: a restarted daemon reuses no run");
+    assert_eq!(s.close_orphaned_runs(t(2, 0)).unwrap().len(), 2, "ours too: a restarted daemon reuses no run");
     let runs = s.runs(None, None, None).unwrap();
     assert!(runs.iter().all(|r| r.outcome == Outcome::Interrupted && r.ended_at == Some(t(2, 0))), "{runs:?}");
     assert!(runs.iter().any(|r| r.id == ours));
@@ -145,4 +145,29 @@ fn a_database_from_a_newer_cairn_is_refused_not_misread() {
     drop(c);
     let e = State::open(dir.path()).unwrap_err().to_string();
     assert!(e.contains("state.db") && e.contains("schema version 99"), "{e}");
+}
+
+#[test]
+fn the_running_daemon_sweeps_dead_runs_but_never_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = State::open(dir.path()).unwrap();
+    let dead = s.start_run(&new_run("web", JobKind::Drill, t(1, 0))).unwrap();
+    s.with(|c| c.execute("UPDATE runs SET pid = 4194305 WHERE id = ?1", [dead])).unwrap();
+    let ours = s.start_run(&new_run("db", JobKind::Backup, t(1, 0))).unwrap();
+    let closed: Vec<i64> = s.close_dead_runs(t(2, 0)).unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(closed, [dead]);
+    assert_eq!(s.running().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [ours]);
+}
+
+#[test]
+fn a_recovery_point_never_moves_back_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = State::open(dir.path()).unwrap();
+    let rp = |id: &str, at| RecoveryPoint { snapshot_id: id.into(), time: at, tree: "t".into() };
+    s.set_recovery_point("web", &rp("new", t(5, 0))).unwrap();
+    // A slow backup that started earlier finishes later.
+    s.set_recovery_point("web", &rp("old", t(4, 0))).unwrap();
+    assert_eq!(s.recovery_point("web").unwrap().unwrap().snapshot_id, "new");
+    s.set_recovery_point("web", &rp("newer", t(6, 0))).unwrap();
+    assert_eq!(s.recovery_point("web").unwrap().unwrap().snapshot_id, "newer");
 }
