@@ -49,20 +49,24 @@ fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ago", short_duration((now - t).num_seconds() as f64))
 }
 
+/// The worst news first; a running job is added to it, never hides it.
 fn health(p: &PolicyStatus) -> Cell {
-    if !p.running.is_empty() && !p.failing && p.rpo.state != RpoState::Breached {
-        return Cell("RUNNING".into(), Tone::Info);
-    }
-    if p.failing {
-        return Cell("FAILING".into(), Tone::Bad);
-    }
-    match (p.rpo.state, p.drill.state) {
-        (RpoState::Breached, _) => Cell("RPO BREACHED".into(), Tone::Bad),
-        (_, DrillState::Fail) => Cell("DRILL FAILED".into(), Tone::Bad),
-        (RpoState::AtRisk, _) => Cell("AT RISK".into(), Tone::Warn),
-        (RpoState::NoBackup, _) => Cell("NO BACKUP".into(), Tone::Warn),
-        _ if !p.configured => Cell("UNCONFIGURED".into(), Tone::Warn),
-        _ => Cell("OK".into(), Tone::Good),
+    let (text, tone) = if p.failing {
+        ("FAILING", Tone::Bad)
+    } else {
+        match (p.rpo.state, p.drill.state) {
+            (RpoState::Breached, _) => ("RPO BREACHED", Tone::Bad),
+            (_, DrillState::Fail) => ("DRILL FAILED", Tone::Bad),
+            (RpoState::AtRisk, _) => ("AT RISK", Tone::Warn),
+            (RpoState::NoBackup, _) => ("NO BACKUP", Tone::Warn),
+            _ if !p.configured => ("UNCONFIGURED", Tone::Warn),
+            _ => ("OK", Tone::Good),
+        }
+    };
+    match (p.running.first(), tone) {
+        (Some(r), Tone::Good) => Cell(format!("RUNNING {}", r.kind), Tone::Info),
+        (Some(r), _) => Cell(format!("{text} · running {}", r.kind), tone),
+        (None, _) => Cell(text.into(), tone),
     }
 }
 
@@ -259,7 +263,7 @@ mod tests {
         assert_eq!(db.attention(), ["prune failed: disk full"]);
         assert_eq!(web.attention(), ["never drilled"]);
         let screen = render(&r, false, false);
-        assert!(screen.contains("FAILING") && screen.contains("never drilled"), "{screen}");
+        assert!(screen.contains("FAILING · running backup") && screen.contains("never drilled"), "{screen}");
         assert!(screen.contains("Running now:") && screen.contains("3/4 files, 512 B/1.0 KiB (50%)"), "{screen}");
         assert!(
             screen.contains("prune 2h 0m ago") && !screen.contains('\x1b'),

@@ -7,9 +7,11 @@
 //! - `cairn_job_last_success_timestamp_seconds`, `cairn_job_last_duration_seconds`,
 //!   `cairn_job_last_bytes`: of the newest successful run;
 //! - `cairn_job_runs_total{outcome}` and `cairn_job_failures_total`;
-//! - `cairn_job_running`, `cairn_job_next_run_timestamp_seconds`;
+//! - `cairn_job_running`, `cairn_job_next_run_timestamp_seconds`,
+//!   `cairn_job_interval_seconds` (between two slots);
+//! - a scheduled job that never succeeded has a last success of 0;
 //! - `cairn_recovery_point_age_seconds`, `cairn_rpo_objective_seconds`,
-//!   `cairn_rpo_breached` (per policy);
+//!   `cairn_rpo_breached` (per policy; 1 too when there is no backup at all);
 //! - `cairn_drill_last_success` (1 pass, 0 fail), `cairn_drill_last_timestamp_seconds`,
 //!   `cairn_drill_rto_measured_seconds`, `cairn_drill_rto_objective_seconds`,
 //!   `cairn_drill_needs_verification` (per policy);
@@ -61,6 +63,7 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
     let failures = counter(&mut reg, "cairn_job_failures", "Runs that failed or were interrupted");
     let running = gauge(&mut reg, "cairn_job_running", "Whether a job of this kind runs now");
     let next = gauge(&mut reg, "cairn_job_next_run_timestamp_seconds", "When the next scheduled run is due");
+    let interval = gauge(&mut reg, "cairn_job_interval_seconds", "Time between two slots of the job's schedule");
     let rp_age = gauge(&mut reg, "cairn_recovery_point_age_seconds", "Age of the newest recovery point");
     let rpo = gauge(&mut reg, "cairn_rpo_objective_seconds", "The policy's recovery point objective");
     let rpo_breached = gauge(&mut reg, "cairn_rpo_breached", "1 when the newest recovery point is older than the RPO");
@@ -106,14 +109,22 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
             running.get_or_create(&labels(&[("policy", name), ("kind", r.kind.as_str())])).set(1.0);
         }
         for n in &p.next {
-            next.get_or_create(&labels(&[("policy", name), ("kind", n.kind.as_str())])).set(secs(n.due));
+            let l = labels(&[("policy", name), ("kind", n.kind.as_str())]);
+            next.get_or_create(&l).set(secs(n.due));
+            if let Some(i) = n.interval_s {
+                interval.get_or_create(&l).set(i);
+            }
+            // A scheduled job that never succeeded: 0, so that "no success
+            // for too long" alerts fire for it too.
+            let _ = last_success.get_or_create(&l);
         }
         if let Some(a) = p.rpo.age_s {
             rp_age.get_or_create(&pl).set(a);
         }
         if let Some(o) = p.rpo.objective_s {
             rpo.get_or_create(&pl).set(o);
-            rpo_breached.get_or_create(&pl).set(f64::from(u8::from(p.rpo.state == RpoState::Breached)));
+            let breached = matches!(p.rpo.state, RpoState::Breached | RpoState::NoBackup);
+            rpo_breached.get_or_create(&pl).set(f64::from(u8::from(breached)));
         }
         if let Some(d) = &p.drill.last {
             drill_ok.get_or_create(&pl).set(f64::from(u8::from(d.passed())));

@@ -58,6 +58,14 @@ pub struct Drill {
 pub struct NextRun {
     pub kind: JobKind,
     pub due: DateTime<Utc>,
+    /// The time between two slots of this schedule (for "late" alerts).
+    pub interval_s: Option<f64>,
+}
+
+fn interval_s(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<f64> {
+    let (a, _) = super::engine::next_slot(p, kind, now)?;
+    let (b, _) = super::engine::next_slot(p, kind, a)?;
+    Some((b - a).num_milliseconds() as f64 / 1000.0)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,9 +196,9 @@ fn policy_status(
                 &mut newest,
                 s.last_run(name, kind, &[Outcome::Success, Outcome::Failure, Outcome::Interrupted])?,
             );
-            if policy.is_some() {
+            if let Some(p) = policy {
                 if let Some((_, due)) = s.next_due(name, kind)? {
-                    next.push(NextRun { kind, due });
+                    next.push(NextRun { kind, due, interval_s: interval_s(p, kind, now) });
                 }
             }
         }
@@ -204,7 +212,7 @@ fn policy_status(
         for kind in JobKind::ALL {
             if !next.iter().any(|n| n.kind == kind) {
                 if let Some((_, due)) = super::engine::next_slot(p, kind, now) {
-                    next.push(NextRun { kind, due });
+                    next.push(NextRun { kind, due, interval_s: interval_s(p, kind, now) });
                 }
             }
         }
@@ -221,9 +229,10 @@ fn policy_status(
         _ => RpoState::Ok,
     };
     let (last, pass) = drills;
+    // A failed drill is the worse news, whatever changed since.
     let drill_state = match (&last, changed) {
-        (_, Some(true)) => DrillState::NeedsVerification,
         (Some(d), _) if !d.passed() => DrillState::Fail,
+        (_, Some(true)) => DrillState::NeedsVerification,
         (Some(_), _) => DrillState::Pass,
         (None, _) if policy.is_some_and(|p| p.drill.is_none()) => DrillState::NotConfigured,
         (None, _) => DrillState::Never,
@@ -296,5 +305,43 @@ mod tests {
             ]
         );
         assert_eq!(r.policies[3].rpo.age_s, Some(11.0 * 3600.0));
+    }
+
+    #[test]
+    fn bug_a_failed_drill_of_changed_content_showed_as_needs_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ps = vec![policy("web", "[drill]\nschedule = \"@weekly\"\n")];
+        let drill = |id: &str, h: i64, verdict: &str, tree: &str| DrillRow {
+            drill_id: id.into(),
+            policy: "web".into(),
+            run_id: None,
+            started_by: "schedule".into(),
+            started_at: now() - Duration::hours(h),
+            ended_at: now() - Duration::hours(h),
+            snapshot_id: None,
+            snapshot_time: None,
+            tree: Some(tree.into()),
+            verdict: verdict.into(),
+            failure_kind: None,
+            reasons: vec![],
+            rto_objective_s: None,
+            rto_measured_s: None,
+            rpo_objective_s: None,
+            rpo_achieved_s: None,
+            files_checked: 0,
+            bytes_checked: 0,
+            mismatches: 0,
+            report_dir: None,
+            evidence_hash: None,
+        };
+        // Monday passes on tree A; the content changes to B; Wednesday's drill of B fails.
+        state.record_drill(&drill("mon", 48, "pass", "A")).unwrap();
+        let r = RecoveryPoint { snapshot_id: "s".into(), time: now() - Duration::hours(30), tree: "B".into() };
+        state.set_recovery_point("web", &r).unwrap();
+        state.record_drill(&drill("wed", 1, "fail", "B")).unwrap();
+        let s = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
+        assert_eq!(s.policies[0].drill.state, DrillState::Fail);
+        assert!(s.policies[0].attention().contains(&"last drill failed".to_string()));
     }
 }
