@@ -223,6 +223,8 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         "cairn_job_last_duration_seconds{policy=\"web\",kind=\"backup\"}",
         "cairn_job_last_bytes{policy=\"web\",kind=\"backup\"} 5",
         "cairn_job_failures_total{policy=\"broken\",kind=\"backup\"}",
+        "cairn_job_last_success_timestamp_seconds{policy=\"broken\",kind=\"backup\"} 0",
+        "cairn_job_interval_seconds{policy=\"web\",kind=\"backup\"} 3",
         "cairn_recovery_point_age_seconds{policy=\"web\"}",
         "cairn_rpo_objective_seconds{policy=\"web\"} 3600",
         "cairn_policies{state=\"invalid\"} 1",
