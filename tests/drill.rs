@@ -309,6 +309,10 @@ fn an_error_still_leaves_a_report_a_record_and_no_scratch() {
     assert!(f.state.join("reports").join(r["drill_id"].as_str().unwrap()).join("report.html").exists());
     let row = &f.state().drills(Some("web"), None, None).unwrap()[0];
     assert_eq!(row.failure_kind.as_deref(), Some("error"));
+    assert_eq!(row.rto_measured_s, None, "a drill that never restored measured no RTO");
+    // The failure is evidence too: signed into the chain.
+    assert_eq!(r["evidence"]["status"], "signed", "{}", r["evidence"]);
+    assert_eq!(row.evidence_hash.as_deref(), r["evidence"]["hash"].as_str());
 }
 
 #[test]

@@ -232,7 +232,8 @@ fn drill_row(r: &DrillReport, run_id: i64, report_dir: Option<String>) -> DrillR
         failure_kind: v.failure_kind.map(|k| k.as_str().to_string()),
         reasons: v.reasons(),
         rto_objective_s: r.rto.objective_s,
-        rto_measured_s: Some(r.rto.measured_s),
+        // A drill that failed with an error restored nothing to time.
+        rto_measured_s: (v.failure_kind != Some(FailureKind::Error)).then_some(r.rto.measured_s),
         rpo_objective_s: r.rpo.objective_s,
         rpo_achieved_s: r.rpo.achieved_s,
         files_checked: r.integrity.files_checked,
@@ -256,17 +257,22 @@ pub(super) fn finish(d: Drill<'_>, repo: Option<&Repository>) -> Result<DrillOut
     if let Err(e) = &written {
         error = Some(format!("writing the drill reports: {e}"));
     }
-    let finished = d.state.finish_run(
-        d.run_id,
-        &RunFinish {
-            ended_at: Utc::now(),
-            outcome: if r.verdict.passed() && written.is_ok() { Outcome::Success } else { Outcome::Failure },
-            snapshot_id: row.snapshot_id.clone(),
-            bytes: Some(r.scope.bytes),
-            error,
-            duration_s: Some(d.clock.elapsed().as_secs_f64()),
-        },
-    );
+    // A run the caller recorded (the daemon's) is finished by the caller.
+    let finished = if d.opts.run_id.is_some() {
+        Ok(())
+    } else {
+        d.state.finish_run(
+            d.run_id,
+            &RunFinish {
+                ended_at: Utc::now(),
+                outcome: if r.verdict.passed() && written.is_ok() { Outcome::Success } else { Outcome::Failure },
+                snapshot_id: row.snapshot_id.clone(),
+                bytes: Some(r.scope.bytes),
+                error,
+                duration_s: Some(d.clock.elapsed().as_secs_f64()),
+            },
+        )
+    };
     let files = written?;
     recorded?;
     finished?;

@@ -136,12 +136,20 @@ impl Drill<'_> {
         self.repo_id = Some(repo.id().to_hex());
         let (policy, choice, seed, now) =
             (self.policy.name.clone(), self.settings.choice.clone(), self.seed, self.started_at);
-        let chosen =
-            self.phase("select", true, |_| select::choose(&repo.list_snapshots()?, &policy, &choice, seed, now))?;
+        // From here on, every exit returns the repository: a drill that
+        // fails to find or plan its recovery point is evidence too.
+        let Some(chosen) =
+            self.phase("select", true, |_| select::choose(&repo.list_snapshots()?, &policy, &choice, seed, now))
+        else {
+            return Some(repo);
+        };
         self.chosen = Some(chosen.clone());
         let tree = chosen.snapshot.tree;
-        let plan =
-            self.phase("plan", true, |_| restore::plan::plan(&repo, &index, &tree, &restore::Filter::new(&[], &[])?))?;
+        let Some(plan) =
+            self.phase("plan", true, |_| restore::plan::plan(&repo, &index, &tree, &restore::Filter::new(&[], &[])?))
+        else {
+            return Some(repo);
+        };
         let restored = self.restore(&repo, &index, &plan);
         if restored {
             let (files, sample) = verify::select_files(&plan, self.settings.verify, self.seed);
