@@ -365,3 +365,31 @@ fn no_report_ever_holds_the_repository_password() {
     }
     assert!(!text(&out.stderr).contains(PASSWORD) && !text(&out.stdout).contains(PASSWORD));
 }
+
+#[test]
+fn a_policy_that_backs_up_its_own_state_directory_drills_into_its_scratch_setting() {
+    // The source holds the state directory (think of a policy for `/var`):
+    // the default scratch `<state>/scratch` is inside it and refused.
+    let f = Fixture::new("");
+    let state_in_src = f.src.join("var-lib-cairn");
+    std::fs::create_dir_all(&state_in_src).unwrap();
+    f.backup(&[]);
+    let drill = || {
+        let policies = f.policies.to_str().unwrap();
+        let args =
+            ["drill", "--policy", "web", "--policies", policies, "--json", "--state", state_in_src.to_str().unwrap()];
+        f.env.command().args(args).env(PW_VAR, PASSWORD).output().unwrap()
+    };
+    let refused = drill();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("inside the policy's source path"), "{}", text(&refused.stderr));
+
+    let scratch = f.env.path("drill-scratch");
+    f.write_policy(&format!("[drill]\nschedule = \"@weekly\"\nscratch = \"{}\"\n", scratch.display()));
+    let out = drill();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = r["environment"]["target"].as_str().unwrap();
+    assert!(target.starts_with(scratch.to_str().unwrap()), "{target}");
+    assert!(!std::path::Path::new(target).exists(), "cleaned up");
+}

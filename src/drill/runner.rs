@@ -285,7 +285,12 @@ pub fn run(
         None => rand::random::<u64>() & super::MAX_SEED,
     };
     let drill_id = super::new_drill_id(&policy.name, started_at);
-    let scratch = scratch::prepare(opts.target.as_deref(), state.dir(), &drill_id, &source_paths(policy))?;
+    // The policy's scratch directory, else `<state>/scratch`.
+    let target = opts
+        .target
+        .clone()
+        .or_else(|| policy.drill.as_ref().and_then(|d| d.scratch.as_ref()).map(|s| s.join(&drill_id)));
+    let scratch = scratch::prepare(target.as_deref(), state.dir(), &drill_id, &source_paths(policy))?;
     let new_run = NewRun {
         policy: policy.name.clone(),
         kind: JobKind::Drill,

@@ -238,6 +238,11 @@ pub struct Drill {
     /// With `verify = "sample"`: the share of files checked, in percent.
     #[serde(default = "default_sample")]
     pub sample_percent: f64,
+    /// Where drills restore (each into a new directory below it); `None`:
+    /// `<state>/scratch`. Needed when a source path holds the state
+    /// directory (a policy backing up `/` or `/var`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
     /// A command run against the restored data (working directory: the
     /// restore target); the drill fails if it fails or times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

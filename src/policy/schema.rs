@@ -28,7 +28,8 @@ const RETENTION: &[&str] = &[
     "prune",
 ];
 const OBJECTIVES: &[&str] = &["rpo", "rto"];
-const DRILL: &[&str] = &["schedule", "recovery_point", "random_window", "verify", "sample_percent", "validate"];
+const DRILL: &[&str] =
+    &["schedule", "recovery_point", "random_window", "verify", "sample_percent", "validate", "scratch"];
 const HOOKS: &[&str] = &["before", "after", "on_failure"];
 const COMMAND: &[&str] = &["command", "timeout"];
 const NOTIFY: &[&str] = &["webhooks", "on_success", "ping"];
@@ -342,6 +343,12 @@ fn drill(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Drill> {
         verify: choice(cx, t, "verify", &[("full", VerifyMode::Full), ("sample", VerifyMode::Sample)]),
         sample_percent: cx.positive_number(t, "sample_percent", 100.0).unwrap_or_else(default_sample),
         validate: optional(cx, t, "validate", command),
+        scratch: cx.string(t, "scratch").map(|(v, at)| {
+            if let Some(msg) = absolute(&v) {
+                cx.error(at, t.field("scratch"), msg);
+            }
+            PathBuf::from(v)
+        }),
         schedule: schedule?,
     })
 }
