@@ -80,6 +80,12 @@ pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
     let v: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(mut record) = v else { return Err("not a JSON object".into()) };
     let signed = to_canonical(&Value::Object(record.clone())).map_err(|e| format!("no canonical form: {e}"))?;
+    // Records are written in canonical form; any other text could show a
+    // reader something the signature does not cover (a member repeated:
+    // JSON parsers disagree on which copy counts).
+    if text.strip_suffix(b"\n").unwrap_or(text) != signed.as_slice() {
+        return Err("not in canonical form (a member repeated, reordered or reformatted): it was altered".into());
+    }
     let sig = match record.remove(SIG) {
         Some(Value::String(s)) => s,
         Some(_) => return Err(format!("`{SIG}` is not a string")),
@@ -150,9 +156,23 @@ mod tests {
         let c = check(&bytes, &key.verifying_key()).unwrap();
         assert_eq!((c.seq, c.prev.as_deref(), c.kind.as_str()), (0, None, "backup"));
         assert_eq!(c.hash, blake3::hash(&bytes).to_hex().to_string());
-        // Whitespace and member order are not part of what is signed.
+        // A record is read as written: canonical bytes, one newline at most.
+        let with_newline = [&bytes[..], b"\n"].concat();
+        assert_eq!(check(&with_newline, &key.verifying_key()).unwrap().hash, c.hash);
         let pretty = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
-        assert_eq!(check(&pretty, &key.verifying_key()).unwrap().hash, c.hash);
+        assert!(check(&pretty, &key.verifying_key()).unwrap_err().contains("not in canonical form"));
+    }
+
+    #[test]
+    fn bug_a_repeated_member_showed_readers_a_forged_value_that_still_verified() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let bytes = signed(&key, 0, None);
+        let text = String::from_utf8(bytes).unwrap();
+        // serde_json keeps the last copy, a person or another parser the first.
+        let forged = text.replacen("\"payload\":", "\"payload\":{\"files\":999},\"payload\":", 1);
+        assert_ne!(forged, text);
+        let e = check(forged.as_bytes(), &key.verifying_key()).unwrap_err();
+        assert!(e.contains("not in canonical form"), "{e}");
     }
 
     #[test]

@@ -372,18 +372,20 @@ fn command(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<HookCommand> {
     Some(HookCommand { command: command?, timeout })
 }
 
+/// Webhook and ping URLs often carry a token in their path, and problems
+/// reach logs and `/status`: the value is never repeated.
+const URL_HINT: &str = "expected an http:// or https:// URL (the value is not repeated: it may hold a token)";
+
 fn http_url(u: &str) -> bool {
     u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).is_some_and(|h| !h.is_empty())
 }
 
 fn notify(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Notify {
     cx.known_keys(t, NOTIFY);
-    let webhooks = check_each(cx, t, "webhooks", |u| {
-        (!http_url(u)).then(|| format!("expected an http:// or https:// URL, found \"{u}\""))
-    });
+    let webhooks = check_each(cx, t, "webhooks", |u| (!http_url(u)).then(|| URL_HINT.to_string()));
     let ping = cx.string(t, "ping").map(|(u, at)| {
         if !http_url(&u) {
-            cx.error(at, t.field("ping"), format!("expected an http:// or https:// URL, found \"{u}\""));
+            cx.error(at, t.field("ping"), URL_HINT);
         }
         u
     });

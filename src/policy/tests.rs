@@ -295,7 +295,7 @@ fn drills_hooks_and_notify() {
             "p.toml:9:18: drill.sample_percent: expected a number above 0 and at most 100",
             "p.toml:10:1: hooks.after.command: missing: expected the command to run, e.g. command = \"...\" in [hooks.after]",
             "p.toml:11:12: hooks.after.timeout: expected a duration above zero",
-            "p.toml:13:14: notify.webhooks[0]: expected an http:// or https:// URL, found \"ftp://x\"",
+            "p.toml:13:14: notify.webhooks[0]: expected an http:// or https:// URL (the value is not repeated: it may hold a token)",
             "p.toml:13:24: notify.webhooks[1]: expected a string, found an integer",
         ]
     );
