@@ -235,6 +235,19 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
 
+    // A page in a browser cannot drive the API: no header, or a foreign Host, is refused.
+    let raw = |req: String| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp.split(' ').nth(1).unwrap().to_string()
+    };
+    let post = "POST /run-now?policy=web HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n";
+    assert_eq!(raw(format!("{post}Host: {addr}\r\n\r\n")), "403", "no X-Cairn-Request header");
+    assert_eq!(raw(format!("{post}Host: evil.example\r\nX-Cairn-Request: run-now\r\n\r\n")), "403");
+    assert_eq!(raw("GET /status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_string()), "403");
+
     // The daemon's backups leave signed evidence records in the repository.
     let exported = env.path("evidence");
     env.ok(&["evidence", "export", "--out", exported.to_str().unwrap()]);

@@ -167,7 +167,12 @@ fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let io = |e| Error::io(&what, e);
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).map_err(io)?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(30))).map_err(io)?;
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").map_err(io)?;
+    let header = crate::daemon::http::REQUEST_HEADER;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}: run-now\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(io)?;
     let code = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);

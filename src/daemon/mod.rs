@@ -61,6 +61,35 @@ pub struct DaemonOptions {
 /// (a suspended host, a corrected clock) is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// At exit, how long notifications still being delivered may take.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(15);
+
+/// Notifications in flight: each job's start ping (its end waits for it,
+/// so the pings arrive in order) and the deliveries to finish at exit.
+struct Outbox {
+    notifier: Option<Notifier>,
+    start_pings: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
+    pending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Outbox {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.pending.retain(|h| !h.is_finished());
+        self.pending.push(tokio::spawn(task));
+    }
+
+    /// Waits for the deliveries in flight, at most `limit`.
+    async fn flush(self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        for h in self.pending.into_iter().chain(self.start_pings.into_values()) {
+            if tokio::time::timeout_at(deadline, h).await.is_err() {
+                tracing::warn!("stopping before every notification was delivered");
+                return;
+            }
+        }
+    }
+}
+
 enum Event {
     Finished(Box<Finished>),
     Reload,
@@ -151,7 +180,7 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
 
     let (events, mut inbox) = mpsc::unbounded_channel::<Event>();
     spawn_signal_handlers(events.clone())?;
-    let notifier = Notifier::new().map_err(|e| Error::io("TLS root certificates", e))?;
+    let mut outbox = Outbox { notifier: Notifier::new(), start_pings: Default::default(), pending: Vec::new() };
     let mut stop_deadline: Option<Instant> = None;
     tracing::info!(pid = std::process::id(), state = %opts.state_dir.display(), "cairn daemon started");
 
@@ -160,7 +189,7 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
         let now = Utc::now();
         heartbeat.store(now.timestamp(), Ordering::Relaxed);
         for job in engine.tick(&state, now) {
-            start_job(job, &state, &executor, &events, &notifier);
+            start_job(job, &state, &executor, &events, &mut outbox);
         }
         if last_sweep.elapsed() >= MAX_SLEEP {
             // Runs of other processes (a killed `cairn drill`) that died.
@@ -189,7 +218,7 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             Some(ev) = inbox.recv() => match ev {
-                Event::Finished(f) => job_finished(*f, &mut engine, &notifier),
+                Event::Finished(f) => job_finished(*f, &mut engine, &mut outbox),
                 Event::Reload => {
                     let (mut policies, diags) = load_policies(&opts.policies_dir);
                     keep_last_valid(&mut policies, &diags, engine.policies());
@@ -218,6 +247,7 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
         }
     }
     let interrupted = state.close_orphaned_runs(Utc::now())?.len();
+    outbox.flush(NOTIFY_FLUSH).await;
     state.set_daemon_value("pid", None)?;
     state.set_daemon_value("listen", None)?;
     tracing::info!(interrupted, "cairn daemon stopped");
@@ -295,13 +325,13 @@ fn start_job(
     state: &Arc<State>,
     executor: &Arc<dyn Executor>,
     events: &mpsc::UnboundedSender<Event>,
-    notifier: &Notifier,
+    outbox: &mut Outbox,
 ) {
     let p = &job.policy;
     tracing::info!(policy = %p.name, kind = %job.kind, trigger = job.trigger.as_str(), attempt = job.attempt, "job started");
-    if let Some(url) = p.notify.ping.clone() {
-        let n = notifier.clone();
-        tokio::spawn(async move { n.ping(&url, Ping::Start, "").await });
+    if let (Some(url), Some(n)) = (p.notify.ping.clone(), outbox.notifier.clone()) {
+        let h = tokio::spawn(async move { n.ping(&url, Ping::Start, "").await });
+        outbox.start_pings.insert(p.name.clone(), h);
     }
     let (state, executor, events2) = (state.clone(), executor.clone(), events.clone());
     let thread_job = job.clone();
@@ -322,7 +352,7 @@ fn failed(job: JobSpec, msg: &str) -> Finished {
     Finished { job, run_id: 0, started_at: now, ended_at: now, result: JobResult::failed(msg) }
 }
 
-fn job_finished(f: Finished, engine: &mut Engine, notifier: &Notifier) {
+fn job_finished(f: Finished, engine: &mut Engine, outbox: &mut Outbox) {
     let retry_at = engine.finished(&f.job, f.result.ok, Utc::now());
     let p = f.job.policy.clone();
     let duration_s = (f.ended_at - f.started_at).num_milliseconds() as f64 / 1000.0;
@@ -349,8 +379,12 @@ fn job_finished(f: Finished, engine: &mut Engine, notifier: &Notifier) {
         error: f.result.error.clone(),
         retry_at,
     };
-    let n = notifier.clone();
-    tokio::spawn(async move {
+    let start_ping = outbox.start_pings.remove(&p.name);
+    let Some(n) = outbox.notifier.clone() else { return };
+    outbox.spawn(async move {
+        if let Some(h) = start_ping {
+            let _ = h.await;
+        }
         if event.error.is_some() || p.notify.on_success {
             n.send_event(&p.notify.webhooks, &event).await;
         }
