@@ -43,6 +43,17 @@ fn two_generations(env: &Env) -> (PathBuf, String, String) {
     (src, s1, s2)
 }
 
+/// Replaces a few files, backs up, and forgets the oldest snapshot: data
+/// only that snapshot used becomes garbage for the next prune.
+fn new_garbage(env: &Env, src: &Path, round: u64) {
+    for k in 0..3 {
+        std::fs::write(src.join(format!("f{}", 6 + k)), random_bytes(300_000, 1000 + round * 10 + k)).unwrap();
+    }
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    forget(env, snaps[0]["id"].as_str().unwrap());
+}
+
 fn forget(env: &Env, id: &str) {
     std::fs::remove_file(env.repo.join("snapshots").join(id)).unwrap();
 }
@@ -167,38 +178,49 @@ fn sigkill_during_prune_leaves_every_remaining_snapshot_restorable() {
     for i in 6..12 {
         std::fs::write(src.join(format!("f{i}")), random_bytes(300_000, 200 + i)).unwrap();
     }
-    let s3 = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    env.ok(&["backup", src.to_str().unwrap()]);
     forget(&env, &s1);
     let index_dir = env.repo.join("index");
     let data_dir = env.repo.join("data");
     let mut killed = 0;
-    let points: Vec<(Duration, Box<dyn Fn() -> bool>)> = vec![
-        (Duration::from_millis(2), Box::new(|| false)),
+    // Each point makes its trigger when its prune starts (counts of that
+    // moment), and each round first makes fresh garbage, so that no prune
+    // finds its work already done by the one before (which made this test
+    // depend on how fast a prune runs).
+    type Trigger = Box<dyn Fn() -> bool>;
+    let points: Vec<(Duration, Box<dyn Fn() -> Trigger>)> = vec![
+        (Duration::from_millis(2), Box::new(|| Box::new(|| false))),
         (Duration::from_secs(60), {
-            let n = objects(&index_dir).len();
             let d = index_dir.clone();
-            Box::new(move || objects(&d).len() > n)
+            Box::new(move || {
+                let (d, n) = (d.clone(), objects(&d).len());
+                Box::new(move || objects(&d).len() > n)
+            })
         }),
         (Duration::from_secs(60), {
-            let n = objects(&data_dir).len();
             let d = data_dir.clone();
-            Box::new(move || objects(&d).len() < n)
+            Box::new(move || {
+                let (d, n) = (d.clone(), objects(&d).len());
+                Box::new(move || objects(&d).len() < n)
+            })
         }),
-        (Duration::from_millis(60), Box::new(|| false)),
-        (Duration::from_millis(150), Box::new(|| false)),
+        (Duration::from_millis(60), Box::new(|| Box::new(|| false))),
+        (Duration::from_millis(150), Box::new(|| Box::new(|| false))),
     ];
-    for (delay, trigger) in &points {
+    for (round, (delay, make_trigger)) in points.iter().enumerate() {
+        new_garbage(&env, &src, round as u64);
+        let trigger = make_trigger();
         if prune_killed(&env, *delay, trigger.as_ref()) {
             killed += 1;
         }
         let check = env.cairn(&["check"]);
         assert!(check.status.success(), "check after a killed prune: {}", String::from_utf8_lossy(&check.stdout));
-        restore_all_exactly(&env, &src, &format!("k{killed}"));
+        restore_all_exactly(&env, &src, &format!("k{round}"));
     }
     assert!(killed >= 3, "only {killed} prunes were killed before they finished");
     env.ok(&["prune", "--max-unused", "0%"]);
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     let t = env.path("final");
-    env.ok(&["restore", &s3[..8], "--target", t.to_str().unwrap(), "--verify"]);
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&src, &restored(&t, &src));
 }
