@@ -23,6 +23,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod state;
+pub mod units;
 
 pub use error::{Error, Result};
 pub use id::Id;

@@ -233,21 +233,7 @@ pub struct Evidence {
     pub note: Option<String>,
 }
 
-/// `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+pub use crate::units::human_bytes;
 
 /// Canonical JSON in the manner of RFC 8785 (JCS), so that any JCS
 /// library reproduces it: no whitespace; object members sorted by key
