@@ -298,6 +298,7 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     // Logs: JSON lines, the reload and the stop named, no password anywhere.
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains(PASSWORD));
+    assert!(!log.contains('\x1b'), "no colour codes in a log file");
     let lines: Vec<serde_json::Value> =
         log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
@@ -376,7 +377,7 @@ fn stop_during_a_job(grace: &str, job_s: u32) -> (Duration, std::process::ExitSt
         .arg(&policies)
         .arg("--state")
         .arg(&state)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(env.path("daemon.log")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -388,6 +389,9 @@ fn stop_during_a_job(grace: &str, job_s: u32) -> (Duration, std::process::ExitSt
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = wait_exit(&mut daemon, Duration::from_secs(60));
     let took = t0.elapsed();
+    let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    assert!(log.contains("stopping: no new jobs start"), "{log}");
+    assert!(!log.contains('\x1b'), "no colour codes in a log file: {log}");
     let st = cairn::state::State::open_existing(&state).unwrap().unwrap();
     let runs = st.runs(Some("slow"), None, None).unwrap();
     assert_eq!(runs.len(), 1, "nothing new started after SIGTERM: {runs:?}");
