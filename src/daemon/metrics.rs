@@ -7,7 +7,8 @@
 //! - `cairn_job_last_success_timestamp_seconds`, `cairn_job_last_duration_seconds`,
 //!   `cairn_job_last_bytes`: of the newest successful run;
 //! - `cairn_job_runs_total{outcome}` and `cairn_job_failures_total`;
-//! - `cairn_job_running`, `cairn_job_next_run_timestamp_seconds`,
+//! - `cairn_job_running`, `cairn_job_running_seconds` (for "stuck" alerts),
+//!   `cairn_job_next_run_timestamp_seconds`,
 //!   `cairn_job_interval_seconds` (between two slots);
 //! - a scheduled job that never succeeded has a last success of 0;
 //! - `cairn_recovery_point_age_seconds`, `cairn_rpo_objective_seconds`,
@@ -62,6 +63,7 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
     let runs = counter(&mut reg, "cairn_job_runs", "Runs recorded, by outcome");
     let failures = counter(&mut reg, "cairn_job_failures", "Runs that failed or were interrupted");
     let running = gauge(&mut reg, "cairn_job_running", "Whether a job of this kind runs now");
+    let running_for = gauge(&mut reg, "cairn_job_running_seconds", "How long the running job has been running");
     let next = gauge(&mut reg, "cairn_job_next_run_timestamp_seconds", "When the next scheduled run is due");
     let interval = gauge(&mut reg, "cairn_job_interval_seconds", "Time between two slots of the job's schedule");
     let rp_age = gauge(&mut reg, "cairn_recovery_point_age_seconds", "Age of the newest recovery point");
@@ -106,7 +108,9 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
             }
         }
         for r in &p.running {
-            running.get_or_create(&labels(&[("policy", name), ("kind", r.kind.as_str())])).set(1.0);
+            let l = labels(&[("policy", name), ("kind", r.kind.as_str())]);
+            running.get_or_create(&l).set(1.0);
+            running_for.get_or_create(&l).set((status.generated_at - r.started_at).num_milliseconds() as f64 / 1000.0);
         }
         for n in &p.next {
             let l = labels(&[("policy", name), ("kind", n.kind.as_str())]);
@@ -143,4 +147,40 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::state::{JobKind, NewRun, Trigger};
+
+    #[test]
+    fn a_stuck_job_shows_how_long_it_has_run_and_no_backup_is_a_breach() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        let p = crate::policy::for_tests("web", "/r", "[schedule]\nbackup = \"@daily\"\n[objectives]\nrpo = \"1d\"\n");
+        let started_at = now - Duration::hours(2);
+        let new = NewRun {
+            policy: "web".into(),
+            kind: JobKind::Backup,
+            trigger: Trigger::Schedule,
+            scheduled_at: None,
+            started_at,
+            attempt: 1,
+        };
+        state.start_run(&new).unwrap();
+        let status = super::super::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
+        let text = render(&status, Some(&state), 0, 0.0);
+        for want in [
+            "cairn_job_running_seconds{policy=\"web\",kind=\"backup\"} 7200",
+            "cairn_rpo_breached{policy=\"web\"} 1",
+            "cairn_job_last_success_timestamp_seconds{policy=\"web\",kind=\"backup\"} 0",
+            "cairn_job_interval_seconds{policy=\"web\",kind=\"backup\"} 86400",
+        ] {
+            assert!(text.contains(want), "no {want} in\n{text}");
+        }
+    }
 }
