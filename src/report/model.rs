@@ -18,7 +18,8 @@
 //!   sampled, and having no recovery point at all counts as a breach;
 //! - a policy the state first records (its first backup or drill run)
 //!   inside the period is judged from then (`tracked_since`): the slots
-//!   before it were not its to miss;
+//!   before it were not its to miss, and having no recovery point yet is a
+//!   breach only once the RPO has passed since then;
 //! - **drills** started in the period, with their verdicts and measured RTO
 //!   against the objective each drill recorded (the policy's when absent).
 
@@ -119,7 +120,7 @@ fn policy_report(
     let tracked_since = first_seen.filter(|t| *t > since && *t < end);
     let since = tracked_since.unwrap_or(since);
     let backups = backups(policy, &runs, since, end);
-    let rpo = rpo(&runs, rows.recovery_points.get(name), objectives.rpo_s, since, end);
+    let rpo = rpo(&runs, rows.recovery_points.get(name), objectives.rpo_s, since, end, tracked_since);
     let drills = drills(policy, &all_drills, objectives.rto_s, since);
     let verification = Verification {
         never_drilled: all_drills.is_empty(),
@@ -233,6 +234,7 @@ pub(crate) fn rpo(
     objective_s: Option<f64>,
     since: DateTime<Utc>,
     end: DateTime<Utc>,
+    tracked_since: Option<DateTime<Utc>>,
 ) -> Rpo {
     // (available from, data as of)
     let mut events: Vec<(DateTime<Utc>, DateTime<Utc>)> = runs
@@ -270,9 +272,12 @@ pub(crate) fn rpo(
             }
         }
         let Some(obj) = objective else { continue };
-        let start = match r {
-            None => s,
-            Some(r) => s.max(r + obj),
+        let start = match (r, tracked_since) {
+            // A policy first recorded in the period has had no backup for
+            // as long as it has existed: a breach once that exceeds the RPO.
+            (None, Some(t0)) => s.max(t0 + obj),
+            (None, None) => s,
+            (Some(r), _) => s.max(r + obj),
         };
         if start >= e {
             continue;

@@ -48,7 +48,7 @@ fn charts_draw_svg_with_the_objective_and_say_when_there_is_nothing_to_draw() {
         drill("web", "2026-03-02T06:00:00Z", true, 1200.0, 3600.0),
         drill("web", "2026-03-03T06:00:00Z", false, 4000.0, 3600.0),
     ];
-    let runs = vec![daily(1), daily(2), daily(3)];
+    let runs = vec![daily(1), daily(3)];
     let r = build(&input(
         vec![p.clone()],
         Some(rows(runs, drills)),
@@ -61,7 +61,7 @@ fn charts_draw_svg_with_the_objective_and_say_when_there_is_nothing_to_draw() {
     assert!(rpo.svg.starts_with("<svg") && rpo.svg.contains("</svg>"));
     assert!(rpo.svg.contains("age of the newest recovery point (hours)"));
     let labels: Vec<&str> = rpo.legend.iter().map(|l| l.1.as_str()).collect();
-    // Before Mar 1 02:10 there was no recovery point: a breach.
+    // No backup on Mar 2: from Mar 2 04:00 (26 h after Mar 1 02:00) to Mar 3 02:10, a breach.
     assert_eq!(labels, ["age of the newest recovery point", "RPO objective (26 h)", "RPO breached"]);
     let rto = charts::rto_chart(&web, &r.period).unwrap().expect("an RTO chart");
     assert!(rto.svg.contains("measured restore time (minutes)"));
