@@ -12,7 +12,8 @@
 //!   `cairn_job_interval_seconds` (between two slots);
 //! - a scheduled job that never succeeded has a last success of 0;
 //! - `cairn_recovery_point_age_seconds`, `cairn_rpo_objective_seconds`,
-//!   `cairn_rpo_breached` (per policy; 1 too when there is no backup at all);
+//!   `cairn_rpo_breached` (per policy; 1 too when there has been no backup
+//!   for longer than the RPO since the policy's first run);
 //! - `cairn_drill_last_success` (1 pass, 0 fail), `cairn_drill_last_timestamp_seconds`,
 //!   `cairn_drill_rto_measured_seconds`, `cairn_drill_rto_objective_seconds`,
 //!   `cairn_drill_needs_verification` (per policy);
@@ -127,7 +128,7 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
         }
         if let Some(o) = p.rpo.objective_s {
             rpo.get_or_create(&pl).set(o);
-            let breached = matches!(p.rpo.state, RpoState::Breached | RpoState::NoBackup);
+            let breached = p.rpo.state == RpoState::Breached;
             rpo_breached.get_or_create(&pl).set(f64::from(u8::from(breached)));
         }
         if let Some(d) = &p.drill.last {
@@ -157,7 +158,7 @@ mod tests {
     use crate::state::{JobKind, NewRun, Trigger};
 
     #[test]
-    fn a_stuck_job_shows_how_long_it_has_run_and_no_backup_is_a_breach() {
+    fn a_stuck_job_shows_how_long_it_has_run_and_a_new_policy_is_not_yet_breached() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
@@ -176,7 +177,7 @@ mod tests {
         let text = render(&status, Some(&state), 0, 0.0);
         for want in [
             "cairn_job_running_seconds{policy=\"web\",kind=\"backup\"} 7200",
-            "cairn_rpo_breached{policy=\"web\"} 1",
+            "cairn_rpo_breached{policy=\"web\"} 0",
             "cairn_job_last_success_timestamp_seconds{policy=\"web\",kind=\"backup\"} 0",
             "cairn_job_interval_seconds{policy=\"web\",kind=\"backup\"} 86400",
         ] {

@@ -221,8 +221,16 @@ fn policy_status(
     let failing = newest.as_ref().is_some_and(|r: &RunRow| r.outcome != Outcome::Success);
     let objective = policy.and_then(|p| p.objectives.rpo).map(|d| d.to_std().as_secs_f64());
     let age = rp.as_ref().map(|r| (now - r.time).num_milliseconds().max(0) as f64 / 1000.0);
+    // With no backup yet, the clock runs from the policy's first run: a
+    // new policy is not in breach before its first backup could be taken.
+    let first_run = match state {
+        Some(s) => s.first_run(name)?,
+        None => None,
+    };
+    let waiting_s = first_run.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
     let rpo_state = match (objective, age) {
         (None, _) => RpoState::NoObjective,
+        (Some(o), None) if waiting_s.is_some_and(|w| w > o) => RpoState::Breached,
         (Some(_), None) => RpoState::NoBackup,
         (Some(o), Some(a)) if a > o => RpoState::Breached,
         (Some(o), Some(a)) if a > AT_RISK * o => RpoState::AtRisk,
@@ -287,7 +295,18 @@ mod tests {
             policy("late", "[objectives]\nrpo = \"10h\"\n"),
             policy("empty", "[objectives]\nrpo = \"10h\"\n"),
             policy("free", ""),
+            policy("never", "[objectives]\nrpo = \"10h\"\n"),
         ];
+        // Failing since its first run, 11 hours ago: no backup for longer than the RPO.
+        let new = crate::state::NewRun {
+            policy: "never".into(),
+            kind: JobKind::Backup,
+            trigger: crate::state::Trigger::Schedule,
+            scheduled_at: None,
+            started_at: now() - Duration::hours(11),
+            attempt: 1,
+        };
+        state.start_run(&new).unwrap();
         rp(&state, "fresh", 8); // exactly 80 %: still ok
         rp(&state, "risky", 9);
         rp(&state, "late", 11);
@@ -301,10 +320,12 @@ mod tests {
                 ("free", RpoState::NoObjective),
                 ("fresh", RpoState::Ok),
                 ("late", RpoState::Breached),
+                ("never", RpoState::Breached),
                 ("risky", RpoState::AtRisk)
             ]
         );
         assert_eq!(r.policies[3].rpo.age_s, Some(11.0 * 3600.0));
+        assert_eq!(r.policies[4].rpo.age_s, None, "breached with no recovery point at all");
     }
 
     #[test]

@@ -231,6 +231,14 @@ impl State {
         }
     }
 
+    /// When the policy's first recorded run started.
+    pub fn first_run(&self, policy: &str) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> = self.with(|c| {
+            c.query_row("SELECT MIN(started_at) FROM runs WHERE policy = ?1", params![policy], |r| r.get(0))
+        })?;
+        t.as_deref().map(parse_ts).transpose().map_err(|e| db_error(&self.dir.join(DB_FILE), e))
+    }
+
     /// The runs that are running now.
     pub fn running(&self) -> Result<Vec<RunRow>> {
         self.runs_where("outcome = 'running'", &[])
