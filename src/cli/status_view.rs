@@ -94,7 +94,8 @@ fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
             Cell(format!("AT RISK {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Warn)
         }
         RpoState::Breached => {
-            Cell(format!("BREACHED {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Bad)
+            let age = age.unwrap_or_else(|| "no backup ".into());
+            Cell(format!("BREACHED {age}/{}", obj.unwrap_or_default()), Tone::Bad)
         }
         RpoState::NoBackup => Cell(format!("no backup /{}", obj.unwrap_or_default()), Tone::Warn),
         RpoState::NoObjective => Cell(age.map(|a| format!("{a} (no rpo)")).unwrap_or_else(|| "—".into()), Tone::Plain),
