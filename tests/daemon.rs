@@ -485,3 +485,45 @@ fn bug_a_policy_backup_run_by_hand_left_status_saying_no_backup() {
     let text = env.ok(&["status", "--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()]);
     assert!(text.contains("backup due, no daemon") && text.contains("ok "), "{text}");
 }
+
+#[test]
+fn the_daemon_removes_scratch_copies_that_killed_drills_left_behind() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pw = env.path("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let policies = env.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, "")).unwrap();
+    let state = env.path("state");
+    let left = state.join("scratch/20261124T030000Z-web-0a1b2c");
+    std::fs::create_dir_all(left.join("srv")).unwrap();
+    std::fs::write(left.join("srv/big"), vec![7u8; 100_000]).unwrap();
+    let unrelated = state.join("scratch/keep-me");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    let mut daemon = env
+        .command()
+        .args(["daemon", "--listen", "none"])
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--state")
+        .arg(&state)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cairn::state::State::open_existing(&state)
+        .ok()
+        .flatten()
+        .and_then(|s| s.daemon_value("pid").ok().flatten())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the daemon never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!left.exists(), "the leftover drill copy is removed at start-up");
+    assert!(unrelated.exists(), "what is not a drill's is left alone");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+}

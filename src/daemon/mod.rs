@@ -144,6 +144,14 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
     let started = Utc::now();
     let closed = state.close_orphaned_runs(started)?;
     let (policies, diags) = load_policies(&opts.policies_dir);
+    // Drills killed with their process left their scratch copies; with no
+    // drill running (another process's would be), they go now.
+    let drill_running = state.running()?.iter().any(|r| r.kind == crate::state::JobKind::Drill);
+    if !drill_running {
+        for path in crate::drill::scratch::sweep_leftovers(state.dir(), &policies) {
+            tracing::warn!(path = %path.display(), "removed the scratch copy a killed drill left behind");
+        }
+    }
     let mut engine = Engine::new(opts.limits);
     engine.load(policies.clone(), &state, started);
     for r in &closed {

@@ -324,3 +324,65 @@ mod tests {
         assert!(t.is_dir() && std::fs::read_dir(&t).unwrap().next().is_none());
     }
 }
+
+/// Whether `name` has the form of a drill id of `policy`
+/// (`YYYYMMDDTHHMMSSZ-<policy>-<6 hex digits>`, see `new_drill_id`).
+fn is_drill_dir_of(name: &str, policy: &str) -> bool {
+    let b = name.as_bytes();
+    let stamp_ok = b.len() > 17 && b[8] == b'T' && b[15] == b'Z' && b[16] == b'-';
+    let Some(rest) = name.get(17..).and_then(|r| r.strip_prefix(policy)).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    stamp_ok && rest.len() == 6 && rest.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Removes what killed drills left behind: the drill directories of
+/// `policies` in `<state>/scratch` and in each policy's own scratch
+/// directory. Call it only when no drill runs (the daemon does at
+/// start-up). Returns the directories removed.
+pub fn sweep_leftovers(state_dir: &Path, policies: &[crate::policy::Policy]) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for p in policies {
+        let mut bases = vec![state_dir.join("scratch")];
+        bases.extend(p.drill.as_ref().and_then(|d| d.scratch.clone()));
+        for base in bases {
+            let Ok(rd) = std::fs::read_dir(&base) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && is_drill_dir_of(&name.to_string_lossy(), &p.name) {
+                    let path = e.path();
+                    if std::fs::remove_dir_all(&path).is_ok() {
+                        removed.push(path);
+                    }
+                }
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn only_drill_directories_of_known_policies_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        let left = scratch.join("20261125T021229Z-web-618db4");
+        std::fs::create_dir_all(left.join("srv/www")).unwrap();
+        std::fs::write(left.join("srv/www/index.html"), "x").unwrap();
+        for keep in ["20261125T021229Z-db-618db4", "20261125T021229Z-web-zzzzzz", "notes"] {
+            std::fs::create_dir_all(scratch.join(keep)).unwrap();
+        }
+        let web = crate::policy::for_tests("web", "/r", "");
+        assert_eq!(sweep_leftovers(dir.path(), &[web]), std::slice::from_ref(&left));
+        assert!(!left.exists());
+        let mut rest: Vec<String> =
+            std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        rest.sort();
+        assert_eq!(rest, ["20261125T021229Z-db-618db4", "20261125T021229Z-web-zzzzzz", "notes"]);
+        assert!(is_drill_dir_of(&crate::drill::new_drill_id("web", chrono::Utc::now()), "web"));
+    }
+}
