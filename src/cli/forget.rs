@@ -17,21 +17,10 @@ use crate::repo::{lock, Repository};
 use super::output::Printer;
 use super::{open_repo, GlobalArgs, EXIT_OK};
 
-const KEEP_FLAGS: [&str; 8] = [
-    "keep_last",
-    "keep_hourly",
-    "keep_daily",
-    "keep_weekly",
-    "keep_monthly",
-    "keep_yearly",
-    "keep_within",
-    "keep_tags",
-];
-
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
     /// Apply this policy's retention rules to its snapshots, in its repository
-    #[arg(long, value_name = "NAME", conflicts_with_all = KEEP_FLAGS)]
+    #[arg(long, value_name = "NAME", conflicts_with_all = policy::KEEP_RULES)]
     pub policy: Option<String>,
     #[command(flatten)]
     pub policies: super::policy::PoliciesDir,

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use diag::Diagnostic;
 pub use duration::Duration;
 pub use schedule::{jitter_delay, CronExpr, Timezone};
+pub use schema::KEEP_RULES;
 
 /// Where policies live when no `--policies DIR` is given.
 pub const DEFAULT_DIR: &str = "/etc/cairn/policies";

@@ -16,7 +16,8 @@ const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_sy
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
 const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
 const SCHEDULE: &[&str] = &["backup", "timezone", "jitter", "catch_up", "retries", "retry_delay"];
-const RETENTION: &[&str] = &[
+/// The keep rules of `[retention]`; `cairn forget` has a flag for each.
+pub const KEEP_RULES: [&str; 8] = [
     "keep_last",
     "keep_hourly",
     "keep_daily",
@@ -25,8 +26,17 @@ const RETENTION: &[&str] = &[
     "keep_yearly",
     "keep_within",
     "keep_tags",
-    "prune",
 ];
+const RETENTION: &[&str] = &{
+    let mut all = [""; KEEP_RULES.len() + 1];
+    let mut i = 0;
+    while i < KEEP_RULES.len() {
+        all[i] = KEEP_RULES[i];
+        i += 1;
+    }
+    all[KEEP_RULES.len()] = "prune";
+    all
+};
 const OBJECTIVES: &[&str] = &["rpo", "rto"];
 const DRILL: &[&str] =
     &["schedule", "recovery_point", "random_window", "verify", "sample_percent", "validate", "scratch"];
