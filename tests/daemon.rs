@@ -11,11 +11,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cairn::state::State;
 use common::{Env, PASSWORD};
+use nix::sys::signal::Signal;
 
 /// One request the receiver got: its path and body.
 #[derive(Debug)]
@@ -97,7 +100,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn policy(name: &str, source: &std::path::Path, repo: &std::path::Path, pw: &std::path::Path, extra: &str) -> String {
+fn policy(name: &str, source: &Path, repo: &Path, pw: &Path, extra: &str) -> String {
     format!(
         "name = \"{name}\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n{extra}",
         source.display(),
@@ -106,43 +109,84 @@ fn policy(name: &str, source: &std::path::Path, repo: &std::path::Path, pw: &std
     )
 }
 
+/// A repository, a data directory with one file, a password file, a
+/// policy directory and a state directory, all in one temporary place.
+struct Scene {
+    env: Env,
+    data: PathBuf,
+    pw: PathBuf,
+    policies: PathBuf,
+    state: PathBuf,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let env = Env::new();
+        let (data, pw, policies, state) = (env.path("data"), env.path("pw"), env.path("policies"), env.path("state"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.txt"), "hello").unwrap();
+        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+        std::fs::create_dir_all(&policies).unwrap();
+        Scene { env, data, pw, policies, state }
+    }
+
+    /// Writes the policy `name` backing up `source` (the data directory by default).
+    fn add(&self, name: &str, source: Option<&Path>, extra: &str) {
+        let body = policy(name, source.unwrap_or(&self.data), &self.env.repo, &self.pw, extra);
+        std::fs::write(self.policies.join(format!("{name}.toml")), body).unwrap();
+    }
+
+    fn dirs(&self) -> [&str; 4] {
+        ["--policies", self.policies.to_str().unwrap(), "--state", self.state.to_str().unwrap()]
+    }
+
+    /// Starts `cairn daemon ARGS` on the scene, without CAIRN_PASSWORD (the
+    /// policies name their password file).
+    fn daemon(&self, args: &[&str], stderr: impl Into<Stdio>) -> Child {
+        let mut c = self.env.command();
+        c.env_remove("CAIRN_PASSWORD").arg("daemon").args(args).args(self.dirs()).stderr(stderr);
+        c.spawn().unwrap()
+    }
+
+    /// Waits until a daemon has recorded itself in the state.
+    fn wait_recorded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while State::open_existing(&self.state)
+            .ok()
+            .flatten()
+            .and_then(|s| s.daemon_value("pid").ok().flatten())
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the daemon never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn signal(child: &Child, sig: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
 #[test]
 fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
-    let env = Env::new();
+    let scene = Scene::new();
+    let (env, policies, state) = (&scene.env, &scene.policies, &scene.state);
     let (hook, hits) = receiver();
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("a.txt"), "hello").unwrap();
-    let pw = env.path("pw");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    let policies = env.path("policies");
-    let state = env.path("state");
-    std::fs::create_dir_all(&policies).unwrap();
     let notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\nping = \"{hook}/ping/web\"\n");
     let web = format!(
         "[schedule]\nbackup = \"*/3 * * * * *\"\n[objectives]\nrpo = \"1h\"\nrto = \"1h\"\n\
          [drill]\nschedule = \"*/4 * * * * *\"\n{notify}"
     );
-    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, &web)).unwrap();
+    scene.add("web", None, &web);
     let broken_notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\nping = \"{hook}/ping/broken\"\n");
     let broken = format!("[schedule]\nbackup = \"*/3 * * * * *\"\nretries = 0\n{broken_notify}");
-    let missing = env.path("does-not-exist");
-    std::fs::write(policies.join("broken.toml"), policy("broken", &missing, &env.repo, &pw, &broken)).unwrap();
+    scene.add("broken", Some(&env.path("does-not-exist")), &broken);
     std::fs::write(policies.join("typo.toml"), "name = \"typo\"\n[source]\npaths = [\"/x\"]\n[repository]\nurl = 3\n")
         .unwrap();
 
     let log = env.path("daemon.log");
-    let mut daemon = env
-        .command()
-        .env_remove("CAIRN_PASSWORD")
-        .args(["daemon", "--listen", "127.0.0.1:0", "--log-format", "json", "--grace", "30s", "--max-jobs", "2"])
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--state")
-        .arg(&state)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--log-format", "json", "--grace", "30s", "--max-jobs", "2"];
+    let mut daemon = scene.daemon(&args, std::fs::File::create(&log).unwrap());
 
     // A scheduled backup succeeds: webhook event and pings start + success.
     let mut seen = Vec::new();
@@ -170,7 +214,7 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     assert_eq!(event(&seen[d])["policy"], "web");
 
     // The state database has the runs, the recovery point and the next due time.
-    let st = cairn::state::State::open_existing(&state).unwrap().expect("the daemon created its state");
+    let st = State::open_existing(state).unwrap().expect("the daemon created its state");
     let runs = st.runs(Some("web"), None, None).unwrap();
     let run = runs.iter().find(|r| r.snapshot_id.as_deref() == Some(snapshot.as_str())).expect("run recorded");
     assert_eq!(run.outcome, cairn::state::Outcome::Success);
@@ -266,11 +310,11 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
 
     // SIGHUP: a new policy (no schedule) appears; run-now starts it.
     let manual = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\n");
-    std::fs::write(policies.join("manual.toml"), policy("manual", &data, &env.repo, &pw, &manual)).unwrap();
+    scene.add("manual", None, &manual);
     let unknown = env.cairn(&["run-now", "manual", "--state", state.to_str().unwrap()]);
     assert!(!unknown.status.success(), "manual is not loaded before SIGHUP");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no valid policy named `manual`"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    signal(&daemon, Signal::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = env.cairn(&["run-now", "manual", "--kind", "backup", "--state", state.to_str().unwrap()]);
@@ -287,7 +331,7 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     );
 
     // SIGTERM: the daemon stops starting jobs and exits 0.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    signal(&daemon, Signal::SIGTERM);
     let status = wait_exit(&mut daemon, Duration::from_secs(40));
     assert!(status.success(), "exit status {status:?}");
     assert!(st.running().unwrap().is_empty(), "no run is left marked running");
@@ -310,44 +354,16 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_directory_is_refused() {
-    let env = Env::new();
-    let policies = env.path("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    let state = env.path("state");
-    let mut first = env
-        .command()
-        .args(["daemon", "--listen", "none"])
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--state")
-        .arg(&state)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the first has recorded itself.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cairn::state::State::open_existing(&state)
-        .ok()
-        .flatten()
-        .and_then(|s| s.daemon_value("pid").ok().flatten())
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "the first daemon never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let second = env.cairn(&[
-        "daemon",
-        "--listen",
-        "none",
-        "--policies",
-        policies.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let scene = Scene::new();
+    let mut first = scene.daemon(&["--listen", "none"], Stdio::piped());
+    scene.wait_recorded();
+    let mut args = vec!["daemon", "--listen", "none"];
+    args.extend(scene.dirs());
+    let second = scene.env.cairn(&args);
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains(&format!("another cairn daemon (pid {})", first.id())), "{err}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    signal(&first, Signal::SIGINT);
     assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
 }
 
@@ -355,44 +371,29 @@ fn a_second_daemon_on_the_same_state_directory_is_refused() {
 /// (a `before` hook), waits until the job runs, sends SIGTERM, and returns
 /// how long the daemon took to exit, its status and the recorded run.
 fn stop_during_a_job(grace: &str, job_s: u32) -> (Duration, std::process::ExitStatus, cairn::state::RunRow) {
-    let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("f"), "x").unwrap();
-    let pw = env.path("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let policies = env.path("policies");
-    std::fs::create_dir_all(&policies).unwrap();
+    let scene = Scene::new();
+    let env = &scene.env;
     let started = env.path("started");
     let hook = format!(
         "[schedule]\nbackup = \"* * * * * *\"\n[hooks.before]\ncommand = \"touch {} && sleep {job_s}\"\n",
         started.display()
     );
-    std::fs::write(policies.join("slow.toml"), policy("slow", &data, &env.repo, &pw, &hook)).unwrap();
-    let state = env.path("state");
-    let mut daemon = env
-        .command()
-        .args(["daemon", "--listen", "none", "--grace", grace])
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--state")
-        .arg(&state)
-        .stderr(std::fs::File::create(env.path("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+    scene.add("slow", None, &hook);
+    let mut daemon =
+        scene.daemon(&["--listen", "none", "--grace", grace], std::fs::File::create(env.path("daemon.log")).unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !started.exists() {
         assert!(Instant::now() < deadline, "the job never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     let t0 = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    signal(&daemon, Signal::SIGTERM);
     let status = wait_exit(&mut daemon, Duration::from_secs(60));
     let took = t0.elapsed();
     let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
     assert!(log.contains("stopping: no new jobs start"), "{log}");
     assert!(!log.contains('\x1b'), "no colour codes in a log file: {log}");
-    let st = cairn::state::State::open_existing(&state).unwrap().unwrap();
+    let st = State::open_existing(&scene.state).unwrap().unwrap();
     let runs = st.runs(Some("slow"), None, None).unwrap();
     assert_eq!(runs.len(), 1, "nothing new started after SIGTERM: {runs:?}");
     (took, status, runs.into_iter().next().unwrap())
@@ -422,7 +423,7 @@ fn status_reads_a_state_it_may_not_write() {
     let env = Env::new();
     let state = env.path("state");
     {
-        let st = cairn::state::State::open(&state).unwrap();
+        let st = State::open(&state).unwrap();
         let rp = cairn::state::RecoveryPoint {
             snapshot_id: "ab".repeat(32),
             time: chrono::Utc::now(),
@@ -430,7 +431,7 @@ fn status_reads_a_state_it_may_not_write() {
         };
         st.set_recovery_point("web", &rp).unwrap();
     }
-    let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     mode(env.dir.path(), 0o755);
     mode(&state, 0o555);
     mode(&state.join("state.db"), 0o444);
@@ -450,26 +451,13 @@ fn status_reads_a_state_it_may_not_write() {
 
 #[test]
 fn bug_a_policy_backup_run_by_hand_left_status_saying_no_backup() {
-    let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("f"), "x").unwrap();
-    let pw = env.path("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let policies = env.path("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    let extra = "[schedule]\nbackup = \"@hourly\"\n[objectives]\nrpo = \"1d\"\n";
-    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, extra)).unwrap();
-    let state = env.path("manual-state");
-    let out = env.ok(&[
-        "backup",
-        "--policy",
-        "web",
-        "--policies",
-        policies.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let scene = Scene::new();
+    let env = &scene.env;
+    scene.add("web", None, "[schedule]\nbackup = \"@hourly\"\n[objectives]\nrpo = \"1d\"\n");
+    let (policies, state) = (&scene.policies, &scene.state);
+    let mut args = vec!["backup", "--policy", "web"];
+    args.extend(scene.dirs());
+    let out = env.ok(&args);
     let id = out.trim().to_string();
     let status =
         env.ok(&["status", "--json", "--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()]);
@@ -488,42 +476,17 @@ fn bug_a_policy_backup_run_by_hand_left_status_saying_no_backup() {
 
 #[test]
 fn the_daemon_removes_scratch_copies_that_killed_drills_left_behind() {
-    let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let pw = env.path("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
-    let policies = env.path("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("web.toml"), policy("web", &data, &env.repo, &pw, "")).unwrap();
-    let state = env.path("state");
-    let left = state.join("scratch/20261124T030000Z-web-0a1b2c");
+    let scene = Scene::new();
+    scene.add("web", None, "");
+    let left = scene.state.join("scratch/20261124T030000Z-web-0a1b2c");
     std::fs::create_dir_all(left.join("srv")).unwrap();
     std::fs::write(left.join("srv/big"), vec![7u8; 100_000]).unwrap();
-    let unrelated = state.join("scratch/keep-me");
+    let unrelated = scene.state.join("scratch/keep-me");
     std::fs::create_dir_all(&unrelated).unwrap();
-    let mut daemon = env
-        .command()
-        .args(["daemon", "--listen", "none"])
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--state")
-        .arg(&state)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cairn::state::State::open_existing(&state)
-        .ok()
-        .flatten()
-        .and_then(|s| s.daemon_value("pid").ok().flatten())
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "the daemon never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut daemon = scene.daemon(&["--listen", "none"], Stdio::null());
+    scene.wait_recorded();
     assert!(!left.exists(), "the leftover drill copy is removed at start-up");
     assert!(unrelated.exists(), "what is not a drill's is left alone");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    signal(&daemon, Signal::SIGTERM);
     assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
 }
