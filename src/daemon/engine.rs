@@ -330,6 +330,7 @@ impl Engine {
         self.running.len()
     }
 
+    #[cfg(test)]
     /// The (policy, kind) pairs waiting to start.
     pub fn queued(&self) -> Vec<(String, JobKind, Trigger)> {
         self.queue.iter().map(|q| (q.policy.clone(), q.kind, q.trigger)).collect()

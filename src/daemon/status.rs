@@ -173,9 +173,7 @@ pub fn build(
 fn daemon_info(s: &State) -> Result<Option<DaemonInfo>> {
     let Some(pid) = s.daemon_value("pid")? else { return Ok(None) };
     let pid: Option<u32> = pid.parse().ok();
-    let alive = pid.is_some_and(|p| {
-        !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None), Err(nix::errno::Errno::ESRCH))
-    });
+    let alive = pid.is_some_and(crate::repo::lock::process_alive);
     Ok(Some(DaemonInfo { pid, listen: s.daemon_value("listen")?, started_at: s.daemon_value("started_at")?, alive }))
 }
 

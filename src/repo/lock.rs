@@ -54,7 +54,7 @@ impl LockInfo {
             return true;
         }
         // Same host: the process must still exist.
-        self.hostname == keys::hostname() && !process_exists(self.pid)
+        self.hostname == keys::hostname() && !process_alive(self.pid)
     }
 
     pub fn describe(&self) -> String {
@@ -69,7 +69,8 @@ impl LockInfo {
     }
 }
 
-fn process_exists(pid: u32) -> bool {
+/// Whether a process exists on this host (one of another user counts).
+pub(crate) fn process_alive(pid: u32) -> bool {
     // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
         Ok(()) => true,
@@ -102,11 +103,6 @@ impl Drop for Lock {
         }
         let _ = self.backend.delete(&self.key);
     }
-}
-
-/// All live repository locks other than `except`.
-pub fn live_locks(repo: &Repository, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
-    live_locks_in(repo, REPOSITORY_LOCKS, except)
 }
 
 /// All live locks under `dir` other than `except`.

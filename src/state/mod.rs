@@ -50,7 +50,7 @@ pub fn resolve_dir(flag: Option<&Path>) -> PathBuf {
 
 /// `/var/lib/cairn` for root; `$XDG_STATE_HOME/cairn` or
 /// `~/.local/state/cairn` otherwise.
-pub fn default_dir() -> PathBuf {
+fn default_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/cairn");
     }
@@ -187,7 +187,7 @@ impl State {
         let mut closed = Vec::new();
         for r in running {
             let own = r.pid == Some(std::process::id());
-            let alive = r.pid.is_some_and(process_alive);
+            let alive = r.pid.is_some_and(crate::repo::lock::process_alive);
             if (own && !own_too) || (alive && !own) {
                 continue;
             }
@@ -377,13 +377,6 @@ impl State {
             };
             Ok(())
         })
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(e) => e != nix::errno::Errno::ESRCH,
     }
 }
 

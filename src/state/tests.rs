@@ -113,7 +113,7 @@ fn runs_left_running_by_a_dead_process_become_interrupted() {
     assert_eq!(s.close_orphaned_runs(t(2, 0)).unwrap().len(), 2, "ours too: a restarted daemon reuses no run");
     let runs = s.runs(None, None, None).unwrap();
     assert!(runs.iter().all(|r| r.outcome == Outcome::Interrupted && r.ended_at == Some(t(2, 0))), "{runs:?}");
-    assert!(runs.iter().any(|r| r.id == ours));
+    assert_eq!(runs.iter().find(|r| r.id == ours).map(|r| r.outcome), Some(Outcome::Interrupted));
 }
 
 #[test]
