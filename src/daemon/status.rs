@@ -151,10 +151,15 @@ pub fn build(
     }
     names.sort();
     names.dedup();
+    let running = match state {
+        Some(s) => s.running()?,
+        None => Vec::new(),
+    };
     let mut out = Vec::new();
     for name in names {
         let policy = policies.iter().find(|p| p.name == name);
-        out.push(policy_status(state, &name, policy, now)?);
+        let mine = running.iter().filter(|r| r.policy == name).cloned().collect();
+        out.push(policy_status(state, &name, policy, mine, now)?);
     }
     let daemon = match state {
         Some(s) => daemon_info(s)?,
@@ -181,30 +186,27 @@ fn policy_status(
     state: Option<&State>,
     name: &str,
     policy: Option<&Policy>,
+    running: Vec<RunRow>,
     now: DateTime<Utc>,
 ) -> Result<PolicyStatus> {
-    let (mut last_success, mut last_failure, mut newest, mut next, mut running) =
-        (None, None, None, Vec::new(), Vec::new());
-    let (mut rp, mut drills, mut changed) = (None, (None, None), None);
+    let (mut last_success, mut last_failure, mut next) = (None, None, Vec::new());
+    let (mut rp, mut drills) = (None, (None, None));
     if let Some(s) = state {
         for kind in JobKind::ALL {
             pick_newest(&mut last_success, s.last_run(name, kind, &[Outcome::Success])?);
             pick_newest(&mut last_failure, s.last_run(name, kind, &[Outcome::Failure, Outcome::Interrupted])?);
-            pick_newest(
-                &mut newest,
-                s.last_run(name, kind, &[Outcome::Success, Outcome::Failure, Outcome::Interrupted])?,
-            );
             if let Some(p) = policy {
                 if let Some((_, due)) = s.next_due(name, kind)? {
                     next.push(NextRun { kind, due, interval_s: interval_s(p, kind, now) });
                 }
             }
         }
-        running = s.running()?.into_iter().filter(|r| r.policy == name).collect();
         rp = s.recovery_point(name)?;
         drills = s.last_drills(name)?;
-        changed = s.content_changed_since_drill(name)?;
     }
+    let changed = crate::state::content_changed(rp.as_ref(), drills.1.as_ref());
+    // The newest finished run is the later of the last success and failure.
+    let newest = [&last_success, &last_failure].into_iter().flatten().max_by_key(|r| (r.started_at, r.id));
     // Without a daemon's record, the time a daemon would run it.
     if let Some(p) = policy {
         for kind in JobKind::ALL {
@@ -216,7 +218,7 @@ fn policy_status(
         }
     }
     next.sort_by_key(|n| n.due);
-    let failing = newest.as_ref().is_some_and(|r: &RunRow| r.outcome != Outcome::Success);
+    let failing = newest.is_some_and(|r: &RunRow| r.outcome != Outcome::Success);
     let objective = policy.and_then(|p| p.objectives.rpo).map(|d| d.to_std().as_secs_f64());
     let age = rp.as_ref().map(|r| (now - r.time).num_milliseconds().max(0) as f64 / 1000.0);
     // With no backup yet, the clock runs from the policy's first run: a

@@ -342,10 +342,7 @@ impl State {
     /// ("needs verification"): the newest recovery point's tree differs
     /// from the tree that drill restored. `None` when either is unknown.
     pub fn content_changed_since_drill(&self, policy: &str) -> Result<Option<bool>> {
-        let (Some(rp), (_, Some(passed))) = (self.recovery_point(policy)?, self.last_drills(policy)?) else {
-            return Ok(None);
-        };
-        Ok(Some(passed.tree.as_deref() != Some(rp.tree.as_str())))
+        Ok(content_changed(self.recovery_point(policy)?.as_ref(), self.last_drills(policy)?.1.as_ref()))
     }
 
     /// Names of every policy the state knows of.
@@ -378,6 +375,14 @@ impl State {
             Ok(())
         })
     }
+}
+
+/// Drift, from rows already read: whether `newest` holds other content
+/// than the last passing drill restored (see
+/// [`State::content_changed_since_drill`]).
+pub fn content_changed(newest: Option<&RecoveryPoint>, last_pass: Option<&DrillRow>) -> Option<bool> {
+    let (rp, passed) = (newest?, last_pass?);
+    Some(passed.tree.as_deref() != Some(rp.tree.as_str()))
 }
 
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
