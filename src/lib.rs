@@ -23,7 +23,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod state;
-pub mod units;
+pub mod text;
 
 pub use error::{Error, Result};
 pub use id::Id;

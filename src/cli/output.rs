@@ -91,4 +91,4 @@ pub fn render_error(e: &crate::Error) -> String {
     s
 }
 
-pub use crate::units::human_bytes;
+pub use crate::text::human_bytes;

@@ -11,21 +11,7 @@ use super::*;
 
 const CSS: &str = include_str!("report.css");
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::text::html_escape as esc;
 
 fn badge(s: Status) -> String {
     format!("<span class=\"badge {0}\">{0}</span>", s.as_str())

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::*;
+use crate::text::markdown_cell as cell;
 
 /// The status as a coloured marker and a word, e.g. `🔴 red`.
 pub fn badge(s: Status) -> String {
@@ -15,10 +16,6 @@ pub fn badge(s: Status) -> String {
         Status::Red => "🔴",
     };
     format!("{dot} {}", s.as_str())
-}
-
-fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// The report as Markdown.

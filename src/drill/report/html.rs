@@ -17,21 +17,7 @@ white-space:pre-wrap}.verdict{display:inline-block;padding:.1em .6em;border-radi
 .pass{background:#2e7d32}.fail{background:#c62828}.miss{color:#c62828;font-weight:600}.ok{color:#2e7d32}\
 svg{max-width:100%;height:auto}";
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::text::html_escape as esc;
 
 fn opt_secs(v: Option<f64>) -> String {
     v.map(human_secs).unwrap_or_else(|| "—".into())

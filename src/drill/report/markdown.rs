@@ -10,10 +10,7 @@ use crate::drill::verdict::human_secs;
 /// Mismatched files listed at most.
 const MAX_LISTED: usize = 200;
 
-/// Escapes text for a table cell.
-pub(crate) fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
-}
+pub(crate) use crate::text::markdown_cell as cell;
 
 /// Inline code that survives backticks in `s`, for running text.
 fn code_text(s: &str) -> String {

@@ -233,7 +233,7 @@ pub struct Evidence {
     pub note: Option<String>,
 }
 
-pub use crate::units::human_bytes;
+pub use crate::text::human_bytes;
 
 /// Canonical JSON in the manner of RFC 8785 (JCS), so that any JCS
 /// library reproduces it: no whitespace; object members sorted by key
