@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::process::{describe, kill_group};
+use crate::policy::process::{describe, wait_or_kill, Waited};
 use crate::policy::HookCommand;
 
 /// How much of the end of the output is kept.
@@ -123,28 +123,16 @@ pub fn run(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String
             let _ = done_tx.send(());
         });
     }
-    let deadline = started + hook.timeout.to_std();
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(e) => {
-                kill_group(&child);
-                let _ = child.wait();
-                v.error = Some(format!("waiting for it: {e}"));
-                break None;
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(&child);
-            let status = child.wait().ok();
+    let status = match wait_or_kill(&mut child, started + hook.timeout.to_std()) {
+        Ok(Waited::Exited(status)) => Some(status),
+        Ok(Waited::TimedOut(status)) => {
             v.timed_out = true;
-            break status;
+            status
         }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
+        Err(e) => {
+            v.error = Some(format!("waiting for it: {e}"));
+            None
+        }
     };
     // The group is gone; a process that left it may still hold the pipe,
     // so wait only briefly for the rest of the output.

@@ -56,12 +56,43 @@ fn shell(command: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
 
 /// Kills a process group created with `process_group(0)`, whose id is the
 /// leader's pid.
-pub(crate) fn kill_group(child: &Child) {
+fn kill_group(child: &Child) {
     if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: killpg only sends a signal; the group is the one we created.
         unsafe {
             libc::killpg(pgid, libc::SIGKILL);
         }
+    }
+}
+
+/// How a process waited on with a deadline ended.
+pub(crate) enum Waited {
+    Exited(ExitStatus),
+    /// Its process group was killed at the deadline (the status after the kill).
+    TimedOut(Option<ExitStatus>),
+}
+
+/// Waits for `child` (the leader of its own process group) until
+/// `deadline`, then kills the group. An error waiting kills it too.
+pub(crate) fn wait_or_kill(child: &mut Child, deadline: Instant) -> std::io::Result<Waited> {
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Waited::Exited(status)),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(child);
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill_group(child);
+            return Ok(Waited::TimedOut(child.wait().ok()));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
 }
 
@@ -71,27 +102,12 @@ pub fn run_hook(label: &str, hook: &HookCommand, env: &[(&str, &str)]) -> Result
     let what = format!("{label} hook");
     let mut child = shell(&hook.command, env).and_then(|mut c| c.spawn()).map_err(|e| Error::io(&what, e))?;
     tracing::info!("{what} started");
-    let deadline = Instant::now() + hook.timeout.to_std();
-    let mut pause = std::time::Duration::from_millis(1);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(failure(&what, describe(status))),
-            Ok(None) => {}
-            Err(e) => {
-                kill_group(&child);
-                let _ = child.wait();
-                return Err(Error::io(&what, e));
-            }
+    match wait_or_kill(&mut child, Instant::now() + hook.timeout.to_std()).map_err(|e| Error::io(&what, e))? {
+        Waited::Exited(status) if status.success() => Ok(()),
+        Waited::Exited(status) => Err(failure(&what, describe(status))),
+        Waited::TimedOut(_) => {
+            Err(failure(&what, format!("timed out after {}; its process group was killed", hook.timeout)))
         }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(&child);
-            let _ = child.wait();
-            return Err(failure(&what, format!("timed out after {}; its process group was killed", hook.timeout)));
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
 }
 
