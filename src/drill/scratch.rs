@@ -185,19 +185,13 @@ pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
         errors.lock().unwrap().push(format!("listing {}: {e}", s.path.display()));
     }
     let removed = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|sc| {
-        for _ in 0..threads.clamp(1, 8).min(l.files.len().max(1)) {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(p) = l.files.get(i) else { break };
-                match std::fs::remove_file(p) {
-                    Ok(()) => {
-                        removed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => errors.lock().unwrap().push(format!("{}: {e}", p.display())),
-                }
-            });
+    crate::restore::parallel(threads.clamp(1, 8), l.files.len(), |i| {
+        let p = &l.files[i];
+        match std::fs::remove_file(p) {
+            Ok(()) => {
+                removed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => errors.lock().unwrap().push(format!("{}: {e}", p.display())),
         }
     });
     let all_files_gone = removed.load(Ordering::Relaxed) == l.files.len();

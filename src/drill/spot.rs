@@ -11,13 +11,14 @@
 //! integrity unless the file's size or mtime moved while it was read.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::repo::Repository;
 use crate::restore::plan::{Plan, PlannedFile};
+use crate::restore::verify::{chunks_match, ChunkFault};
 
 use super::select;
 use super::verify::{snapshot_path, Mismatch};
@@ -76,23 +77,17 @@ fn check(repo: &Repository, live: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> 
         Ok(file) => file,
         Err(e) => return Finding::Unreadable(e.to_string()),
     };
-    for c in &f.chunks {
-        buf.resize(c.length as usize, 0);
-        if let Err(e) = file.read_exact_at(buf, c.offset) {
-            return Finding::Unreadable(format!("read at offset {}: {e}", c.offset));
-        }
-        if repo.key().blob_id(buf) != c.id {
-            // Written to while we read it? Then it simply changed.
-            return match file.metadata() {
-                Ok(now) if same_as_snapshot(&now, f) => Finding::Mismatched(format!(
-                    "live content at offset {} differs from the recovery point although size and mtime are unchanged",
-                    c.offset
-                )),
-                _ => Finding::Changed,
-            };
-        }
+    match chunks_match(repo, &file, &f.chunks, buf) {
+        Ok(()) => Finding::Matched,
+        Err(ChunkFault::Read(offset, e)) => Finding::Unreadable(format!("read at offset {offset}: {e}")),
+        // Written to while we read it? Then it simply changed.
+        Err(ChunkFault::Differs(offset, _)) => match file.metadata() {
+            Ok(now) if same_as_snapshot(&now, f) => Finding::Mismatched(format!(
+                "live content at offset {offset} differs from the recovery point although size and mtime are unchanged"
+            )),
+            _ => Finding::Changed,
+        },
     }
-    Finding::Matched
 }
 
 /// Spot-checks `n` seeded files of the plan against their live paths.

@@ -16,15 +16,17 @@
 //! [`MAX_LISTED_SAMPLE`] paths.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::repo::{Node, NodeKind, Repository};
+use crate::restore::parallel_with;
 use crate::restore::plan::{Plan, PlannedFile};
+use crate::restore::verify::{chunks_match, ChunkFault};
 
 use super::select;
 use super::VerifyChoice;
@@ -139,16 +141,13 @@ fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, as_root: bool, bu
     if let Some(why) = metadata_differs(&m, &f.node, as_root) {
         return Some(why);
     }
-    for c in &f.chunks {
-        buf.resize(c.length as usize, 0);
-        if let Err(e) = file.read_exact_at(buf, c.offset) {
-            return Some(format!("read at offset {}: {e}", c.offset));
-        }
-        if repo.key().blob_id(buf) != c.id {
-            return Some(format!("content at offset {} does not match chunk {}", c.offset, c.id.short()));
+    match chunks_match(repo, &file, &f.chunks, buf) {
+        Ok(()) => None,
+        Err(ChunkFault::Read(offset, e)) => Some(format!("read at offset {offset}: {e}")),
+        Err(ChunkFault::Differs(offset, id)) => {
+            Some(format!("content at offset {offset} does not match chunk {}", id.short()))
         }
     }
-    None
 }
 
 /// Checks a directory, symlink or FIFO; `None` when it matches (or is of
@@ -190,23 +189,13 @@ pub fn verify(
     threads: usize,
 ) -> Verified {
     let as_root = crate::fsmeta::is_root();
-    let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let mismatches = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1).min(files.len().max(1)) {
-            s.spawn(|| {
-                let mut buf = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&fi) = files.get(i) else { break };
-                    let f = &plan.files[fi];
-                    bytes.fetch_add(f.size, Ordering::Relaxed);
-                    if let Some(reason) = check_file(repo, &target.join(&f.rel), f, as_root, &mut buf) {
-                        mismatches.lock().unwrap().push(Mismatch { path: snapshot_path(&f.rel), reason });
-                    }
-                }
-            });
+    parallel_with(threads, files.len(), Vec::new, |buf, i| {
+        let f = &plan.files[files[i]];
+        bytes.fetch_add(f.size, Ordering::Relaxed);
+        if let Some(reason) = check_file(repo, &target.join(&f.rel), f, as_root, buf) {
+            mismatches.lock().unwrap().push(Mismatch { path: snapshot_path(&f.rel), reason });
         }
     });
     let mut out = Verified {

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use crate::id::Id;
 use crate::repo::{blob, pack_key, Index, Repository};
 
 use super::files::{clear_entry, create_other, finish_unwritten, prepare_file, set_metadata, write_chunk};
+use super::parallel;
 use super::plan::Plan;
 use super::{Failure, RestoreOptions, RestoreReport};
 
@@ -94,22 +95,6 @@ fn ensure_dir(path: &Path) -> std::io::Result<()> {
 /// Whether `rel` lies below one of the directories that failed.
 fn below_failed(rel: &Path, failed: &HashSet<&Path>) -> bool {
     !failed.is_empty() && rel.ancestors().skip(1).any(|a| failed.contains(a))
-}
-
-/// Runs `f(i)` for every `i < n` on `threads` threads.
-fn parallel(threads: usize, n: usize, f: impl Fn(usize) + Sync) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                f(i);
-            });
-        }
-    });
 }
 
 pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOptions) -> Result<RestoreReport> {

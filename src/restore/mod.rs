@@ -78,6 +78,36 @@ impl RestoreReport {
     }
 }
 
+/// Runs `f(i)` for every `i < n` on `threads` threads (at most `n`).
+pub(crate) fn parallel(threads: usize, n: usize, f: impl Fn(usize) + Sync) {
+    parallel_with(threads, n, || (), |_, i| f(i));
+}
+
+/// [`parallel`], with state each thread makes once with `init` and passes
+/// to every `f` it runs (a read buffer).
+pub(crate) fn parallel_with<S>(
+    threads: usize,
+    n: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) + Sync,
+) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(n).max(1) {
+            s.spawn(|| {
+                let mut state = init();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    f(&mut state, i);
+                }
+            });
+        }
+    });
+}
+
 /// Restores the tree `root` into `opts.target`.
 pub fn run(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<RestoreReport> {
     let t0 = std::time::Instant::now();

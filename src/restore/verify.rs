@@ -1,15 +1,36 @@
 //! Verification of restored files: re-read each one and check every chunk
 //! against its keyed id, and the size against the plan.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::id::Id;
 use crate::repo::Repository;
 
-use super::plan::{Plan, PlannedFile};
+use super::plan::{ChunkRef, Plan, PlannedFile};
 use super::Failure;
+
+/// Where a file's content departs from its chunks.
+pub enum ChunkFault {
+    /// Reading at this offset failed.
+    Read(u64, std::io::Error),
+    /// The content at this offset is not this chunk.
+    Differs(u64, Id),
+}
+
+/// Re-reads each chunk from `file` and checks it against its keyed id.
+pub fn chunks_match(repo: &Repository, file: &File, chunks: &[ChunkRef], buf: &mut Vec<u8>) -> Result<(), ChunkFault> {
+    for c in chunks {
+        buf.resize(c.length as usize, 0);
+        file.read_exact_at(buf, c.offset).map_err(|e| ChunkFault::Read(c.offset, e))?;
+        if repo.key().blob_id(buf) != c.id {
+            return Err(ChunkFault::Differs(c.offset, c.id));
+        }
+    }
+    Ok(())
+}
 
 /// Checks one restored file; returns why it is wrong, if it is.
 pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
@@ -22,35 +43,22 @@ pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec
         Err(e) => return Some(e.to_string()),
         _ => {}
     }
-    for c in &f.chunks {
-        buf.resize(c.length as usize, 0);
-        if let Err(e) = file.read_exact_at(buf, c.offset) {
-            return Some(format!("read at {}: {e}", c.offset));
-        }
-        if repo.key().blob_id(buf) != c.id {
-            return Some(format!("content at offset {} does not match chunk {}", c.offset, c.id.short()));
+    match chunks_match(repo, &file, &f.chunks, buf) {
+        Ok(()) => None,
+        Err(ChunkFault::Read(offset, e)) => Some(format!("read at {offset}: {e}")),
+        Err(ChunkFault::Differs(offset, id)) => {
+            Some(format!("content at offset {offset} does not match chunk {}", id.short()))
         }
     }
-    None
 }
 
 /// Verifies every planned file under `target`, in parallel.
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
-    let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut buf = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(f) = plan.files.get(i) else { break };
-                    let path = target.join(&f.rel);
-                    if let Some(reason) = check_file(repo, &path, f, &mut buf) {
-                        failures.lock().unwrap().push(Failure { path: f.rel.display().to_string(), reason });
-                    }
-                }
-            });
+    super::parallel_with(threads, plan.files.len(), Vec::new, |buf, i| {
+        let f = &plan.files[i];
+        if let Some(reason) = check_file(repo, &target.join(&f.rel), f, buf) {
+            failures.lock().unwrap().push(Failure { path: f.rel.display().to_string(), reason });
         }
     });
     failures.into_inner().unwrap()
