@@ -70,7 +70,7 @@ pub use verdict::FailureKind;
 
 /// The largest seed: 2^53 - 1, so that the seed is exact in every JSON
 /// parser (and in RFC 8785 canonical JSON, which the report hash uses).
-pub const MAX_SEED: u64 = (1 << 53) - 1;
+pub const MAX_SEED: u64 = crate::evidence::canonical::MAX_SAFE_INTEGER;
 
 /// Which snapshot a drill restores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -17,6 +17,10 @@
 //! because parsers disagree about them: a record must canonicalise to the
 //! same bytes after any correct JSON parser has read it back. Within these
 //! rules the output is exactly RFC 8785's.
+//!
+//! Drill reports, which hold measurements, are hashed in the same form
+//! with [`Numbers::Shortest`]: any integer, and other numbers in their
+//! shortest round-trip decimal form (the reports round them first).
 
 use serde_json::Value;
 
@@ -32,18 +36,50 @@ pub struct CanonicalError {
     pub reason: String,
 }
 
-/// The canonical bytes of `v`.
+/// Which numbers have a canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbers {
+    /// Integers within ±(2^53 − 1) only (evidence records).
+    SafeIntegers,
+    /// Any integer; other numbers in their shortest round-trip form, in
+    /// plain decimal notation when whole.
+    Shortest,
+}
+
+/// The canonical bytes of `v` (integers only: evidence records).
 pub fn to_canonical(v: &Value) -> Result<Vec<u8>, CanonicalError> {
+    to_canonical_with(v, Numbers::SafeIntegers)
+}
+
+/// The canonical bytes of `v` with the given number rules; with
+/// [`Numbers::Shortest`] it never fails.
+pub fn to_canonical_with(v: &Value, numbers: Numbers) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    write_value(v, &mut out, &mut String::from("$"))?;
+    write_value(v, numbers, &mut out, &mut String::from("$"))?;
     Ok(out)
 }
 
-fn write_value(v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), CanonicalError> {
+/// A number in its shortest round-trip form.
+fn shortest(n: &serde_json::Number) -> String {
+    if n.is_u64() || n.is_i64() {
+        return n.to_string();
+    }
+    let x = n.as_f64().unwrap_or(0.0);
+    if x == 0.0 {
+        "0".into()
+    } else if x.fract() == 0.0 && x.abs() < 1e21 {
+        format!("{x:.0}")
+    } else {
+        x.to_string()
+    }
+}
+
+fn write_value(v: &Value, numbers: Numbers, out: &mut Vec<u8>, path: &mut String) -> Result<(), CanonicalError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) if numbers == Numbers::Shortest => out.extend_from_slice(shortest(n).as_bytes()),
         Value::Number(n) => {
             let err = |reason: String| CanonicalError { path: path.clone(), reason };
             if let Some(u) = n.as_u64() {
@@ -71,7 +107,7 @@ fn write_value(v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), Ca
                 }
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                write_value(item, out, path)?;
+                write_value(item, numbers, out, path)?;
                 path.truncate(len);
             }
             out.push(b']');
@@ -91,7 +127,7 @@ fn write_value(v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), Ca
                 let len = path.len();
                 path.push('.');
                 path.push_str(k);
-                write_value(item, out, path)?;
+                write_value(item, numbers, out, path)?;
                 path.truncate(len);
             }
             out.push(b'}');

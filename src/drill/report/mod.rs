@@ -236,62 +236,13 @@ pub struct Evidence {
 pub use crate::text::human_bytes;
 
 /// Canonical JSON in the manner of RFC 8785 (JCS), so that any JCS
-/// library reproduces it: no whitespace; object members sorted by key
-/// (UTF-16 code units); strings escaped minimally (`"`, `\\`, control
-/// characters); integers as integers; other numbers in their shortest
-/// round-trip form, in plain decimal notation (report numbers are rounded
-/// to microseconds, see [`round_floats`], so exponents never occur).
+/// library reproduces it: the evidence chain's form
+/// ([`crate::evidence::canonical`]) with numbers in their shortest
+/// round-trip form (report numbers are rounded to microseconds, see
+/// [`round_floats`], so exponents never occur).
 pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    fn number(n: &serde_json::Number, out: &mut String) {
-        if n.is_u64() || n.is_i64() {
-            out.push_str(&n.to_string());
-            return;
-        }
-        let x = n.as_f64().unwrap_or(0.0);
-        if x == 0.0 {
-            out.push('0');
-        } else if x.fract() == 0.0 && x.abs() < 1e21 {
-            out.push_str(&format!("{x:.0}"));
-        } else {
-            out.push_str(&x.to_string());
-        }
-    }
-    fn write(v: &serde_json::Value, out: &mut String) {
-        use serde_json::Value::*;
-        match v {
-            Null => out.push_str("null"),
-            Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Number(n) => number(n, out),
-            String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
-            Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(x, out);
-                }
-                out.push(']');
-            }
-            Object(m) => {
-                let mut keys: Vec<&std::string::String> = m.keys().collect();
-                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).expect("strings serialise"));
-                    out.push(':');
-                    write(&m[k], out);
-                }
-                out.push('}');
-            }
-        }
-    }
-    let mut out = String::new();
-    write(v, &mut out);
-    out.into_bytes()
+    use crate::evidence::canonical::{to_canonical_with, Numbers};
+    to_canonical_with(v, Numbers::Shortest).expect("every number has a shortest form")
 }
 
 /// Rounds every non-integer number to microseconds (6 decimals), so that
