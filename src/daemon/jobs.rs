@@ -194,23 +194,7 @@ impl Executor for RepoExecutor {
                 let run = || -> Result<crate::prune::PolicyPruneReport> {
                     let repo = (self.open)(p)?;
                     let result = crate::prune::run_for_policy(&repo, p, Utc::now());
-                    let payload = match &result {
-                        Ok(r) => serde_json::json!({
-                            "outcome": "success",
-                            "trigger": "daemon",
-                            "snapshots_forgotten": r.forgotten,
-                            "snapshots_kept": r.kept,
-                            "packs_deleted": r.packs_deleted,
-                            "bytes_freed": r.bytes_freed,
-                            "duration_ms": started.elapsed().as_millis() as u64,
-                        }),
-                        Err(e) => serde_json::json!({
-                            "outcome": "failure",
-                            "trigger": "daemon",
-                            "error": e.to_string(),
-                            "duration_ms": started.elapsed().as_millis() as u64,
-                        }),
-                    };
+                    let payload = crate::evidence::payload::policy_prune(result.as_ref(), started.elapsed());
                     record_evidence(&repo, "prune", p, payload);
                     result
                 };

@@ -72,3 +72,24 @@ pub fn prune(result: Result<(&PrunePlan, &PruneReport), &Error>, elapsed: Durati
         }),
     }
 }
+
+/// A policy's scheduled forget-and-prune, run by the daemon.
+pub fn policy_prune(result: Result<&crate::prune::PolicyPruneReport, &Error>, elapsed: Duration) -> Value {
+    match result {
+        Ok(r) => json!({
+            "outcome": "success",
+            "trigger": "daemon",
+            "snapshots_forgotten": r.forgotten,
+            "snapshots_kept": r.kept,
+            "packs_deleted": r.packs_deleted,
+            "bytes_freed": r.bytes_freed,
+            "duration_ms": millis(elapsed),
+        }),
+        Err(e) => json!({
+            "outcome": "failure",
+            "trigger": "daemon",
+            "error": e.to_string(),
+            "duration_ms": millis(elapsed),
+        }),
+    }
+}
