@@ -181,7 +181,7 @@ fn record_in_state(
     out: &job::JobOutcome,
     p: &Printer,
 ) {
-    use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State, Trigger};
+    use crate::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
     let record = || -> Result<()> {
         let state = State::open(dir)?;
         let new = NewRun {
@@ -205,12 +205,7 @@ fn record_in_state(
                 duration_s: Some(took.as_secs_f64()),
             },
         )?;
-        if let Some(r) = report {
-            let rp = RecoveryPoint {
-                snapshot_id: r.snapshot_id.to_hex(),
-                time: r.snapshot.time,
-                tree: r.snapshot.tree.to_hex(),
-            };
+        if let Some(rp) = out.recovery_point() {
             state.set_recovery_point(&pol.name, &rp)?;
         }
         Ok(())
@@ -231,17 +226,12 @@ pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &P
         threads: super::threads(g),
     };
     let bar = super::backup::Bar::new(p);
-    // Kept to append the evidence record; None when the job never opened it.
-    let opened = std::cell::RefCell::new(None);
     let started = std::time::Instant::now();
     let started_at = Utc::now();
-    let open = || open_repo(g, &pol).inspect(|r| *opened.borrow_mut() = Some(r.clone()));
-    let out = job::run_backup(&pol, open, &opts, &bar);
+    let out = job::run_backup(&pol, || open_repo(g, &pol), &opts, &bar);
     bar.0.finish_and_clear();
-    let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
-    if let (Some(repo), Some(result)) = (opened.take(), result) {
-        let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-        super::evidence::record(&repo, "backup", Some(&pol.name), payload, p);
+    if let (Some(repo), Some(payload)) = (&out.repo, out.evidence_payload(started.elapsed())) {
+        super::evidence::record(repo, "backup", Some(&pol.name), payload, p);
     }
     record_in_state(&a.state.resolve(), &pol, started_at, started.elapsed(), &out, p);
     let code = match &out.report {

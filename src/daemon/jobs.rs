@@ -160,34 +160,21 @@ impl Executor for RepoExecutor {
         match job.kind {
             JobKind::Backup => {
                 let opts = job::JobOptions { threads: self.threads, ..Default::default() };
-                // Kept to append the evidence record; None when the job never opened it.
-                let opened = std::cell::RefCell::new(None);
                 let started = Instant::now();
-                let open = || (self.open)(p).inspect(|r| *opened.borrow_mut() = Some(r.clone()));
-                let out = job::run_backup(p, open, &opts, ctx);
-                let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
-                if let (Some(repo), Some(result)) = (opened.take(), result) {
-                    let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-                    record_evidence(&repo, "backup", p, payload);
+                let out = job::run_backup(p, || (self.open)(p), &opts, ctx);
+                if let (Some(repo), Some(payload)) = (&out.repo, out.evidence_payload(started.elapsed())) {
+                    record_evidence(repo, "backup", p, payload);
                 }
                 for w in &out.warnings {
                     tracing::warn!(policy = %p.name, "{w}");
                 }
-                let mut r = JobResult {
+                JobResult {
                     ok: out.error.is_none(),
-                    error: out.error.map(|e| e.to_string()),
-                    ..Default::default()
-                };
-                if let Some(rep) = out.report {
-                    r.snapshot_id = Some(rep.snapshot_id.to_hex());
-                    r.bytes = Some(rep.snapshot.summary.bytes_total);
-                    r.recovery_point = Some(RecoveryPoint {
-                        snapshot_id: rep.snapshot_id.to_hex(),
-                        time: rep.snapshot.time,
-                        tree: rep.snapshot.tree.to_hex(),
-                    });
+                    error: out.error.as_ref().map(|e| e.to_string()),
+                    snapshot_id: out.report.as_ref().map(|r| r.snapshot_id.to_hex()),
+                    bytes: out.report.as_ref().map(|r| r.snapshot.summary.bytes_total),
+                    recovery_point: out.recovery_point(),
                 }
-                r
             }
             JobKind::Prune => {
                 let started = Instant::now();

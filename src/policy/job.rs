@@ -38,7 +38,7 @@ pub struct JobOptions {
 }
 
 /// How a job went.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct JobOutcome {
     /// The snapshot saved, if one was.
     pub report: Option<BackupReport>,
@@ -46,6 +46,28 @@ pub struct JobOutcome {
     pub error: Option<Error>,
     /// Problems that did not change the outcome (`on_failure` failing).
     pub warnings: Vec<String>,
+    /// The repository the job opened (for its evidence record); `None`
+    /// when it never got that far.
+    pub repo: Option<Repository>,
+}
+
+impl JobOutcome {
+    /// The payload of the job's evidence record, when it opened the
+    /// repository and there is an outcome to record.
+    pub fn evidence_payload(&self, elapsed: std::time::Duration) -> Option<serde_json::Value> {
+        self.repo.as_ref()?;
+        let result = self.report.as_ref().map(Ok).or_else(|| self.error.as_ref().map(Err))?;
+        Some(crate::evidence::payload::backup(result, self.error.as_ref(), elapsed))
+    }
+
+    /// The snapshot saved, as the policy's newest recovery point.
+    pub fn recovery_point(&self) -> Option<crate::state::RecoveryPoint> {
+        self.report.as_ref().map(|r| crate::state::RecoveryPoint {
+            snapshot_id: r.snapshot_id.to_hex(),
+            time: r.snapshot.time,
+            tree: r.snapshot.tree.to_hex(),
+        })
+    }
 }
 
 /// Runs one backup of `policy`. `open` opens its repository (after the
@@ -58,7 +80,11 @@ pub fn run_backup(
 ) -> JobOutcome {
     let name = policy.name.as_str();
     let mut out = JobOutcome::default();
-    match backup_between_hooks(policy, open, opts, progress) {
+    let opened = std::cell::RefCell::new(None);
+    let open = || open().inspect(|r| *opened.borrow_mut() = Some(r.clone()));
+    let result = backup_between_hooks(policy, open, opts, progress);
+    out.repo = opened.into_inner();
+    match result {
         Ok(report) => {
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
