@@ -239,3 +239,21 @@ fn an_empty_password_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("password is empty"));
     assert!(!dir.path().join("r").exists(), "nothing was created");
 }
+
+/// Was a unit test that changed the working directory of the whole test
+/// process (racing the tests beside it); the binary has its own.
+#[test]
+fn bug_a_relative_root_failed_to_create_its_first_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .args(["init", "--kdf-memory-kib", "1024"])
+        .env("CAIRN_REPO", "repo")
+        .env("CAIRN_PASSWORD", common::PASSWORD)
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("repo/keys").read_dir().unwrap().next().is_some(), "the key slot is in ./repo/keys");
+}
