@@ -43,7 +43,8 @@ export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench CAIRN_CACHE_DIR="$work/cairn-c
 export CAIRN_S3_ENDPOINT="http://127.0.0.1:$s3"
 requests() { curl -s "http://127.0.0.1:$admin/metrics" | awk '/^api_s3_request_counter/ {s+=$2} END {print s+0}'; }
 bytes=$(du -sb "$data" | cut -f1)
-tar cf /dev/null "$data" 2>/dev/null   # warm the page cache
+# Warm the page cache (GNU tar reads no contents when writing to /dev/null).
+tar -C "$data" -cf - . | cat > /dev/null
 results="$work/results.tsv"
 measure() { # tool phase command...
     local tool=$1 phase=$2; shift 2

@@ -33,7 +33,8 @@ fn multipart_ranges_pagination_and_batched_deletes_work_against_garage() {
     assert_eq!(r, &big[(5 << 20) - 10..(5 << 20) + 90]);
     // A range past the end is an error, not a short read.
     assert!(b.get_range("data/ab/big", big.len() as u64 - 10, 100).is_err());
-    // The storage class applies to data packs.
+    // Data packs go up through their own call (the one that sets the
+    // storage class, when one is configured) and read back.
     b.put_data_pack("data/cd/pack", b"pack bytes").unwrap();
     assert_eq!(b.get("data/cd/pack").unwrap(), b"pack bytes");
 

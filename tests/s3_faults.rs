@@ -589,6 +589,9 @@ fn backup_through_an_outage(down: Option<Duration>) {
     let retries = stderr.matches("retrying").count();
     eprintln!("  the first backup took {:.1} s, {retries} retries", first_started.elapsed().as_secs_f64());
     let first_failed = !status.success();
+    // A one-second outage is well inside the retry budget (8 tries, about
+    // 22 s of back-off): that backup must ride it out, not merely fail well.
+    assert!(down.is_none() || !first_failed, "the backup did not ride out a {down:?} outage: {stderr}");
     if first_failed {
         // What the user sees, without the debug log.
         let error: String = stderr.lines().filter(|l| !l.contains("DEBUG")).map(|l| format!("{l}\n")).collect();
