@@ -90,26 +90,18 @@ pub fn choose(all: &[(Id, Snapshot)], policy: &str, choice: &Choice, seed: u64, 
             (*within[i], within.len())
         }
         Choice::Id(spec) => {
-            let spec_l = spec.to_ascii_lowercase();
-            if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(Error::SnapshotNotFound(spec.clone()));
+            let one = crate::repo::by_id_prefix(all, |(id, _)| *id, spec)?;
+            if one.1.policy.as_deref() != Some(policy) {
+                return Err(Error::InvalidArgument(format!(
+                    "snapshot {} is not a snapshot of policy `{policy}` ({})",
+                    one.0.short(),
+                    match &one.1.policy {
+                        Some(p) => format!("it belongs to policy `{p}`"),
+                        None => "it was not taken by a policy".into(),
+                    }
+                )));
             }
-            let matches: Vec<&(Id, Snapshot)> = all.iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l)).collect();
-            match matches.as_slice() {
-                [] => return Err(Error::SnapshotNotFound(spec.clone())),
-                [one] if one.1.policy.as_deref() == Some(policy) => (*one, 1),
-                [one] => {
-                    return Err(Error::InvalidArgument(format!(
-                        "snapshot {} is not a snapshot of policy `{policy}` ({})",
-                        one.0.short(),
-                        match &one.1.policy {
-                            Some(p) => format!("it belongs to policy `{p}`"),
-                            None => "it was not taken by a policy".into(),
-                        }
-                    )))
-                }
-                _ => return Err(Error::AmbiguousSnapshot(spec.clone())),
-            }
+            (one, 1)
         }
     };
     Ok(Chosen {

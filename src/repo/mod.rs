@@ -99,6 +99,21 @@ impl Default for InitOptions {
     }
 }
 
+/// The one item whose id starts with the hex prefix `spec` (any case);
+/// "no snapshot matches" or "more than one" otherwise.
+pub fn by_id_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> Id, spec: &str) -> Result<&'a T> {
+    let spec_l = spec.to_ascii_lowercase();
+    if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(spec.into()));
+    }
+    let mut matches = items.iter().filter(|t| id_of(t).to_hex().starts_with(&spec_l));
+    match (matches.next(), matches.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(Error::SnapshotNotFound(spec.into())),
+        (Some(_), Some(_)) => Err(Error::AmbiguousSnapshot(spec.into())),
+    }
+}
+
 /// An open repository: a backend, the master key and the config.
 #[derive(Clone)]
 pub struct Repository {
@@ -330,17 +345,9 @@ impl Repository {
         if spec == "latest" {
             return self.list_snapshots()?.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
-        let spec_l = spec.to_ascii_lowercase();
-        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(spec.into()));
-        }
-        let matches: Vec<Id> =
-            self.list_ids("snapshots")?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one, self.load_snapshot(one)?)),
-            [] => Err(Error::SnapshotNotFound(spec.into())),
-            _ => Err(Error::AmbiguousSnapshot(spec.into())),
-        }
+        let ids = self.list_ids("snapshots")?;
+        let id = *by_id_prefix(&ids, |id| *id, spec)?;
+        Ok((id, self.load_snapshot(&id)?))
     }
 
     /// Fetches, opens and checks one blob.
