@@ -46,10 +46,16 @@ fn build(d: &Drill<'_>) -> DrillReport {
     let judged_on_point = d.chosen.as_ref().is_none_or(|c| c.is_newest);
     let achieved = if judged_on_point { point_age } else { newest_age };
     let of = if judged_on_point { "the recovery point" } else { "the newest snapshot of the policy" };
-    let judge = d.errors.is_empty();
+    // Every phase that failed is an error of the drill.
+    let errors: Vec<String> = d
+        .phases
+        .iter()
+        .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", super::runner::what(&p.name))))
+        .collect();
+    let judge = errors.is_empty();
     let spot_mismatched = d.spot.as_ref().map(|s| s.mismatched.clone()).unwrap_or_default();
     let verdict = verdict::decide(&Findings {
-        errors: &d.errors,
+        errors: &errors,
         mismatched: &mismatched,
         spot_mismatched: &spot_mismatched,
         validation: d.validation.as_ref(),
@@ -207,10 +213,7 @@ fn sign(d: &Drill<'_>, r: &mut DrillReport, repo: Option<&Repository>) {
         }
         Err(e) => {
             // The drill cannot count as proven without its evidence.
-            let message = format!("error: appending the evidence record: {e}");
-            r.verdict.issues.push(Issue { kind: FailureKind::Error, message });
-            r.verdict.failure_kind = Some(FailureKind::Error);
-            r.verdict.result = "fail".into();
+            r.verdict.add(FailureKind::Error, format!("error: appending the evidence record: {e}"));
             r.evidence = Some(unsigned(r, "no evidence record (not signed): appending it failed".into()));
         }
     }

@@ -73,7 +73,6 @@ pub(super) struct Drill<'a> {
     /// Taken before the restore, while the target exists.
     pub environment: super::report::Environment,
     pub phases: Vec<Phase>,
-    pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub location: String,
     pub repo_id: Option<String>,
@@ -89,7 +88,7 @@ pub(super) struct Drill<'a> {
     pub cleanup: scratch::Cleanup,
 }
 
-fn what(phase: &str) -> &'static str {
+pub(super) fn what(phase: &str) -> &'static str {
     match phase {
         "open" => "opening the repository",
         "select" => "choosing the recovery point",
@@ -104,9 +103,6 @@ fn what(phase: &str) -> &'static str {
 
 impl Drill<'_> {
     fn record_phase(&mut self, name: &str, start: f64, duration: f64, in_rto: bool, error: Option<String>) {
-        if let Some(e) = &error {
-            self.errors.push(format!("{}: {e}", what(name)));
-        }
         self.phases.push(Phase { name: name.into(), start_s: start, duration_s: duration, in_rto, error });
     }
 
@@ -323,7 +319,6 @@ pub fn run(
         environment: super::env::environment(&scratch.path),
         scratch,
         phases: Vec::new(),
-        errors: Vec::new(),
         warnings: Vec::new(),
         location: super::report::mask_userinfo(&policy.repository.url),
         repo_id: None,

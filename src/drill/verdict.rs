@@ -61,6 +61,13 @@ impl Verdict {
         self.failure_kind.is_none()
     }
 
+    /// Adds an issue: the verdict fails, with the most serious kind.
+    pub fn add(&mut self, kind: FailureKind, message: String) {
+        self.issues.push(Issue { kind, message });
+        self.failure_kind = self.failure_kind.max(Some(kind));
+        self.result = "fail".into();
+    }
+
     /// The issues as `kind: message` lines.
     pub fn reasons(&self) -> Vec<String> {
         self.issues.iter().map(|i| i.message.clone()).collect()
@@ -103,8 +110,8 @@ fn list(ms: &[Mismatch]) -> String {
 }
 
 pub fn decide(f: &Findings<'_>) -> Verdict {
-    let mut issues = Vec::new();
-    let mut add = |kind, message: String| issues.push(Issue { kind, message });
+    let mut verdict = Verdict { result: "pass".into(), failure_kind: None, issues: Vec::new() };
+    let mut add = |kind, message: String| verdict.add(kind, message);
     for e in f.errors {
         add(FailureKind::Error, format!("error: {e}"));
     }
@@ -148,8 +155,7 @@ pub fn decide(f: &Findings<'_>) -> Verdict {
             );
         }
     }
-    let failure_kind = issues.iter().map(|i| i.kind).max();
-    Verdict { result: if failure_kind.is_some() { "fail" } else { "pass" }.into(), failure_kind, issues }
+    verdict
 }
 
 #[cfg(test)]
