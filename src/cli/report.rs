@@ -42,7 +42,7 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     let now = a.now.unwrap_or_else(Utc::now);
     let period = Period::from_flags(a.since.as_deref(), a.until.as_deref(), now)?;
     let state_dir = crate::state::resolve_dir(a.state.as_deref());
-    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let host = crate::repo::keys::hostname();
     let input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
     let built = report::build(&input);
     let text = report::render(&built, format);
@@ -53,7 +53,7 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
             out.write_all(text.as_bytes()).map_err(|e| Error::io("standard output", e))?;
         }
         Some(path) => {
-            write_file(path, text.as_bytes())?;
+            report::write_file(path, text.as_bytes())?;
             p.info(format!(
                 "wrote the compliance report ({} policies, overall {}) to {}",
                 built.policies.len(),
@@ -81,17 +81,6 @@ fn choose_format(flag: Option<&str>, out: Option<&Path>, json: bool) -> Result<F
         });
     }
     Ok(if json { Format::Json } else { Format::Markdown })
-}
-
-/// Writes next to the target, then renames, so a reader never sees half a report.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 #[cfg(test)]

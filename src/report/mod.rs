@@ -465,3 +465,14 @@ pub fn when(t: DateTime<Utc>) -> String {
 mod render_tests;
 #[cfg(test)]
 mod tests;
+
+/// Writes next to the target, then renames, so a reader never sees half a report.
+pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> crate::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| crate::Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        crate::Error::io(path, e)
+    })
+}

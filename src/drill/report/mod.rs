@@ -317,9 +317,7 @@ pub fn write_all(report: &DrillReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (name, text) in forms {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::report::write_file(&path, text.as_bytes())?;
         out.push(path);
     }
     Ok(out)
