@@ -80,18 +80,11 @@ pub(crate) fn process_alive(pid: u32) -> bool {
 
 /// A held lock; dropping it stops the refresher and removes the lock.
 pub struct Lock {
-    id: Id,
     /// The lock's object key, `<dir>/<id>`.
     key: String,
     backend: Arc<dyn crate::backend::Backend>,
     stop: Arc<AtomicBool>,
     refresher: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Lock {
-    pub fn id(&self) -> Id {
-        self.id
-    }
 }
 
 impl Drop for Lock {
@@ -168,8 +161,7 @@ pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) 
     let stop = Arc::new(AtomicBool::new(false));
     let refresher = {
         let stop = stop.clone();
-        let backend = repo.backend().clone();
-        let key = repo.key().clone();
+        let repo = repo.clone();
         let mut info = info.clone();
         let object = object.clone();
         std::thread::spawn(move || {
@@ -179,12 +171,11 @@ pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) 
                     break;
                 }
                 info.refreshed = Utc::now();
-                let sealed = key.seal(&serde_json::to_vec(&info).expect("lock serialises"));
-                if let Err(e) = backend.put(&object, &sealed) {
+                if let Err(e) = write_lock(&repo, &object, &info) {
                     tracing::warn!("could not refresh lock {}: {e}", id.short());
                 }
             }
         })
     };
-    Ok(Lock { id, key: object, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
+    Ok(Lock { key: object, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
 }
