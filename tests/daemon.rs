@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cairn::state::State;
-use common::{Env, PASSWORD};
+use common::{wait_exit, wait_until, Env, PASSWORD};
 use nix::sys::signal::Signal;
 
 /// One request the receiver got: its path and body.
@@ -89,17 +89,6 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (code, resp.split_once("\r\n\r\n").unwrap().1.to_string())
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn policy(name: &str, source: &Path, repo: &Path, pw: &Path, extra: &str) -> String {
     format!(
         "name = \"{name}\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n{extra}",
@@ -150,16 +139,13 @@ impl Scene {
 
     /// Waits until a daemon has recorded itself in the state.
     fn wait_recorded(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while State::open_existing(&self.state)
-            .ok()
-            .flatten()
-            .and_then(|s| s.daemon_value("pid").ok().flatten())
-            .is_none()
-        {
-            assert!(Instant::now() < deadline, "the daemon never started");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("the daemon's start", Duration::from_secs(30), || {
+            State::open_existing(&self.state)
+                .ok()
+                .flatten()
+                .and_then(|s| s.daemon_value("pid").ok().flatten())
+                .is_some()
+        });
     }
 }
 
@@ -381,11 +367,7 @@ fn stop_during_a_job(grace: &str, job_s: u32) -> (Duration, std::process::ExitSt
     scene.add("slow", None, &hook);
     let mut daemon =
         scene.daemon(&["--listen", "none", "--grace", grace], std::fs::File::create(env.path("daemon.log")).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the job never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the job's start", Duration::from_secs(30), || started.exists());
     let t0 = Instant::now();
     signal(&daemon, Signal::SIGTERM);
     let status = wait_exit(&mut daemon, Duration::from_secs(60));

@@ -465,22 +465,6 @@ fn files_under(dir: &Path) -> usize {
     rd.flatten().map(|e| if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }).sum()
 }
 
-/// Waits for `child` at most `limit`, killing it and failing past that.
-fn wait(mut child: Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the backup did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Polls until `cond` holds; fails if `child` exits first or `limit` passes.
 fn wait_until(child: &mut Child, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -572,10 +556,10 @@ fn backup_through_an_outage(down: Option<Duration>) {
             std::thread::sleep(d);
             g.restart_node(0);
             eprintln!("  garage back after {:.1} s", killed.elapsed().as_secs_f64());
-            wait(child, Duration::from_secs(60))
+            common::wait_exit(&mut child, Duration::from_secs(60))
         }
         None => {
-            let status = wait(child, Duration::from_secs(60));
+            let status = common::wait_exit(&mut child, Duration::from_secs(60));
             g.restart_node(0);
             status
         }
@@ -641,7 +625,7 @@ fn a_lost_node_does_not_stop_a_backup_or_a_restore() {
     });
     g.kill_node(2);
     eprintln!("  node 2 killed after {} block files", files_under(&blocks) - before);
-    let status = wait(child, Duration::from_secs(60));
+    let status = common::wait_exit(&mut child, Duration::from_secs(60));
     let stderr = std::fs::read_to_string(c.path("backup.err")).unwrap();
     eprintln!(
         "  the backup took {:.1} s, {} retries",
