@@ -2,6 +2,8 @@
 //! temporary directory, the real `cairn` binary, and tree comparison.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let env = Env { dir, repo };
-        let mut args = vec!["init", "--kdf-memory-kib", "1024"];
+        let mut args = vec!["init", "--kdf-memory-kib", "19456"];
         args.extend_from_slice(extra);
         let out = env.cairn(&args);
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
