@@ -74,9 +74,7 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
     let ids = repo.list_ids("index")?;
     let mut files: Vec<(Id, IndexFile)> = Vec::new();
     for id in ids {
-        match repo.load_object("index", &id).and_then(|p| {
-            IndexFile::decode(&p).map_err(|e| crate::Error::format(format!("index file `index/{id}`"), e))
-        }) {
+        match repo.load_index_file(&id) {
             Ok(f) => files.push((id, f)),
             Err(e) => r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() }),
         }

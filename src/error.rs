@@ -29,6 +29,11 @@ pub enum Error {
     #[error("malformed {what}: {detail}")]
     Format { what: String, detail: String },
 
+    /// An object or blob is larger than its kind allows; nothing beyond the
+    /// limit was read or decompressed.
+    #[error("{what} is too large: {detail}")]
+    TooLarge { what: String, detail: String },
+
     #[error("there is no cairn repository at {0}")]
     NoRepository(String),
 
@@ -116,6 +121,11 @@ impl Error {
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
+            Error::TooLarge { .. } => Some(
+                "the object is damaged or was forged by someone with the password; cairn refuses to expand it \
+                 past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
+                    .into(),
+            ),
             Error::Locked { .. } => Some("wait for the other operation to finish".into()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \

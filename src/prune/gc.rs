@@ -33,9 +33,6 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
-/// Index files hold at most this many blobs each when prune rewrites them.
-const BLOBS_PER_INDEX_FILE: usize = 200_000;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -266,19 +263,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         .map(|p| (PackInfo { id: p.id, kind: p.kind, size: p.size }, p.entries.clone()))
         .collect();
     entries.extend(stats.stored.iter().cloned());
-    let mut batch = IndexFile::default();
-    let mut blobs = 0;
-    for pack in entries {
-        blobs += pack.1.len();
-        batch.packs.push(pack);
-        if blobs >= BLOBS_PER_INDEX_FILE {
-            repo.save_index_file(&std::mem::take(&mut batch))?;
-            report.index_files_written += 1;
-            blobs = 0;
-        }
-    }
-    if !batch.packs.is_empty() {
-        repo.save_index_file(&batch)?;
+    for file in crate::repo::index::split_into_files(entries) {
+        repo.save_index_file(&file)?;
         report.index_files_written += 1;
     }
     let mut old: Vec<Id> = plan.old_index_files.clone();
