@@ -10,7 +10,8 @@
 //!
 //! Packs that are stored but in no index are not errors: an interrupted
 //! backup leaves them, the next backup adopts them, and prune removes
-//! them if nobody does.
+//! them if nobody does. Key slots that cannot be used (damaged, or asking
+//! for more than the Argon2id cap) are errors.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::repo::{blob, pack, pack_key, Index, IndexFile, NodeKind, Repository};
+use crate::repo::{blob, keys, pack, pack_key, Index, IndexFile, NodeKind, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -69,6 +70,11 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    for slot in keys::list(repo.backend().as_ref(), &repo.key_slot())? {
+        if let Some(problem) = slot.problem {
+            r.errors.push(Problem { object: format!("keys/{}", slot.id), message: format!("key slot {problem}") });
+        }
+    }
     // Index files, one by one, so one bad file does not hide the others.
     let mut index = Index::new();
     let ids = repo.list_ids("index")?;

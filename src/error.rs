@@ -20,6 +20,24 @@ pub enum Error {
     #[error("wrong password: none of the {slots} key slot(s) of the repository at {location} opens with it")]
     WrongPassword { location: String, slots: usize },
 
+    #[error("the repository at {location} has no key slots (`keys/` is empty): nothing can open it")]
+    NoKeySlots { location: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` is damaged: {detail}")]
+    KeySlotDamaged { slot: String, detail: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` was not tried: {detail}")]
+    KeySlotRefused { slot: String, detail: String },
+
+    #[error(
+        "key slot `{slot}` opens with this password, but its key does not open this repository: \
+         the slot belongs to another repository"
+    )]
+    ForeignKeySlot { slot: String },
+
+    #[error("none of the {tried} key slots tried opens with this password ({total} slots; at most {tried} are tried) at {location}")]
+    TooManyKeySlots { location: String, tried: usize, total: usize },
+
     #[error("no password given")]
     NoPassword,
 
@@ -109,6 +127,29 @@ impl Error {
             Error::WrongPassword { .. } => Some(
                 "check CAIRN_PASSWORD, --password-file or CAIRN_PASSWORD_COMMAND; \
                  `cairn key list` shows the slots once you are in"
+                    .into(),
+            ),
+            Error::NoKeySlots { .. } => Some(
+                "the key slots were deleted: restore `keys/` from a copy of the repository; without a slot the \
+                 data cannot be decrypted"
+                    .into(),
+            ),
+            Error::KeySlotDamaged { slot, .. } => Some(format!(
+                "if your password belongs to `{slot}`, restore that file from a copy of the repository; \
+                 otherwise check the password. Any other password still opens the repository, and \
+                 `cairn key remove` can then remove the damaged slot"
+            )),
+            Error::KeySlotRefused { slot, .. } => Some(format!(
+                "cairn never writes such a slot, so someone planted `{slot}` (or it is damaged): check the password, \
+                 and remove the slot with `cairn key remove` using a password that opens the repository"
+            )),
+            Error::ForeignKeySlot { slot } => Some(format!(
+                "`{slot}` was copied from another repository: use the password of one of this repository's own \
+                 slots, and remove the copy with `cairn key remove`"
+            )),
+            Error::TooManyKeySlots { .. } => Some(
+                "set CAIRN_KEY_ID to the id (or a prefix) of your password's key slot, which is then tried first; \
+                 `cairn key list` shows the ids"
                     .into(),
             ),
             Error::NoPassword => {

@@ -181,6 +181,10 @@ fn a_corrupt_or_stale_cache_is_detected_and_repaired() {
     assert!(!ghost.exists(), "the stale entry was removed");
     for entry in walk(&cache) {
         let name = entry.file_name().unwrap().to_str().unwrap().to_string();
+        if name == cairn::repo::keys::LAST_SLOT_FILE {
+            // Not an object: the id of the key slot that opened last (garbage there is ignored).
+            continue;
+        }
         let bytes = std::fs::read(&entry).unwrap();
         assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name, "{} was repaired", entry.display());
     }

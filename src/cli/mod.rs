@@ -148,9 +148,16 @@ pub struct InitArgs {
     /// Chunk sizes in bytes as MIN,AVG,MAX (default 524288,1048576,8388608)
     #[arg(long, hide = true)]
     pub chunk_sizes: Option<String>,
-    /// Argon2id memory in KiB (default 65536)
-    #[arg(long, hide = true)]
+    /// Argon2id memory in KiB (default 65536; 19456 to 262144)
+    #[arg(long, hide = true, value_parser = kdf_memory_kib())]
     pub kdf_memory_kib: Option<u32>,
+}
+
+/// `--kdf-memory-kib`: from OWASP's minimum for Argon2id to the most cairn
+/// writes (`KdfParams::MIN_MEMORY_KIB` and `KdfParams::MOST_COSTLY_NEW`).
+pub fn kdf_memory_kib() -> clap::builder::RangedI64ValueParser<u32> {
+    use crate::crypto::KdfParams;
+    clap::value_parser!(u32).range(KdfParams::MIN_MEMORY_KIB as i64..=KdfParams::MOST_COSTLY_NEW.memory_kib as i64)
 }
 
 /// Large buffers (packs, chunks) are allocated and freed all the time; keep
@@ -277,13 +284,25 @@ fn print_stats() {
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
     let b = open_backend(g)?;
     let pw = password::resolve(g.password_file.as_deref(), false)?;
-    let mut repo = Repository::open(b, &pw.0)?;
+    let mut repo = Repository::open_with(b, &pw.0, &key_hints(g))?;
     if repo.backend().is_remote() && !g.no_cache {
         if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
             repo.enable_cache(&base)?;
         }
     }
     Ok(repo)
+}
+
+/// Which key slot to try first: `CAIRN_KEY_ID`, then the one recorded in
+/// the cache directory (none with `--no-cache`).
+pub fn key_hints(g: &GlobalArgs) -> crate::repo::keys::KeyHints {
+    let mut h = crate::repo::keys::KeyHints::from_env();
+    if g.no_cache {
+        h.cache_base = None;
+    } else if let Some(d) = &g.cache_dir {
+        h.cache_base = Some(d.clone());
+    }
+    h
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::repo::{blob, limits, Repository};
 
 /// Where the key pair is stored.
-pub const KEY_OBJECT: &str = "evidence/key";
+pub const KEY_OBJECT: &str = crate::repo::EVIDENCE_KEY_OBJECT;
 /// The prefix of the public key's text form.
 pub const PUBKEY_PREFIX: &str = "cairn-evidence-ed25519:";
 /// The derivation context of the key that seals the secret seed.

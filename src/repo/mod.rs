@@ -42,6 +42,9 @@ pub use tree::{Node, NodeKind, Tree};
 pub const FORMAT_VERSION: u32 = 1;
 pub const MARKER_KEY: &str = "cairn";
 pub const CONFIG_KEY: &str = "config";
+/// The evidence signing key's object (`crate::evidence::key::KEY_OBJECT`),
+/// which opening probes without depending on the evidence module.
+pub(crate) const EVIDENCE_KEY_OBJECT: &str = "evidence/key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
@@ -106,6 +109,27 @@ impl Config {
     }
 }
 
+/// Why slots that opened with the password gave keys that do not open the
+/// config: if one of those keys opens another sealed object of this
+/// repository, the key is right and the config is damaged; otherwise the
+/// slot came from another repository.
+fn misfit_error(backend: &dyn Backend, misfits: &[keys::Unlocked]) -> Error {
+    let config_damaged = || Error::Integrity { what: format!("object `{CONFIG_KEY}`") };
+    let mut probes: Vec<String> = vec![crate::repo::EVIDENCE_KEY_OBJECT.to_string()];
+    for dir in ["index/", "snapshots/", "locks/"] {
+        if let Ok(list) = backend.list(dir) {
+            probes.extend(list.into_iter().take(2).map(|o| o.key));
+        }
+    }
+    for p in probes {
+        let Ok(bytes) = backend.get(&p) else { continue };
+        if misfits.iter().any(|u| u.key.open(&bytes).is_ok()) {
+            return config_damaged();
+        }
+    }
+    Error::ForeignKeySlot { slot: format!("keys/{}", misfits[0].slot) }
+}
+
 /// Turns a blob or object decoding error about `what` into the library's
 /// error: a size limit is [`Error::TooLarge`], anything else damage.
 pub(crate) fn blob_error(what: String, e: blob::BlobError) -> Error {
@@ -156,6 +180,8 @@ pub fn by_id_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> Id, spec: &str)
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
+    /// The key slot the repository was opened (or created) with.
+    key_slot: Id,
     config: Config,
     cache: Option<Arc<cache::Cache>>,
 }
@@ -188,10 +214,10 @@ impl Repository {
             created: Utc::now(),
         };
         config.validate().map_err(Error::InvalidArgument)?;
-        keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
+        let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        let repo = Repository { backend: backend.clone(), key, config, cache: None };
+        let repo = Repository { backend: backend.clone(), key, key_slot, config, cache: None };
         // The evidence chain starts with the repository: its signing key and record 0.
         crate::evidence::start_chain(&repo)?;
         let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
@@ -200,8 +226,15 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Opens an existing repository with `password`.
+    /// Opens an existing repository with `password`, trying the key slots
+    /// in their default order.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        Repository::open_with(backend, password, &keys::KeyHints::default())
+    }
+
+    /// Opens an existing repository with `password`, trying first the key
+    /// slots `hints` name (see [`keys`]).
+    pub fn open_with(backend: Arc<dyn Backend>, password: &[u8], hints: &keys::KeyHints) -> Result<Repository> {
         let marker_bytes = match backend.get(MARKER_KEY) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Err(Error::NoRepository(backend.location())),
@@ -215,8 +248,15 @@ impl Repository {
         if marker.version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion { found: marker.version, supported: FORMAT_VERSION });
         }
-        let key = keys::unlock(backend.as_ref(), password)?;
         let sealed = backend.get(CONFIG_KEY)?;
+        // A slot's key must open the config too: one copied from another
+        // repository opens with its password but fits nothing here.
+        let opened = keys::unlock(backend.as_ref(), password, hints, &marker.id, &mut |k| k.open(&sealed).is_ok())?;
+        let unlocked = match opened {
+            keys::Opened::Fits(u) => u,
+            keys::Opened::Misfits(m) => return Err(misfit_error(backend.as_ref(), &m)),
+        };
+        let key = unlocked.key;
         let plain = blob::open_object(&key, &sealed, limits::CONFIG)
             .map_err(|e| blob_error(format!("object `{CONFIG_KEY}`"), e))?;
         let config: Config = serde_json::from_slice(&plain).map_err(|e| Error::format("config", e))?;
@@ -224,7 +264,12 @@ impl Repository {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
         config.validate().map_err(|e| Error::format("config", e))?;
-        Ok(Repository { backend, key, config, cache: None })
+        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None })
+    }
+
+    /// The key slot this repository was opened (or created) with.
+    pub fn key_slot(&self) -> Id {
+        self.key_slot
     }
 
     /// Caches metadata under `base` (for remote repositories).
