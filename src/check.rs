@@ -10,8 +10,10 @@
 //!
 //! Packs that are stored but in no index are not errors: an interrupted
 //! backup leaves them, the next backup adopts them, and prune removes
-//! them if nobody does. Key slots that cannot be used (damaged, or asking
-//! for more than the Argon2id cap) are errors.
+//! them if nobody does. Nor are the temporary files and stale locks that
+//! killed processes leave: they are reported as litter, which the next
+//! backup, prune or `cairn unlock` removes. Key slots that cannot be used
+//! (damaged, or asking for more than the Argon2id cap) are errors.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::repo::{blob, keys, pack, pack_key, Index, IndexFile, NodeKind, Repository};
+use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexFile, NodeKind, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -60,6 +62,10 @@ pub struct CheckReport {
     pub affected: Vec<Affected>,
     /// Stored packs that no index lists (harmless leftovers).
     pub unindexed_packs: Vec<String>,
+    /// Temporary files of interrupted writes.
+    pub temporaries: Vec<litter::Temporary>,
+    /// Locks that no longer count (dead, old, from the future, unreadable).
+    pub stale_locks: Vec<litter::StaleLock>,
 }
 
 impl CheckReport {
@@ -75,6 +81,9 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
             r.errors.push(Problem { object: format!("keys/{}", slot.id), message: format!("key slot {problem}") });
         }
     }
+    let found = litter::survey(repo)?;
+    r.temporaries = found.temporaries;
+    r.stale_locks = found.stale_locks;
     // Index files, one by one, so one bad file does not hide the others.
     let mut index = Index::new();
     let ids = repo.list_ids("index")?;

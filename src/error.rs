@@ -89,8 +89,9 @@ pub enum Error {
     #[error("state database {path}: {detail}")]
     State { path: PathBuf, detail: String },
 
+    /// `remedy` says how to get past the holder (it is the hint).
     #[error("the repository is locked by {holder}")]
-    Locked { holder: String },
+    Locked { holder: String, remedy: String },
 
     #[error("not an evidence public key: {detail}")]
     InvalidPublicKey { detail: String },
@@ -167,7 +168,7 @@ impl Error {
                  past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
                     .into(),
             ),
-            Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::Locked { remedy, .. } => Some(remedy.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"

@@ -1,13 +1,17 @@
-//! Forged and damaged repository state that is not file data: key slots. Each case ends in a
+//! Forged and damaged repository state that is not file data: key slots,
+//! locks and litter of killed processes. Each case ends in a
 //! diagnosis that names the real cause, and a way out.
 
 mod common;
 
 use std::process::Output;
+use std::time::{Duration, SystemTime};
 
+use cairn::backend::Backend;
 use cairn::repo::keys::KeySlot;
+use cairn::repo::lock::LockInfo;
 use cairn::Id;
-use common::forge::run_measured;
+use common::forge::{self, run_measured};
 use common::{Env, PASSWORD};
 
 fn text(b: &[u8]) -> String {
@@ -16,6 +20,10 @@ fn text(b: &[u8]) -> String {
 
 fn out_err(o: &Output) -> String {
     format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+fn open(env: &Env) -> cairn::repo::Repository {
+    forge::open(&env.repo, PASSWORD)
 }
 
 fn slot_ids(env: &Env) -> Vec<String> {
@@ -181,4 +189,155 @@ fn cairn_key_id_names_the_slot_to_try_first() {
     let current: Vec<&str> = listing.lines().filter(|l| l.starts_with('*')).collect();
     assert_eq!(current.len(), 1);
     assert!(current[0].starts_with(&format!("* {}", &second[..8])), "{current:?}");
+}
+
+// ------------------------------------------------------------ locks
+
+fn plant_lock(env: &Env, info: &LockInfo) -> String {
+    let repo = open(env);
+    let key = format!("locks/{}", Id::random());
+    let sealed = repo.key().seal(&serde_json::to_vec(info).unwrap());
+    repo.backend().put(&key, &sealed).unwrap();
+    key
+}
+
+fn lock(host: &str, pid: u32, exclusive: bool, time: chrono::DateTime<chrono::Utc>) -> LockInfo {
+    LockInfo {
+        exclusive,
+        hostname: host.into(),
+        username: "someone".into(),
+        pid,
+        time,
+        refreshed: time,
+        purpose: if exclusive { "prune".into() } else { "backup".into() },
+    }
+}
+
+fn source(env: &Env) -> String {
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    src.to_str().unwrap().to_string()
+}
+
+#[test]
+fn an_exclusive_lock_from_2100_does_not_block_and_is_named_suspicious_and_removed_by_unlock() {
+    let env = Env::new();
+    let src = source(&env);
+    let key = plant_lock(&env, &lock("elsewhere", 4242, true, "2100-01-01T00:00:00Z".parse().unwrap()));
+    env.ok(&["backup", &src]);
+    env.ok(&["forget", "--keep-last", "5"]);
+    env.ok(&["prune"]);
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "a lock is not damage: {}", out_err(&o));
+    assert!(text(&o.stdout).contains(&format!("stale lock: {key} of prune of someone@elsewhere")), "{}", out_err(&o));
+    assert!(text(&o.stdout).contains("suspicious: its time is"), "{}", out_err(&o));
+    let o = env.cairn(&["unlock"]);
+    assert!(o.status.success(), "{}", out_err(&o));
+    assert!(text(&o.stdout).contains(&format!("removed {key} of prune of someone@elsewhere")), "{}", out_err(&o));
+    assert!(text(&o.stderr).contains("suspicious"), "{}", out_err(&o));
+    assert!(!env.repo.join(&key).exists());
+}
+
+#[test]
+fn a_live_lock_of_another_host_says_how_to_get_out_and_unlock_remove_all_removes_it() {
+    let env = Env::new();
+    let src = source(&env);
+    let key = plant_lock(&env, &lock("elsewhere", 4242, true, chrono::Utc::now()));
+    let o = env.cairn(&["backup", &src]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o));
+    assert!(err.contains("locked by prune of someone@elsewhere"), "{err}");
+    assert!(
+        err.contains("hint: wait for the prune on elsewhere") && err.contains("`cairn unlock --remove-all`"),
+        "{err}"
+    );
+    // Plain unlock keeps a live lock; --remove-all removes it.
+    let o = env.cairn(&["unlock"]);
+    assert!(o.status.success() && text(&o.stderr).contains(&format!("kept live lock {key}")), "{}", out_err(&o));
+    assert!(env.repo.join(&key).exists());
+    env.ok(&["unlock", "--remove-all"]);
+    assert!(!env.repo.join(&key).exists());
+    env.ok(&["backup", &src]);
+}
+
+#[test]
+fn unlock_remove_all_refuses_a_live_lock_of_a_process_running_here_and_names_it() {
+    let env = Env::new();
+    let mut sleeper = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let key = plant_lock(&env, &lock(&cairn::repo::keys::hostname(), sleeper.id(), true, chrono::Utc::now()));
+    let o = env.cairn(&["unlock", "--remove-all"]);
+    let err = text(&o.stderr);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o));
+    assert!(
+        err.contains(&format!("pid {}", sleeper.id())) && err.contains("its process is running on this host"),
+        "{err}"
+    );
+    assert!(env.repo.join(&key).exists(), "a running process's lock was removed");
+    // Now that it is gone, a plain unlock removes it.
+    let o = env.cairn(&["unlock"]);
+    assert!(text(&o.stdout).contains(&format!("process {} on this host is gone", sleeper.id())), "{}", out_err(&o));
+    assert!(!env.repo.join(&key).exists());
+}
+
+// ------------------------------------------------------------ litter
+
+/// The pid of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+fn plant_temporary(env: &Env, rel: &str, age: Duration) -> std::path::PathBuf {
+    let p = env.repo.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, vec![7u8; 4096]).unwrap();
+    std::fs::File::options().write(true).open(&p).unwrap().set_modified(SystemTime::now() - age).unwrap();
+    p
+}
+
+#[test]
+fn check_reports_litter_and_the_next_backup_removes_old_temporaries_and_dead_locks() {
+    let env = Env::new();
+    let src = source(&env);
+    let old = plant_temporary(&env, "data/ab/.tmp-killed1", Duration::from_secs(3 * 3600));
+    let young = plant_temporary(&env, "index/.tmp-inflight", Duration::from_secs(60));
+    let dead = plant_lock(&env, &lock(&cairn::repo::keys::hostname(), dead_pid(), false, chrono::Utc::now()));
+
+    let o = env.cairn(&["check"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "litter is not damage: {}", out_err(&o));
+    assert!(out.contains("temporary: data/ab/.tmp-killed1 (4096 bytes, 180 min old)"), "{}", out_err(&o));
+    assert!(out.contains("temporary: index/.tmp-inflight (4096 bytes, 1 min old)"), "{}", out_err(&o));
+    assert!(
+        out.contains(&format!("stale lock: {dead} of backup of someone@")) && out.contains("on this host is gone"),
+        "{out}"
+    );
+    let o = env.cairn(&["--json", "check"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["temporaries"].as_array().unwrap().len(), 2);
+    assert_eq!(v["stale_locks"][0]["object"], dead.as_str());
+
+    env.ok(&["backup", &src]);
+    assert!(!old.exists(), "an hour-old temporary survived a backup");
+    assert!(young.exists(), "a young temporary (a write in progress?) was removed");
+    assert!(!env.repo.join(&dead).exists(), "a dead process's lock survived a backup");
+}
+
+#[test]
+fn prune_and_unlock_remove_old_temporaries_too() {
+    let env = Env::new();
+    let src = source(&env);
+    env.ok(&["backup", &src]);
+    let a = plant_temporary(&env, "snapshots/.tmp-a", Duration::from_secs(2 * 3600));
+    env.ok(&["prune"]);
+    assert!(!a.exists(), "prune left an old temporary");
+    let b = plant_temporary(&env, ".tmp-b", Duration::from_secs(2 * 3600));
+    let o = env.cairn(&["unlock"]);
+    assert!(text(&o.stdout).contains("removed .tmp-b"), "{}", out_err(&o));
+    assert!(!b.exists());
 }

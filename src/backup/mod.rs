@@ -114,6 +114,9 @@ pub fn run(
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
+    // What killed backups left: old temporaries and their dead locks.
+    let swept = crate::repo::litter::sweep(repo);
+    warnings.extend(swept.failed.iter().map(|e| format!("could not remove litter: {e}")));
 
     let (paths, abs_paths) = match &source {
         Source::Paths(p) => {

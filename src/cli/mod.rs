@@ -26,6 +26,7 @@ mod prune;
 mod report;
 mod restore;
 mod status_view;
+mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Manage the passwords (key slots) that open the repository
     Key(key::KeyArgs),
+    /// Remove stale locks (with --remove-all, every lock but one of a process running here)
+    Unlock(unlock::UnlockArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
     /// Run every policy's backups, prunes and drills on schedule
@@ -227,6 +230,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
+        Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
         Command::Status(a) => daemon::status(&a, p),

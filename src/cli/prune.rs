@@ -95,6 +95,17 @@ fn prune(
             report.packs_written,
             report.index_files_written
         ));
+        let l = &report.litter;
+        if !l.temporaries.is_empty() || !l.locks.is_empty() {
+            p.info(format!(
+                "removed {} temporary file(s) and {} dead lock(s) left by killed processes",
+                l.temporaries.len(),
+                l.locks.len()
+            ));
+        }
+    }
+    for f in &report.litter.failed {
+        p.warn(format!("could not remove litter: {f}"));
     }
     Ok(Some((plan, report)))
 }

@@ -90,6 +90,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub index_files_written: usize,
     pub index_files_deleted: usize,
+    /// Temporaries and dead locks that killed processes left, removed first.
+    pub litter: crate::repo::litter::Swept,
 }
 
 /// Walks every snapshot and returns the set of blobs they use. Any
@@ -233,7 +235,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
 }
 
 pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
-    let mut report = PruneReport::default();
+    let mut report = PruneReport { litter: crate::repo::litter::sweep(repo), ..Default::default() };
     // 1. Copy the used blobs of packs to repack into new packs.
     let writer = RepoWriter::new(repo, repo.backend().concurrency().clamp(1, 4), usize::MAX);
     writer.keep_stored_entries();

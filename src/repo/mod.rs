@@ -17,6 +17,7 @@ pub mod cache;
 pub mod index;
 pub mod keys;
 pub mod limits;
+pub mod litter;
 pub mod lock;
 pub mod pack;
 pub mod snapshot;
