@@ -14,6 +14,10 @@
 //! killed processes leave: they are reported as litter, which the next
 //! backup, prune or `cairn unlock` removes. Key slots that cannot be used
 //! (damaged, or asking for more than the Argon2id cap) are errors.
+//!
+//! The evidence records' integrity is checked by
+//! [`crate::evidence::check_integrity`], which `cairn check` adds to this
+//! report (evidence sits above this module).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

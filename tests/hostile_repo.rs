@@ -1,5 +1,5 @@
 //! Forged and damaged repository state that is not file data: key slots,
-//! locks and litter of killed processes. Each case ends in a
+//! locks, litter of killed processes and evidence. Each case ends in a
 //! diagnosis that names the real cause, and a way out.
 
 mod common;
@@ -340,4 +340,34 @@ fn prune_and_unlock_remove_old_temporaries_too() {
     let o = env.cairn(&["unlock"]);
     assert!(text(&o.stdout).contains("removed .tmp-b"), "{}", out_err(&o));
     assert!(!b.exists());
+}
+
+// ------------------------------------------------------------ evidence
+
+#[test]
+fn check_names_a_damaged_evidence_record_and_key_with_exit_5() {
+    let env = Env::new();
+    let src = source(&env);
+    env.ok(&["backup", &src]);
+    let record = env.repo.join("evidence/records/000000000001");
+    assert!(record.exists(), "the backup wrote no evidence record");
+    assert_eq!(env.cairn(&["check"]).status.code(), Some(0));
+    let mut bytes = std::fs::read(&record).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&record, bytes).unwrap();
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(5), "{}", out_err(&o));
+    assert!(
+        text(&o.stdout)
+            .contains("error: evidence/records/000000000001: evidence record `evidence/records/000000000001`"),
+        "{}",
+        out_err(&o)
+    );
+    let key = env.repo.join("evidence/key");
+    let mut bytes = std::fs::read(&key).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&key, bytes).unwrap();
+    let o = env.cairn(&["check"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(text(&o.stdout).contains("error: evidence/key: evidence signing key `evidence/key`"), "{}", out_err(&o));
 }

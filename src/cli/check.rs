@@ -34,7 +34,8 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         (None, false) => ReadData::None,
     };
     let repo = open_repo(g)?;
-    let r = check::check(&repo, read, threads(g))?;
+    let mut r = check::check(&repo, read, threads(g))?;
+    r.errors.extend(crate::evidence::check_integrity(&repo)?);
     if p.json {
         p.json(&r);
     } else {

@@ -123,6 +123,34 @@ fn load_record(repo: &Repository, seq: u64) -> Result<Vec<u8>> {
     Ok(plain)
 }
 
+/// The plain integrity of the evidence stored in the repository, for
+/// `cairn check`: every record opens, parses and carries the seq of its
+/// name, and the signing key opens (and exists when records do). Each
+/// failure is a problem naming its object. Signatures and the chain are
+/// what `cairn evidence verify` checks.
+pub fn check_integrity(repo: &Repository) -> Result<Vec<crate::check::Problem>> {
+    let problem = |object: String, e: &Error| crate::check::Problem { object, message: e.to_string() };
+    let mut out = Vec::new();
+    let seqs = stored_seqs(repo)?;
+    for &seq in &seqs {
+        match load_record(repo, seq) {
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => out.push(problem(record_key(seq), &e)),
+        }
+    }
+    match key::load(repo) {
+        Ok(Some(_)) => {}
+        Ok(None) if seqs.is_empty() => {}
+        Ok(None) => {
+            out.push(problem(key::KEY_OBJECT.into(), &Error::EvidenceKeyMissing { records: seqs.len() as u64 }))
+        }
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => out.push(problem(key::KEY_OBJECT.into(), &e)),
+    }
+    Ok(out)
+}
+
 /// Takes the append lock, retrying with random back-off while another
 /// appender holds it (or races for it), for up to [`LOCK_WAIT`].
 fn lock_appends(repo: &Repository, kind: &str) -> Result<lock::Lock> {

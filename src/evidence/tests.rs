@@ -146,3 +146,29 @@ fn a_record_above_the_record_limit_is_refused_before_it_is_written() {
     // The chain goes on.
     assert_eq!(append(&repo, "backup", None, json!({})).unwrap().seq, 1);
 }
+
+#[test]
+fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
+    let (dir, backend, repo) = new_repo();
+    append(&repo, "backup", None, json!({})).unwrap();
+    assert!(check_integrity(&repo).unwrap().is_empty());
+    let path = dir.path().join("repo").join(record_key(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    // A record whose name and seq disagree.
+    backend.put(&record_key(7), &std::fs::read(dir.path().join("repo").join(record_key(0))).unwrap()).unwrap();
+    let p = check_integrity(&repo).unwrap();
+    let objects: Vec<&str> = p.iter().map(|x| x.object.as_str()).collect();
+    assert_eq!(objects, [record_key(1).as_str(), record_key(7).as_str()]);
+    assert!(p[0].message.contains("failed authentication"), "{}", p[0].message);
+    assert!(p[1].message.contains("its seq differs from its name"), "{}", p[1].message);
+    backend.delete(key::KEY_OBJECT).unwrap();
+    let p = check_integrity(&repo).unwrap();
+    assert_eq!(p.last().unwrap().object, key::KEY_OBJECT);
+    assert!(
+        p.last().unwrap().message.contains("is missing, but 3 evidence record(s) exist"),
+        "{}",
+        p.last().unwrap().message
+    );
+}
