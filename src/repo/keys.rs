@@ -11,7 +11,8 @@
 //! refused. The others are tried in this order, at most
 //! [`MAX_SLOTS_TRIED`] of them: the slot named by [`KeyHints::key_id`]
 //! (`CAIRN_KEY_ID`), the slot that opened last time on this machine
-//! ([`KeyHints::cache_base`]), then the cheapest first, so a planted costly
+//! ([`KeyHints::cache_base`], recorded only when there is more than one
+//! slot to choose from), then the cheapest first, so a planted costly
 //! slot is tried only when every cheaper one failed. A slot that opens
 //! must also open the repository's config; one that does not came from
 //! another repository. When nothing opens, the error names the real cause:
@@ -301,7 +302,10 @@ pub fn unlock(
             continue;
         };
         if fits(&key) {
-            hints.remember(repo, &u.id);
+            // With one slot there is no order to remember (and nothing is written).
+            if total > 1 {
+                hints.remember(repo, &u.id);
+            }
             return Ok(Opened::Fits(Unlocked { slot: u.id, key }));
         }
         misfits.push(Unlocked { slot: u.id, key });
@@ -497,6 +501,16 @@ mod tests {
         let record = hints.last_slot_path(&Id::hash_of(b"repo")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&record).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn with_a_single_slot_nothing_is_recorded() {
+        let (d, b) = backend();
+        let key = MasterKey::random();
+        add_slot(&b, &key, PW, CHEAP).unwrap();
+        let hints = KeyHints { key_id: None, cache_base: Some(d.path().join("cache")) };
+        opened_slot(open(&b, PW, &hints, &key));
+        assert!(!d.path().join("cache").exists(), "a lone slot was recorded");
     }
 
     #[test]

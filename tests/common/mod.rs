@@ -42,8 +42,10 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
         c.env("CAIRN_REPO", &self.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
-            // Runs recorded by `backup --policy` or `drill` stay in the test's directory.
+            // Runs recorded by `backup --policy` or `drill` stay in the test's directory,
+            // and so does the cache (the record of the key slot used last, say).
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND")
             .stdin(std::process::Stdio::null());
