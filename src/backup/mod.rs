@@ -114,7 +114,7 @@ pub fn run(
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
-    // What killed backups left: old temporaries and their dead locks.
+    // What killed writes left (their dead locks went when ours was taken).
     let swept = crate::repo::litter::sweep(repo);
     warnings.extend(swept.failed.iter().map(|e| format!("could not remove litter: {e}")));
 

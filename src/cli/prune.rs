@@ -96,12 +96,8 @@ fn prune(
             report.index_files_written
         ));
         let l = &report.litter;
-        if !l.temporaries.is_empty() || !l.locks.is_empty() {
-            p.info(format!(
-                "removed {} temporary file(s) and {} dead lock(s) left by killed processes",
-                l.temporaries.len(),
-                l.locks.len()
-            ));
+        if !l.temporaries.is_empty() {
+            p.info(format!("removed {} temporary file(s) left by killed writes", l.temporaries.len()));
         }
     }
     for f in &report.litter.failed {

@@ -90,7 +90,7 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub index_files_written: usize,
     pub index_files_deleted: usize,
-    /// Temporaries and dead locks that killed processes left, removed first.
+    /// Temporaries that killed writes left, removed first.
     pub litter: crate::repo::litter::Swept,
 }
 

@@ -4,11 +4,11 @@
 //! `.tmp-*` file (local backend); a process killed while holding a lock
 //! leaves its lock. Neither harms the repository — listings skip
 //! temporaries, and stale locks are ignored — but they pile up. `check`
-//! reports them ([`survey`]); the next backup, prune or `cairn unlock`
-//! removes temporaries older than [`TEMP_MAX_AGE`] and the locks of
-//! processes gone from this host ([`sweep`]). Younger temporaries may
-//! belong to a write in progress, and other hosts' locks are judged by
-//! `cairn unlock`.
+//! reports them ([`survey`]). The next backup, prune or `cairn unlock`
+//! removes temporaries older than [`TEMP_MAX_AGE`] ([`sweep`]); younger
+//! ones may belong to a write in progress. The locks of processes gone from
+//! this host are removed by whoever next takes a lock in their directory
+//! ([`lock::Claim::look`]); other hosts' locks are judged by `cairn unlock`.
 
 use std::time::{Duration, SystemTime};
 
@@ -92,14 +92,13 @@ pub fn survey(repo: &Repository) -> Result<Litter> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Swept {
     pub temporaries: Vec<String>,
-    pub locks: Vec<String>,
     /// Removals that failed, as messages; the sweep goes on past them.
     pub failed: Vec<String>,
 }
 
-/// Removes temporaries older than [`TEMP_MAX_AGE`] and the locks of dead
-/// processes on this host. Best effort: a failure is recorded in
-/// [`Swept::failed`] and does not stop the caller's work.
+/// Removes temporaries older than [`TEMP_MAX_AGE`]. Best effort: a
+/// failure is recorded in [`Swept::failed`] and does not stop the caller's
+/// work. A backend without temporaries (S3) makes no request.
 pub fn sweep(repo: &Repository) -> Swept {
     sweep_older_than(repo, TEMP_MAX_AGE)
 }
@@ -140,10 +139,6 @@ fn sweep_older_than(repo: &Repository, max_age: Duration) -> Swept {
         }
         Err(e) => out.failed.push(e.to_string()),
     }
-    match lock::remove_dead_local(repo) {
-        Ok(keys) => out.locks = keys,
-        Err(e) => out.failed.push(format!("removing dead locks: {e}")),
-    }
     out
 }
 
@@ -157,7 +152,7 @@ mod tests {
     use crate::repo::InitOptions;
 
     #[test]
-    fn old_temporaries_and_dead_local_locks_are_swept_young_ones_stay() {
+    fn old_temporaries_are_swept_and_young_ones_stay() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("repo");
         let opts = InitOptions {

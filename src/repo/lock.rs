@@ -15,8 +15,10 @@
 //! [`MAX_CLOCK_SKEW`] in the future: no honest holder writes that, so it is
 //! also named suspicious. A lock that does not open with the repository key
 //! is ignored too. Holders refresh their lock every [`REFRESH_EVERY`] from
-//! a background thread, and remove it when done. [`remove_stale`] (`cairn
-//! unlock`) removes stale locks, or every lock but a live one of this host.
+//! a background thread, and remove it when done. Whoever takes a lock
+//! removes the locks of dead processes of this host that it sees (a killed
+//! backup's), so they do not pile up. [`remove_stale`] (`cairn unlock`)
+//! removes stale locks, or every lock but a live one of this host.
 //!
 //! Locks live in a directory: the repository's own under [`REPOSITORY_LOCKS`]
 //! ([`acquire`]), and other families elsewhere ([`acquire_in`]), such as the
@@ -42,7 +44,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// A live lock on another host that was not refreshed for this long looks
 /// stale: its holder missed a refresh.
-pub const LOOKS_STALE_AFTER: Duration = Duration::from_secs(2 * 5 * 60);
+pub const LOOKS_STALE_AFTER: Duration = Duration::from_secs(2 * REFRESH_EVERY.as_secs());
 /// Where the repository's shared and exclusive locks live.
 pub const REPOSITORY_LOCKS: &str = "locks";
 /// Every directory of locks in a repository (the evidence append lock's included).
@@ -312,19 +314,28 @@ impl<'r> Claim<'r> {
         Ok(Claim { repo, dir: dir.to_string(), id, object, info })
     }
 
-    /// Step 2: lists the other locks and finds the first live one in the way.
+    /// Step 2: lists the other locks and finds the first live one in the
+    /// way. Locks of dead processes of this host are removed on the way
+    /// (best effort: they are ignored anyway).
     pub fn look(&self) -> Verdict {
         let host_name = keys::hostname();
         let host = this_host_ref(&host_name);
         let now = Utc::now();
         Verdict(find_locks(self.repo, &self.dir, Some(self.id), now, &host).map(|found| {
-            found.into_iter().find_map(|f| match f.state {
-                FoundState::Live(l) if self.info.exclusive || l.exclusive => {
-                    let remedy = l.remedy(now, &host);
-                    Some((l, remedy))
+            let mut conflict = None;
+            for f in found {
+                match f.state {
+                    FoundState::Live(l) if conflict.is_none() && (self.info.exclusive || l.exclusive) => {
+                        let remedy = l.remedy(now, &host);
+                        conflict = Some((l, remedy));
+                    }
+                    FoundState::Stale(_, Staleness::DeadProcess { .. }) => {
+                        let _ = self.repo.backend().delete(&f.key);
+                    }
+                    _ => {}
                 }
-                _ => None,
-            })
+            }
+            conflict
         }))
     }
 
@@ -440,27 +451,6 @@ fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host
         }
     }
     Ok(report)
-}
-
-/// Removes the locks of processes that are gone from this host (a killed
-/// backup's), in every lock directory; returns their keys. Anything else,
-/// a suspicious lock included, is left for `cairn unlock` to judge.
-pub fn remove_dead_local(repo: &Repository) -> Result<Vec<String>> {
-    let host_name = keys::hostname();
-    let host = this_host_ref(&host_name);
-    let mut removed = Vec::new();
-    for dir in LOCK_DIRS {
-        for f in find_locks(repo, dir, None, Utc::now(), &host)? {
-            if let FoundState::Stale(_, Staleness::DeadProcess { .. }) = f.state {
-                match repo.backend().delete(&f.key) {
-                    Ok(()) => removed.push(f.key),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

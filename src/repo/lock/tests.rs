@@ -211,20 +211,20 @@ fn unlock_removes_stale_locks_and_with_remove_all_every_lock_but_a_running_one_h
 }
 
 #[test]
-fn only_locks_of_dead_processes_on_this_host_are_swept() {
+fn taking_a_lock_removes_the_locks_of_dead_processes_of_this_host_in_its_directory() {
     let (_d, r) = repo();
     let me = keys::hostname();
     let dead = plant(&r, REPOSITORY_LOCKS, &info(&me, dead_pid(), false, 0));
     let dead_evidence = plant(&r, "evidence/locks", &info(&me, dead_pid(), true, 0));
     let old_elsewhere = plant(&r, REPOSITORY_LOCKS, &info("elsewhere", 1, false, 90));
     let mine = plant(&r, REPOSITORY_LOCKS, &info(&me, std::process::id(), false, 0));
-    let mut swept = remove_dead_local(&r).unwrap();
-    swept.sort();
-    let mut want = vec![dead, dead_evidence];
-    want.sort();
-    assert_eq!(swept, want);
+    drop(acquire(&r, false, "backup").unwrap());
+    assert!(r.backend().stat(&dead).is_err(), "a dead process's lock survived");
+    assert!(r.backend().stat(&dead_evidence).is_ok(), "another directory's locks are its takers' business");
     assert!(r.backend().stat(&old_elsewhere).is_ok(), "another host's lock is for `cairn unlock` to judge");
     assert!(r.backend().stat(&mine).is_ok());
+    drop(acquire_in(&r, "evidence/locks", true, "evidence append").unwrap());
+    assert!(r.backend().stat(&dead_evidence).is_err());
 }
 
 /// The pid of a process that has exited and been reaped.
