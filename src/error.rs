@@ -20,6 +20,24 @@ pub enum Error {
     #[error("wrong password: none of the {slots} key slot(s) of the repository at {location} opens with it")]
     WrongPassword { location: String, slots: usize },
 
+    #[error("the repository at {location} has no key slots (`keys/` is empty): nothing can open it")]
+    NoKeySlots { location: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` is damaged: {detail}")]
+    KeySlotDamaged { slot: String, detail: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` was not tried: {detail}")]
+    KeySlotRefused { slot: String, detail: String },
+
+    #[error(
+        "key slot `{slot}` opens with this password, but its key does not open this repository: \
+         the slot belongs to another repository"
+    )]
+    ForeignKeySlot { slot: String },
+
+    #[error("none of the {tried} key slots tried opens with this password ({total} slots; at most {tried} are tried) at {location}")]
+    TooManyKeySlots { location: String, tried: usize, total: usize },
+
     #[error("no password given")]
     NoPassword,
 
@@ -28,6 +46,11 @@ pub enum Error {
 
     #[error("malformed {what}: {detail}")]
     Format { what: String, detail: String },
+
+    /// An object or blob is larger than its kind allows; nothing beyond the
+    /// limit was read or decompressed.
+    #[error("{what} is too large: {detail}")]
+    TooLarge { what: String, detail: String },
 
     #[error("there is no cairn repository at {0}")]
     NoRepository(String),
@@ -66,8 +89,9 @@ pub enum Error {
     #[error("state database {path}: {detail}")]
     State { path: PathBuf, detail: String },
 
+    /// `remedy` says how to get past the holder (it is the hint).
     #[error("the repository is locked by {holder}")]
-    Locked { holder: String },
+    Locked { holder: String, remedy: String },
 
     #[error("not an evidence public key: {detail}")]
     InvalidPublicKey { detail: String },
@@ -106,6 +130,29 @@ impl Error {
                  `cairn key list` shows the slots once you are in"
                     .into(),
             ),
+            Error::NoKeySlots { .. } => Some(
+                "the key slots were deleted: restore `keys/` from a copy of the repository; without a slot the \
+                 data cannot be decrypted"
+                    .into(),
+            ),
+            Error::KeySlotDamaged { slot, .. } => Some(format!(
+                "if your password belongs to `{slot}`, restore that file from a copy of the repository; \
+                 otherwise check the password. Any other password still opens the repository, and \
+                 `cairn key remove` can then remove the damaged slot"
+            )),
+            Error::KeySlotRefused { slot, .. } => Some(format!(
+                "cairn never writes such a slot, so someone planted `{slot}` (or it is damaged): check the password, \
+                 and remove the slot with `cairn key remove` using a password that opens the repository"
+            )),
+            Error::ForeignKeySlot { slot } => Some(format!(
+                "`{slot}` was copied from another repository: use the password of one of this repository's own \
+                 slots, and remove the copy with `cairn key remove`"
+            )),
+            Error::TooManyKeySlots { .. } => Some(
+                "set CAIRN_KEY_ID to the id (or a prefix) of your password's key slot, which is then tried first; \
+                 `cairn key list` shows the ids"
+                    .into(),
+            ),
             Error::NoPassword => {
                 Some("set CAIRN_PASSWORD, pass --password-file FILE, or set CAIRN_PASSWORD_COMMAND".into())
             }
@@ -116,7 +163,12 @@ impl Error {
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
-            Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::TooLarge { .. } => Some(
+                "the object is damaged or was forged by someone with the password; cairn refuses to expand it \
+                 past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
+                    .into(),
+            ),
+            Error::Locked { remedy, .. } => Some(remedy.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"

@@ -407,7 +407,7 @@ impl Client {
     }
 
     fn init(&self, g: &Garage, extra: &[&str]) {
-        let mut args = vec!["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"];
+        let mut args = vec!["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"];
         args.extend_from_slice(&["--pack-size-mib", "1"]);
         args.extend_from_slice(extra);
         self.ok(g, &args);

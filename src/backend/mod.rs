@@ -84,6 +84,16 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// A temporary object a killed write left behind (the local backend's
+/// `.tmp-*` files), which is never part of the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its key, relative to the repository root like an object's.
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
 /// The storage trait. Keys are relative, slash-separated, never absolute.
 pub trait Backend: Send + Sync {
     /// Where the repository lives, for messages and reports; no secrets.
@@ -110,6 +120,19 @@ pub trait Backend: Send + Sync {
     /// Whether requests cross a network (then metadata is cached locally).
     fn is_remote(&self) -> bool {
         false
+    }
+    /// Temporaries of interrupted writes; none where `put` leaves none.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        Ok(Vec::new())
+    }
+    /// Deletes one of [`Backend::leftovers`] by its key; nothing else.
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        Err(BackendError::new(
+            BackendErrorKind::Permanent,
+            "delete leftover",
+            key,
+            "this backend leaves no temporaries",
+        ))
     }
 }
 
@@ -146,6 +169,12 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn is_remote(&self) -> bool {
         (**self).is_remote()
+    }
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        (**self).leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        (**self).delete_leftover(key)
     }
 }
 
@@ -248,6 +277,14 @@ impl<B: Backend> Backend for CountingBackend<B> {
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+    /// Not counted: no backend that has leftovers makes requests for them.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        self.inner.leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_leftover(key)
     }
 }
 

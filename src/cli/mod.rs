@@ -26,6 +26,7 @@ mod prune;
 mod report;
 mod restore;
 mod status_view;
+mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Manage the passwords (key slots) that open the repository
     Key(key::KeyArgs),
+    /// Remove stale locks (with --remove-all, every lock but one of a process running here)
+    Unlock(unlock::UnlockArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
     /// Run every policy's backups, prunes and drills on schedule
@@ -148,9 +151,16 @@ pub struct InitArgs {
     /// Chunk sizes in bytes as MIN,AVG,MAX (default 524288,1048576,8388608)
     #[arg(long, hide = true)]
     pub chunk_sizes: Option<String>,
-    /// Argon2id memory in KiB (default 65536)
-    #[arg(long, hide = true)]
+    /// Argon2id memory in KiB (default 65536; 19456 to 262144)
+    #[arg(long, hide = true, value_parser = kdf_memory_kib())]
     pub kdf_memory_kib: Option<u32>,
+}
+
+/// `--kdf-memory-kib`: from OWASP's minimum for Argon2id to the most cairn
+/// writes (`KdfParams::MIN_MEMORY_KIB` and `KdfParams::MOST_COSTLY_NEW`).
+pub fn kdf_memory_kib() -> clap::builder::RangedI64ValueParser<u32> {
+    use crate::crypto::KdfParams;
+    clap::value_parser!(u32).range(KdfParams::MIN_MEMORY_KIB as i64..=KdfParams::MOST_COSTLY_NEW.memory_kib as i64)
 }
 
 /// Large buffers (packs, chunks) are allocated and freed all the time; keep
@@ -220,6 +230,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
+        Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
         Command::Status(a) => daemon::status(&a, p),
@@ -277,13 +288,25 @@ fn print_stats() {
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
     let b = open_backend(g)?;
     let pw = password::resolve(g.password_file.as_deref(), false)?;
-    let mut repo = Repository::open(b, &pw.0)?;
+    let mut repo = Repository::open_with(b, &pw.0, &key_hints(g))?;
     if repo.backend().is_remote() && !g.no_cache {
         if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
             repo.enable_cache(&base)?;
         }
     }
     Ok(repo)
+}
+
+/// Which key slot to try first: `CAIRN_KEY_ID`, then the one recorded in
+/// the cache directory (none with `--no-cache`).
+pub fn key_hints(g: &GlobalArgs) -> crate::repo::keys::KeyHints {
+    let mut h = crate::repo::keys::KeyHints::from_env();
+    if g.no_cache {
+        h.cache_base = None;
+    } else if let Some(d) = &g.cache_dir {
+        h.cache_base = Some(d.clone());
+    }
+    h
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {

@@ -158,9 +158,10 @@ pub fn open_repo(g: &GlobalArgs, pol: &Policy) -> Result<Repository> {
         g.s3_concurrency = s3.concurrency.or(g.s3_concurrency);
     }
     let backend = super::open_backend(&g)?;
+    let hints = super::key_hints(&g);
     let mut repo = match &pol.repository.password {
-        Some(src) => Repository::open(backend, job::read_password(src)?.as_bytes())?,
-        None => Repository::open(backend, &password::resolve(g.password_file.as_deref(), false)?.0)?,
+        Some(src) => Repository::open_with(backend, job::read_password(src)?.as_bytes(), &hints)?,
+        None => Repository::open_with(backend, &password::resolve(g.password_file.as_deref(), false)?.0, &hints)?,
     };
     if repo.backend().is_remote() && !g.no_cache {
         if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {

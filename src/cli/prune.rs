@@ -95,6 +95,13 @@ fn prune(
             report.packs_written,
             report.index_files_written
         ));
+        let l = &report.litter;
+        if !l.temporaries.is_empty() {
+            p.info(format!("removed {} temporary file(s) left by killed writes", l.temporaries.len()));
+        }
+    }
+    for f in &report.litter.failed {
+        p.warn(format!("could not remove litter: {f}"));
     }
     Ok(Some((plan, report)))
 }

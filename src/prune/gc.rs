@@ -33,9 +33,6 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
-/// Index files hold at most this many blobs each when prune rewrites them.
-const BLOBS_PER_INDEX_FILE: usize = 200_000;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -93,6 +90,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub index_files_written: usize,
     pub index_files_deleted: usize,
+    /// Temporaries that killed writes left, removed first.
+    pub litter: crate::repo::litter::Swept,
 }
 
 /// Walks every snapshot and returns the set of blobs they use. Any
@@ -236,7 +235,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
 }
 
 pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
-    let mut report = PruneReport::default();
+    let mut report = PruneReport { litter: crate::repo::litter::sweep(repo), ..Default::default() };
     // 1. Copy the used blobs of packs to repack into new packs.
     let writer = RepoWriter::new(repo, repo.backend().concurrency().clamp(1, 4), usize::MAX);
     writer.keep_stored_entries();
@@ -266,19 +265,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         .map(|p| (PackInfo { id: p.id, kind: p.kind, size: p.size }, p.entries.clone()))
         .collect();
     entries.extend(stats.stored.iter().cloned());
-    let mut batch = IndexFile::default();
-    let mut blobs = 0;
-    for pack in entries {
-        blobs += pack.1.len();
-        batch.packs.push(pack);
-        if blobs >= BLOBS_PER_INDEX_FILE {
-            repo.save_index_file(&std::mem::take(&mut batch))?;
-            report.index_files_written += 1;
-            blobs = 0;
-        }
-    }
-    if !batch.packs.is_empty() {
-        repo.save_index_file(&batch)?;
+    for file in crate::repo::index::split_into_files(entries) {
+        repo.save_index_file(&file)?;
         report.index_files_written += 1;
     }
     let mut old: Vec<Id> = plan.old_index_files.clone();

@@ -2,6 +2,8 @@
 //! temporary directory, the real `cairn` binary, and tree comparison.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let env = Env { dir, repo };
-        let mut args = vec!["init", "--kdf-memory-kib", "1024"];
+        let mut args = vec!["init", "--kdf-memory-kib", "19456"];
         args.extend_from_slice(extra);
         let out = env.cairn(&args);
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -40,8 +42,10 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
         c.env("CAIRN_REPO", &self.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
-            // Runs recorded by `backup --policy` or `drill` stay in the test's directory.
+            // Runs recorded by `backup --policy` or `drill` stay in the test's directory,
+            // and so does the cache (the record of the key slot used last, say).
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND")
             .stdin(std::process::Stdio::null());
