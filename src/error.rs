@@ -52,6 +52,14 @@ pub enum Error {
     #[error("{what} is too large: {detail}")]
     TooLarge { what: String, detail: String },
 
+    /// A tree nests deeper than [`crate::repo::walk::MAX_DEPTH`]: damage.
+    #[error("tree {tree}: directories nest deeper than {limit} levels (at {path})")]
+    TreeTooDeep { tree: String, path: String, limit: usize },
+
+    /// A tree expands to more entries than the command was allowed.
+    #[error("tree {tree} expands to more than {limit} entries (files, directories and others along every path)")]
+    TooManyEntries { tree: String, entries: u64, limit: u64 },
+
     #[error("there is no cairn repository at {0}")]
     NoRepository(String),
 
@@ -168,6 +176,16 @@ impl Error {
                  past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
                     .into(),
             ),
+            Error::TreeTooDeep { .. } => Some(
+                "no file system nests that deep: the tree is damaged or forged. `cairn check` names the \
+                 snapshots it affects; restore another snapshot"
+                    .into(),
+            ),
+            Error::TooManyEntries { limit, .. } => Some(format!(
+                "nothing was done. If the snapshot is genuine, raise the limit with --max-entries (now {limit}); a \
+                 forged tree can repeat one subtree to make billions of paths, which `cairn check` shows as a \
+                 few trees"
+            )),
             Error::Locked { remedy, .. } => Some(remedy.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \

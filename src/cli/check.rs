@@ -87,6 +87,12 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         for a in &r.affected {
             p.data(format!("affected: snapshot {} {}", a.snapshot, a.path));
         }
+        for s in &r.affected_not_listed {
+            p.data(format!(
+                "affected: snapshot {s}: more files than the {} listed",
+                crate::check::AFFECTED_PER_SNAPSHOT
+            ));
+        }
     }
     if r.ok() {
         if !p.json {

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::tree::{lookup, walk};
+use crate::repo::tree::lookup;
+use crate::repo::walk::{measure, walk, Limits};
 use crate::repo::{Node, NodeKind, Snapshot};
 
 use super::output::{human_bytes, Printer};
@@ -31,12 +32,18 @@ pub struct LsArgs {
     /// Show type, mode, size and modification time
     #[arg(long, short = 'l')]
     pub long: bool,
+    /// Refuse a tree that expands to more entries than N (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
     pub snapshot1: String,
     pub snapshot2: String,
+    /// Refuse a snapshot that expands to more entries than N (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,17 +144,24 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
             }
         }
     };
-    let mut entries = Vec::new();
+    // Refused before the first line when it nests too deep or expands too far.
+    measure(&repo, &index, &start, &Limits::with_max_entries(a.max_entries))?;
+    // Streamed, the JSON array included: memory stays flat however long the list.
+    let stdout = |e| Error::io("stdout", e);
+    let mut sep: &[u8] = b"[\n";
     walk(&repo, &index, &start, &prefix, &mut |path, n| {
         if p.json {
-            entries.push(ls_entry(path, n));
+            p.data_bytes(sep).map_err(stdout)?;
+            sep = b",\n";
+            let entry = serde_json::to_vec(&ls_entry(path, n)).expect("an entry serialises");
+            p.data_bytes(&entry).map_err(stdout)?;
         } else {
-            print_entry(p, a.long, path, n).map_err(|e| Error::io("stdout", e))?;
+            print_entry(p, a.long, path, n).map_err(stdout)?;
         }
         Ok(true)
     })?;
     if p.json {
-        p.json(&entries);
+        p.data_bytes(if sep == b"[\n" { b"[]\n" } else { b"\n]\n" }).map_err(stdout)?;
     }
     Ok(EXIT_OK)
 }
@@ -212,6 +226,10 @@ pub fn diff(g: &GlobalArgs, a: &DiffArgs, p: &Printer) -> Result<i32> {
     let (_, s1) = repo.find_snapshot(&a.snapshot1)?;
     let (_, s2) = repo.find_snapshot(&a.snapshot2)?;
     let index = repo.load_index()?;
+    // Both trees are held in memory, path by path: measured first.
+    let limits = Limits::with_max_entries(a.max_entries);
+    measure(&repo, &index, &s1.tree, &limits)?;
+    measure(&repo, &index, &s2.tree, &limits)?;
     let m1 = flatten(&repo, &index, &s1.tree)?;
     let m2 = flatten(&repo, &index, &s2.tree)?;
     let mut changes = Vec::new();

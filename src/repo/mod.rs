@@ -22,6 +22,7 @@ pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod walk;
 pub mod writer;
 
 use std::sync::Arc;

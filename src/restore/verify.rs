@@ -1,5 +1,5 @@
-//! Verification of restored files: re-read each one and check every chunk
-//! against its keyed id, and the size against the plan.
+//! Verification of restored files: re-read each one, hard links included,
+//! and check every chunk against its keyed id, and the size against the plan.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -52,14 +52,72 @@ pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec
     }
 }
 
-/// Verifies every planned file under `target`, in parallel.
+/// Checks a restored hard link: its content against the file it links
+/// to (not only that it is a link), then that it is that file's inode.
+pub fn check_link(repo: &Repository, path: &Path, first: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    if let Some(why) = check_file(repo, path, f, buf) {
+        return Some(why);
+    }
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), std::fs::symlink_metadata(first)) {
+        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => None,
+        (Ok(_), Ok(_)) => Some(format!("content matches, but it is not a hard link to /{}", f.rel.display())),
+        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+    }
+}
+
+/// Verifies every planned file and hard link under `target`, in parallel.
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
     let failures = Mutex::new(Vec::new());
-    super::parallel_with(threads, plan.files.len(), Vec::new, |buf, i| {
-        let f = &plan.files[i];
-        if let Some(reason) = check_file(repo, &target.join(&f.rel), f, buf) {
-            failures.lock().unwrap().push(Failure { path: f.rel.display().to_string(), reason });
+    let files = plan.files.len();
+    super::parallel_with(threads, files + plan.hardlinks.len(), Vec::new, |buf, i| {
+        let (rel, why) = if i < files {
+            let f = &plan.files[i];
+            (&f.rel, check_file(repo, &target.join(&f.rel), f, buf))
+        } else {
+            let (rel, first) = &plan.hardlinks[i - files];
+            let f = &plan.files[*first];
+            (rel, check_link(repo, &target.join(rel), &target.join(&f.rel), f, buf))
+        };
+        if let Some(reason) = why {
+            failures.lock().unwrap().push(Failure { path: rel.display().to_string(), reason });
         }
     });
     failures.into_inner().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::repo::{Node, NodeKind};
+
+    #[test]
+    fn a_hard_link_is_verified_by_its_content_then_by_its_inode() {
+        let (dir, repo) = crate::repo::walk::tests::repo();
+        let chunk = ChunkRef { id: repo.key().blob_id(b"xyz"), offset: 0, length: 3 };
+        let file = PlannedFile {
+            rel: PathBuf::from("a"),
+            node: Node::new(b"a".to_vec(), NodeKind::File),
+            chunks: vec![chunk],
+            size: 3,
+        };
+        let plan = Plan { files: vec![file], hardlinks: vec![(PathBuf::from("b"), 0)], ..Default::default() };
+        let target = dir.path().join("t");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("a"), b"xyz").unwrap();
+        let reasons = |plan: &Plan| -> Vec<String> {
+            verify(&repo, plan, &target, 2).into_iter().map(|f| format!("{}: {}", f.path, f.reason)).collect()
+        };
+        // Another content of the same size behind the link's name.
+        std::fs::write(target.join("b"), b"abc").unwrap();
+        assert_eq!(reasons(&plan), ["b: content at offset 0 does not match chunk ".to_string() + &chunk.id.short()]);
+        // The same content, but a copy rather than a link.
+        std::fs::write(target.join("b"), b"xyz").unwrap();
+        assert_eq!(reasons(&plan), ["b: content matches, but it is not a hard link to /a"]);
+        std::fs::remove_file(target.join("b")).unwrap();
+        std::fs::hard_link(target.join("a"), target.join("b")).unwrap();
+        assert!(reasons(&plan).is_empty());
+    }
 }
