@@ -72,6 +72,13 @@ pub enum Error {
     #[error("no snapshot matches `{0}`")]
     SnapshotNotFound(String),
 
+    /// A snapshot cannot be read, so which one is the newest is not known.
+    #[error(
+        "the newest snapshot is not known: snapshot {snapshot} cannot be read ({detail}){}, and it may be the newest",
+        if *others > 0 { format!(", nor {others} other(s)") } else { String::new() }
+    )]
+    NewestUnknown { snapshot: String, detail: String, others: usize },
+
     #[error("snapshot prefix `{0}` matches more than one snapshot")]
     AmbiguousSnapshot(String),
 
@@ -168,6 +175,12 @@ impl Error {
             Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => {
                 Some("`cairn snapshots` lists the snapshots; give a longer id prefix or `latest`".into())
             }
+            Error::NewestUnknown { .. } => Some(
+                "name a snapshot explicitly or run `cairn check`. `cairn snapshots` lists the snapshots, damaged \
+                 ones included; a damaged snapshot comes back from a copy of the repository, or is deleted from \
+                 `snapshots/` in the storage"
+                    .into(),
+            ),
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }

@@ -115,6 +115,64 @@ fn a_size_that_disagrees_with_the_chunks_is_damage_and_the_chunks_are_restored()
     assert_eq!(std::fs::read(target.join("huge")).unwrap(), content);
 }
 
+// ------------------------------------------------------------ the newest snapshot
+
+/// Two backups; the newest snapshot file then loses a byte. Returns the
+/// older snapshot's id and the damaged one's.
+fn damaged_newest(env: &Env) -> (String, String) {
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"first\n").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("f"), b"second\n").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let id = |i: usize| list[i]["id"].as_str().unwrap().to_string();
+    let (older, newest) = (id(0), id(1));
+    forge::flip_a_byte(&env.repo, &format!("snapshots/{newest}"));
+    (older, newest)
+}
+
+#[test]
+fn a_damaged_newest_snapshot_is_listed_as_damaged_and_latest_refuses() {
+    let env = Env::new();
+    let (older, newest) = damaged_newest(&env);
+    let short = &newest[..8];
+
+    let o = measured(&env, &["snapshots"]);
+    assert_exit(&o, 5, &[&older[..8], &format!("{short}  damaged: ")]);
+    let o = measured(&env, &["snapshots", "--json"]);
+    assert_eq!(o.status.code(), Some(5), "{}", out_err(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["id"], older.as_str());
+    assert_eq!(list[1]["id"], newest.as_str());
+    assert!(list[1]["damaged"].as_str().unwrap().contains("failed authentication"), "{list}");
+
+    let target = env.path("r");
+    for cmd in [&["restore", "latest", "--target", target.to_str().unwrap()][..], &["ls", "latest"]] {
+        let o = measured(&env, cmd);
+        assert_exit(
+            &o,
+            1,
+            &[&format!("snapshot {short} cannot be read"), "name a snapshot explicitly or run `cairn check`"],
+        );
+    }
+    assert!(!target.exists(), "restore started anyway");
+    // Named explicitly, the older snapshot restores.
+    let o = measured(&env, &["restore", &older[..8], "--target", target.to_str().unwrap()]);
+    assert_exit(&o, 0, &[]);
+    let f = common::restored(&target, &env.path("src")).join("f");
+    assert_eq!(std::fs::read(f).unwrap(), b"first\n");
+}
+
+#[test]
+fn a_backup_names_a_damaged_snapshot_it_could_not_consider_as_parent() {
+    let env = Env::new();
+    let (_, newest) = damaged_newest(&env);
+    let o = env.cairn(&["backup", env.path("src").to_str().unwrap()]);
+    assert_exit(&o, 0, &[&format!("snapshot {} cannot be read", &newest[..8])]);
+}
+
 // ------------------------------------------------------------ deep and wide trees
 
 #[test]

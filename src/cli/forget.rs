@@ -139,8 +139,12 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     // A shared lock: forget may run beside backups, not during a prune.
     let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, false, "forget")?) };
     let now = Utc::now();
-    let snapshots: Vec<SnapshotRef> = repo
-        .list_snapshots()?
+    let list = repo.list_snapshots()?;
+    for (id, e) in &list.damaged {
+        p.warn(format!("snapshot {} cannot be read ({e}): these rules neither keep nor forget it", id.short()));
+    }
+    let snapshots: Vec<SnapshotRef> = list
+        .snapshots
         .iter()
         .map(|(id, s)| SnapshotRef::new(*id, s))
         .filter(|s| policy_name.is_none() || s.policy == policy_name)

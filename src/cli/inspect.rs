@@ -11,7 +11,7 @@ use crate::repo::walk::{measure, walk, Limits};
 use crate::repo::{Node, NodeKind, Snapshot};
 
 use super::output::{human_bytes, Printer};
-use super::{open_repo, GlobalArgs, EXIT_OK};
+use super::{open_repo, GlobalArgs, EXIT_INTEGRITY, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct SnapshotsArgs {
@@ -61,19 +61,39 @@ struct SnapshotJson<'a> {
     snapshot: &'a Snapshot,
 }
 
+/// A snapshot that cannot be read, as `snapshots --json` lists it.
+#[derive(Serialize)]
+struct DamagedJson {
+    id: Id,
+    short_id: String,
+    damaged: String,
+}
+
+/// Lists the snapshots; those that cannot be read are listed as damaged
+/// (whatever the filters: their host and tags are unknown), and make the
+/// exit code 5.
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> {
     let repo = open_repo(g)?;
-    let list: Vec<(Id, Snapshot)> = repo
-        .list_snapshots()?
-        .into_iter()
+    let all = repo.list_snapshots()?;
+    let list: Vec<&(Id, Snapshot)> = all
+        .snapshots
+        .iter()
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
         .collect();
+    let code = if all.damaged.is_empty() { EXIT_OK } else { EXIT_INTEGRITY };
     if p.json {
-        let v: Vec<SnapshotJson> =
-            list.iter().map(|(id, s)| SnapshotJson { id: *id, short_id: id.short(), snapshot: s }).collect();
+        let mut v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(id, s)| json_value(&SnapshotJson { id: *id, short_id: id.short(), snapshot: s }))
+            .collect();
+        v.extend(
+            all.damaged
+                .iter()
+                .map(|(id, e)| json_value(&DamagedJson { id: *id, short_id: id.short(), damaged: e.to_string() })),
+        );
         p.json(&v);
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     p.data(format!("{:<8}  {:<20}  {:<16}  {:>10}  {:<16}  paths", "id", "time (UTC)", "host", "size", "tags"));
     for (id, s) in &list {
@@ -87,8 +107,21 @@ pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> 
             s.paths.join(" ")
         ));
     }
+    for (id, e) in &all.damaged {
+        p.data(format!("{}  damaged: {e}", id.short()));
+    }
     p.info(format!("{} snapshot(s)", list.len()));
-    Ok(EXIT_OK)
+    if !all.damaged.is_empty() {
+        p.warn(format!(
+            "{} snapshot(s) cannot be read, and `latest` is refused while they are there: run `cairn check`",
+            all.damaged.len()
+        ));
+    }
+    Ok(code)
+}
+
+fn json_value<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("a snapshot serialises")
 }
 
 fn kind_char(k: NodeKind) -> char {

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::engine::JobSpec;
 use crate::backup::Progress;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::policy::{job, Policy};
 use crate::repo::Repository;
 use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State};
@@ -271,27 +271,34 @@ pub fn run_job(job: JobSpec, state: &State, executor: &dyn Executor) -> Finished
 
 /// Records each policy's newest snapshot as its recovery point, reading
 /// the repositories (at start-up, so `status` knows the RPO of policies
-/// backed up by hand or before the state existed).
-pub fn refresh_recovery_points(policies: &[Arc<Policy>], open: &Opener, state: &State) {
+/// backed up by hand or before the state existed). A repository with a
+/// snapshot that cannot be read leaves the policy's recovery point as it
+/// was, since that snapshot may be the newest. Returns, by policy name,
+/// what could not be read or recorded.
+pub fn refresh_recovery_points(policies: &[Arc<Policy>], open: &Opener, state: &State) -> Vec<(String, Error)> {
+    let mut failed = Vec::new();
     for p in policies {
         let newest = (open)(p).and_then(|repo| {
             Ok(repo
                 .list_snapshots()?
-                .into_iter()
+                .complete()?
+                .iter()
                 .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
-                .max_by_key(|(_, s)| s.time))
+                .max_by_key(|(_, s)| s.time)
+                .cloned())
         });
-        match newest {
-            Ok(Some((id, s))) => {
-                let rp = RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() };
-                if let Err(e) = state.set_recovery_point(&p.name, &rp) {
-                    tracing::warn!(policy = %p.name, error = %e, "cannot record the recovery point");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(policy = %p.name, error = %e, "cannot read the newest snapshot"),
+        let recorded = newest.and_then(|newest| match newest {
+            Some((id, s)) => state.set_recovery_point(
+                &p.name,
+                &RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() },
+            ),
+            None => Ok(()),
+        });
+        if let Err(e) = recorded {
+            failed.push((p.name.clone(), e));
         }
     }
+    failed
 }
 
 #[cfg(test)]
@@ -318,5 +325,51 @@ mod tests {
         let runs = state.runs(Some("web"), None, None).unwrap();
         assert_eq!((runs.len(), runs[0].outcome), (1, Outcome::Failure));
         assert_eq!(runs[0].error, f.result.error);
+    }
+
+    fn snapshot_of(policy: &str, minutes_ago: i64) -> crate::repo::Snapshot {
+        crate::repo::Snapshot {
+            v: crate::repo::snapshot::SNAPSHOT_VERSION,
+            time: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/srv".into()],
+            tags: Vec::new(),
+            policy: Some(policy.into()),
+            parent: None,
+            tree: crate::id::Id::random(),
+            program_version: "test".into(),
+            summary: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_damaged_snapshot_leaves_the_recovery_point_as_it_was_and_is_returned() {
+        let (dir, repo) = crate::repo::walk::tests::repo();
+        let state = State::open(&dir.path().join("state")).unwrap();
+        let policy = Arc::new(crate::policy::for_tests("web", "/r", ""));
+        let older = repo.save_snapshot(&snapshot_of("web", 60)).unwrap();
+        let newest = repo.save_snapshot(&snapshot_of("web", 1)).unwrap();
+        let open: Opener = {
+            let repo = repo.clone();
+            Arc::new(move |_: &Policy| Ok(repo.clone()))
+        };
+        assert!(refresh_recovery_points(std::slice::from_ref(&policy), &open, &state).is_empty());
+        assert_eq!(state.recovery_point("web").unwrap().unwrap().snapshot_id, newest.to_hex());
+
+        // The newest snapshot loses a byte, and the state says it was recorded.
+        let path = dir.path().join("repo").join(format!("snapshots/{newest}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let rp = |id: crate::id::Id| RecoveryPoint { snapshot_id: id.to_hex(), time: Utc::now(), tree: String::new() };
+        state.set_recovery_point("web", &rp(newest)).unwrap();
+        let failed = refresh_recovery_points(&[policy], &open, &state);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "web");
+        assert!(matches!(&failed[0].1, Error::NewestUnknown { snapshot, .. } if *snapshot == newest.short()));
+        // Not replaced by the older readable snapshot: left as it was.
+        assert_eq!(state.recovery_point("web").unwrap().unwrap().snapshot_id, newest.to_hex());
+        assert_ne!(older, newest);
     }
 }

@@ -163,7 +163,11 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
     let current: Current = Arc::new(RwLock::new((policies, diags)));
     if let Some(open) = open {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
-        std::thread::spawn(move || jobs::refresh_recovery_points(&list, &open, &state));
+        std::thread::spawn(move || {
+            for (policy, e) in jobs::refresh_recovery_points(&list, &open, &state) {
+                tracing::error!(policy = %policy, error = %e, "cannot refresh the recovery point");
+            }
+        });
     }
 
     let heartbeat = Arc::new(AtomicI64::new(started.timestamp()));

@@ -60,8 +60,11 @@ pub fn run_for_policy(
     if !rules.is_empty() {
         rules.validate()?;
         let _lock = lock::acquire(repo, false, "forget")?;
+        // A damaged snapshot is neither kept nor forgotten; the prune below
+        // refuses to run while it is there, naming it.
         let snapshots: Vec<retention::SnapshotRef> = repo
             .list_snapshots()?
+            .snapshots
             .iter()
             .map(|(id, s)| retention::SnapshotRef::new(*id, s))
             .filter(|s| s.policy.as_deref() == Some(policy.name.as_str()))

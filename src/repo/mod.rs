@@ -177,6 +177,33 @@ pub fn by_id_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> Id, spec: &str)
     }
 }
 
+/// The snapshots of a repository ([`Repository::list_snapshots`]).
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// The snapshots that open, oldest first.
+    pub snapshots: Vec<(Id, Snapshot)>,
+    /// The snapshots that do not open, by id, with why. Their time, host
+    /// and paths are unknown: any of them may be the newest.
+    pub damaged: Vec<(Id, Error)>,
+}
+
+impl SnapshotList {
+    /// The snapshots, when every one of them opens. Otherwise the newest
+    /// cannot be known, and anything that stands for "the newest" (the
+    /// `latest` of a command, a drill's recovery point, a policy's RPO)
+    /// would quietly mean an older one: [`Error::NewestUnknown`] instead.
+    pub fn complete(&self) -> Result<&[(Id, Snapshot)]> {
+        match self.damaged.first() {
+            None => Ok(&self.snapshots),
+            Some((id, e)) => Err(Error::NewestUnknown {
+                snapshot: id.short(),
+                detail: e.to_string(),
+                others: self.damaged.len() - 1,
+            }),
+        }
+    }
+}
+
 /// An open repository: a backend, the master key and the config.
 #[derive(Clone)]
 pub struct Repository {
@@ -398,36 +425,33 @@ impl Repository {
         self.save_object("index", &f.encode())
     }
 
-    /// All snapshots, oldest first. A snapshot that does not open is
-    /// skipped with a warning (`check` reports it), so one damaged snapshot
-    /// does not stop backups and restores of the others.
-    pub fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let mut out = Vec::new();
+    /// Every snapshot: those that open, oldest first, and those that do
+    /// not (damaged, forged or too large), with the error. Nothing is
+    /// skipped: each caller decides what damage means for it, and the
+    /// command line shows it ([`SnapshotList`]).
+    pub fn list_snapshots(&self) -> Result<SnapshotList> {
+        let mut out = SnapshotList::default();
         let ids = self.list_ids("snapshots")?;
         if let Some(c) = &self.cache {
             c.retain("snapshots", &ids.iter().copied().collect());
         }
         for id in ids {
             match self.load_snapshot(&id) {
-                Ok(s) => out.push((id, s)),
+                Ok(s) => out.snapshots.push((id, s)),
                 Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
-                    tracing::warn!("skipping snapshot {id}: {e}");
+                    out.damaged.push((id, e))
                 }
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.damaged.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let plain = self.load_object("snapshots", id, limits::SNAPSHOT)?;
-        let s: Snapshot =
-            serde_json::from_slice(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))?;
-        if s.v != snapshot::SNAPSHOT_VERSION {
-            return Err(Error::format(format!("snapshot `snapshots/{id}`"), format!("unknown version {}", s.v)));
-        }
-        Ok(s)
+        Snapshot::decode(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))
     }
 
     /// Stores a snapshot; one above [`limits::SNAPSHOT`] is refused, since
@@ -450,7 +474,9 @@ impl Repository {
     /// Resolves `latest` or a unique id prefix to a snapshot.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
-            return self.list_snapshots()?.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            let mut list = self.list_snapshots()?;
+            list.complete()?;
+            return list.snapshots.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
         let ids = self.list_ids("snapshots")?;
         let id = *by_id_prefix(&ids, |id| *id, spec)?;

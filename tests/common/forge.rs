@@ -158,6 +158,16 @@ pub fn save_snapshot(repo: &Repository, root: Id) -> Id {
     repo.save_snapshot(&snap).unwrap()
 }
 
+/// Flips one byte in the middle of the stored object `key`, as storage
+/// damage would: it no longer authenticates.
+pub fn flip_a_byte(repo: &std::path::Path, key: &str) {
+    let path = repo.join(key);
+    let mut b = std::fs::read(&path).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&path, b).unwrap();
+}
+
 // ------------------------------------------------------------ bombs
 
 /// One zstd frame of `n` zero bytes: about 10 KB per 300 MiB (zstd
