@@ -256,13 +256,10 @@ fn read_pack(repo: &Repository, index: &Index, n: u32, indexed: &[pack::PackEntr
 }
 
 fn header_of(repo: &Repository, data: &[u8]) -> std::result::Result<Vec<pack::PackEntry>, String> {
-    let hlen = pack::header_len_from_trailer(data).ok_or("pack too short")? as usize;
-    if hlen + 4 > data.len() {
-        return Err(format!("header length {hlen} exceeds the pack"));
-    }
-    let start = data.len() - 4 - hlen;
-    let plain = repo.key().open(&data[start..data.len() - 4]).map_err(|_| "authentication failed".to_string())?;
+    let (start, _) = pack::header_range(data, data.len() as u64)?;
+    let plain =
+        repo.key().open(&data[start as usize..data.len() - 4]).map_err(|_| "authentication failed".to_string())?;
     let entries = pack::decode_header(&plain)?;
-    pack::validate_layout(&entries, start as u64)?;
+    pack::validate_layout(&entries, start)?;
     Ok(entries)
 }

@@ -221,19 +221,20 @@ impl IndexFile {
             return Err(format!("unknown index version {v}"));
         }
         let ns = r.u32()? as usize;
-        let mut supersedes = Vec::with_capacity(ns.min(1 << 16));
+        let mut supersedes = Vec::with_capacity(ns.min(r.left() / 32));
         for _ in 0..ns {
             supersedes.push(r.id()?);
         }
         let np = r.u32()? as usize;
-        let mut packs = Vec::with_capacity(np.min(1 << 16));
+        let mut packs = Vec::with_capacity(np.min(r.left() / PACK_BYTES));
         for _ in 0..np {
             let id = r.id()?;
             let kind_byte = r.take(1)?[0];
             let kind = BlobKind::from_u8(kind_byte).ok_or_else(|| format!("unknown blob kind {kind_byte}"))?;
             let size = u64::from_le_bytes(r.take(8)?.try_into().unwrap());
             let nb = r.u32()? as usize;
-            let mut entries = Vec::with_capacity(nb.min(1 << 20));
+            // The count is the file's word: reserve no more than its bytes can hold.
+            let mut entries = Vec::with_capacity(nb.min(r.left() / ENTRY_BYTES));
             for _ in 0..nb {
                 let bid = r.id()?;
                 entries.push(PackEntry { kind, id: bid, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? });
@@ -273,7 +274,16 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// The stored size of one blob entry (id, offset, length, raw length)
+/// and of one pack's head (id, kind, size, count).
+const ENTRY_BYTES: usize = 32 + 12;
+const PACK_BYTES: usize = 32 + 1 + 8 + 4;
+
 impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.b.len() - self.pos
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.b.len() - self.pos < n {
             return Err("truncated".into());

@@ -105,6 +105,13 @@ impl Config {
         Ok(())
     }
 
+    /// Parses the config's plaintext and checks it ([`Config::validate`]).
+    pub fn decode(b: &[u8]) -> std::result::Result<Config, String> {
+        let config: Config = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The largest data blob this repository can hold: its chunker's maximum.
     pub fn max_chunk(&self) -> u64 {
         (self.chunker.max_size as u64).min(limits::CHUNK)
@@ -288,11 +295,10 @@ impl Repository {
         let key = unlocked.key;
         let plain = blob::open_object(&key, &sealed, limits::CONFIG)
             .map_err(|e| blob_error(format!("object `{CONFIG_KEY}`"), e))?;
-        let config: Config = serde_json::from_slice(&plain).map_err(|e| Error::format("config", e))?;
+        let config = Config::decode(&plain).map_err(|e| Error::format("config", e))?;
         if config.id != marker.id {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
-        config.validate().map_err(|e| Error::format("config", e))?;
         Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None })
     }
 
@@ -543,18 +549,15 @@ impl Repository {
         let tail_len = size.min(4096);
         let tail = self.backend.get_range(&key, size - tail_len, tail_len)?;
         let bad = |d: String| Error::Integrity { what: format!("pack `{key}` header ({d})") };
-        let hlen = pack::header_len_from_trailer(&tail).ok_or_else(|| bad("pack too short".into()))? as u64;
-        if hlen + 4 > size {
-            return Err(bad(format!("header length {hlen} exceeds the pack size {size}")));
-        }
+        let (start, hlen) = pack::header_range(&tail, size).map_err(bad)?;
         let sealed = if hlen + 4 <= tail_len {
             tail[(tail_len - 4 - hlen) as usize..(tail_len - 4) as usize].to_vec()
         } else {
-            self.backend.get_range(&key, size - 4 - hlen, hlen)?
+            self.backend.get_range(&key, start, hlen)?
         };
         let plain = self.key.open(&sealed).map_err(|_| bad("authentication failed".into()))?;
         let entries = pack::decode_header(&plain).map_err(bad)?;
-        pack::validate_layout(&entries, size - 4 - hlen).map_err(bad)?;
+        pack::validate_layout(&entries, start).map_err(bad)?;
         Ok(entries)
     }
 }
