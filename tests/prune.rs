@@ -43,15 +43,25 @@ fn two_generations(env: &Env) -> (PathBuf, String, String) {
     (src, s1, s2)
 }
 
-/// Replaces a few files, backs up, and forgets the oldest snapshot: data
-/// only that snapshot used becomes garbage for the next prune.
+/// Makes garbage of both kinds for the next prune: whole packs that no
+/// snapshot uses any more, and one pack that is partly used (so prune has
+/// to repack). A backup stores a changed file and a scratch file together
+/// in one new pack (600 kB, below the 1 MiB pack size); the next backup no
+/// longer has the scratch file; every snapshot but that last is forgotten.
 fn new_garbage(env: &Env, src: &Path, round: u64) {
-    for k in 0..3 {
-        std::fs::write(src.join(format!("f{}", 6 + k)), random_bytes(300_000, 1000 + round * 10 + k)).unwrap();
-    }
+    let scratch = src.join("scratch");
+    std::fs::write(src.join(format!("f{}", 6 + round % 3)), random_bytes(300_000, 1000 + round)).unwrap();
+    std::fs::write(&scratch, random_bytes(300_000, 2000 + round)).unwrap();
     env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::remove_file(&scratch).unwrap();
+    let last = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    forget(env, snaps[0]["id"].as_str().unwrap());
+    for s in snaps.as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        if id != last {
+            forget(env, id);
+        }
+    }
 }
 
 fn forget(env: &Env, id: &str) {
@@ -165,13 +175,8 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
     env.ok(&["prune"]);
 }
 
-/// Kills a prune at `delay`, or when `trigger` first holds.
-fn prune_killed(env: &Env, delay: Duration, trigger: &dyn Fn() -> bool) -> bool {
-    run_and_kill(env, &["prune", "--max-unused", "0%"], |elapsed| elapsed >= delay || trigger())
-}
-
 #[test]
-fn sigkill_during_prune_leaves_every_remaining_snapshot_restorable() {
+fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
     let env = small_packs();
     let (src, s1, _) = two_generations(&env);
     // A third generation, so that there is plenty to repack and delete.
@@ -180,44 +185,40 @@ fn sigkill_during_prune_leaves_every_remaining_snapshot_restorable() {
     }
     env.ok(&["backup", src.to_str().unwrap()]);
     forget(&env, &s1);
-    let index_dir = env.repo.join("index");
-    let data_dir = env.repo.join("data");
-    let mut killed = 0;
-    // Each point makes its trigger when its prune starts (counts of that
-    // moment), and each round first makes fresh garbage, so that no prune
-    // finds its work already done by the one before (which made this test
-    // depend on how fast a prune runs).
-    type Trigger = Box<dyn Fn() -> bool>;
-    let points: Vec<(Duration, Box<dyn Fn() -> Trigger>)> = vec![
-        (Duration::from_millis(2), Box::new(|| Box::new(|| false))),
-        (Duration::from_secs(60), {
-            let d = index_dir.clone();
-            Box::new(move || {
-                let (d, n) = (d.clone(), objects(&d).len());
-                Box::new(move || objects(&d).len() > n)
-            })
-        }),
-        (Duration::from_secs(60), {
-            let d = data_dir.clone();
-            Box::new(move || {
-                let (d, n) = (d.clone(), objects(&d).len());
-                Box::new(move || objects(&d).len() < n)
-            })
-        }),
-        (Duration::from_millis(60), Box::new(|| Box::new(|| false))),
-        (Duration::from_millis(150), Box::new(|| Box::new(|| false))),
+    // Every step of `gc::execute`, in order; each round first makes fresh
+    // garbage, so that every prune has packs to repack and delete.
+    let points = [
+        ("writer::pack_stored", 1),
+        ("prune::packs_written", 1),
+        ("prune::index_written", 1),
+        ("prune::superseded", 1),
+        ("prune::packs_deleted", 1),
+        ("prune::index_deleted", 1),
     ];
-    for (round, (delay, make_trigger)) in points.iter().enumerate() {
+    for (round, (point, nth)) in points.into_iter().enumerate() {
         new_garbage(&env, &src, round as u64);
-        let trigger = make_trigger();
-        if prune_killed(&env, *delay, trigger.as_ref()) {
-            killed += 1;
+        let (data, index) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
+        run_killed_at(&env, &["prune", "--max-unused", "0%"], point, nth);
+        // Where it died: nothing deleted before the superseding index file
+        // was stored, and packs deleted before any index file.
+        let (data_now, index_now) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
+        let deleted = |before: &[PathBuf], now: &[PathBuf]| before.iter().filter(|p| !now.contains(p)).count();
+        match point {
+            "prune::packs_deleted" | "prune::index_deleted" => {
+                assert!(deleted(&data, &data_now) > 0, "{point}: no pack deleted")
+            }
+            _ => assert_eq!(deleted(&data, &data_now), 0, "{point}: a pack deleted too early"),
         }
+        let index_deleted = deleted(&index, &index_now);
+        assert_eq!(index_deleted, usize::from(point == "prune::index_deleted"), "{point}: index files deleted");
         let check = env.cairn(&["check"]);
-        assert!(check.status.success(), "check after a killed prune: {}", String::from_utf8_lossy(&check.stdout));
+        assert!(
+            check.status.success(),
+            "check after a prune killed at {point}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
         restore_all_exactly(&env, &src, &format!("k{round}"));
     }
-    assert!(killed >= 3, "only {killed} prunes were killed before they finished");
     env.ok(&["prune", "--max-unused", "0%"]);
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     let t = env.path("final");

@@ -227,7 +227,9 @@ pub fn run(
         program_version: crate::VERSION.to_string(),
         summary,
     };
+    crate::failpoint::hit!("backup::before_snapshot");
     let snapshot_id = repo.save_snapshot(&snapshot)?;
+    crate::failpoint::hit!("backup::after_snapshot");
     Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
 }
 
