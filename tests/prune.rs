@@ -175,6 +175,109 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
     env.ok(&["prune"]);
 }
 
+/// The packs, index files, snapshots and key slots (not the locks, nor the
+/// evidence record of the failed prune).
+fn repository_objects(env: &Env) -> Vec<PathBuf> {
+    ["data", "index", "snapshots", "keys"].iter().flat_map(|d| objects(&env.repo.join(d))).collect()
+}
+
+/// Runs a prune that must refuse: it fails, its message holds each of
+/// `named`, and it deletes (or adds) no pack, index file or snapshot.
+/// Returns its stderr. Nothing is to be repacked (`--max-unused 100%`), so
+/// the refusal cannot come from the check of each blob a repack copies.
+fn assert_prune_refuses(env: &Env, named: &[&str]) -> String {
+    let before = repository_objects(env);
+    let out = env.cairn(&["prune", "--max-unused", "100%"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "prune ran: {err}");
+    for n in named {
+        assert!(err.contains(n), "the refusal does not name `{n}`: {err}");
+    }
+    assert_eq!(repository_objects(env), before, "a refused prune changed the repository");
+    err
+}
+
+/// A repository with garbage for prune (the first generation forgotten),
+/// opened through the library, and the remaining snapshot.
+fn garbage_and_repo(env: &Env) -> (cairn::repo::Repository, cairn::Id) {
+    let (_, s1, s2) = two_generations(env);
+    forget(env, &s1);
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    (repo, s2.parse().unwrap())
+}
+
+#[test]
+fn prune_refuses_when_a_snapshot_is_unreadable_and_deletes_nothing() {
+    let env = small_packs();
+    let (_, s2) = garbage_and_repo(&env);
+    let path = env.repo.join("snapshots").join(s2.to_hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_prune_refuses(&env, &[&format!("snapshots/{s2}")]);
+}
+
+#[test]
+fn prune_refuses_when_a_tree_is_unreadable_and_deletes_nothing() {
+    let env = small_packs();
+    let (repo, s2) = garbage_and_repo(&env);
+    // Damage the root tree of the remaining snapshot inside its tree pack.
+    let index = repo.load_index().unwrap();
+    let root = repo.load_snapshot(&s2).unwrap().tree;
+    let loc = index.get(&root).unwrap();
+    let key = cairn::repo::pack_key(&index.pack(loc.pack).id);
+    let path = env.repo.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[loc.offset as usize + 30] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_prune_refuses(&env, &[&key]);
+}
+
+#[test]
+fn prune_refuses_when_a_used_blob_is_in_no_index_and_keeps_its_pack() {
+    use cairn::repo::{BlobKind, IndexFile};
+    let env = small_packs();
+    let (repo, s2) = garbage_and_repo(&env);
+    // One index file for every pack but one data pack the snapshot uses:
+    // that pack now looks like the leftover of an interrupted backup,
+    // which prune deletes, unless it sees that a snapshot needs it.
+    let files = repo.load_index_files().unwrap();
+    let index = repo.load_index().unwrap();
+    let mut used = std::collections::HashSet::new();
+    cairn::repo::tree::walk(&repo, &index, &repo.load_snapshot(&s2).unwrap().tree, b"", &mut |_, n| {
+        used.extend(n.content.iter().copied());
+        Ok(true)
+    })
+    .unwrap();
+    let mut rest = IndexFile::default();
+    let mut hidden = None;
+    for (_, f) in files {
+        for (info, entries) in f.packs {
+            let needed = entries.iter().any(|e| used.contains(&e.id));
+            if hidden.is_none() && info.kind == BlobKind::Data && needed {
+                hidden = Some((info, entries));
+            } else {
+                rest.packs.push((info, entries));
+            }
+        }
+    }
+    let (hidden, entries) = hidden.expect("a data pack that the snapshot uses");
+    for id in repo.list_ids("index").unwrap() {
+        std::fs::remove_file(env.repo.join("index").join(id.to_hex())).unwrap();
+    }
+    repo.save_index_file(&rest).unwrap();
+    let hidden_key = cairn::repo::pack_key(&hidden.id);
+    assert!(env.repo.join(&hidden_key).exists());
+    let err = assert_prune_refuses(&env, &["is in no index"]);
+    let named = entries.iter().filter(|e| used.contains(&e.id)).any(|e| err.contains(&e.id.to_hex()));
+    assert!(named, "the refusal names none of the blobs of {hidden_key}: {err}");
+    assert!(env.repo.join(&hidden_key).exists(), "the pack a snapshot needs was deleted");
+}
+
 #[test]
 fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
     let env = small_packs();
