@@ -178,3 +178,35 @@ fn sigkill_during_forget_leaves_a_checkable_repository_and_forget_finishes_the_j
     env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&src, &restored(&t, &src));
 }
+
+#[test]
+fn every_failpoint_in_the_code_is_listed_and_every_listed_one_is_in_the_code() {
+    fn scan(dir: &Path, found: &mut std::collections::BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+            if e.file_type().unwrap().is_dir() {
+                scan(&e.path(), found);
+            } else if e.path().extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                for part in text.split("failpoint::hit!(\"").skip(1) {
+                    found.insert(part.split('"').next().unwrap().to_string());
+                }
+            }
+        }
+    }
+    let mut in_code = std::collections::BTreeSet::new();
+    scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut in_code);
+    let listed: std::collections::BTreeSet<String> =
+        cairn::failpoint::POINTS.iter().map(|(name, _)| name.to_string()).collect();
+    assert_eq!(in_code, listed);
+}
+
+#[test]
+fn an_unknown_failpoint_name_is_refused_rather_than_never_reached() {
+    if !cfg!(feature = "failpoints") {
+        panic!("this test needs the `failpoints` feature: run `cargo test --features failpoints` (scripts/test.sh)");
+    }
+    let env = Env::new();
+    let out = env.command().args(["snapshots"]).env("CAIRN_TEST_KILL_AT", "backup::no_such_point").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such failpoint"));
+}
