@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod drill;
 pub mod error;
 pub mod evidence;
+pub mod failpoint;
 pub mod fsmeta;
 pub mod id;
 pub mod policy;

@@ -234,7 +234,9 @@ pub fn run(
     // lists as many as keep it well inside its size limit.
     let mut stored = snapshot.clone();
     stored.summary.trim_lists(crate::repo::limits::SNAPSHOT_LISTS);
+    crate::failpoint::hit!("backup::before_snapshot");
     let snapshot_id = repo.save_snapshot(&stored)?;
+    crate::failpoint::hit!("backup::after_snapshot");
     Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
 }
 

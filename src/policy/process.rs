@@ -188,15 +188,23 @@ mod tests {
     #[test]
     fn a_hook_that_times_out_is_killed_with_its_children() {
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("late");
-        // The grandchild would write the marker after 2 s unless its group is killed.
-        let cmd = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let started = Instant::now();
+        let pid_file = dir.path().join("grandchild");
+        // A grandchild that would outlive the hook by a minute unless its group is killed.
+        let cmd = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
         let e = run_hook("after", &hook(&cmd, 1), &[]).unwrap_err();
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
         assert_eq!(e.to_string(), "after hook: timed out after 1s; its process group was killed");
-        std::thread::sleep(std::time::Duration::from_millis(2500));
-        assert!(!marker.exists(), "a child of the hook survived the timeout");
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        // Killed, it is gone or a zombie waiting for init; wait for that
+        // (the deadline only stops a test that would hang).
+        let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+            Err(_) => true,
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while !dead() {
+            assert!(Instant::now() < deadline, "a child of the hook (pid {pid}) survived the timeout");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn delete_snapshots(repo: &Repository, ids: &[Id]) -> std::result::Result<Ve
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err((removed.len(), e.into())),
         }
+        crate::failpoint::hit!("forget::snapshot_deleted");
         removed.push(*id);
     }
     Ok(removed)

@@ -167,6 +167,7 @@ pub fn add_slot(backend: &dyn Backend, key: &MasterKey, password: &[u8], params:
     };
     let id = Id::random();
     backend.put(&slot_key(&id), &serde_json::to_vec_pretty(&slot).expect("slot serialises"))?;
+    crate::failpoint::hit!("keys::slot_stored");
     Ok(id)
 }
 
