@@ -16,6 +16,7 @@ pub mod drill;
 pub mod error;
 pub mod evidence;
 pub mod fsmeta;
+pub mod host;
 pub mod id;
 pub mod policy;
 pub mod prune;

@@ -377,7 +377,7 @@ fn job_finished(f: Finished, engine: &mut Engine, outbox: &mut Outbox) {
         kind: f.job.kind.to_string(),
         trigger: f.job.trigger.as_str().to_string(),
         attempt: f.job.attempt,
-        host: crate::repo::keys::hostname(),
+        host: crate::host::hostname(),
         run_id: f.run_id,
         started_at: f.started_at,
         ended_at: f.ended_at,

@@ -178,7 +178,7 @@ pub fn build(
 fn daemon_info(s: &State) -> Result<Option<DaemonInfo>> {
     let Some(pid) = s.daemon_value("pid")? else { return Ok(None) };
     let pid: Option<u32> = pid.parse().ok();
-    let alive = pid.is_some_and(crate::repo::lock::process_alive);
+    let alive = pid.is_some_and(crate::host::process_alive);
     Ok(Some(DaemonInfo { pid, listen: s.daemon_value("listen")?, started_at: s.daemon_value("started_at")?, alive }))
 }
 

@@ -119,7 +119,7 @@ pub enum StartedBy {
 impl StartedBy {
     /// `user@host` of the current process.
     pub fn current_user() -> StartedBy {
-        StartedBy::User(format!("{}@{}", crate::repo::keys::username(), crate::repo::keys::hostname()))
+        StartedBy::User(format!("{}@{}", crate::host::username(), crate::host::hostname()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -211,8 +211,8 @@ pub(crate) fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
         None,
         json!({
             "program_version": crate::VERSION,
-            "hostname": crate::repo::keys::hostname(),
-            "username": crate::repo::keys::username(),
+            "hostname": crate::host::hostname(),
+            "username": crate::host::username(),
         }),
     )
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::crypto::{self, KdfParams, MasterKey};
 use crate::error::{Error, Result};
+use crate::host::{hostname, username};
 use crate::id::Id;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -41,15 +42,6 @@ pub struct SlotInfo {
 
 fn slot_key(id: &Id) -> String {
     format!("keys/{id}")
-}
-
-pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
-}
-
-pub fn username() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 
 /// Adds a slot that opens `key` with `password`; returns the slot id.

@@ -26,9 +26,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::host::{hostname, process_alive, username};
 use crate::id::Id;
 
-use super::{keys, Repository};
+use super::Repository;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -54,7 +55,7 @@ impl LockInfo {
             return true;
         }
         // Same host: the process must still exist.
-        self.hostname == keys::hostname() && !process_alive(self.pid)
+        self.hostname == hostname() && !process_alive(self.pid)
     }
 
     pub fn describe(&self) -> String {
@@ -66,15 +67,6 @@ impl LockInfo {
             self.pid,
             self.time.format("%Y-%m-%d %H:%M:%S UTC")
         )
-    }
-}
-
-/// Whether a process exists on this host (one of another user counts).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(e) => e != nix::errno::Errno::ESRCH,
     }
 }
 
@@ -140,8 +132,8 @@ pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) 
     let now = Utc::now();
     let info = LockInfo {
         exclusive,
-        hostname: keys::hostname(),
-        username: keys::username(),
+        hostname: hostname(),
+        username: username(),
         pid: std::process::id(),
         time: now,
         refreshed: now,
