@@ -19,6 +19,7 @@ pub mod fsmeta;
 pub mod host;
 pub mod id;
 pub mod policy;
+pub mod pool;
 pub mod prune;
 pub mod repo;
 pub mod report;
