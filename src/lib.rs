@@ -13,6 +13,7 @@ pub mod cli;
 pub mod crypto;
 pub mod daemon;
 pub mod drill;
+pub mod duration;
 pub mod error;
 pub mod evidence;
 pub mod fsmeta;

@@ -120,7 +120,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     let (repo, rules, policy_name) = match &a.policy {
         Some(name) => {
             let pol = policy::find(&a.policies.dir, name)?;
-            let rules = KeepRules::from_policy(&pol.retention);
+            let rules = pol.retention.keep_rules();
             if rules.is_empty() {
                 return Err(Error::InvalidArgument(format!(
                     "policy `{name}` ({}) has no retention rule, so it keeps every snapshot: nothing to forget",

@@ -22,7 +22,6 @@
 
 mod cronfield;
 pub mod diag;
-pub mod duration;
 pub mod job;
 mod parse;
 pub mod process;
@@ -34,8 +33,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::duration::Duration;
+use crate::prune::retention::KeepRules;
 pub use diag::Diagnostic;
-pub use duration::Duration;
 pub use schedule::{jitter_delay, CronExpr, Timezone};
 pub use schema::KEEP_RULES;
 
@@ -212,6 +212,23 @@ pub struct Retention {
     /// When `forget` and `prune` run for this policy; `None`: never by the daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<CronExpr>,
+}
+
+impl Retention {
+    /// The rules retention applies ([`crate::prune::retention`] takes its
+    /// own rule type; the schedule `prune` is not a rule).
+    pub fn keep_rules(&self) -> KeepRules {
+        KeepRules {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within.map(|d| d.to_chrono()),
+            keep_tags: self.keep_tags.clone(),
+        }
+    }
 }
 
 /// Recovery objectives that drills measure against.

@@ -19,9 +19,9 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diag::{did_you_mean, Diagnostic, Sink};
-use super::duration::Duration;
 use super::schedule::CronExpr;
 use super::Policy;
+use crate::duration::Duration;
 
 pub(crate) type Val<'i> = Spanned<DeValue<'i>>;
 

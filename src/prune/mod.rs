@@ -55,7 +55,7 @@ pub fn run_for_policy(
     policy: &crate::policy::Policy,
     now: DateTime<Utc>,
 ) -> Result<PolicyPruneReport> {
-    let rules = retention::KeepRules::from_policy(&policy.retention);
+    let rules = policy.retention.keep_rules();
     let mut report = PolicyPruneReport { forgotten: None, kept: 0, packs_deleted: 0, bytes_freed: 0 };
     if !rules.is_empty() {
         rules.validate()?;

@@ -1,4 +1,5 @@
-//! Durations as people write them in policies: `90s`, `90m`, `26h`, `7d`,
+//! Durations as people write them in policies and flags (`--keep-within`,
+//! `--grace`): `90s`, `90m`, `26h`, `7d`,
 //! `2w`, or several parts together, largest first: `1h30m`, `1d12h`.
 //!
 //! Units are `s`, `m` (minutes), `h`, `d` (24 hours) and `w` (7 days).
