@@ -252,7 +252,7 @@ fn targets_near_live_data_or_not_empty_are_refused_and_nothing_is_touched() {
     ];
     for (target, why) in &cases {
         let out = f.drill(&["--target", target.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", target.display(), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "a usage error: {}: {}", target.display(), text(&out.stderr));
         let err = text(&out.stderr);
         assert!(err.contains("refusing drill target") && err.contains(why), "{err}");
         assert!(out.stdout.is_empty());
@@ -381,7 +381,7 @@ fn a_policy_that_backs_up_its_own_state_directory_drills_into_its_scratch_settin
         f.env.command().args(args).env(PW_VAR, PASSWORD).output().unwrap()
     };
     let refused = drill();
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("inside the policy's source path"), "{}", text(&refused.stderr));
 
     let scratch = f.env.path("drill-scratch");

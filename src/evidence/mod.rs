@@ -204,7 +204,7 @@ pub fn append(repo: &Repository, kind: &str, policy: Option<&str>, payload: Valu
 }
 
 /// Starts the chain of a new repository: its key and record 0, `init`.
-pub(crate) fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
+pub fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
     append(
         repo,
         "init",

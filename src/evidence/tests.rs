@@ -16,6 +16,7 @@ fn new_repo() -> (tempfile::TempDir, Arc<dyn Backend>, Repository) {
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
     let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
     let repo = Repository::init(backend.clone(), PW, opts).unwrap();
+    start_chain(&repo).unwrap();
     (dir, backend, repo)
 }
 

@@ -17,14 +17,15 @@
 //! - a directory loads whatever is valid and reports the rest, so one bad
 //!   file never stops the other policies (the daemon relies on this);
 //! - [`schedule`] computes fire times from a given "now", in the policy's
-//!   time zone; [`process`] runs hooks and command sources; [`job`] runs
-//!   one backup of a policy, hooks included.
+//!   time zone.
+//!
+//! This module only loads, checks and schedules policies; it runs nothing.
+//! The work a policy asks for (backups with their hooks, prunes, drills)
+//! is done by [`crate::jobs`].
 
 mod cronfield;
 pub mod diag;
-pub mod job;
 mod parse;
-pub mod process;
 pub mod schedule;
 mod schema;
 

@@ -33,6 +33,11 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
+/// The unused space, in percent of the kept packs' bytes, that prune
+/// tolerates before it repacks, unless told otherwise (`--max-unused`, and
+/// every scheduled prune).
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
+
 /// Index files hold at most this many blobs each when prune rewrites them.
 const BLOBS_PER_INDEX_FILE: usize = 200_000;
 
