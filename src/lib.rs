@@ -28,6 +28,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod state;
+pub mod status;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -9,10 +9,11 @@ use chrono::Utc;
 
 use crate::daemon::engine::Limits;
 use crate::daemon::jobs::RepoExecutor;
-use crate::daemon::{self, status, DaemonOptions};
+use crate::daemon::{self, DaemonOptions};
 use crate::error::{Error, Result};
 use crate::policy;
 use crate::state::{self, JobKind, State};
+use crate::status;
 
 use super::output::Printer;
 use super::policy::PoliciesDir;

@@ -15,8 +15,9 @@
 //!   started with), SIGTERM/SIGINT (start nothing more, give running jobs
 //!   the grace period, mark any still running as interrupted, exit 0);
 //! - [`http`] serves `/healthz`, `/status`, `/metrics` and `/run-now` on
-//!   loopback; [`status`] and [`metrics`] read the state database, so they
-//!   say the same as `cairn status`; [`notify`] posts webhooks and pings.
+//!   loopback; [`metrics`] and the status model ([`crate::status`]) read the
+//!   state database, so they say the same as `cairn status`; [`notify`]
+//!   posts webhooks and pings.
 //!
 //! One daemon per state directory: it holds an exclusive `flock` on
 //! `daemon.lock` there, and records its pid and address in the state so
@@ -27,7 +28,6 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
-pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -289,7 +289,7 @@ fn api(
         let (state, current, dir) = (state.clone(), current.clone(), opts.state_dir.clone());
         move || {
             let (p, d) = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-            status::build(Some(&state), &dir, &p, d, Utc::now())
+            crate::status::build(Some(&state), &dir, &p, d, Utc::now())
         }
     };
     let report = Arc::new(report);

@@ -28,6 +28,7 @@ pub mod diag;
 mod parse;
 pub mod schedule;
 mod schema;
+mod slots;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use crate::prune::retention::KeepRules;
 pub use diag::Diagnostic;
 pub use schedule::{jitter_delay, CronExpr, Timezone};
 pub use schema::KEEP_RULES;
+pub use slots::{cron_of, next_slot};
 
 /// Where policies live when no `--policies DIR` is given.
 pub const DEFAULT_DIR: &str = "/etc/cairn/policies";
