@@ -104,9 +104,8 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
 }
 
 fn print_summary(r: &drill::DrillReport, p: &Printer) {
-    use crate::drill::report::human_bytes;
-    use crate::drill::verdict::human_secs;
-    let opt = |v: Option<f64>| v.map(human_secs).unwrap_or_else(|| "none".into());
+    use crate::text::{human_bytes, human_duration};
+    let opt = |v: Option<f64>| v.map(human_duration).unwrap_or_else(|| "none".into());
     let met = |m: Option<bool>| match m {
         Some(true) => "met",
         Some(false) => "MISSED",
@@ -125,7 +124,7 @@ fn print_summary(r: &drill::DrillReport, p: &Printer) {
     }
     p.info(format!(
         "  RTO {} (objective {}): {}; first byte after {}",
-        human_secs(r.rto.measured_s),
+        human_duration(r.rto.measured_s),
         opt(r.rto.objective_s),
         met(r.rto.met),
         opt(r.first_byte_s)

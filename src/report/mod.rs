@@ -416,35 +416,7 @@ pub(crate) fn secs(d: chrono::Duration) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
-/// A duration for people: `45 s`, `12 min`, `3 h 20 min`, `2 d 4 h`.
-pub fn human_duration(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", (s + 30) / 60),
-        7200..=172_799 => {
-            let m = (s + 30) / 60;
-            if m.is_multiple_of(60) {
-                format!("{} h", m / 60)
-            } else {
-                format!("{} h {} min", m / 60, m % 60)
-            }
-        }
-        _ => {
-            let h = (s + 1800) / 3600;
-            if h.is_multiple_of(24) {
-                format!("{} d", h / 24)
-            } else {
-                format!("{} d {} h", h / 24, h % 24)
-            }
-        }
-    }
-}
-
-/// An optional duration for people, `—` when absent.
-pub fn human_opt(s: Option<f64>) -> String {
-    s.map(human_duration).unwrap_or_else(|| "—".into())
-}
+pub use crate::text::{human_duration, human_duration_opt as human_opt};
 
 /// A share as a percentage, `—` when absent.
 pub fn percent(x: Option<f64>) -> String {

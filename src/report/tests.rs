@@ -299,7 +299,7 @@ fn drills_in_the_period_give_the_pass_rate_and_rto_figures() {
         messages(&web),
         vec![
             "amber: 1 of 4 drills failed; the latest passed".to_string(),
-            "amber: measured restore time above the RTO in 1 drill (worst 67 min)".to_string()
+            "amber: measured restore time above the RTO in 1 drill (worst 1 h 6 min)".to_string()
         ]
     );
     assert_eq!((r.summary.drills, r.summary.drills_passed), (4, 3));

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::{chart, human_bytes, DrillReport};
-use crate::drill::verdict::human_secs;
+use crate::text::{human_duration, human_duration_opt};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:980px;margin:2em auto;\
 padding:0 1em;color:#1d1d1f;line-height:1.45}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;\
@@ -18,10 +18,6 @@ white-space:pre-wrap}.verdict{display:inline-block;padding:.1em .6em;border-radi
 svg{max-width:100%;height:auto}";
 
 pub use crate::text::html_escape as esc;
-
-fn opt_secs(v: Option<f64>) -> String {
-    v.map(human_secs).unwrap_or_else(|| "—".into())
-}
 
 fn met(v: Option<bool>) -> &'static str {
     match v {
@@ -88,10 +84,10 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         s,
         "<p>Objective {}, measured <b>{}</b>: {}. Time to first byte: {}.</p>",
-        opt_secs(r.rto.objective_s),
-        human_secs(r.rto.measured_s),
+        human_duration_opt(r.rto.objective_s),
+        human_duration(r.rto.measured_s),
         met(r.rto.met),
-        opt_secs(r.first_byte_s)
+        human_duration_opt(r.first_byte_s)
     );
     if let Some(svg) = chart::phase_chart(r) {
         let _ = writeln!(
@@ -118,10 +114,10 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         s,
         "<p>Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.</p>",
-        opt_secs(r.rpo.objective_s),
-        opt_secs(r.rpo.achieved_s),
-        opt_secs(r.rpo.recovery_point_age_s),
-        opt_secs(r.rpo.newest_snapshot_age_s),
+        human_duration_opt(r.rpo.objective_s),
+        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt(r.rpo.recovery_point_age_s),
+        human_duration_opt(r.rpo.newest_snapshot_age_s),
         esc(&r.rpo.judged_on.replace('_', " ")),
         met(r.rpo.met)
     );
@@ -140,7 +136,7 @@ pub fn render(r: &DrillReport) -> String {
                     esc(&format!(
                         "{}{} among {} snapshot(s); newest: {}",
                         p.choice,
-                        p.window_s.map(|w| format!(" within {}", human_secs(w as f64))).unwrap_or_default(),
+                        p.window_s.map(|w| format!(" within {}", human_duration(w as f64))).unwrap_or_default(),
                         p.candidates,
                         p.is_newest
                     )),
@@ -166,7 +162,7 @@ pub fn render(r: &DrillReport) -> String {
                 "<p>{} (timeout {}): {result}. Exit code {}, signal {}, {:.3} s, {} bytes of output.</p>\
                  <pre>{}</pre>",
                 code(&v.command),
-                human_secs(v.timeout_s as f64),
+                human_duration(v.timeout_s as f64),
                 v.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 v.signal.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 v.duration_s,

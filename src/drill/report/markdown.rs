@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{human_bytes, DrillReport};
-use crate::drill::verdict::human_secs;
+use crate::text::{human_duration, human_duration_opt};
 
 /// Mismatched files listed at most.
 const MAX_LISTED: usize = 200;
@@ -23,10 +23,6 @@ fn code_text(s: &str) -> String {
 /// Inline code for a table cell (`|` escaped).
 fn code(s: &str) -> String {
     cell(&code_text(s))
-}
-
-fn opt_secs(v: Option<f64>) -> String {
-    v.map(human_secs).unwrap_or_else(|| "—".into())
 }
 
 fn met(v: Option<bool>) -> &'static str {
@@ -70,7 +66,7 @@ pub fn render(r: &DrillReport) -> String {
         None => s.push_str("No recovery point was chosen.\n"),
         Some(p) => {
             let _ = writeln!(s, "| | |\n| --- | --- |");
-            let window = p.window_s.map(|w| format!(" within {}", human_secs(w as f64))).unwrap_or_default();
+            let window = p.window_s.map(|w| format!(" within {}", human_duration(w as f64))).unwrap_or_default();
             let _ = writeln!(s, "| snapshot | {} |", code(&p.snapshot_id));
             let _ = writeln!(s, "| time (UTC) | {} |", p.time.to_rfc3339());
             let _ = writeln!(s, "| host | {} |", cell(&p.host));
@@ -102,10 +98,10 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         s,
         "Objective {}, measured **{}**: {}. Time to first byte: {}.\n",
-        opt_secs(r.rto.objective_s),
-        human_secs(r.rto.measured_s),
+        human_duration_opt(r.rto.objective_s),
+        human_duration(r.rto.measured_s),
         met(r.rto.met),
-        opt_secs(r.first_byte_s)
+        human_duration_opt(r.first_byte_s)
     );
     let _ = writeln!(s, "| phase | start | duration | in RTO |\n| --- | ---: | ---: | --- |");
     for p in &r.phases {
@@ -124,10 +120,10 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         s,
         "Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.",
-        opt_secs(r.rpo.objective_s),
-        opt_secs(r.rpo.achieved_s),
-        opt_secs(r.rpo.recovery_point_age_s),
-        opt_secs(r.rpo.newest_snapshot_age_s),
+        human_duration_opt(r.rpo.objective_s),
+        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt(r.rpo.recovery_point_age_s),
+        human_duration_opt(r.rpo.newest_snapshot_age_s),
         r.rpo.judged_on.replace('_', " "),
         met(r.rpo.met)
     );
@@ -143,7 +139,8 @@ pub fn render(r: &DrillReport) -> String {
             } else {
                 format!("**failed**: {}", v.error.as_deref().unwrap_or(""))
             };
-            let _ = writeln!(s, "{} (timeout {}): {result}.", code_text(&v.command), human_secs(v.timeout_s as f64));
+            let _ =
+                writeln!(s, "{} (timeout {}): {result}.", code_text(&v.command), human_duration(v.timeout_s as f64));
             let _ = writeln!(
                 s,
                 "Exit code {}, signal {}, {:.3} s, {} bytes of output. Last lines:\n",
