@@ -20,6 +20,7 @@ pub mod fsmeta;
 pub mod host;
 pub mod id;
 pub mod jobs;
+pub mod page;
 pub mod policy;
 pub mod pool;
 pub mod process;

@@ -35,7 +35,7 @@ fn mismatched(d: &Drill<'_>) -> Vec<Mismatch> {
 
 fn build(d: &Drill<'_>) -> DrillReport {
     let ended_at = Utc::now().trunc_subsecs(3);
-    let secs = |t: chrono::DateTime<Utc>| crate::report::secs(d.started_at - t);
+    let secs = |t: chrono::DateTime<Utc>| crate::duration::secs(d.started_at - t);
     let mismatched = mismatched(d);
     let measured: f64 = d.phases.iter().filter(|p| p.in_rto).map(|p| p.duration_s).sum();
     let objectives = &d.policy.objectives;
