@@ -338,7 +338,7 @@ pub struct Notify {
 
 /// Loads one policy from its text; `file` names it in diagnostics.
 pub fn load_str(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
-    parse::parse(src, file)
+    schema::parse(src, file)
 }
 
 /// Loads one policy file.
