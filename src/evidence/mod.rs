@@ -1,6 +1,7 @@
 //! The tamper-evident evidence chain: an append-only, signed, hash-chained
-//! log of what happened to a repository (its creation, every backup and
-//! prune, every drill), which an auditor can check without the password.
+//! log of what happened to a repository (its creation, every backup,
+//! forget and prune, every drill), which an auditor can check without the
+//! password. The jobs (`crate::jobs`) append the records, one per job.
 //!
 //! **Records** ([`record`]) are JSON objects. Each is signed with the
 //! repository's ed25519 key over its canonical JSON ([`canonical`]: RFC
