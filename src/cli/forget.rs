@@ -117,8 +117,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
         }
         None => (None, a.keep_rules()),
     };
-    let selection =
-        Selection { policy: policy.as_ref().map(|pol| pol.name.clone()), hosts: a.hosts.clone(), tags: a.tags.clone() };
+    let selection = Selection { hosts: a.hosts.clone(), tags: a.tags.clone(), ..Default::default() };
     let mut show = |d: &Decided| {
         if !p.json {
             p.info(format!("applying {} (periods in UTC) to {} snapshot(s)", d.rules, d.snapshots.len()));

@@ -36,7 +36,7 @@ impl Executor for RepoExecutor {
         match job.kind {
             JobKind::Backup => {
                 let out = jobs::backup::policy(&self.repo, p, &Default::default(), run, None);
-                log_evidence(p, "backup", out.evidence.as_ref());
+                log_evidence(p, out.evidence.as_ref());
                 for w in &out.warnings {
                     tracing::warn!(policy = %p.name, "{w}");
                 }
@@ -54,14 +54,14 @@ impl RepoExecutor {
         let p = &job.policy;
         match jobs::prune::policy(&self.repo, p, Utc::now()) {
             Ok(done) => {
-                log_evidence(p, "prune", Some(&done.evidence));
+                log_evidence(p, Some(&done.evidence));
                 let rep = &done.report;
                 tracing::info!(policy = %p.name, forgotten = ?rep.forgotten, kept = rep.kept,
                     packs_deleted = rep.packs_deleted, bytes_freed = rep.bytes_freed, "prune done");
                 RunSummary { ok: true, bytes: Some(rep.bytes_freed), ..Default::default() }
             }
             Err(failed) => {
-                log_evidence(p, "prune", failed.evidence.as_deref());
+                log_evidence(p, failed.evidence.as_deref());
                 RunSummary::failed(failed.error.to_string())
             }
         }
@@ -103,14 +103,10 @@ impl RepoExecutor {
 
 /// Logs whether a job's evidence record was appended; a failure to append
 /// is never the job's failure (the backup or prune itself is done).
-pub(crate) fn log_evidence(
-    p: &crate::policy::Policy,
-    kind: &str,
-    appended: Option<&crate::Result<crate::evidence::AppendedRecord>>,
-) {
+fn log_evidence(p: &crate::policy::Policy, appended: Option<&crate::Result<crate::evidence::AppendedRecord>>) {
     match appended {
         Some(Ok(r)) => tracing::debug!(policy = %p.name, seq = r.seq, hash = %r.hash, "evidence record appended"),
-        Some(Err(e)) => tracing::warn!(policy = %p.name, kind, error = %e, "the evidence record was not appended"),
+        Some(Err(e)) => tracing::warn!(policy = %p.name, error = %e, "the evidence record was not appended"),
         None => {}
     }
 }

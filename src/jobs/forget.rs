@@ -122,8 +122,9 @@ pub(crate) fn apply(
 }
 
 /// Applies `rules` to the snapshots `selection` names in the repository
-/// (the policy's, with `policy`) and deletes those they forget; appends
-/// one `forget` evidence record unless it is a dry run.
+/// (with `policy`: in its repository, and only its snapshots) and deletes
+/// those they forget; appends one `forget` evidence record unless it is a
+/// dry run.
 pub fn forget(
     repo: &RepoOptions,
     policy: Option<&Policy>,
@@ -139,8 +140,12 @@ pub fn forget(
         Some(p) => repo.open_policy(p)?,
         None => repo.open()?,
     };
+    let mut selection = selection.clone();
+    if let Some(p) = policy {
+        selection.policy = Some(p.name.clone());
+    }
     let started = std::time::Instant::now();
-    let (decided, removed, stopped) = apply(&repository, rules, selection, Utc::now(), dry_run, decided)?;
+    let (decided, removed, stopped) = apply(&repository, rules, &selection, Utc::now(), dry_run, decided)?;
     let evidence = (!dry_run).then(|| {
         let payload = crate::evidence::payload::forget(
             &decided.rules.to_string(),
