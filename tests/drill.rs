@@ -163,7 +163,7 @@ fn a_recovery_point_older_than_the_rpo_misses_the_objective_with_exit_4() {
     let r = f.drill_report(&[], 4);
     assert_eq!(r["verdict"]["failure_kind"], "objectives");
     let reasons = r["verdict"]["issues"].to_string();
-    assert!(reasons.contains("RPO missed: the recovery point is 3d 00h old, objective 1d 00h"), "{reasons}");
+    assert!(reasons.contains("RPO missed: the recovery point is 3 d old, objective 1 d"), "{reasons}");
     assert_eq!(r["rpo"]["met"], false);
     assert_eq!(r["rto"]["met"], true, "only the RPO is missed");
     let age = r["rpo"]["achieved_s"].as_f64().unwrap();
@@ -252,7 +252,7 @@ fn targets_near_live_data_or_not_empty_are_refused_and_nothing_is_touched() {
     ];
     for (target, why) in &cases {
         let out = f.drill(&["--target", target.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", target.display(), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "a usage error: {}: {}", target.display(), text(&out.stderr));
         let err = text(&out.stderr);
         assert!(err.contains("refusing drill target") && err.contains(why), "{err}");
         assert!(out.stdout.is_empty());
@@ -381,7 +381,7 @@ fn a_policy_that_backs_up_its_own_state_directory_drills_into_its_scratch_settin
         f.env.command().args(args).env(PW_VAR, PASSWORD).output().unwrap()
     };
     let refused = drill();
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("inside the policy's source path"), "{}", text(&refused.stderr));
 
     let scratch = f.env.path("drill-scratch");

@@ -162,7 +162,7 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
     let now = chrono::Utc::now();
     let dead = LockInfo {
         exclusive: false,
-        hostname: cairn::repo::keys::hostname(),
+        hostname: cairn::host::hostname(),
         username: "someone".into(),
         pid: 0x7fff_fff0,
         time: now,

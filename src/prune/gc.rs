@@ -33,6 +33,11 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
+/// The unused space, in percent of the kept packs' bytes, that prune
+/// tolerates before it repacks, unless told otherwise (`--max-unused`, and
+/// every scheduled prune).
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
