@@ -7,9 +7,12 @@
 //! writes every place that needs each chunk, and sets metadata after
 //! contents, directories last. A file that cannot be restored exactly is
 //! named in the report and the restore exits non-zero (invariant 5).
+//! Every entry is reached through directory handles opened beneath the
+//! target, never through a symlink ([`handles`], invariant 4).
 
 pub mod execute;
 mod files;
+pub(crate) mod handles;
 pub mod plan;
 pub mod verify;
 
