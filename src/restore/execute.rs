@@ -28,12 +28,12 @@ use nix::unistd::UnlinkatFlags;
 use crate::error::{Error, Result};
 use crate::fsmeta;
 use crate::id::Id;
-use crate::repo::{blob, pack_key, Index, Repository};
+use crate::repo::{blob, pack_key, Index, NodeKind, Repository};
 
 use super::files::{clear_entry, create_other, finish_unwritten, prepare_file, write_chunk, Ident};
 use super::handles::{dir_flags, open_at, Handles};
-use super::parallel;
 use super::plan::Plan;
+use super::{parallel, privileged};
 use super::{Failure, RestoreOptions, RestoreReport};
 
 /// Largest gap between two needed blobs that is read rather than skipped.
@@ -62,6 +62,8 @@ pub(super) struct State<'a> {
     /// The target was new or empty: files are created as chunks arrive.
     pub fresh: bool,
     pub as_root: bool,
+    /// Set-id bits and file capabilities are left out ([`privileged`]).
+    pub strip: bool,
     /// Whether each file existed before (then zeros must be written).
     pub existed: Vec<bool>,
     /// Each file's identity once it exists (fresh multi-chunk files
@@ -141,6 +143,7 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     let fresh = is_empty(&root).map_err(|e| Error::io(target, e))?;
     let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
     let as_root = fsmeta::is_root();
+    let strip = as_root && !opts.privileged;
 
     let mut dir_ok = vec![true; plan.dirs.len()];
     // Directories that could not be made real directories: nothing below
@@ -213,6 +216,7 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
         dirs: &dirs,
         fresh,
         as_root,
+        strip,
         existed: existed.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
         ident,
         remaining: remaining.iter().map(|r| AtomicU32::new(*r)).collect(),
@@ -271,6 +275,9 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
         if state.existed[fi] && remaining[fi] == 0 {
             report.files_unchanged += 1;
         }
+        if strip {
+            report.withheld.extend(privileged::withheld(&f.node).map(|reason| Failure { path: shown(&f.rel), reason }));
+        }
     }
     report.warnings.append(&mut state.warnings.lock().unwrap());
     for (rel, first) in &plan.hardlinks {
@@ -291,9 +298,18 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
             report.failures.push(Failure { path: shown(rel), reason: "its directory could not be created".into() });
             continue;
         }
+        let withheld = if strip { privileged::withheld(node) } else { None };
+        if matches!(node.kind, NodeKind::Chardev | NodeKind::Blockdev) && withheld.is_some() {
+            report.withheld.extend(withheld.map(|reason| Failure { path: shown(rel), reason }));
+            continue;
+        }
+        let node = if strip { privileged::strip(node) } else { std::borrow::Cow::Borrowed(node) };
         let (d, _) = dirs.locate(rel);
-        match dirs.dir(d).and_then(|dir| create_other(dir.as_raw_fd(), rel, node, as_root, &mut report.warnings)) {
-            Ok(true) => report.others += 1,
+        match dirs.dir(d).and_then(|dir| create_other(dir.as_raw_fd(), rel, &node, as_root, &mut report.warnings)) {
+            Ok(true) => {
+                report.others += 1;
+                report.withheld.extend(withheld.map(|reason| Failure { path: shown(rel), reason }));
+            }
             Ok(false) => {}
             Err(e) => report.failures.push(Failure { path: shown(rel), reason: e.to_string() }),
         }

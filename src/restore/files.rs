@@ -35,6 +35,7 @@ use crate::repo::{Node, NodeKind, Repository};
 use super::execute::State;
 use super::handles::open_at;
 use super::plan::PlannedFile;
+use super::privileged;
 
 /// A file's (device, inode): what it must still be when opened again.
 pub(super) type Ident = (u64, u64);
@@ -136,7 +137,8 @@ pub(super) fn write_chunk(st: &State<'_>, fi: usize, offset: u64, data: &[u8]) -
 /// Sets a complete file's metadata through its descriptor.
 pub(super) fn finish(st: &State<'_>, fi: usize, file: &File) -> std::io::Result<()> {
     let node = &st.plan.files[fi].node;
-    let warnings = fsmeta::apply_metadata_fd(file.as_fd(), node, st.as_root)?;
+    let node = if st.strip { privileged::strip(node) } else { std::borrow::Cow::Borrowed(node) };
+    let warnings = fsmeta::apply_metadata_fd(file.as_fd(), &node, st.as_root)?;
     if !warnings.is_empty() {
         let p = st.plan.files[fi].rel.display().to_string();
         st.warnings.lock().unwrap().extend(warnings.into_iter().map(|w| format!("{p}: {w}")));
@@ -273,6 +275,8 @@ fn write_sparse(file: &File, data: &[u8], offset: u64) -> std::io::Result<u64> {
 /// Creates a symlink, FIFO or device `rel` in `dir` (the directory `rel`
 /// lies in). Returns false when
 /// the entry was skipped with a warning (devices when not root, sockets).
+/// The caller has already left out what a root restore must not create
+/// ([`privileged`]).
 pub(super) fn create_other(
     dir: RawFd,
     rel: &Path,
