@@ -26,6 +26,7 @@ mod prune;
 mod report;
 mod restore;
 mod status_view;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -172,6 +173,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let e = usage::without_env_values(e, std::env::args_os());
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
