@@ -13,6 +13,7 @@
 
 mod backup;
 mod check;
+mod completion;
 mod daemon;
 mod drill;
 mod evidence;
@@ -136,6 +137,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a timed restore drill of a policy into scratch space, and report on it
     Drill(drill::DrillArgs),
+    /// Print shell completions (bash, zsh or fish) on stdout
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff) of cairn or of one command on stdout
+    Man(completion::ManArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -229,6 +234,8 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
         Command::Drill(a) => drill::run(g, &a, p),
+        Command::Completion(a) => completion::completion(&a),
+        Command::Man(a) => completion::man(&a),
     }
 }
 
