@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod chunk;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod drill;
 pub mod error;
 pub mod evidence;
+pub mod find;
 pub mod fsmeta;
 pub mod id;
 pub mod policy;

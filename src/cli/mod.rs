@@ -17,6 +17,7 @@ mod completion;
 mod daemon;
 mod drill;
 mod evidence;
+mod find;
 mod forget;
 mod inspect;
 mod key;
@@ -113,6 +114,8 @@ pub enum Command {
     Diff(inspect::DiffArgs),
     /// Write one file of a snapshot to stdout
     Dump(inspect::DumpArgs),
+    /// Find the snapshots that hold paths matching a pattern
+    Find(find::FindArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
     /// Check the repository for damage
@@ -222,6 +225,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Ls(a) => inspect::ls(g, &a, p),
         Command::Diff(a) => inspect::diff(g, &a, p),
         Command::Dump(a) => inspect::dump(g, &a, p),
+        Command::Find(a) => find::run(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
