@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod find;
 pub mod fsmeta;
 pub mod id;
+pub mod mount;
 pub mod policy;
 pub mod prune;
 pub mod repo;

@@ -21,6 +21,7 @@ mod find;
 mod forget;
 mod inspect;
 mod key;
+mod mount;
 pub mod output;
 pub mod password;
 pub mod policy;
@@ -118,6 +119,8 @@ pub enum Command {
     Find(find::FindArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C
+    Mount(mount::MountArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
     /// Apply retention rules: keep or forget every snapshot, with the reason
@@ -227,6 +230,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Dump(a) => inspect::dump(g, &a, p),
         Command::Find(a) => find::run(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
+        Command::Mount(a) => mount::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),

@@ -2,6 +2,8 @@
 //! temporary directory, the real `cairn` binary, and tree comparison.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
