@@ -127,7 +127,7 @@ fn man_pages_render_for_cairn_and_each_command() {
     let top = render_man(&env, &stdout_of(&env, &["man"]));
     assert!(top.contains("cairn - Deduplicated, encrypted backups"), "{top}");
     assert!(top.contains("CAIRN_REPO"), "the environment variables are named: {top}");
-    for cmd in ["restore", "find", "snapshots", "completion", "man"] {
+    for cmd in ["restore", "mount", "find", "snapshots", "completion", "man"] {
         assert!(top.contains(&format!("cairn-{cmd}(1)")), "{cmd} missing from the command list: {top}");
     }
     let restore = render_man(&env, &stdout_of(&env, &["man", "restore"]));

@@ -325,22 +325,28 @@ fn hostile_names_are_hidden_as_restore_refuses_them() {
     let keep = b.dir(b"keep", vec![inner]);
     let nul_link = b.symlink(b"nul-link", b"target\0tail");
     let ok_link = b.symlink(b"ok-link", b"keep/inner");
-    b.commit(vec![dotdot, dot, slash, first, second, nul, empty, keep, nul_link, ok_link], "../../etc");
+    let mut lost = b.file(b"lost-chunk", b"x");
+    lost.content = vec![cairn::Id::hash_of(b"a chunk no index lists")];
+    b.commit(vec![dotdot, dot, slash, first, second, nul, empty, keep, nul_link, ok_link, lost], "../../etc");
 
     let m = Mount::start(env.command(), &env.path("mnt"), &[]);
     let root = m.path("latest");
     let mut names: Vec<String> =
         std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["dup", "keep", "nul-link", "ok-link"]);
+    assert_eq!(names, ["dup", "keep", "lost-chunk", "nul-link", "ok-link"]);
     assert_eq!(std::fs::read(root.join("dup")).unwrap(), b"the first of two\n", "the first of two, as restore");
     assert_eq!(std::fs::read(root.join("ok-link")).unwrap(), b"inside\n");
     let e = std::fs::read_link(root.join("nul-link")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "a target restore could not create is an I/O error");
     assert!(std::fs::read_dir(m.path("hosts")).unwrap().next().is_none(), "an unsafe host name is not a directory");
+    assert_eq!(std::fs::metadata(root.join("lost-chunk")).unwrap().len(), 1, "listed with its recorded size");
+    let e = std::fs::File::open(root.join("lost-chunk")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "but a chunk restore would miss makes it unreadable");
     let err = m.stop_with(nix::sys::signal::Signal::SIGTERM);
     assert!(err.contains("left out: name is `.` or `..`"), "{err}");
     assert!(err.contains("left out: duplicate name in its directory"), "{err}");
+    assert!(err.contains("lost-chunk: chunk") && err.contains("is missing from the repository"), "{err}");
 }
 
 #[test]
