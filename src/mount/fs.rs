@@ -21,7 +21,7 @@ use libc::c_int;
 
 use crate::browse::{Budgets, FileLayout, Reader};
 use crate::id::Id;
-use crate::repo::{NodeKind, Repository};
+use crate::repo::{Node, NodeKind, Repository};
 
 use super::attr;
 use super::catalog::{by_host, id_names, newest, Catalog};
@@ -287,9 +287,9 @@ impl CairnFs {
         ];
         let catalog = &self.shared.catalog;
         let inodes = &self.inodes;
-        let push = |out: &mut Vec<Listed>, name: &[u8], kind: FileType, node: Option<&What>| {
+        let push = |out: &mut Vec<Listed>, name: &[u8], kind: FileType, node: Option<(&Node, u64)>| {
             let known = match node {
-                Some(w) => inodes.peek(ino, name, w),
+                Some((n, root)) => inodes.peek(ino, n, root),
                 None => inodes.peek_name(ino, name),
             };
             out.push(Listed { ino: known.unwrap_or(UNKNOWN_INO), kind, name: name.to_vec() });
@@ -340,8 +340,7 @@ impl CairnFs {
                     tracing::warn!("{}/{}: left out: {why}", self.inodes.path(ino), String::from_utf8_lossy(name));
                 }
                 for n in dir.nodes() {
-                    let w = What::Node { node: Arc::new(n.clone()), root };
-                    push(&mut out, &n.name, attr::file_type(n.kind), Some(&w));
+                    push(&mut out, &n.name, attr::file_type(n.kind), Some((n, root)));
                 }
             }
             What::Latest | What::HostLatest(_) => return Err(libc::ENOTDIR),

@@ -67,10 +67,16 @@ pub struct Inodes {
 
 fn key_of(parent: u64, name: &[u8], what: &What) -> Key {
     match what {
-        What::Node { node, root } if node.kind == NodeKind::File && node.links > 1 => {
-            Key::Link { root: *root, device: node.device, inode: node.inode }
-        }
+        What::Node { node, root } => node_key(parent, name, node, *root),
         _ => Key::Child(parent, name.to_vec()),
+    }
+}
+
+fn node_key(parent: u64, name: &[u8], node: &Node, root: u64) -> Key {
+    if node.kind == NodeKind::File && node.links > 1 {
+        Key::Link { root, device: node.device, inode: node.inode }
+    } else {
+        Key::Child(parent, name.to_vec())
     }
 }
 
@@ -104,8 +110,8 @@ impl Inodes {
     }
 
     /// The inode `what` (named `name` in `parent`) has, if the kernel knows it.
-    pub fn peek(&self, parent: u64, name: &[u8], what: &What) -> Option<u64> {
-        self.keys.get(&key_of(parent, name, what)).copied()
+    pub fn peek(&self, parent: u64, node: &Node, root: u64) -> Option<u64> {
+        self.keys.get(&node_key(parent, &node.name, node, root)).copied()
     }
 
     /// The inode of `name` in `parent` (not a snapshot entry), if the kernel knows it.
@@ -189,7 +195,8 @@ mod tests {
         let single = t.lookup(22, b"y", node("y", NodeKind::File, 1, 99));
         assert_ne!(single, l1, "a file with one link is its own");
         assert_eq!(t.path(a), "/a");
-        assert_eq!(t.peek(20, b"a", &node("a", NodeKind::Dir, 0, 1)), Some(a));
+        assert_eq!(t.peek(20, &Node::new(b"a".to_vec(), NodeKind::Dir), 10), Some(a));
+        assert_eq!(t.peek_name(20, b"a"), Some(a));
 
         t.forget(a, 1);
         assert!(t.get(a).is_some(), "looked up twice, forgotten once");
