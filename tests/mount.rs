@@ -368,7 +368,7 @@ fn mount_works_on_s3_against_garage() {
         let out = cmd().args(args).output().unwrap();
         assert!(out.status.success(), "cairn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    ok(&["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"]);
+    ok(&["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"]);
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("big.bin"), random_bytes(3_000_000, 5)).unwrap();
