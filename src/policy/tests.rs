@@ -315,26 +315,26 @@ fn syntax_errors_are_located() {
 fn bug_thousands_of_broken_lines_give_a_bounded_number_of_diagnostics() {
     let src = format!("name = \"m\"\n{}", "py.\n".repeat(1000));
     let d = diags(&src);
-    assert_eq!(d.len(), super::parse::MAX_SYNTAX_LINES + 1, "{d:?}");
+    assert_eq!(d.len(), super::schema::MAX_SYNTAX_LINES + 1, "{d:?}");
     assert!(d[0].starts_with("p.toml:2:"), "{d:?}");
     assert!(
         d.last()
             .unwrap()
-            .ends_with(&format!("and {} more lines that are not valid TOML", 1000 - super::parse::MAX_SYNTAX_LINES)),
+            .ends_with(&format!("and {} more lines that are not valid TOML", 1000 - super::schema::MAX_SYNTAX_LINES)),
         "{d:?}"
     );
 }
 
 #[test]
 fn a_policy_larger_than_the_limit_is_refused_by_its_size() {
-    let src = format!("name = \"m\"\n{}", "# a comment\n".repeat(super::parse::MAX_POLICY_BYTES / 12 + 1));
+    let src = format!("name = \"m\"\n{}", "# a comment\n".repeat(super::schema::MAX_POLICY_BYTES / 12 + 1));
     let d = diags(&src);
     assert_eq!(
         d,
         [format!(
             "p.toml:1:1: the file is {} bytes; a policy is at most {}",
             src.len(),
-            super::parse::MAX_POLICY_BYTES
+            super::schema::MAX_POLICY_BYTES
         )]
     );
 }
@@ -391,4 +391,25 @@ fn the_example_policies_are_valid() {
         assert_eq!(&load_str(&text, &p.file).unwrap(), p, "{text}");
     }
     assert_eq!(kinds, (true, true), "examples of both source kinds");
+}
+
+#[test]
+fn a_policy_retention_becomes_the_keep_rules_retention_applies() {
+    let r = Retention {
+        keep_daily: Some(7),
+        keep_within: Some("2w".parse().unwrap()),
+        keep_tags: vec!["db".into()],
+        prune: Some("@daily".parse().unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.keep_rules(),
+        KeepRules {
+            keep_daily: Some(7),
+            keep_within: Some(chrono::Duration::days(14)),
+            keep_tags: vec!["db".into()],
+            ..Default::default()
+        }
+    );
+    assert!(Retention::default().keep_rules().is_empty());
 }

@@ -1,5 +1,6 @@
 //! Verification of restored files: re-read each one, hard links included,
-//! and check every chunk against its keyed id, and the size against the plan.
+//! and check every chunk against its keyed id, and the size against the plan. Files are opened
+//! through the target's directory handles, as the restore wrote them.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use crate::id::Id;
 use crate::repo::Repository;
 
+use super::handles::Handles;
 use super::plan::{ChunkRef, Plan, PlannedFile};
 use super::Failure;
 
@@ -32,9 +34,15 @@ pub fn chunks_match(repo: &Repository, file: &File, chunks: &[ChunkRef], buf: &m
     Ok(())
 }
 
-/// Checks one restored file; returns why it is wrong, if it is.
-pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
-    let file = match std::fs::File::open(path) {
+/// Checks one restored file, opened through its directory's handle
+/// without following a symlink; returns why it is wrong, if it is.
+fn check_file(repo: &Repository, dirs: &Handles<'_>, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    check_at(repo, dirs, &f.rel, f, buf)
+}
+
+/// Checks the file at `rel` against the planned content of `f`.
+fn check_at(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    let file = match dirs.open_file(rel) {
         Ok(file) => file,
         Err(e) => return Some(format!("cannot open for verification: {e}")),
     };
@@ -52,14 +60,15 @@ pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec
     }
 }
 
-/// Checks a restored hard link: its content against the file it links
-/// to (not only that it is a link), then that it is that file's inode.
-pub fn check_link(repo: &Repository, path: &Path, first: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
-    if let Some(why) = check_file(repo, path, f, buf) {
+/// Checks a restored hard link at `rel`: its content against the file
+/// `f` it links to (not only that it is a link), then that it is that
+/// file's inode.
+fn check_link(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    if let Some(why) = check_at(repo, dirs, rel, f, buf) {
         return Some(why);
     }
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(path), std::fs::symlink_metadata(first)) {
+    match (dirs.lstat(rel), dirs.lstat(&f.rel)) {
         (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => None,
         (Ok(_), Ok(_)) => Some(format!("content matches, but it is not a hard link to /{}", f.rel.display())),
         (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
@@ -68,16 +77,29 @@ pub fn check_link(repo: &Repository, path: &Path, first: &Path, f: &PlannedFile,
 
 /// Verifies every planned file and hard link under `target`, in parallel.
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
+    let root = match Handles::open_root(target) {
+        Ok(root) => root,
+        Err(e) => {
+            let reason = format!("cannot open the target {} for verification: {e}", target.display());
+            return plan
+                .files
+                .iter()
+                .map(|f| &f.rel)
+                .chain(plan.hardlinks.iter().map(|(rel, _)| rel))
+                .map(|rel| Failure { path: rel.display().to_string(), reason: reason.clone() })
+                .collect();
+        }
+    };
+    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
     let failures = Mutex::new(Vec::new());
     let files = plan.files.len();
     super::parallel_with(threads, files + plan.hardlinks.len(), Vec::new, |buf, i| {
         let (rel, why) = if i < files {
             let f = &plan.files[i];
-            (&f.rel, check_file(repo, &target.join(&f.rel), f, buf))
+            (&f.rel, check_file(repo, &dirs, f, buf))
         } else {
             let (rel, first) = &plan.hardlinks[i - files];
-            let f = &plan.files[*first];
-            (rel, check_link(repo, &target.join(rel), &target.join(&f.rel), f, buf))
+            (rel, check_link(repo, &dirs, rel, &plan.files[*first], buf))
         };
         if let Some(reason) = why {
             failures.lock().unwrap().push(Failure { path: rel.display().to_string(), reason });
