@@ -158,6 +158,11 @@ fn a_damaged_newest_snapshot_is_listed_as_damaged_and_latest_refuses() {
         );
     }
     assert!(!target.exists(), "restore started anyway");
+    let o = measured(&env, &["find", "f", "--snapshot", "latest"]);
+    assert_exit(&o, 1, &[&format!("snapshot {short} cannot be read"), "name a snapshot explicitly"]);
+    // A search of every snapshot searches the readable ones and names the other.
+    let o = measured(&env, &["find", "f"]);
+    assert_exit(&o, 3, &[&format!("not searched: snapshot {short} cannot be read"), &older[..8]]);
     // Named explicitly, the older snapshot restores.
     let o = measured(&env, &["restore", &older[..8], "--target", target.to_str().unwrap()]);
     assert_exit(&o, 0, &[]);
@@ -184,7 +189,7 @@ fn a_tree_10000_levels_deep_is_damage_not_a_crash() {
     let sid = b.snapshot_of(root).short();
 
     let target = env.path("r");
-    for cmd in [&["restore", "latest", "--target", target.to_str().unwrap()][..], &["ls", "latest"]] {
+    for cmd in [&["restore", "latest", "--target", target.to_str().unwrap()][..], &["ls", "latest"], &["find", "f"]] {
         let o = measured(&env, cmd);
         assert_exit(&o, 1, &["directories nest deeper than 4096 levels"]);
     }
@@ -212,6 +217,7 @@ fn two_to_the_32_paths_in_34_blobs_are_checked_as_33_trees_and_refused_by_ls_and
         &["restore", "latest", "--target", target.to_str().unwrap()][..],
         &["ls", "latest"],
         &["ls", "latest", "--json"],
+        &["find", "nothing-by-this-name"],
     ] {
         let o = measured(&env, cmd);
         assert_exit(&o, 1, &["expands to more than 100000000 entries", "--max-entries"]);
@@ -225,5 +231,7 @@ fn two_to_the_32_paths_in_34_blobs_are_checked_as_33_trees_and_refused_by_ls_and
     assert_eq!(files, 16, "{}", out_err(&o));
     // A raised limit is obeyed, and the refusal names it.
     let o = measured(&env, &["ls", "latest", "--max-entries", "1000"]);
+    assert_exit(&o, 1, &["expands to more than 1000 entries"]);
+    let o = measured(&env, &["find", "f", "--max-entries", "1000"]);
     assert_exit(&o, 1, &["expands to more than 1000 entries"]);
 }
