@@ -255,7 +255,7 @@ impl Error {
                     .into(),
             ),
             Error::TooManyEntries { limit, .. } => Some(format!(
-                "nothing was done. If the snapshot is genuine, raise the limit with --max-entries (now {limit}); a \
+                "If the snapshot is genuine, raise the limit with --max-entries (now {limit}); a \
                  forged tree can repeat one subtree to make billions of paths, which `cairn check` shows as a \
                  few trees"
             )),

@@ -8,7 +8,7 @@ use crate::browse::{Budgets, Reader};
 use crate::error::{Error, Result};
 use crate::find::{search, Matcher};
 use crate::id::Id;
-use crate::repo::walk::{Limits, Measurer};
+use crate::repo::walk::Limits;
 use crate::repo::{by_id_prefix, Node, NodeKind, Snapshot, SnapshotList};
 
 use super::output::{human_bytes, Printer};
@@ -29,7 +29,7 @@ pub struct FindArgs {
     /// The patterns are regular expressions, searched for in the whole path
     #[arg(long)]
     pub regex: bool,
-    /// Refuse a snapshot that expands to more entries than N (default 100000000)
+    /// Stop after examining more than N entries, counted along every path (default 100000000)
     #[arg(long, value_name = "N")]
     pub max_entries: Option<u64>,
 }
@@ -103,19 +103,12 @@ pub fn run(g: &GlobalArgs, a: &FindArgs, p: &Printer) -> Result<i32> {
     };
     let snapshots = choose(list, a)?;
     let index = Arc::new(repo.load_index()?);
-    // Every snapshot is measured before the search starts: one that expands
-    // past the limit (a subtree repeated under many names) or nests too deep
-    // is refused, its trees shared with the others read once.
-    let limits = Limits::with_max_entries(a.max_entries);
-    let mut measurer = Measurer::default();
-    for (_, s) in &snapshots {
-        measurer.measure(&repo, &index, &s.tree, &limits)?;
-    }
     let reader = Reader::new(repo, index, Budgets { trees: 256 << 20, blobs: 0 });
     let roots: Vec<Id> = snapshots.iter().map(|(_, s)| s.tree).collect();
     let mut found = Vec::new();
     let mut with_hits = vec![false; snapshots.len()];
-    let outcome = search(&reader, &roots, &matcher, &mut |path, i, n| {
+    let limits = Limits::with_max_entries(a.max_entries);
+    let outcome = search(&reader, &roots, &matcher, &limits, &mut |path, i, n| {
         with_hits[i] = true;
         let (id, s) = &snapshots[i];
         if p.json {

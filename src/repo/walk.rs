@@ -108,46 +108,7 @@ fn measure_frame(tree: &Tree, id: Id, path_len: usize) -> MeasureFrame {
 /// as empty (in [`Extent::unreadable`]), for the walk to name. Memory: one small entry per distinct
 /// tree, and the trees along one path.
 pub fn measure(repo: &Repository, index: &Index, root: &Id, limits: &Limits) -> Result<Extent> {
-    Measurer::default().measure(repo, index, root, limits)
-}
-
-/// [`measure`] for several roots that share trees (the snapshots `find`
-/// searches): each distinct tree is loaded once for all of them.
-#[derive(Default)]
-pub struct Measurer {
-    /// Entries and levels by tree id; `None`: it could not be loaded.
-    memo: HashMap<Id, Option<(u64, usize)>>,
-}
-
-impl Measurer {
-    /// Measures `root` ([`measure`]), remembering every tree it met.
-    pub fn measure(&mut self, repo: &Repository, index: &Index, root: &Id, limits: &Limits) -> Result<Extent> {
-        let before = self.memo.len();
-        let unreadable_before = self.memo.values().filter(|v| v.is_none()).count();
-        let extent = measure_with(repo, index, root, limits, &mut self.memo)?;
-        // The counts of trees are of the trees this root added.
-        let unreadable = self.memo.values().filter(|v| v.is_none()).count() - unreadable_before;
-        let trees = self.memo.len() - before - unreadable;
-        Ok(Extent { trees, unreadable, ..extent })
-    }
-}
-
-fn measure_with(
-    repo: &Repository,
-    index: &Index,
-    root: &Id,
-    limits: &Limits,
-    memo: &mut HashMap<Id, Option<(u64, usize)>>,
-) -> Result<Extent> {
-    if let Some(&Some((entries, depth))) = memo.get(root) {
-        if depth > limits.max_depth {
-            return Err(too_deep(root, b"", limits.max_depth));
-        }
-        if entries > limits.max_entries {
-            return Err(Error::TooManyEntries { tree: root.short(), entries, limit: limits.max_entries });
-        }
-        return Ok(Extent { entries, depth, trees: 0, unreadable: 0 });
-    }
+    let mut memo: HashMap<Id, (u64, usize)> = HashMap::new();
     let mut unreadable = 0;
     let mut path: Vec<u8> = Vec::new();
     let mut stack = vec![measure_frame(&repo.load_tree(index, root)?, *root, 0)];
@@ -165,8 +126,7 @@ fn measure_with(
             path.truncate(top.path_len);
             path.push(b'/');
             path.extend_from_slice(name);
-            if let Some(&known) = memo.get(&child) {
-                let (entries, levels) = known.unwrap_or((0, 0));
+            if let Some(&(entries, levels)) = memo.get(&child) {
                 if depth + levels > limits.max_depth {
                     return Err(too_deep(root, &path, limits.max_depth));
                 }
@@ -182,7 +142,7 @@ fn measure_with(
                 // Counted as empty: whoever walks the tree meets it and
                 // names it, and the rest stays usable.
                 Err(_) => {
-                    memo.insert(child, None);
+                    memo.insert(child, (0, 0));
                     unreadable += 1;
                 }
             }
@@ -190,7 +150,7 @@ fn measure_with(
         }
         let done = stack.pop().expect("not empty");
         let levels = done.below + 1;
-        memo.insert(done.id, Some((done.entries, levels)));
+        memo.insert(done.id, (done.entries, levels));
         match stack.last_mut() {
             Some(parent) => {
                 parent.entries = parent.entries.saturating_add(done.entries);
