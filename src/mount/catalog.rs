@@ -149,7 +149,8 @@ impl Catalog {
     }
 
     /// Every snapshot that opens; a damaged one is left out of `/hosts`
-    /// (its host is unknown), and remembered: see [`Catalog::complete`].
+    /// (its host is unknown), logged once, and remembered: see
+    /// [`Catalog::complete`].
     pub fn all(&self) -> Result<Vec<(Id, Arc<Snapshot>)>> {
         let ids = self.ids()?;
         let missing: Vec<Id> = {
@@ -166,6 +167,8 @@ impl Catalog {
                     match self.snapshot(id) {
                         Ok(_) => {}
                         Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
+                            // The mount's log is its only voice: said once per snapshot.
+                            tracing::warn!("skipping snapshot {id}: {e}");
                             self.state.lock().unwrap().damaged.insert(*id, e.to_string());
                         }
                         Err(e) => {
