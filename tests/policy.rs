@@ -275,6 +275,50 @@ fn a_policy_backup_is_tagged_and_the_after_hook_sees_the_snapshot() {
     assert_eq!(out.status.code(), Some(2), "--policy with paths is a usage error");
 }
 
+/// Every child of a policy backup prints its environment: hooks, the
+/// command source and the password command see the allow-list, cairn's
+/// job variables and what the policy names, never the other secrets.
+#[test]
+fn bug_hooks_sources_and_password_commands_get_no_secret_they_were_not_given() {
+    let env = Env::new();
+    let pw_file = env.path("pw");
+    std::fs::write(&pw_file, PASSWORD).unwrap();
+    let seen = |n: &str| env.path(&format!("{n}.env"));
+    let body = format!(
+        "name = \"db\"\nenv = [\"PGHOST\"]\n[source]\ncommand = \"env | tee {src}\"\nstored_as = \"env.txt\"\n\
+         [repository]\nurl = \"{repo}\"\npassword_command = \"env > {pw}; cat {pw_file}\"\n\
+         [hooks.before]\ncommand = \"env > {before}\"\n[hooks.after]\ncommand = \"env > {after}\"\n",
+        src = seen("source").display(),
+        repo = env.repo.display(),
+        pw = seen("password").display(),
+        pw_file = pw_file.display(),
+        before = seen("before").display(),
+        after = seen("after").display(),
+    );
+    let dir = policy_dir(&env, "db", &body);
+    let out = env
+        .command()
+        .args(["backup", "--policy", "db", "--policies", dir.to_str().unwrap()])
+        .env("CAIRN_PASSWORD", "global-secret")
+        .env("WEB_POLICY_PW", "web-policy-secret")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-key")
+        .env("PGHOST", "db1.example")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for child in ["source", "password", "before", "after"] {
+        let printed = std::fs::read_to_string(seen(child)).unwrap();
+        assert!(printed.contains("PGHOST=db1.example\n"), "{child}: the named variable passes: {printed}");
+        assert!(printed.contains("PATH="), "{child}: PATH passes: {printed}");
+        for secret in ["global-secret", "web-policy-secret", "AKIAEXAMPLEKEYID", "aws-secret-key", "CAIRN_REPO"] {
+            assert!(!printed.contains(secret), "{child} got {secret}: {printed}");
+        }
+    }
+    assert!(std::fs::read_to_string(seen("after")).unwrap().contains("CAIRN_SNAPSHOT="));
+    assert!(std::fs::read_to_string(seen("before")).unwrap().contains("CAIRN_POLICY=db\n"));
+}
+
 #[test]
 fn an_after_hook_that_times_out_fails_the_job_but_keeps_the_snapshot() {
     let env = Env::new();

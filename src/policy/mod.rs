@@ -52,6 +52,11 @@ pub struct Policy {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The names of the environment variables its hooks, command source,
+    /// password command and validation command get from cairn's, besides
+    /// the allow-listed ones (`crate::process::ChildEnv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     pub source: Source,
     pub repository: RepositorySpec,
     #[serde(default)]
