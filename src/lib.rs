@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod page;
 pub mod policy;
 pub mod pool;
+pub mod private;
 pub mod process;
 pub mod prune;
 pub mod repo;

@@ -114,11 +114,14 @@ pub fn run(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<RepoOp
 
 /// Takes the state directory's daemon lock, or says who holds it.
 fn lock_state_dir(state: &State) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state.dir().join("daemon.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(crate::private::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
