@@ -121,6 +121,55 @@ fn a_broken_policy_is_reported_at_each_problem() {
     assert_eq!(text(&out.stdout).lines().count(), 5);
 }
 
+/// Whoever can write a policy runs commands as root: as root, a policy
+/// file or directory writable by group or others, or owned by another
+/// user, is refused with the file named and its fix shown; the other
+/// files still load.
+#[test]
+fn bug_as_root_a_policy_anyone_can_write_is_refused_with_its_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let ok = "name = \"ok\"\n[source]\npaths = [\"/etc\"]\n[repository]\nurl = \"/r\"\n";
+    let dir = policy_dir(&env, "ok", ok);
+    let open = dir.join("open.toml");
+    std::fs::write(&open, ok.replace("\"ok\"", "\"open\"")).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let validate = |target: &Path| env.cairn(&["policy", "validate", "--json", target.to_str().unwrap()]);
+    let out = validate(&dir);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if !is_root() {
+        // Not root: the files run as their own user, nothing to refuse.
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["policies"].as_array().unwrap().len(), 1, "the trusted file still loads: {v}");
+    assert_eq!(v["diagnostics"][0]["file"], open.to_str().unwrap());
+    let msg = v["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("writable by group and others (mode 0666)"), "{msg}");
+    assert!(msg.contains(&format!("chmod go-w {}", open.display())), "the fix is shown: {msg}");
+    // The file alone, in the text form.
+    let out = env.cairn(&["policy", "validate", open.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).starts_with(&format!("{}:1:1: refusing to trust", open.display())),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A directory anyone can add a file to loads nothing.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&validate(&dir).stdout).unwrap();
+    assert_eq!(v["policies"].as_array().unwrap().len(), 0, "{v}");
+    assert!(v["diagnostics"][0]["message"].as_str().unwrap().contains(&format!("chmod go-w {}", dir.display())));
+
+    // Fixed as the hint says, both validate.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = validate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
 #[test]
 fn show_prints_the_effective_policy_and_the_next_five_backups() {
     let env = Env::new();
