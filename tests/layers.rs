@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom up. A module may use modules of its own layer or of
 /// lower ones.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["error", "id", "crypto", "text", "host", "pool", "process", "chunk", "duration", "page", "failpoint"]),
+    (
+        "foundation",
+        &["error", "id", "crypto", "text", "host", "pool", "process", "chunk", "duration", "page", "failpoint"],
+    ),
     ("storage", &["backend"]),
     ("format", &["repo"]),
     ("engine", &["fsmeta", "backup", "restore", "check", "prune", "browse", "find"]),

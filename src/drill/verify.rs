@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::pool::parallel_with;
 use crate::repo::{Node, NodeKind, Repository};
 use crate::restore::handles::Handles;
-use crate::pool::parallel_with;
 use crate::restore::plan::{Plan, PlannedFile};
 use crate::restore::verify::{chunks_match, ChunkFault};
 
