@@ -40,12 +40,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("storage", &["backend"]),
     ("format", &["repo"]),
-    ("engine", &["fsmeta", "backup", "restore", "check", "prune"]),
+    ("engine", &["fsmeta", "backup", "restore", "check", "prune", "browse", "find"]),
     ("records", &["evidence", "state"]),
     ("policies", &["policy"]),
     ("drill engine", &["drill"]),
     ("jobs", &["jobs"]),
-    ("views", &["status", "report", "daemon"]),
+    ("views", &["status", "report", "daemon", "mount"]),
     ("command line", &["cli"]),
 ];
 
