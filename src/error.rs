@@ -155,6 +155,12 @@ pub enum Error {
     #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
     EvidenceKeyMissing { records: u64 },
 
+    /// A file cairn must trust (a policy it runs, a path it writes as
+    /// root) could be changed by someone else; `fix` (the hint) says how
+    /// to make it safe.
+    #[error("refusing {}: {reason}", path.display())]
+    Untrusted { path: PathBuf, reason: String, fix: String },
+
     /// A drill was asked to restore where it could touch live data.
     #[error("refusing drill target {}: {reason}", target.display())]
     UnsafeDrillTarget { target: PathBuf, reason: String },
@@ -229,6 +235,7 @@ impl Error {
                     .into(),
             ),
             Error::Locked { remedy, .. } => Some(remedy.clone()),
+            Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"
