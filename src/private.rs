@@ -33,10 +33,15 @@ pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
 /// Creates a new file, mode 0600, for writing: `O_EXCL` (never an existing
 /// file) and `O_NOFOLLOW` (never through a symlink in its place).
 pub fn create_new(path: &Path) -> std::io::Result<File> {
+    create_new_with_mode(path, FILE_MODE)
+}
+
+/// [`create_new`] with another mode (which the umask then narrows).
+fn create_new_with_mode(path: &Path, mode: u32) -> std::io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(FILE_MODE)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
@@ -59,10 +64,21 @@ pub fn refuse_symlink(path: &Path) -> Result<()> {
 /// it, so a reader never sees half a file. A `path` that is a symlink is
 /// refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with_mode(path, bytes, FILE_MODE)
+}
+
+/// [`write_atomic`] for a file the user named (`report --out`): it keeps
+/// the user's umask (mode 0666 less the umask), as any file the user
+/// writes would, and is still never written through a symlink.
+pub fn write_atomic_for_user(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with_mode(path, bytes, 0o666)
+}
+
+fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     refuse_symlink(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let tmp = path.with_file_name(format!(".{name}.tmp{}-{}", std::process::id(), crate::Id::random().short()));
-    let written = create_new(&tmp).and_then(|mut f| {
+    let written = create_new_with_mode(&tmp, mode).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()
     });

@@ -11,6 +11,12 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::private::write_atomic(path, bytes)
 }
 
+/// [`write_file`] for a path the user gave (`report --out`): the file
+/// keeps the user's umask instead of being private.
+pub fn write_user_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::private::write_atomic_for_user(path, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
