@@ -46,6 +46,8 @@ pub struct BackupArgs {
     /// Do not compare with a parent snapshot: read every file
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub retry_lock: super::RetryLock,
     /// Run one backup of this policy: its source, repository, hooks and tag
     #[arg(
         long,
@@ -108,7 +110,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         parent: if a.force { Some(None) } else { None },
         threads: threads(g),
     };
-    let repo = repo_options(g);
+    let repo = a.retry_lock.apply(repo_options(g), p);
     let bar = Bar::new(p);
     let done = jobs::backup::paths(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
@@ -122,7 +124,8 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
     let pol = policy::find(&a.policies.dir, name)?;
     let opts = jobs::backup::JobOptions { time: a.time, host: a.host.clone(), tags: a.tags.clone(), force: a.force };
     let bar = Bar::new(p);
-    let out = jobs::backup::policy(&repo_options(g), &pol, &opts, &bar, Some(&a.state.resolve()));
+    let out =
+        jobs::backup::policy(&a.retry_lock.apply(repo_options(g), p), &pol, &opts, &bar, Some(&a.state.resolve()));
     bar.0.finish_and_clear();
     if let Some(evidence) = &out.evidence {
         super::evidence::note("backup", evidence, p);

@@ -17,6 +17,9 @@ use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy};
 use crate::repo::keys::KeyHints;
+use crate::repo::lock::LockWait;
+#[cfg(doc)]
+use crate::repo::lock::DAEMON_LOCK_WAIT;
 use crate::repo::Repository;
 
 use super::password::{self, Password, Prompt};
@@ -46,6 +49,10 @@ pub struct RepoOptions {
     /// Worker threads for backups, restores and drills; `None`: one per core.
     pub threads: Option<usize>,
     pub wrap: Option<BackendWrapper>,
+    /// How the repositories opened wait for a lock in the way
+    /// (`--retry-lock`; the daemon's jobs wait [`DAEMON_LOCK_WAIT`]);
+    /// `None`: a lock in the way fails the command at once.
+    pub lock_wait: Option<LockWait>,
 }
 
 impl RepoOptions {
@@ -97,6 +104,7 @@ impl RepoOptions {
     pub fn open(&self) -> Result<Repository> {
         let backend = self.open_backend()?;
         let mut repo = Repository::open_with(backend, self.password(false)?.as_bytes(), &self.key_hints())?;
+        repo.set_lock_wait(self.lock_wait.clone());
         if repo.backend().is_remote() && !self.no_cache {
             if let Some(base) = self.cache_dir.clone().or_else(crate::repo::cache::default_base) {
                 repo.enable_cache(&base)?;
