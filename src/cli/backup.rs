@@ -48,6 +48,9 @@ pub struct BackupArgs {
     pub force: bool,
     #[command(flatten)]
     pub retry_lock: super::RetryLock,
+    /// Read and chunk everything, and say what would be stored; write nothing
+    #[arg(long, short = 'n', conflicts_with = "policy")]
+    pub dry_run: bool,
     /// Run one backup of this policy: its source, repository, hooks and tag
     #[arg(
         long,
@@ -112,6 +115,11 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     };
     let repo = a.retry_lock.apply(repo_options(g), p);
     let bar = Bar::new(p);
+    if a.dry_run {
+        let report = jobs::backup::dry_run(&repo, source, &opts, &bar);
+        bar.0.finish_and_clear();
+        return Ok(print_dry_run(&report?, p));
+    }
     let done = jobs::backup::paths(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
     let done = done?;
@@ -149,6 +157,40 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
         return Err(e);
     }
     Ok(code)
+}
+
+/// Prints what a `--dry-run` found; returns the exit code a backup would
+/// have had.
+fn print_dry_run(report: &backup::BackupReport, p: &Printer) -> i32 {
+    for w in &report.warnings {
+        p.warn(w);
+    }
+    let s = &report.snapshot.summary;
+    if p.json {
+        p.json(&serde_json::json!({ "dry_run": true, "parent": report.snapshot.parent, "summary": s }));
+    } else {
+        p.info(format!(
+            "dry run, nothing written:\n  files: {} new, {} changed, {} unchanged ({} in all, {})\n  would read {}, and add {} of new data ({} stored) in {} blobs, {} packs",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.files_total,
+            human_bytes(s.bytes_total),
+            human_bytes(s.bytes_read),
+            human_bytes(s.data_added),
+            human_bytes(s.bytes_added),
+            s.blobs_added,
+            s.packs_added,
+        ));
+    }
+    if report.incomplete() {
+        p.warn(format!("{} file(s) could not be read:", s.skipped.len()));
+        for f in &s.skipped {
+            eprintln!("  {}: {}", f.path, f.reason);
+        }
+        return EXIT_PARTIAL;
+    }
+    EXIT_OK
 }
 
 /// Prints a backup's report; returns the exit code it calls for.

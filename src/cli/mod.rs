@@ -102,6 +102,12 @@ pub struct GlobalArgs {
     /// Print the number of storage requests made, as JSON on stderr
     #[arg(long, global = true)]
     pub stats: bool,
+    /// Send at most this many KiB/s to the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Receive at most this many KiB/s from the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,6 +286,7 @@ pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
         threads: g.threads,
         wrap: if g.stats { Some(count_requests) } else { None },
         lock_wait: None,
+        rate_limits: backend::limit::RateLimits { upload_kib: g.limit_upload, download_kib: g.limit_download },
     }
 }
 

@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backend::limit::{RateLimited, RateLimits};
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy};
@@ -53,6 +54,8 @@ pub struct RepoOptions {
     /// (`--retry-lock`; the daemon's jobs wait [`DAEMON_LOCK_WAIT`]);
     /// `None`: a lock in the way fails the command at once.
     pub lock_wait: Option<LockWait>,
+    /// `--limit-upload`, `--limit-download`: every backend opened is paced.
+    pub rate_limits: RateLimits,
 }
 
 impl RepoOptions {
@@ -84,7 +87,10 @@ impl RepoOptions {
             .url
             .as_deref()
             .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-        let b = backend::open_url(url, &self.backend)?;
+        let mut b = backend::open_url(url, &self.backend)?;
+        if !self.rate_limits.is_unlimited() {
+            b = Arc::new(RateLimited::new(b, self.rate_limits));
+        }
         Ok(match self.wrap {
             Some(wrap) => wrap(b),
             None => b,

@@ -298,6 +298,12 @@ impl Repository {
         Ok(())
     }
 
+    /// Puts a layer over this handle's backend (`backup --dry-run`'s
+    /// [`crate::backend::discard::Discarding`]).
+    pub fn wrap_backend(&mut self, wrap: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>) {
+        self.backend = wrap(self.backend.clone());
+    }
+
     /// Makes [`lock::acquire`] on this handle (and its clones) retry while
     /// a live lock is in the way, for `wait.patience` (`--retry-lock`).
     pub fn set_lock_wait(&mut self, wait: Option<lock::LockWait>) {
