@@ -345,6 +345,42 @@ fn the_source_spot_check_tolerates_changes_but_not_silent_differences() {
 }
 
 #[test]
+fn the_terminal_summary_shows_the_spot_check_and_the_validation() {
+    let f = Fixture::new(
+        "[objectives]\nrto = \"1h\"\n[drill]\nschedule = \"@daily\"\nvalidate = { command = \"true\", timeout = \"30s\" }",
+    );
+    f.backup(&[]);
+    std::fs::remove_file(f.src.join("data4.bin")).unwrap();
+    let out = f.drill(&["--spot-check", "100"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("  spot-check of live files: 7 of 100 looked at, 6 match, 0 changed since, 1 gone, 0 unreadable, 0 mismatched"),
+        "{err}"
+    );
+    assert!(err.contains("  validation `true`: passed ("), "{err}");
+    assert!(err.contains("(objective 1 h): met"), "{err}");
+}
+
+#[test]
+fn bug_a_missed_rto_under_a_minute_read_as_its_objective_in_the_summary() {
+    // RTO 1 s against a validation of 1.2 s: measured and objective in
+    // tenths, so the miss reads as a miss ("1.2 s", never "1 s / 1 s").
+    let f = Fixture::new(
+        "[objectives]\nrto = \"1s\"\n[drill]\nschedule = \"@daily\"\nvalidate = { command = \"sleep 1.2\", timeout = \"30s\" }",
+    );
+    f.backup(&[]);
+    let out = f.drill(&[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let line = err.lines().find(|l| l.trim_start().starts_with("RTO ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("(objective 1.0 s): MISSED"), "{line}");
+    let measured = line.trim_start().strip_prefix("RTO ").unwrap().split(" (").next().unwrap();
+    assert_ne!(measured, "1.0 s", "{line}");
+    assert!(measured.ends_with(" s") && measured.contains('.'), "tenths under a minute: {line}");
+}
+
+#[test]
 fn no_report_ever_holds_the_repository_password() {
     // The validation command prints its whole environment; the policy's
     // password variable and cairn's own are not in it.

@@ -13,6 +13,8 @@
 //! - `get_range` returns exactly the bytes asked for, or an error.
 //! - `list` returns every object under a prefix, with its size.
 
+pub mod discard;
+pub mod limit;
 pub mod local;
 pub mod s3;
 

@@ -80,7 +80,7 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     let mut repo = super::repo_options(g);
     // `--threads 0` leaves one per core to each job.
     repo.threads = g.threads.filter(|n| *n > 0);
-    let executor = RepoExecutor { repo: repo.clone() };
+    let executor = RepoExecutor::new(repo.clone());
     daemon::run(opts, Arc::new(executor), Some(repo))?;
     Ok(EXIT_OK)
 }

@@ -102,6 +102,12 @@ pub struct GlobalArgs {
     /// Print the number of storage requests made, as JSON on stderr
     #[arg(long, global = true)]
     pub stats: bool,
+    /// Send at most this many KiB/s to the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Receive at most this many KiB/s from the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,6 +286,33 @@ pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
         no_cache: g.no_cache,
         threads: g.threads,
         wrap: if g.stats { Some(count_requests) } else { None },
+        lock_wait: None,
+        rate_limits: backend::limit::RateLimits { upload_kib: g.limit_upload, download_kib: g.limit_download },
+    }
+}
+
+/// `--retry-lock DURATION`, on the commands that take a repository lock
+/// (`backup`, `forget`, `prune`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RetryLock {
+    /// When another operation holds the lock, keep trying for DURATION (e.g. `10m`) instead of failing
+    #[arg(long, value_name = "DURATION")]
+    pub retry_lock: Option<crate::duration::Duration>,
+}
+
+impl RetryLock {
+    /// `repo` with its lock wait: `--retry-lock`'s patience, and a line on
+    /// stderr, once, naming the holder it waits for.
+    pub fn apply(&self, mut repo: RepoOptions, p: &Printer) -> RepoOptions {
+        repo.lock_wait = self.retry_lock.map(|d| {
+            let quiet = p.quiet;
+            crate::repo::lock::LockWait::new(d.to_std()).on_wait(move |w| {
+                if !quiet {
+                    eprintln!("{}", output::waiting_for_lock(w));
+                }
+            })
+        });
+        repo
     }
 }
 

@@ -15,6 +15,8 @@ pub struct PruneArgs {
     /// Unused space to tolerate in kept packs before repacking, e.g. 5%
     #[arg(long, value_name = "P%", default_value_t = format!("{}%", gc::DEFAULT_MAX_UNUSED_PERCENT))]
     pub max_unused: String,
+    #[command(flatten)]
+    pub retry_lock: super::RetryLock,
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
@@ -53,7 +55,7 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
             p.info(summary(plan));
         }
     };
-    let done = match jobs::prune::prune(&repo_options(g), max_unused, a.dry_run, &mut planned) {
+    let done = match jobs::prune::prune(&a.retry_lock.apply(repo_options(g), p), max_unused, a.dry_run, &mut planned) {
         Ok(done) => done,
         Err(failed) => {
             if let Some(evidence) = failed.evidence.as_deref() {

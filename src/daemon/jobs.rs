@@ -16,6 +16,7 @@ use super::engine::JobSpec;
 use crate::drill::{DrillOptions, StartedBy};
 use crate::jobs::record::{RunRecord, RunSummary};
 use crate::jobs::{self, RepoOptions};
+use crate::repo::lock::{LockWait, DAEMON_LOCK_WAIT};
 use crate::state::{JobKind, NewRun, State, Trigger};
 
 /// Does the work of a job.
@@ -49,6 +50,19 @@ impl Executor for RepoExecutor {
 }
 
 impl RepoExecutor {
+    /// An executor whose jobs wait up to [`DAEMON_LOCK_WAIT`] for a lock
+    /// in the way (a backup that meets a prune, and the other way round)
+    /// before they fail, unless `repo` says otherwise. Drills never wait:
+    /// the wait would count in their measured restore time.
+    pub fn new(mut repo: RepoOptions) -> RepoExecutor {
+        if repo.lock_wait.is_none() {
+            repo.lock_wait = Some(LockWait::new(DAEMON_LOCK_WAIT).on_wait(|w| {
+                tracing::info!(holder = w.holder, patience_s = w.patience.as_secs(), "waiting for the repository lock");
+            }));
+        }
+        RepoExecutor { repo }
+    }
+
     /// A scheduled forget-and-prune of the policy.
     fn prune(&self, job: &JobSpec) -> RunSummary {
         let p = &job.policy;
@@ -183,5 +197,20 @@ mod tests {
         let runs = state.runs(Some("web"), None, None).unwrap();
         assert_eq!((runs.len(), runs[0].outcome), (1, Outcome::Failure));
         assert_eq!(runs[0].error, f.result.error);
+    }
+}
+
+#[cfg(test)]
+mod lock_wait_tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_jobs_wait_ten_minutes_for_a_lock_unless_told_otherwise() {
+        let e = RepoExecutor::new(RepoOptions::default());
+        assert_eq!(e.repo.lock_wait.as_ref().map(|w| w.patience), Some(std::time::Duration::from_secs(600)));
+        assert!(e.repo.lock_wait.as_ref().unwrap().on_wait.is_some(), "it logs whom it waits for");
+        let told =
+            RepoOptions { lock_wait: Some(LockWait::new(std::time::Duration::from_secs(5))), ..Default::default() };
+        assert_eq!(RepoExecutor::new(told).repo.lock_wait.map(|w| w.patience), Some(std::time::Duration::from_secs(5)));
     }
 }

@@ -14,10 +14,12 @@
 //! repository was opened), and, for a command, the run in the state.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::discard::Discarding;
 use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
@@ -179,6 +181,23 @@ pub struct PathsBackup {
     pub result: Result<BackupReport>,
     /// The evidence record appended, or why it could not be.
     pub evidence: Result<AppendedRecord>,
+}
+
+/// What `backup --dry-run` found: the report of the backup that would have
+/// run (its snapshot id is the one it would have had; nothing was stored).
+pub fn dry_run(
+    repo: &RepoOptions,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    // No cache: it would keep the snapshot and index files never stored.
+    let mut repository = RepoOptions { no_cache: true, ..repo.clone() }.open()?;
+    repository.wrap_backend(|b| Arc::new(Discarding::new(b)));
+    // Through the discarding layer the shared lock is never written
+    // either; a prune's exclusive lock is still seen (and waited for with
+    // --retry-lock). No evidence record: nothing happened.
+    backup::run(&repository, source, opts, progress)
 }
 
 /// Opens the repository, backs `source` up and appends the evidence

@@ -13,11 +13,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backend::limit::{RateLimited, RateLimits};
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy};
 use crate::process::ChildEnv;
 use crate::repo::keys::KeyHints;
+use crate::repo::lock::LockWait;
+#[cfg(doc)]
+use crate::repo::lock::DAEMON_LOCK_WAIT;
 use crate::repo::Repository;
 
 use super::password::{self, Password, Prompt};
@@ -49,6 +53,12 @@ pub struct RepoOptions {
     /// Worker threads for backups, restores and drills; `None`: one per core.
     pub threads: Option<usize>,
     pub wrap: Option<BackendWrapper>,
+    /// How the repositories opened wait for a lock in the way
+    /// (`--retry-lock`; the daemon's jobs wait [`DAEMON_LOCK_WAIT`]);
+    /// `None`: a lock in the way fails the command at once.
+    pub lock_wait: Option<LockWait>,
+    /// `--limit-upload`, `--limit-download`: every backend opened is paced.
+    pub rate_limits: RateLimits,
 }
 
 impl RepoOptions {
@@ -81,7 +91,10 @@ impl RepoOptions {
             .url
             .as_deref()
             .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-        let b = backend::open_url(url, &self.backend)?;
+        let mut b = backend::open_url(url, &self.backend)?;
+        if !self.rate_limits.is_unlimited() {
+            b = Arc::new(RateLimited::new(b, self.rate_limits));
+        }
         Ok(match self.wrap {
             Some(wrap) => wrap(b),
             None => b,
@@ -102,6 +115,7 @@ impl RepoOptions {
     pub fn open(&self) -> Result<Repository> {
         let backend = self.open_backend()?;
         let mut repo = Repository::open_with(backend, self.password(false)?.as_bytes(), &self.key_hints())?;
+        repo.set_lock_wait(self.lock_wait.clone());
         if repo.backend().is_remote() && !self.no_cache {
             if let Some(base) = self.cache_dir.clone().or_else(crate::repo::cache::default_base) {
                 repo.enable_cache(&base)?;

@@ -257,8 +257,16 @@ fn write_lock(repo: &Repository, key: &str, info: &LockInfo) -> Result<()> {
 }
 
 /// Takes a repository lock for `purpose`; exclusive locks exclude every other lock.
+/// Takes a repository lock. When the repository handle has a
+/// [`LockWait`] (`--retry-lock`, the daemon's jobs), a live lock in the way
+/// is waited for ([`wait::acquire_waiting`]); otherwise it fails at once.
 pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock> {
-    acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose)
+    match repo.lock_wait() {
+        Some(w) => {
+            wait::acquire_waiting(w, &mut wait::SystemClock, || acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose))
+        }
+        None => acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose),
+    }
 }
 
 /// Takes a lock among those under `dir` only; locks elsewhere are not
@@ -443,3 +451,6 @@ fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host
 
 #[cfg(test)]
 mod tests;
+
+mod wait;
+pub use wait::{LockWait, Waiting, DAEMON_LOCK_WAIT};

@@ -185,6 +185,9 @@ pub struct Repository {
     key_slot: Id,
     config: Config,
     cache: Option<Arc<cache::Cache>>,
+    /// How [`lock::acquire`] waits for a live lock in the way; `None`:
+    /// it fails at once.
+    lock_wait: Option<lock::LockWait>,
 }
 
 pub fn pack_key(id: &Id) -> String {
@@ -231,7 +234,7 @@ impl Repository {
         let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        Ok(Repository { backend, key, key_slot, config, cache: None })
+        Ok(Repository { backend, key, key_slot, config, cache: None, lock_wait: None })
     }
 
     /// Writes the marker of a repository made by [`Repository::create`].
@@ -280,7 +283,7 @@ impl Repository {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
         config.validate().map_err(|e| Error::format("config", e))?;
-        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None })
+        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None, lock_wait: None })
     }
 
     /// The key slot this repository was opened (or created) with.
@@ -293,6 +296,22 @@ impl Repository {
         let c = cache::Cache::open(base, &self.config.id).map_err(|e| Error::io(base, e))?;
         self.cache = Some(Arc::new(c));
         Ok(())
+    }
+
+    /// Puts a layer over this handle's backend (`backup --dry-run`'s
+    /// [`crate::backend::discard::Discarding`]).
+    pub fn wrap_backend(&mut self, wrap: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>) {
+        self.backend = wrap(self.backend.clone());
+    }
+
+    /// Makes [`lock::acquire`] on this handle (and its clones) retry while
+    /// a live lock is in the way, for `wait.patience` (`--retry-lock`).
+    pub fn set_lock_wait(&mut self, wait: Option<lock::LockWait>) {
+        self.lock_wait = wait;
+    }
+
+    pub fn lock_wait(&self) -> Option<&lock::LockWait> {
+        self.lock_wait.as_ref()
     }
 
     pub fn cache(&self) -> Option<&Arc<cache::Cache>> {
