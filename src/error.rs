@@ -82,6 +82,23 @@ pub enum Error {
     /// A drill found no snapshot to restore.
     #[error("no recovery point for policy `{policy}`: {detail}")]
     NoRecoveryPoint { policy: String, detail: String },
+
+    /// `init --immutable` on storage without S3 Object Lock.
+    #[error("{location} cannot lock objects: {}", describe_lock_status(status))]
+    ObjectLockUnavailable { location: String, status: crate::backend::BucketLockStatus },
+
+    /// The credential in use lacks a permission an operation needs; found
+    /// before the operation changed anything.
+    #[error("`{operation}` needs {permission} on {object}, which this credential does not have; it belongs to the {role} role")]
+    MissingPermission { operation: String, permission: String, object: String, role: String },
+}
+
+fn describe_lock_status(s: &crate::backend::BucketLockStatus) -> &'static str {
+    match (s.versioning, s.object_lock) {
+        (_, false) => "the bucket has no S3 Object Lock (or the storage does not implement it)",
+        (false, true) => "the bucket has Object Lock but no versioning",
+        (true, true) => "the bucket has versioning and Object Lock",
+    }
 }
 
 impl Error {
@@ -128,6 +145,14 @@ impl Error {
             Error::State { .. } => {
                 Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
             }
+            Error::ObjectLockUnavailable { .. } => Some(
+                "create the bucket with Object Lock enabled (`aws s3api create-bucket … \
+                 --object-lock-enabled-for-bucket`), or run init without --immutable; docs/STORAGE.md has the steps"
+                    .into(),
+            ),
+            Error::MissingPermission { role, .. } => Some(format!(
+                "run it with the {role} credential (e.g. --s3-profile NAME); docs/STORAGE.md lists each role's permissions"
+            )),
             Error::InvalidPublicKey { .. } => Some(
                 "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
                     .into(),

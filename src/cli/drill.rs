@@ -44,6 +44,10 @@ pub struct DrillArgs {
     /// (default: CAIRN_STATE_DIR, else /var/lib/cairn as root, ~/.local/state/cairn otherwise)
     #[arg(long = "state", value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Drill the repository as it was at TIME (see `restore --as-of`); the drill is then not
+    /// signed, since the past cannot be written to
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 /// The exit code for a verdict.
@@ -75,11 +79,12 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         trigger: Trigger::Command,
         scheduled_at: None,
         attempt: 1,
-        evidence: Some(&chain),
+        evidence: if a.at.as_of.is_some() { None } else { Some(&chain) },
         run_id: None,
     };
     p.info(format!("drilling policy `{}`", pol.name));
-    let out = drill::run(&pol, || open_repo(g, &pol), &state, &opts)?;
+    let g = a.at.apply(g);
+    let out = drill::run(&pol, || open_repo(&g, &pol), &state, &opts)?;
     let r = &out.report;
     if p.json {
         p.json(r);

@@ -12,7 +12,7 @@ use crate::id::Id;
 use crate::policy;
 use crate::prune;
 use crate::prune::retention::{self, Action, Decision, KeepRules, Reason, SnapshotRef};
-use crate::repo::{lock, Repository};
+use crate::repo::{duties, lock, Repository};
 
 use super::output::Printer;
 use super::{open_repo, GlobalArgs, EXIT_OK};
@@ -136,6 +136,10 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
             (open_repo(g)?, rules, None)
         }
     };
+    // A credential that may not delete fails here, before anything changes.
+    if !a.dry_run {
+        duties::probe_repo(&repo, duties::Maintenance::Forget)?;
+    }
     // A shared lock: forget may run beside backups, not during a prune.
     let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, false, "forget")?) };
     let now = Utc::now();

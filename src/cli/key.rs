@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::crypto::KdfParams;
 use crate::error::Result;
-use crate::repo::keys;
+use crate::repo::{duties, keys};
 
 use super::output::Printer;
 use super::{open_backend, open_repo, password, GlobalArgs, EXIT_OK};
@@ -65,9 +65,12 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
             }
         }
         KeyCmd::Remove { id } => {
-            let b = open_backend(g)?;
+            // Opened whole, so that a credential that may not delete fails
+            // at once, before the slot is looked for.
+            let repo = open_repo(g)?;
+            duties::probe_repo(&repo, duties::Maintenance::KeyRemove)?;
             let pw = password::resolve(g.password_file.as_deref(), false)?;
-            let removed = keys::remove(b.as_ref(), &pw.0, id)?;
+            let removed = keys::remove(repo.backend().as_ref(), &pw.0, id)?;
             if p.json {
                 p.json(&serde_json::json!({ "removed": removed }));
             } else {

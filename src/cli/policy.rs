@@ -162,7 +162,7 @@ pub fn open_repo(g: &GlobalArgs, pol: &Policy) -> Result<Repository> {
         Some(src) => Repository::open(backend, job::read_password(src)?.as_bytes())?,
         None => Repository::open(backend, &password::resolve(g.password_file.as_deref(), false)?.0)?,
     };
-    if repo.backend().is_remote() && !g.no_cache {
+    if repo.backend().is_remote() && !g.no_cache && g.as_of.is_none() {
         if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
             repo.enable_cache(&base)?;
         }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::prune::gc::{self, Action};
-use crate::repo::{lock, Repository};
+use crate::repo::{duties, lock, object_lock, Repository};
 
 use super::output::{human_bytes, Printer};
 use super::{open_repo, GlobalArgs, EXIT_OK};
@@ -32,6 +32,10 @@ fn parse_percent(s: &str) -> Result<f64> {
 pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
     let max_unused = parse_percent(&a.max_unused)?;
     let repo = open_repo(g)?;
+    // A credential that may not delete fails here, before anything changes.
+    if !a.dry_run {
+        duties::probe_repo(&repo, duties::Maintenance::Prune)?;
+    }
     let started = std::time::Instant::now();
     let result = prune(&repo, a, max_unused, p);
     // A dry run changes nothing, and leaves no evidence.
@@ -74,17 +78,40 @@ fn prune(
             p.json(&serde_json::json!({ "dry_run": true, "plan": plan }));
         } else {
             p.info(format!("dry run: {summary}"));
+            let locked: std::collections::HashMap<&str, _> = plan.locked.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let until = |k: &str| {
+                locked.get(k).map(|t| format!(" (locked until {})", t.format("%Y-%m-%d %H:%M UTC"))).unwrap_or_default()
+            };
             for pk in plan.packs.iter().filter(|x| x.action != Action::Keep) {
-                p.data(format!("{:?} data/{}/{}", pk.action, &pk.id.to_hex()[..2], pk.id).to_lowercase());
+                let k = crate::repo::pack_key(&pk.id);
+                p.data(format!("{} {k}{}", format!("{:?}", pk.action).to_lowercase(), until(&k)));
             }
             for (k, _) in &plan.unindexed {
-                p.data(format!("delete {k}"));
+                p.data(format!("delete {k}{}", until(k)));
             }
         }
         return Ok(None);
     }
     p.info(summary);
+    if let Some(latest) = plan.locked.iter().map(|(_, t)| t).max() {
+        p.info(format!(
+            "{} object(s) to delete are locked, until {} at the latest: they are deleted now (a delete marker) \
+             and the storage keeps their data until the lock ends",
+            plan.locked.len(),
+            latest.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
     let report = gc::execute(repo, &plan)?;
+    // Keep the immutable window over what remains.
+    if repo.config().storage.object_lock.is_some() {
+        let r = object_lock::extend(repo, chrono::Utc::now(), object_lock::ExtendOptions::default())?;
+        p.info(format!(
+            "retention: extended the lock of {} of {} object(s) to {}",
+            r.extended,
+            r.objects,
+            r.until.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
     if p.json {
         p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
     } else {

@@ -24,10 +24,12 @@ pub struct RestoreArgs {
     /// Read every restored file back and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
     let opts = RestoreOptions {

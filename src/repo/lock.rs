@@ -89,6 +89,9 @@ pub struct Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        if self.key.is_empty() {
+            return; // taken on a read-only view: nothing was written
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.refresher.take() {
             h.thread().unpark();
@@ -123,7 +126,7 @@ pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result
 
 fn write_lock(repo: &Repository, key: &str, info: &LockInfo) -> Result<()> {
     let sealed = repo.key().seal(&serde_json::to_vec(info).expect("lock serialises"));
-    repo.backend().put(key, &sealed)?;
+    repo.backend().put_mutable(key, &sealed)?;
     Ok(())
 }
 
@@ -135,6 +138,12 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
 /// Takes a lock among those under `dir` only; locks elsewhere are not
 /// looked at, and do not see this one.
 pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Lock> {
+    if repo.backend().is_read_only() {
+        // A view of the past (`--as-of`) cannot be written, and no prune
+        // changes the past: there is nothing to lock.
+        let stop = Arc::new(AtomicBool::new(true));
+        return Ok(Lock { key: String::new(), backend: repo.backend().clone(), stop, refresher: None });
+    }
     let id = Id::random();
     let object = format!("{dir}/{id}");
     let now = Utc::now();
