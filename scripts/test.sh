@@ -3,7 +3,9 @@
 # real `cairn` binary against local repositories, and the S3 tests against
 # real Garage servers (single node and a three-node cluster) that the tests
 # start themselves on loopback. Garage 2.5.0 is installed when missing, and
-# so is Chromium (the HTML compliance report is rendered in it headless).
+# so are moto's S3 server (pip; the AWS double of the Object Lock and role
+# tests, tests/immutable.rs) and Chromium (the HTML compliance report is
+# rendered in it headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,12 @@ if [ -z "$garage_bin" ] || ! "$garage_bin" --version 2>/dev/null | grep -q "$wan
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         cargo install garage --locked --version "$want"
     export CAIRN_GARAGE_BIN="$HOME/.cargo/bin/garage"
+fi
+
+python="${CAIRN_PYTHON:-python3}"
+if ! "$python" -c 'import moto.server, moto.s3, moto.iam' 2>/dev/null; then
+    echo "installing moto's S3 server (pip install 'moto[server]')" >&2
+    "$python" -m pip install --quiet 'moto[server]>=5.1,<6'
 fi
 
 if [ -z "${CAIRN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
