@@ -374,6 +374,9 @@ fn a_compromised_backup_host_cannot_destroy_or_alter_backups_and_the_past_brings
 
     // The maintenance credential may delete: forget, prune, then delete
     // everything it can. Deletion leaves delete markers; history stays.
+    assert_eq!(e.ok(&backup, &["key", "list"]).lines().count(), 2, "the refused key remove removed nothing");
+    e.ok(&maintenance, &["key", "remove", &other_slot[..8]]);
+    assert_eq!(e.ok(&maintenance, &["key", "list"]).lines().count(), 1);
     e.ok(&maintenance, &["forget", "--tag", "temp", "--keep-tag", "keep"]);
     let prune = e.cairn(&maintenance, &["prune"]);
     let said = text(&prune.stderr);
