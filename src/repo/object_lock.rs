@@ -37,17 +37,30 @@ use super::{blob, duties, Repository};
 
 /// Where the log of completed passes lives: `<seq, 12 digits>`, sealed.
 pub const LOG_DIR: &str = "maintenance/retention";
-/// How far the storage's clock (store times) and cairn's (pass times)
-/// may disagree; the model leans on the safe side by this much.
-pub const CLOCK_SLACK_SECS: i64 = 3600;
+/// How far cairn's clock (which sets a new object's retain-until date) may
+/// be behind the storage's (which stamps its store time): S3 refuses a
+/// SigV4 request whose time is more than 15 minutes off its own. The model
+/// leans on the safe side by this much.
+pub const CLOCK_SLACK_SECS: i64 = 15 * 60;
 
 /// One log record: every completed pass so far, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LogRecord {
     v: u32,
     seq: u64,
-    /// Unix times (seconds) of the passes.
-    passes: Vec<i64>,
+    passes: Vec<Pass>,
+}
+
+/// A completed pass of the retention step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pass {
+    /// The storage's clock (unix seconds) just before it listed the
+    /// repository: it saw every object stored in an earlier second.
+    pub listed: i64,
+    /// The time it ran as (unix seconds): it extended locks to
+    /// `at + period + margin`. The same as `listed`, except in tests and
+    /// benchmarks that run a pass as if later.
+    pub at: i64,
 }
 
 /// A lower bound of each object's retain-until date, from its store time
@@ -56,13 +69,13 @@ struct LogRecord {
 #[derive(Debug, Clone)]
 pub struct Model {
     lock: ObjectLock,
-    /// Pass times, ascending, unix seconds.
-    passes: Vec<i64>,
+    /// Ascending by `at`.
+    passes: Vec<Pass>,
 }
 
 impl Model {
-    pub fn new(lock: ObjectLock, mut passes: Vec<i64>) -> Model {
-        passes.sort_unstable();
+    pub fn new(lock: ObjectLock, mut passes: Vec<Pass>) -> Model {
+        passes.sort_unstable_by_key(|p| (p.at, p.listed));
         Model { lock, passes }
     }
 
@@ -79,15 +92,15 @@ impl Model {
     pub fn locked_until(&self, stored: DateTime<Utc>) -> DateTime<Utc> {
         let stored = stored.timestamp();
         let mut until = stored + self.period_margin() - CLOCK_SLACK_SECS;
-        // Passes that began surely after the object was stored saw it.
-        let mut from = self.passes.partition_point(|&t| t <= stored + CLOCK_SLACK_SECS);
+        let mut from = 0;
         loop {
-            // The first pass whose threshold is above the current bound extended it.
+            // The first pass whose threshold is above the current bound,
+            // and that listed after the object was stored, extended it.
             let rest = &self.passes[from..];
-            let i = rest.partition_point(|&t| self.threshold(t) <= until);
-            let Some(&t) = rest.get(i) else { break };
-            until = t + self.period_margin();
-            from += i + 1;
+            let i = rest.partition_point(|p| self.threshold(p.at) <= until);
+            let Some(k) = rest[i..].iter().position(|p| p.listed > stored) else { break };
+            until = rest[i + k].at + self.period_margin();
+            from += i + k + 1;
         }
         DateTime::from_timestamp(until, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
@@ -130,7 +143,7 @@ fn log_key(seq: u64) -> String {
 /// The newest log record that opens: `(its seq, the passes)`; an empty
 /// log is `(None, [])`. A record that does not open is skipped for an
 /// older one (fewer passes: objects look older, so nothing is missed).
-fn load_log(repo: &Repository) -> Result<(Option<u64>, Vec<i64>, u64)> {
+fn load_log(repo: &Repository) -> Result<(Option<u64>, Vec<Pass>, u64)> {
     let prefix = format!("{LOG_DIR}/");
     let listed = repo.backend().list(&prefix)?;
     let mut seqs: Vec<u64> =
@@ -175,6 +188,8 @@ pub fn extend(repo: &Repository, now: DateTime<Utc>, opts: ExtendOptions) -> Res
     let (newest, passes, mut requests) = load_log(repo)?;
     let passes_before = passes.len();
     let model = Model::new(lock, passes.clone());
+    let listed_at = storage_clock(repo)?;
+    requests += 3;
     let listed = repo.backend().list("")?;
     requests += (listed.len() as u64).div_ceil(1000).max(1);
     let held: Vec<_> = listed.into_iter().filter(|o| !is_mutable_key(&o.key)).collect();
@@ -206,7 +221,7 @@ pub fn extend(repo: &Repository, now: DateTime<Utc>, opts: ExtendOptions) -> Res
     report.requests += extend_all(repo, &due, lock, until)?;
     // Record the pass only now that every extension succeeded.
     let mut passes = passes;
-    passes.push(now.timestamp());
+    passes.push(Pass { listed: listed_at, at: now.timestamp() });
     let seq = newest.map_or(0, |s| s + 1);
     let rec = LogRecord { v: 1, seq, passes };
     let sealed = blob::seal_object(repo.key(), &serde_json::to_vec(&rec).expect("log record serialises"));
@@ -222,6 +237,18 @@ pub fn extend(repo: &Repository, now: DateTime<Utc>, opts: ExtendOptions) -> Res
     })?;
     report.requests += 1;
     Ok(report)
+}
+
+/// The storage's clock, in whole seconds: the store time of a small object
+/// written (and removed again) under `locks/`. Everything stored in an
+/// earlier second was stored before this returned.
+fn storage_clock(repo: &Repository) -> Result<i64> {
+    let key = format!("locks/clock-{}", crate::id::Id::random().to_hex());
+    repo.backend().put_mutable(&key, b"")?;
+    let stamped = repo.backend().list(&key)?.into_iter().find(|o| o.key == key).and_then(|o| o.modified);
+    repo.backend().delete(&key)?;
+    // A storage that stamps nothing: cairn's own clock, on the safe side.
+    Ok(stamped.map_or(Utc::now().timestamp() - CLOCK_SLACK_SECS, |t| t.timestamp()))
 }
 
 /// Extends every key in `keys` to `until`, several at once; the first
@@ -329,13 +356,18 @@ mod tests {
         DateTime::from_timestamp(secs, 0).unwrap()
     }
 
+    /// Passes that ran at the times they listed.
+    fn passes_at(times: &[i64]) -> Vec<Pass> {
+        times.iter().map(|&t| Pass { listed: t, at: t }).collect()
+    }
+
     /// The real retain-until date after the given passes, computed the
     /// way a pass decides, object by object, one pass at a time.
     fn simulate(stored: i64, passes: &[i64]) -> i64 {
         let l = lock();
         let mut until = stored + (l.period_secs + l.margin_secs) as i64;
         for &t in passes.iter().filter(|&&t| t > stored) {
-            let m = Model::new(l, passes.iter().copied().filter(|&p| p < t).collect());
+            let m = Model::new(l, passes_at(&passes.iter().copied().filter(|&p| p < t).collect::<Vec<_>>()));
             if m.due(at(stored), at(t)) {
                 until = until.max(t + (l.period_secs + l.margin_secs) as i64);
             }
@@ -358,7 +390,7 @@ mod tests {
         let stored = DAY / 2;
         let mut extensions = 0;
         for (i, &t) in passes.iter().enumerate() {
-            let m = Model::new(lock(), passes[..i].to_vec());
+            let m = Model::new(lock(), passes_at(&passes[..i]));
             if m.due(at(stored), at(t)) {
                 extensions += 1;
             }
@@ -379,14 +411,27 @@ mod tests {
         }
         for stored in [0, DAY / 3, 10 * DAY + 17, 100 * DAY + 5, t - 2 * DAY] {
             let real = simulate(stored, &passes);
-            let model = Model::new(lock(), passes.clone()).locked_until(at(stored)).timestamp();
+            let model = Model::new(lock(), passes_at(&passes)).locked_until(at(stored)).timestamp();
             assert!(model <= real, "stored {stored}: model {model} above real {real}");
             // Right after each pass, the object is locked for the window and half the margin.
-            for (i, &p) in passes.iter().enumerate().filter(|(_, &p)| p > stored + CLOCK_SLACK_SECS) {
-                let after = Model::new(lock(), passes[..=i].to_vec()).locked_until(at(stored)).timestamp();
+            for (i, &p) in passes.iter().enumerate().filter(|(_, &p)| p > stored) {
+                let after = Model::new(lock(), passes_at(&passes[..=i])).locked_until(at(stored)).timestamp();
                 assert!(after >= p + 30 * DAY + 7 * DAY, "stored {stored}, pass {p}: locked only to {after}");
             }
         }
+    }
+
+    #[test]
+    fn a_pass_extends_only_what_it_listed() {
+        // A pass listed at day 1 and ran as if at day 20 (a test's `--at`).
+        let pass = Pass { listed: DAY, at: 20 * DAY };
+        let m = Model::new(lock(), vec![pass]);
+        // Stored before the listing: extended to day 20 + 44.
+        assert_eq!(m.locked_until(at(0)).timestamp(), 64 * DAY);
+        assert_eq!(m.locked_until(at(DAY - 1)).timestamp(), 64 * DAY);
+        // Stored in the second of the listing, or after it: maybe not seen, not counted.
+        assert_eq!(m.locked_until(at(DAY)).timestamp(), 45 * DAY - CLOCK_SLACK_SECS);
+        assert_eq!(m.locked_until(at(5 * DAY)).timestamp(), 49 * DAY - CLOCK_SLACK_SECS);
     }
 
     #[test]
