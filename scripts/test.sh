@@ -6,6 +6,8 @@
 # so are moto's S3 server (pip; the AWS double of the Object Lock and role
 # tests, tests/immutable.rs) and Chromium (the HTML compliance report is
 # rendered in it headless).
+# The suite is built with the test-only `failpoints` feature, so that the
+# crash tests can kill cairn at named points.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,6 @@ if [ -z "${CAIRN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command
     $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium
 fi
 
-cargo test --all-targets "$@"
+# The crash tests kill cairn at named failpoints (src/failpoint.rs), which
+# exist only with the test-only `failpoints` feature; without it they fail.
+cargo test --all-targets --features failpoints "$@"

@@ -10,7 +10,14 @@
 //!
 //! Packs that are stored but in no index are not errors: an interrupted
 //! backup leaves them, the next backup adopts them, and prune removes
-//! them if nobody does.
+//! them if nobody does. Nor are the temporary files and stale locks that
+//! killed processes leave: they are reported as litter, which the next
+//! backup, prune or `cairn unlock` removes. Key slots that cannot be used
+//! (damaged, or asking for more than the Argon2id cap) are errors.
+//!
+//! The evidence records' integrity is checked by
+//! [`crate::evidence::check_integrity`], which `cairn check` adds to this
+//! report (evidence sits above this module).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +28,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::repo::{blob, pack, pack_key, Index, IndexFile, NodeKind, Repository};
+use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexFile, NodeKind, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -59,6 +66,10 @@ pub struct CheckReport {
     pub affected: Vec<Affected>,
     /// Stored packs that no index lists (harmless leftovers).
     pub unindexed_packs: Vec<String>,
+    /// Temporary files of interrupted writes.
+    pub temporaries: Vec<litter::Temporary>,
+    /// Locks that no longer count (dead, old, from the future, unreadable).
+    pub stale_locks: Vec<litter::StaleLock>,
 }
 
 impl CheckReport {
@@ -69,14 +80,20 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    for slot in keys::list(repo.backend().as_ref(), &repo.key_slot())? {
+        if let Some(problem) = slot.problem {
+            r.errors.push(Problem { object: format!("keys/{}", slot.id), message: format!("key slot {problem}") });
+        }
+    }
+    let found = litter::survey(repo)?;
+    r.temporaries = found.temporaries;
+    r.stale_locks = found.stale_locks;
     // Index files, one by one, so one bad file does not hide the others.
     let mut index = Index::new();
     let ids = repo.list_ids("index")?;
     let mut files: Vec<(Id, IndexFile)> = Vec::new();
     for id in ids {
-        match repo.load_object("index", &id).and_then(|p| {
-            IndexFile::decode(&p).map_err(|e| crate::Error::format(format!("index file `index/{id}`"), e))
-        }) {
+        match repo.load_index_file(&id) {
             Ok(f) => files.push((id, f)),
             Err(e) => r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() }),
         }

@@ -473,8 +473,8 @@ fn the_html_report_renders_in_headless_chromium() {
     assert_eq!(dom.matches("<figure class=\"chart rto-chart\"><svg").count(), 2);
     assert!(dom.contains("age of the newest recovery point (hours)"), "the RPO chart's axis is labelled");
     assert!(dom.contains("measured restore time (minutes)"), "the RTO chart's axis is labelled");
-    assert!(dom.contains("RPO objective (26 h)</span>"), "the RPO line is in the legend");
-    assert!(dom.contains("RTO objective (60 min)</span>"), "the RTO line is in the legend");
+    assert!(dom.contains("RPO objective (1 d 2 h)</span>"), "the RPO line is in the legend");
+    assert!(dom.contains("RTO objective (1 h)</span>"), "the RTO line is in the legend");
     assert!(dom.contains("drill failed</span>"), "postgres's failed drill is in the legend");
     assert!(dom.contains("<polyline") || dom.contains("<path"), "the charts have lines");
 

@@ -222,7 +222,7 @@ fn bug_a_symlinked_directory_above_the_backup_path_hid_everything_below_it() {
 #[test]
 fn init_refuses_a_location_that_is_not_empty() {
     let env = Env::new();
-    let out = env.cairn(&["init", "--kdf-memory-kib", "1024"]);
+    let out = env.cairn(&["init", "--kdf-memory-kib", "19456"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
@@ -247,7 +247,7 @@ fn bug_a_relative_root_failed_to_create_its_first_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .current_dir(dir.path())
-        .args(["init", "--kdf-memory-kib", "1024"])
+        .args(["init", "--kdf-memory-kib", "19456"])
         .env("CAIRN_REPO", "repo")
         .env("CAIRN_PASSWORD", common::PASSWORD)
         .env_remove("CAIRN_PASSWORD_FILE")

@@ -34,6 +34,10 @@ pub use local::LocalBackend;
 pub use object_lock::{BucketLockStatus, LockMode, ObjectLock, WritePolicy};
 pub use s3::{S3Backend, S3Options};
 
+pub use crate::error::{
+    BackendError, BackendErrorKind, BackendResult, CODE_ACCESS_DENIED, CODE_ALREADY_EXISTS, CODE_PRECONDITION_FAILED,
+};
+
 /// The one prefix under which objects may be replaced or deleted by any
 /// credential: locks, and probes that leave nothing behind. A bucket
 /// policy can then allow `s3:DeleteObject` here and nowhere else.
@@ -55,102 +59,6 @@ pub(crate) fn refuse_mutable(key: &str) -> BackendError {
     )
 }
 
-/// What kind of failure a backend met, which decides whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendErrorKind {
-    /// The object does not exist.
-    NotFound,
-    /// Trying again will not help (permissions, missing bucket, bad request).
-    Permanent,
-    /// Trying again may help (timeouts, resets, 5xx, throttling).
-    Transient,
-}
-
-/// A failed storage operation, naming the object and the operation.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} `{object}` failed: {message}")]
-pub struct BackendError {
-    pub kind: BackendErrorKind,
-    pub op: &'static str,
-    pub object: String,
-    pub message: String,
-    /// The storage's own error code when it gave one (`AccessDenied`,
-    /// `PreconditionFailed`…), or cairn's [`CODE_ALREADY_EXISTS`].
-    pub code: Option<String>,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// The code of a refused `put`: the key holds other bytes.
-pub const CODE_ALREADY_EXISTS: &str = "ObjectExists";
-/// The code of a refused request for want of a permission.
-pub const CODE_ACCESS_DENIED: &str = "AccessDenied";
-/// The code of a conditional write the storage refused.
-pub const CODE_PRECONDITION_FAILED: &str = "PreconditionFailed";
-
-impl BackendError {
-    pub fn new(
-        kind: BackendErrorKind,
-        op: &'static str,
-        object: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        BackendError { kind, op, object: object.into(), message: message.into(), code: None, source: None }
-    }
-
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
-        self
-    }
-
-    /// The error of a `put` whose key already holds other bytes.
-    pub fn already_exists(object: impl Into<String>) -> Self {
-        BackendError::new(
-            BackendErrorKind::Permanent,
-            "upload",
-            object,
-            "an object with other content is already stored under this key, and cairn never replaces an object",
-        )
-        .with_code(CODE_ALREADY_EXISTS)
-    }
-
-    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        let kind = match e.kind() {
-            K::NotFound => BackendErrorKind::NotFound,
-            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
-            _ => BackendErrorKind::Permanent,
-        };
-        let code = (e.kind() == K::PermissionDenied).then(|| CODE_ACCESS_DENIED.to_string());
-        BackendError { kind, op, object: object.into(), message: e.to_string(), code, source: Some(Box::new(e)) }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.kind == BackendErrorKind::NotFound
-    }
-
-    /// The credential in use may not do this.
-    pub fn is_access_denied(&self) -> bool {
-        self.code.as_deref() == Some(CODE_ACCESS_DENIED)
-    }
-
-    /// A `put` found other bytes under its key.
-    pub fn is_already_exists(&self) -> bool {
-        self.code.as_deref() == Some(CODE_ALREADY_EXISTS)
-    }
-
-    /// The storage refused a conditional write (`If-None-Match: *` on an existing key).
-    pub fn is_precondition_failed(&self) -> bool {
-        self.code.as_deref() == Some(CODE_PRECONDITION_FAILED)
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.kind == BackendErrorKind::Transient
-    }
-}
-
-pub type BackendResult<T> = Result<T, BackendError>;
-
 /// An object found by [`Backend::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -158,6 +66,16 @@ pub struct ObjectInfo {
     pub size: u64,
     /// When the storage stored it (its clock), when it says.
     pub modified: Option<DateTime<Utc>>,
+}
+
+/// A temporary object a killed write left behind (the local backend's
+/// `.tmp-*` files), which is never part of the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its key, relative to the repository root like an object's.
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
 }
 
 /// The storage trait. Keys are relative, slash-separated, never absolute.
@@ -217,6 +135,19 @@ pub trait Backend: Send + Sync {
     fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
         Err(object_lock::unsupported(key, "read the retention of"))
     }
+    /// Temporaries of interrupted writes; none where `put` leaves none.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        Ok(Vec::new())
+    }
+    /// Deletes one of [`Backend::leftovers`] by its key; nothing else.
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        Err(BackendError::new(
+            BackendErrorKind::Permanent,
+            "delete leftover",
+            key,
+            "this backend leaves no temporaries",
+        ))
+    }
 }
 
 impl<T: Backend + ?Sized> Backend for Arc<T> {
@@ -273,6 +204,12 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
         (**self).retention(key)
+    }
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        (**self).leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        (**self).delete_leftover(key)
     }
 }
 
@@ -400,6 +337,14 @@ impl<B: Backend> Backend for CountingBackend<B> {
     fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
         self.counts.stat.fetch_add(1, Ordering::Relaxed);
         self.inner.retention(key)
+    }
+    /// Not counted: no backend that has leftovers makes requests for them.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        self.inner.leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_leftover(key)
     }
 }
 

@@ -609,3 +609,7 @@ impl Backend for S3Backend {
         self.head_retention(key)
     }
 }
+
+#[cfg(test)]
+#[path = "s3_classify_tests.rs"]
+mod classify_tests;

@@ -19,11 +19,12 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
 use crate::repo::snapshot::SkippedFile;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{keys, BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use crate::repo::{BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
 
 use pipeline::{Counters, FileOutcome};
 use scan::{DirScan, Entry, Excludes, FileStatus, Scanner};
@@ -107,13 +108,16 @@ pub fn run(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
-    let host = opts.host.clone().unwrap_or_else(keys::hostname);
+    let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
     let mut index = repo.load_index()?;
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
+    // What killed writes left (their dead locks went when ours was taken).
+    let swept = crate::repo::litter::sweep(repo);
+    warnings.extend(swept.failed.iter().map(|e| format!("could not remove litter: {e}")));
 
     let (paths, abs_paths) = match &source {
         Source::Paths(p) => {
@@ -181,7 +185,7 @@ pub fn run(
                     summary: &mut summary,
                     warnings: &mut warnings,
                 };
-                ctx.write_dir(root)?
+                ctx.write_dir(root, "")?
             }
             Source::Stdin { name, reader } => {
                 let content = store_stream(repo, &index, &writer, reader, &counters, &name)?;
@@ -218,7 +222,7 @@ pub fn run(
         v: crate::repo::snapshot::SNAPSHOT_VERSION,
         time,
         hostname: host,
-        username: keys::username(),
+        username: host::username(),
         paths,
         tags: opts.tags.clone(),
         policy: opts.policy.clone(),
@@ -227,7 +231,13 @@ pub fn run(
         program_version: crate::VERSION.to_string(),
         summary,
     };
-    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    // The report keeps every skipped and changed file; the stored snapshot
+    // lists as many as keep it well inside its size limit.
+    let mut stored = snapshot.clone();
+    stored.summary.trim_lists(crate::repo::limits::SNAPSHOT_LISTS);
+    crate::failpoint::hit!("backup::before_snapshot");
+    let snapshot_id = repo.save_snapshot(&stored)?;
+    crate::failpoint::hit!("backup::after_snapshot");
     Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
 }
 
@@ -274,14 +284,16 @@ struct TreeCtx<'a> {
 }
 
 impl TreeCtx<'_> {
-    /// Writes a directory's tree (children first) and returns its id.
-    fn write_dir(&mut self, dir: DirScan) -> Result<Id> {
+    /// Writes a directory's tree (children first) and returns its id; `at`
+    /// is the directory's path in the snapshot (empty for the root).
+    fn write_dir(&mut self, dir: DirScan, at: &str) -> Result<Id> {
         let mut nodes = Vec::with_capacity(dir.children.len());
         for e in dir.children {
             match e {
                 Entry::Dir(d) => {
                     let mut node = d.node.clone();
-                    node.subtree = Some(self.write_dir(*d)?);
+                    let path = format!("{at}/{}", node.name_lossy());
+                    node.subtree = Some(self.write_dir(*d, &path)?);
                     self.summary.dirs += 1;
                     nodes.push(node);
                 }
@@ -328,8 +340,40 @@ impl TreeCtx<'_> {
                 Entry::Leaf(node) => nodes.push(node),
             }
         }
-        let tree = Tree::new(nodes);
-        let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &tree.encode(), self.enc)?;
+        let bytes = Tree::new(nodes).encode();
+        tree_within(&bytes, crate::repo::limits::TREE, at)?;
+        let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &bytes, self.enc)?;
         Ok(id)
+    }
+}
+
+/// Refuses a directory's encoded tree above `limit` bytes: no reader would
+/// load it, so the backup fails rather than commit a snapshot that cannot
+/// be restored. `at` is the directory's path in the snapshot.
+fn tree_within(bytes: &[u8], limit: u64, at: &str) -> Result<()> {
+    if bytes.len() as u64 <= limit {
+        return Ok(());
+    }
+    Err(Error::TooLarge {
+        what: format!("the tree of directory {}", if at.is_empty() { "/" } else { at }),
+        detail: format!(
+            "{} bytes, above the limit of {limit} (split the directory, or exclude part of it)",
+            bytes.len()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tree_above_the_limit_fails_the_backup_naming_its_directory() {
+        assert!(super::tree_within(&[0; 10], 10, "/srv/x").is_ok());
+        let e = super::tree_within(&[0; 11], 10, "/srv/x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the tree of directory /srv/x is too large: 11 bytes, above the limit of 10 (split the directory, or \
+             exclude part of it)"
+        );
+        assert!(super::tree_within(&[0; 11], 10, "").unwrap_err().to_string().contains("directory / is"));
     }
 }

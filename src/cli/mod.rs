@@ -28,6 +28,7 @@ mod report;
 mod restore;
 mod retention;
 mod status_view;
+mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,11 +37,13 @@ use clap::{Parser, Subcommand};
 
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
+use crate::jobs::RepoOptions;
 use crate::repo::{InitOptions, Repository};
 use output::Printer;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PARTIAL: i32 = 3;
 pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
@@ -130,6 +133,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Manage the passwords (key slots) that open the repository
     Key(key::KeyArgs),
+    /// Remove stale locks (with --remove-all, every lock but one of a process running here)
+    Unlock(unlock::UnlockArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
     /// Run every policy's backups, prunes and drills on schedule
@@ -196,8 +201,8 @@ pub struct InitArgs {
     /// Chunk sizes in bytes as MIN,AVG,MAX (default 524288,1048576,8388608)
     #[arg(long, hide = true)]
     pub chunk_sizes: Option<String>,
-    /// Argon2id memory in KiB (default 65536)
-    #[arg(long, hide = true)]
+    /// Argon2id memory in KiB (default 65536; 19456 to 262144)
+    #[arg(long, hide = true, value_parser = kdf_memory_kib())]
     pub kdf_memory_kib: Option<u32>,
     /// Lock every object with S3 Object Lock for this long (e.g. 30d); the bucket must have
     /// Object Lock on. See docs/STORAGE.md
@@ -206,6 +211,13 @@ pub struct InitArgs {
     /// Object Lock mode: compliance (nobody can shorten a lock) or governance
     #[arg(long, value_name = "MODE", default_value = "compliance", requires = "immutable")]
     pub lock_mode: crate::backend::LockMode,
+}
+
+/// `--kdf-memory-kib`: from OWASP's minimum for Argon2id to the most cairn
+/// writes (`KdfParams::MIN_MEMORY_KIB` and `KdfParams::MOST_COSTLY_NEW`).
+pub fn kdf_memory_kib() -> clap::builder::RangedI64ValueParser<u32> {
+    use crate::crypto::KdfParams;
+    clap::value_parser!(u32).range(KdfParams::MIN_MEMORY_KIB as i64..=KdfParams::MOST_COSTLY_NEW.memory_kib as i64)
 }
 
 /// Large buffers (packs, chunks) are allocated and freed all the time; keep
@@ -228,7 +240,7 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
     match &cli.command {
@@ -275,6 +287,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
+        Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
         Command::Status(a) => daemon::status(&a, p),
@@ -287,31 +300,43 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
     }
 }
 
+/// How the global flags say to open a repository (a policy's settings
+/// take their place in `cairn backup --policy`, `drill` and the daemon).
+pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
+    RepoOptions {
+        url: g.repo.clone(),
+        backend: backend::OpenOptions {
+            s3_endpoint: g.s3_endpoint.clone(),
+            s3_region: None,
+            s3_path_style: g.s3_path_style,
+            s3_storage_class: g.s3_storage_class.clone(),
+            s3_concurrency: g.s3_concurrency,
+            s3_profile: g.s3_profile.clone(),
+            as_of: g.as_of,
+        },
+        password: None,
+        password_file: g.password_file.clone(),
+        prompt: Some(password::prompt_repository),
+        cache_dir: g.cache_dir.clone(),
+        no_cache: g.no_cache,
+        threads: g.threads,
+        wrap: if g.stats { Some(count_requests) } else { None },
+    }
+}
+
 pub fn threads(g: &GlobalArgs) -> usize {
-    g.threads.unwrap_or_else(crate::backup::default_threads).max(1)
+    repo_options(g).threads()
 }
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
-    let url = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-    let opts = backend::OpenOptions {
-        s3_endpoint: g.s3_endpoint.clone(),
-        s3_region: None,
-        s3_path_style: g.s3_path_style,
-        s3_storage_class: g.s3_storage_class.clone(),
-        s3_concurrency: g.s3_concurrency,
-        s3_profile: g.s3_profile.clone(),
-        as_of: g.as_of,
-    };
-    let b = backend::open_url(url, &opts)?;
-    if g.stats {
-        let counting = Arc::new(backend::CountingBackend::new(b));
-        STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
-        return Ok(counting);
-    }
-    Ok(b)
+    repo_options(g).open_backend()
+}
+
+/// Counts the requests of this command, for `--stats`.
+fn count_requests(b: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    let counting = Arc::new(backend::CountingBackend::new(b));
+    STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
+    counting
 }
 
 thread_local! {
@@ -334,22 +359,10 @@ fn print_stats() {
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), false)?;
-    let mut repo = Repository::open(b, &pw.0)?;
-    // A view of the past lists other objects than the present: it leaves
-    // the cache of the present alone.
-    if repo.backend().is_remote() && !g.no_cache && g.as_of.is_none() {
-        if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
-            repo.enable_cache(&base)?;
-        }
-    }
-    Ok(repo)
+    repo_options(g).open()
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), true)?;
     let mut opts =
         InitOptions { compression: a.compression, pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
     if let Some(s) = &a.chunk_sizes {
@@ -370,12 +383,13 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
         period_secs,
         margin_secs: crate::backend::ObjectLock::DEFAULT_MARGIN_SECS,
     });
-    let repo = Repository::init(b.clone(), &pw.0, opts)?;
+    let repo = crate::jobs::init::init(&repo_options(g), opts)?.repo;
+    let location = repo.backend().location();
     if p.json {
-        p.json(&serde_json::json!({ "id": repo.id(), "location": b.location() }));
+        p.json(&serde_json::json!({ "id": repo.id(), "location": location }));
     } else {
         p.data(repo.id().to_hex());
-        p.info(format!("created cairn repository {} at {}", repo.id().short(), b.location()));
+        p.info(format!("created cairn repository {} at {location}", repo.id().short()));
         if let Some(l) = &repo.config().storage.object_lock {
             p.info(format!(
                 "every object is locked ({}) for {} days and more; run `cairn retention extend` (or prune) at least every {} days",

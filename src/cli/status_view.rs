@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::daemon::status::{DrillState, PolicyStatus, RpoState, StatusReport};
 use crate::state::RunRow;
+use crate::status::{DrillState, PolicyStatus, RpoState, StatusReport};
 
 use super::output::human_bytes;
 
@@ -212,9 +212,9 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
-    use crate::daemon::status::{build, DrillState};
     use crate::policy::Policy;
     use crate::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
+    use crate::status::{build, DrillState};
 
     fn policy(name: &str, extra: &str) -> Policy {
         crate::policy::for_tests(name, "/r", extra)

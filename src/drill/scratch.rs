@@ -185,7 +185,7 @@ pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
         errors.lock().unwrap().push(format!("listing {}: {e}", s.path.display()));
     }
     let removed = AtomicUsize::new(0);
-    crate::restore::parallel(threads.clamp(1, 8), l.files.len(), |i| {
+    crate::pool::parallel(threads.clamp(1, 8), l.files.len(), |i| {
         let p = &l.files[i];
         match std::fs::remove_file(p) {
             Ok(()) => {

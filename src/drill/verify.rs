@@ -23,8 +23,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pool::parallel_with;
 use crate::repo::{Node, NodeKind, Repository};
-use crate::restore::parallel_with;
 use crate::restore::plan::{Plan, PlannedFile};
 use crate::restore::verify::{chunks_match, ChunkFault};
 

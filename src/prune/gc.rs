@@ -33,8 +33,10 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
-/// Index files hold at most this many blobs each when prune rewrites them.
-const BLOBS_PER_INDEX_FILE: usize = 200_000;
+/// The unused space, in percent of the kept packs' bytes, that prune
+/// tolerates before it repacks, unless told otherwise (`--max-unused`, and
+/// every scheduled prune).
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,6 +100,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub index_files_written: usize,
     pub index_files_deleted: usize,
+    /// Temporaries that killed writes left, removed first.
+    pub litter: crate::repo::litter::Swept,
 }
 
 /// Walks every snapshot and returns the set of blobs they use. Any
@@ -246,7 +250,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
 }
 
 pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
-    let mut report = PruneReport::default();
+    let mut report = PruneReport { litter: crate::repo::litter::sweep(repo), ..Default::default() };
     // 1. Copy the used blobs of packs to repack into new packs.
     let writer = RepoWriter::new(repo, repo.backend().concurrency().clamp(1, 4), usize::MAX);
     writer.keep_stored_entries();
@@ -265,6 +269,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         }
     }
     let stats = writer.finish()?;
+    crate::failpoint::hit!("prune::packs_written");
     report.packs_written = stats.packs;
 
     // 2. New index files for every kept and new pack, then the file that
@@ -276,24 +281,15 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         .map(|p| (PackInfo { id: p.id, kind: p.kind, size: p.size }, p.entries.clone()))
         .collect();
     entries.extend(stats.stored.iter().cloned());
-    let mut batch = IndexFile::default();
-    let mut blobs = 0;
-    for pack in entries {
-        blobs += pack.1.len();
-        batch.packs.push(pack);
-        if blobs >= BLOBS_PER_INDEX_FILE {
-            repo.save_index_file(&std::mem::take(&mut batch))?;
-            report.index_files_written += 1;
-            blobs = 0;
-        }
-    }
-    if !batch.packs.is_empty() {
-        repo.save_index_file(&batch)?;
+    for file in crate::repo::index::split_into_files(entries) {
+        repo.save_index_file(&file)?;
+        crate::failpoint::hit!("prune::index_written");
         report.index_files_written += 1;
     }
     let mut old: Vec<Id> = plan.old_index_files.clone();
     old.extend(stats.index_files.iter().copied());
     repo.save_index_file(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;
+    crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
 
     // 3. Only now delete packs, then the superseded index files.
@@ -311,12 +307,16 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         doomed.push(key.clone());
     }
     repo.backend().delete_many(&doomed)?;
+    crate::failpoint::hit!("prune::packs_deleted");
     report.packs_deleted = doomed.len();
     let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
     // An index file may be gone already (an earlier prune was interrupted).
     for k in &old_keys {
         match repo.backend().delete(k) {
-            Ok(()) => report.index_files_deleted += 1,
+            Ok(()) => {
+                crate::failpoint::hit!("prune::index_deleted");
+                report.index_files_deleted += 1
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }

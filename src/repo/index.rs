@@ -153,6 +153,30 @@ impl Index {
     }
 }
 
+/// The blobs an index file holds before the writer starts another (plus
+/// those of the pack that crosses the line: a pack is never split).
+pub const MAX_BLOBS_PER_FILE: usize = 200_000;
+
+/// Groups `packs` into index files of at most [`MAX_BLOBS_PER_FILE`] blobs
+/// plus one pack's, in order; no packs give no file.
+pub fn split_into_files(packs: Vec<(PackInfo, Vec<PackEntry>)>) -> Vec<IndexFile> {
+    let mut files = Vec::new();
+    let mut batch = IndexFile::default();
+    let mut blobs = 0;
+    for pack in packs {
+        blobs += pack.1.len();
+        batch.packs.push(pack);
+        if blobs >= MAX_BLOBS_PER_FILE {
+            files.push(std::mem::take(&mut batch));
+            blobs = 0;
+        }
+    }
+    if !batch.packs.is_empty() {
+        files.push(batch);
+    }
+    files
+}
+
 /// The contents of one index file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IndexFile {
@@ -221,6 +245,27 @@ impl IndexFile {
         }
         Ok(IndexFile { supersedes, packs })
     }
+
+    /// Checks every entry against the largest blob of its pack's kind:
+    /// `max_data` for data packs, `max_tree` for tree packs. An entry that
+    /// claims more is damage (or forgery), and no reader may trust it.
+    pub fn check_sizes(&self, max_data: u64, max_tree: u64) -> Result<(), String> {
+        for (p, entries) in &self.packs {
+            let (max, kind) = match p.kind {
+                BlobKind::Data => (max_data, "data"),
+                BlobKind::Tree => (max_tree, "tree"),
+            };
+            if let Some(e) = entries.iter().find(|e| e.raw_length as u64 > max) {
+                return Err(format!(
+                    "blob {} of {kind} pack {} claims {} bytes, above the {max} bytes a {kind} blob may hold",
+                    e.id.short(),
+                    p.id.short(),
+                    e.raw_length
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Reader<'a> {
@@ -272,6 +317,35 @@ mod tests {
         assert_eq!(IndexFile::decode(&enc).unwrap(), f);
         assert!(IndexFile::decode(&enc[..enc.len() - 1]).is_err());
         assert!(IndexFile::decode(b"XXXX").is_err());
+    }
+
+    #[test]
+    fn packs_are_split_into_files_of_bounded_size_without_splitting_a_pack() {
+        let pack = |n: u32, blobs: u32| {
+            (
+                PackInfo { id: Id::hash_of(&n.to_le_bytes()), kind: BlobKind::Data, size: 1 },
+                (0..blobs).map(entry).collect::<Vec<_>>(),
+            )
+        };
+        let half = MAX_BLOBS_PER_FILE as u32 / 2;
+        let files = split_into_files(vec![pack(1, half), pack(2, half + 1), pack(3, 5), pack(4, 7)]);
+        let shape: Vec<Vec<usize>> = files.iter().map(|f| f.packs.iter().map(|p| p.1.len()).collect()).collect();
+        assert_eq!(shape, vec![vec![half as usize, half as usize + 1], vec![5, 7]]);
+        assert!(split_into_files(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn entries_above_the_largest_blob_of_their_kind_are_refused() {
+        let mut f = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![(PackInfo { id: Id::hash_of(b"p"), kind: BlobKind::Data, size: 99 }, vec![entry(1)])],
+        };
+        assert_eq!(f.check_sizes(20, 20), Ok(()));
+        let e = f.check_sizes(19, 1000).unwrap_err();
+        assert!(e.contains("claims 20 bytes, above the 19 bytes a data blob may hold"), "{e}");
+        f.packs[0].0.kind = BlobKind::Tree;
+        assert_eq!(f.check_sizes(19, 20), Ok(()), "a tree pack is judged by the tree limit");
+        assert!(f.check_sizes(1000, 19).is_err());
     }
 
     #[test]

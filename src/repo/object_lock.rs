@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{is_mutable_key, ObjectLock};
 use crate::error::{Error, Result};
 
-use super::{blob, duties, Repository};
+use super::{blob, duties, limits, Repository};
 
 /// Where the log of completed passes lives: `<seq, 12 digits>`, sealed.
 pub const LOG_DIR: &str = "maintenance/retention";
@@ -159,7 +159,8 @@ fn load_log(repo: &Repository) -> Result<(Option<u64>, Vec<Pass>, u64)> {
             .get(&k)
             .map_err(Error::from)
             .and_then(|sealed| {
-                blob::open_object(repo.key(), &sealed).map_err(|e| Error::Integrity { what: format!("`{k}` ({e})") })
+                blob::open_object(repo.key(), &sealed, limits::RETENTION_LOG_RECORD)
+                    .map_err(|e| crate::repo::blob_error(format!("`{k}`"), e))
             })
             .and_then(|plain| serde_json::from_slice::<LogRecord>(&plain).map_err(|e| Error::format(&k, e)));
         match rec {

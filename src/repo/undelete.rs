@@ -20,7 +20,7 @@ use crate::backend::{is_mutable_key, Backend};
 use crate::error::Result;
 use crate::id::Id;
 
-use super::{blob, Config, Repository, CONFIG_KEY, MARKER_KEY};
+use super::{blob, limits, Config, Repository, CONFIG_KEY, MARKER_KEY};
 
 /// What an undelete did (or, in a dry run, would do).
 #[derive(Debug, Default, Serialize)]
@@ -52,12 +52,14 @@ fn check(repo: &Repository, key: &str, bytes: &[u8]) -> std::result::Result<(), 
         Ok(_) => Err("its content does not hash to its name".to_string()),
         Err(_) => Err("its name is not an object id".to_string()),
     };
-    let opens = || blob::open_object(repo.key(), bytes).map(|_| ()).map_err(|e| format!("does not open: {e}"));
+    let opens =
+        |limit| blob::open_object(repo.key(), bytes, limit).map(|_| ()).map_err(|e| format!("does not open: {e}"));
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
         ["data", _, name] | ["index", name] | ["snapshots", name] => named_by_hash(name),
         [k] if *k == CONFIG_KEY => {
-            let plain = blob::open_object(repo.key(), bytes).map_err(|e| format!("does not open: {e}"))?;
+            let plain =
+                blob::open_object(repo.key(), bytes, limits::CONFIG).map_err(|e| format!("does not open: {e}"))?;
             let c: Config = serde_json::from_slice(&plain).map_err(|e| format!("malformed: {e}"))?;
             if c.id == repo.id() {
                 Ok(())
@@ -81,9 +83,10 @@ fn check(repo: &Repository, key: &str, bytes: &[u8]) -> std::result::Result<(), 
                 .map_err(|e| format!("not a key slot: {e}")),
             Err(_) => Err("its name is not a slot id".into()),
         },
-        ["evidence", ..] => opens(),
+        ["evidence", "key"] => opens(limits::EVIDENCE_KEY),
+        ["evidence", ..] => opens(limits::EVIDENCE_RECORD),
         ["maintenance", "probe"] => Ok(()),
-        ["maintenance", ..] => opens(),
+        ["maintenance", ..] => opens(limits::RETENTION_LOG_RECORD),
         _ => Err("cairn writes no object under this key".into()),
     }
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::pool::{parallel, parallel_with};
 use crate::repo::{Index, Repository};
 
 pub use plan::{Filter, Plan};
@@ -76,36 +77,6 @@ impl RestoreReport {
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
     }
-}
-
-/// Runs `f(i)` for every `i < n` on `threads` threads (at most `n`).
-pub(crate) fn parallel(threads: usize, n: usize, f: impl Fn(usize) + Sync) {
-    parallel_with(threads, n, || (), |_, i| f(i));
-}
-
-/// [`parallel`], with state each thread makes once with `init` and passes
-/// to every `f` it runs (a read buffer).
-pub(crate) fn parallel_with<S>(
-    threads: usize,
-    n: usize,
-    init: impl Fn() -> S + Sync,
-    f: impl Fn(&mut S, usize) + Sync,
-) {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n).max(1) {
-            s.spawn(|| {
-                let mut state = init();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    f(&mut state, i);
-                }
-            });
-        }
-    });
 }
 
 /// Restores the tree `root` into `opts.target`.
