@@ -201,6 +201,10 @@ pub enum Error {
     #[error("refusing drill target {}: {reason}", target.display())]
     UnsafeDrillTarget { target: PathBuf, reason: String },
 
+    /// A FUSE file system could not be mounted or unmounted.
+    #[error("{action} {}: {detail}", mountpoint.display())]
+    Mount { action: &'static str, mountpoint: PathBuf, detail: String },
+
     /// A drill found no snapshot to restore.
     #[error("no recovery point for policy `{policy}`: {detail}")]
     NoRecoveryPoint { policy: String, detail: String },
@@ -287,6 +291,12 @@ impl Error {
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"
+                    .into(),
+            ),
+            Error::Mount { .. } => Some(
+                "mounting needs the FUSE device /dev/fuse (`modprobe fuse`) and, unless run as root, \
+                 fusermount3 from fuse3 (`apt-get install fuse3`); `fusermount3 -u MOUNTPOINT` or \
+                 `umount MOUNTPOINT` undoes a mount left behind"
                     .into(),
             ),
             Error::NoRecoveryPoint { .. } => Some(

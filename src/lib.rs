@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod chunk;
 pub mod cli;
@@ -17,10 +18,12 @@ pub mod duration;
 pub mod error;
 pub mod evidence;
 pub mod failpoint;
+pub mod find;
 pub mod fsmeta;
 pub mod host;
 pub mod id;
 pub mod jobs;
+pub mod mount;
 pub mod page;
 pub mod policy;
 pub mod pool;

@@ -21,15 +21,18 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom up. A module may use modules of its own layer or of
 /// lower ones.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["error", "id", "crypto", "text", "host", "pool", "process", "chunk", "duration", "page"]),
+    (
+        "foundation",
+        &["error", "id", "crypto", "text", "host", "pool", "process", "chunk", "duration", "page", "failpoint"],
+    ),
     ("storage", &["backend"]),
     ("format", &["repo"]),
-    ("engine", &["fsmeta", "backup", "restore", "check", "prune"]),
+    ("engine", &["fsmeta", "backup", "restore", "check", "prune", "browse", "find"]),
     ("records", &["evidence", "state"]),
     ("policies", &["policy"]),
     ("drill engine", &["drill"]),
     ("jobs", &["jobs"]),
-    ("views", &["status", "report", "daemon"]),
+    ("views", &["status", "report", "daemon", "mount"]),
     ("command line", &["cli"]),
 ];
 

@@ -13,12 +13,15 @@
 
 mod backup;
 mod check;
+mod completion;
 mod daemon;
 mod drill;
 mod evidence;
+mod find;
 mod forget;
 mod inspect;
 mod key;
+mod mount;
 pub mod output;
 pub mod password;
 pub mod policy;
@@ -29,6 +32,7 @@ mod restore;
 mod retention;
 mod status_view;
 mod unlock;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,8 +127,12 @@ pub enum Command {
     Diff(inspect::DiffArgs),
     /// Write one file of a snapshot to stdout
     Dump(inspect::DumpArgs),
+    /// Find the snapshots that hold paths matching a pattern
+    Find(find::FindArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C
+    Mount(mount::MountArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
     /// Apply retention rules: keep or forget every snapshot, with the reason
@@ -153,6 +161,10 @@ pub enum Command {
     Retention(retention::RetentionArgs),
     /// Repair a repository: write back objects deleted since a time (versioned S3)
     Repair(repair::RepairArgs),
+    /// Print shell completions (bash, zsh or fish) on stdout
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff) of cairn or of one command on stdout
+    Man(completion::ManArgs),
 }
 
 /// `--as-of TIME`: read the repository as it was (versioned S3 buckets).
@@ -239,6 +251,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let e = usage::without_env_values(e, std::env::args_os());
             let _ = e.print();
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
@@ -282,7 +295,9 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Ls(a) => inspect::ls(g, &a, p),
         Command::Diff(a) => inspect::diff(g, &a, p),
         Command::Dump(a) => inspect::dump(g, &a, p),
+        Command::Find(a) => find::run(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
+        Command::Mount(a) => mount::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
@@ -297,6 +312,8 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Drill(a) => drill::run(g, &a, p),
         Command::Retention(a) => retention::run(g, &a, p),
         Command::Repair(a) => repair::run(g, &a, p),
+        Command::Completion(a) => completion::completion(&a),
+        Command::Man(a) => completion::man(&a),
     }
 }
 

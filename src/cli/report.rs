@@ -55,8 +55,9 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
         Some(path) => {
             crate::page::write_file(path, text.as_bytes())?;
             p.info(format!(
-                "wrote the compliance report ({} policies, overall {}) to {}",
+                "wrote the compliance report ({} polic{}, overall {}) to {}",
                 built.policies.len(),
+                if built.policies.len() == 1 { "y" } else { "ies" },
                 built.status.as_str(),
                 path.display()
             ));

@@ -86,7 +86,7 @@ fn summary(w: &mut String, r: &Report) {
     let card = |w: &mut String, class: &str, n: String, what: &str| {
         let _ = write!(w, "<div class=\"card {class}\"><span class=\"n\">{n}</span><span>{what}</span></div>");
     };
-    card(w, "", s.policies.to_string(), "policies");
+    card(w, "", s.policies.to_string(), if s.policies == 1 { "policy" } else { "policies" });
     card(w, "green", s.green.to_string(), "green");
     card(w, "amber", s.amber.to_string(), "amber");
     card(w, "red", s.red.to_string(), "red");

@@ -46,9 +46,9 @@ pub fn render(r: &Report) -> String {
     let s = &r.summary;
     let _ = writeln!(
         w,
-        "{} policies: {} green, {} amber, {} red. Backups: {} succeeded, {} failed, {} scheduled slots. \
+        "{}: {} green, {} amber, {} red. Backups: {} succeeded, {} failed, {} scheduled slots. \
          Drills: {} of {} passed.\n",
-        s.policies,
+        super::findings::plural(s.policies as u64, "policy", "policies"),
         s.green,
         s.amber,
         s.red,

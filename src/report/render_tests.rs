@@ -30,6 +30,16 @@ fn renderers_escape_what_comes_from_the_state() {
 }
 
 #[test]
+fn bug_one_policy_was_called_1_policies_in_the_summaries() {
+    let p = pol("web", "[objectives]\nrpo = \"26h\"");
+    let r = build(&input(vec![p], None, "2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z", "2026-03-03T00:00:00Z"));
+    let md = markdown::render(&r);
+    assert!(md.contains("1 policy: ") && !md.contains("1 policies"), "{md}");
+    let html = html::render(&r);
+    assert!(html.contains("<span class=\"n\">1</span><span>policy</span>"), "{html}");
+}
+
+#[test]
 fn percentages_and_durations_read_well() {
     assert_eq!(percent(Some(0.99996)), "99.9%");
     assert_eq!(percent(Some(1.0)), "100%");
