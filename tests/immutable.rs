@@ -248,7 +248,7 @@ fn a_compromised_backup_host_cannot_destroy_or_alter_backups_and_the_past_brings
             "--immutable",
             "30d",
             "--kdf-memory-kib",
-            "1024",
+            "19456",
             "--chunk-sizes",
             "16384,65536,262144",
             "--pack-size-mib",
@@ -438,7 +438,7 @@ fn each_role_may_do_what_storage_md_says_and_the_retention_step_extends_only_wha
     let (backup, maintenance, auditor) = (e.backup.clone(), e.maintenance.clone(), e.auditor.clone());
     e.ok(
         &maintenance,
-        &["init", "--immutable", "30d", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"],
+        &["init", "--immutable", "30d", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"],
     );
     let src = e.path("src");
     make_tree(&src, 7);
@@ -522,11 +522,72 @@ fn each_role_may_do_what_storage_md_says_and_the_retention_step_extends_only_wha
 #[test]
 fn init_immutable_refuses_a_bucket_without_object_lock() {
     let e = Scene::new(false);
-    let out = e.cairn(&e.admin, &["init", "--immutable", "30d", "--kdf-memory-kib", "1024"]);
+    let out = e.cairn(&e.admin, &["init", "--immutable", "30d", "--kdf-memory-kib", "19456"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no S3 Object Lock") && err.contains("--object-lock-enabled-for-bucket"), "{err}");
     assert!(e.keys().is_empty(), "nothing was written");
     // Without --immutable the same bucket takes a repository.
-    e.ok(&e.admin, &["init", "--kdf-memory-kib", "1024"]);
+    e.ok(&e.admin, &["init", "--kdf-memory-kib", "19456"]);
+}
+
+#[test]
+fn a_policys_maintenance_profile_runs_its_forget_as_the_maintenance_host_and_its_backups_as_the_backup_host() {
+    let e = Scene::new(false);
+    e.ok(&e.admin, &["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"]);
+    // One host, both credentials: the default profile is the backup
+    // host's, `cairn-maintenance` the maintenance host's.
+    let aws = e.path("aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n\
+             [cairn-maintenance]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            e.backup.key_id, e.backup.secret, e.maintenance.key_id, e.maintenance.secret
+        ),
+    )
+    .unwrap();
+    std::fs::write(aws.join("config"), "").unwrap();
+    let src = e.path("src");
+    make_tree(&src, 3);
+    let policies = e.path("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let policy = |name: &str, s3: &str| {
+        let body = format!(
+            "name = \"{name}\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"s3://{}/{PREFIX}\"\n\
+             [repository.s3]\n{s3}\n[retention]\nkeep_last = 1\n",
+            src.display(),
+            e.bucket
+        );
+        std::fs::write(policies.join(format!("{name}.toml")), body).unwrap();
+    };
+    policy("both-roles", "maintenance_profile = \"cairn-maintenance\"");
+    policy("backup-role-only", "");
+    let run = |args: &[&str]| {
+        let mut c = e.command(&e.backup);
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .args(args)
+            .args(["--policies", policies.to_str().unwrap()]);
+        c.output().unwrap()
+    };
+    for i in 0..2 {
+        std::fs::write(src.join("changing"), format!("version {i}")).unwrap();
+        let out = run(&["backup", "--policy", "both-roles"]);
+        assert!(out.status.success(), "a backup with the backup host's credential: {}", text(&out.stderr));
+    }
+    // Without a maintenance profile, the forget runs with the backup
+    // host's credential, and fails before it deletes anything.
+    let out = run(&["forget", "--policy", "backup-role-only"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3:DeleteObject") && err.contains("maintenance host"), "{err}");
+    assert_eq!(e.keys().iter().filter(|k| k.starts_with("snapshots/")).count(), 2);
+    // With it, the same forget deletes as the maintenance host.
+    let out = run(&["forget", "--policy", "both-roles"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(e.keys().iter().filter(|k| k.starts_with("snapshots/")).count(), 1);
 }

@@ -137,7 +137,7 @@ pub fn forget(
     // fails fast and touches nothing.
     rules.validate()?;
     let repository = match policy {
-        Some(p) => repo.open_policy(p)?,
+        Some(p) => repo.open_maintenance(p)?,
         None => repo.open()?,
     };
     if !dry_run {

@@ -108,7 +108,7 @@ pub struct PolicyPruned {
 /// data (under the exclusive lock), with the default unused share. One
 /// `prune` evidence record covers both.
 pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result<PolicyPruned, Failed> {
-    let repository = repo.open_policy(policy)?;
+    let repository = repo.open_maintenance(policy)?;
     // A credential that may not delete fails here, before anything changes.
     if !policy.retention.keep_rules().is_empty() {
         duties::probe_repo(&repository, duties::Maintenance::Forget)?;

@@ -56,6 +56,8 @@ endpoint = "http://127.0.0.1:3900"
 path_style = true
 storage_class = "STANDARD_IA"
 concurrency = 3
+profile = "cairn-backup"
+maintenance_profile = "cairn-maintenance"
 [schedule]
 backup = "0 */4 * * *"
 timezone = "Europe/Berlin"
@@ -96,7 +98,9 @@ webhooks = ["https://example.com/hook"]
             endpoint: Some("http://127.0.0.1:3900".into()),
             path_style: Some(true),
             storage_class: Some("STANDARD_IA".into()),
-            concurrency: Some(3)
+            concurrency: Some(3),
+            profile: Some("cairn-backup".into()),
+            maintenance_profile: Some("cairn-maintenance".into()),
         })
     );
     assert_eq!(p.schedule.backup.as_ref().unwrap().source(), "0 */4 * * *");
