@@ -66,8 +66,10 @@ fn garage_ignores_if_none_match_and_cairn_still_never_replaces_an_object() {
 
     // `init` records what it found, and every later open writes that way.
     let repo_backend: Arc<dyn Backend> = Arc::new(backend("repo"));
-    let opts =
-        InitOptions { kdf: cairn::crypto::KdfParams { memory_kib: 1024, ..Default::default() }, ..Default::default() };
+    let opts = InitOptions {
+        kdf: cairn::crypto::KdfParams { memory_kib: cairn::crypto::KdfParams::MIN_MEMORY_KIB, ..Default::default() },
+        ..Default::default()
+    };
     Repository::init(repo_backend.clone(), b"pw", opts).unwrap();
     let repo = Repository::open(Arc::new(backend("repo")), b"pw").unwrap();
     assert_eq!(repo.config().storage.conditional_put, Some(false));

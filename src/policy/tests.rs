@@ -279,7 +279,7 @@ fn names_and_repositories() {
         [
             "p.toml:6:17: repository.password_env: expected the name of an environment variable, found \"1X\"",
             "p.toml:8:15: repository.s3.concurrency: expected an integer from 1 to 1024, found 0",
-            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency",
+            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency, profile, maintenance_profile",
         ]
     );
     assert_eq!(d("\"w\"", ""), ["p.toml:4:1: repository.url: missing: expected the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\" in [repository]"]);
