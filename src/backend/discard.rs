@@ -4,7 +4,9 @@
 //! compress, seal, pack — so its counts are a real backup's, and the
 //! repository is left exactly as it was.
 
-use super::{Backend, BackendResult, Leftover, ObjectInfo};
+use chrono::{DateTime, Utc};
+
+use super::{Backend, BackendResult, BucketLockStatus, Leftover, LockMode, ObjectInfo, WritePolicy};
 
 pub struct Discarding<B> {
     inner: B,
@@ -49,6 +51,29 @@ impl<B: Backend> Backend for Discarding<B> {
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+    fn put_mutable(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
+        Ok(())
+    }
+    fn is_read_only(&self) -> bool {
+        self.inner.is_read_only()
+    }
+    fn set_write_policy(&self, policy: &WritePolicy) {
+        self.inner.set_write_policy(policy)
+    }
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        // The probe writes an object: a dry run asks the storage nothing
+        // that writes, and assumes the answer of the weaker storage.
+        Ok(false)
+    }
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        self.inner.bucket_lock_status()
+    }
+    fn extend_retention(&self, _key: &str, _mode: LockMode, _until: DateTime<Utc>) -> BackendResult<()> {
+        Ok(())
+    }
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        self.inner.retention(key)
     }
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         self.inner.leftovers()

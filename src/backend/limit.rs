@@ -15,7 +15,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendResult, Leftover, ObjectInfo};
+use chrono::{DateTime, Utc};
+
+use super::{Backend, BackendResult, BucketLockStatus, Leftover, LockMode, ObjectInfo, WritePolicy};
 
 /// The limits, in KiB/s; `None`: unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,6 +129,28 @@ impl<B: Backend> Backend for RateLimited<B> {
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        pace(&self.up, data.len());
+        self.inner.put_mutable(key, data)
+    }
+    fn is_read_only(&self) -> bool {
+        self.inner.is_read_only()
+    }
+    fn set_write_policy(&self, policy: &WritePolicy) {
+        self.inner.set_write_policy(policy)
+    }
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        self.inner.probe_conditional_put()
+    }
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        self.inner.bucket_lock_status()
+    }
+    fn extend_retention(&self, key: &str, mode: LockMode, until: DateTime<Utc>) -> BackendResult<()> {
+        self.inner.extend_retention(key, mode, until)
+    }
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        self.inner.retention(key)
     }
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         self.inner.leftovers()

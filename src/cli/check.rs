@@ -14,6 +14,8 @@ pub struct CheckArgs {
     /// Read a random subset of the packs, e.g. 10%
     #[arg(long, value_name = "P%")]
     pub read_data_subset: Option<String>,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
@@ -33,7 +35,7 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let mut r = check::check(&repo, read, threads(g))?;
     r.errors.extend(crate::evidence::check_integrity(&repo)?);
     if p.json {

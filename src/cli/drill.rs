@@ -44,6 +44,10 @@ pub struct DrillArgs {
     /// (default: CAIRN_STATE_DIR, else /var/lib/cairn as root, ~/.local/state/cairn otherwise)
     #[arg(long = "state", value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Drill the repository as it was at TIME (see `restore --as-of`); the drill is then not
+    /// signed, since the past cannot be written to
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 /// The exit code for a verdict.
@@ -68,7 +72,7 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         Err(e) => return Ok(refused(&e)),
     };
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
-    let repo = repo_options(g);
+    let repo = repo_options(&a.at.apply(g));
     let opts = DrillOptions {
         snapshot: a.snapshot.clone().unwrap_or_default(),
         target: a.target.clone(),

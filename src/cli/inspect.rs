@@ -20,6 +20,8 @@ pub struct SnapshotsArgs {
     /// Only snapshots of this host (repeatable)
     #[arg(long, value_name = "NAME")]
     pub host: Vec<String>,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +33,8 @@ pub struct LsArgs {
     /// Show type, mode, size and modification time
     #[arg(long, short = 'l')]
     pub long: bool,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,7 +59,7 @@ struct SnapshotJson<'a> {
 }
 
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let list: Vec<(Id, Snapshot)> = repo
         .list_snapshots()?
         .into_iter()
@@ -115,7 +119,7 @@ fn mtime_of(n: &Node) -> chrono::DateTime<chrono::Utc> {
 }
 
 pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
     let (start, prefix) = match a.path.as_deref().map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {

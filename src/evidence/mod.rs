@@ -20,9 +20,13 @@
 //! whose plaintext is exactly the record's signed canonical bytes.
 //! Objects are never rewritten.
 //!
-//! **Appends are serialised** by an exclusive lock in `evidence/locks/`
-//! (the mechanism of [`crate::repo::lock`], in its own directory, so it
-//! neither waits for nor blocks backups and prune). Under it an appender
+//! **Appends are serialised** by an exclusive lock in `locks/evidence/`
+//! (the mechanism of [`crate::repo::lock`], in its own directory under the
+//! one prefix where objects may be replaced and removed, so it neither
+//! waits for nor blocks backups and prune). Records are written once, with
+//! `If-None-Match: *`: a second appender that got past the lock anyway
+//! (a lock thought stale) fails on the record's key instead of forking the
+//! chain. Under it an appender
 //! reads the tail (list, then load the highest seq), and writes seq + 1.
 //! Two appenders that race for the lock both back off and retry after a
 //! random delay, so concurrent processes never fork the chain.
@@ -62,7 +66,7 @@ pub use verify::{verify_dir, Head, Problem, ProblemKind, VerifiedRecord, VerifyR
 /// Where the records are stored.
 pub const RECORDS_DIR: &str = "evidence/records";
 /// Where appenders lock each other out.
-pub const LOCKS_DIR: &str = "evidence/locks";
+pub const LOCKS_DIR: &str = crate::repo::lock::EVIDENCE_LOCKS;
 /// How long an append waits for the lock before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 

@@ -43,7 +43,7 @@ fn check_snapshot(repo: &RepoOptions, policy: &Policy, spec: &str) -> Result<(),
 
 /// Runs one drill of `policy`, recorded in `state`, its reports under
 /// `<state>/reports/<drill id>/`. The evidence sink of `opts` is replaced
-/// by the repository's chain.
+/// by the repository's chain (by none for a view of the past, `--as-of`).
 pub fn drill(
     repo: &RepoOptions,
     policy: &Policy,
@@ -57,6 +57,8 @@ pub fn drill(
     // measured restore time (the lock is taken in the `open` phase).
     let repo = &RepoOptions { lock_wait: None, ..repo.clone() };
     let chain = RepositoryChain { policy: &policy.name };
-    let opts = DrillOptions { evidence: Some(&chain), ..opts.clone() };
+    // A drill of the past (`--as-of`) is not signed: the past cannot be written to.
+    let evidence: Option<&dyn EvidenceSink> = if repo.backend.as_of.is_some() { None } else { Some(&chain) };
+    let opts = DrillOptions { evidence, ..opts.clone() };
     drill::run(policy, || repo.open_policy(policy), state, &opts)
 }

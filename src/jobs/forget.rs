@@ -15,7 +15,7 @@ use crate::evidence::AppendedRecord;
 use crate::id::Id;
 use crate::policy::Policy;
 use crate::prune::retention::{self, Decision, KeepRules, SnapshotRef};
-use crate::repo::{lock, Repository};
+use crate::repo::{duties, lock, Repository};
 
 use super::open::RepoOptions;
 use super::Failed;
@@ -137,9 +137,13 @@ pub fn forget(
     // fails fast and touches nothing.
     rules.validate()?;
     let repository = match policy {
-        Some(p) => repo.open_policy(p)?,
+        Some(p) => repo.open_maintenance(p)?,
         None => repo.open()?,
     };
+    if !dry_run {
+        // A credential that may not delete fails here, before anything changes.
+        duties::probe_repo(&repository, duties::Maintenance::Forget)?;
+    }
     let mut selection = selection.clone();
     if let Some(p) = policy {
         selection.policy = Some(p.name.clone());

@@ -72,11 +72,23 @@ impl RepoOptions {
             b.s3_path_style = s3.path_style.or(b.s3_path_style);
             b.s3_storage_class = s3.storage_class.clone().or(b.s3_storage_class.take());
             b.s3_concurrency = s3.concurrency.or(b.s3_concurrency);
+            b.s3_profile = s3.profile.clone().or(b.s3_profile.take());
         }
         if let Some(src) = &policy.repository.password {
             o.password = Some(src.clone());
         }
         o.env = policy.env.clone();
+        o
+    }
+
+    /// [`RepoOptions::for_policy`] for a maintenance job of the policy
+    /// (forget, prune, the retention step): with the policy's
+    /// `maintenance_profile` when it names one.
+    pub fn for_maintenance(&self, policy: &Policy) -> RepoOptions {
+        let mut o = self.for_policy(policy);
+        if let Some(p) = policy.repository.s3.as_ref().and_then(|s3| s3.maintenance_profile.clone()) {
+            o.backend.s3_profile = Some(p);
+        }
         o
     }
 
@@ -116,7 +128,9 @@ impl RepoOptions {
         let backend = self.open_backend()?;
         let mut repo = Repository::open_with(backend, self.password(false)?.as_bytes(), &self.key_hints())?;
         repo.set_lock_wait(self.lock_wait.clone());
-        if repo.backend().is_remote() && !self.no_cache {
+        // A view of the past (`--as-of`) lists other objects than the
+        // present: it leaves the cache of the present alone.
+        if repo.backend().is_remote() && !self.no_cache && self.backend.as_of.is_none() {
             if let Some(base) = self.cache_dir.clone().or_else(crate::repo::cache::default_base) {
                 repo.enable_cache(&base)?;
             }
@@ -139,6 +153,12 @@ impl RepoOptions {
     /// Opens the repository of `policy`.
     pub fn open_policy(&self, policy: &Policy) -> Result<Repository> {
         self.for_policy(policy).open()
+    }
+
+    /// Opens the repository of `policy` for a maintenance job
+    /// ([`RepoOptions::for_maintenance`]).
+    pub fn open_maintenance(&self, policy: &Policy) -> Result<Repository> {
+        self.for_maintenance(policy).open()
     }
 }
 
@@ -176,6 +196,26 @@ mod tests {
         assert_eq!(o.password_file, flags.password_file);
         assert_eq!(o.threads(), 3);
         assert_eq!(flags.for_policy(&p2).password, Some(PasswordSource::Env("WEB_PW".into())));
+    }
+
+    #[test]
+    fn maintenance_jobs_take_the_policys_maintenance_profile_and_other_jobs_its_profile() {
+        let flags = RepoOptions {
+            backend: backend::OpenOptions { s3_profile: Some("flag".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let both = crate::policy::for_tests(
+            "web",
+            "s3://bucket/web",
+            "[repository.s3]\nprofile = \"backup\"\nmaintenance_profile = \"maintenance\"\n",
+        );
+        assert_eq!(flags.for_policy(&both).backend.s3_profile.as_deref(), Some("backup"));
+        assert_eq!(flags.for_maintenance(&both).backend.s3_profile.as_deref(), Some("maintenance"));
+        let one = crate::policy::for_tests("web", "s3://bucket/web", "[repository.s3]\nprofile = \"backup\"\n");
+        assert_eq!(flags.for_maintenance(&one).backend.s3_profile.as_deref(), Some("backup"), "no maintenance profile");
+        let none = crate::policy::for_tests("web", "s3://bucket/web", "");
+        assert_eq!(flags.for_policy(&none).backend.s3_profile.as_deref(), Some("flag"), "left out: the flag's");
+        assert_eq!(flags.for_maintenance(&none).backend.s3_profile.as_deref(), Some("flag"));
     }
 
     #[test]

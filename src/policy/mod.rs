@@ -140,6 +140,16 @@ pub struct S3Settings {
     pub storage_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// The profile of the AWS shared config and credentials files for
+    /// every job (`--s3-profile`); `None`: the flag's, else the default chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The profile for the maintenance jobs alone (forget and prune, with
+    /// the Object Lock retention step): the maintenance host's credential,
+    /// so that one daemon can hold both roles (`docs/STORAGE.md`).
+    /// `None`: the same credential as every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_profile: Option<String>,
 }
 
 /// When backups run.

@@ -61,7 +61,7 @@ const ROOT: &[&str] = &[
 ];
 const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
-const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
+const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency", "profile", "maintenance_profile"];
 const SCHEDULE: &[&str] = &["backup", "timezone", "jitter", "catch_up", "retries", "retry_delay"];
 /// The keep rules of `[retention]`; `cairn forget` has a flag for each.
 pub const KEEP_RULES: [&str; 8] = [
@@ -330,6 +330,8 @@ fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
             path_style: cx.boolean(s, "path_style"),
             storage_class: cx.text(s, "storage_class"),
             concurrency: cx.integer(s, "concurrency", 1, 1024).map(|n| n as usize),
+            profile: cx.text(s, "profile"),
+            maintenance_profile: cx.text(s, "maintenance_profile"),
         })
     });
     if t.has("s3") && url.as_deref().is_some_and(|u| !u.starts_with("s3://")) {

@@ -58,6 +58,8 @@ endpoint = "http://127.0.0.1:3900"
 path_style = true
 storage_class = "STANDARD_IA"
 concurrency = 3
+profile = "cairn-backup"
+maintenance_profile = "cairn-maintenance"
 [schedule]
 backup = "0 */4 * * *"
 timezone = "Europe/Berlin"
@@ -98,7 +100,9 @@ webhooks = ["https://example.com/hook"]
             endpoint: Some("http://127.0.0.1:3900".into()),
             path_style: Some(true),
             storage_class: Some("STANDARD_IA".into()),
-            concurrency: Some(3)
+            concurrency: Some(3),
+            profile: Some("cairn-backup".into()),
+            maintenance_profile: Some("cairn-maintenance".into()),
         })
     );
     assert_eq!(p.schedule.backup.as_ref().unwrap().source(), "0 */4 * * *");
@@ -278,7 +282,7 @@ fn names_and_repositories() {
         [
             "p.toml:6:17: repository.password_env: expected the name of an environment variable, found \"1X\"",
             "p.toml:8:15: repository.s3.concurrency: expected an integer from 1 to 1024, found 0",
-            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency",
+            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency, profile, maintenance_profile",
         ]
     );
     assert_eq!(d("\"w\"", ""), ["p.toml:4:1: repository.url: missing: expected the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\" in [repository]"]);

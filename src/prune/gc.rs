@@ -80,6 +80,11 @@ pub struct PrunePlan {
     /// Blobs in the in-memory index, and the bytes it takes.
     pub index_blobs: usize,
     pub index_memory_bytes: usize,
+    /// With S3 Object Lock: the objects to delete that are locked, and
+    /// until when. Deleting them leaves a delete marker at once; the
+    /// storage keeps the data until the lock ends (and the bucket's
+    /// lifecycle rule removes it), so they never make prune fail.
+    pub locked: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl PrunePlan {
@@ -236,6 +241,11 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
             }
         }
     }
+    let mut doomed: Vec<String> =
+        plan.packs.iter().filter(|p| p.action != Action::Keep).map(|p| pack_key(&p.id)).collect();
+    doomed.extend(plan.unindexed.iter().map(|(k, _)| k.clone()));
+    doomed.extend(plan.old_index_files.iter().map(|id| format!("index/{id}")));
+    plan.locked = crate::repo::object_lock::locked_until(repo, &doomed, chrono::Utc::now())?;
     Ok(plan)
 }
 

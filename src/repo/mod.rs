@@ -7,21 +7,28 @@
 //! - `data/<2 hex>/<id>`: packs of data or tree blobs;
 //! - `index/<id>`: sealed index files;
 //! - `snapshots/<id>`: sealed snapshots;
-//! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]).
+//! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]);
+//! - `locks/…`: locks, the only objects ever replaced or removed outside
+//!   maintenance (see [`crate::backend::MUTABLE_PREFIX`]);
+//! - `maintenance/…`: with Object Lock, the retention step's log and the
+//!   maintenance permission probe (see [`object_lock`], [`duties`]).
 //!
 //! Everything but the marker and the key slots is sealed, and nothing is
 //! used before its seal is opened: that is invariant 1.
 
 pub mod blob;
 pub mod cache;
+pub mod duties;
 pub mod index;
 pub mod keys;
 pub mod limits;
 pub mod litter;
 pub mod lock;
+pub mod object_lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod undelete;
 pub mod writer;
 
 use std::sync::Arc;
@@ -29,7 +36,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ObjectLock, WritePolicy};
 use crate::chunk::ChunkerParams;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
@@ -82,6 +89,34 @@ pub struct Config {
     /// Target pack size in bytes.
     pub pack_size: u32,
     pub created: DateTime<Utc>,
+    /// How the storage is written (absent in repositories made before
+    /// cairn recorded it).
+    #[serde(default, skip_serializing_if = "StorageSettings::is_unknown")]
+    pub storage: StorageSettings,
+}
+
+/// What `init` found out about the storage and chose for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageSettings {
+    /// Whether the storage refused `If-None-Match: *` on an existing key
+    /// when `init` probed it. Unknown (a repository made before the probe)
+    /// is written as if not: a HEAD before every PUT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditional_put: Option<bool>,
+    /// S3 Object Lock retention of every object outside `locks/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+impl StorageSettings {
+    fn is_unknown(&self) -> bool {
+        *self == StorageSettings::default()
+    }
+
+    /// What the backend must do on every write.
+    pub fn write_policy(&self) -> WritePolicy {
+        WritePolicy { conditional_put: self.conditional_put == Some(true), object_lock: self.object_lock }
+    }
 }
 
 impl Config {
@@ -148,6 +183,8 @@ pub struct InitOptions {
     pub compression: i32,
     pub pack_size: u32,
     pub kdf: KdfParams,
+    /// Lock every object with S3 Object Lock (the bucket must have it on).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl Default for InitOptions {
@@ -157,6 +194,7 @@ impl Default for InitOptions {
             compression: 3,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
+            object_lock: None,
         }
     }
 }
@@ -216,6 +254,21 @@ impl Repository {
         if !backend.list("")?.is_empty() {
             return Err(Error::AlreadyExists(backend.location()));
         }
+        if opts.object_lock.is_some() {
+            let status = backend.bucket_lock_status()?;
+            if !status.object_lock || !status.versioning {
+                return Err(Error::ObjectLockUnavailable {
+                    location: backend.location(),
+                    versioning: status.versioning,
+                    object_lock: status.object_lock,
+                });
+            }
+        }
+        // Once, here: does the storage refuse to replace an object when
+        // asked not to? The answer is recorded in the config.
+        let storage =
+            StorageSettings { conditional_put: Some(backend.probe_conditional_put()?), object_lock: opts.object_lock };
+        backend.set_write_policy(&storage.write_policy());
         let mut chunker = opts.chunker;
         if chunker.seed == 0 {
             chunker.seed = rand::random::<u64>() | 1;
@@ -229,12 +282,17 @@ impl Repository {
             compression: opts.compression,
             pack_size: opts.pack_size,
             created: Utc::now(),
+            storage,
         };
         config.validate().map_err(Error::InvalidArgument)?;
         let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        Ok(Repository { backend, key, key_slot, config, cache: None, lock_wait: None })
+        let repo = Repository { backend, key, key_slot, config, cache: None, lock_wait: None };
+        if storage.object_lock.is_some() {
+            duties::create_maintenance_probe(&repo)?;
+        }
+        Ok(repo)
     }
 
     /// Writes the marker of a repository made by [`Repository::create`].
@@ -283,6 +341,7 @@ impl Repository {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
         config.validate().map_err(|e| Error::format("config", e))?;
+        backend.set_write_policy(&config.storage.write_policy());
         Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None, lock_wait: None })
     }
 
