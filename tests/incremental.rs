@@ -77,7 +77,9 @@ fn force_reads_everything_again_but_stores_nothing_new() {
     env.backup_json(&[&src], &[]);
     let again = env.backup_json(&[&src], &["--force"]);
     assert!(u(&again, "bytes_read") >= 4 << 20);
-    assert_eq!(u(&again, "data_added"), 0, "deduplication stores nothing twice");
+    // Directories above the source (the shared temporary directory) may
+    // have changed meanwhile: their few tree blobs are all that may be new.
+    assert!(u(&again, "data_added") < 2048, "deduplication stores nothing twice: {again}");
 }
 
 #[test]

@@ -110,7 +110,7 @@ pub fn run(
     let host = opts.host.clone().unwrap_or_else(keys::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
-    let mut index = repo.load_index()?;
+    let mut index = repo.load_index_as(crate::repo::IndexMode::Membership)?;
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
