@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Many small files: first and unchanged backups of trees of N files of
+# 40-200 bytes (benches/small_files.py: 100 files per directory), cairn and
+# restic side by side in one run, each timed with `/usr/bin/time -f '%e %M'`
+# (wall seconds, peak RSS in kB), and `find TREE -printf '%s %T@ %C@ %i\n'`
+# for the cost of the stat calls alone.
+#
+# Usage: benches/manyfiles.sh [CAIRN_BINARY]
+#   SIZES="250000 500000 1000000"  trees on tmpfs (TREE_DIR, default /dev/shm)
+#   DISK_SIZES="3000000"           trees on disk (under WORK)
+#   WORK=/tmp/...                  repositories, logs and results.tsv
+#   TOOLS="cairn restic"
+# Every tree and repository is deleted after use.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cairn=$(realpath "${1:-target/release/cairn}")
+sizes=${SIZES-250000 500000 1000000}
+disk_sizes=${DISK_SIZES-}
+tools=${TOOLS:-cairn restic}
+work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-manyfiles.XXXXXX")}
+shm=${TREE_DIR:-/dev/shm}/cairn-manyfiles.$$
+mkdir -p "$work" "$shm"
+export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$work/restic-cache"
+results="$work/results.tsv"
+printf 'files\ttool\tphase\twall_s\tmaxrss_kb\n' > "$results"
+cleanup() { rm -rf "$shm" "$work"/repo-* "$work"/tree-* "$RESTIC_CACHE_DIR"; }
+trap cleanup EXIT
+
+measure() { # FILES TOOL PHASE CMD...
+    local n=$1 tool=$2 phase=$3; shift 3
+    sync
+    if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" > "$work/log" 2>&1; then
+        cat "$work/log" >&2
+        echo "$tool $phase failed" >&2
+        exit 1
+    fi
+    read -r wall rss < <(tail -n 1 "$work/time")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$tool" "$phase" "$wall" "$rss" >> "$results"
+    echo "$n files: $tool $phase: ${wall} s, ${rss} kB"
+}
+
+run_size() { # FILES DIR
+    local n=$1 tree=$2/tree-$1
+    rm -rf "$tree"
+    python3 "$here/small_files.py" "$n" "$tree"
+    find "$tree" -printf '%s %T@ %C@ %i\n' > /dev/null # warm the dentry and inode caches
+    measure "$n" find stat bash -c 'find "$1" -printf "%s %T@ %C@ %i\n" > /dev/null' _ "$tree"
+    for tool in $tools; do
+        local repo="$work/repo-$tool"
+        rm -rf "$repo" "$RESTIC_CACHE_DIR"
+        case $tool in
+            cairn)
+                "$cairn" -r "$repo" init -q > /dev/null
+                measure "$n" cairn first "$cairn" -r "$repo" --json backup "$tree"
+                measure "$n" cairn unchanged "$cairn" -r "$repo" --json backup "$tree"
+                ;;
+            restic)
+                restic -r "$repo" init > /dev/null
+                measure "$n" restic first restic -r "$repo" backup "$tree"
+                measure "$n" restic unchanged restic -r "$repo" backup "$tree"
+                ;;
+        esac
+        rm -rf "$repo" "$RESTIC_CACHE_DIR"
+    done
+    rm -rf "$tree"
+}
+
+echo "cairn: $("$cairn" --version), restic: $(restic version | head -n 1)"
+for n in $sizes; do run_size "$n" "$shm"; done
+for n in $disk_sizes; do run_size "$n" "$work"; done
+
+# Summary: times, peak RSS, ratios, and the RSS slope per file between the
+# smallest and the largest tree.
+python3 - "$results" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+get = lambda n, t, p: next((r for r in rows if r["files"] == n and r["tool"] == t and r["phase"] == p), None)
+sizes = sorted({r["files"] for r in rows}, key=int)
+print("| files | phase | cairn s | cairn MB | restic s | restic MB | cairn/restic time | find s |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for n in sizes:
+    f = get(n, "find", "stat")
+    for p in ("first", "unchanged"):
+        c, r = get(n, "cairn", p), get(n, "restic", p)
+        if not c:
+            continue
+        ratio = "%.2f" % (float(c["wall_s"]) / float(r["wall_s"])) if r else "-"
+        rs = r["wall_s"] if r else "-"
+        rm = "%.1f" % (int(r["maxrss_kb"]) / 1024) if r else "-"
+        print(f"| {int(n):,} | {p} | {c['wall_s']} | {int(c['maxrss_kb']) / 1024:.1f} | {rs} | {rm} | {ratio} | {f['wall_s'] if f else '-'} |")
+if len(sizes) > 1:
+    a, b = sizes[0], sizes[-1]
+    for t in ("cairn", "restic"):
+        for p in ("first", "unchanged"):
+            x, y = get(a, t, p), get(b, t, p)
+            if x and y:
+                slope = (int(y["maxrss_kb"]) - int(x["maxrss_kb"])) * 1024 / (int(b) - int(a))
+                print(f"{t} {p}: peak RSS slope {int(a):,} -> {int(b):,} files: {slope:.1f} bytes/file")
+PY
+echo "results: $results"
