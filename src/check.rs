@@ -10,7 +10,14 @@
 //!
 //! Packs that are stored but in no index are not errors: an interrupted
 //! backup leaves them, the next backup adopts them, and prune removes
-//! them if nobody does.
+//! them if nobody does. Nor are the temporary files and stale locks that
+//! killed processes leave: they are reported as litter, which the next
+//! backup, prune or `cairn unlock` removes. Key slots that cannot be used
+//! (damaged, or asking for more than the Argon2id cap) are errors.
+//!
+//! The evidence records' integrity is checked by
+//! [`crate::evidence::check_integrity`], which `cairn check` adds to this
+//! report (evidence sits above this module).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +29,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::Id;
 use crate::repo::keyset::{key_of, Key};
-use crate::repo::{blob, pack, pack_key, Index, IndexMode, NodeKind, Repository};
+use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexMode, NodeKind, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -60,6 +67,10 @@ pub struct CheckReport {
     pub affected: Vec<Affected>,
     /// Stored packs that no index lists (harmless leftovers).
     pub unindexed_packs: Vec<String>,
+    /// Temporary files of interrupted writes.
+    pub temporaries: Vec<litter::Temporary>,
+    /// Locks that no longer count (dead, old, from the future, unreadable).
+    pub stale_locks: Vec<litter::StaleLock>,
 }
 
 impl CheckReport {
@@ -70,6 +81,14 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    for slot in keys::list(repo.backend().as_ref(), &repo.key_slot())? {
+        if let Some(problem) = slot.problem {
+            r.errors.push(Problem { object: format!("keys/{}", slot.id), message: format!("key slot {problem}") });
+        }
+    }
+    let found = litter::survey(repo)?;
+    r.temporaries = found.temporaries;
+    r.stale_locks = found.stale_locks;
     // Index files, one by one, so one bad file does not hide the others.
     let index = repo.build_index(IndexMode::Locations, &mut |id, e| {
         r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() });

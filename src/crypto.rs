@@ -151,6 +151,63 @@ impl Default for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// The least memory a new slot may use: 19 MiB, OWASP's minimum for Argon2id.
+    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    /// The costliest parameters cairn ever writes into a new slot (`init
+    /// --kdf-memory-kib` goes up to 256 MiB; passes and lanes are fixed).
+    pub const MOST_COSTLY_NEW: KdfParams = KdfParams { memory_kib: 256 * 1024, iterations: 3, parallelism: 1 };
+    /// The most a stored slot may ask for: four times [`Self::MOST_COSTLY_NEW`]
+    /// in each parameter. A slot's parameters are not authenticated, so a
+    /// planted slot could otherwise make every open take minutes and
+    /// gigabytes; one above the cap is refused before any hashing.
+    pub const CAP: KdfParams = KdfParams {
+        memory_kib: 4 * Self::MOST_COSTLY_NEW.memory_kib,
+        iterations: 4 * Self::MOST_COSTLY_NEW.iterations,
+        parallelism: 4 * Self::MOST_COSTLY_NEW.parallelism,
+    };
+
+    /// Checks parameters for a new slot: at least [`Self::MIN_MEMORY_KIB`],
+    /// at most [`Self::MOST_COSTLY_NEW`].
+    pub fn check_new(&self) -> Result<(), String> {
+        let max = Self::MOST_COSTLY_NEW;
+        if self.memory_kib < Self::MIN_MEMORY_KIB {
+            return Err(format!(
+                "Argon2id memory of {} KiB is below the minimum of {} KiB (19 MiB, OWASP's minimum for Argon2id)",
+                self.memory_kib,
+                Self::MIN_MEMORY_KIB
+            ));
+        }
+        if self.memory_kib > max.memory_kib
+            || !(1..=max.iterations).contains(&self.iterations)
+            || !(1..=max.parallelism).contains(&self.parallelism)
+        {
+            return Err(format!("Argon2id parameters {self} are outside what cairn writes (at most {max})"));
+        }
+        Ok(())
+    }
+
+    /// Checks a stored slot's parameters against [`Self::CAP`].
+    pub fn check_cap(&self) -> Result<(), String> {
+        let cap = Self::CAP;
+        if self.memory_kib > cap.memory_kib || self.iterations > cap.iterations || self.parallelism > cap.parallelism {
+            return Err(format!("its Argon2id parameters {self} exceed the cap of {cap}"));
+        }
+        Ok(())
+    }
+
+    /// A relative measure of what deriving with these parameters costs.
+    pub fn cost(&self) -> u64 {
+        self.memory_kib as u64 * self.iterations as u64
+    }
+}
+
+impl std::fmt::Display for KdfParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} KiB × {} passes × {} lanes", self.memory_kib, self.iterations, self.parallelism)
+    }
+}
+
 /// Derives the 32-byte slot key from a password with Argon2id.
 pub fn derive_slot_key(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32], String> {
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
@@ -187,6 +244,25 @@ mod tests {
         assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
         assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
         assert_ne!(a.blob_id(b"x"), Id::hash_of(b"x"));
+    }
+
+    #[test]
+    fn new_slots_need_the_owasp_minimum_and_stored_slots_are_capped_at_four_times_the_most_costly_new_one() {
+        assert_eq!(KdfParams::default().check_new(), Ok(()));
+        let p = |memory_kib, iterations, parallelism| KdfParams { memory_kib, iterations, parallelism };
+        assert_eq!(p(19456, 1, 1).check_new(), Ok(()));
+        assert!(p(19455, 3, 1).check_new().unwrap_err().contains("below the minimum of 19456 KiB"));
+        assert!(p(1024, 1, 1).check_new().is_err());
+        assert!(p(256 * 1024 + 1, 3, 1).check_new().is_err());
+        assert!(p(65536, 4, 1).check_new().is_err());
+        assert!(p(65536, 3, 2).check_new().is_err());
+        assert_eq!(KdfParams::CAP, p(1024 * 1024, 12, 4));
+        assert_eq!(KdfParams::CAP.check_cap(), Ok(()));
+        for over in [p(1024 * 1024 + 1, 1, 1), p(1024, 13, 1), p(1024, 1, 5), p(4 << 20, 64, 64)] {
+            assert!(over.check_cap().unwrap_err().contains("exceed the cap"), "{over} passed the cap");
+        }
+        // Old slots below today's minimum still open.
+        assert_eq!(p(1024, 1, 1).check_cap(), Ok(()));
     }
 
     #[test]

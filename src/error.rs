@@ -5,12 +5,68 @@
 //! Errors never carry secrets: passwords and keys are not part of any
 //! variant, and backend errors name buckets and keys, never credentials.
 //! The binary renders them as `error:` / `Caused by:` / `hint:`.
+//!
+//! The storage error ([`BackendError`]) is defined here too, not in
+//! `backend/`, so that this module sits below everything, the backends
+//! included (`backend` re-exports it).
 
 use std::path::PathBuf;
 
-use crate::backend::BackendError;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure a backend met, which decides whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// Trying again will not help (permissions, missing bucket, bad request).
+    Permanent,
+    /// Trying again may help (timeouts, resets, 5xx, throttling).
+    Transient,
+}
+
+/// A failed storage operation, naming the object and the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} `{object}` failed: {message}")]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    pub op: &'static str,
+    pub object: String,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    pub fn new(
+        kind: BackendErrorKind,
+        op: &'static str,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
+    }
+
+    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => BackendErrorKind::NotFound,
+            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
+            _ => BackendErrorKind::Permanent,
+        };
+        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == BackendErrorKind::NotFound
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == BackendErrorKind::Transient
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +76,24 @@ pub enum Error {
     #[error("wrong password: none of the {slots} key slot(s) of the repository at {location} opens with it")]
     WrongPassword { location: String, slots: usize },
 
+    #[error("the repository at {location} has no key slots (`keys/` is empty): nothing can open it")]
+    NoKeySlots { location: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` is damaged: {detail}")]
+    KeySlotDamaged { slot: String, detail: String },
+
+    #[error("no key slot opens with this password, and key slot `{slot}` was not tried: {detail}")]
+    KeySlotRefused { slot: String, detail: String },
+
+    #[error(
+        "key slot `{slot}` opens with this password, but its key does not open this repository: \
+         the slot belongs to another repository"
+    )]
+    ForeignKeySlot { slot: String },
+
+    #[error("none of the {tried} key slots tried opens with this password ({total} slots; at most {tried} are tried) at {location}")]
+    TooManyKeySlots { location: String, tried: usize, total: usize },
+
     #[error("no password given")]
     NoPassword,
 
@@ -28,6 +102,11 @@ pub enum Error {
 
     #[error("malformed {what}: {detail}")]
     Format { what: String, detail: String },
+
+    /// An object or blob is larger than its kind allows; nothing beyond the
+    /// limit was read or decompressed.
+    #[error("{what} is too large: {detail}")]
+    TooLarge { what: String, detail: String },
 
     #[error("there is no cairn repository at {0}")]
     NoRepository(String),
@@ -66,8 +145,9 @@ pub enum Error {
     #[error("state database {path}: {detail}")]
     State { path: PathBuf, detail: String },
 
+    /// `remedy` says how to get past the holder (it is the hint).
     #[error("the repository is locked by {holder}")]
-    Locked { holder: String },
+    Locked { holder: String, remedy: String },
 
     #[error("not an evidence public key: {detail}")]
     InvalidPublicKey { detail: String },
@@ -78,6 +158,10 @@ pub enum Error {
     /// A drill was asked to restore where it could touch live data.
     #[error("refusing drill target {}: {reason}", target.display())]
     UnsafeDrillTarget { target: PathBuf, reason: String },
+
+    /// A FUSE file system could not be mounted or unmounted.
+    #[error("{action} {}: {detail}", mountpoint.display())]
+    Mount { action: &'static str, mountpoint: PathBuf, detail: String },
 
     /// A drill found no snapshot to restore.
     #[error("no recovery point for policy `{policy}`: {detail}")]
@@ -106,6 +190,29 @@ impl Error {
                  `cairn key list` shows the slots once you are in"
                     .into(),
             ),
+            Error::NoKeySlots { .. } => Some(
+                "the key slots were deleted: restore `keys/` from a copy of the repository; without a slot the \
+                 data cannot be decrypted"
+                    .into(),
+            ),
+            Error::KeySlotDamaged { slot, .. } => Some(format!(
+                "if your password belongs to `{slot}`, restore that file from a copy of the repository; \
+                 otherwise check the password. Any other password still opens the repository, and \
+                 `cairn key remove` can then remove the damaged slot"
+            )),
+            Error::KeySlotRefused { slot, .. } => Some(format!(
+                "cairn never writes such a slot, so someone planted `{slot}` (or it is damaged): check the password, \
+                 and remove the slot with `cairn key remove` using a password that opens the repository"
+            )),
+            Error::ForeignKeySlot { slot } => Some(format!(
+                "`{slot}` was copied from another repository: use the password of one of this repository's own \
+                 slots, and remove the copy with `cairn key remove`"
+            )),
+            Error::TooManyKeySlots { .. } => Some(
+                "set CAIRN_KEY_ID to the id (or a prefix) of your password's key slot, which is then tried first; \
+                 `cairn key list` shows the ids"
+                    .into(),
+            ),
             Error::NoPassword => {
                 Some("set CAIRN_PASSWORD, pass --password-file FILE, or set CAIRN_PASSWORD_COMMAND".into())
             }
@@ -116,10 +223,21 @@ impl Error {
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
-            Error::Locked { .. } => Some("wait for the other operation to finish".into()),
+            Error::TooLarge { .. } => Some(
+                "the object is damaged or was forged by someone with the password; cairn refuses to expand it \
+                 past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
+                    .into(),
+            ),
+            Error::Locked { remedy, .. } => Some(remedy.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"
+                    .into(),
+            ),
+            Error::Mount { .. } => Some(
+                "mounting needs the FUSE device /dev/fuse (`modprobe fuse`) and, unless run as root, \
+                 fusermount3 from fuse3 (`apt-get install fuse3`); `fusermount3 -u MOUNTPOINT` or \
+                 `umount MOUNTPOINT` undoes a mount left behind"
                     .into(),
             ),
             Error::NoRecoveryPoint { .. } => Some(

@@ -98,7 +98,7 @@ impl Fixture {
             std::fs::write(&p, &data).unwrap();
             files.push((p.display().to_string(), data));
         }
-        let o = cairn(&repo, PASSWORD, &["init", "--kdf-memory-kib", "1024", "--pack-size-mib", "1"]);
+        let o = cairn(&repo, PASSWORD, &["init", "--kdf-memory-kib", "19456", "--pack-size-mib", "1"]);
         assert!(o.status.success(), "init failed: {}", text(&o.stderr));
         let o = cairn(&repo, PASSWORD, &["backup", src.to_str().unwrap()]);
         assert!(o.status.success(), "backup failed: {}", text(&o.stderr));

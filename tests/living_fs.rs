@@ -39,7 +39,8 @@ fn a_file_that_vanishes_is_recorded_and_the_backup_goes_on() {
     for i in 0..20 {
         std::fs::write(src.join(format!("f{i}")), format!("content {i}")).unwrap();
     }
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
     let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     let meddler = Meddler { vanish: &src.join("f3"), rewrite: &src.join("f4") };
     let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &meddler).unwrap();

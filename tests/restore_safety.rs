@@ -14,12 +14,11 @@ use std::sync::Arc;
 
 use cairn::backend::LocalBackend;
 use cairn::crypto::KdfParams;
-use cairn::repo::blob::Encoder;
-use cairn::repo::snapshot::SNAPSHOT_VERSION;
-use cairn::repo::tree::TREE_VERSION;
-use cairn::repo::writer::RepoWriter;
-use cairn::repo::{BlobKind, Index, InitOptions, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use cairn::repo::{InitOptions, Node, Repository};
 use cairn::Id;
+
+mod common;
+use common::forge::Builder;
 
 const PASSWORD: &str = "restore-safety-password";
 const SAFE_CONTENT: &[u8] = b"this file is safe and must be restored exactly\n";
@@ -59,7 +58,7 @@ impl Scene {
 
     fn init_repo(&self) -> Repository {
         let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+            InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
         Repository::init(Arc::new(LocalBackend::new(&self.repo_path)), PASSWORD.as_bytes(), opts).unwrap()
     }
 
@@ -99,78 +98,20 @@ impl Scene {
     }
 }
 
-/// Writes blobs of a hand-made snapshot into a repository.
-struct Builder<'a> {
-    repo: &'a Repository,
-    index: Index,
-    writer: RepoWriter,
-    enc: Encoder,
+/// Every malicious snapshot here carries the safe entries (`safe.txt`,
+/// `keep/inner.txt`) beside its bad ones.
+trait CommitWithSafeEntries {
+    fn commit(self, nodes: Vec<Node>) -> Id;
 }
 
-impl<'a> Builder<'a> {
-    fn new(repo: &'a Repository) -> Builder<'a> {
-        Builder { repo, index: Index::new(), writer: RepoWriter::new(repo, 1, 64), enc: Encoder::new(3) }
-    }
-
-    fn file(&mut self, name: &[u8], content: &[u8]) -> Node {
-        let (id, _) = self.writer.store_blob(&self.index, BlobKind::Data, content, &mut self.enc).unwrap();
-        let mut n = Node::new(name.to_vec(), NodeKind::File);
-        n.mode = 0o644;
-        n.mtime = 1_700_000_000;
-        n.size = content.len() as u64;
-        n.content = vec![id];
-        n
-    }
-
-    /// A directory whose tree keeps `nodes` in the order given (so that
-    /// duplicate names come out in a chosen order).
-    fn dir(&mut self, name: &[u8], nodes: Vec<Node>) -> Node {
-        let mut n = Node::new(name.to_vec(), NodeKind::Dir);
-        n.mode = 0o755;
-        n.mtime = 1_700_000_000;
-        n.subtree = Some(self.tree(nodes));
-        n
-    }
-
-    fn symlink(&mut self, name: &[u8], target: &[u8]) -> Node {
-        let mut n = Node::new(name.to_vec(), NodeKind::Symlink);
-        n.mode = 0o777;
-        n.mtime = 1_700_000_000;
-        n.target = Some(target.to_vec());
-        n
-    }
-
-    fn tree(&mut self, nodes: Vec<Node>) -> Id {
-        let t = Tree { v: TREE_VERSION, nodes };
-        self.writer.store_blob(&self.index, BlobKind::Tree, &t.encode(), &mut self.enc).unwrap().0
-    }
-
-    /// Adds the safe entries (`safe.txt`, `keep/inner.txt`) to `nodes`,
-    /// stores the root tree and commits a snapshot.
+impl CommitWithSafeEntries for Builder<'_> {
     fn commit(mut self, mut nodes: Vec<Node>) -> Id {
         let safe = self.file(b"safe.txt", SAFE_CONTENT);
         let inner = self.file(b"inner.txt", INNER_CONTENT);
         let keep = self.dir(b"keep", vec![inner]);
         nodes.push(safe);
         nodes.push(keep);
-        // Sort by name but keep the relative order of equal names.
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let root = self.tree(nodes);
-        self.writer.finish().unwrap();
-        let snap = Snapshot {
-            v: SNAPSHOT_VERSION,
-            time: chrono::Utc::now(),
-            hostname: "evil-host".into(),
-            username: "mallory".into(),
-            paths: vec!["/".into()],
-            tags: Vec::new(),
-            policy: None,
-            parent: None,
-            tree: root,
-            program_version: "0.0.0-test".into(),
-            summary: Summary::default(),
-        };
-        self.repo.save_snapshot(&snap).unwrap()
+        self.snapshot(nodes)
     }
 }
 
@@ -531,7 +472,7 @@ fn restore_over_existing_copy_rewrites_only_the_modified_file() {
         std::fs::write(src.join(name), data).unwrap();
     }
 
-    let o = cli(&repo, &["init", "--kdf-memory-kib", "1024"]);
+    let o = cli(&repo, &["init", "--kdf-memory-kib", "19456"]);
     assert!(o.status.success(), "init: {}", stderr_of(&o));
     let o = cli(&repo, &["backup", src.to_str().unwrap()]);
     assert!(o.status.success(), "backup: {}", stderr_of(&o));

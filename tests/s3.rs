@@ -74,7 +74,7 @@ fn make_tree(src: &Path) {
 #[test]
 fn every_command_works_on_s3_against_garage() {
     let e = S3Env::new();
-    let id = e.ok(&["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"]);
+    let id = e.ok(&["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"]);
     assert_eq!(id.trim().len(), 64);
     let src = e.path("src");
     make_tree(&src);
@@ -136,7 +136,7 @@ fn every_command_works_on_s3_against_garage() {
 #[test]
 fn an_unchanged_incremental_backup_needs_a_handful_of_requests() {
     let e = S3Env::new();
-    e.ok(&["init", "--kdf-memory-kib", "1024", "--chunk-sizes", "16384,65536,262144"]);
+    e.ok(&["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"]);
     let src = e.path("src");
     make_tree(&src);
     let (_, first) = e.counted(&["backup", src.to_str().unwrap()]);
@@ -158,7 +158,7 @@ fn an_unchanged_incremental_backup_needs_a_handful_of_requests() {
 #[test]
 fn a_corrupt_or_stale_cache_is_detected_and_repaired() {
     let e = S3Env::new();
-    e.ok(&["init", "--kdf-memory-kib", "1024"]);
+    e.ok(&["init", "--kdf-memory-kib", "19456"]);
     let src = e.path("src");
     make_tree(&src);
     e.ok(&["backup", src.to_str().unwrap()]);
@@ -181,6 +181,10 @@ fn a_corrupt_or_stale_cache_is_detected_and_repaired() {
     assert!(!ghost.exists(), "the stale entry was removed");
     for entry in walk(&cache) {
         let name = entry.file_name().unwrap().to_str().unwrap().to_string();
+        if name == cairn::repo::keys::LAST_SLOT_FILE {
+            // Not an object: the id of the key slot that opened last (garbage there is ignored).
+            continue;
+        }
         let bytes = std::fs::read(&entry).unwrap();
         assert_eq!(blake3::hash(&bytes).to_hex().as_str(), name, "{} was repaired", entry.display());
     }
@@ -203,12 +207,13 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn permanent_errors_name_the_bucket_and_key_and_never_the_secret() {
     let e = S3Env::new();
-    let started = std::time::Instant::now();
     let out = e.command().args(["snapshots"]).env("CAIRN_REPO", "s3://no-such-bucket/x").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("s3://no-such-bucket/x/cairn"), "names bucket and key: {stderr}");
-    assert!(started.elapsed().as_secs() < 10, "a permanent error is not retried");
+    // Only an error taken as transient is retried, and then its message says
+    // how many attempts it took (`backend::s3` unit tests pin the classes).
+    assert!(!stderr.contains("gave up after"), "a missing bucket is not retried: {stderr}");
     assert!(!stderr.contains(&e.garage.secret));
     let bad = e.command().args(["init"]).env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)).output().unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();

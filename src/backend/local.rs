@@ -10,7 +10,10 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, Leftover, ObjectInfo};
+
+/// The name prefix of the temporary files `put` writes before renaming.
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 pub struct LocalBackend {
     root: PathBuf,
@@ -88,7 +91,7 @@ impl Backend for LocalBackend {
         if !dir.is_dir() {
             create_dirs_durably(&dir).map_err(err)?;
         }
-        let tmp = dir.join(format!(".tmp-{}", crate::Id::random().short()));
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", crate::Id::random().short()));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -116,7 +119,7 @@ impl Backend for LocalBackend {
                 let ent = ent.map_err(|e| BackendError::from_io("list", prefix, e))?;
                 let name = ent.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if name.starts_with(".tmp-") {
+                if name.starts_with(TEMP_PREFIX) {
                     continue;
                 }
                 // An object deleted while we list (a lock being released)
@@ -158,6 +161,47 @@ impl Backend for LocalBackend {
     fn concurrency(&self) -> usize {
         1
     }
+
+    /// The `.tmp-*` files anywhere under the root (never through a symlink).
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        let err = |e| BackendError::from_io("list leftovers", "", e);
+        while let Some(dir) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(err(e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(err)?;
+                let Ok(ft) = ent.file_type() else { continue };
+                let name = ent.file_name();
+                if ft.is_dir() {
+                    stack.push(ent.path());
+                } else if ft.is_file() && name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX)) {
+                    let Ok(m) = ent.metadata() else { continue }; // removed meanwhile
+                    let rel = ent.path();
+                    let rel = rel.strip_prefix(&self.root).expect("under root");
+                    out.push(Leftover {
+                        key: rel.to_string_lossy().into_owned(),
+                        size: m.len(),
+                        modified: m.modified().map_err(err)?,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        if !key.rsplit('/').next().is_some_and(|n| n.starts_with(TEMP_PREFIX)) {
+            return Err(BackendError::new(BackendErrorKind::Permanent, "delete leftover", key, "not a temporary file"));
+        }
+        let p = self.path(key)?;
+        fs::remove_file(&p).map_err(|e| BackendError::from_io("delete", key, e))
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +223,26 @@ mod tests {
         b.delete("data/ab/abc").unwrap();
         assert!(b.get("data/ab/abc").unwrap_err().is_not_found());
         assert!(b.list("nothing/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn leftovers_are_the_temporaries_and_only_they_can_be_deleted_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("data/ab/abc", b"hello").unwrap();
+        assert!(b.leftovers().unwrap().is_empty(), "a finished put leaves nothing");
+        std::fs::write(dir.path().join("data/ab/.tmp-123"), b"half a pack").unwrap();
+        std::fs::write(dir.path().join(".tmp-9"), b"").unwrap();
+        let l = b.leftovers().unwrap();
+        assert_eq!(
+            l.iter().map(|x| (x.key.as_str(), x.size)).collect::<Vec<_>>(),
+            [(".tmp-9", 0), ("data/ab/.tmp-123", 11)]
+        );
+        assert!(b.delete_leftover("data/ab/abc").is_err(), "an object is not a leftover");
+        assert!(b.delete_leftover("../.tmp-x").is_err());
+        b.delete_leftover("data/ab/.tmp-123").unwrap();
+        assert_eq!(b.leftovers().unwrap().len(), 1);
+        assert_eq!(b.get("data/ab/abc").unwrap(), b"hello");
     }
 
     #[test]

@@ -23,65 +23,23 @@ use std::sync::Arc;
 pub use local::LocalBackend;
 pub use s3::{S3Backend, S3Options};
 
-/// What kind of failure a backend met, which decides whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendErrorKind {
-    /// The object does not exist.
-    NotFound,
-    /// Trying again will not help (permissions, missing bucket, bad request).
-    Permanent,
-    /// Trying again may help (timeouts, resets, 5xx, throttling).
-    Transient,
-}
-
-/// A failed storage operation, naming the object and the operation.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} `{object}` failed: {message}")]
-pub struct BackendError {
-    pub kind: BackendErrorKind,
-    pub op: &'static str,
-    pub object: String,
-    pub message: String,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl BackendError {
-    pub fn new(
-        kind: BackendErrorKind,
-        op: &'static str,
-        object: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
-    }
-
-    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        let kind = match e.kind() {
-            K::NotFound => BackendErrorKind::NotFound,
-            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
-            _ => BackendErrorKind::Permanent,
-        };
-        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.kind == BackendErrorKind::NotFound
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.kind == BackendErrorKind::Transient
-    }
-}
-
-pub type BackendResult<T> = Result<T, BackendError>;
+pub use crate::error::{BackendError, BackendErrorKind, BackendResult};
 
 /// An object found by [`Backend::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+}
+
+/// A temporary object a killed write left behind (the local backend's
+/// `.tmp-*` files), which is never part of the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its key, relative to the repository root like an object's.
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
 }
 
 /// The storage trait. Keys are relative, slash-separated, never absolute.
@@ -110,6 +68,19 @@ pub trait Backend: Send + Sync {
     /// Whether requests cross a network (then metadata is cached locally).
     fn is_remote(&self) -> bool {
         false
+    }
+    /// Temporaries of interrupted writes; none where `put` leaves none.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        Ok(Vec::new())
+    }
+    /// Deletes one of [`Backend::leftovers`] by its key; nothing else.
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        Err(BackendError::new(
+            BackendErrorKind::Permanent,
+            "delete leftover",
+            key,
+            "this backend leaves no temporaries",
+        ))
     }
 }
 
@@ -146,6 +117,12 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn is_remote(&self) -> bool {
         (**self).is_remote()
+    }
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        (**self).leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        (**self).delete_leftover(key)
     }
 }
 
@@ -248,6 +225,14 @@ impl<B: Backend> Backend for CountingBackend<B> {
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+    /// Not counted: no backend that has leftovers makes requests for them.
+    fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
+        self.inner.leftovers()
+    }
+    fn delete_leftover(&self, key: &str) -> BackendResult<()> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_leftover(key)
     }
 }
 

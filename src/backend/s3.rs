@@ -459,3 +459,7 @@ impl Backend for S3Backend {
         true
     }
 }
+
+#[cfg(test)]
+#[path = "s3_classify_tests.rs"]
+mod classify_tests;

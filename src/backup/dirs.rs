@@ -8,11 +8,11 @@
 //! So trees are written bottom-up while the scan goes on, and only the
 //! current path and the directories with files in flight are in memory.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::blob::Encoder;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{BlobKind, Index, Node, Tree};
+use crate::repo::{limits, BlobKind, Index, Node, Tree};
 
 /// Where an entry lives: the directory's slot and the entry's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +124,9 @@ impl<'a> OpenDirs<'a> {
         loop {
             let dir = self.slots[d as usize].take().expect("an open directory");
             self.free.push(d);
-            let tree = Tree::new(dir.entries.into_iter().flatten().collect());
-            let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &tree.encode(), &mut self.enc)?;
+            let bytes = Tree::new(dir.entries.into_iter().flatten().collect()).encode();
+            tree_within(&bytes, limits::TREE, || path_of(&self.slots, dir.up, &dir.node.name))?;
+            let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &bytes, &mut self.enc)?;
             let Some(up) = dir.up else {
                 self.root = Some(id);
                 return Ok(());
@@ -151,5 +152,81 @@ impl<'a> OpenDirs<'a> {
     /// Directories open now (for tests of the memory bound).
     pub fn open_count(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+}
+
+/// The path in the snapshot of the directory `name` whose entry is at `up`
+/// (`None` for the root, whose path is empty), from the open directories
+/// above it.
+fn path_of(slots: &[Option<OpenDir>], mut up: Option<Place>, name: &[u8]) -> String {
+    let mut names = Vec::new();
+    if up.is_some() {
+        names.push(name);
+    }
+    while let Some(p) = up {
+        let above = slots[p.dir as usize].as_ref().expect("the directories above are open");
+        up = above.up;
+        if up.is_some() {
+            names.push(&above.node.name);
+        }
+    }
+    names.iter().rev().map(|n| format!("/{}", String::from_utf8_lossy(n))).collect()
+}
+
+/// Refuses a directory's encoded tree above `limit` bytes: no reader would
+/// load it, so the backup fails rather than commit a snapshot that cannot
+/// be restored. `at` gives the directory's path in the snapshot.
+fn tree_within(bytes: &[u8], limit: u64, at: impl FnOnce() -> String) -> Result<()> {
+    if bytes.len() as u64 <= limit {
+        return Ok(());
+    }
+    let at = at();
+    Err(Error::TooLarge {
+        what: format!("the tree of directory {}", if at.is_empty() { "/" } else { &at }),
+        detail: format!(
+            "{} bytes, above the limit of {limit} (split the directory, or exclude part of it)",
+            bytes.len()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::NodeKind;
+
+    #[test]
+    fn a_tree_above_the_limit_fails_the_backup_naming_its_directory() {
+        let at = || "/srv/x".to_string();
+        assert!(tree_within(&[0; 10], 10, at).is_ok());
+        let e = tree_within(&[0; 11], 10, at).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the tree of directory /srv/x is too large: 11 bytes, above the limit of 10 (split the directory, or \
+             exclude part of it)"
+        );
+        assert!(tree_within(&[0; 11], 10, String::new).unwrap_err().to_string().contains("directory / is"));
+    }
+
+    #[test]
+    fn a_directory_is_named_by_its_path_from_the_open_directories_above() {
+        let dir = |name: &str, up: Option<Place>| {
+            Some(OpenDir {
+                node: Node::new(name.as_bytes().to_vec(), NodeKind::Dir),
+                up,
+                entries: Vec::new(),
+                pending: 0,
+                scanning: true,
+            })
+        };
+        // Slot 2 is the root, slot 0 `srv` in it, slot 1 `x` in `srv`.
+        let slots = vec![
+            dir("srv", Some(Place { dir: 2, entry: 0 })),
+            dir("x", Some(Place { dir: 0, entry: 3 })),
+            dir("", None),
+        ];
+        assert_eq!(path_of(&slots, Some(Place { dir: 1, entry: 5 }), b"deep"), "/srv/x/deep");
+        assert_eq!(path_of(&slots, Some(Place { dir: 2, entry: 1 }), b"top"), "/top");
+        assert_eq!(path_of(&slots, None, b""), "");
     }
 }

@@ -23,10 +23,11 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{keys, BlobKind, Index, IndexMode, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use crate::repo::{BlobKind, Index, IndexMode, Node, NodeKind, Repository, Snapshot, Summary, Tree};
 
 use pipeline::Counters;
 use scan::{Excludes, Walker};
@@ -115,13 +116,16 @@ pub fn run(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
-    let host = opts.host.clone().unwrap_or_else(keys::hostname);
+    let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
     let mut index = repo.load_index_as(IndexMode::Membership)?;
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
+    // What killed writes left (their dead locks went when ours was taken).
+    let swept = crate::repo::litter::sweep(repo);
+    warnings.extend(swept.failed.iter().map(|e| format!("could not remove litter: {e}")));
 
     let (paths, abs_paths) = match &source {
         Source::Paths(p) => {
@@ -220,7 +224,7 @@ pub fn run(
         v: crate::repo::snapshot::SNAPSHOT_VERSION,
         time,
         hostname: host,
-        username: keys::username(),
+        username: host::username(),
         paths,
         tags: opts.tags.clone(),
         policy: opts.policy.clone(),
@@ -229,7 +233,13 @@ pub fn run(
         program_version: crate::VERSION.to_string(),
         summary,
     };
-    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    // The report keeps every skipped and changed file; the stored snapshot
+    // lists as many as keep it well inside its size limit.
+    let mut stored = snapshot.clone();
+    stored.summary.trim_lists(crate::repo::limits::SNAPSHOT_LISTS);
+    crate::failpoint::hit!("backup::before_snapshot");
+    let snapshot_id = repo.save_snapshot(&stored)?;
+    crate::failpoint::hit!("backup::after_snapshot");
     Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
 }
 

@@ -34,7 +34,8 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         (None, false) => ReadData::None,
     };
     let repo = open_repo(g)?;
-    let r = check::check(&repo, read, threads(g))?;
+    let mut r = check::check(&repo, read, threads(g))?;
+    r.errors.extend(crate::evidence::check_integrity(&repo)?);
     if p.json {
         p.json(&r);
     } else {
@@ -55,6 +56,27 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
                 "note: {} pack(s) are in no index (left by an interrupted backup; the next backup reuses them)",
                 r.unindexed_packs.len()
             ));
+        }
+        if !r.temporaries.is_empty() {
+            let bytes: u64 = r.temporaries.iter().map(|t| t.size).sum();
+            p.info(format!(
+                "note: {} temporary file(s) of interrupted writes ({}); the next backup, prune or `cairn unlock` \
+                 removes those older than an hour",
+                r.temporaries.len(),
+                crate::text::human_bytes(bytes)
+            ));
+            for t in &r.temporaries {
+                p.data(format!("temporary: {} ({} bytes, {} min old)", t.object, t.size, t.age_minutes));
+            }
+        }
+        for l in &r.stale_locks {
+            let holder = l.holder.as_deref().map(|h| format!(" of {h}")).unwrap_or_default();
+            p.data(format!("stale lock: {}{holder}: {}", l.object, l.reason));
+        }
+        if r.stale_locks.iter().any(|l| l.suspicious) {
+            p.warn("suspicious locks found: `cairn unlock` removes them; find out who wrote them");
+        } else if !r.stale_locks.is_empty() {
+            p.info("note: `cairn unlock` removes stale locks (a backup or prune removes those of dead processes here)");
         }
         for e in &r.errors {
             p.data(format!("error: {}: {}", e.object, e.message));

@@ -7,7 +7,6 @@ use clap::Subcommand;
 
 use crate::error::{Error, Result};
 use crate::evidence::{self, VerifyReport};
-use crate::repo::Repository;
 
 use super::output::Printer;
 use super::{open_repo, GlobalArgs, EXIT_INTEGRITY, EXIT_OK};
@@ -55,10 +54,11 @@ pub fn run(g: &GlobalArgs, a: &EvidenceArgs, p: &Printer) -> Result<i32> {
     }
 }
 
-/// Appends an evidence record for the outcome of a command. A failure to
-/// append is a warning: it never undoes or fails what was recorded.
-pub(super) fn record(repo: &Repository, kind: &str, policy: Option<&str>, payload: serde_json::Value, p: &Printer) {
-    match evidence::append(repo, kind, policy, payload) {
+/// Says whether a job appended the evidence record of its outcome. A
+/// failure to append is a warning: it never undoes or fails what was
+/// recorded.
+pub(super) fn note(kind: &str, appended: &Result<evidence::AppendedRecord>, p: &Printer) {
+    match appended {
         Ok(r) => tracing::info!("evidence record {} ({kind}) appended", r.seq),
         Err(e) => p.warn(format!("could not append the evidence record of this {kind}: {e}")),
     }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::repo::keys;
 
 use super::output::Printer;
-use super::{open_backend, open_repo, password, GlobalArgs, EXIT_OK};
+use super::{open_repo, password, GlobalArgs, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct KeyArgs {
@@ -21,6 +21,9 @@ pub enum KeyCmd {
     Add {
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
+        /// Argon2id memory in KiB (default 65536; 19456 to 262144)
+        #[arg(long, hide = true, value_parser = super::kdf_memory_kib())]
+        kdf_memory_kib: Option<u32>,
     },
     /// List the key slots
     List,
@@ -30,14 +33,18 @@ pub enum KeyCmd {
 
 pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
     match &a.cmd {
-        KeyCmd::Add { new_password_file } => {
+        KeyCmd::Add { new_password_file, kdf_memory_kib } => {
             let repo = open_repo(g)?;
             let new = match (new_password_file, std::env::var_os("CAIRN_NEW_PASSWORD")) {
                 (Some(f), _) => password::from_file(f)?,
                 (None, Some(v)) => password::Password(std::os::unix::ffi::OsStringExt::into_vec(v)),
                 (None, None) => password::prompt("new password: ", true)?,
             };
-            let id = keys::add_slot(repo.backend().as_ref(), repo.key(), &new.0, KdfParams::default())?;
+            let mut params = KdfParams::default();
+            if let Some(m) = kdf_memory_kib {
+                params.memory_kib = *m;
+            }
+            let id = keys::add_slot(repo.backend().as_ref(), repo.key(), &new.0, params)?;
             if p.json {
                 p.json(&serde_json::json!({ "id": id }));
             } else {
@@ -46,28 +53,30 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
             }
         }
         KeyCmd::List => {
-            let b = open_backend(g)?;
-            let pw = password::resolve(g.password_file.as_deref(), false)?;
-            let slots = keys::list(b.as_ref(), &pw.0)?;
+            let repo = open_repo(g)?;
+            let slots = keys::list(repo.backend().as_ref(), &repo.key_slot())?;
             if p.json {
                 p.json(&slots);
             } else {
                 for s in &slots {
-                    p.data(format!(
-                        "{} {}  {}  {}@{}",
-                        if s.current { "*" } else { " " },
-                        s.id.short(),
-                        s.created.format("%Y-%m-%d %H:%M:%S"),
-                        s.username,
-                        s.hostname
-                    ));
+                    let mark = if s.current { "*" } else { " " };
+                    match (&s.problem, s.created) {
+                        (Some(problem), _) => p.data(format!("{mark} {}  {problem}", s.id.short())),
+                        (None, Some(created)) => p.data(format!(
+                            "{mark} {}  {}  {}@{}",
+                            s.id.short(),
+                            created.format("%Y-%m-%d %H:%M:%S"),
+                            s.username,
+                            s.hostname
+                        )),
+                        (None, None) => p.data(format!("{mark} {}", s.id.short())),
+                    }
                 }
             }
         }
         KeyCmd::Remove { id } => {
-            let b = open_backend(g)?;
-            let pw = password::resolve(g.password_file.as_deref(), false)?;
-            let removed = keys::remove(b.as_ref(), &pw.0, id)?;
+            let repo = open_repo(g)?;
+            let removed = keys::remove(repo.backend().as_ref(), &repo.key_slot(), id)?;
             if p.json {
                 p.json(&serde_json::json!({ "removed": removed }));
             } else {

@@ -13,12 +13,15 @@
 
 mod backup;
 mod check;
+mod completion;
 mod daemon;
 mod drill;
 mod evidence;
+mod find;
 mod forget;
 mod inspect;
 mod key;
+mod mount;
 pub mod output;
 pub mod password;
 pub mod policy;
@@ -26,6 +29,8 @@ mod prune;
 mod report;
 mod restore;
 mod status_view;
+mod unlock;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,11 +39,13 @@ use clap::{Parser, Subcommand};
 
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
+use crate::jobs::RepoOptions;
 use crate::repo::{InitOptions, Repository};
 use output::Printer;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PARTIAL: i32 = 3;
 pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
@@ -111,8 +118,12 @@ pub enum Command {
     Diff(inspect::DiffArgs),
     /// Write one file of a snapshot to stdout
     Dump(inspect::DumpArgs),
+    /// Find the snapshots that hold paths matching a pattern
+    Find(find::FindArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C
+    Mount(mount::MountArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
     /// Apply retention rules: keep or forget every snapshot, with the reason
@@ -121,6 +132,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Manage the passwords (key slots) that open the repository
     Key(key::KeyArgs),
+    /// Remove stale locks (with --remove-all, every lock but one of a process running here)
+    Unlock(unlock::UnlockArgs),
     /// Check and show policy files
     Policy(policy::PolicyArgs),
     /// Run every policy's backups, prunes and drills on schedule
@@ -135,6 +148,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a timed restore drill of a policy into scratch space, and report on it
     Drill(drill::DrillArgs),
+    /// Print shell completions (bash, zsh or fish) on stdout
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff) of cairn or of one command on stdout
+    Man(completion::ManArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,9 +165,16 @@ pub struct InitArgs {
     /// Chunk sizes in bytes as MIN,AVG,MAX (default 524288,1048576,8388608)
     #[arg(long, hide = true)]
     pub chunk_sizes: Option<String>,
-    /// Argon2id memory in KiB (default 65536)
-    #[arg(long, hide = true)]
+    /// Argon2id memory in KiB (default 65536; 19456 to 262144)
+    #[arg(long, hide = true, value_parser = kdf_memory_kib())]
     pub kdf_memory_kib: Option<u32>,
+}
+
+/// `--kdf-memory-kib`: from OWASP's minimum for Argon2id to the most cairn
+/// writes (`KdfParams::MIN_MEMORY_KIB` and `KdfParams::MOST_COSTLY_NEW`).
+pub fn kdf_memory_kib() -> clap::builder::RangedI64ValueParser<u32> {
+    use crate::crypto::KdfParams;
+    clap::value_parser!(u32).range(KdfParams::MIN_MEMORY_KIB as i64..=KdfParams::MOST_COSTLY_NEW.memory_kib as i64)
 }
 
 /// Large buffers (packs, chunks) are allocated and freed all the time; keep
@@ -172,8 +196,9 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let e = usage::without_env_values(e, std::env::args_os());
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
     match &cli.command {
@@ -215,11 +240,14 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Ls(a) => inspect::ls(g, &a, p),
         Command::Diff(a) => inspect::diff(g, &a, p),
         Command::Dump(a) => inspect::dump(g, &a, p),
+        Command::Find(a) => find::run(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
+        Command::Mount(a) => mount::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),
+        Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
         Command::Status(a) => daemon::status(&a, p),
@@ -227,32 +255,46 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
         Command::Drill(a) => drill::run(g, &a, p),
+        Command::Completion(a) => completion::completion(&a),
+        Command::Man(a) => completion::man(&a),
+    }
+}
+
+/// How the global flags say to open a repository (a policy's settings
+/// take their place in `cairn backup --policy`, `drill` and the daemon).
+pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
+    RepoOptions {
+        url: g.repo.clone(),
+        backend: backend::OpenOptions {
+            s3_endpoint: g.s3_endpoint.clone(),
+            s3_region: None,
+            s3_path_style: g.s3_path_style,
+            s3_storage_class: g.s3_storage_class.clone(),
+            s3_concurrency: g.s3_concurrency,
+        },
+        password: None,
+        password_file: g.password_file.clone(),
+        prompt: Some(password::prompt_repository),
+        cache_dir: g.cache_dir.clone(),
+        no_cache: g.no_cache,
+        threads: g.threads,
+        wrap: if g.stats { Some(count_requests) } else { None },
     }
 }
 
 pub fn threads(g: &GlobalArgs) -> usize {
-    g.threads.unwrap_or_else(crate::backup::default_threads).max(1)
+    repo_options(g).threads()
 }
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
-    let url = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-    let opts = backend::OpenOptions {
-        s3_endpoint: g.s3_endpoint.clone(),
-        s3_region: None,
-        s3_path_style: g.s3_path_style,
-        s3_storage_class: g.s3_storage_class.clone(),
-        s3_concurrency: g.s3_concurrency,
-    };
-    let b = backend::open_url(url, &opts)?;
-    if g.stats {
-        let counting = Arc::new(backend::CountingBackend::new(b));
-        STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
-        return Ok(counting);
-    }
-    Ok(b)
+    repo_options(g).open_backend()
+}
+
+/// Counts the requests of this command, for `--stats`.
+fn count_requests(b: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    let counting = Arc::new(backend::CountingBackend::new(b));
+    STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
+    counting
 }
 
 thread_local! {
@@ -275,20 +317,10 @@ fn print_stats() {
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), false)?;
-    let mut repo = Repository::open(b, &pw.0)?;
-    if repo.backend().is_remote() && !g.no_cache {
-        if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
-            repo.enable_cache(&base)?;
-        }
-    }
-    Ok(repo)
+    repo_options(g).open()
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), true)?;
     let mut opts =
         InitOptions { compression: a.compression, pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
     if let Some(s) = &a.chunk_sizes {
@@ -304,12 +336,13 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     if let Some(m) = a.kdf_memory_kib {
         opts.kdf.memory_kib = m;
     }
-    let repo = Repository::init(b.clone(), &pw.0, opts)?;
+    let repo = crate::jobs::init::init(&repo_options(g), opts)?.repo;
+    let location = repo.backend().location();
     if p.json {
-        p.json(&serde_json::json!({ "id": repo.id(), "location": b.location() }));
+        p.json(&serde_json::json!({ "id": repo.id(), "location": location }));
     } else {
         p.data(repo.id().to_hex());
-        p.info(format!("created cairn repository {} at {}", repo.id().short(), b.location()));
+        p.info(format!("created cairn repository {} at {location}", repo.id().short()));
     }
     Ok(EXIT_OK)
 }

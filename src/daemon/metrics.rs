@@ -27,8 +27,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::status::{DrillState, RpoState, StatusReport};
 use crate::state::{Outcome, State};
+use crate::status::{DrillState, RpoState, StatusReport};
 
 type Labels = Vec<(String, String)>;
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
@@ -173,7 +173,7 @@ mod tests {
             attempt: 1,
         };
         state.start_run(&new).unwrap();
-        let status = super::super::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
+        let status = crate::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
         let text = render(&status, Some(&state), 0, 0.0);
         for want in [
             "cairn_job_running_seconds{policy=\"web\",kind=\"backup\"} 7200",

@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto;
 use crate::error::{Error, Result};
-use crate::repo::{blob, Repository};
+use crate::repo::{blob, limits, Repository};
 
 /// Where the key pair is stored.
-pub const KEY_OBJECT: &str = "evidence/key";
+pub const KEY_OBJECT: &str = crate::repo::EVIDENCE_KEY_OBJECT;
 /// The prefix of the public key's text form.
 pub const PUBKEY_PREFIX: &str = "cairn-evidence-ed25519:";
 /// The derivation context of the key that seals the secret seed.
@@ -67,7 +67,7 @@ pub(super) fn load(repo: &Repository) -> Result<Option<SigningKey>> {
         Err(e) => return Err(e.into()),
     };
     let damaged = |d: &str| Error::Integrity { what: format!("evidence signing key `{KEY_OBJECT}` ({d})") };
-    let plain = blob::open_object(repo.key(), &sealed).map_err(|e| damaged(&e.to_string()))?;
+    let plain = blob::open_object(repo.key(), &sealed, limits::EVIDENCE_KEY).map_err(|e| damaged(&e.to_string()))?;
     let file: KeyFile = serde_json::from_slice(&plain).map_err(|e| Error::format(format!("`{KEY_OBJECT}`"), e))?;
     if file.v != 1 || file.algorithm != "ed25519" {
         return Err(Error::format(

@@ -1,6 +1,7 @@
 //! The tamper-evident evidence chain: an append-only, signed, hash-chained
-//! log of what happened to a repository (its creation, every backup and
-//! prune, every drill), which an auditor can check without the password.
+//! log of what happened to a repository (its creation, every backup,
+//! forget and prune, every drill), which an auditor can check without the
+//! password. The jobs (`crate::jobs`) append the records, one per job.
 //!
 //! **Records** ([`record`]) are JSON objects. Each is signed with the
 //! repository's ed25519 key over its canonical JSON ([`canonical`]: RFC
@@ -54,7 +55,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::repo::{blob, lock, Repository};
+use crate::repo::{blob, limits, lock, Repository};
 
 pub use verify::{verify_dir, Head, Problem, ProblemKind, VerifiedRecord, VerifyReport};
 
@@ -114,13 +115,41 @@ fn stored_seqs(repo: &Repository) -> Result<Vec<u64>> {
 fn load_record(repo: &Repository, seq: u64) -> Result<Vec<u8>> {
     let k = record_key(seq);
     let sealed = repo.backend().get(&k)?;
-    let plain = blob::open_object(repo.key(), &sealed)
-        .map_err(|e| Error::Integrity { what: format!("evidence record `{k}` ({e})") })?;
+    let plain = blob::open_object(repo.key(), &sealed, limits::EVIDENCE_RECORD)
+        .map_err(|e| crate::repo::blob_error(format!("evidence record `{k}`"), e))?;
     let v: Value = serde_json::from_slice(&plain).map_err(|e| Error::format(format!("evidence record `{k}`"), e))?;
     if v.get("seq").and_then(Value::as_u64) != Some(seq) {
         return Err(Error::format(format!("evidence record `{k}`"), "its seq differs from its name"));
     }
     Ok(plain)
+}
+
+/// The plain integrity of the evidence stored in the repository, for
+/// `cairn check`: every record opens, parses and carries the seq of its
+/// name, and the signing key opens (and exists when records do). Each
+/// failure is a problem naming its object. Signatures and the chain are
+/// what `cairn evidence verify` checks.
+pub fn check_integrity(repo: &Repository) -> Result<Vec<crate::check::Problem>> {
+    let problem = |object: String, e: &Error| crate::check::Problem { object, message: e.to_string() };
+    let mut out = Vec::new();
+    let seqs = stored_seqs(repo)?;
+    for &seq in &seqs {
+        match load_record(repo, seq) {
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => out.push(problem(record_key(seq), &e)),
+        }
+    }
+    match key::load(repo) {
+        Ok(Some(_)) => {}
+        Ok(None) if seqs.is_empty() => {}
+        Ok(None) => {
+            out.push(problem(key::KEY_OBJECT.into(), &Error::EvidenceKeyMissing { records: seqs.len() as u64 }))
+        }
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => out.push(problem(key::KEY_OBJECT.into(), &e)),
+    }
+    Ok(out)
 }
 
 /// Takes the append lock, retrying with random back-off while another
@@ -194,6 +223,13 @@ pub fn append(repo: &Repository, kind: &str, policy: Option<&str>, payload: Valu
     };
     let (sig, signed) =
         record::sign(&signing, &mut rec).map_err(|e| Error::InvalidArgument(format!("evidence record: {e}")))?;
+    if signed.len() as u64 > limits::EVIDENCE_RECORD {
+        // No reader would open it, and the chain could not go on past it.
+        return Err(Error::TooLarge {
+            what: format!("evidence record {seq}"),
+            detail: format!("{} bytes, above the limit of {}", signed.len(), limits::EVIDENCE_RECORD),
+        });
+    }
     repo.backend().put(&record_key(seq), &blob::seal_object(repo.key(), &signed))?;
     Ok(AppendedRecord {
         seq,
@@ -204,15 +240,15 @@ pub fn append(repo: &Repository, kind: &str, policy: Option<&str>, payload: Valu
 }
 
 /// Starts the chain of a new repository: its key and record 0, `init`.
-pub(crate) fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
+pub fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
     append(
         repo,
         "init",
         None,
         json!({
             "program_version": crate::VERSION,
-            "hostname": crate::repo::keys::hostname(),
-            "username": crate::repo::keys::username(),
+            "hostname": crate::host::hostname(),
+            "username": crate::host::username(),
         }),
     )
 }

@@ -1,4 +1,5 @@
-//! Payloads of the records cairn itself appends for backups and prunes.
+//! Payloads of the records cairn itself appends for backups, forgets and
+//! prunes.
 //!
 //! Only facts that are safe to show an auditor: ids, counts, sizes,
 //! durations in milliseconds, the outcome and the error message (which
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::backup::BackupReport;
 use crate::error::Error;
+use crate::id::Id;
 use crate::prune::gc::{PrunePlan, PruneReport};
 
 fn millis(d: Duration) -> u64 {
@@ -71,6 +73,20 @@ pub fn prune(result: Result<(&PrunePlan, &PruneReport), &Error>, elapsed: Durati
             "error": e.to_string(),
         }),
     }
+}
+
+/// A forget's deletions (dry runs change nothing and get no record):
+/// the rules, how many snapshots were kept, and the ids of those deleted;
+/// `failure` when deleting stopped at an error.
+pub fn forget(rules: &str, kept: usize, removed: &[Id], stopped: Option<&Error>, elapsed: Duration) -> Value {
+    json!({
+        "outcome": if stopped.is_some() { "failure" } else { "success" },
+        "rules": rules,
+        "snapshots_kept": kept,
+        "snapshots_removed": removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        "duration_ms": millis(elapsed),
+        "error": stopped.map(|e| e.to_string()),
+    })
 }
 
 /// A policy's scheduled forget-and-prune, run by the daemon.

@@ -14,8 +14,10 @@ const PW: &[u8] = b"evidence test password";
 fn new_repo() -> (tempfile::TempDir, Arc<dyn Backend>, Repository) {
     let dir = tempfile::tempdir().unwrap();
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
     let repo = Repository::init(backend.clone(), PW, opts).unwrap();
+    start_chain(&repo).unwrap();
     (dir, backend, repo)
 }
 
@@ -133,4 +135,41 @@ fn concurrent_appenders_make_one_unbroken_chain() {
     assert!(r.is_intact(), "{:?}", r.problems);
     assert_eq!(r.records.len() as u64, 1 + THREADS * EACH, "a record was overwritten");
     assert_eq!(r.head.unwrap().seq, THREADS * EACH);
+}
+
+#[test]
+fn a_record_above_the_record_limit_is_refused_before_it_is_written() {
+    let (_dir, _, repo) = new_repo();
+    let huge = "x".repeat(limits::EVIDENCE_RECORD as usize);
+    let e = append(&repo, "backup", None, json!({ "error": huge })).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert_eq!(stored_seqs(&repo).unwrap(), vec![0], "nothing was appended");
+    // The chain goes on.
+    assert_eq!(append(&repo, "backup", None, json!({})).unwrap().seq, 1);
+}
+
+#[test]
+fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
+    let (dir, backend, repo) = new_repo();
+    append(&repo, "backup", None, json!({})).unwrap();
+    assert!(check_integrity(&repo).unwrap().is_empty());
+    let path = dir.path().join("repo").join(record_key(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    // A record whose name and seq disagree.
+    backend.put(&record_key(7), &std::fs::read(dir.path().join("repo").join(record_key(0))).unwrap()).unwrap();
+    let p = check_integrity(&repo).unwrap();
+    let objects: Vec<&str> = p.iter().map(|x| x.object.as_str()).collect();
+    assert_eq!(objects, [record_key(1).as_str(), record_key(7).as_str()]);
+    assert!(p[0].message.contains("failed authentication"), "{}", p[0].message);
+    assert!(p[1].message.contains("its seq differs from its name"), "{}", p[1].message);
+    backend.delete(key::KEY_OBJECT).unwrap();
+    let p = check_integrity(&repo).unwrap();
+    assert_eq!(p.last().unwrap().object, key::KEY_OBJECT);
+    assert!(
+        p.last().unwrap().message.contains("is missing, but 3 evidence record(s) exist"),
+        "{}",
+        p.last().unwrap().message
+    );
 }

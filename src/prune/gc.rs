@@ -35,14 +35,17 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::repo::index::{split_into_files, MAX_BLOBS_PER_FILE};
 use crate::repo::index::{IndexVisitor, PackEntries};
 use crate::repo::keyset::key_of;
 use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{pack, pack_key, BlobKind, Index, IndexFile, NodeKind, PackInfo, Repository};
+use crate::repo::{limits, pack, pack_key, BlobKind, Index, IndexFile, NodeKind, PackInfo, Repository};
 
-/// Index files hold at most this many blobs each when prune rewrites them.
-const BLOBS_PER_INDEX_FILE: usize = crate::repo::writer::CHECKPOINT_BLOBS;
+/// The unused space, in percent of the kept packs' bytes, that prune
+/// tolerates before it repacks, unless told otherwise (`--max-unused`, and
+/// every scheduled prune).
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,6 +140,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub index_files_written: usize,
     pub index_files_deleted: usize,
+    /// Temporaries that killed writes left, removed first.
+    pub litter: crate::repo::litter::Swept,
 }
 
 /// Walks every snapshot and marks the blobs they use; returns the number
@@ -280,7 +285,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
 }
 
 pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
-    let mut report = PruneReport::default();
+    let mut report = PruneReport { litter: crate::repo::litter::sweep(repo), ..Default::default() };
     let index = &plan.index;
     // 1. Copy the used blobs of packs to repack into new packs. The new
     //    packs are indexed by the writer's own index files.
@@ -297,6 +302,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         copy_used_blobs(repo, index, p, to_copy.remove(&p.n).unwrap_or_default(), &writer)?;
     }
     let stats = writer.finish()?;
+    crate::failpoint::hit!("prune::packs_written");
     report.packs_written = stats.packs;
 
     // 2. New index files for every kept pack, then the file that
@@ -304,6 +310,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     report.index_files_written += rewrite_kept(repo, plan)?;
     let old: Vec<Id> = plan.old_index_files.clone();
     repo.save_index_file(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;
+    crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
 
     // 3. Only now delete packs, then the superseded index files.
@@ -321,12 +328,16 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         doomed.push(key.clone());
     }
     repo.backend().delete_many(&doomed)?;
+    crate::failpoint::hit!("prune::packs_deleted");
     report.packs_deleted = doomed.len();
     let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
     // An index file may be gone already (an earlier prune was interrupted).
     for k in &old_keys {
         match repo.backend().delete(k) {
-            Ok(()) => report.index_files_deleted += 1,
+            Ok(()) => {
+                crate::failpoint::hit!("prune::index_deleted");
+                report.index_files_deleted += 1
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
@@ -383,7 +394,6 @@ fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
         keep: &'a [bool],
         done: &'a mut [bool],
         batch: &'a mut IndexFile,
-        blobs: usize,
     }
     impl IndexVisitor for Collect<'_> {
         fn supersedes(&mut self, _: Id) {}
@@ -391,7 +401,6 @@ fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
             let Some(n) = self.index.pack_number(&info.id) else { return };
             if self.keep[n as usize] && !self.done[n as usize] {
                 self.done[n as usize] = true;
-                self.blobs += entries.len();
                 self.batch.packs.push((info, entries.collect()));
             }
         }
@@ -403,22 +412,30 @@ fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
     }
     let mut done = vec![false; keep.len()];
     let mut batch = IndexFile::default();
-    let mut blobs = 0;
     let mut written = 0;
+    let mut save = |f: &IndexFile| -> Result<()> {
+        repo.save_index_file(f)?;
+        crate::failpoint::hit!("prune::index_written");
+        written += 1;
+        Ok(())
+    };
     for fid in index.files() {
-        let plain = repo.load_object("index", fid)?;
-        let mut c = Collect { index, keep: &keep, done: &mut done, batch: &mut batch, blobs };
+        let plain = repo.load_object("index", fid, limits::INDEX_FILE)?;
+        let mut c = Collect { index, keep: &keep, done: &mut done, batch: &mut batch };
         IndexFile::visit(&plain, &mut c).map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
-        blobs = c.blobs;
-        if blobs >= BLOBS_PER_INDEX_FILE {
-            repo.save_index_file(&std::mem::take(&mut batch))?;
-            written += 1;
-            blobs = 0;
+        // Full files go out now; the last, not full yet, collects more.
+        let mut files = split_into_files(std::mem::take(&mut batch.packs));
+        let last_full =
+            files.last().is_some_and(|f| f.packs.iter().map(|p| p.1.len()).sum::<usize>() >= MAX_BLOBS_PER_FILE);
+        if !last_full {
+            batch = files.pop().unwrap_or_default();
+        }
+        for f in &files {
+            save(f)?;
         }
     }
     if !batch.packs.is_empty() {
-        repo.save_index_file(&batch)?;
-        written += 1;
+        save(&batch)?;
     }
     if let Some(n) = keep.iter().zip(&done).position(|(k, d)| *k && !d) {
         return Err(Error::Integrity {

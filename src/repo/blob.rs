@@ -5,9 +5,20 @@
 //! 1/32 smaller. On the way back the seal is opened (authentication), the
 //! payload is decompressed, and its keyed id is recomputed and compared, so
 //! a blob can never be mistaken for another.
+//!
+//! Every decompression is bounded before anything is allocated: a blob by
+//! the raw length its index entry records (and never above
+//! [`limits::TREE`](super::limits::TREE), the largest blob of any kind), a
+//! metadata object by the limit of its kind, or by the content size its
+//! zstd frame header declares when that is smaller. A frame that claims more
+//! is refused unread, and one that expands past its bound stops there: the
+//! output buffer never grows. Forged or damaged data thus costs at most the
+//! limit in memory (invariant 9).
 
 use crate::crypto::MasterKey;
 use crate::id::Id;
+
+use super::limits;
 
 pub const CODEC_RAW: u8 = 0;
 pub const CODEC_ZSTD: u8 = 1;
@@ -25,6 +36,19 @@ pub enum BlobError {
     IdMismatch { actual: Id },
     #[error("length {actual} differs from the recorded {expected}")]
     Length { expected: u64, actual: u64 },
+    /// The recorded or declared size is above the limit: nothing was decompressed.
+    #[error("it claims {claimed} bytes, above the limit of {limit}")]
+    Oversized { claimed: u64, limit: u64 },
+    /// Decompression stopped when the output reached its bound.
+    #[error("it expands past {limit} bytes, its limit")]
+    Overflow { limit: u64 },
+}
+
+impl BlobError {
+    /// Whether a size limit refused the data (rather than damage to its bytes).
+    pub fn is_size_limit(&self) -> bool {
+        matches!(self, BlobError::Oversized { .. } | BlobError::Overflow { .. })
+    }
 }
 
 /// A reusable per-thread compressor (zstd contexts are costly to create).
@@ -63,8 +87,12 @@ impl Encoder {
     }
 }
 
-/// Opens, decompresses and checks a blob against its id and length.
+/// Opens, decompresses and checks a blob against its id and length. A
+/// recorded length above [`limits::TREE`] is refused before anything else.
 pub fn decode(key: &MasterKey, sealed: &[u8], id: &Id, raw_length: u64) -> Result<Vec<u8>, BlobError> {
+    if raw_length > limits::TREE {
+        return Err(BlobError::Oversized { claimed: raw_length, limit: limits::TREE });
+    }
     let plain = key.open(sealed).map_err(|_| BlobError::Auth)?;
     let data = decode_payload(&plain, raw_length)?;
     if data.len() as u64 != raw_length {
@@ -77,33 +105,58 @@ pub fn decode(key: &MasterKey, sealed: &[u8], id: &Id, raw_length: u64) -> Resul
     Ok(data)
 }
 
-/// Undoes the codec byte of an opened payload.
-pub fn decode_payload(plain: &[u8], size_hint: u64) -> Result<Vec<u8>, BlobError> {
+/// Undoes the codec byte of an opened payload whose plaintext may hold at
+/// most `limit` bytes.
+pub fn decode_payload(plain: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
     match plain.first() {
-        Some(&CODEC_RAW) => Ok(plain[1..].to_vec()),
-        Some(&CODEC_ZSTD) => {
-            let cap = (size_hint as usize).max(1);
-            // One decompression context per thread: creating one per blob
-            // was a tenth of a restore's CPU time.
-            thread_local! {
-                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-                    const { std::cell::RefCell::new(None) };
+        Some(&CODEC_RAW) => {
+            let body = &plain[1..];
+            if body.len() as u64 > limit {
+                return Err(BlobError::Oversized { claimed: body.len() as u64, limit });
             }
-            DCTX.with(|d| {
-                let mut d = d.borrow_mut();
-                if d.is_none() {
-                    *d = Some(zstd::bulk::Decompressor::new().map_err(|e| BlobError::Decompress(e.to_string()))?);
-                }
-                d.as_mut()
-                    .expect("just set")
-                    .decompress(&plain[1..], cap)
-                    .map_err(|e| BlobError::Decompress(e.to_string()))
-            })
+            Ok(body.to_vec())
         }
+        Some(&CODEC_ZSTD) => decompress_bounded(&plain[1..], limit),
         Some(&c) => Err(BlobError::Codec(c)),
         None => Err(BlobError::Codec(255)),
     }
 }
+
+/// Decompresses zstd `frame` into at most `limit` bytes. The output buffer
+/// is allocated once, at the frame's declared content size when it has one
+/// (refused when above `limit`) and at `limit` otherwise, and never grows:
+/// single-shot decompression writes into it and fails when it is full.
+fn decompress_bounded(frame: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
+    let cap = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(claimed)) if claimed > limit => return Err(BlobError::Oversized { claimed, limit }),
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => limit,
+        Err(_) => return Err(BlobError::Decompress("not a zstd frame".into())),
+    };
+    let cap = usize::try_from(cap).map_err(|_| BlobError::Oversized { claimed: cap, limit })?;
+    // One decompression context per thread: creating one per blob
+    // was a tenth of a restore's CPU time.
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(cap);
+    let r = DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        let dctx = d.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+        dctx.decompress(&mut out, frame)
+    });
+    match r {
+        Ok(_) => Ok(out),
+        Err(code) if code == DST_TOO_SMALL => Err(BlobError::Overflow { limit: cap as u64 }),
+        Err(code) => Err(BlobError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())),
+    }
+}
+
+/// zstd's "destination buffer is too small" error code (`(size_t)-70`;
+/// zstd's error values are fixed since 1.3.1).
+const DST_TOO_SMALL: usize =
+    0usize.wrapping_sub(zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall as usize);
 
 /// Compresses (when it pays) and seals a metadata object (config, index,
 /// snapshot); the counterpart of [`open_object`].
@@ -111,13 +164,11 @@ pub fn seal_object(key: &MasterKey, data: &[u8]) -> Vec<u8> {
     Encoder::new(3).encode(key, data)
 }
 
-/// Opens a metadata object sealed by [`seal_object`].
-pub fn open_object(key: &MasterKey, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
+/// Opens a metadata object sealed by [`seal_object`] whose plaintext may
+/// hold at most `limit` bytes (see [`limits`]).
+pub fn open_object(key: &MasterKey, sealed: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
     let plain = key.open(sealed).map_err(|_| BlobError::Auth)?;
-    match plain.first() {
-        Some(&CODEC_ZSTD) => zstd::stream::decode_all(&plain[1..]).map_err(|e| BlobError::Decompress(e.to_string())),
-        _ => decode_payload(&plain, 0),
-    }
+    decode_payload(&plain, limit)
 }
 
 #[cfg(test)]
@@ -171,7 +222,68 @@ mod tests {
     fn objects_round_trip() {
         let k = MasterKey::random();
         let data = br#"{"a": 1, "a": 1, "a": 1, "a": 1, "a": 1, "a": 1, "a": 1}"#;
-        assert_eq!(open_object(&k, &seal_object(&k, data)).unwrap(), data);
-        assert_eq!(open_object(&k, &seal_object(&k, b"")).unwrap(), b"");
+        assert_eq!(open_object(&k, &seal_object(&k, data), 1000).unwrap(), data);
+        assert_eq!(open_object(&k, &seal_object(&k, b""), 0).unwrap(), b"");
+    }
+
+    /// A zstd frame of `n` zero bytes, sealed with a codec byte: a bomb
+    /// when `n` is large (a 64 MiB frame is about 2 KiB).
+    fn sealed_zeros(k: &MasterKey, n: usize, declare_size: bool) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(19).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(declare_size)).unwrap();
+        let frame = c.compress(&vec![0u8; n]).unwrap();
+        k.seal(&[&[CODEC_ZSTD][..], &frame].concat())
+    }
+
+    #[test]
+    fn an_object_whose_frame_declares_more_than_its_limit_is_refused_unread() {
+        let k = MasterKey::random();
+        let bomb = sealed_zeros(&k, 64 << 20, true);
+        assert!(bomb.len() < 64 << 10, "the bomb is small: {} bytes", bomb.len());
+        assert_eq!(open_object(&k, &bomb, 1 << 20), Err(BlobError::Oversized { claimed: 64 << 20, limit: 1 << 20 }));
+        assert_eq!(open_object(&k, &bomb, 64 << 20).unwrap().len(), 64 << 20, "within its limit it opens");
+    }
+
+    #[test]
+    fn an_object_without_a_declared_size_stops_at_its_limit() {
+        let k = MasterKey::random();
+        let bomb = sealed_zeros(&k, 8 << 20, false);
+        assert_eq!(open_object(&k, &bomb, 1 << 20), Err(BlobError::Overflow { limit: 1 << 20 }));
+        assert_eq!(open_object(&k, &bomb, 8 << 20).unwrap().len(), 8 << 20);
+    }
+
+    #[test]
+    fn a_frame_that_expands_past_its_declared_size_stops_there() {
+        let k = MasterKey::random();
+        // Two frames: the first declares 1000 bytes, the second adds a MiB.
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        let mut body = vec![CODEC_ZSTD];
+        body.extend(c.compress(&[1u8; 1000]).unwrap());
+        body.extend(c.compress(&vec![2u8; 1 << 20]).unwrap());
+        let sealed = k.seal(&body);
+        assert_eq!(open_object(&k, &sealed, 64 << 20), Err(BlobError::Overflow { limit: 1000 }));
+    }
+
+    #[test]
+    fn a_raw_object_above_its_limit_is_refused() {
+        let k = MasterKey::random();
+        let sealed = k.seal(&[&[CODEC_RAW][..], &[7u8; 100]].concat());
+        assert_eq!(open_object(&k, &sealed, 99), Err(BlobError::Oversized { claimed: 100, limit: 99 }));
+        assert_eq!(open_object(&k, &sealed, 100).unwrap(), vec![7u8; 100]);
+    }
+
+    #[test]
+    fn a_blob_recorded_above_the_largest_blob_is_refused_before_it_is_opened() {
+        let k = MasterKey::random();
+        let data = vec![0u8; 4096];
+        let sealed = Encoder::new(3).encode(&k, &data);
+        let id = k.blob_id(&data);
+        // Even the wrong key does not matter: the size is judged first.
+        let claimed = 4u64 << 30;
+        let other = MasterKey::random();
+        assert_eq!(decode(&other, &sealed, &id, claimed), Err(BlobError::Oversized { claimed, limit: limits::TREE }));
+        // A frame that declares more than the recorded length is refused unread.
+        assert_eq!(decode(&k, &sealed, &id, 100), Err(BlobError::Oversized { claimed: 4096, limit: 100 }));
+        assert_eq!(decode(&k, &sealed, &id, 4096).unwrap(), data);
     }
 }

@@ -26,7 +26,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-pub use super::index_file::{IndexFile, IndexVisitor, PackEntries, PackInfo, MAGIC, VERSION};
+pub use super::index_file::{
+    split_into_files, IndexFile, IndexVisitor, PackEntries, PackInfo, MAGIC, MAX_BLOBS_PER_FILE, VERSION,
+};
 use super::keyset::{key_of, Key};
 use super::pack::PackEntry;
 use super::BlobKind;

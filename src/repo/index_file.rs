@@ -29,6 +29,30 @@ pub struct PackInfo {
     pub size: u64,
 }
 
+/// The blobs an index file holds before the writer starts another (plus
+/// those of the pack that crosses the line: a pack is never split).
+pub const MAX_BLOBS_PER_FILE: usize = 200_000;
+
+/// Groups `packs` into index files of at most [`MAX_BLOBS_PER_FILE`] blobs
+/// plus one pack's, in order; no packs give no file.
+pub fn split_into_files(packs: Vec<(PackInfo, Vec<PackEntry>)>) -> Vec<IndexFile> {
+    let mut files = Vec::new();
+    let mut batch = IndexFile::default();
+    let mut blobs = 0;
+    for pack in packs {
+        blobs += pack.1.len();
+        batch.packs.push(pack);
+        if blobs >= MAX_BLOBS_PER_FILE {
+            files.push(std::mem::take(&mut batch));
+            blobs = 0;
+        }
+    }
+    if !batch.packs.is_empty() {
+        files.push(batch);
+    }
+    files
+}
+
 /// The contents of one index file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IndexFile {
@@ -136,6 +160,55 @@ impl IndexFile {
     pub fn count_blobs(b: &[u8]) -> Result<usize, String> {
         Layout::check(b).map(|l| l.blobs)
     }
+
+    /// Checks every entry against the largest blob of its pack's kind:
+    /// `max_data` for data packs, `max_tree` for tree packs. An entry that
+    /// claims more is damage (or forgery), and no reader may trust it.
+    pub fn check_sizes(&self, max_data: u64, max_tree: u64) -> Result<(), String> {
+        self.packs.iter().try_for_each(|(p, entries)| check_pack_sizes(p, entries.iter(), max_data, max_tree))
+    }
+
+    /// [`IndexFile::check_sizes`] on a file's plaintext, without decoding
+    /// it into memory.
+    pub fn check_sizes_of(b: &[u8], max_data: u64, max_tree: u64) -> Result<(), String> {
+        struct Sizes {
+            max: (u64, u64),
+            first: Result<(), String>,
+        }
+        impl IndexVisitor for Sizes {
+            fn supersedes(&mut self, _: Id) {}
+            fn pack(&mut self, info: PackInfo, entries: PackEntries<'_>) {
+                if self.first.is_ok() {
+                    let entries: Vec<PackEntry> = entries.collect();
+                    self.first = check_pack_sizes(&info, entries.iter(), self.max.0, self.max.1);
+                }
+            }
+        }
+        let mut v = Sizes { max: (max_data, max_tree), first: Ok(()) };
+        IndexFile::visit(b, &mut v)?;
+        v.first
+    }
+}
+
+fn check_pack_sizes<'a>(
+    p: &PackInfo,
+    mut entries: impl Iterator<Item = &'a PackEntry>,
+    max_data: u64,
+    max_tree: u64,
+) -> Result<(), String> {
+    let (max, kind) = match p.kind {
+        BlobKind::Data => (max_data, "data"),
+        BlobKind::Tree => (max_tree, "tree"),
+    };
+    match entries.find(|e| e.raw_length as u64 > max) {
+        Some(e) => Err(format!(
+            "blob {} of {kind} pack {} claims {} bytes, above the {max} bytes a {kind} blob may hold",
+            e.id.short(),
+            p.id.short(),
+            e.raw_length
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The counts of a file whose layout was checked end to end.
@@ -225,6 +298,38 @@ mod tests {
         assert_eq!(IndexFile::count_blobs(&enc).unwrap(), 5);
         assert!(IndexFile::decode(&enc[..enc.len() - 1]).is_err());
         assert!(IndexFile::decode(b"XXXX").is_err());
+    }
+
+    #[test]
+    fn packs_are_split_into_files_of_bounded_size_without_splitting_a_pack() {
+        let pack = |n: u32, blobs: u32| {
+            (
+                PackInfo { id: Id::hash_of(&n.to_le_bytes()), kind: BlobKind::Data, size: 1 },
+                (0..blobs).map(entry).collect::<Vec<_>>(),
+            )
+        };
+        let half = MAX_BLOBS_PER_FILE as u32 / 2;
+        let files = split_into_files(vec![pack(1, half), pack(2, half + 1), pack(3, 5), pack(4, 7)]);
+        let shape: Vec<Vec<usize>> = files.iter().map(|f| f.packs.iter().map(|p| p.1.len()).collect()).collect();
+        assert_eq!(shape, vec![vec![half as usize, half as usize + 1], vec![5, 7]]);
+        assert!(split_into_files(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn entries_above_the_largest_blob_of_their_kind_are_refused() {
+        let mut f = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![(PackInfo { id: Id::hash_of(b"p"), kind: BlobKind::Data, size: 99 }, vec![entry(1)])],
+        };
+        assert_eq!(f.check_sizes(20, 20), Ok(()));
+        let e = f.check_sizes(19, 1000).unwrap_err();
+        assert!(e.contains("claims 20 bytes, above the 19 bytes a data blob may hold"), "{e}");
+        assert_eq!(IndexFile::check_sizes_of(&f.encode(), 19, 1000).unwrap_err(), e, "the plaintext check agrees");
+        f.packs[0].0.kind = BlobKind::Tree;
+        assert_eq!(f.check_sizes(19, 20), Ok(()), "a tree pack is judged by the tree limit");
+        assert_eq!(IndexFile::check_sizes_of(&f.encode(), 19, 20), Ok(()));
+        assert!(f.check_sizes(1000, 19).is_err());
+        assert!(IndexFile::check_sizes_of(&f.encode(), 1000, 19).is_err());
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! lock fails if a live exclusive lock exists, an exclusive lock fails if
 //! any other live lock exists, and a loser deletes its own lock. Since both
 //! sides write before they look, two that race both see each other, so at
-//! worst both back off; never do both proceed.
+//! worst both back off; never do both proceed ([`Claim`] exposes the steps,
+//! and the tests drive every interleaving of two takers).
 //!
 //! A lock is stale — and ignored — when it was not refreshed for
-//! [`STALE_AFTER`], or when it was taken on this host by a process that no
-//! longer exists (a crashed backup). Holders refresh their lock every
-//! [`REFRESH_EVERY`] from a background thread, and remove it when done.
+//! [`STALE_AFTER`], when it was taken on this host by a process that no
+//! longer exists (a crashed backup), or when its time is more than
+//! [`MAX_CLOCK_SKEW`] in the future: no honest holder writes that, so it is
+//! also named suspicious. A lock that does not open with the repository key
+//! is ignored too. Holders refresh their lock every [`REFRESH_EVERY`] from
+//! a background thread, and remove it when done. Whoever takes a lock
+//! removes the locks of dead processes of this host that it sees (a killed
+//! backup's), so they do not pile up. [`remove_stale`] (`cairn unlock`)
+//! removes stale locks, or every lock but a live one of this host.
 //!
 //! Locks live in a directory: the repository's own under [`REPOSITORY_LOCKS`]
 //! ([`acquire`]), and other families elsewhere ([`acquire_in`]), such as the
@@ -26,14 +33,23 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::host::{hostname, process_alive, username};
 use crate::id::Id;
 
-use super::{keys, Repository};
+use super::Repository;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How far in the future a lock's time may be, for clocks that disagree a
+/// little, before the lock counts as stale and suspicious.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+/// A live lock on another host that was not refreshed for this long looks
+/// stale: its holder missed a refresh.
+pub const LOOKS_STALE_AFTER: Duration = Duration::from_secs(2 * REFRESH_EVERY.as_secs());
 /// Where the repository's shared and exclusive locks live.
 pub const REPOSITORY_LOCKS: &str = "locks";
+/// Every directory of locks in a repository (the evidence append lock's included).
+pub const LOCK_DIRS: [&str; 2] = [REPOSITORY_LOCKS, "evidence/locks"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -47,14 +63,65 @@ pub struct LockInfo {
     pub purpose: String,
 }
 
+/// Why a lock no longer counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Staleness {
+    /// Not refreshed for longer than [`STALE_AFTER`].
+    Old { minutes: i64 },
+    /// Taken on this host by a process that is gone.
+    DeadProcess { pid: u32 },
+    /// Its time or refresh time is more than [`MAX_CLOCK_SKEW`] ahead of
+    /// this host's clock: suspicious.
+    Future { minutes: i64 },
+}
+
+impl Staleness {
+    /// Whether the lock looks forged or written by a badly wrong clock.
+    pub fn is_suspicious(&self) -> bool {
+        matches!(self, Staleness::Future { .. })
+    }
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staleness::Old { minutes } => write!(f, "not refreshed for {minutes} min"),
+            Staleness::DeadProcess { pid } => write!(f, "its process {pid} on this host is gone"),
+            Staleness::Future { minutes } => {
+                write!(f, "suspicious: its time is {minutes} min in the future (a forged lock, or a wrong clock)")
+            }
+        }
+    }
+}
+
+/// The host a lock judgement is made on: its name, and whether a process
+/// exists there.
+pub struct Host<'a> {
+    pub name: &'a str,
+    pub alive: &'a dyn Fn(u32) -> bool,
+}
+
 impl LockInfo {
-    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+    /// Why the lock is stale at `now` on `host`, or `None` when it is live.
+    pub fn staleness(&self, now: DateTime<Utc>, host: &Host<'_>) -> Option<Staleness> {
+        let ahead = (self.refreshed.max(self.time) - now).to_std().unwrap_or_default();
+        if ahead > MAX_CLOCK_SKEW {
+            return Some(Staleness::Future { minutes: (ahead.as_secs() / 60) as i64 });
+        }
         let age = (now - self.refreshed).to_std().unwrap_or_default();
         if age > STALE_AFTER {
-            return true;
+            return Some(Staleness::Old { minutes: (age.as_secs() / 60) as i64 });
         }
         // Same host: the process must still exist.
-        self.hostname == keys::hostname() && !process_alive(self.pid)
+        if self.hostname == host.name && !(host.alive)(self.pid) {
+            return Some(Staleness::DeadProcess { pid: self.pid });
+        }
+        None
+    }
+
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        self.staleness(now, &this_host_ref(&hostname())).is_some()
     }
 
     pub fn describe(&self) -> String {
@@ -67,15 +134,100 @@ impl LockInfo {
             self.time.format("%Y-%m-%d %H:%M:%S UTC")
         )
     }
+
+    /// How to get past this live lock, for the hint of [`Error::Locked`].
+    pub fn remedy(&self, now: DateTime<Utc>, host: &Host<'_>) -> String {
+        if self.hostname == host.name {
+            return format!(
+                "wait for process {} on this host ({}) to finish, or stop it; `cairn unlock` never removes the lock \
+                 of a running process",
+                self.pid, self.purpose
+            );
+        }
+        let silent = (now - self.refreshed).to_std().unwrap_or_default();
+        let stale_at = self.refreshed + chrono::Duration::from_std(STALE_AFTER).expect("small duration");
+        if silent > LOOKS_STALE_AFTER {
+            format!(
+                "it looks stale: {} has not refreshed it for {} min. If that {} is no longer running, \
+                 `cairn unlock --remove-all` removes the lock now; otherwise it counts as stale from {}",
+                self.hostname,
+                silent.as_secs() / 60,
+                self.purpose,
+                stale_at.format("%H:%M UTC")
+            )
+        } else {
+            format!(
+                "wait for the {} on {} to finish. If that host is down, its lock counts as stale from {}, or \
+                 `cairn unlock --remove-all` removes it now (make sure nothing runs there)",
+                self.purpose,
+                self.hostname,
+                stale_at.format("%H:%M UTC")
+            )
+        }
+    }
 }
 
-/// Whether a process exists on this host (one of another user counts).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(e) => e != nix::errno::Errno::ESRCH,
+fn this_host_ref(name: &str) -> Host<'_> {
+    Host { name, alive: &process_alive }
+}
+
+/// One lock object as found in storage.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: Id,
+    /// Its object key, `<dir>/<id>`.
+    pub key: String,
+    pub state: FoundState,
+}
+
+#[derive(Debug, Clone)]
+pub enum FoundState {
+    Live(LockInfo),
+    Stale(LockInfo, Staleness),
+    /// It does not open with the repository key, or does not parse.
+    Unreadable,
+}
+
+/// Every lock under `dir` (other than `except`), judged at `now` on `host`.
+pub fn find_locks(
+    repo: &Repository,
+    dir: &str,
+    except: Option<Id>,
+    now: DateTime<Utc>,
+    host: &Host<'_>,
+) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    for id in repo.list_ids(dir)? {
+        if Some(id) == except {
+            continue;
+        }
+        let key = format!("{dir}/{id}");
+        let state = match repo.backend().get(&key) {
+            Ok(b) => match repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()) {
+                Some(i) => match i.staleness(now, host) {
+                    None => FoundState::Live(i),
+                    Some(s) => FoundState::Stale(i, s),
+                },
+                None => FoundState::Unreadable,
+            },
+            Err(e) if e.is_not_found() => continue, // removed meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        out.push(Found { id, key, state });
     }
+    Ok(out)
+}
+
+/// All live locks under `dir` other than `except`.
+pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
+    let host = hostname();
+    Ok(find_locks(repo, dir, except, Utc::now(), &this_host_ref(&host))?
+        .into_iter()
+        .filter_map(|f| match f.state {
+            FoundState::Live(i) => Some((f.id, i)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// A held lock; dropping it stops the refresher and removes the lock.
@@ -98,29 +250,6 @@ impl Drop for Lock {
     }
 }
 
-/// All live locks under `dir` other than `except`.
-pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
-    let now = Utc::now();
-    let mut out = Vec::new();
-    for id in repo.list_ids(dir)? {
-        if Some(id) == except {
-            continue;
-        }
-        let info = match repo.backend().get(&format!("{dir}/{id}")) {
-            Ok(b) => match repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()) {
-                Some(i) => i,
-                None => continue, // unreadable lock: not ours to honour
-            },
-            Err(e) if e.is_not_found() => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),
-        };
-        if !info.is_stale(now) {
-            out.push((id, info));
-        }
-    }
-    Ok(out)
-}
-
 fn write_lock(repo: &Repository, key: &str, info: &LockInfo) -> Result<()> {
     let sealed = repo.key().seal(&serde_json::to_vec(info).expect("lock serialises"));
     repo.backend().put(key, &sealed)?;
@@ -135,47 +264,182 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
 /// Takes a lock among those under `dir` only; locks elsewhere are not
 /// looked at, and do not see this one.
 pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Lock> {
-    let id = Id::random();
-    let object = format!("{dir}/{id}");
-    let now = Utc::now();
-    let info = LockInfo {
-        exclusive,
-        hostname: keys::hostname(),
-        username: keys::username(),
-        pid: std::process::id(),
-        time: now,
-        refreshed: now,
-        purpose: purpose.to_string(),
-    };
-    write_lock(repo, &object, &info)?;
-    let others = live_locks_in(repo, dir, Some(id));
-    let conflict = match &others {
-        Ok(o) => o.iter().find(|(_, l)| exclusive || l.exclusive).map(|(_, l)| l.describe()),
-        Err(_) => None,
-    };
-    if conflict.is_some() || others.is_err() {
-        let _ = repo.backend().delete(&object);
-        others?;
-        return Err(Error::Locked { holder: conflict.unwrap_or_default() });
+    let claim = Claim::write(repo, dir, exclusive, purpose)?;
+    let verdict = claim.look();
+    claim.settle(verdict)
+}
+
+/// A lock being taken, one step at a time: [`Claim::write`] stores it,
+/// [`Claim::look`] lists the others, [`Claim::settle`] keeps it or backs
+/// off. [`acquire_in`] runs the three in a row; tests interleave them.
+pub struct Claim<'r> {
+    repo: &'r Repository,
+    dir: String,
+    id: Id,
+    object: String,
+    info: LockInfo,
+}
+
+/// What a claim saw when it looked.
+pub struct Verdict(Result<Option<(LockInfo, String)>>);
+
+impl<'r> Claim<'r> {
+    /// Step 1: writes the lock object.
+    pub fn write(repo: &'r Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Claim<'r>> {
+        let id = Id::random();
+        let object = format!("{dir}/{id}");
+        let now = Utc::now();
+        let info = LockInfo {
+            exclusive,
+            hostname: hostname(),
+            username: username(),
+            pid: std::process::id(),
+            time: now,
+            refreshed: now,
+            purpose: purpose.to_string(),
+        };
+        write_lock(repo, &object, &info)?;
+        Ok(Claim { repo, dir: dir.to_string(), id, object, info })
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let refresher = {
-        let stop = stop.clone();
-        let repo = repo.clone();
-        let mut info = info.clone();
-        let object = object.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::park_timeout(REFRESH_EVERY);
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                info.refreshed = Utc::now();
-                if let Err(e) = write_lock(&repo, &object, &info) {
-                    tracing::warn!("could not refresh lock {}: {e}", id.short());
+
+    /// Step 2: lists the other locks and finds the first live one in the
+    /// way. Locks of dead processes of this host are removed on the way
+    /// (best effort: they are ignored anyway).
+    pub fn look(&self) -> Verdict {
+        let host_name = hostname();
+        let host = this_host_ref(&host_name);
+        let now = Utc::now();
+        Verdict(find_locks(self.repo, &self.dir, Some(self.id), now, &host).map(|found| {
+            let mut conflict = None;
+            for f in found {
+                match f.state {
+                    FoundState::Live(l) if conflict.is_none() && (self.info.exclusive || l.exclusive) => {
+                        let remedy = l.remedy(now, &host);
+                        conflict = Some((l, remedy));
+                    }
+                    FoundState::Stale(_, Staleness::DeadProcess { .. }) => {
+                        let _ = self.repo.backend().delete(&f.key);
+                    }
+                    _ => {}
                 }
             }
-        })
-    };
-    Ok(Lock { key: object, backend: repo.backend().clone(), stop, refresher: Some(refresher) })
+            conflict
+        }))
+    }
+
+    /// Step 3: backs off (deletes the lock) if the look found a conflict or
+    /// failed; otherwise starts refreshing it and hands it over.
+    pub fn settle(self, verdict: Verdict) -> Result<Lock> {
+        match verdict.0 {
+            Ok(None) => {}
+            Ok(Some((holder, remedy))) => {
+                let _ = self.repo.backend().delete(&self.object);
+                return Err(Error::Locked { holder: holder.describe(), remedy });
+            }
+            Err(e) => {
+                let _ = self.repo.backend().delete(&self.object);
+                return Err(e);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let stop = stop.clone();
+            let repo = self.repo.clone();
+            let mut info = self.info.clone();
+            let object = self.object.clone();
+            let id = self.id;
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(REFRESH_EVERY);
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    info.refreshed = Utc::now();
+                    if let Err(e) = write_lock(&repo, &object, &info) {
+                        tracing::warn!("could not refresh lock {}: {e}", id.short());
+                    }
+                }
+            })
+        };
+        Ok(Lock { key: self.object, backend: self.repo.backend().clone(), stop, refresher: Some(refresher) })
+    }
 }
+
+/// What [`remove_stale`] did.
+#[derive(Debug, Default, Serialize)]
+pub struct UnlockReport {
+    /// Locks removed, with why they did not count (or `live` with `--remove-all`).
+    pub removed: Vec<RemovedLock>,
+    /// Live locks left in place.
+    pub kept: Vec<KeptLock>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RemovedLock {
+    pub object: String,
+    /// The holder, when the lock could be read.
+    pub holder: Option<String>,
+    pub reason: String,
+    pub suspicious: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeptLock {
+    pub object: String,
+    pub holder: String,
+    /// True for a live lock of a running process on this host, which even
+    /// `--remove-all` keeps.
+    pub running_here: bool,
+}
+
+/// Removes the stale and unreadable locks of every lock directory; with
+/// `remove_all`, also the live locks of other hosts. A live lock of a
+/// process running on this host is always kept, and listed.
+pub fn remove_stale(repo: &Repository, remove_all: bool) -> Result<UnlockReport> {
+    let host_name = hostname();
+    remove_stale_at(repo, remove_all, Utc::now(), &this_host_ref(&host_name))
+}
+
+fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host: &Host<'_>) -> Result<UnlockReport> {
+    let mut report = UnlockReport::default();
+    for dir in LOCK_DIRS {
+        for f in find_locks(repo, dir, None, now, host)? {
+            let removed = match f.state {
+                FoundState::Stale(info, why) => RemovedLock {
+                    object: f.key.clone(),
+                    holder: Some(info.describe()),
+                    suspicious: why.is_suspicious(),
+                    reason: why.to_string(),
+                },
+                FoundState::Unreadable => RemovedLock {
+                    object: f.key.clone(),
+                    holder: None,
+                    suspicious: true,
+                    reason: "suspicious: it does not open with this repository's key".into(),
+                },
+                FoundState::Live(info) => {
+                    let running_here = info.hostname == host.name;
+                    if !remove_all || running_here {
+                        report.kept.push(KeptLock { object: f.key.clone(), holder: info.describe(), running_here });
+                        continue;
+                    }
+                    RemovedLock {
+                        object: f.key.clone(),
+                        holder: Some(info.describe()),
+                        suspicious: false,
+                        reason: "live, removed with --remove-all".into(),
+                    }
+                }
+            };
+            match repo.backend().delete(&f.key) {
+                Ok(()) => report.removed.push(removed),
+                Err(e) if e.is_not_found() => {} // its holder released it meanwhile
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

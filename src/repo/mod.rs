@@ -18,6 +18,8 @@ pub mod index;
 pub mod index_file;
 pub mod keys;
 pub mod keyset;
+pub mod limits;
+pub mod litter;
 pub mod lock;
 pub mod pack;
 pub mod snapshot;
@@ -44,6 +46,9 @@ pub use tree::{Node, NodeKind, Tree};
 pub const FORMAT_VERSION: u32 = 1;
 pub const MARKER_KEY: &str = "cairn";
 pub const CONFIG_KEY: &str = "config";
+/// The evidence signing key's object (`crate::evidence::key::KEY_OBJECT`),
+/// which opening probes without depending on the evidence module.
+pub(crate) const EVIDENCE_KEY_OBJECT: &str = "evidence/key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
@@ -80,6 +85,63 @@ pub struct Config {
     /// Target pack size in bytes.
     pub pack_size: u32,
     pub created: DateTime<Utc>,
+}
+
+impl Config {
+    /// The smallest and largest target pack size (as `init --pack-size-mib` allows).
+    pub const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = (1 << 20)..=(512 << 20);
+    /// The zstd levels blobs may be stored with (as `init --compression` allows).
+    pub const COMPRESSION_RANGE: std::ops::RangeInclusive<i32> = 1..=19;
+
+    /// Checks what a reader relies on: the chunk sizes (which bound every
+    /// data blob, see [`limits::CHUNK`]), the pack size (which bounds what a
+    /// writer holds in memory) and the compression level.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.chunker.validate()?;
+        if !Self::PACK_SIZE_RANGE.contains(&self.pack_size) {
+            return Err(format!("pack size {} is outside 1 MiB to 512 MiB", self.pack_size));
+        }
+        if !Self::COMPRESSION_RANGE.contains(&self.compression) {
+            return Err(format!("compression level {} is outside 1 to 19", self.compression));
+        }
+        Ok(())
+    }
+
+    /// The largest data blob this repository can hold: its chunker's maximum.
+    pub fn max_chunk(&self) -> u64 {
+        (self.chunker.max_size as u64).min(limits::CHUNK)
+    }
+}
+
+/// Why slots that opened with the password gave keys that do not open the
+/// config: if one of those keys opens another sealed object of this
+/// repository, the key is right and the config is damaged; otherwise the
+/// slot came from another repository.
+fn misfit_error(backend: &dyn Backend, misfits: &[keys::Unlocked]) -> Error {
+    let config_damaged = || Error::Integrity { what: format!("object `{CONFIG_KEY}`") };
+    let mut probes: Vec<String> = vec![crate::repo::EVIDENCE_KEY_OBJECT.to_string()];
+    for dir in ["index/", "snapshots/", "locks/"] {
+        if let Ok(list) = backend.list(dir) {
+            probes.extend(list.into_iter().take(2).map(|o| o.key));
+        }
+    }
+    for p in probes {
+        let Ok(bytes) = backend.get(&p) else { continue };
+        if misfits.iter().any(|u| u.key.open(&bytes).is_ok()) {
+            return config_damaged();
+        }
+    }
+    Error::ForeignKeySlot { slot: format!("keys/{}", misfits[0].slot) }
+}
+
+/// Turns a blob or object decoding error about `what` into the library's
+/// error: a size limit is [`Error::TooLarge`], anything else damage.
+pub(crate) fn blob_error(what: String, e: blob::BlobError) -> Error {
+    if e.is_size_limit() {
+        Error::TooLarge { what, detail: e.to_string() }
+    } else {
+        Error::Integrity { what: format!("{what} ({e})") }
+    }
 }
 
 /// Choices made at `init`.
@@ -122,6 +184,8 @@ pub fn by_id_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> Id, spec: &str)
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
+    /// The key slot the repository was opened (or created) with.
+    key_slot: Id,
     config: Config,
     cache: Option<Arc<cache::Cache>>,
 }
@@ -132,14 +196,26 @@ pub fn pack_key(id: &Id) -> String {
 }
 
 impl Repository {
-    /// Creates a repository with one key slot for `password`.
+    /// Creates a repository with one key slot for `password`. It holds no
+    /// evidence chain yet: `crate::jobs::init` makes the repositories
+    /// `cairn init` creates, which start theirs ([`Repository::create`],
+    /// then record 0, then [`Repository::publish`]).
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        let repo = Repository::create(backend, password, opts)?;
+        repo.publish()?;
+        Ok(repo)
+    }
+
+    /// Stores a new repository's key slot and config, but not its marker:
+    /// until [`Repository::publish`] writes it, there is no repository at
+    /// that location for anyone else, and whatever else belongs to a new
+    /// repository (the evidence chain's start) goes in first.
+    pub fn create(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
         // Refuse anything already there, a half-made repository included:
         // its key slots would wrap another master key.
         if !backend.list("")?.is_empty() {
             return Err(Error::AlreadyExists(backend.location()));
         }
-        opts.chunker.validate().map_err(Error::InvalidArgument)?;
         let mut chunker = opts.chunker;
         if chunker.seed == 0 {
             chunker.seed = rand::random::<u64>() | 1;
@@ -154,20 +230,30 @@ impl Repository {
             pack_size: opts.pack_size,
             created: Utc::now(),
         };
-        keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
+        config.validate().map_err(Error::InvalidArgument)?;
+        let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        let repo = Repository { backend: backend.clone(), key, config, cache: None };
-        // The evidence chain starts with the repository: its signing key and record 0.
-        crate::evidence::start_chain(&repo)?;
-        let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
-        // The marker goes last: a repository is only "there" once complete.
-        backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
-        Ok(repo)
+        Ok(Repository { backend, key, key_slot, config, cache: None })
     }
 
-    /// Opens an existing repository with `password`.
+    /// Writes the marker of a repository made by [`Repository::create`].
+    /// The marker goes last: a repository is only "there" once complete.
+    pub fn publish(&self) -> Result<()> {
+        let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id: self.config.id };
+        self.backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
+        Ok(())
+    }
+
+    /// Opens an existing repository with `password`, trying the key slots
+    /// in their default order.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        Repository::open_with(backend, password, &keys::KeyHints::default())
+    }
+
+    /// Opens an existing repository with `password`, trying first the key
+    /// slots `hints` name (see [`keys`]).
+    pub fn open_with(backend: Arc<dyn Backend>, password: &[u8], hints: &keys::KeyHints) -> Result<Repository> {
         let marker_bytes = match backend.get(MARKER_KEY) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Err(Error::NoRepository(backend.location())),
@@ -181,15 +267,28 @@ impl Repository {
         if marker.version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion { found: marker.version, supported: FORMAT_VERSION });
         }
-        let key = keys::unlock(backend.as_ref(), password)?;
         let sealed = backend.get(CONFIG_KEY)?;
-        let plain = blob::open_object(&key, &sealed)
-            .map_err(|e| Error::Integrity { what: format!("object `{CONFIG_KEY}` ({e})") })?;
+        // A slot's key must open the config too: one copied from another
+        // repository opens with its password but fits nothing here.
+        let opened = keys::unlock(backend.as_ref(), password, hints, &marker.id, &mut |k| k.open(&sealed).is_ok())?;
+        let unlocked = match opened {
+            keys::Opened::Fits(u) => u,
+            keys::Opened::Misfits(m) => return Err(misfit_error(backend.as_ref(), &m)),
+        };
+        let key = unlocked.key;
+        let plain = blob::open_object(&key, &sealed, limits::CONFIG)
+            .map_err(|e| blob_error(format!("object `{CONFIG_KEY}`"), e))?;
         let config: Config = serde_json::from_slice(&plain).map_err(|e| Error::format("config", e))?;
         if config.id != marker.id {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
-        Ok(Repository { backend, key, config, cache: None })
+        config.validate().map_err(|e| Error::format("config", e))?;
+        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None })
+    }
+
+    /// The key slot this repository was opened (or created) with.
+    pub fn key_slot(&self) -> Id {
+        self.key_slot
     }
 
     /// Caches metadata under `base` (for remote repositories).
@@ -231,8 +330,8 @@ impl Repository {
     }
 
     /// Loads and opens a metadata object, checking that its name matches
-    /// its contents.
-    pub fn load_object(&self, dir: &str, id: &Id) -> Result<Vec<u8>> {
+    /// its contents; its plaintext may hold at most `limit` bytes.
+    pub fn load_object(&self, dir: &str, id: &Id, limit: u64) -> Result<Vec<u8>> {
         let key = format!("{dir}/{id}");
         let cached = self.cache.as_ref().and_then(|c| c.get(dir, id));
         let sealed = match cached {
@@ -248,7 +347,7 @@ impl Repository {
         if Id::hash_of(&sealed) != *id {
             return Err(Error::Integrity { what: format!("object `{key}` (content does not match its name)") });
         }
-        blob::open_object(&self.key, &sealed).map_err(|e| Error::Integrity { what: format!("object `{key}` ({e})") })
+        blob::open_object(&self.key, &sealed, limit).map_err(|e| blob_error(format!("object `{key}`"), e))
     }
 
     /// Ids of the objects stored under `dir/`.
@@ -290,8 +389,10 @@ impl Repository {
         }
         let mut b = IndexBuilder::new(mode);
         for id in ids {
-            let r = self.load_object("index", &id).and_then(|plain| {
-                b.add_file(id, &plain).map_err(|e| Error::format(format!("index file `index/{id}`"), e))
+            let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
+                IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
+                    .and_then(|()| b.add_file(id, &plain))
+                    .map_err(|e| Error::format(format!("index file `index/{id}`"), e))
             });
             if let Err(e) = r {
                 bad(&id, e)?;
@@ -323,7 +424,7 @@ impl Repository {
         for (source, packs) in &wanted {
             match source {
                 PackSource::File(fid) => {
-                    let plain = self.load_object("index", fid)?;
+                    let plain = self.load_object("index", fid, limits::INDEX_FILE)?;
                     let mut v = VisitPacks { packs, fill: &mut fill };
                     IndexFile::visit(&plain, &mut v)
                         .map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
@@ -350,6 +451,17 @@ impl Repository {
             .collect()
     }
 
+    /// Loads, decodes and checks one index file: every entry must fit the
+    /// largest blob of its pack's kind ([`Config::max_chunk`] for data,
+    /// [`limits::TREE`] for trees), or the file is damage.
+    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
+        let what = || format!("index file `index/{id}`");
+        let plain = self.load_object("index", id, limits::INDEX_FILE)?;
+        let f = IndexFile::decode(&plain).map_err(|e| Error::format(what(), e))?;
+        f.check_sizes(self.config.max_chunk(), limits::TREE).map_err(|e| Error::format(what(), e))?;
+        Ok(f)
+    }
+
     pub fn save_index_file(&self, f: &IndexFile) -> Result<Id> {
         self.save_object("index", &f.encode())
     }
@@ -366,7 +478,7 @@ impl Repository {
         for id in ids {
             match self.load_snapshot(&id) {
                 Ok(s) => out.push((id, s)),
-                Err(e @ (Error::Integrity { .. } | Error::Format { .. })) => {
+                Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
                     tracing::warn!("skipping snapshot {id}: {e}");
                 }
                 Err(e) => return Err(e),
@@ -377,7 +489,7 @@ impl Repository {
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let plain = self.load_object("snapshots", id)?;
+        let plain = self.load_object("snapshots", id, limits::SNAPSHOT)?;
         let s: Snapshot =
             serde_json::from_slice(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))?;
         if s.v != snapshot::SNAPSHOT_VERSION {
@@ -386,8 +498,21 @@ impl Repository {
         Ok(s)
     }
 
+    /// Stores a snapshot; one above [`limits::SNAPSHOT`] is refused, since
+    /// no reader would open it.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
-        self.save_object("snapshots", &serde_json::to_vec(s).expect("snapshot serialises"))
+        let json = serde_json::to_vec(s).expect("snapshot serialises");
+        if json.len() as u64 > limits::SNAPSHOT {
+            return Err(Error::TooLarge {
+                what: "the new snapshot".into(),
+                detail: format!(
+                    "{} bytes, above the limit of {} (too many paths or tags?)",
+                    json.len(),
+                    limits::SNAPSHOT
+                ),
+            });
+        }
+        self.save_object("snapshots", &json)
     }
 
     /// Resolves `latest` or a unique id prefix to a snapshot.
@@ -400,16 +525,30 @@ impl Repository {
         Ok((id, self.load_snapshot(&id)?))
     }
 
-    /// Fetches, opens and checks one blob.
+    /// Fetches, opens and checks one data blob (a chunk of file content),
+    /// which may be at most the repository's maximum chunk size.
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        self.read_blob_within(index, id, self.config.max_chunk(), "chunk")
+    }
+
+    /// Fetches, opens and checks one blob whose index entry must record at
+    /// most `limit` bytes: an entry that claims more is refused before
+    /// anything is fetched.
+    fn read_blob_within(&self, index: &Index, id: &Id, limit: u64, what: &str) -> Result<Vec<u8>> {
         let loc =
             index.get(id).ok_or_else(|| Error::Integrity { what: format!("blob {id} (missing from the index)") })?;
         let pack = index.pack(loc.pack);
         let key = pack_key(&pack.id);
+        if loc.raw_length as u64 > limit {
+            return Err(Error::TooLarge {
+                what: format!("{what} {} in pack `{key}`", id.short()),
+                detail: format!("its index entry claims {} bytes, above the limit of {limit}", loc.raw_length),
+            });
+        }
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
         let decode = |sealed: &[u8]| {
             blob::decode(&self.key, sealed, id, loc.raw_length as u64)
-                .map_err(|e| Error::Integrity { what: format!("blob {} in pack `{key}` ({e})", id.short()) })
+                .map_err(|e| blob_error(format!("blob {} in pack `{key}`", id.short()), e))
         };
         // Tree packs of remote repositories are fetched whole, once, and cached.
         if let (Some(c), BlobKind::Tree) = (&self.cache, pack.kind) {
@@ -434,8 +573,9 @@ impl Repository {
         decode(&sealed)
     }
 
+    /// Loads a tree, which may be at most [`limits::TREE`] bytes.
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
-        let b = self.read_blob(index, id)?;
+        let b = self.read_blob_within(index, id, limits::TREE, "tree")?;
         Tree::decode(&b).map_err(|e| Error::format(format!("tree {id}"), e))
     }
 

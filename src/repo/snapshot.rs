@@ -42,6 +42,42 @@ pub struct Summary {
     /// Files that could not be read or vanished; not in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedFile>,
+    /// Entries of `changed_during_backup` left out of the stored snapshot
+    /// to keep it within its size limit (see [`Summary::trim_lists`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub changed_not_listed: u64,
+    /// Entries of `skipped` left out of the stored snapshot, likewise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_not_listed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Summary {
+    /// Keeps the first entries of `skipped` and `changed_during_backup`
+    /// whose text fits in `budget` bytes, and counts the others in
+    /// `skipped_not_listed` and `changed_not_listed`, so that a backup with
+    /// a million unreadable files still stores a snapshot any reader opens.
+    pub fn trim_lists(&mut self, budget: u64) {
+        // Roughly the JSON each entry takes, escapes aside.
+        let mut left = budget;
+        let mut fits = |bytes: usize| {
+            let cost = bytes as u64 + 32;
+            let ok = cost <= left;
+            if ok {
+                left -= cost;
+            }
+            ok
+        };
+        let keep = self.skipped.iter().take_while(|f| fits(f.path.len() + f.reason.len())).count();
+        self.skipped_not_listed += (self.skipped.len() - keep) as u64;
+        self.skipped.truncate(keep);
+        let keep = self.changed_during_backup.iter().take_while(|p| fits(p.len())).count();
+        self.changed_not_listed += (self.changed_during_backup.len() - keep) as u64;
+        self.changed_during_backup.truncate(keep);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,5 +107,33 @@ impl Snapshot {
         a.sort();
         b.sort();
         self.hostname == host && a == b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_trimmed_to_the_budget_and_counted() {
+        let mut s = Summary {
+            skipped: (0..1000).map(|i| SkippedFile { path: format!("/f{i:04}"), reason: "gone".into() }).collect(),
+            changed_during_backup: vec!["/c".into(); 10],
+            ..Default::default()
+        };
+        s.trim_lists(4200);
+        // Each skipped entry costs 6 + 4 + 32 = 42 bytes: 100 fit, and nothing after them.
+        assert_eq!(s.skipped.len(), 100);
+        assert_eq!(s.skipped_not_listed, 900);
+        assert_eq!(s.skipped[99].path, "/f0099");
+        assert!(s.changed_during_backup.is_empty());
+        assert_eq!(s.changed_not_listed, 10);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"skipped_not_listed\":900"), "{json}");
+        // Short lists are kept whole, and the counters stay out of the JSON.
+        let mut short = Summary { changed_during_backup: vec!["/c".into()], ..Default::default() };
+        short.trim_lists(4200);
+        assert_eq!(short.changed_during_backup.len(), 1);
+        assert!(!serde_json::to_string(&short).unwrap().contains("not_listed"));
     }
 }

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 
 use super::cache::Cache;
-use super::index::{Index, IndexFile, PackInfo};
+use super::index::{Index, PackInfo};
 use super::keyset::{key_of, KeySet};
 use super::pack::{FinishedPack, PackBuilder, PackEntry};
 use super::{blob, pack_key, BlobKind, Repository};
@@ -94,6 +94,7 @@ impl RepoWriter {
                             BlobKind::Data => backend.put_data_pack(&pack_key(&p.id), &p.bytes)?,
                             BlobKind::Tree => backend.put(&pack_key(&p.id), &p.bytes)?,
                         }
+                        crate::failpoint::hit!("writer::pack_stored");
                         let info = PackInfo { id: p.id, kind: p.kind, size: p.bytes.len() as u64 };
                         let checkpoint = {
                             let mut s = shared.lock().unwrap();
@@ -109,8 +110,8 @@ impl RepoWriter {
                             })
                         };
                         if let Some(packs) = checkpoint {
-                            let id = write_index(&backend, &key, cache.as_deref(), packs)?;
-                            shared.lock().unwrap().stats.index_files.push(id);
+                            let ids = write_index(&backend, &key, cache.as_deref(), packs)?;
+                            shared.lock().unwrap().stats.index_files.extend(ids);
                         }
                         if let (Some(c), BlobKind::Tree) = (&cache, p.kind) {
                             c.put_pack(&p.id, p.bytes);
@@ -213,8 +214,8 @@ impl RepoWriter {
         let mut s = self.shared.lock().unwrap();
         let pending = std::mem::take(&mut s.pending);
         if !pending.is_empty() {
-            let id = write_index(&self.backend, &self.key, self.cache.as_deref(), pending)?;
-            s.stats.index_files.push(id);
+            let ids = write_index(&self.backend, &self.key, self.cache.as_deref(), pending)?;
+            s.stats.index_files.extend(ids);
         }
         s.stats.blobs = self.blobs.load(Ordering::Relaxed);
         Ok(std::mem::take(&mut s.stats))
@@ -230,20 +231,28 @@ impl Drop for RepoWriter {
     }
 }
 
+/// Writes index files for `packs`, each of at most
+/// [`MAX_BLOBS_PER_FILE`](super::index::MAX_BLOBS_PER_FILE) blobs plus one
+/// pack's (a pack's entries are never split), so that every file stays far
+/// inside the readers' limit; returns their ids.
 fn write_index(
     backend: &Arc<dyn Backend>,
     key: &MasterKey,
     cache: Option<&Cache>,
     packs: Vec<(PackInfo, Vec<PackEntry>)>,
-) -> Result<Id> {
-    let f = IndexFile { supersedes: Vec::new(), packs };
-    let sealed = blob::seal_object(key, &f.encode());
-    let id = Id::hash_of(&sealed);
-    backend.put(&format!("index/{id}"), &sealed)?;
-    if let Some(c) = cache {
-        c.put("index", &id, &sealed);
+) -> Result<Vec<Id>> {
+    let mut ids = Vec::new();
+    for f in super::index::split_into_files(packs) {
+        let sealed = blob::seal_object(key, &f.encode());
+        let id = Id::hash_of(&sealed);
+        backend.put(&format!("index/{id}"), &sealed)?;
+        crate::failpoint::hit!("writer::index_stored");
+        if let Some(c) = cache {
+            c.put("index", &id, &sealed);
+        }
+        ids.push(id);
     }
-    Ok(id)
+    Ok(ids)
 }
 
 /// Indexes packs that are stored but in no index file (left by an
