@@ -54,7 +54,7 @@ fn main() {
     let password = std::env::var("CAIRN_PASSWORD").expect("CAIRN_PASSWORD");
     let opts = InitOptions {
         chunker: ChunkerParams { min_size: 64, avg_size: 256, max_size: 1024, seed: 0 },
-        kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
         ..Default::default()
     };
     let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir)), password.as_bytes(), opts).expect("init");

@@ -463,7 +463,7 @@ mod tests {
     fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let opts = InitOptions {
-            kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 },
+            kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
             pack_size: 1 << 20,
             ..Default::default()
         };
