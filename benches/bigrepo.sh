@@ -7,6 +7,10 @@
 #
 # Usage: benches/bigrepo.sh [CAIRN_BINARY] [BLOBS]   (WORK=/tmp/... for the repository)
 # Build the binary from the same source: the generator links the library.
+# CAIRN_BASE=another cairn binary (an older build) also runs check, the
+# small backup and prune --dry-run on the same repository, each right
+# before the same step of CAIRN_BINARY (its small backup comes first, so
+# CAIRN_BINARY's finds its files unchanged).
 set -euo pipefail
 cairn=$(realpath "${1:-target/release/cairn}")
 blobs=${2:-10000000}
@@ -35,9 +39,13 @@ measure() { # NAME CMD...
         'BEGIN{printf "%-16s %8.2f s  peak RSS %8.1f MB  %5.1f bytes/blob\n", n, w, r/1024, r*1024/b}'
 }
 
+base=${CAIRN_BASE:+$(realpath "$CAIRN_BASE")}
+[ -n "$base" ] && measure base-check "$base" -r "$repo" check
 measure check "$cairn" -r "$repo" check
+[ -n "$base" ] && measure base-backup-small "$base" -r "$repo" backup "$small"
 measure backup-small "$cairn" -r "$repo" backup "$small"
 rm "$repo/snapshots/$all" # forget the snapshot that holds every directory
+[ -n "$base" ] && measure base-prune-dry-run "$base" -r "$repo" --json prune --dry-run
 measure prune-dry-run "$cairn" -r "$repo" --json prune --dry-run
 measure prune "$cairn" -r "$repo" --json prune
 measure check-after "$cairn" -r "$repo" check
