@@ -46,12 +46,36 @@ fn blob(n: u64) -> Vec<u8> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let [repo_dir, blobs] = &args[..] else {
-        eprintln!("usage: synth_repo REPO BLOBS (password in CAIRN_PASSWORD)");
-        std::process::exit(2);
-    };
-    let blobs: u64 = blobs.parse().expect("a number of blobs");
-    let password = std::env::var("CAIRN_PASSWORD").expect("CAIRN_PASSWORD");
+    match &args[..] {
+        [repo_dir, blobs] => {
+            let blobs: u64 = blobs.parse().expect("a number of blobs");
+            let password = std::env::var("CAIRN_PASSWORD").expect("CAIRN_PASSWORD");
+            generate(repo_dir, blobs, &password);
+        }
+        // `cargo test --all-targets` runs this without arguments: a small
+        // repository, which must hold every blob it was given.
+        [] => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let repo_dir = dir.path().join("repo");
+            let repo = generate(repo_dir.to_str().unwrap(), 3_000, "pw");
+            let index = repo.load_index().expect("the index");
+            let files = 3_000u64.div_ceil(CHUNKS_PER_FILE);
+            // Data blobs, one tree per directory, and a `data` and a root
+            // tree per snapshot: the same two for both below five directories.
+            let dirs = files.div_ceil(FILES_PER_DIR);
+            let trees = dirs + if dirs > 4 { 4 } else { 2 };
+            assert_eq!(index.len() as u64, 3_000 + trees, "every blob is indexed");
+            assert_eq!(repo.list_snapshots().expect("snapshots").len(), 2);
+        }
+        _ => {
+            eprintln!("usage: synth_repo REPO BLOBS (password in CAIRN_PASSWORD)");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Writes a repository of `blobs` data blobs at `repo_dir`.
+fn generate(repo_dir: &str, blobs: u64, password: &str) -> Repository {
     let opts = InitOptions {
         chunker: ChunkerParams { min_size: 64, avg_size: 256, max_size: 1024, seed: 0 },
         kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
@@ -139,4 +163,5 @@ fn main() {
         println!("snapshot {name} {id}");
     }
     println!("blobs {} packs {} bytes {} in {:.1?}", stats.blobs, stats.packs, stats.stored_bytes, started.elapsed());
+    repo
 }
