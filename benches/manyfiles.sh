@@ -63,6 +63,9 @@ run_size() { # FILES DIR
                 if [ "$restore" = 1 ]; then
                     measure "$n" "$tool" restore "$bin" -r "$repo" -q restore latest --target "$target"
                 fi
+                # The index of one blob per file: its memory in check and prune.
+                measure "$n" "$tool" check "$bin" -r "$repo" check
+                measure "$n" "$tool" prune-dry-run "$bin" -r "$repo" --json prune --dry-run
                 ;;
             restic)
                 restic -r "$repo" init > /dev/null
@@ -94,7 +97,7 @@ print("| files | phase | cairn s | cairn MB | base s | base MB | restic s | rest
 print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for n in sizes:
     f = get(n, "find", "stat")
-    for p in ("first", "unchanged", "restore"):
+    for p in ("first", "unchanged", "restore", "check", "prune-dry-run"):
         c, b, r = get(n, "cairn", p), get(n, "base", p), get(n, "restic", p)
         if not c:
             continue
