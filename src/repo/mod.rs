@@ -20,7 +20,9 @@ pub mod blob;
 pub mod cache;
 pub mod duties;
 pub mod index;
+pub mod index_file;
 pub mod keys;
+pub mod keyset;
 pub mod limits;
 pub mod litter;
 pub mod lock;
@@ -42,7 +44,8 @@ use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-pub use index::{BlobLocation, Index, IndexFile, PackInfo};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexFile, IndexMode, PackInfo};
+use index::{IdRequest, IndexVisitor, PackEntries, PackSource};
 pub use snapshot::{Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree};
 
@@ -436,43 +439,94 @@ impl Repository {
             .collect())
     }
 
-    /// Reads every index file into one in-memory index.
+    /// Reads every index file into one in-memory index with locations.
     pub fn load_index(&self) -> Result<Index> {
-        let files = self.load_index_files()?;
-        let superseded: std::collections::HashSet<Id> =
-            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-        let mut index = Index::new();
-        for (id, f) in &files {
-            if superseded.contains(id) {
-                continue;
-            }
-            for (info, entries) in &f.packs {
-                index.add_pack(info.clone(), entries);
-            }
-        }
-        index.compact();
-        Ok(index)
+        self.load_index_as(IndexMode::Locations)
     }
 
-    pub fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+    /// Reads every index file into one in-memory index, one file at a time.
+    /// One damaged index file must not make the others useless: it is
+    /// skipped with a warning, and the blobs it lists are just unknown (and
+    /// `check` reports it).
+    pub fn load_index_as(&self, mode: IndexMode) -> Result<Index> {
+        self.build_index(mode, &mut |id, e| {
+            if e.is_retryable() || matches!(e, Error::Backend(_)) {
+                return Err(e);
+            }
+            tracing::warn!("skipping index file index/{id}: {e}");
+            Ok(())
+        })
+    }
+
+    /// Builds the index from every index file; each file that cannot be
+    /// read or decoded goes to `bad`, which skips it (`Ok`) or stops.
+    pub fn build_index(&self, mode: IndexMode, bad: &mut dyn FnMut(&Id, Error) -> Result<()>) -> Result<Index> {
         let ids = self.list_ids("index")?;
         if let Some(c) = &self.cache {
             c.retain("index", &ids.iter().copied().collect());
         }
-        let mut out = Vec::with_capacity(ids.len());
+        let mut b = IndexBuilder::new(mode);
         for id in ids {
-            let r = self.load_index_file(&id);
-            match r {
-                Ok(f) => out.push((id, f)),
-                // One damaged index file must not make the others useless:
-                // the blobs it lists are just unknown (and `check` reports it).
-                Err(e) if !e.is_retryable() && !matches!(e, Error::Backend(_)) => {
-                    tracing::warn!("skipping index file index/{id}: {e}");
-                }
-                Err(e) => return Err(e),
+            let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
+                IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
+                    .and_then(|()| b.add_file(id, &plain))
+                    .map_err(|e| Error::format(format!("index file `index/{id}`"), e))
+            });
+            if let Err(e) = r {
+                bad(&id, e)?;
             }
         }
-        Ok(out)
+        b.finish(&mut |reqs| self.full_ids(reqs))
+    }
+
+    /// Adds packs adopted from their headers to `index`.
+    pub fn add_adopted_packs(&self, index: &mut Index, packs: &[(PackInfo, Vec<pack::PackEntry>)]) -> Result<()> {
+        index.add_packs(packs, &mut |reqs| self.full_ids(reqs))
+    }
+
+    /// The full ids of index entries, read again from the index file or
+    /// pack header they came from (the in-memory index keeps a prefix).
+    fn full_ids(&self, reqs: &[IdRequest]) -> Result<Vec<Id>> {
+        use std::collections::HashMap;
+        let mut wanted: HashMap<&PackSource, HashMap<Id, Vec<usize>>> = HashMap::new();
+        for (i, r) in reqs.iter().enumerate() {
+            wanted.entry(&r.source).or_default().entry(r.pack).or_default().push(i);
+        }
+        let mut out: Vec<Option<Id>> = vec![None; reqs.len()];
+        let mut fill = |pack: &Id, entries: &mut dyn Iterator<Item = pack::PackEntry>, asked: &[usize]| {
+            let at: HashMap<u32, Id> = entries.map(|e| (e.offset, e.id)).collect();
+            for &i in asked {
+                out[i] = at.get(&reqs[i].offset).copied().filter(|_| reqs[i].pack == *pack);
+            }
+        };
+        for (source, packs) in &wanted {
+            match source {
+                PackSource::File(fid) => {
+                    let plain = self.load_object("index", fid, limits::INDEX_FILE)?;
+                    let mut v = VisitPacks { packs, fill: &mut fill };
+                    IndexFile::visit(&plain, &mut v)
+                        .map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
+                }
+                PackSource::Header { size } => {
+                    for (pack, asked) in packs {
+                        let entries = self.read_pack_header(pack, *size)?;
+                        fill(pack, &mut entries.into_iter(), asked);
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .zip(reqs)
+            .map(|(id, r)| {
+                id.ok_or_else(|| Error::Integrity {
+                    what: format!(
+                        "index entry at offset {} of pack `{}` (not where the index was read from)",
+                        r.offset,
+                        pack_key(&r.pack)
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// Loads, decodes and checks one index file: every entry must fit the
@@ -622,5 +676,23 @@ impl Repository {
         let entries = pack::decode_header(&plain).map_err(bad)?;
         pack::validate_layout(&entries, size - 4 - hlen).map_err(bad)?;
         Ok(entries)
+    }
+}
+
+/// Receives a pack's id, its entries and the requests for it.
+type FillIds<'a> = dyn FnMut(&Id, &mut dyn Iterator<Item = pack::PackEntry>, &[usize]) + 'a;
+
+/// Hands the entries of the packs asked for to `fill`.
+struct VisitPacks<'a> {
+    packs: &'a std::collections::HashMap<Id, Vec<usize>>,
+    fill: &'a mut FillIds<'a>,
+}
+
+impl IndexVisitor for VisitPacks<'_> {
+    fn supersedes(&mut self, _: Id) {}
+    fn pack(&mut self, info: PackInfo, mut entries: PackEntries<'_>) {
+        if let Some(asked) = self.packs.get(&info.id) {
+            (self.fill)(&info.id, &mut entries, asked);
+        }
     }
 }
