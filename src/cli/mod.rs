@@ -60,9 +60,10 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository: a path, file:///path or s3://bucket/prefix
-    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true)]
-    pub repo: Option<String>,
+    /// Repository: a path, file:///path or s3://bucket/prefix (`report`, `status` and
+    /// `evidence verify` take several)
+    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true, action = clap::ArgAction::Append)]
+    pub repo: Vec<String>,
     /// Read the repository password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -246,10 +247,22 @@ pub fn threads(g: &GlobalArgs) -> usize {
 }
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
-    let url = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
+    let url = match g.repo.as_slice() {
+        [one] => one,
+        [] => return Err(Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into())),
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "{} repositories given: this command works on one (only `report`, `status` and `evidence verify` \
+                 take several)",
+                g.repo.len()
+            )))
+        }
+    };
+    open_backend_url(g, url)
+}
+
+/// Opens the backend of `url` with the global S3 options.
+pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
     let opts = backend::OpenOptions {
         s3_endpoint: g.s3_endpoint.clone(),
         s3_region: None,
@@ -327,7 +340,15 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     if let Some(m) = a.kdf_memory_kib {
         opts.kdf.memory_kib = m;
     }
+    // A host with an evidence key of its own signs the repository's `init`
+    // with it; one without starts the legacy chain.
+    let appender = evidence::appender(None)?;
+    let own_key = appender.signer().is_some();
+    opts.start_evidence = !own_key;
     let repo = Repository::init(b.clone(), &pw.0, opts)?;
+    if own_key {
+        crate::evidence::start_chain_with(&repo, &appender)?;
+    }
     if p.json {
         p.json(&serde_json::json!({ "id": repo.id(), "location": b.location() }));
     } else {

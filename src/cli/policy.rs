@@ -150,7 +150,7 @@ fn show(a: &ShowArgs, p: &Printer) -> Result<i32> {
 /// source comes first and cairn's usual sources are the fallback.
 pub fn open_repo(g: &GlobalArgs, pol: &Policy) -> Result<Repository> {
     let mut g = g.clone();
-    g.repo = Some(pol.repository.url.clone());
+    g.repo = vec![pol.repository.url.clone()];
     if let Some(s3) = &pol.repository.s3 {
         g.s3_endpoint = s3.endpoint.clone().or(g.s3_endpoint);
         g.s3_path_style = s3.path_style.or(g.s3_path_style);

@@ -148,6 +148,9 @@ pub struct InitOptions {
     pub compression: i32,
     pub pack_size: u32,
     pub kdf: KdfParams,
+    /// Start the evidence chain with the legacy key (true); false when the
+    /// caller starts it with a host key (`evidence::start_chain_with`).
+    pub start_evidence: bool,
 }
 
 impl Default for InitOptions {
@@ -157,6 +160,7 @@ impl Default for InitOptions {
             compression: 3,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
+            start_evidence: true,
         }
     }
 }
@@ -220,7 +224,9 @@ impl Repository {
         backend.put(CONFIG_KEY, &sealed)?;
         let repo = Repository { backend: backend.clone(), key, key_slot, config, cache: None };
         // The evidence chain starts with the repository: its signing key and record 0.
-        crate::evidence::start_chain(&repo)?;
+        if opts.start_evidence {
+            crate::evidence::start_chain(&repo)?;
+        }
         let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
         // The marker goes last: a repository is only "there" once complete.
         backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
