@@ -113,7 +113,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     let result = backup::run(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
     let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    super::evidence::record(&repo, "backup", None, payload, p);
+    super::evidence::record(&repo, "backup", None, payload, None, p);
     Ok(print_report(&result?, p))
 }
 

@@ -59,7 +59,7 @@ pub fn exit_code(kind: Option<FailureKind>) -> i32 {
 pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
     let pol = policy::find(&a.policies.dir, &a.policy)?;
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
-    let chain = drill::RepositoryChain { policy: pol.name.clone() };
+    let chain = drill::RepositoryChain { policy: pol.name.clone(), state_dir: state.dir().to_path_buf() };
     let opts = DrillOptions {
         snapshot: a.snapshot.clone().unwrap_or_default(),
         target: a.target.clone(),

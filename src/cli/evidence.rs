@@ -140,8 +140,15 @@ pub(super) fn appender(state: Option<&Path>) -> Result<Appender> {
 
 /// Appends an evidence record for the outcome of a command. A failure to
 /// append is a warning: it never undoes or fails what was recorded.
-pub(super) fn record(repo: &Repository, kind: &str, policy: Option<&str>, payload: serde_json::Value, p: &Printer) {
-    let r = appender(None).and_then(|a| a.append(repo, kind, policy, payload));
+pub(super) fn record(
+    repo: &Repository,
+    kind: &str,
+    policy: Option<&str>,
+    payload: serde_json::Value,
+    state: Option<&Path>,
+    p: &Printer,
+) {
+    let r = appender(state).and_then(|a| a.append(repo, kind, policy, payload));
     match r {
         Ok(r) => {
             tracing::info!("evidence record {}/{} ({kind}) appended", r.signer, r.seq);

@@ -139,14 +139,19 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     // A shared lock: forget may run beside backups, not during a prune.
     let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, false, "forget")?) };
     let now = Utc::now();
-    let snapshots: Vec<SnapshotRef> = repo
-        .list_snapshots()?
+    let listed = repo.list_snapshots()?;
+    // Snapshots the evidence does not vouch for stay out of retention.
+    let (held, unread) = crate::evidence::check::held_snapshots(&repo, &listed, now);
+    if let Some(e) = unread {
+        p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
+    }
+    let snapshots: Vec<SnapshotRef> = listed
         .iter()
         .map(|(id, s)| SnapshotRef::new(*id, s))
         .filter(|s| policy_name.is_none() || s.policy == policy_name)
         .filter(|s| a.selects(s))
         .collect();
-    let decisions = retention::apply(&snapshots, &rules, now)?;
+    let decisions = retention::apply_holding(&snapshots, &rules, now, &held)?;
     let forgotten: Vec<Id> = decisions.iter().filter(|d| !d.is_kept()).map(|d| d.id).collect();
     let kept = decisions.len() - forgotten.len();
 
@@ -155,7 +160,18 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
         print_table(p, &by_id(&snapshots), &decisions);
         p.info(format!("keep {kept}, forget {} snapshot(s)", forgotten.len()));
     }
-    let removed = if a.dry_run { Vec::new() } else { remove(&repo, &forgotten, p)? };
+    let removed = if a.dry_run {
+        Vec::new()
+    } else {
+        let (removed, failed) = remove(&repo, &forgotten, p);
+        // What vanished is recorded, so that `check` finds each snapshot's removal.
+        let payload = crate::evidence::payload::forget(&rules.to_string(), &removed, kept, failed.as_ref());
+        super::evidence::record(&repo, "forget", policy_name.as_deref(), payload, None, p);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        removed
+    };
     if p.json {
         p.json(&Report {
             dry_run: a.dry_run,
@@ -174,12 +190,16 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Deletes the forgotten snapshot objects (see [`prune::delete_snapshots`]).
-fn remove(repo: &Repository, ids: &[Id], p: &Printer) -> Result<Vec<Id>> {
-    prune::delete_snapshots(repo, ids).map_err(|(n, e)| {
-        p.warn(format!("removed {n} of {} snapshot(s) before this error", ids.len()));
-        e
-    })
+/// Deletes the forgotten snapshot objects (see [`prune::delete_snapshots`]);
+/// returns those removed, and the error that stopped it, if one did.
+fn remove(repo: &Repository, ids: &[Id], p: &Printer) -> (Vec<Id>, Option<Error>) {
+    match prune::delete_snapshots(repo, ids) {
+        Ok(removed) => (removed, None),
+        Err((n, e)) => {
+            p.warn(format!("removed {n} of {} snapshot(s) before this error", ids.len()));
+            (ids[..n].to_vec(), Some(e))
+        }
+    }
 }
 
 type ById<'a> = HashMap<Id, &'a SnapshotRef>;

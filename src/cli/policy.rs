@@ -232,7 +232,7 @@ pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &P
     let out = job::run_backup(&pol, || open_repo(g, &pol), &opts, &bar);
     bar.0.finish_and_clear();
     if let (Some(repo), Some(payload)) = (&out.repo, out.evidence_payload(started.elapsed())) {
-        super::evidence::record(repo, "backup", Some(&pol.name), payload, p);
+        super::evidence::record(repo, "backup", Some(&pol.name), payload, a.state.state_dir.as_deref(), p);
     }
     record_in_state(&a.state.resolve(), &pol, started_at, started.elapsed(), &out, p);
     let code = match &out.report {

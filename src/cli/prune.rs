@@ -40,7 +40,7 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
             let (plan, report) = o.as_ref().expect("a prune that is not a dry run has a report");
             (plan, report)
         });
-        super::evidence::record(&repo, "prune", None, crate::evidence::payload::prune(r, started.elapsed()), p);
+        super::evidence::record(&repo, "prune", None, crate::evidence::payload::prune(r, started.elapsed()), None, p);
     }
     result.map(|_| EXIT_OK)
 }

@@ -121,7 +121,7 @@ impl RepoExecutor {
     /// repository's evidence chain, recorded under the daemon's run.
     fn drill(&self, job: &JobSpec, ctx: &JobContext<'_>) -> JobResult {
         let p = &job.policy;
-        let chain = crate::drill::RepositoryChain { policy: p.name.clone() };
+        let chain = crate::drill::RepositoryChain { policy: p.name.clone(), state_dir: ctx.state.dir().to_path_buf() };
         let threads = if self.threads == 0 { crate::backup::default_threads() } else { self.threads };
         let opts = crate::drill::DrillOptions {
             threads,
@@ -163,7 +163,9 @@ impl Executor for RepoExecutor {
                 let started = Instant::now();
                 let out = job::run_backup(p, || (self.open)(p), &opts, ctx);
                 if let (Some(repo), Some(payload)) = (&out.repo, out.evidence_payload(started.elapsed())) {
-                    record_evidence(repo, "backup", p, payload);
+                    record_evidence(repo, "backup", p, payload, ctx.state.dir());
+                    // The same cross-check as `cairn check`, for status and /metrics.
+                    check_evidence(repo, p, ctx.state);
                 }
                 for w in &out.warnings {
                     tracing::warn!(policy = %p.name, "{w}");
@@ -180,9 +182,14 @@ impl Executor for RepoExecutor {
                 let started = Instant::now();
                 let run = || -> Result<crate::prune::PolicyPruneReport> {
                     let repo = (self.open)(p)?;
-                    let result = crate::prune::run_for_policy(&repo, p, Utc::now());
+                    let now = Utc::now();
+                    let (held, unread) = crate::evidence::check::held_snapshots(&repo, &repo.list_snapshots()?, now);
+                    if let Some(e) = unread {
+                        tracing::warn!(policy = %p.name, error = %e, "the evidence could not be checked: only snapshots dated in the future are held");
+                    }
+                    let result = crate::prune::run_for_policy(&repo, p, now, &held);
                     let payload = crate::evidence::payload::policy_prune(result.as_ref(), started.elapsed());
-                    record_evidence(&repo, "prune", p, payload);
+                    record_evidence(&repo, "prune", p, payload, ctx.state.dir());
                     result
                 };
                 match run() {
@@ -199,12 +206,75 @@ impl Executor for RepoExecutor {
     }
 }
 
-/// Appends an evidence record; a failure to do so is logged, never the
-/// job's failure (the backup or prune itself is done).
-fn record_evidence(repo: &Repository, kind: &str, p: &Policy, payload: serde_json::Value) {
-    match crate::evidence::append(repo, kind, Some(&p.name), payload) {
-        Ok(r) => tracing::debug!(policy = %p.name, seq = r.seq, hash = %r.hash, "evidence record appended"),
+/// Appends an evidence record with this host's key (its state directory
+/// `state_dir`); a failure to do so is logged, never the job's failure (the
+/// backup or prune itself is done).
+fn record_evidence(repo: &Repository, kind: &str, p: &Policy, payload: serde_json::Value, state_dir: &Path) {
+    let r =
+        crate::evidence::Appender::for_state_dir(state_dir).and_then(|a| a.append(repo, kind, Some(&p.name), payload));
+    match r {
+        Ok(r) => {
+            tracing::debug!(policy = %p.name, signer = %r.signer, seq = r.seq, hash = %r.hash, "evidence record appended");
+            for w in &r.warnings {
+                tracing::warn!(policy = %p.name, "{w}");
+            }
+        }
         Err(e) => tracing::warn!(policy = %p.name, error = %e, "the evidence record was not appended"),
+    }
+}
+
+/// The daemon's record of a policy's last evidence check, in the state.
+pub const EVIDENCE_KEY_PREFIX: &str = "evidence:";
+
+/// Runs the evidence cross-check of `cairn check` on `repo` and records
+/// its outcome for `p` in the state (`cairn status`, `/metrics`).
+fn check_evidence(repo: &Repository, p: &Policy, state: &State) {
+    let now = Utc::now();
+    let outcome = repo.list_snapshots().and_then(|snaps| {
+        let infos: Vec<_> = snaps.iter().map(|(id, s)| crate::evidence::check::SnapshotInfo::of(*id, s)).collect();
+        crate::evidence::check::check_repository(repo, &infos, None, now)
+    });
+    let value = match outcome {
+        Ok(c) => {
+            for x in &c.problems {
+                tracing::warn!(policy = %p.name, object = %x.object, "evidence: {}", x.message);
+            }
+            serde_json::json!({
+                "ok": c.ok(),
+                "checked_at": crate::state::ts(now),
+                "problems": c.problems.len(),
+                "first": c.problems.iter().take(10).map(|x| format!("{}: {}", x.object, x.message)).collect::<Vec<_>>(),
+                "flagged": c.flagged.iter().map(|(id, f)| serde_json::json!({"snapshot": id.to_hex(), "why": f.as_str()})).collect::<Vec<_>>(),
+                "newest_head": c.newest_head,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(policy = %p.name, error = %e, "the evidence could not be checked");
+            serde_json::json!({ "ok": false, "checked_at": crate::state::ts(now), "problems": 1,
+                "first": [format!("the evidence could not be checked: {e}")], "flagged": [] })
+        }
+    };
+    let key = format!("{EVIDENCE_KEY_PREFIX}{}", p.name);
+    if let Err(e) = state.set_daemon_value(&key, Some(&value.to_string())) {
+        tracing::warn!(policy = %p.name, error = %e, "cannot record the evidence check");
+    }
+}
+
+/// Makes sure this host has an evidence key and that it is enrolled in the
+/// repository of every policy (at the daemon's start).
+pub fn enroll_everywhere(policies: &[Arc<Policy>], open: &Opener, state_dir: &Path) {
+    let mut done = std::collections::BTreeSet::new();
+    for p in policies {
+        if !done.insert(p.repository.url.clone()) {
+            continue;
+        }
+        match (open)(p).and_then(|repo| crate::evidence::append::ensure_enrolled(&repo, state_dir)) {
+            Ok(e) if e.newly => {
+                tracing::info!(policy = %p.name, key = %e.key_id, host = %e.host, "evidence key enrolled")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(policy = %p.name, error = %e, "the evidence key could not be enrolled"),
+        }
     }
 }
 
@@ -279,6 +349,7 @@ pub fn refresh_recovery_points(policies: &[Arc<Policy>], open: &Opener, state: &
                 .list_snapshots()?
                 .into_iter()
                 .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
+                .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
                 .max_by_key(|(_, s)| s.time))
         });
         match newest {

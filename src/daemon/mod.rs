@@ -163,7 +163,10 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
     let current: Current = Arc::new(RwLock::new((policies, diags)));
     if let Some(open) = open {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
-        std::thread::spawn(move || jobs::refresh_recovery_points(&list, &open, &state));
+        std::thread::spawn(move || {
+            jobs::enroll_everywhere(&list, &open, state.dir());
+            jobs::refresh_recovery_points(&list, &open, &state)
+        });
     }
 
     let heartbeat = Arc::new(AtomicI64::new(started.timestamp()));

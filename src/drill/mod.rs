@@ -174,14 +174,20 @@ pub struct DrillOptions<'a> {
     pub run_id: Option<i64>,
 }
 
-/// Signs drills into the repository's own evidence chain.
+/// Signs drills into the repository's evidence: with the key of the host
+/// whose state directory is `state_dir` when it has one.
 pub struct RepositoryChain {
     pub policy: String,
+    pub state_dir: PathBuf,
 }
 
 impl EvidenceSink for RepositoryChain {
     fn append(&self, repo: &Repository, payload: serde_json::Value) -> Result<EvidenceRef> {
-        let r = crate::evidence::append(repo, "drill", Some(&self.policy), payload)?;
+        let appender = crate::evidence::Appender::for_state_dir(&self.state_dir)?;
+        let r = appender.append(repo, "drill", Some(&self.policy), payload)?;
+        for w in &r.warnings {
+            tracing::warn!(policy = %self.policy, "{w}");
+        }
         Ok(EvidenceRef { seq: r.seq, hash: r.hash, signature: r.signature })
     }
 }

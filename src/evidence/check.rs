@@ -151,6 +151,30 @@ pub fn check_repository(
     Ok(out)
 }
 
+/// The snapshots retention must hold (neither keep for a rule nor forget):
+/// those the evidence check flags, with why. When the evidence cannot be
+/// read, the snapshots dated in the future still are, and the error is
+/// returned beside them for a warning.
+pub fn held_snapshots(
+    repo: &Repository,
+    snapshots: &[(Id, crate::repo::Snapshot)],
+    now: DateTime<Utc>,
+) -> (BTreeMap<Id, String>, Option<crate::error::Error>) {
+    let infos: Vec<SnapshotInfo> = snapshots.iter().map(|(id, s)| SnapshotInfo::of(*id, s)).collect();
+    match check_repository(repo, &infos, None, now) {
+        Ok(c) => (c.flagged.into_iter().map(|(id, f)| (id, f.as_str().to_string())).collect(), None),
+        Err(e) => {
+            let skew = chrono::Duration::from_std(crate::repo::lock::MAX_CLOCK_SKEW).expect("small");
+            let future = infos
+                .iter()
+                .filter(|s| s.time > now + skew)
+                .map(|s| (s.id, Flag::Future.as_str().to_string()))
+                .collect();
+            (future, Some(e))
+        }
+    }
+}
+
 /// The ids a record's payload lists under `field`.
 fn ids(payload: &Value, field: &str) -> Vec<String> {
     payload

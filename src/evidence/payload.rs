@@ -73,6 +73,18 @@ pub fn prune(result: Result<(&PrunePlan, &PruneReport), &Error>, elapsed: Durati
     }
 }
 
+/// A `forget`: the snapshots it removed (all of them, so that `check` can
+/// tell a removal from a deletion), how many it kept, and the rules.
+pub fn forget(rules: &str, removed: &[crate::id::Id], kept: usize, error: Option<&Error>) -> Value {
+    json!({
+        "outcome": if error.is_some() { "failure" } else { "success" },
+        "rules": rules,
+        "snapshots_removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+        "snapshots_kept": kept,
+        "error": error.map(|e| e.to_string()),
+    })
+}
+
 /// A policy's scheduled forget-and-prune, run by the daemon.
 pub fn policy_prune(result: Result<&crate::prune::PolicyPruneReport, &Error>, elapsed: Duration) -> Value {
     match result {
@@ -80,6 +92,7 @@ pub fn policy_prune(result: Result<&crate::prune::PolicyPruneReport, &Error>, el
             "outcome": "success",
             "trigger": "daemon",
             "snapshots_forgotten": r.forgotten,
+            "snapshots_removed": r.removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
             "snapshots_kept": r.kept,
             "packs_deleted": r.packs_deleted,
             "bytes_freed": r.bytes_freed,

@@ -465,9 +465,24 @@ pub fn create(state_dir: &Path, source: &KeySource, host: Option<&str>) -> Resul
             ),
             None => {
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                dir.create(KEY_FILE, secret_text(&key).as_bytes())?;
-                made = true;
-                Signer::host(key, KeySource::State)
+                match dir.create(KEY_FILE, secret_text(&key).as_bytes()) {
+                    Ok(()) => {
+                        made = true;
+                        Signer::host(key, KeySource::State)
+                    }
+                    // Another process of this host made one first: use it.
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = dir.read(KEY_FILE)?.ok_or_else(|| Error::EvidenceKeyFile {
+                            path: dir.path().join(KEY_FILE),
+                            detail: "it vanished while being made".into(),
+                        })?;
+                        Signer::host(
+                            parse_secret(&String::from_utf8_lossy(&text), &dir.path().join(KEY_FILE))?,
+                            KeySource::State,
+                        )
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         },
         KeySource::File(p) => {

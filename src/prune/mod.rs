@@ -39,6 +39,8 @@ pub fn delete_snapshots(repo: &Repository, ids: &[Id]) -> std::result::Result<Ve
 pub struct PolicyPruneReport {
     /// `None` when the policy has no retention rule (every snapshot is kept).
     pub forgotten: Option<usize>,
+    /// The snapshots forgotten (removed), for the evidence record.
+    pub removed: Vec<Id>,
     pub kept: usize,
     pub packs_deleted: u64,
     pub bytes_freed: u64,
@@ -50,13 +52,17 @@ pub const POLICY_MAX_UNUSED: f64 = 0.05;
 
 /// A policy's scheduled prune: forget its snapshots by its retention rules
 /// (under a shared lock), then remove unused data (under an exclusive one).
+/// The snapshots of `held` stay out of retention (the evidence check
+/// flagged them; see [`retention::apply_holding`]).
 pub fn run_for_policy(
     repo: &Repository,
     policy: &crate::policy::Policy,
     now: DateTime<Utc>,
+    held: &std::collections::BTreeMap<Id, String>,
 ) -> Result<PolicyPruneReport> {
     let rules = retention::KeepRules::from_policy(&policy.retention);
-    let mut report = PolicyPruneReport { forgotten: None, kept: 0, packs_deleted: 0, bytes_freed: 0 };
+    let mut report =
+        PolicyPruneReport { forgotten: None, removed: Vec::new(), kept: 0, packs_deleted: 0, bytes_freed: 0 };
     if !rules.is_empty() {
         rules.validate()?;
         let _lock = lock::acquire(repo, false, "forget")?;
@@ -66,10 +72,11 @@ pub fn run_for_policy(
             .map(|(id, s)| retention::SnapshotRef::new(*id, s))
             .filter(|s| s.policy.as_deref() == Some(policy.name.as_str()))
             .collect();
-        let decisions = retention::apply(&snapshots, &rules, now)?;
+        let decisions = retention::apply_holding(&snapshots, &rules, now, held)?;
         let forget: Vec<Id> = decisions.iter().filter(|d| !d.is_kept()).map(|d| d.id).collect();
         report.kept = decisions.len() - forget.len();
-        report.forgotten = Some(delete_snapshots(repo, &forget).map_err(|(_, e)| e)?.len());
+        report.removed = delete_snapshots(repo, &forget).map_err(|(_, e)| e)?;
+        report.forgotten = Some(report.removed.len());
     }
     let _lock = lock::acquire(repo, true, "prune")?;
     let plan = gc::plan(repo, POLICY_MAX_UNUSED)?;
