@@ -3,7 +3,10 @@
 # real `cairn` binary against local repositories, and the S3 tests against
 # real Garage servers (single node and a three-node cluster) that the tests
 # start themselves on loopback. Garage 2.5.0 is installed when missing, and
-# so is Chromium (the HTML compliance report is rendered in it headless).
+# so are Chromium (the HTML compliance report is rendered in it headless)
+# and fuse3 (`cairn mount` is tested through the kernel's FUSE).
+# The suite is built with the test-only `failpoints` feature, so that the
+# crash tests can kill cairn at named points.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +28,16 @@ if [ -z "${CAIRN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command
     $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium
 fi
 
-cargo test --all-targets "$@"
+# `cairn mount` is tested through the kernel's FUSE: fusermount3 comes from
+# fuse3. /dev/fuse cannot be installed; without it the mount tests fail and say so.
+if ! command -v fusermount3 >/dev/null; then
+    echo "installing fuse3 (apt-get; for the mount tests)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq fuse3
+fi
+[ -e /dev/fuse ] || echo "warning: /dev/fuse is missing: the mount tests will fail (modprobe fuse; --device /dev/fuse in a container)" >&2
+
+# The crash tests kill cairn at named failpoints (src/failpoint.rs), which
+# exist only with the test-only `failpoints` feature; without it they fail.
+cargo test --all-targets --features failpoints "$@"

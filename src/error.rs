@@ -5,12 +5,68 @@
 //! Errors never carry secrets: passwords and keys are not part of any
 //! variant, and backend errors name buckets and keys, never credentials.
 //! The binary renders them as `error:` / `Caused by:` / `hint:`.
+//!
+//! The storage error ([`BackendError`]) is defined here too, not in
+//! `backend/`, so that this module sits below everything, the backends
+//! included (`backend` re-exports it).
 
 use std::path::PathBuf;
 
-use crate::backend::BackendError;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure a backend met, which decides whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// Trying again will not help (permissions, missing bucket, bad request).
+    Permanent,
+    /// Trying again may help (timeouts, resets, 5xx, throttling).
+    Transient,
+}
+
+/// A failed storage operation, naming the object and the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} `{object}` failed: {message}")]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    pub op: &'static str,
+    pub object: String,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    pub fn new(
+        kind: BackendErrorKind,
+        op: &'static str,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
+    }
+
+    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => BackendErrorKind::NotFound,
+            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
+            _ => BackendErrorKind::Permanent,
+        };
+        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == BackendErrorKind::NotFound
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == BackendErrorKind::Transient
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -120,6 +176,10 @@ pub enum Error {
     #[error("refusing drill target {}: {reason}", target.display())]
     UnsafeDrillTarget { target: PathBuf, reason: String },
 
+    /// A FUSE file system could not be mounted or unmounted.
+    #[error("{action} {}: {detail}", mountpoint.display())]
+    Mount { action: &'static str, mountpoint: PathBuf, detail: String },
+
     /// A drill found no snapshot to restore.
     #[error("no recovery point for policy `{policy}`: {detail}")]
     NoRecoveryPoint { policy: String, detail: String },
@@ -189,6 +249,12 @@ impl Error {
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"
+                    .into(),
+            ),
+            Error::Mount { .. } => Some(
+                "mounting needs the FUSE device /dev/fuse (`modprobe fuse`) and, unless run as root, \
+                 fusermount3 from fuse3 (`apt-get install fuse3`); `fusermount3 -u MOUNTPOINT` or \
+                 `umount MOUNTPOINT` undoes a mount left behind"
                     .into(),
             ),
             Error::NoRecoveryPoint { .. } => Some(

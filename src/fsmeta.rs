@@ -1,20 +1,23 @@
 //! File metadata: reading it into tree nodes, and putting it back.
 //!
 //! Everything here works on the entry itself, never on what a symlink
-//! points to (`lstat`, `lchown`, `utimensat(AT_SYMLINK_NOFOLLOW)`,
-//! `lgetxattr`).
+//! points to: reading uses `lstat` and `lgetxattr`, and metadata is put
+//! back through a descriptor of the entry (restore opens it relative to
+//! its parent directory's handle), never by path.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString};
 use std::fs::Metadata;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fchmod, futimens, Mode};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{fchown, Gid, Group, Uid, User};
 
 use crate::repo::tree::{Node, NodeKind, Xattr};
 
@@ -106,67 +109,90 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     out
 }
 
-/// Sets the extended attributes of `path`. Attributes outside the `user.`
-/// namespace need privileges; failures on those are returned as warnings
-/// rather than errors.
-pub fn write_xattrs(path: &Path, xattrs: &[Xattr]) -> Result<Vec<String>, std::io::Error> {
-    let mut warnings = Vec::new();
-    for x in xattrs {
-        let name = OsStr::from_bytes(&x.name);
-        if let Err(e) = xattr::set(path, name, &x.value) {
-            if x.name.starts_with(b"user.") {
-                return Err(e);
-            }
-            warnings.push(format!("xattr {}: {e}", String::from_utf8_lossy(&x.name)));
-        }
-    }
-    Ok(warnings)
-}
-
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Sets owner (when running as root), mode (not on symlinks), then times.
-pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> std::io::Result<()> {
-    if as_root {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
-    }
-    if node.kind != NodeKind::Symlink {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
-    }
-    set_mtime(path, node)
-}
-
-pub fn set_mtime(path: &Path, node: &Node) -> std::io::Result<()> {
-    let mtime = TimeSpec::new(node.mtime, node.mtime_nsec as i64);
-    let atime = TimeSpec::UTIME_OMIT;
-    utimensat(None, path, &atime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(std::io::Error::from)
-}
-
 /// Sets owner (as root), extended attributes, mode and mtime through an
-/// open file, in that order (chown clears set-id bits; times go last).
-/// One open file instead of four path look-ups per file. Returns warnings
-/// for attributes outside `user.` that could not be set.
-pub fn apply_metadata_fd(file: &std::fs::File, node: &Node, as_root: bool) -> std::io::Result<Vec<String>> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::PermissionsExt;
-    use xattr::FileExt;
+/// open file or directory, in that order (chown clears set-id bits; times
+/// go last). Nothing is looked up by name. Returns warnings for attributes
+/// outside `user.` that could not be set (they need privileges).
+pub fn apply_metadata_fd(fd: BorrowedFd<'_>, node: &Node, as_root: bool) -> std::io::Result<Vec<String>> {
     if as_root {
-        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+        fchown(fd.as_raw_fd(), Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)))?;
     }
+    let warnings = set_xattrs(&node.xattrs, |name, value| {
+        // SAFETY: a valid descriptor, and C strings and a buffer that outlive the call.
+        unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }
+    })?;
+    fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(node.mode))?;
+    let mtime = TimeSpec::new(node.mtime, node.mtime_nsec as i64);
+    futimens(fd.as_raw_fd(), &TimeSpec::UTIME_OMIT, &mtime)?;
+    Ok(warnings)
+}
+
+/// The same for an `O_PATH` descriptor of a symlink, FIFO or device node
+/// (opened without following it, and never opened for I/O: opening a
+/// device may act on it). `fchown`, `fchmod` and `fsetxattr` refuse such
+/// a descriptor, so the owner and times are set with `AT_EMPTY_PATH`, and
+/// the mode and xattrs through `/proc/self/fd/N`, which names that very
+/// inode whatever happens to its name meanwhile. A symlink's mode is never
+/// set (it has none).
+pub fn apply_metadata_opath(fd: BorrowedFd<'_>, node: &Node, as_root: bool) -> std::io::Result<Vec<String>> {
+    let raw = fd.as_raw_fd();
+    if as_root {
+        let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+        nix::unistd::fchownat(Some(raw), "", uid, gid, AtFlags::AT_EMPTY_PATH)?;
+    }
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{raw}")).expect("no NUL in a number");
+    let warnings = set_xattrs(&node.xattrs, |name, value| {
+        // SAFETY: C strings and a buffer that outlive the call.
+        unsafe { libc::setxattr(proc_path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }
+    })?;
+    if node.kind != NodeKind::Symlink {
+        chmod_opath(fd, node.mode)?;
+    }
+    let times = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec { tv_sec: node.mtime, tv_nsec: node.mtime_nsec as libc::c_long },
+    ];
+    // SAFETY: a valid descriptor, an empty C string and two timespecs.
+    let r = unsafe { libc::utimensat(raw, c"".as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(warnings)
+}
+
+/// Sets the mode of what an `O_PATH` descriptor (of anything but a
+/// symlink) refers to, through `/proc/self/fd/N`.
+pub fn chmod_opath(fd: BorrowedFd<'_>, mode: u32) -> std::io::Result<()> {
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    // SAFETY: a C string that outlives the call.
+    if unsafe { libc::chmod(proc_path.as_ptr(), mode as libc::mode_t) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(e.kind(), format!("setting the mode through /proc/self/fd: {e}")));
+    }
+    Ok(())
+}
+
+/// Sets each xattr with `set` (which returns what the system call did).
+/// A `user.` attribute that fails is an error; others need privileges and
+/// become warnings.
+fn set_xattrs(xattrs: &[Xattr], set: impl Fn(&CStr, &[u8]) -> libc::c_int) -> std::io::Result<Vec<String>> {
     let mut warnings = Vec::new();
-    for x in &node.xattrs {
-        if let Err(e) = file.set_xattr(OsStr::from_bytes(&x.name), &x.value) {
+    for x in xattrs {
+        let Ok(name) = CString::new(x.name.clone()) else {
+            warnings.push(format!("xattr {}: the name holds a NUL byte", String::from_utf8_lossy(&x.name)));
+            continue;
+        };
+        if set(&name, &x.value) != 0 {
+            let e = std::io::Error::last_os_error();
             if x.name.starts_with(b"user.") {
                 return Err(e);
             }
             warnings.push(format!("xattr {}: {e}", String::from_utf8_lossy(&x.name)));
         }
     }
-    file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
-    let mtime = TimeSpec::new(node.mtime, node.mtime_nsec as i64);
-    nix::sys::stat::futimens(file.as_raw_fd(), &TimeSpec::UTIME_OMIT, &mtime).map_err(std::io::Error::from)?;
     Ok(warnings)
 }

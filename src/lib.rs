@@ -7,22 +7,33 @@
 
 pub mod backend;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod chunk;
 pub mod cli;
 pub mod crypto;
 pub mod daemon;
 pub mod drill;
+pub mod duration;
 pub mod error;
 pub mod evidence;
+pub mod failpoint;
+pub mod find;
 pub mod fsmeta;
+pub mod host;
 pub mod id;
+pub mod jobs;
+pub mod mount;
+pub mod page;
 pub mod policy;
+pub mod pool;
+pub mod process;
 pub mod prune;
 pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod state;
+pub mod status;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -2,6 +2,11 @@
 //! exit code. Everything else lives in the library and `cli/`.
 
 fn main() {
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = cairn::failpoint::arm_from_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let code = cairn::cli::main();
     std::process::exit(code);
 }

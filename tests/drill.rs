@@ -163,11 +163,12 @@ fn a_recovery_point_older_than_the_rpo_misses_the_objective_with_exit_4() {
     let r = f.drill_report(&[], 4);
     assert_eq!(r["verdict"]["failure_kind"], "objectives");
     let reasons = r["verdict"]["issues"].to_string();
-    assert!(reasons.contains("RPO missed: the recovery point is 3d 00h old, objective 1d 00h"), "{reasons}");
+    assert!(reasons.contains("RPO missed: the recovery point is 3 d old, objective 1 d"), "{reasons}");
     assert_eq!(r["rpo"]["met"], false);
     assert_eq!(r["rto"]["met"], true, "only the RPO is missed");
     let age = r["rpo"]["achieved_s"].as_f64().unwrap();
-    assert!((3.0 * 86400.0..3.0 * 86400.0 + 600.0).contains(&age), "{age}");
+    assert_eq!(age, age_at_start(&r, &r["recovery_point"]["time"]), "the age is the drill's start minus the point's");
+    assert!(age >= 3.0 * 86400.0, "{age}");
     assert_eq!(r["integrity"]["mismatches"], 0, "the data itself is fine");
 }
 
@@ -181,11 +182,10 @@ fn a_restore_slower_than_the_rto_misses_the_objective_with_exit_4() {
     f.backup(&[]);
     let r = f.drill_report(&[], 4);
     assert_eq!(r["verdict"]["failure_kind"], "objectives");
-    assert!(
-        r["verdict"]["issues"][0]["message"].as_str().unwrap().starts_with("RTO missed: measured 1."),
-        "{}",
-        r["verdict"]
-    );
+    // How long the drill took depends on the machine: the message names
+    // the miss and the objective, whatever was measured.
+    let message = r["verdict"]["issues"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("RTO missed: measured ") && message.contains(", objective "), "{}", r["verdict"]);
     assert_eq!(r["validation"]["passed"], true);
     assert!(r["rto"]["measured_s"].as_f64().unwrap() > 1.2);
     assert_eq!(r["rto"]["met"], false);
@@ -223,15 +223,15 @@ fn a_validation_command_that_times_out_is_killed_and_fails_with_exit_5() {
         "[drill]\nschedule = \"@daily\"\nvalidate = { command = \"echo started; sleep 60\", timeout = \"1s\" }",
     );
     f.backup(&[]);
-    let t0 = std::time::Instant::now();
     let r = f.drill_report(&[], 5);
-    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{:?}", t0.elapsed());
+    // Killed at its timeout (SIGKILL, output cut after "started"), not run
+    // for its 60 s: that is what the report says, not a stopwatch.
     let v = &r["validation"];
     assert_eq!(v["timed_out"], true);
     assert_eq!(v["signal"], 9);
     assert_eq!(v["output_tail"], "started\n");
     let d = v["duration_s"].as_f64().unwrap();
-    assert!((1.0..5.0).contains(&d), "{d}");
+    assert!(d >= 1.0, "it ran for its whole timeout: {d}");
     assert!(r["verdict"]["issues"][0]["message"].as_str().unwrap().contains("timed out after 1s"));
     assert_scratch_removed(&f, &r);
 }
@@ -252,7 +252,7 @@ fn targets_near_live_data_or_not_empty_are_refused_and_nothing_is_touched() {
     ];
     for (target, why) in &cases {
         let out = f.drill(&["--target", target.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", target.display(), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "a usage error: {}: {}", target.display(), text(&out.stderr));
         let err = text(&out.stderr);
         assert!(err.contains("refusing drill target") && err.contains(why), "{err}");
         assert!(out.stdout.is_empty());
@@ -381,7 +381,7 @@ fn a_policy_that_backs_up_its_own_state_directory_drills_into_its_scratch_settin
         f.env.command().args(args).env(PW_VAR, PASSWORD).output().unwrap()
     };
     let refused = drill();
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("inside the policy's source path"), "{}", text(&refused.stderr));
 
     let scratch = f.env.path("drill-scratch");

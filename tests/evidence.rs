@@ -255,3 +255,35 @@ fn export_into_a_used_directory_is_refused() {
     assert_eq!(r.status.code(), Some(1));
     assert!(text(&r.stderr).contains("is not empty"), "{}", text(&r.stderr));
 }
+
+#[test]
+fn a_forget_records_the_snapshots_it_removed_and_a_dry_run_records_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    for day in ["2026-01-01", "2026-01-02", "2026-01-03"] {
+        env.ok(&["backup", src.to_str().unwrap(), "--time", &format!("{day}T00:00:00Z")]);
+    }
+    let snapshots: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let older: Vec<serde_json::Value> = snapshots.as_array().unwrap()[..2].iter().map(|s| s["id"].clone()).collect();
+    env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let export = env.path("export");
+    env.ok(&["evidence", "export", "--out", export.to_str().unwrap()]);
+    assert!(!record_file(&export, 5).exists(), "init, three backups and one forget: the dry run left no record");
+    let r = read_record(&export, 4);
+    assert_eq!((&r["kind"], &r["policy"]), (&"forget".into(), &serde_json::Value::Null));
+    let p = &r["payload"];
+    assert_eq!(
+        (&p["outcome"], &p["snapshots_kept"], &p["error"]),
+        (&"success".into(), &1.into(), &serde_json::Value::Null)
+    );
+    let mut removed = p["snapshots_removed"].as_array().unwrap().clone();
+    removed.sort_by_key(|v| v.as_str().unwrap().to_string());
+    let mut want = older.clone();
+    want.sort_by_key(|v| v.as_str().unwrap().to_string());
+    assert_eq!(removed, want, "the record names the snapshots it deleted");
+    assert_eq!(p["rules"], "keep-last 1", "{p}");
+    assert_eq!(verify(&export, &export.join("pubkey.txt"), &[]).status.code(), Some(0));
+}

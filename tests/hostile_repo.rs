@@ -266,7 +266,7 @@ fn a_live_lock_of_another_host_says_how_to_get_out_and_unlock_remove_all_removes
 fn unlock_remove_all_refuses_a_live_lock_of_a_process_running_here_and_names_it() {
     let env = Env::new();
     let mut sleeper = std::process::Command::new("sleep").arg("600").spawn().unwrap();
-    let key = plant_lock(&env, &lock(&cairn::repo::keys::hostname(), sleeper.id(), true, chrono::Utc::now()));
+    let key = plant_lock(&env, &lock(&cairn::host::hostname(), sleeper.id(), true, chrono::Utc::now()));
     let o = env.cairn(&["unlock", "--remove-all"]);
     let err = text(&o.stderr);
     sleeper.kill().unwrap();
@@ -307,7 +307,7 @@ fn check_reports_litter_and_the_next_backup_removes_old_temporaries_and_dead_loc
     let src = source(&env);
     let old = plant_temporary(&env, "data/ab/.tmp-killed1", Duration::from_secs(3 * 3600));
     let young = plant_temporary(&env, "index/.tmp-inflight", Duration::from_secs(60));
-    let dead = plant_lock(&env, &lock(&cairn::repo::keys::hostname(), dead_pid(), false, chrono::Utc::now()));
+    let dead = plant_lock(&env, &lock(&cairn::host::hostname(), dead_pid(), false, chrono::Utc::now()));
 
     let o = env.cairn(&["check"]);
     let out = text(&o.stdout);

@@ -288,9 +288,8 @@ fn an_after_hook_that_times_out_fails_the_job_but_keeps_the_snapshot() {
         log.display()
     );
     let dir = policy_dir(&env, "web", &policy(&env, "web", &format!("paths = [\"{}\"]", src.display()), &hooks));
-    let started = std::time::Instant::now();
+    // The on-failure hook's log below says the hook was killed at its timeout.
     let out = backup_policy(&env, &dir, "web");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the hook was not stopped");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     assert_eq!(snapshots(&env)[0]["id"], id.as_str(), "the snapshot is kept");

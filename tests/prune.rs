@@ -43,19 +43,31 @@ fn two_generations(env: &Env) -> (PathBuf, String, String) {
     (src, s1, s2)
 }
 
-/// Replaces a few files, backs up, and forgets the oldest snapshot: data
-/// only that snapshot used becomes garbage for the next prune.
+/// Makes garbage of both kinds for the next prune: whole packs that no
+/// snapshot uses any more, and one pack that is partly used (so prune has
+/// to repack). A backup stores a changed file and a scratch file together
+/// in one new pack (600 kB, below the 1 MiB pack size); the next backup no
+/// longer has the scratch file; every snapshot but that last is forgotten.
 fn new_garbage(env: &Env, src: &Path, round: u64) {
-    for k in 0..3 {
-        std::fs::write(src.join(format!("f{}", 6 + k)), random_bytes(300_000, 1000 + round * 10 + k)).unwrap();
-    }
+    let scratch = src.join("scratch");
+    std::fs::write(src.join(format!("f{}", 6 + round % 3)), random_bytes(300_000, 1000 + round)).unwrap();
+    std::fs::write(&scratch, random_bytes(300_000, 2000 + round)).unwrap();
     env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::remove_file(&scratch).unwrap();
+    let last = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    env.ok(&["forget", "--keep-last", "1"]);
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    forget(env, snaps[0]["id"].as_str().unwrap());
+    let left: Vec<&str> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(left, [last.as_str()], "every snapshot but the last is forgotten");
 }
 
+/// Forgets the oldest snapshot, `id`, with `cairn forget` (which records
+/// the removal in the evidence, so `check` finds nothing wrong after).
 fn forget(env: &Env, id: &str) {
-    std::fs::remove_file(env.repo.join("snapshots").join(id)).unwrap();
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let keep = (snaps.as_array().unwrap().len() - 1).to_string();
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&["forget", "--keep-last", &keep, "--json"])).unwrap();
+    assert_eq!(out["removed"], serde_json::json!([id]), "{out}");
 }
 
 fn restore_all_exactly(env: &Env, src: &Path, tag: &str) {
@@ -152,7 +164,7 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
     let now = chrono::Utc::now();
     let dead = LockInfo {
         exclusive: false,
-        hostname: cairn::repo::keys::hostname(),
+        hostname: cairn::host::hostname(),
         username: "someone".into(),
         pid: 0x7fff_fff0,
         time: now,
@@ -165,13 +177,111 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
     env.ok(&["prune"]);
 }
 
-/// Kills a prune at `delay`, or when `trigger` first holds.
-fn prune_killed(env: &Env, delay: Duration, trigger: &dyn Fn() -> bool) -> bool {
-    run_and_kill(env, &["prune", "--max-unused", "0%"], |elapsed| elapsed >= delay || trigger())
+/// The packs, index files, snapshots and key slots (not the locks, nor the
+/// evidence record of the failed prune).
+fn repository_objects(env: &Env) -> Vec<PathBuf> {
+    ["data", "index", "snapshots", "keys"].iter().flat_map(|d| objects(&env.repo.join(d))).collect()
+}
+
+/// Runs a prune that must refuse: it fails, its message holds each of
+/// `named`, and it deletes (or adds) no pack, index file or snapshot.
+/// Returns its stderr. Nothing is to be repacked (`--max-unused 100%`), so
+/// the refusal cannot come from the check of each blob a repack copies.
+fn assert_prune_refuses(env: &Env, named: &[&str]) -> String {
+    let before = repository_objects(env);
+    let out = env.cairn(&["prune", "--max-unused", "100%"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "prune ran: {err}");
+    for n in named {
+        assert!(err.contains(n), "the refusal does not name `{n}`: {err}");
+    }
+    assert_eq!(repository_objects(env), before, "a refused prune changed the repository");
+    err
+}
+
+/// A repository with garbage for prune (the first generation forgotten),
+/// opened through the library, and the remaining snapshot.
+fn garbage_and_repo(env: &Env) -> (cairn::repo::Repository, cairn::Id) {
+    let (_, s1, s2) = two_generations(env);
+    forget(env, &s1);
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    (repo, s2.parse().unwrap())
 }
 
 #[test]
-fn sigkill_during_prune_leaves_every_remaining_snapshot_restorable() {
+fn prune_refuses_when_a_snapshot_is_unreadable_and_deletes_nothing() {
+    let env = small_packs();
+    let (_, s2) = garbage_and_repo(&env);
+    let path = env.repo.join("snapshots").join(s2.to_hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_prune_refuses(&env, &[&format!("snapshots/{s2}")]);
+}
+
+#[test]
+fn prune_refuses_when_a_tree_is_unreadable_and_deletes_nothing() {
+    let env = small_packs();
+    let (repo, s2) = garbage_and_repo(&env);
+    // Damage the root tree of the remaining snapshot inside its tree pack.
+    let index = repo.load_index().unwrap();
+    let root = repo.load_snapshot(&s2).unwrap().tree;
+    let loc = index.get(&root).unwrap();
+    let key = cairn::repo::pack_key(&index.pack(loc.pack).id);
+    let path = env.repo.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[loc.offset as usize + 30] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_prune_refuses(&env, &[&key]);
+}
+
+#[test]
+fn prune_refuses_when_a_used_blob_is_in_no_index_and_keeps_its_pack() {
+    use cairn::repo::{BlobKind, IndexFile};
+    let env = small_packs();
+    let (repo, s2) = garbage_and_repo(&env);
+    // One index file for every pack but one data pack the snapshot uses:
+    // that pack now looks like the leftover of an interrupted backup,
+    // which prune deletes, unless it sees that a snapshot needs it.
+    let files = repo.load_index_files().unwrap();
+    let index = repo.load_index().unwrap();
+    let mut used = std::collections::HashSet::new();
+    cairn::repo::tree::walk(&repo, &index, &repo.load_snapshot(&s2).unwrap().tree, b"", &mut |_, n| {
+        used.extend(n.content.iter().copied());
+        Ok(true)
+    })
+    .unwrap();
+    let mut rest = IndexFile::default();
+    let mut hidden = None;
+    for (_, f) in files {
+        for (info, entries) in f.packs {
+            let needed = entries.iter().any(|e| used.contains(&e.id));
+            if hidden.is_none() && info.kind == BlobKind::Data && needed {
+                hidden = Some((info, entries));
+            } else {
+                rest.packs.push((info, entries));
+            }
+        }
+    }
+    let (hidden, entries) = hidden.expect("a data pack that the snapshot uses");
+    for id in repo.list_ids("index").unwrap() {
+        std::fs::remove_file(env.repo.join("index").join(id.to_hex())).unwrap();
+    }
+    repo.save_index_file(&rest).unwrap();
+    let hidden_key = cairn::repo::pack_key(&hidden.id);
+    assert!(env.repo.join(&hidden_key).exists());
+    let err = assert_prune_refuses(&env, &["is in no index"]);
+    let named = entries.iter().filter(|e| used.contains(&e.id)).any(|e| err.contains(&e.id.to_hex()));
+    assert!(named, "the refusal names none of the blobs of {hidden_key}: {err}");
+    assert!(env.repo.join(&hidden_key).exists(), "the pack a snapshot needs was deleted");
+}
+
+#[test]
+fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
     let env = small_packs();
     let (src, s1, _) = two_generations(&env);
     // A third generation, so that there is plenty to repack and delete.
@@ -180,44 +290,40 @@ fn sigkill_during_prune_leaves_every_remaining_snapshot_restorable() {
     }
     env.ok(&["backup", src.to_str().unwrap()]);
     forget(&env, &s1);
-    let index_dir = env.repo.join("index");
-    let data_dir = env.repo.join("data");
-    let mut killed = 0;
-    // Each point makes its trigger when its prune starts (counts of that
-    // moment), and each round first makes fresh garbage, so that no prune
-    // finds its work already done by the one before (which made this test
-    // depend on how fast a prune runs).
-    type Trigger = Box<dyn Fn() -> bool>;
-    let points: Vec<(Duration, Box<dyn Fn() -> Trigger>)> = vec![
-        (Duration::from_millis(2), Box::new(|| Box::new(|| false))),
-        (Duration::from_secs(60), {
-            let d = index_dir.clone();
-            Box::new(move || {
-                let (d, n) = (d.clone(), objects(&d).len());
-                Box::new(move || objects(&d).len() > n)
-            })
-        }),
-        (Duration::from_secs(60), {
-            let d = data_dir.clone();
-            Box::new(move || {
-                let (d, n) = (d.clone(), objects(&d).len());
-                Box::new(move || objects(&d).len() < n)
-            })
-        }),
-        (Duration::from_millis(60), Box::new(|| Box::new(|| false))),
-        (Duration::from_millis(150), Box::new(|| Box::new(|| false))),
+    // Every step of `gc::execute`, in order; each round first makes fresh
+    // garbage, so that every prune has packs to repack and delete.
+    let points = [
+        ("writer::pack_stored", 1),
+        ("prune::packs_written", 1),
+        ("prune::index_written", 1),
+        ("prune::superseded", 1),
+        ("prune::packs_deleted", 1),
+        ("prune::index_deleted", 1),
     ];
-    for (round, (delay, make_trigger)) in points.iter().enumerate() {
+    for (round, (point, nth)) in points.into_iter().enumerate() {
         new_garbage(&env, &src, round as u64);
-        let trigger = make_trigger();
-        if prune_killed(&env, *delay, trigger.as_ref()) {
-            killed += 1;
+        let (data, index) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
+        run_killed_at(&env, &["prune", "--max-unused", "0%"], point, nth);
+        // Where it died: nothing deleted before the superseding index file
+        // was stored, and packs deleted before any index file.
+        let (data_now, index_now) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
+        let deleted = |before: &[PathBuf], now: &[PathBuf]| before.iter().filter(|p| !now.contains(p)).count();
+        match point {
+            "prune::packs_deleted" | "prune::index_deleted" => {
+                assert!(deleted(&data, &data_now) > 0, "{point}: no pack deleted")
+            }
+            _ => assert_eq!(deleted(&data, &data_now), 0, "{point}: a pack deleted too early"),
         }
+        let index_deleted = deleted(&index, &index_now);
+        assert_eq!(index_deleted, usize::from(point == "prune::index_deleted"), "{point}: index files deleted");
         let check = env.cairn(&["check"]);
-        assert!(check.status.success(), "check after a killed prune: {}", String::from_utf8_lossy(&check.stdout));
+        assert!(
+            check.status.success(),
+            "check after a prune killed at {point}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
         restore_all_exactly(&env, &src, &format!("k{round}"));
     }
-    assert!(killed >= 3, "only {killed} prunes were killed before they finished");
     env.ok(&["prune", "--max-unused", "0%"]);
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     let t = env.path("final");

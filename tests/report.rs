@@ -364,6 +364,18 @@ fn an_empty_state_directory_gives_a_report_that_says_so() {
 }
 
 #[test]
+fn bug_one_policy_was_called_1_policies() {
+    let f = Fixture { dir: tempfile::tempdir().unwrap() };
+    std::fs::create_dir_all(f.policies()).unwrap();
+    std::fs::write(f.policies().join("home.toml"), HOME).unwrap();
+    let o = f.report(&["--out", "one.md"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("wrote the compliance report (1 policy, overall"), "{}", text(&o.stderr));
+    let md = std::fs::read_to_string(f.path("one.md")).unwrap();
+    assert!(md.contains("\n1 policy: ") && !md.contains("1 policies"), "{md}");
+}
+
+#[test]
 fn bad_dates_and_formats_are_clear_errors() {
     let f = fixture();
     let run = |args: &[&str]| {
@@ -473,8 +485,8 @@ fn the_html_report_renders_in_headless_chromium() {
     assert_eq!(dom.matches("<figure class=\"chart rto-chart\"><svg").count(), 2);
     assert!(dom.contains("age of the newest recovery point (hours)"), "the RPO chart's axis is labelled");
     assert!(dom.contains("measured restore time (minutes)"), "the RTO chart's axis is labelled");
-    assert!(dom.contains("RPO objective (26 h)</span>"), "the RPO line is in the legend");
-    assert!(dom.contains("RTO objective (60 min)</span>"), "the RTO line is in the legend");
+    assert!(dom.contains("RPO objective (1 d 2 h)</span>"), "the RPO line is in the legend");
+    assert!(dom.contains("RTO objective (1 h)</span>"), "the RTO line is in the legend");
     assert!(dom.contains("drill failed</span>"), "postgres's failed drill is in the legend");
     assert!(dom.contains("<polyline") || dom.contains("<path"), "the charts have lines");
 

@@ -208,12 +208,13 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn permanent_errors_name_the_bucket_and_key_and_never_the_secret() {
     let e = S3Env::new();
-    let started = std::time::Instant::now();
     let out = e.command().args(["snapshots"]).env("CAIRN_REPO", "s3://no-such-bucket/x").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("s3://no-such-bucket/x/cairn"), "names bucket and key: {stderr}");
-    assert!(started.elapsed().as_secs() < 10, "a permanent error is not retried");
+    // Only an error taken as transient is retried, and then its message says
+    // how many attempts it took (`backend::s3` unit tests pin the classes).
+    assert!(!stderr.contains("gave up after"), "a missing bucket is not retried: {stderr}");
     assert!(!stderr.contains(&e.garage.secret));
     let bad = e.command().args(["init"]).env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)).output().unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();

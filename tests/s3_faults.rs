@@ -514,9 +514,8 @@ fn a_flaky_network_is_ridden_out_by_retries() {
             proxy.connections()
         );
     }
-    let stopping = Instant::now();
+    // Dropping the proxy stops it: the drop joins every one of its threads.
     drop(proxy);
-    assert!(stopping.elapsed() < Duration::from_secs(2), "the proxy stops by itself when dropped");
 }
 
 #[test]

@@ -23,59 +23,7 @@ use std::sync::Arc;
 pub use local::LocalBackend;
 pub use s3::{S3Backend, S3Options};
 
-/// What kind of failure a backend met, which decides whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendErrorKind {
-    /// The object does not exist.
-    NotFound,
-    /// Trying again will not help (permissions, missing bucket, bad request).
-    Permanent,
-    /// Trying again may help (timeouts, resets, 5xx, throttling).
-    Transient,
-}
-
-/// A failed storage operation, naming the object and the operation.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} `{object}` failed: {message}")]
-pub struct BackendError {
-    pub kind: BackendErrorKind,
-    pub op: &'static str,
-    pub object: String,
-    pub message: String,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl BackendError {
-    pub fn new(
-        kind: BackendErrorKind,
-        op: &'static str,
-        object: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
-    }
-
-    pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        let kind = match e.kind() {
-            K::NotFound => BackendErrorKind::NotFound,
-            K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
-            _ => BackendErrorKind::Permanent,
-        };
-        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.kind == BackendErrorKind::NotFound
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.kind == BackendErrorKind::Transient
-    }
-}
-
-pub type BackendResult<T> = Result<T, BackendError>;
+pub use crate::error::{BackendError, BackendErrorKind, BackendResult};
 
 /// An object found by [`Backend::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]

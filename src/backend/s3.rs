@@ -495,3 +495,7 @@ impl aws_sdk_s3::config::Intercept for ServerClock {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "s3_classify_tests.rs"]
+mod classify_tests;

@@ -19,11 +19,12 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
 use crate::repo::snapshot::SkippedFile;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{keys, BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use crate::repo::{BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
 
 use pipeline::{Counters, FileOutcome};
 use scan::{DirScan, Entry, Excludes, FileStatus, Scanner};
@@ -124,7 +125,7 @@ pub fn run(
     let time = opts.time.unwrap_or_else(Utc::now);
     // A snapshot from the future would count as the newest recovery point for ever.
     check_time(time, Utc::now(), repo.backend().server_time())?;
-    let host = opts.host.clone().unwrap_or_else(keys::hostname);
+    let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
     let mut index = repo.load_index()?;
@@ -238,7 +239,7 @@ pub fn run(
         v: crate::repo::snapshot::SNAPSHOT_VERSION,
         time,
         hostname: host,
-        username: keys::username(),
+        username: host::username(),
         paths,
         tags: opts.tags.clone(),
         policy: opts.policy.clone(),
@@ -251,7 +252,9 @@ pub fn run(
     // lists as many as keep it well inside its size limit.
     let mut stored = snapshot.clone();
     stored.summary.trim_lists(crate::repo::limits::SNAPSHOT_LISTS);
+    crate::failpoint::hit!("backup::before_snapshot");
     let snapshot_id = repo.save_snapshot(&stored)?;
+    crate::failpoint::hit!("backup::after_snapshot");
     Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
 }
 

@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::backup::{self, BackupOptions, Progress, Source};
 use crate::error::{Error, Result};
+use crate::{jobs, policy};
 
 use super::output::{human_bytes, Printer};
-use super::{open_repo, threads, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
+use super::{repo_options, threads, GlobalArgs, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -59,10 +60,10 @@ pub struct BackupArgs {
     pub state: super::daemon::StateDir,
 }
 
-pub(super) struct Bar(pub(super) indicatif::ProgressBar, AtomicU64);
+struct Bar(indicatif::ProgressBar, AtomicU64);
 
 impl Bar {
-    pub(super) fn new(p: &Printer) -> Bar {
+    fn new(p: &Printer) -> Bar {
         Bar(p.progress(0, "backing up"), AtomicU64::new(0))
     }
 }
@@ -79,7 +80,7 @@ impl Progress for Bar {
 
 pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     if let Some(name) = &a.policy {
-        return super::policy::backup(g, &a, name, &a.policies.dir, p);
+        return policy_backup(g, &a, name, p);
     }
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
@@ -96,7 +97,6 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         }
         Source::Paths(a.paths.clone())
     };
-    let repo = open_repo(g)?;
     let opts = BackupOptions {
         tags: a.tags.clone(),
         host: a.host.clone(),
@@ -108,17 +108,57 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         parent: if a.force { Some(None) } else { None },
         threads: threads(g),
     };
+    let repo = repo_options(g);
     let bar = Bar::new(p);
-    let started = std::time::Instant::now();
-    let result = backup::run(&repo, source, &opts, &bar);
+    let done = jobs::backup::paths(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
-    let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    super::evidence::record(&repo, "backup", None, payload, None, p);
-    Ok(print_report(&result?, p))
+    let done = done?;
+    super::evidence::note("backup", &done.evidence, p);
+    Ok(print_report(&done.result?, p))
+}
+
+/// `cairn backup --policy NAME`.
+fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Result<i32> {
+    let pol = policy::find(&a.policies.dir, name)?;
+    let opts = jobs::backup::JobOptions {
+        time: a.time,
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        force: a.force,
+        ..Default::default()
+    };
+    let bar = Bar::new(p);
+    let state = a.state.resolve();
+    // Signed with the key of the state directory the run is recorded in.
+    let repo = crate::jobs::RepoOptions { evidence_state: Some(state.clone()), ..repo_options(g) };
+    let out = jobs::backup::policy(&repo, &pol, &opts, &bar, Some(&state));
+    bar.0.finish_and_clear();
+    if let Some(evidence) = &out.evidence {
+        super::evidence::note("backup", evidence, p);
+    }
+    if let Some(e) = &out.unrecorded {
+        p.warn(format!("the backup is done, but it was not recorded in the state: {e}"));
+    }
+    let code = match &out.report {
+        Some(r) => print_report(r, p),
+        None => EXIT_OK,
+    };
+    for w in &out.warnings {
+        p.warn(w);
+    }
+    if let Some(e) = out.error {
+        if out.report.is_some() {
+            // The snapshot is saved; say why the job still failed.
+            eprint!("{}", super::output::render_error(&e));
+            return Ok(EXIT_ERROR);
+        }
+        return Err(e);
+    }
+    Ok(code)
 }
 
 /// Prints a backup's report; returns the exit code it calls for.
-pub(super) fn print_report(report: &backup::BackupReport, p: &Printer) -> i32 {
+fn print_report(report: &backup::BackupReport, p: &Printer) -> i32 {
     for w in &report.warnings {
         p.warn(w);
     }

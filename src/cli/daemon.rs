@@ -9,10 +9,11 @@ use chrono::Utc;
 
 use crate::daemon::engine::Limits;
 use crate::daemon::jobs::RepoExecutor;
-use crate::daemon::{self, status, DaemonOptions};
+use crate::daemon::{self, DaemonOptions};
 use crate::error::{Error, Result};
 use crate::policy;
 use crate::state::{self, JobKind, State};
+use crate::status;
 
 use super::output::Printer;
 use super::policy::PoliciesDir;
@@ -73,10 +74,13 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         limits: Limits { max_jobs: a.max_jobs, max_per_repo: a.max_jobs_per_repo },
         grace: a.grace.to_std(),
     };
-    let g2 = g.clone();
-    let open: daemon::jobs::Opener = Arc::new(move |p| super::policy::open_repo(&g2, p));
-    let executor = RepoExecutor { open: open.clone(), threads: g.threads.unwrap_or(0) };
-    daemon::run(opts, Arc::new(executor), Some(open))?;
+    let mut repo = super::repo_options(g);
+    // `--threads 0` leaves one per core to each job.
+    repo.threads = g.threads.filter(|n| *n > 0);
+    // The daemon signs evidence with the key in its own state directory.
+    repo.evidence_state = Some(opts.state_dir.clone());
+    let executor = RepoExecutor { repo: repo.clone() };
+    daemon::run(opts, Arc::new(executor), Some(repo))?;
     Ok(EXIT_OK)
 }
 

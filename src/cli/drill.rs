@@ -4,14 +4,14 @@
 
 use std::path::PathBuf;
 
-use crate::drill::{self, DrillOptions, FailureKind, SnapshotChoice, StartedBy, VerifyChoice};
+use crate::drill::{self, DrillError, DrillOptions, FailureKind, SnapshotChoice, StartedBy, VerifyChoice};
 use crate::error::Result;
-use crate::policy;
 use crate::state::{self, State, Trigger};
+use crate::{jobs, policy};
 
-use super::output::Printer;
-use super::policy::{open_repo, PoliciesDir};
-use super::{threads, GlobalArgs, EXIT_ERROR, EXIT_INTEGRITY, EXIT_OBJECTIVES, EXIT_OK};
+use super::output::{render_error, Printer};
+use super::policy::PoliciesDir;
+use super::{repo_options, GlobalArgs, EXIT_ERROR, EXIT_INTEGRITY, EXIT_OBJECTIVES, EXIT_OK, EXIT_USAGE};
 
 #[derive(clap::Args, Debug)]
 pub struct DrillArgs {
@@ -56,10 +56,20 @@ pub fn exit_code(kind: Option<FailureKind>) -> i32 {
     }
 }
 
+/// Refuses an input of the drill: a usage error, and nothing recorded.
+fn refused(e: &crate::Error) -> i32 {
+    eprint!("{}", render_error(e));
+    EXIT_USAGE
+}
+
 pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
-    let pol = policy::find(&a.policies.dir, &a.policy)?;
+    let pol = match policy::find(&a.policies.dir, &a.policy) {
+        Ok(pol) => pol,
+        Err(e) => return Ok(refused(&e)),
+    };
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
-    let chain = drill::RepositoryChain { policy: pol.name.clone(), state_dir: state.dir().to_path_buf() };
+    // Signed with the key of the state directory the drill is recorded in.
+    let repo = crate::jobs::RepoOptions { evidence_state: Some(state.dir().to_path_buf()), ..repo_options(g) };
     let opts = DrillOptions {
         snapshot: a.snapshot.clone().unwrap_or_default(),
         target: a.target.clone(),
@@ -70,16 +80,20 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         },
         seed: a.seed,
         spot_check: a.spot_check,
-        threads: threads(g),
+        threads: repo.threads(),
         started_by: StartedBy::current_user(),
         trigger: Trigger::Command,
         scheduled_at: None,
         attempt: 1,
-        evidence: Some(&chain),
+        evidence: None,
         run_id: None,
     };
     p.info(format!("drilling policy `{}`", pol.name));
-    let out = drill::run(&pol, || open_repo(g, &pol), &state, &opts)?;
+    let out = match jobs::drill::drill(&repo, &pol, &state, &opts) {
+        Ok(out) => out,
+        Err(DrillError::Refused(e)) => return Ok(refused(&e)),
+        Err(DrillError::Failed(e)) => return Err(e),
+    };
     let r = &out.report;
     if p.json {
         p.json(r);
@@ -91,9 +105,8 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
 }
 
 fn print_summary(r: &drill::DrillReport, p: &Printer) {
-    use crate::drill::report::human_bytes;
-    use crate::drill::verdict::human_secs;
-    let opt = |v: Option<f64>| v.map(human_secs).unwrap_or_else(|| "none".into());
+    use crate::text::{human_bytes, human_duration};
+    let opt = |v: Option<f64>| v.map(human_duration).unwrap_or_else(|| "none".into());
     let met = |m: Option<bool>| match m {
         Some(true) => "met",
         Some(false) => "MISSED",
@@ -112,7 +125,7 @@ fn print_summary(r: &drill::DrillReport, p: &Printer) {
     }
     p.info(format!(
         "  RTO {} (objective {}): {}; first byte after {}",
-        human_secs(r.rto.measured_s),
+        human_duration(r.rto.measured_s),
         opt(r.rto.objective_s),
         met(r.rto.met),
         opt(r.first_byte_s)

@@ -83,7 +83,7 @@ pub struct RevokeArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AcceptArgs {
-    /// The snapshot (id or unique prefix)
+    /// The snapshot (id or unique prefix; the full id of one that is gone)
     pub snapshot: String,
     /// Why, for the record
     #[arg(long, default_value = "")]
@@ -117,6 +117,13 @@ pub struct VerifyArgs {
     pub anchor: Vec<String>,
 }
 
+impl EvidenceArgs {
+    /// Whether the command reads several repositories (`--repo`, repeatable).
+    pub fn reads_several(&self) -> bool {
+        matches!(self.command, EvidenceCommand::Verify(_))
+    }
+}
+
 pub fn run(g: &GlobalArgs, a: &EvidenceArgs, p: &Printer) -> Result<i32> {
     match &a.command {
         EvidenceCommand::Enroll(e) => enroll(g, e, p),
@@ -138,18 +145,11 @@ pub(super) fn appender(state: Option<&Path>) -> Result<Appender> {
     Appender::for_state_dir(&crate::state::resolve_dir(state))
 }
 
-/// Appends an evidence record for the outcome of a command. A failure to
-/// append is a warning: it never undoes or fails what was recorded.
-pub(super) fn record(
-    repo: &Repository,
-    kind: &str,
-    policy: Option<&str>,
-    payload: serde_json::Value,
-    state: Option<&Path>,
-    p: &Printer,
-) {
-    let r = appender(state).and_then(|a| a.append(repo, kind, policy, payload));
-    match r {
+/// Says whether a job appended the evidence record of its outcome, with
+/// the append's warnings. A failure to append is a warning: it never
+/// undoes or fails what was recorded.
+pub(super) fn note(kind: &str, appended: &Result<evidence::AppendedRecord>, p: &Printer) {
+    match appended {
         Ok(r) => {
             tracing::info!("evidence record {}/{} ({kind}) appended", r.signer, r.seq);
             for w in &r.warnings {
@@ -242,19 +242,32 @@ fn revoke(g: &GlobalArgs, a: &RevokeArgs, p: &Printer) -> Result<i32> {
 
 fn accept(g: &GlobalArgs, a: &AcceptArgs, p: &Printer) -> Result<i32> {
     let repo = open_repo(g)?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-    let payload = serde_json::json!({
-        "snapshot": id.to_hex(),
-        "host": snap.hostname,
-        "snapshot_time": snap.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "reason": a.reason,
-    });
+    // A full id that names no snapshot: a deletion `check` named (a forget
+    // killed before its record, say), which the admin accepts as such.
+    let gone =
+        a.snapshot.parse::<crate::Id>().ok().filter(|id| !repo.list_ids("snapshots").is_ok_and(|l| l.contains(id)));
+    let (payload, what) = match gone {
+        Some(id) => (
+            serde_json::json!({ "snapshot": id.to_hex(), "gone": true, "reason": a.reason }),
+            format!("accepted that snapshot {} is gone", id.short()),
+        ),
+        None => {
+            let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+            let payload = serde_json::json!({
+                "snapshot": id.to_hex(),
+                "host": snap.hostname,
+                "snapshot_time": snap.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "reason": a.reason,
+            });
+            (payload, format!("accepted snapshot {} (host {}, {})", id.short(), snap.hostname, snap.time))
+        }
+    };
     let r = admin_record(&repo, a.state.state.as_deref(), "accept", payload, p)?;
     if p.json {
         p.json(&r);
     } else {
         p.data(format!("{}:{}:{}", r.signer, r.seq, r.hash));
-        p.info(format!("accepted snapshot {} (host {}, {})", id.short(), snap.hostname, snap.time));
+        p.info(what);
     }
     Ok(EXIT_OK)
 }

@@ -7,15 +7,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::Id;
-use crate::policy;
-use crate::prune;
-use crate::prune::retention::{self, Action, Decision, KeepRules, Reason, SnapshotRef};
-use crate::repo::{lock, Repository};
+use crate::jobs::forget::{Decided, Selection};
+use crate::prune::retention::{Action, Decision, KeepRules, Reason, SnapshotRef};
+use crate::{jobs, policy};
 
 use super::output::Printer;
-use super::{open_repo, GlobalArgs, EXIT_OK};
+use super::{repo_options, GlobalArgs, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
@@ -77,11 +76,6 @@ impl ForgetArgs {
             keep_tags: self.keep_tags.clone(),
         }
     }
-
-    fn selects(&self, s: &SnapshotRef) -> bool {
-        (self.hosts.is_empty() || self.hosts.contains(&s.host))
-            && (self.tags.is_empty() || self.tags.iter().any(|t| s.has_tags(t)))
-    }
 }
 
 #[derive(Serialize)]
@@ -115,91 +109,54 @@ struct DecisionJson<'a> {
 }
 
 pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
-    // The rules are checked before the repository is opened: a forget
-    // without rules fails fast and touches nothing.
-    let (repo, rules, policy_name) = match &a.policy {
+    let (policy, rules) = match &a.policy {
         Some(name) => {
             let pol = policy::find(&a.policies.dir, name)?;
-            let rules = KeepRules::from_policy(&pol.retention);
-            if rules.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "policy `{name}` ({}) has no retention rule, so it keeps every snapshot: nothing to forget",
-                    pol.file.display()
-                )));
-            }
-            rules.validate()?;
-            (super::policy::open_repo(g, &pol)?, rules, Some(pol.name))
+            let rules = jobs::forget::policy_rules(&pol)?;
+            (Some(pol), rules)
         }
-        None => {
-            let rules = a.keep_rules();
-            rules.validate()?;
-            (open_repo(g)?, rules, None)
+        None => (None, a.keep_rules()),
+    };
+    let selection = Selection { hosts: a.hosts.clone(), tags: a.tags.clone(), ..Default::default() };
+    let mut show = |d: &Decided| {
+        if let Some(e) = &d.unchecked {
+            p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
+        }
+        if !p.json {
+            p.info(format!("applying {} (periods in UTC) to {} snapshot(s)", d.rules, d.snapshots.len()));
+            print_table(p, &by_id(&d.snapshots), &d.decisions);
+            p.info(format!("keep {}, forget {} snapshot(s)", d.kept(), d.forgotten().len()));
         }
     };
-    // A shared lock: forget may run beside backups, not during a prune.
-    let _lock = if a.dry_run { None } else { Some(lock::acquire(&repo, false, "forget")?) };
-    let now = Utc::now();
-    let listed = repo.list_snapshots()?;
-    // Snapshots the evidence does not vouch for stay out of retention.
-    let (held, unread) = crate::evidence::check::held_snapshots(&repo, &listed, now);
-    if let Some(e) = unread {
-        p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
-    }
-    let snapshots: Vec<SnapshotRef> = listed
-        .iter()
-        .map(|(id, s)| SnapshotRef::new(*id, s))
-        .filter(|s| policy_name.is_none() || s.policy == policy_name)
-        .filter(|s| a.selects(s))
-        .collect();
-    let decisions = retention::apply_holding(&snapshots, &rules, now, &held)?;
-    let forgotten: Vec<Id> = decisions.iter().filter(|d| !d.is_kept()).map(|d| d.id).collect();
-    let kept = decisions.len() - forgotten.len();
-
-    if !p.json {
-        p.info(format!("applying {rules} (periods in UTC) to {} snapshot(s)", snapshots.len()));
-        print_table(p, &by_id(&snapshots), &decisions);
-        p.info(format!("keep {kept}, forget {} snapshot(s)", forgotten.len()));
-    }
-    let removed = if a.dry_run {
-        Vec::new()
-    } else {
-        let (removed, failed) = remove(&repo, &forgotten, p);
-        // What vanished is recorded, so that `check` finds each snapshot's removal.
-        let payload = crate::evidence::payload::forget(&rules.to_string(), &removed, kept, failed.as_ref());
-        super::evidence::record(&repo, "forget", policy_name.as_deref(), payload, None, p);
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        removed
+    let out = match jobs::forget::forget(&repo_options(g), policy.as_ref(), &rules, &selection, a.dry_run, &mut show) {
+        Ok(out) => out,
+        Err(failed) => return Err(failed.error),
     };
+    if let Some(evidence) = &out.evidence {
+        super::evidence::note("forget", evidence, p);
+    }
+    let d = &out.decided;
+    let forgotten = d.forgotten().len();
+    if let Some(e) = out.stopped {
+        p.warn(format!("removed {} of {forgotten} snapshot(s) before this error", out.removed.len()));
+        return Err(e);
+    }
     if p.json {
         p.json(&Report {
             dry_run: a.dry_run,
-            rules: rules.to_string(),
-            now,
-            groups: groups_json(&by_id(&snapshots), &decisions),
-            kept,
-            forgotten: forgotten.len(),
-            removed,
+            rules: d.rules.to_string(),
+            now: d.now,
+            groups: groups_json(&by_id(&d.snapshots), &d.decisions),
+            kept: d.kept(),
+            forgotten,
+            removed: out.removed.clone(),
         });
     } else if a.dry_run {
-        p.info(format!("dry run: would remove {} snapshot(s)", forgotten.len()));
-    } else if !forgotten.is_empty() {
-        p.info(format!("removed {} snapshot(s); `cairn prune` frees the data only they used", forgotten.len()));
+        p.info(format!("dry run: would remove {forgotten} snapshot(s)"));
+    } else if forgotten > 0 {
+        p.info(format!("removed {forgotten} snapshot(s); `cairn prune` frees the data only they used"));
     }
     Ok(EXIT_OK)
-}
-
-/// Deletes the forgotten snapshot objects (see [`prune::delete_snapshots`]);
-/// returns those removed, and the error that stopped it, if one did.
-fn remove(repo: &Repository, ids: &[Id], p: &Printer) -> (Vec<Id>, Option<Error>) {
-    match prune::delete_snapshots(repo, ids) {
-        Ok(removed) => (removed, None),
-        Err((n, e)) => {
-            p.warn(format!("removed {n} of {} snapshot(s) before this error", ids.len()));
-            (ids[..n].to_vec(), Some(e))
-        }
-    }
 }
 
 type ById<'a> = HashMap<Id, &'a SnapshotRef>;

@@ -17,9 +17,9 @@ pub struct SnapshotsArgs {
     /// Only snapshots with this tag
     #[arg(long)]
     pub tag: Option<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    pub host: Option<String>,
+    /// Only snapshots of this host (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub host: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,7 +60,7 @@ pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> 
         .list_snapshots()?
         .into_iter()
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .filter(|(_, s)| a.host.is_empty() || a.host.contains(&s.hostname))
         .collect();
     if p.json {
         let v: Vec<SnapshotJson> =

@@ -13,12 +13,15 @@
 
 mod backup;
 mod check;
+mod completion;
 mod daemon;
 mod drill;
 mod evidence;
+mod find;
 mod forget;
 mod inspect;
 mod key;
+mod mount;
 pub mod output;
 pub mod password;
 pub mod policy;
@@ -27,6 +30,7 @@ mod report;
 mod restore;
 mod status_view;
 mod unlock;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,11 +39,13 @@ use clap::{Parser, Subcommand};
 
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
+use crate::jobs::RepoOptions;
 use crate::repo::{InitOptions, Repository};
 use output::Printer;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PARTIAL: i32 = 3;
 pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
@@ -113,8 +119,12 @@ pub enum Command {
     Diff(inspect::DiffArgs),
     /// Write one file of a snapshot to stdout
     Dump(inspect::DumpArgs),
+    /// Find the snapshots that hold paths matching a pattern
+    Find(find::FindArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C
+    Mount(mount::MountArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
     /// Apply retention rules: keep or forget every snapshot, with the reason
@@ -139,6 +149,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a timed restore drill of a policy into scratch space, and report on it
     Drill(drill::DrillArgs),
+    /// Print shell completions (bash, zsh or fish) on stdout
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff) of cairn or of one command on stdout
+    Man(completion::ManArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,8 +197,9 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let e = usage::without_env_values(e, std::env::args_os());
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
     match &cli.command {
@@ -219,6 +234,10 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
     let g = &cli.global;
+    let reads_several = matches!(&cli.command, Command::Evidence(e) if e.reads_several());
+    if !reads_several {
+        one_repo(g)?;
+    }
     match cli.command {
         Command::Init(a) => init(g, &a, p),
         Command::Backup(a) => backup::run(g, a, p),
@@ -226,7 +245,9 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Ls(a) => inspect::ls(g, &a, p),
         Command::Diff(a) => inspect::diff(g, &a, p),
         Command::Dump(a) => inspect::dump(g, &a, p),
+        Command::Find(a) => find::run(g, &a, p),
         Command::Restore(a) => restore::run(g, &a, p),
+        Command::Mount(a) => mount::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
@@ -239,44 +260,67 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
         Command::Drill(a) => drill::run(g, &a, p),
+        Command::Completion(a) => completion::completion(&a),
+        Command::Man(a) => completion::man(&a),
+    }
+}
+
+/// How the global flags say to open a repository (a policy's settings
+/// take their place in `cairn backup --policy`, `drill` and the daemon).
+pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
+    RepoOptions {
+        url: g.repo.first().cloned(),
+        evidence_state: None,
+        backend: backend::OpenOptions {
+            s3_endpoint: g.s3_endpoint.clone(),
+            s3_region: None,
+            s3_path_style: g.s3_path_style,
+            s3_storage_class: g.s3_storage_class.clone(),
+            s3_concurrency: g.s3_concurrency,
+        },
+        password: None,
+        password_file: g.password_file.clone(),
+        prompt: Some(password::prompt_repository),
+        cache_dir: g.cache_dir.clone(),
+        no_cache: g.no_cache,
+        threads: g.threads,
+        wrap: if g.stats { Some(count_requests) } else { None },
     }
 }
 
 pub fn threads(g: &GlobalArgs) -> usize {
-    g.threads.unwrap_or_else(crate::backup::default_threads).max(1)
+    repo_options(g).threads()
 }
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
-    let url = match g.repo.as_slice() {
-        [one] => one,
-        [] => return Err(Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into())),
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "{} repositories given: this command works on one (only `report`, `status` and `evidence verify` \
-                 take several)",
-                g.repo.len()
-            )))
-        }
-    };
-    open_backend_url(g, url)
+    repo_options(g).open_backend()
 }
 
-/// Opens the backend of `url` with the global S3 options.
-pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
-    let opts = backend::OpenOptions {
-        s3_endpoint: g.s3_endpoint.clone(),
-        s3_region: None,
-        s3_path_style: g.s3_path_style,
-        s3_storage_class: g.s3_storage_class.clone(),
-        s3_concurrency: g.s3_concurrency,
-    };
-    let b = backend::open_url(url, &opts)?;
-    if g.stats {
-        let counting = Arc::new(backend::CountingBackend::new(b));
-        STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
-        return Ok(counting);
+/// Refuses several `--repo`: only `evidence verify` reads several
+/// repositories; every other command works on one.
+fn one_repo(g: &GlobalArgs) -> Result<()> {
+    if g.repo.len() > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "{} repositories given: this command works on one (only `evidence verify` takes several)",
+            g.repo.len()
+        )));
     }
-    Ok(b)
+    Ok(())
+}
+
+/// Opens the backend of `url` with the global S3 options (for a command
+/// that reads several repositories).
+pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
+    let mut o = repo_options(g);
+    o.url = Some(url.to_string());
+    o.open_backend()
+}
+
+/// Counts the requests of this command, for `--stats`.
+fn count_requests(b: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    let counting = Arc::new(backend::CountingBackend::new(b));
+    STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
+    counting
 }
 
 thread_local! {
@@ -299,32 +343,10 @@ fn print_stats() {
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), false)?;
-    let mut repo = Repository::open_with(b, &pw.0, &key_hints(g))?;
-    if repo.backend().is_remote() && !g.no_cache {
-        if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
-            repo.enable_cache(&base)?;
-        }
-    }
-    Ok(repo)
-}
-
-/// Which key slot to try first: `CAIRN_KEY_ID`, then the one recorded in
-/// the cache directory (none with `--no-cache`).
-pub fn key_hints(g: &GlobalArgs) -> crate::repo::keys::KeyHints {
-    let mut h = crate::repo::keys::KeyHints::from_env();
-    if g.no_cache {
-        h.cache_base = None;
-    } else if let Some(d) = &g.cache_dir {
-        h.cache_base = Some(d.clone());
-    }
-    h
+    repo_options(g).open()
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
-    let b = open_backend(g)?;
-    let pw = password::resolve(g.password_file.as_deref(), true)?;
     let mut opts =
         InitOptions { compression: a.compression, pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
     if let Some(s) = &a.chunk_sizes {
@@ -340,20 +362,13 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     if let Some(m) = a.kdf_memory_kib {
         opts.kdf.memory_kib = m;
     }
-    // A host with an evidence key of its own signs the repository's `init`
-    // with it; one without starts the legacy chain.
-    let appender = evidence::appender(None)?;
-    let own_key = appender.signer().is_some();
-    opts.start_evidence = !own_key;
-    let repo = Repository::init(b.clone(), &pw.0, opts)?;
-    if own_key {
-        crate::evidence::start_chain_with(&repo, &appender)?;
-    }
+    let repo = crate::jobs::init::init(&repo_options(g), opts)?.repo;
+    let location = repo.backend().location();
     if p.json {
-        p.json(&serde_json::json!({ "id": repo.id(), "location": b.location() }));
+        p.json(&serde_json::json!({ "id": repo.id(), "location": location }));
     } else {
         p.data(repo.id().to_hex());
-        p.info(format!("created cairn repository {} at {}", repo.id().short(), b.location()));
+        p.info(format!("created cairn repository {} at {location}", repo.id().short()));
     }
     Ok(EXIT_OK)
 }

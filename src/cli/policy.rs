@@ -1,16 +1,15 @@
-//! `cairn policy validate|show`, and `cairn backup --policy NAME`.
+//! `cairn policy validate|show`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use crate::error::{Error, Result};
-use crate::policy::{self, job, Policy};
-use crate::repo::Repository;
+use crate::policy;
 
 use super::output::Printer;
-use super::{password, GlobalArgs, EXIT_ERROR, EXIT_OK};
+use super::{GlobalArgs, EXIT_ERROR, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct PolicyArgs {
@@ -142,113 +141,4 @@ fn show(a: &ShowArgs, p: &Printer) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Opens the repository of a policy the way the global options would:
-/// its URL and S3 settings take the place of `--repo` and `--s3-*` (a
-/// setting the policy leaves out keeps the global one), its password
-/// source comes first and cairn's usual sources are the fallback.
-pub fn open_repo(g: &GlobalArgs, pol: &Policy) -> Result<Repository> {
-    let mut g = g.clone();
-    g.repo = vec![pol.repository.url.clone()];
-    if let Some(s3) = &pol.repository.s3 {
-        g.s3_endpoint = s3.endpoint.clone().or(g.s3_endpoint);
-        g.s3_path_style = s3.path_style.or(g.s3_path_style);
-        g.s3_storage_class = s3.storage_class.clone().or(g.s3_storage_class);
-        g.s3_concurrency = s3.concurrency.or(g.s3_concurrency);
-    }
-    let backend = super::open_backend(&g)?;
-    let hints = super::key_hints(&g);
-    let mut repo = match &pol.repository.password {
-        Some(src) => Repository::open_with(backend, job::read_password(src)?.as_bytes(), &hints)?,
-        None => Repository::open_with(backend, &password::resolve(g.password_file.as_deref(), false)?.0, &hints)?,
-    };
-    if repo.backend().is_remote() && !g.no_cache {
-        if let Some(base) = g.cache_dir.clone().or_else(crate::repo::cache::default_base) {
-            repo.enable_cache(&base)?;
-        }
-    }
-    Ok(repo)
-}
-
-/// Records a policy backup run by hand in the state, as the daemon records
-/// its own, so that `cairn status` and `cairn report` count it. A state
-/// that cannot be written is a warning: the backup itself is done.
-fn record_in_state(
-    dir: &Path,
-    pol: &Policy,
-    started_at: DateTime<Utc>,
-    took: std::time::Duration,
-    out: &job::JobOutcome,
-    p: &Printer,
-) {
-    use crate::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
-    let record = || -> Result<()> {
-        let state = State::open(dir)?;
-        let new = NewRun {
-            policy: pol.name.clone(),
-            kind: JobKind::Backup,
-            trigger: Trigger::Command,
-            scheduled_at: None,
-            started_at,
-            attempt: 1,
-        };
-        let id = state.start_run(&new)?;
-        let report = out.report.as_ref();
-        state.finish_run(
-            id,
-            &RunFinish {
-                ended_at: Utc::now(),
-                outcome: if out.error.is_none() { Outcome::Success } else { Outcome::Failure },
-                snapshot_id: report.map(|r| r.snapshot_id.to_hex()),
-                bytes: report.map(|r| r.snapshot.summary.bytes_total),
-                error: out.error.as_ref().map(|e| e.to_string()),
-                duration_s: Some(took.as_secs_f64()),
-            },
-        )?;
-        if let Some(rp) = out.recovery_point() {
-            state.set_recovery_point(&pol.name, &rp)?;
-        }
-        Ok(())
-    };
-    if let Err(e) = record() {
-        p.warn(format!("the backup is done, but it was not recorded in the state: {e}"));
-    }
-}
-
-/// `cairn backup --policy NAME`.
-pub fn backup(g: &GlobalArgs, a: &super::backup::BackupArgs, name: &str, dir: &Path, p: &Printer) -> Result<i32> {
-    let pol = policy::find(dir, name)?;
-    let opts = job::JobOptions {
-        time: a.time,
-        host: a.host.clone(),
-        tags: a.tags.clone(),
-        force: a.force,
-        threads: super::threads(g),
-    };
-    let bar = super::backup::Bar::new(p);
-    let started = std::time::Instant::now();
-    let started_at = Utc::now();
-    let out = job::run_backup(&pol, || open_repo(g, &pol), &opts, &bar);
-    bar.0.finish_and_clear();
-    if let (Some(repo), Some(payload)) = (&out.repo, out.evidence_payload(started.elapsed())) {
-        super::evidence::record(repo, "backup", Some(&pol.name), payload, a.state.state_dir.as_deref(), p);
-    }
-    record_in_state(&a.state.resolve(), &pol, started_at, started.elapsed(), &out, p);
-    let code = match &out.report {
-        Some(r) => super::backup::print_report(r, p),
-        None => EXIT_OK,
-    };
-    for w in &out.warnings {
-        p.warn(w);
-    }
-    if let Some(e) = out.error {
-        if out.report.is_some() {
-            // The snapshot is saved; say why the job still failed.
-            eprint!("{}", super::output::render_error(&e));
-            return Ok(EXIT_ERROR);
-        }
-        return Err(e);
-    }
-    Ok(code)
 }

@@ -1,11 +1,11 @@
 //! `cairn prune`: plan, show, and (unless `--dry-run`) execute.
 
 use crate::error::{Error, Result};
-use crate::prune::gc::{self, Action};
-use crate::repo::{lock, Repository};
+use crate::jobs;
+use crate::prune::gc::{self, Action, PrunePlan};
 
 use super::output::{human_bytes, Printer};
-use super::{open_repo, GlobalArgs, EXIT_OK};
+use super::{repo_options, GlobalArgs, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct PruneArgs {
@@ -13,7 +13,7 @@ pub struct PruneArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Unused space to tolerate in kept packs before repacking, e.g. 5%
-    #[arg(long, value_name = "P%", default_value = "5%")]
+    #[arg(long, value_name = "P%", default_value_t = format!("{}%", gc::DEFAULT_MAX_UNUSED_PERCENT))]
     pub max_unused: String,
 }
 
@@ -29,34 +29,8 @@ fn parse_percent(s: &str) -> Result<f64> {
     Ok(v / 100.0)
 }
 
-pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
-    let max_unused = parse_percent(&a.max_unused)?;
-    let repo = open_repo(g)?;
-    let started = std::time::Instant::now();
-    let result = prune(&repo, a, max_unused, p);
-    // A dry run changes nothing, and leaves no evidence.
-    if !a.dry_run {
-        let r = result.as_ref().map(|o| {
-            let (plan, report) = o.as_ref().expect("a prune that is not a dry run has a report");
-            (plan, report)
-        });
-        super::evidence::record(&repo, "prune", None, crate::evidence::payload::prune(r, started.elapsed()), None, p);
-    }
-    result.map(|_| EXIT_OK)
-}
-
-/// Plans and (unless `--dry-run`) executes; returns the plan and report of
-/// an executed prune.
-fn prune(
-    repo: &Repository,
-    a: &PruneArgs,
-    max_unused: f64,
-    p: &Printer,
-) -> Result<Option<(gc::PrunePlan, gc::PruneReport)>> {
-    // The plan is made under the lock, so nothing changes between plan and deletion.
-    let _lock = if a.dry_run { None } else { Some(lock::acquire(repo, true, "prune")?) };
-    let plan = gc::plan(repo, max_unused)?;
-    let summary = format!(
+fn summary(plan: &PrunePlan) -> String {
+    format!(
         "{} snapshots use {} blobs; packs: keep {} ({}), repack {} ({} to copy), delete {} and {} unindexed ({}); unused left {}",
         plan.snapshots,
         plan.used_blobs,
@@ -68,40 +42,84 @@ fn prune(
         plan.unindexed.len(),
         human_bytes(plan.delete_bytes),
         human_bytes(plan.unused_after)
-    );
-    if a.dry_run {
-        if p.json {
-            p.json(&serde_json::json!({ "dry_run": true, "plan": plan }));
-        } else {
-            p.info(format!("dry run: {summary}"));
-            for pk in plan.packs.iter().filter(|x| x.action != Action::Keep) {
-                p.data(format!("{:?} data/{}/{}", pk.action, &pk.id.to_hex()[..2], pk.id).to_lowercase());
+    )
+}
+
+pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
+    let max_unused = parse_percent(&a.max_unused)?;
+    // The plan is shown before anything is deleted.
+    let mut planned = |plan: &PrunePlan| {
+        if !a.dry_run {
+            p.info(summary(plan));
+        }
+    };
+    let done = match jobs::prune::prune(&repo_options(g), max_unused, a.dry_run, &mut planned) {
+        Ok(done) => done,
+        Err(failed) => {
+            if let Some(evidence) = failed.evidence.as_deref() {
+                super::evidence::note("prune", evidence, p);
             }
-            for (k, _) in &plan.unindexed {
-                p.data(format!("delete {k}"));
+            return Err(failed.error);
+        }
+    };
+    if let Some(evidence) = &done.evidence {
+        super::evidence::note("prune", evidence, p);
+    }
+    let plan = &done.plan;
+    match &done.report {
+        None => {
+            if p.json {
+                p.json(&serde_json::json!({ "dry_run": true, "plan": plan }));
+            } else {
+                p.info(format!("dry run: {}", summary(plan)));
+                for pk in plan.packs.iter().filter(|x| x.action != Action::Keep) {
+                    p.data(format!("{:?} data/{}/{}", pk.action, &pk.id.to_hex()[..2], pk.id).to_lowercase());
+                }
+                for (k, _) in &plan.unindexed {
+                    p.data(format!("delete {k}"));
+                }
             }
         }
-        return Ok(None);
-    }
-    p.info(summary);
-    let report = gc::execute(repo, &plan)?;
-    if p.json {
-        p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
-    } else {
-        p.info(format!(
-            "deleted {} packs ({} freed), wrote {} new packs and {} index files",
-            report.packs_deleted,
-            human_bytes(report.bytes_freed),
-            report.packs_written,
-            report.index_files_written
-        ));
-        let l = &report.litter;
-        if !l.temporaries.is_empty() {
-            p.info(format!("removed {} temporary file(s) left by killed writes", l.temporaries.len()));
+        Some(report) => {
+            if p.json {
+                p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
+            } else {
+                p.info(format!(
+                    "deleted {} packs ({} freed), wrote {} new packs and {} index files",
+                    report.packs_deleted,
+                    human_bytes(report.bytes_freed),
+                    report.packs_written,
+                    report.index_files_written
+                ));
+                if !report.litter.temporaries.is_empty() {
+                    p.info(format!(
+                        "removed {} temporary file(s) left by killed writes",
+                        report.litter.temporaries.len()
+                    ));
+                }
+            }
+            for f in &report.litter.failed {
+                p.warn(format!("could not remove litter: {f}"));
+            }
         }
     }
-    for f in &report.litter.failed {
-        p.warn(format!("could not remove litter: {f}"));
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        prune: super::PruneArgs,
     }
-    Ok(Some((plan, report)))
+
+    #[test]
+    fn the_flag_default_is_the_one_scheduled_prunes_use() {
+        let a = Args::parse_from(["prune"]);
+        assert_eq!(a.prune.max_unused, "5%");
+        assert_eq!(super::parse_percent(&a.prune.max_unused).unwrap(), crate::jobs::prune::default_max_unused());
+    }
 }

@@ -42,7 +42,7 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     let now = a.now.unwrap_or_else(Utc::now);
     let period = Period::from_flags(a.since.as_deref(), a.until.as_deref(), now)?;
     let state_dir = crate::state::resolve_dir(a.state.as_deref());
-    let host = crate::repo::keys::hostname();
+    let host = crate::host::hostname();
     let input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
     let built = report::build(&input);
     let text = report::render(&built, format);
@@ -53,10 +53,11 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
             out.write_all(text.as_bytes()).map_err(|e| Error::io("standard output", e))?;
         }
         Some(path) => {
-            report::write_file(path, text.as_bytes())?;
+            crate::page::write_file(path, text.as_bytes())?;
             p.info(format!(
-                "wrote the compliance report ({} policies, overall {}) to {}",
+                "wrote the compliance report ({} polic{}, overall {}) to {}",
                 built.policies.len(),
+                if built.policies.len() == 1 { "y" } else { "ies" },
                 built.status.as_str(),
                 path.display()
             ));

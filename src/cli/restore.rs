@@ -24,6 +24,10 @@ pub struct RestoreArgs {
     /// Read every restored file back and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// As root, also restore set-uid and set-gid bits, file capabilities
+    /// and device nodes (left out and listed otherwise, exit code 3)
+    #[arg(long)]
+    pub restore_privileged: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
@@ -36,6 +40,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
         exclude: a.exclude.clone(),
         verify: a.verify,
         threads: threads(g),
+        privileged: a.restore_privileged,
     };
     p.info(format!(
         "restoring snapshot {} of {} to {}",
@@ -66,11 +71,23 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
             p.info(format!("verified {} files: all match the snapshot", r.verified_files));
         }
     }
-    if !r.ok() {
+    if !r.failures.is_empty() {
         p.warn(format!("{} item(s) could not be restored exactly:", r.failures.len()));
         for f in &r.failures {
             eprintln!("  {}: {}", f.path, f.reason);
         }
+    }
+    if !r.withheld.is_empty() {
+        p.warn(format!(
+            "{} item(s) left out: a root restore does not recreate set-uid or set-gid bits, file capabilities \
+             or device nodes unless --restore-privileged is given:",
+            r.withheld.len()
+        ));
+        for f in &r.withheld {
+            eprintln!("  {}: {}", f.path, f.reason);
+        }
+    }
+    if !r.ok() {
         return Ok(EXIT_PARTIAL);
     }
     Ok(EXIT_OK)

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::daemon::status::{DrillState, PolicyStatus, RpoState, StatusReport};
 use crate::state::RunRow;
+use crate::status::{DrillState, PolicyStatus, RpoState, StatusReport};
 
 use super::output::human_bytes;
 
@@ -40,7 +40,9 @@ pub fn short_duration(secs: f64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m", s / 60),
+        3600..=86399 if s % 3600 < 60 => format!("{}h", s / 3600),
         3600..=86399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ if s % 86400 < 3600 => format!("{}d", s / 86400),
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
 }
@@ -96,10 +98,13 @@ fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
             Cell(format!("AT RISK {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Warn)
         }
         RpoState::Breached => {
-            let age = age.unwrap_or_else(|| "no backup ".into());
-            Cell(format!("BREACHED {age}/{}", obj.unwrap_or_default()), Tone::Bad)
+            let text = match age {
+                Some(age) => format!("BREACHED {age}/{}", obj.unwrap_or_default()),
+                None => format!("BREACHED no backup (rpo {})", obj.unwrap_or_default()),
+            };
+            Cell(text, Tone::Bad)
         }
-        RpoState::NoBackup => Cell(format!("no backup /{}", obj.unwrap_or_default()), Tone::Warn),
+        RpoState::NoBackup => Cell(format!("no backup yet (rpo {})", obj.unwrap_or_default()), Tone::Warn),
         RpoState::NoObjective => Cell(age.map(|a| format!("{a} (no rpo)")).unwrap_or_else(|| "—".into()), Tone::Plain),
     };
     let last_drill = p.drill.last.as_ref().map(|d| ago(d.started_at, now)).unwrap_or_default();
@@ -214,9 +219,9 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
-    use crate::daemon::status::{build, DrillState};
     use crate::policy::Policy;
     use crate::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
+    use crate::status::{build, DrillState};
 
     fn policy(name: &str, extra: &str) -> Policy {
         crate::policy::for_tests(name, "/r", extra)
@@ -268,9 +273,31 @@ mod tests {
         let screen = render(&r, false, false);
         assert!(screen.contains("FAILING · running backup") && screen.contains("never drilled"), "{screen}");
         assert!(screen.contains("Running now:") && screen.contains("3/4 files, 512 B/1.0 KiB (50%)"), "{screen}");
-        assert!(
-            screen.contains("prune 2h 0m ago") && !screen.contains('\x1b'),
-            "no colour when asked for none: {screen}"
-        );
+        assert!(screen.contains("prune 2h ago") && !screen.contains('\x1b'), "no colour when asked for none: {screen}");
+    }
+
+    #[test]
+    fn bug_short_durations_said_1h_0m_and_1d_0h() {
+        assert_eq!(short_duration(3600.0), "1h");
+        assert_eq!(short_duration(3659.0), "1h");
+        assert_eq!(short_duration(3660.0), "1h 1m");
+        assert_eq!(short_duration(86400.0), "1d");
+        assert_eq!(short_duration(86400.0 + 3599.0), "1d");
+        assert_eq!(short_duration(86400.0 + 3600.0), "1d 1h");
+        assert_eq!(short_duration(59.0), "59s");
+        assert_eq!(short_duration(120.0), "2m");
+    }
+
+    #[test]
+    fn bug_no_backup_read_as_a_broken_age_over_objective() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ps = vec![policy("new", "[objectives]\nrpo = \"2m\"\n"), policy("web", "[objectives]\nrpo = \"2m\"\n")];
+        run(&state, "web", JobKind::Backup, 3, Outcome::Failure);
+        let r = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
+        let screen = render(&r, false, false);
+        assert!(screen.contains("no backup yet (rpo 2m)"), "{screen}");
+        assert!(screen.contains("BREACHED no backup (rpo 2m)"), "{screen}");
+        assert!(!screen.contains(" /2m"), "{screen}");
     }
 }

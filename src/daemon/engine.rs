@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::policy::{jitter_delay, CronExpr, Policy};
+use crate::policy::{next_slot, Policy};
 use crate::state::{JobKind, State, Trigger};
 
 /// The longest delay between retries.
@@ -61,15 +61,6 @@ pub struct JobSpec {
     pub attempt: u32,
 }
 
-/// The schedule of one policy's job kind.
-pub fn cron_of(p: &Policy, kind: JobKind) -> Option<&CronExpr> {
-    match kind {
-        JobKind::Backup => p.schedule.backup.as_ref(),
-        JobKind::Prune => p.retention.prune.as_ref(),
-        JobKind::Drill => p.drill.as_ref().map(|d| &d.schedule),
-    }
-}
-
 /// The first slot whose due time (slot + jitter) is after `now`: a slot
 /// that has passed but whose jittered start is still ahead is kept, so a
 /// restart or reload between the two does not drop that run.
@@ -86,14 +77,6 @@ pub fn first_due_after(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<
         after = slot;
     }
     next_slot(p, kind, now)
-}
-
-/// The first slot strictly after `after`, and its due time (with jitter).
-pub fn next_slot(p: &Policy, kind: JobKind, after: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let cron = cron_of(p, kind)?;
-    let slot = *cron.next_after(p.schedule.timezone.0, after, 1).first()?;
-    let jitter = jitter_delay(&p.name, slot, p.schedule.jitter);
-    Some((slot, slot + chrono::Duration::from_std(jitter).unwrap_or_default()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,6 +3,7 @@
 use chrono::{Duration, TimeZone, Utc};
 
 use super::*;
+use crate::policy::jitter_delay;
 use crate::state::State;
 
 fn policy(name: &str, repo: &str, extra: &str) -> Policy {

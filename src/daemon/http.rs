@@ -26,8 +26,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::Requested;
-use super::status::StatusReport;
 use crate::state::JobKind;
+use crate::status::StatusReport;
 
 /// A `run-now` request for the loop, with where to send its answer.
 pub struct RunNow {

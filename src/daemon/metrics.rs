@@ -29,8 +29,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::status::{DrillState, RpoState, StatusReport};
 use crate::state::{Outcome, State};
+use crate::status::{DrillState, RpoState, StatusReport};
 
 type Labels = Vec<(String, String)>;
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
@@ -185,7 +185,7 @@ mod tests {
         state.start_run(&new).unwrap();
         let check = serde_json::json!({"ok": false, "checked_at": "x", "problems": 1});
         state.set_daemon_value("evidence:web", Some(&check.to_string())).unwrap();
-        let status = super::super::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
+        let status = crate::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
         let text = render(&status, Some(&state), 0, 0.0);
         for want in [
             "cairn_evidence_ok{policy=\"web\"} 0",

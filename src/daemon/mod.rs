@@ -15,8 +15,9 @@
 //!   started with), SIGTERM/SIGINT (start nothing more, give running jobs
 //!   the grace period, mark any still running as interrupted, exit 0);
 //! - [`http`] serves `/healthz`, `/status`, `/metrics` and `/run-now` on
-//!   loopback; [`status`] and [`metrics`] read the state database, so they
-//!   say the same as `cairn status`; [`notify`] posts webhooks and pings.
+//!   loopback; [`metrics`] and the status model ([`crate::status`]) read the
+//!   state database, so they say the same as `cairn status`; [`notify`]
+//!   posts webhooks and pings.
 //!
 //! One daemon per state directory: it holds an exclusive `flock` on
 //! `daemon.lock` there, and records its pid and address in the state so
@@ -27,7 +28,6 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
-pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,10 +39,12 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::jobs::record::RunSummary;
+use crate::jobs::RepoOptions;
 use crate::policy::{self, Diagnostic, Policy};
 use crate::state::State;
 use engine::{Engine, JobSpec, Limits};
-use jobs::{Executor, Finished, JobResult, Opener};
+use jobs::{Executor, Finished};
 use notify::{Event as NotifyEvent, Notifier, Ping};
 
 /// How the daemon runs.
@@ -98,16 +100,16 @@ enum Event {
 
 type Current = Arc<RwLock<(Vec<Policy>, Vec<Diagnostic>)>>;
 
-/// Runs the daemon until SIGTERM or SIGINT. `open` also lets the daemon
-/// read each policy's newest snapshot at start-up.
-pub fn run(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Opener>) -> Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT. With `repo`, the daemon also
+/// reads each policy's newest snapshot at start-up.
+pub fn run(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<RepoOptions>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cairn-daemon")
         .enable_all()
         .build()
         .map_err(|e| Error::io("tokio runtime", e))?;
-    rt.block_on(serve(opts, executor, open))
+    rt.block_on(serve(opts, executor, repo))
 }
 
 /// Takes the state directory's daemon lock, or says who holds it.
@@ -138,7 +140,7 @@ fn load_policies(dir: &std::path::Path) -> (Vec<Policy>, Vec<Diagnostic>) {
     (policies, diags)
 }
 
-async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Opener>) -> Result<()> {
+async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<RepoOptions>) -> Result<()> {
     let state = Arc::new(State::open(&opts.state_dir)?);
     let _lock = lock_state_dir(&state)?;
     let started = Utc::now();
@@ -161,11 +163,11 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, open: Option<Op
         }
     }
     let current: Current = Arc::new(RwLock::new((policies, diags)));
-    if let Some(open) = open {
+    if let Some(repo) = repo {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
         std::thread::spawn(move || {
-            jobs::enroll_everywhere(&list, &open, state.dir());
-            jobs::refresh_recovery_points(&list, &open, &state)
+            jobs::enroll_everywhere(&list, &repo);
+            crate::jobs::record::refresh_recovery_points(&list, &repo, &state)
         });
     }
 
@@ -290,7 +292,7 @@ fn api(
         let (state, current, dir) = (state.clone(), current.clone(), opts.state_dir.clone());
         move || {
             let (p, d) = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-            status::build(Some(&state), &dir, &p, d, Utc::now())
+            crate::status::build(Some(&state), &dir, &p, d, Utc::now())
         }
     };
     let report = Arc::new(report);
@@ -360,7 +362,7 @@ fn start_job(
 
 fn failed(job: JobSpec, msg: &str) -> Finished {
     let now = Utc::now();
-    Finished { job, run_id: 0, started_at: now, ended_at: now, result: JobResult::failed(msg) }
+    Finished { job, run_id: 0, started_at: now, ended_at: now, result: RunSummary::failed(msg) }
 }
 
 fn job_finished(f: Finished, engine: &mut Engine, outbox: &mut Outbox) {
@@ -380,7 +382,7 @@ fn job_finished(f: Finished, engine: &mut Engine, outbox: &mut Outbox) {
         kind: f.job.kind.to_string(),
         trigger: f.job.trigger.as_str().to_string(),
         attempt: f.job.attempt,
-        host: crate::repo::keys::hostname(),
+        host: crate::host::hostname(),
         run_id: f.run_id,
         started_at: f.started_at,
         ended_at: f.ended_at,

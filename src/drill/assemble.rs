@@ -9,7 +9,7 @@ use crate::repo::Repository;
 use crate::state::{DrillRow, Outcome, RunFinish};
 
 use super::report::{self, DrillReport, Evidence, Integrity, RecoveryPointInfo, RepositoryInfo, Rpo, Rto};
-use super::runner::Drill;
+use super::session::{what, Drill};
 use super::verdict::{self, FailureKind, Findings, Issue, Verdict};
 use super::verify::Mismatch;
 use super::{DrillOutcome, VerifyChoice};
@@ -35,7 +35,7 @@ fn mismatched(d: &Drill<'_>) -> Vec<Mismatch> {
 
 fn build(d: &Drill<'_>) -> DrillReport {
     let ended_at = Utc::now().trunc_subsecs(3);
-    let secs = |t: chrono::DateTime<Utc>| crate::report::secs(d.started_at - t);
+    let secs = |t: chrono::DateTime<Utc>| crate::duration::secs(d.started_at - t);
     let mismatched = mismatched(d);
     let measured: f64 = d.phases.iter().filter(|p| p.in_rto).map(|p| p.duration_s).sum();
     let objectives = &d.policy.objectives;
@@ -47,11 +47,8 @@ fn build(d: &Drill<'_>) -> DrillReport {
     let achieved = if judged_on_point { point_age } else { newest_age };
     let of = if judged_on_point { "the recovery point" } else { "the newest snapshot of the policy" };
     // Every phase that failed is an error of the drill.
-    let errors: Vec<String> = d
-        .phases
-        .iter()
-        .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", super::runner::what(&p.name))))
-        .collect();
+    let errors: Vec<String> =
+        d.phases.iter().filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", what(&p.name)))).collect();
     let judge = errors.is_empty();
     let spot_mismatched = d.spot.as_ref().map(|s| s.mismatched.clone()).unwrap_or_default();
     let verdict = verdict::decide(&Findings {

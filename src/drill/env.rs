@@ -39,12 +39,12 @@ pub fn filesystem(path: &Path) -> Option<String> {
 
 pub fn environment(target: &Path) -> Environment {
     Environment {
-        host: crate::repo::keys::hostname(),
+        host: crate::host::hostname(),
         os: os_name(),
         kernel: kernel(),
         arch: std::env::consts::ARCH.to_string(),
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        user: crate::repo::keys::username(),
+        user: crate::host::username(),
         target: target.display().to_string(),
         filesystem: filesystem(target),
     }

@@ -42,8 +42,11 @@
 //! write + verify + validation: from starting the recovery to data proven
 //! usable. Spot-check, cleanup and reporting are not part of it.
 //!
-//! The daemon calls [`run`] for scheduled drills; `cairn drill` is a thin
-//! layer over it. `docs/DRILLS.md` documents the report schema.
+//! Inputs the drill refuses are refused before anything is written or
+//! recorded ([`DrillError::Refused`]). `crate::jobs::drill` runs drills for
+//! `cairn drill` and the daemon: it also checks a snapshot given by id
+//! first, and signs the drill into the repository's evidence chain.
+//! `docs/DRILLS.md` documents the report schema.
 
 mod assemble;
 mod env;
@@ -51,6 +54,7 @@ pub mod report;
 mod runner;
 pub mod scratch;
 pub mod select;
+mod session;
 pub mod spot;
 pub mod validate;
 pub mod verdict;
@@ -60,7 +64,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::state::Trigger;
 
@@ -119,7 +123,7 @@ pub enum StartedBy {
 impl StartedBy {
     /// `user@host` of the current process.
     pub fn current_user() -> StartedBy {
-        StartedBy::User(format!("{}@{}", crate::repo::keys::username(), crate::repo::keys::hostname()))
+        StartedBy::User(format!("{}@{}", crate::host::username(), crate::host::hostname()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -146,7 +150,30 @@ pub trait EvidenceSink {
     fn append(&self, repo: &Repository, payload: serde_json::Value) -> Result<EvidenceRef>;
 }
 
+/// Why a drill did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// An input the drill refuses (a snapshot id that is not one of the
+    /// policy's, a target that is not empty or near live data, a sample
+    /// or seed out of range): a usage error. Nothing was recorded.
+    #[error(transparent)]
+    Refused(Error),
+    /// The drill could not start, or could not record its end (the state
+    /// database, the scratch directory, the report files).
+    #[error(transparent)]
+    Failed(Error),
+}
+
+impl From<DrillError> for Error {
+    fn from(e: DrillError) -> Error {
+        match e {
+            DrillError::Refused(e) | DrillError::Failed(e) => e,
+        }
+    }
+}
+
 /// What the caller decides about one drill; the policy supplies the rest.
+#[derive(Clone)]
 pub struct DrillOptions<'a> {
     pub snapshot: SnapshotChoice,
     /// Restore here instead of `<state>/scratch/<drill id>`; it must be
@@ -172,24 +199,6 @@ pub struct DrillOptions<'a> {
     /// The run already recorded for this drill (the daemon records its
     /// jobs itself); `None`: the drill records its own run.
     pub run_id: Option<i64>,
-}
-
-/// Signs drills into the repository's evidence: with the key of the host
-/// whose state directory is `state_dir` when it has one.
-pub struct RepositoryChain {
-    pub policy: String,
-    pub state_dir: PathBuf,
-}
-
-impl EvidenceSink for RepositoryChain {
-    fn append(&self, repo: &Repository, payload: serde_json::Value) -> Result<EvidenceRef> {
-        let appender = crate::evidence::Appender::for_state_dir(&self.state_dir)?;
-        let r = appender.append(repo, "drill", Some(&self.policy), payload)?;
-        for w in &r.warnings {
-            tracing::warn!(policy = %self.policy, "{w}");
-        }
-        Ok(EvidenceRef { seq: r.seq, hash: r.hash, signature: r.signature })
-    }
 }
 
 impl Default for DrillOptions<'_> {

@@ -2,14 +2,16 @@
 //! timed as a phase. A failing phase is recorded (with its error) and the
 //! phases that depend on it are skipped, but cleanup, the verdict, the
 //! evidence, the reports and the state records always happen: every drill
-//! that started leaves a report. Only problems found before it starts (a
-//! refused target, a bad sample percentage, an unusable state database)
-//! are returned as errors.
+//! that started leaves a report. Only problems found before it starts are
+//! returned as errors, and then nothing is recorded: inputs it refuses (a
+//! target that is not empty or near live data, a bad sample percentage or
+//! seed) as [`DrillError::Refused`], and an unusable scratch directory or
+//! state database as [`DrillError::Failed`].
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy, RecoveryPoint, Source, VerifyMode};
@@ -18,19 +20,13 @@ use crate::restore::{self, plan::Plan, RestoreOptions};
 use crate::state::{JobKind, NewRun, State};
 
 use super::report::{Phase, Scope};
-use super::scratch::{self, Scratch};
-use super::select::{self, Choice, Chosen};
+use super::scratch;
+use super::select::{self, Choice};
+use super::session::{Drill, Settings};
 use super::spot::{self, SpotCheck};
-use super::validate::{self, Validation};
-use super::verify::{self, Mismatch, Sample, Verified};
-use super::{assemble, DrillOptions, DrillOutcome, VerifyChoice};
-
-/// What the policy and the options decide together.
-pub(super) struct Settings {
-    pub choice: Choice,
-    pub verify: VerifyChoice,
-    pub validate: Option<crate::policy::HookCommand>,
-}
+use super::validate;
+use super::verify::{self, Mismatch};
+use super::{assemble, DrillError, DrillOptions, DrillOutcome, VerifyChoice};
 
 impl Settings {
     fn of(policy: &Policy, opts: &DrillOptions<'_>) -> Result<Settings> {
@@ -55,49 +51,6 @@ impl Settings {
             }
         }
         Ok(Settings { choice, verify, validate: drill.and_then(|d| d.validate.clone()) })
-    }
-}
-
-/// Everything a drill learns while it runs.
-pub(super) struct Drill<'a> {
-    pub policy: &'a Policy,
-    pub opts: &'a DrillOptions<'a>,
-    pub state: &'a State,
-    pub settings: Settings,
-    pub run_id: i64,
-    pub drill_id: String,
-    pub seed: u64,
-    pub clock: Instant,
-    pub started_at: DateTime<Utc>,
-    pub scratch: Scratch,
-    /// Taken before the restore, while the target exists.
-    pub environment: super::report::Environment,
-    pub phases: Vec<Phase>,
-    pub warnings: Vec<String>,
-    pub location: String,
-    pub repo_id: Option<String>,
-    pub chosen: Option<Chosen>,
-    pub scope: Scope,
-    pub first_byte_s: Option<f64>,
-    /// Entries the restore could not reproduce, as snapshot paths.
-    pub restore_failures: Vec<Mismatch>,
-    pub verified: Option<Verified>,
-    pub sample: Option<Sample>,
-    pub spot: Option<SpotCheck>,
-    pub validation: Option<Validation>,
-    pub cleanup: scratch::Cleanup,
-}
-
-pub(super) fn what(phase: &str) -> &'static str {
-    match phase {
-        "open" => "opening the repository",
-        "select" => "choosing the recovery point",
-        "plan" => "planning the restore",
-        "transfer" => "restoring",
-        "verify" => "verifying",
-        "spot_check" => "spot-checking the source",
-        "validate" => "running the validation command",
-        _ => "cleaning up",
     }
 }
 
@@ -172,6 +125,10 @@ impl Drill<'_> {
             exclude: Vec::new(),
             verify: false,
             threads: self.opts.threads.max(1),
+            // The scratch copy must be the snapshot exactly, set-id bits and
+            // device nodes included, for verification to judge it; it is
+            // private to the drill's user and removed at the end.
+            privileged: true,
         };
         let start = self.clock.elapsed().as_secs_f64();
         let r = restore::execute::execute(repo, index, plan, &opts);
@@ -269,13 +226,14 @@ pub fn run(
     open: impl FnOnce() -> Result<Repository>,
     state: &State,
     opts: &DrillOptions<'_>,
-) -> Result<DrillOutcome> {
+) -> Result<DrillOutcome, DrillError> {
     let started_at = Utc::now().trunc_subsecs(3);
     let clock = Instant::now();
-    let settings = Settings::of(policy, opts)?;
+    let settings = Settings::of(policy, opts).map_err(DrillError::Refused)?;
     let seed = match opts.seed {
         Some(s) if s > super::MAX_SEED => {
-            return Err(Error::InvalidArgument(format!("seed {s} is above {} (2^53 - 1)", super::MAX_SEED)))
+            let e = Error::InvalidArgument(format!("seed {s} is above {} (2^53 - 1)", super::MAX_SEED));
+            return Err(DrillError::Refused(e));
         }
         Some(s) => s,
         None => rand::random::<u64>() & super::MAX_SEED,
@@ -286,7 +244,11 @@ pub fn run(
         .target
         .clone()
         .or_else(|| policy.drill.as_ref().and_then(|d| d.scratch.as_ref()).map(|s| s.join(&drill_id)));
-    let scratch = scratch::prepare(target.as_deref(), state.dir(), &drill_id, &source_paths(policy))?;
+    let scratch =
+        scratch::prepare(target.as_deref(), state.dir(), &drill_id, &source_paths(policy)).map_err(|e| match e {
+            Error::UnsafeDrillTarget { .. } => DrillError::Refused(e),
+            e => DrillError::Failed(e),
+        })?;
     let new_run = NewRun {
         policy: policy.name.clone(),
         kind: JobKind::Drill,
@@ -303,7 +265,7 @@ pub fn run(
         Ok(id) => id,
         Err(e) => {
             scratch::remove(&scratch, opts.threads);
-            return Err(e);
+            return Err(DrillError::Failed(e));
         }
     };
     let mut d = Drill {
@@ -338,5 +300,5 @@ pub fn run(
     d.cleanup = scratch::remove(&d.scratch, d.opts.threads);
     let error = d.cleanup.error.clone();
     d.record_phase("cleanup", start, d.clock.elapsed().as_secs_f64() - start, false, error);
-    assemble::finish(d, repo.as_ref())
+    assemble::finish(d, repo.as_ref()).map_err(DrillError::Failed)
 }

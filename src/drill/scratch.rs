@@ -8,21 +8,32 @@
 //! symlinked parent cannot smuggle the restore into a source tree. The
 //! checks run before anything is created.
 //!
-//! Cleanup lists the tree first (counting files, directories, other
-//! entries and file bytes), makes read-only restored directories writable
-//! so their entries can go, unlinks the files on several threads, removes
-//! the directories deepest first, and then checks that the target no
-//! longer exists (or, for a directory the caller gave, that it is empty).
+//! Cleanup works through directory handles, never by path below the
+//! target: it lists the tree (making read-only restored directories
+//! writable so their entries can go), unlinks the files on several
+//! threads, sweeps the directories away deepest first (with anything that
+//! appeared meanwhile), counting files, directories, other entries and
+//! file bytes as they go, and then checks that the target no longer exists
+//! (or, for a directory the caller gave, that it is empty). A symlink
+//! found where a directory was is removed as a link, never followed.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
+use nix::unistd::UnlinkatFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::restore::handles::{dir_flags, open_at, refused_symlink, Handles, ROOT};
 
 /// A prepared scratch target.
 #[derive(Debug, Clone)]
@@ -129,44 +140,124 @@ pub fn prepare(given: Option<&Path>, state_dir: &Path, drill_id: &str, sources: 
     Ok(Scratch { path, created })
 }
 
-struct Listing {
-    files: Vec<PathBuf>,
-    /// Directories below the target, parents first.
-    dirs: Vec<PathBuf>,
-    others: u64,
-    bytes: u64,
+/// Opens the directory `name` in `parent` for removing its entries,
+/// never through a symlink: the directory itself is opened (`O_PATH`), made
+/// readable, writable and searchable by its owner if it was not, then
+/// opened for reading through that same handle.
+fn open_for_removal(parent: RawFd, name: &OsStr) -> std::io::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    let path = open_at(parent, name, flags, 0)?;
+    let st = nix::sys::stat::fstat(path.as_raw_fd())?;
+    if st.st_mode & 0o700 != 0o700 {
+        crate::fsmeta::chmod_opath(path.as_fd(), (st.st_mode & 0o7777) | 0o700)?;
+    }
+    open_at(path.as_raw_fd(), OsStr::new("."), dir_flags(), 0)
 }
 
-/// Lists everything below `root`, making directories writable and
-/// searchable so their entries can be removed.
-fn list(root: &Path, l: &mut Listing) -> std::io::Result<()> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            let m = e.metadata()?; // lstat: symlinks are not followed
-            let p = e.path();
-            if m.is_dir() {
-                if m.mode() & 0o700 != 0o700 {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o700))?;
-                }
-                l.dirs.push(p.clone());
-                stack.push(p);
-            } else {
-                if m.is_file() {
-                    l.bytes += m.len();
-                } else {
-                    l.others += 1;
-                }
-                l.files.push(p);
-            }
+/// The names in a directory, with whether each is a directory (`lstat`).
+fn entries(dir: &OwnedFd) -> std::io::Result<Vec<(OsString, nix::sys::stat::FileStat)>> {
+    let mut d = nix::dir::Dir::openat(Some(dir.as_raw_fd()), ".", dir_flags(), Mode::empty())?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let name = OsStr::from_bytes(e?.file_name().to_bytes()).to_os_string();
+        if name == "." || name == ".." {
+            continue;
+        }
+        match fstatat(Some(dir.as_raw_fd()), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => out.push((name, st)),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+}
+
+fn is_file(st: &nix::sys::stat::FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+}
+
+/// The non-directories of one directory (an index into the listed
+/// directories, or [`ROOT`]), with their `lstat`.
+type Group = (u32, Vec<(OsString, nix::sys::stat::FileStat)>);
+
+/// Lists the tree below `dir` (at `rel`, index `d`) through directory
+/// handles: the directories (parents first) and the other entries of each.
+/// Directories that cannot be listed are left to the sweep.
+fn list(dir: &OwnedFd, d: u32, rel: &Path, dirs: &mut Vec<PathBuf>, groups: &mut Vec<Group>) {
+    let Ok(all) = entries(dir) else { return };
+    let (subdirs, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, st)| is_dir(st));
+    groups.push((d, others));
+    for (name, _) in subdirs {
+        let Ok(sub) = open_for_removal(dir.as_raw_fd(), &name) else { continue };
+        let sub_rel = rel.join(&name);
+        dirs.push(sub_rel.clone());
+        list(&sub, (dirs.len() - 1) as u32, &sub_rel, dirs, groups);
+    }
+}
+
+/// What was removed, counted as it goes.
+#[derive(Default)]
+struct Removed {
+    files: AtomicU64,
+    others: AtomicU64,
+    bytes: AtomicU64,
+    dirs: AtomicU64,
+}
+
+impl Removed {
+    fn count(&self, st: &nix::sys::stat::FileStat) {
+        if is_dir(st) {
+            self.dirs.fetch_add(1, Ordering::Relaxed);
+        } else if is_file(st) {
+            self.files.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);
+        } else {
+            self.others.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Removes everything below `dir` (at `rel`), depth first, through
+/// handles: a subdirectory is opened without following a symlink, and
+/// whatever is not a directory (a symlink swapped in for one included) is
+/// unlinked as it is.
+fn sweep(dir: &OwnedFd, rel: &Path, removed: &Removed, errors: &Mutex<Vec<String>>) {
+    let all = match entries(dir) {
+        Ok(all) => all,
+        Err(e) => return errors.lock().unwrap().push(format!("listing {}: {e}", rel.display())),
+    };
+    for (name, st) in all {
+        let at = rel.join(&name);
+        if is_dir(&st) {
+            match open_for_removal(dir.as_raw_fd(), &name) {
+                Ok(sub) => sweep(&sub, &at, removed, errors),
+                Err(e) => errors.lock().unwrap().push(format!("{}: {e}", at.display())),
+            }
+        }
+        let flag = if is_dir(&st) { UnlinkatFlags::RemoveDir } else { UnlinkatFlags::NoRemoveDir };
+        match nix::unistd::unlinkat(Some(dir.as_raw_fd()), name.as_os_str(), flag) {
+            Ok(()) => removed.count(&st),
+            Err(Errno::ENOENT) => {}
+            Err(e) => errors.lock().unwrap().push(format!("{}: {e}", at.display())),
+        }
+    }
 }
 
 /// Removes the scratch target (its contents, and itself if the drill
 /// created it), counting what went, and checks the result.
+///
+/// Nothing below the target is named from `/`: the target is opened
+/// once, its tree is listed through directory handles, the files are
+/// unlinked on several threads relative to their directory's handle
+/// ([`Handles`], which never follows a symlink), and a final sweep removes
+/// the directories, deepest first, with whatever appeared meanwhile. A
+/// symlink found where a directory was is unlinked as a link, never
+/// followed, so a directory swapped while the drill ran cannot make
+/// cleanup delete anything outside the target.
 pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
     let t0 = Instant::now();
     let mut c = Cleanup {
@@ -174,45 +265,48 @@ pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
         action: if s.created { "removed" } else { "emptied" }.into(),
         ..Default::default()
     };
-    let mut l = Listing { files: Vec::new(), dirs: Vec::new(), others: 0, bytes: 0 };
-    let listed = match std::fs::symlink_metadata(&s.path) {
-        Ok(_) => list(&s.path, &mut l),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    };
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    if let Err(e) = listed {
-        errors.lock().unwrap().push(format!("listing {}: {e}", s.path.display()));
-    }
-    let removed = AtomicUsize::new(0);
-    crate::restore::parallel(threads.clamp(1, 8), l.files.len(), |i| {
-        let p = &l.files[i];
-        match std::fs::remove_file(p) {
-            Ok(()) => {
-                removed.fetch_add(1, Ordering::Relaxed);
+    let removed = Removed::default();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root = match nix::fcntl::open(&s.path, flags, Mode::empty()) {
+        // SAFETY: open returned a new descriptor that nothing else owns.
+        Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(Errno::ENOENT) => None,
+        Err(e) => {
+            errors.lock().unwrap().push(format!("opening {}: {}", s.path.display(), refused_symlink(e)));
+            None
+        }
+    };
+    if let Some(root) = root {
+        let (mut dirs, mut groups) = (Vec::new(), Vec::new());
+        list(&root, ROOT, Path::new(""), &mut dirs, &mut groups);
+        let handles = Handles::new(root, dirs.iter().map(PathBuf::as_path));
+        // Files first, on several threads; what fails here is retried by
+        // the sweep, which reports it if it fails again.
+        crate::pool::parallel(threads.clamp(1, 8), groups.len(), |g| {
+            let (d, names) = &groups[g];
+            let Ok(dir) = handles.dir(*d) else { return };
+            for (name, st) in names {
+                if nix::unistd::unlinkat(Some(dir.as_raw_fd()), name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+                    removed.count(st);
+                }
             }
-            Err(e) => errors.lock().unwrap().push(format!("{}: {e}", p.display())),
-        }
-    });
-    let all_files_gone = removed.load(Ordering::Relaxed) == l.files.len();
-    if all_files_gone {
-        c.files_removed = l.files.len() as u64 - l.others;
-        c.others_removed = l.others;
-        c.bytes_removed = l.bytes;
-    }
-    for d in l.dirs.iter().rev() {
-        match std::fs::remove_dir(d) {
-            Ok(()) => c.dirs_removed += 1,
-            Err(e) => errors.lock().unwrap().push(format!("{}: {e}", d.display())),
-        }
+        });
+        sweep(handles.root(), &s.path, &removed, &errors);
     }
     if s.created {
         match std::fs::remove_dir(&s.path) {
-            Ok(()) => c.dirs_removed += 1,
+            Ok(()) => {
+                removed.dirs.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => errors.lock().unwrap().push(format!("{}: {e}", s.path.display())),
         }
     }
+    c.files_removed = removed.files.into_inner();
+    c.others_removed = removed.others.into_inner();
+    c.bytes_removed = removed.bytes.into_inner();
+    c.dirs_removed = removed.dirs.into_inner();
     c.verified = if s.created {
         matches!(std::fs::symlink_metadata(&s.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     } else {
@@ -236,6 +330,7 @@ pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn reason(r: Result<Scratch>) -> String {
         match r {

@@ -93,20 +93,7 @@ pub fn choose(all: &[(Id, Snapshot)], policy: &str, choice: &Choice, seed: u64, 
             let i = (rank(seed, "recovery-point", &[]) % within.len() as u64) as usize;
             (*within[i], within.len())
         }
-        Choice::Id(spec) => {
-            let one = crate::repo::by_id_prefix(all, |(id, _)| *id, spec)?;
-            if one.1.policy.as_deref() != Some(policy) {
-                return Err(Error::InvalidArgument(format!(
-                    "snapshot {} is not a snapshot of policy `{policy}` ({})",
-                    one.0.short(),
-                    match &one.1.policy {
-                        Some(p) => format!("it belongs to policy `{p}`"),
-                        None => "it was not taken by a policy".into(),
-                    }
-                )));
-            }
-            (one, 1)
-        }
+        Choice::Id(spec) => (by_id(all, policy, spec)?, 1),
     };
     Ok(Chosen {
         id: picked.0,
@@ -115,6 +102,23 @@ pub fn choose(all: &[(Id, Snapshot)], policy: &str, choice: &Choice, seed: u64, 
         newest: newest.1,
         is_newest: picked.0 == newest.0,
     })
+}
+
+/// The snapshot `spec` (an id or a unique prefix) names among `all`; it
+/// must be one of `policy`'s.
+pub fn by_id<'a>(all: &'a [(Id, Snapshot)], policy: &str, spec: &str) -> Result<&'a (Id, Snapshot)> {
+    let one = crate::repo::by_id_prefix(all, |(id, _)| *id, spec)?;
+    if one.1.policy.as_deref() != Some(policy) {
+        return Err(Error::InvalidArgument(format!(
+            "snapshot {} is not a snapshot of policy `{policy}` ({})",
+            one.0.short(),
+            match &one.1.policy {
+                Some(p) => format!("it belongs to policy `{p}`"),
+                None => "it was not taken by a policy".into(),
+            }
+        )));
+    }
+    Ok(one)
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::process::{describe, wait_or_kill, Waited};
 use crate::policy::HookCommand;
+use crate::process::{describe, wait_or_kill, Waited};
 
 /// How much of the end of the output is kept.
 pub const TAIL_BYTES: usize = 4096;

@@ -1,6 +1,7 @@
 //! Verification of the restored scratch copy against the snapshot.
 //!
-//! Each selected file is opened without following symlinks, its size,
+//! Each selected file is opened through the scratch target's directory
+//! handles (as the restore wrote it, never through a symlink), its size,
 //! mode, mtime (and owner, as root) are compared with the snapshot's node
 //! through the open descriptor, and its content is re-read chunk by chunk
 //! and hashed with the repository's keyed BLAKE3, which must give the
@@ -15,16 +16,16 @@
 //! path list, and the list itself when it has at most
 //! [`MAX_LISTED_SAMPLE`] paths.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pool::parallel_with;
 use crate::repo::{Node, NodeKind, Repository};
-use crate::restore::parallel_with;
+use crate::restore::handles::Handles;
 use crate::restore::plan::{Plan, PlannedFile};
 use crate::restore::verify::{chunks_match, ChunkFault};
 
@@ -122,9 +123,16 @@ fn metadata_differs(m: &std::fs::Metadata, node: &Node, as_root: bool) -> Option
     None
 }
 
-/// Checks one restored file; returns why it does not match, if it does not.
-fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, as_root: bool, buf: &mut Vec<u8>) -> Option<String> {
-    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+/// Checks one restored file, opened through its directory's handle;
+/// returns why it does not match, if it does not.
+fn check_file(
+    repo: &Repository,
+    dirs: &Handles<'_>,
+    f: &PlannedFile,
+    as_root: bool,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    let file = match dirs.open_file(&f.rel) {
         Ok(file) => file,
         Err(e) => return Some(format!("cannot open the restored file: {e}")),
     };
@@ -132,9 +140,6 @@ fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, as_root: bool, bu
         Ok(m) => m,
         Err(e) => return Some(format!("cannot stat the restored file: {e}")),
     };
-    if !m.is_file() {
-        return Some("not a regular file".into());
-    }
     if m.len() != f.size {
         return Some(format!("size {} differs from the snapshot's {}", m.len(), f.size));
     }
@@ -152,8 +157,8 @@ fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, as_root: bool, bu
 
 /// Checks a directory, symlink or FIFO; `None` when it matches (or is of
 /// a kind that is not checked).
-fn check_entry(path: &Path, node: &Node, as_root: bool) -> Option<String> {
-    let m = match std::fs::symlink_metadata(path) {
+fn check_entry(dirs: &Handles<'_>, rel: &Path, node: &Node, as_root: bool) -> Option<String> {
+    let m = match dirs.lstat(rel) {
         Ok(m) => m,
         Err(e) => return Some(format!("missing from the restore: {e}")),
     };
@@ -164,9 +169,9 @@ fn check_entry(path: &Path, node: &Node, as_root: bool) -> Option<String> {
         NodeKind::Symlink if !ft.is_symlink() => Some("not a symbolic link".into()),
         NodeKind::Symlink => {
             use std::os::unix::ffi::OsStrExt;
-            match std::fs::read_link(path) {
-                Ok(t) if t.as_os_str().as_bytes() == node.target.as_deref().unwrap_or_default() => None,
-                Ok(t) => Some(format!("symlink target {} differs from the snapshot's", t.display())),
+            match dirs.read_link(rel) {
+                Ok(t) if t.as_bytes() == node.target.as_deref().unwrap_or_default() => None,
+                Ok(t) => Some(format!("symlink target {} differs from the snapshot's", Path::new(&t).display())),
                 Err(e) => Some(format!("cannot read the symlink: {e}")),
             }
         }
@@ -180,6 +185,9 @@ fn check_entry(path: &Path, node: &Node, as_root: bool) -> Option<String> {
 
 /// Verifies the files `files` (indices into `plan.files`) under `target`;
 /// with `entries`, also hard links, symlinks, directories and FIFOs.
+/// Everything is read through handles opened beneath the target, as the
+/// restore wrote it: a directory swapped for a symlink meanwhile is a
+/// mismatch, never a way out.
 pub fn verify(
     repo: &Repository,
     plan: &Plan,
@@ -189,12 +197,26 @@ pub fn verify(
     threads: usize,
 ) -> Verified {
     let as_root = crate::fsmeta::is_root();
+    let root = match Handles::open_root(target) {
+        Ok(root) => root,
+        Err(e) => {
+            let reason = format!("cannot open the scratch target {}: {e}", target.display());
+            let mismatches =
+                files.iter().map(|i| Mismatch { path: snapshot_path(&plan.files[*i].rel), reason: reason.clone() });
+            return Verified {
+                files_checked: files.len() as u64,
+                mismatches: mismatches.collect(),
+                ..Default::default()
+            };
+        }
+    };
+    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
     let bytes = AtomicU64::new(0);
     let mismatches = Mutex::new(Vec::new());
     parallel_with(threads, files.len(), Vec::new, |buf, i| {
         let f = &plan.files[files[i]];
         bytes.fetch_add(f.size, Ordering::Relaxed);
-        if let Some(reason) = check_file(repo, &target.join(&f.rel), f, as_root, buf) {
+        if let Some(reason) = check_file(repo, &dirs, f, as_root, buf) {
             mismatches.lock().unwrap().push(Mismatch { path: snapshot_path(&f.rel), reason });
         }
     });
@@ -207,18 +229,14 @@ pub fn verify(
     if entries {
         let mut bad = |rel: &Path, reason: String| out.mismatches.push(Mismatch { path: snapshot_path(rel), reason });
         for (rel, first) in &plan.hardlinks {
-            let (a, b) = (
-                std::fs::symlink_metadata(target.join(rel)),
-                std::fs::symlink_metadata(target.join(&plan.files[*first].rel)),
-            );
-            match (a, b) {
+            match (dirs.lstat(rel), dirs.lstat(&plan.files[*first].rel)) {
                 (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => {}
                 (Ok(_), Ok(_)) => bad(rel, format!("not a hard link of {}", snapshot_path(&plan.files[*first].rel))),
                 (Err(e), _) | (_, Err(e)) => bad(rel, format!("hard link missing from the restore: {e}")),
             }
         }
         for (rel, node) in plan.dirs.iter().chain(plan.others.iter()) {
-            if let Some(reason) = check_entry(&target.join(rel), node, as_root) {
+            if let Some(reason) = check_entry(&dirs, rel, node, as_root) {
                 bad(rel, reason);
             }
         }

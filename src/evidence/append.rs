@@ -335,8 +335,8 @@ fn merge(into: &mut Value, from: Value) {
 fn init_payload() -> Value {
     json!({
         "program_version": crate::VERSION,
-        "hostname": crate::repo::keys::hostname(),
-        "username": crate::repo::keys::username(),
+        "hostname": crate::host::hostname(),
+        "username": crate::host::username(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The tamper-evident evidence chain: an append-only, signed, hash-chained
-//! log of what happened to a repository (its creation, every backup and
-//! prune, every drill), which an auditor can check without the password.
+//! log of what happened to a repository (its creation, every backup,
+//! forget and prune, every drill), which an auditor can check without the
+//! password. The jobs (`crate::jobs`) append the records, one per job.
 //!
 //! **Records** ([`record`]) are JSON objects. Each is signed with the
 //! repository's ed25519 key over its canonical JSON ([`canonical`]: RFC
@@ -50,6 +51,7 @@ pub mod store;
 pub mod trust;
 pub mod verify;
 mod verify_heads;
+mod verify_report;
 
 use std::time::Duration;
 
@@ -99,14 +101,14 @@ pub fn append(repo: &Repository, kind: &str, policy: Option<&str>, payload: Valu
 fn init_payload() -> Value {
     json!({
         "program_version": crate::VERSION,
-        "hostname": crate::repo::keys::hostname(),
-        "username": crate::repo::keys::username(),
+        "hostname": crate::host::hostname(),
+        "username": crate::host::username(),
     })
 }
 
 /// Starts the chain of a new repository with record 0, `init`: signed by
 /// the legacy key (made now) for a host without a key of its own.
-pub(crate) fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
+pub fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
     start_chain_with(repo, &Appender::legacy())
 }
 

@@ -1,4 +1,5 @@
-//! Payloads of the records cairn itself appends for backups and prunes.
+//! Payloads of the records cairn itself appends for backups, forgets and
+//! prunes.
 //!
 //! Only facts that are safe to show an auditor: ids, counts, sizes,
 //! durations in milliseconds, the outcome and the error message (which
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::backup::BackupReport;
 use crate::error::Error;
+use crate::id::Id;
 use crate::prune::gc::{PrunePlan, PruneReport};
 
 fn millis(d: Duration) -> u64 {
@@ -73,15 +75,17 @@ pub fn prune(result: Result<(&PrunePlan, &PruneReport), &Error>, elapsed: Durati
     }
 }
 
-/// A `forget`: the snapshots it removed (all of them, so that `check` can
-/// tell a removal from a deletion), how many it kept, and the rules.
-pub fn forget(rules: &str, removed: &[crate::id::Id], kept: usize, error: Option<&Error>) -> Value {
+/// A forget's deletions (dry runs change nothing and get no record):
+/// the rules, how many snapshots were kept, and the ids of those deleted;
+/// `failure` when deleting stopped at an error.
+pub fn forget(rules: &str, kept: usize, removed: &[Id], stopped: Option<&Error>, elapsed: Duration) -> Value {
     json!({
-        "outcome": if error.is_some() { "failure" } else { "success" },
+        "outcome": if stopped.is_some() { "failure" } else { "success" },
         "rules": rules,
-        "snapshots_removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
         "snapshots_kept": kept,
-        "error": error.map(|e| e.to_string()),
+        "snapshots_removed": removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        "duration_ms": millis(elapsed),
+        "error": stopped.map(|e| e.to_string()),
     })
 }
 

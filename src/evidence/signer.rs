@@ -115,7 +115,7 @@ impl Signer {
     /// The host name this key signs for: the one it was enrolled with, or
     /// this machine's.
     pub fn host_name(&self) -> String {
-        self.host.clone().unwrap_or_else(crate::repo::keys::hostname)
+        self.host.clone().unwrap_or_else(crate::host::hostname)
     }
 
     /// A host key behind a command; its public key is asked for now.

@@ -31,6 +31,7 @@ fn new_repo() -> (tempfile::TempDir, Arc<dyn Backend>, Repository) {
     let opts =
         InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
     let repo = Repository::init(backend.clone(), PW, opts).unwrap();
+    start_chain(&repo).unwrap();
     (dir, backend, repo)
 }
 

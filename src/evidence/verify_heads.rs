@@ -22,7 +22,7 @@ use super::objects::{check_head, claimed_head_signer, head_text, CheckedHead, HE
 use super::record::Checked;
 use super::store::Loaded;
 use super::trust::Trust;
-use super::verify::{removed, HeadSummary, Problem, ProblemKind, VerifyReport};
+use super::verify_report::{removed, HeadSummary, Problem, ProblemKind, VerifyReport};
 use crate::error::{Error, Result};
 
 /// Something an earlier audit noted, to be found again.
@@ -216,7 +216,7 @@ impl VerifyReport {
                         covered &= n.chains.get(chain).is_some_and(|c| c.seq >= *seq);
                     }
                     let file = if chain == LEGACY_KEY_ID {
-                        super::verify::legacy_file(*seq)
+                        super::verify_report::legacy_file(*seq)
                     } else {
                         super::store::export_path(chain, *seq)
                     };

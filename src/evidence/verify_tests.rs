@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::super::key::{key_id, public_text};
 use super::super::objects::{sign_head, ChainHead, Chains};
-use super::super::record::sign;
+use super::super::record::{file_stem, sign};
 use super::super::signer::{KeySource, Signer};
 use super::super::trust::{parse_keys, RevokedAfter};
 use super::*;

@@ -17,27 +17,30 @@
 //! - a directory loads whatever is valid and reports the rest, so one bad
 //!   file never stops the other policies (the daemon relies on this);
 //! - [`schedule`] computes fire times from a given "now", in the policy's
-//!   time zone; [`process`] runs hooks and command sources; [`job`] runs
-//!   one backup of a policy, hooks included.
+//!   time zone.
+//!
+//! This module only loads, checks and schedules policies; it runs nothing.
+//! The work a policy asks for (backups with their hooks, prunes, drills)
+//! is done by [`crate::jobs`].
 
 mod cronfield;
 pub mod diag;
-pub mod duration;
-pub mod job;
 mod parse;
-pub mod process;
 pub mod schedule;
 mod schema;
+mod slots;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::duration::Duration;
+use crate::prune::retention::KeepRules;
 pub use diag::Diagnostic;
-pub use duration::Duration;
 pub use schedule::{jitter_delay, CronExpr, Timezone};
 pub use schema::KEEP_RULES;
+pub use slots::{cron_of, next_slot};
 
 /// Where policies live when no `--policies DIR` is given.
 pub const DEFAULT_DIR: &str = "/etc/cairn/policies";
@@ -214,6 +217,23 @@ pub struct Retention {
     pub prune: Option<CronExpr>,
 }
 
+impl Retention {
+    /// The rules retention applies ([`crate::prune::retention`] takes its
+    /// own rule type; the schedule `prune` is not a rule).
+    pub fn keep_rules(&self) -> KeepRules {
+        KeepRules {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within.map(|d| d.to_chrono()),
+            keep_tags: self.keep_tags.clone(),
+        }
+    }
+}
+
 /// Recovery objectives that drills measure against.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Objectives {
@@ -318,7 +338,7 @@ pub struct Notify {
 
 /// Loads one policy from its text; `file` names it in diagnostics.
 pub fn load_str(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
-    parse::parse(src, file)
+    schema::parse(src, file)
 }
 
 /// Loads one policy file.

@@ -2,9 +2,10 @@
 //!
 //! The TOML parser gives a tree in which every key and value carries its
 //! byte span ([`toml::de::DeTable`]). [`Cx`] walks it with typed getters
-//! that record a [`Diagnostic`] for each problem and carry on, so one
-//! pass finds them all; [`super::schema`] says which fields each table
-//! has and what their values must be. Conventions:
+//! that record a [`super::Diagnostic`] for each problem and carry on, so one
+//! pass finds them all; the schema (`schema.rs`, which starts the walk)
+//! says which fields each table has and what their values must be.
+//! Conventions:
 //!
 //! - a type error or bad value points at the value; an unknown field at its
 //!   key; a missing field at the table that should hold it;
@@ -13,15 +14,12 @@
 //! - `password` and other secret-looking keys are refused wherever they
 //!   are, and their values are never repeated.
 
-use std::path::Path;
-
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::diag::{did_you_mean, Diagnostic, Sink};
-use super::duration::Duration;
+use super::diag::{did_you_mean, Sink};
 use super::schedule::CronExpr;
-use super::Policy;
+use crate::duration::Duration;
 
 pub(crate) type Val<'i> = Spanned<DeValue<'i>>;
 
@@ -33,37 +31,6 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("secret_access_key", "S3 credentials must not be written in a policy: they come from the standard AWS chain (AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, instance roles)"),
     ("secret_key", "S3 credentials must not be written in a policy: they come from the standard AWS chain (AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, instance roles)"),
 ];
-
-/// Parses and checks a policy; returns it only when nothing was wrong.
-pub(crate) fn parse(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
-    let mut sink = Sink::new(file, src);
-    let (root, mut errors) = DeTable::parse_recoverable(src);
-    if !errors.is_empty() {
-        // One error cascades into several on the same line; keep the first.
-        errors.sort_by_key(|e| e.span().map(|s| s.start).unwrap_or(0));
-        let mut last_line = 0;
-        for e in errors {
-            let at = e.span().map(|s| s.start).unwrap_or(0);
-            let line = src[..at.min(src.len())].matches('\n').count() + 1;
-            if line != last_line {
-                sink.error(at, "", format!("not valid TOML: {}", e.message()));
-                last_line = line;
-            }
-        }
-        return Err(sink.finish());
-    }
-    let mut cx = Cx { sink };
-    cx.secrets(root.get_ref(), "");
-    let policy = super::schema::policy(&mut cx, &Tbl { path: String::new(), t: root.get_ref(), at: 0 });
-    let diags = cx.sink.finish();
-    match policy {
-        Some(mut p) if diags.is_empty() => {
-            p.file = file.to_path_buf();
-            Ok(p)
-        }
-        _ => Err(diags),
-    }
-}
 
 /// Line and column of the `name` value (for "name already used").
 pub(crate) fn name_position(src: &str) -> (usize, usize) {
@@ -117,6 +84,8 @@ fn article(ty: &str) -> String {
 /// The checking context: the diagnostics found so far.
 pub(crate) struct Cx<'s> {
     pub(crate) sink: Sink<'s>,
+    /// The table a field belongs in, for "unknown field here" (the schema's).
+    pub(crate) section_of: fn(&str) -> Option<&'static str>,
 }
 
 impl Cx<'_> {
@@ -125,7 +94,7 @@ impl Cx<'_> {
     }
 
     /// Refuses secret-looking keys anywhere in the tree.
-    fn secrets(&mut self, t: &DeTable<'_>, path: &str) {
+    pub(crate) fn secrets(&mut self, t: &DeTable<'_>, path: &str) {
         for (k, v) in t.iter() {
             let field = if path.is_empty() { k.get_ref().to_string() } else { format!("{path}.{}", k.get_ref()) };
             if let Some((_, msg)) = SECRET_KEYS.iter().find(|(s, _)| k.get_ref().eq_ignore_ascii_case(s)) {
@@ -154,7 +123,7 @@ impl Cx<'_> {
             }
             let msg = if let Some(m) = did_you_mean(key, known) {
                 format!("unknown field; did you mean `{m}`?")
-            } else if let Some(section) = super::schema::section_of(key) {
+            } else if let Some(section) = (self.section_of)(key) {
                 format!("unknown field here; `{key}` belongs in [{section}]")
             } else {
                 format!("unknown field; expected one of: {}", known.join(", "))

@@ -41,7 +41,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::cronfield::{Field, DOM, DOW, HOUR, MINUTE, MONTH, SECOND, YEAR};
-use super::duration::Duration;
+use crate::duration::Duration;
 
 pub use super::cronfield::CronError;
 

@@ -3,12 +3,48 @@
 //! [`super::parse::Cx`], which record every problem and go on. A policy is
 //! kept only when no problem was recorded, so these functions return their
 //! best effort (a bad value becomes its default) and `None` only where a
-//! required part is missing or unusable.
+//! required part is missing or unusable. [`parse`] starts the walk; the
+//! walker knows the schema only through [`section_of`], which it is given,
+//! so the two files do not import each other.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use toml::de::DeTable;
+
+use super::diag::Sink;
 use super::parse::{Cx, Tbl};
 use super::*;
+
+/// Parses and checks a policy; returns it only when nothing was wrong.
+pub(crate) fn parse(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
+    let mut sink = Sink::new(file, src);
+    let (root, mut errors) = DeTable::parse_recoverable(src);
+    if !errors.is_empty() {
+        // One error cascades into several on the same line; keep the first.
+        errors.sort_by_key(|e| e.span().map(|s| s.start).unwrap_or(0));
+        let mut last_line = 0;
+        for e in errors {
+            let at = e.span().map(|s| s.start).unwrap_or(0);
+            let line = src[..at.min(src.len())].matches('\n').count() + 1;
+            if line != last_line {
+                sink.error(at, "", format!("not valid TOML: {}", e.message()));
+                last_line = line;
+            }
+        }
+        return Err(sink.finish());
+    }
+    let mut cx = Cx { sink, section_of };
+    cx.secrets(root.get_ref(), "");
+    let policy = policy(&mut cx, &Tbl { path: String::new(), t: root.get_ref(), at: 0 });
+    let diags = cx.sink.finish();
+    match policy {
+        Some(mut p) if diags.is_empty() => {
+            p.file = file.to_path_buf();
+            Ok(p)
+        }
+        _ => Err(diags),
+    }
+}
 
 const ROOT: &[&str] =
     &["name", "description", "source", "repository", "schedule", "retention", "objectives", "drill", "hooks", "notify"];

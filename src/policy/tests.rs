@@ -362,3 +362,24 @@ fn the_example_policies_are_valid() {
     }
     assert_eq!(kinds, (true, true), "examples of both source kinds");
 }
+
+#[test]
+fn a_policy_retention_becomes_the_keep_rules_retention_applies() {
+    let r = Retention {
+        keep_daily: Some(7),
+        keep_within: Some("2w".parse().unwrap()),
+        keep_tags: vec!["db".into()],
+        prune: Some("@daily".parse().unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.keep_rules(),
+        KeepRules {
+            keep_daily: Some(7),
+            keep_within: Some(chrono::Duration::days(14)),
+            keep_tags: vec!["db".into()],
+            ..Default::default()
+        }
+    );
+    assert!(Retention::default().keep_rules().is_empty());
+}

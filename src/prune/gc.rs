@@ -33,6 +33,11 @@ use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
 
+/// The unused space, in percent of the kept packs' bytes, that prune
+/// tolerates before it repacks, unless told otherwise (`--max-unused`, and
+/// every scheduled prune).
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -254,6 +259,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         }
     }
     let stats = writer.finish()?;
+    crate::failpoint::hit!("prune::packs_written");
     report.packs_written = stats.packs;
 
     // 2. New index files for every kept and new pack, then the file that
@@ -267,11 +273,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     entries.extend(stats.stored.iter().cloned());
     for file in crate::repo::index::split_into_files(entries) {
         repo.save_index_file(&file)?;
+        crate::failpoint::hit!("prune::index_written");
         report.index_files_written += 1;
     }
     let mut old: Vec<Id> = plan.old_index_files.clone();
     old.extend(stats.index_files.iter().copied());
     repo.save_index_file(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;
+    crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
 
     // 3. Only now delete packs, then the superseded index files.
@@ -289,12 +297,16 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         doomed.push(key.clone());
     }
     repo.backend().delete_many(&doomed)?;
+    crate::failpoint::hit!("prune::packs_deleted");
     report.packs_deleted = doomed.len();
     let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
     // An index file may be gone already (an earlier prune was interrupted).
     for k in &old_keys {
         match repo.backend().delete(k) {
-            Ok(()) => report.index_files_deleted += 1,
+            Ok(()) => {
+                crate::failpoint::hit!("prune::index_deleted");
+                report.index_files_deleted += 1
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }

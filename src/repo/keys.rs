@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::crypto::{self, KdfParams, MasterKey};
 use crate::error::{Error, Result};
+use crate::host::{hostname, username};
 use crate::id::Id;
 
 use super::limits;
@@ -135,15 +136,6 @@ fn slot_key(id: &Id) -> String {
     format!("keys/{id}")
 }
 
-pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
-}
-
-pub fn username() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
-}
-
 /// Adds a slot that opens `key` with `password`; returns the slot id.
 /// `params` must pass [`KdfParams::check_new`].
 pub fn add_slot(backend: &dyn Backend, key: &MasterKey, password: &[u8], params: KdfParams) -> Result<Id> {
@@ -167,6 +159,7 @@ pub fn add_slot(backend: &dyn Backend, key: &MasterKey, password: &[u8], params:
     };
     let id = Id::random();
     backend.put(&slot_key(&id), &serde_json::to_vec_pretty(&slot).expect("slot serialises"))?;
+    crate::failpoint::hit!("keys::slot_stored");
     Ok(id)
 }
 

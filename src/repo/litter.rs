@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::error::Result;
 
 use super::lock::{self, FoundState};
-use super::{keys, Repository};
+use super::Repository;
 
 /// Temporaries older than this are removed; a write takes seconds.
 pub const TEMP_MAX_AGE: Duration = Duration::from_secs(60 * 60);
@@ -63,8 +63,8 @@ pub fn survey(repo: &Repository) -> Result<Litter> {
             age_minutes: now.duration_since(l.modified).unwrap_or_default().as_secs() / 60,
         })
         .collect();
-    let host_name = keys::hostname();
-    let host = lock::Host { name: &host_name, alive: &lock::process_alive };
+    let host_name = crate::host::hostname();
+    let host = lock::Host { name: &host_name, alive: &crate::host::process_alive };
     let mut stale_locks = Vec::new();
     for dir in lock::LOCK_DIRS {
         for f in lock::find_locks(repo, dir, None, Utc::now(), &host)? {

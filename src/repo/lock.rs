@@ -33,9 +33,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::host::{hostname, process_alive, username};
 use crate::id::Id;
 
-use super::{keys, Repository};
+use super::Repository;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -120,7 +121,7 @@ impl LockInfo {
     }
 
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
-        self.staleness(now, &this_host_ref(&keys::hostname())).is_some()
+        self.staleness(now, &this_host_ref(&hostname())).is_some()
     }
 
     pub fn describe(&self) -> String {
@@ -168,19 +169,6 @@ impl LockInfo {
 
 fn this_host_ref(name: &str) -> Host<'_> {
     Host { name, alive: &process_alive }
-}
-
-/// Whether a process exists on this host (one of another user counts).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).
-    // Pid 0 and pids above i32::MAX would name process groups: not a holder.
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(e) => e != nix::errno::Errno::ESRCH,
-    }
 }
 
 /// One lock object as found in storage.
@@ -232,7 +220,7 @@ pub fn find_locks(
 
 /// All live locks under `dir` other than `except`.
 pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
-    let host = keys::hostname();
+    let host = hostname();
     Ok(find_locks(repo, dir, except, Utc::now(), &this_host_ref(&host))?
         .into_iter()
         .filter_map(|f| match f.state {
@@ -303,8 +291,8 @@ impl<'r> Claim<'r> {
         let now = Utc::now();
         let info = LockInfo {
             exclusive,
-            hostname: keys::hostname(),
-            username: keys::username(),
+            hostname: hostname(),
+            username: username(),
             pid: std::process::id(),
             time: now,
             refreshed: now,
@@ -318,7 +306,7 @@ impl<'r> Claim<'r> {
     /// way. Locks of dead processes of this host are removed on the way
     /// (best effort: they are ignored anyway).
     pub fn look(&self) -> Verdict {
-        let host_name = keys::hostname();
+        let host_name = hostname();
         let host = this_host_ref(&host_name);
         let now = Utc::now();
         Verdict(find_locks(self.repo, &self.dir, Some(self.id), now, &host).map(|found| {
@@ -408,7 +396,7 @@ pub struct KeptLock {
 /// `remove_all`, also the live locks of other hosts. A live lock of a
 /// process running on this host is always kept, and listed.
 pub fn remove_stale(repo: &Repository, remove_all: bool) -> Result<UnlockReport> {
-    let host_name = keys::hostname();
+    let host_name = hostname();
     remove_stale_at(repo, remove_all, Utc::now(), &this_host_ref(&host_name))
 }
 

@@ -155,9 +155,6 @@ pub struct InitOptions {
     pub compression: i32,
     pub pack_size: u32,
     pub kdf: KdfParams,
-    /// Start the evidence chain with the legacy key (true); false when the
-    /// caller starts it with a host key (`evidence::start_chain_with`).
-    pub start_evidence: bool,
 }
 
 impl Default for InitOptions {
@@ -167,7 +164,6 @@ impl Default for InitOptions {
             compression: 3,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
-            start_evidence: true,
         }
     }
 }
@@ -204,8 +200,21 @@ pub fn pack_key(id: &Id) -> String {
 }
 
 impl Repository {
-    /// Creates a repository with one key slot for `password`.
+    /// Creates a repository with one key slot for `password`. It holds no
+    /// evidence chain yet: `crate::jobs::init` makes the repositories
+    /// `cairn init` creates, which start theirs ([`Repository::create`],
+    /// then record 0, then [`Repository::publish`]).
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        let repo = Repository::create(backend, password, opts)?;
+        repo.publish()?;
+        Ok(repo)
+    }
+
+    /// Stores a new repository's key slot and config, but not its marker:
+    /// until [`Repository::publish`] writes it, there is no repository at
+    /// that location for anyone else, and whatever else belongs to a new
+    /// repository (the evidence chain's start) goes in first.
+    pub fn create(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
         // Refuse anything already there, a half-made repository included:
         // its key slots would wrap another master key.
         if !backend.list("")?.is_empty() {
@@ -229,15 +238,15 @@ impl Repository {
         let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        let repo = Repository { backend: backend.clone(), key, key_slot, config, cache: None };
-        // The evidence chain starts with the repository: its signing key and record 0.
-        if opts.start_evidence {
-            crate::evidence::start_chain(&repo)?;
-        }
-        let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id };
-        // The marker goes last: a repository is only "there" once complete.
-        backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
-        Ok(repo)
+        Ok(Repository { backend, key, key_slot, config, cache: None })
+    }
+
+    /// Writes the marker of a repository made by [`Repository::create`].
+    /// The marker goes last: a repository is only "there" once complete.
+    pub fn publish(&self) -> Result<()> {
+        let marker = Marker { format: "cairn".into(), version: FORMAT_VERSION, id: self.config.id };
+        self.backend.put(MARKER_KEY, &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
+        Ok(())
     }
 
     /// Opens an existing repository with `password`, trying the key slots

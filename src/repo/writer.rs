@@ -88,6 +88,7 @@ impl RepoWriter {
                             BlobKind::Data => backend.put_data_pack(&pack_key(&p.id), &p.bytes)?,
                             BlobKind::Tree => backend.put(&pack_key(&p.id), &p.bytes)?,
                         }
+                        crate::failpoint::hit!("writer::pack_stored");
                         let info = PackInfo { id: p.id, kind: p.kind, size: p.bytes.len() as u64 };
                         let checkpoint = {
                             let mut s = shared.lock().unwrap();
@@ -243,6 +244,7 @@ fn write_index(
         let sealed = blob::seal_object(key, &f.encode());
         let id = Id::hash_of(&sealed);
         backend.put(&format!("index/{id}"), &sealed)?;
+        crate::failpoint::hit!("writer::index_stored");
         if let Some(c) = cache {
             c.put("index", &id, &sealed);
         }

@@ -6,6 +6,8 @@
 use std::fmt::Write;
 
 use super::*;
+use crate::page::col;
+use crate::page::markdown::{key_values, Table};
 use crate::text::markdown_cell as cell;
 
 /// The status as a coloured marker and a word, e.g. `🔴 red`.
@@ -23,17 +25,19 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let w = &mut o;
     let _ = writeln!(w, "# cairn compliance report\n");
-    let _ = writeln!(w, "| | |\n| --- | --- |");
-    let _ = writeln!(w, "| Period | {} to {} |", when(r.period.since), when(r.period.until));
+    let mut head = vec![("Period", format!("{} to {}", when(r.period.since), when(r.period.until)))];
     if r.period.evaluated_until < r.period.until {
-        let _ = writeln!(w, "| Evaluated up to | {} |", when(r.period.evaluated_until));
+        head.push(("Evaluated up to", when(r.period.evaluated_until)));
     }
-    let _ = writeln!(w, "| Generated at | {} |", when(r.generated_at));
-    let _ = writeln!(w, "| Host | {} |", cell(&r.host));
-    let _ = writeln!(w, "| cairn version | {} |", r.cairn_version);
-    let _ = writeln!(w, "| State directory | `{}` |", cell(&r.state_dir));
-    let _ = writeln!(w, "| Policy directory | `{}` |", cell(&r.policies_dir));
-    let _ = writeln!(w, "| Overall status | **{}** ({}) |\n", badge(r.status), r.status.label());
+    head.extend([
+        ("Generated at", when(r.generated_at)),
+        ("Host", cell(&r.host)),
+        ("cairn version", r.cairn_version.clone()),
+        ("State directory", format!("`{}`", cell(&r.state_dir))),
+        ("Policy directory", format!("`{}`", cell(&r.policies_dir))),
+        ("Overall status", format!("**{}** ({})", badge(r.status), r.status.label())),
+    ]);
+    let _ = writeln!(w, "{}", key_values(&head));
     for n in &r.notices {
         let _ = writeln!(w, "> **Note:** {}\n", n.replace('\n', " "));
     }
@@ -42,9 +46,9 @@ pub fn render(r: &Report) -> String {
     let s = &r.summary;
     let _ = writeln!(
         w,
-        "{} policies: {} green, {} amber, {} red. Backups: {} succeeded, {} failed, {} scheduled slots. \
+        "{}: {} green, {} amber, {} red. Backups: {} succeeded, {} failed, {} scheduled slots. \
          Drills: {} of {} passed.\n",
-        s.policies,
+        super::findings::plural(s.policies as u64, "policy", "policies"),
         s.green,
         s.amber,
         s.red,
@@ -55,49 +59,48 @@ pub fn render(r: &Report) -> String {
         s.drills
     );
     if !r.policies.is_empty() {
-        let _ = writeln!(
-            w,
-            "| Policy | Status | Backups covered / scheduled | Failed runs | RPO | RPO now | RPO breached | \
-             Drills passed | RTO worst / objective | Verification |"
-        );
-        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let mut t = Table::new(&[
+            col("Policy"),
+            col("Status"),
+            col("Backups covered / scheduled"),
+            col("Failed runs"),
+            col("RPO"),
+            col("RPO now"),
+            col("RPO breached"),
+            col("Drills passed"),
+            col("RTO worst / objective"),
+            col("Verification"),
+        ]);
         for p in &r.policies {
-            let _ = writeln!(
-                w,
-                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
-                p.name,
-                if p.in_policy_dir { "" } else { " (removed)" },
+            t.row(&[
+                format!("{}{}", p.name, if p.in_policy_dir { "" } else { " (removed)" }),
                 badge(p.status),
                 coverage(&p.backups),
-                p.backups.failed,
+                p.backups.failed.to_string(),
                 human_opt(p.objectives.rpo_s),
                 human_opt(p.rpo.age_at_end_s),
                 breached(&p.rpo),
                 drills_passed(&p.drills),
-                human_opt(p.drills.rto_worst_s),
-                human_opt(p.objectives.rto_s),
-                verification(&p.verification)
-            );
+                format!("{} / {}", human_opt(p.drills.rto_worst_s), human_opt(p.objectives.rto_s)),
+                verification(&p.verification),
+            ]);
         }
-        let _ = writeln!(w);
+        let _ = writeln!(w, "{}", t.finish());
     }
 
     let _ = writeln!(w, "## Controls\n");
-    let _ = writeln!(w, "| Framework | Control | Status | Evidence in this report | Sections |");
-    let _ = writeln!(w, "| --- | --- | --- | --- | --- |");
+    let mut t =
+        Table::new(&[col("Framework"), col("Control"), col("Status"), col("Evidence in this report"), col("Sections")]);
     for c in &r.controls {
-        let _ = writeln!(
-            w,
-            "| {} | **{}** {} | {} | {} | {} |",
-            c.framework,
-            c.id,
-            c.title,
+        t.row(&[
+            c.framework.to_string(),
+            format!("**{}** {}", c.id, c.title),
             badge(c.status),
             cell(&c.evidence),
-            c.sections.join(", ")
-        );
+            c.sections.join(", "),
+        ]);
     }
-    let _ = writeln!(w);
+    let _ = writeln!(w, "{}", t.finish());
 
     let _ = writeln!(w, "## Drill coverage\n");
     let never: Vec<&str> =
@@ -199,18 +202,17 @@ fn policy(w: &mut String, p: &PolicyReport) {
         let _ = writeln!(w, "Slots without a successful backup: {}.\n", missed(b));
     }
     if !b.failures.is_empty() {
-        let _ = writeln!(w, "| Started | Outcome | Trigger | Attempt | Error |\n| --- | --- | --- | --- | --- |");
+        let mut t = Table::new(&[col("Started"), col("Outcome"), col("Trigger"), col("Attempt"), col("Error")]);
         for f in b.failures.iter().take(LIST_MAX) {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {} |",
+            t.row(&[
                 when(f.started_at),
-                f.outcome,
-                f.trigger,
-                f.attempt,
-                cell(f.error.as_deref().unwrap_or("—"))
-            );
+                f.outcome.clone(),
+                f.trigger.clone(),
+                f.attempt.to_string(),
+                cell(f.error.as_deref().unwrap_or("—")),
+            ]);
         }
+        w.push_str(&t.finish());
         more_line(w, more(b.failures.len(), "failed runs"));
         let _ = writeln!(w);
     }
@@ -226,11 +228,12 @@ fn policy(w: &mut String, p: &PolicyReport) {
         percent(r.compliance)
     );
     if !r.breaches.is_empty() {
-        let _ = writeln!(w, "| Breach from | to | Duration |\n| --- | --- | --- |");
+        let mut t = Table::new(&[col("Breach from"), col("to"), col("Duration")]);
         for x in r.breaches.iter().take(LIST_MAX) {
             let to = if x.ongoing { format!("{} (ongoing)", when(x.end)) } else { when(x.end) };
-            let _ = writeln!(w, "| {} | {to} | {} |", when(x.start), human_duration(x.duration_s));
+            t.row(&[when(x.start), to, human_duration(x.duration_s)]);
         }
+        w.push_str(&t.finish());
         more_line(w, more(r.breaches.len(), "breaches"));
         let _ = writeln!(w);
     }
@@ -249,25 +252,29 @@ fn policy(w: &mut String, p: &PolicyReport) {
         d.mismatches
     );
     if !d.list.is_empty() {
-        let _ = writeln!(
-            w,
-            "| Started | Verdict | RTO measured | RTO objective | RPO achieved | Files checked | Mismatches | Reasons |"
-        );
-        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        let mut t = Table::new(&[
+            col("Started"),
+            col("Verdict"),
+            col("RTO measured"),
+            col("RTO objective"),
+            col("RPO achieved"),
+            col("Files checked"),
+            col("Mismatches"),
+            col("Reasons"),
+        ]);
         for x in d.list.iter().take(LIST_MAX) {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.row(&[
                 when(x.started_at),
                 cell(&x.verdict),
                 human_opt(x.rto_measured_s),
                 human_opt(x.rto_objective_s),
                 human_opt(x.rpo_achieved_s),
-                x.files_checked,
-                x.mismatches,
-                cell(&x.reasons.join("; "))
-            );
+                x.files_checked.to_string(),
+                x.mismatches.to_string(),
+                cell(&x.reasons.join("; ")),
+            ]);
         }
+        w.push_str(&t.finish());
         more_line(w, more(d.list.len(), "drills"));
         let _ = writeln!(w);
     }

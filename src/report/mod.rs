@@ -9,7 +9,8 @@
 //!   directory once into an [`Input`] (plain rows, no handles); [`build`]
 //!   turns an `Input` into a [`Report`] as a *pure function* of the rows,
 //!   the policies, the period and "now", so every figure can be tested with
-//!   hand-made rows and a fixed clock ([`model`]);
+//!   hand-made rows and a fixed clock (`build.rs`); the types are in
+//!   `types.rs`;
 //! - the `Report` is the single source of truth for every form: JSON is
 //!   its serde serialisation under a versioned schema ([`SCHEMA`]), and the
 //!   Markdown, CSV and HTML renderers only lay it out ([`json`],
@@ -20,6 +21,7 @@
 //!   the mapping to audit controls ([`controls`]) derives its statuses from
 //!   the same per-policy figures, so nothing is judged twice differently.
 
+mod build;
 pub mod charts;
 mod collect;
 pub mod controls;
@@ -28,130 +30,17 @@ mod findings;
 pub mod html;
 pub mod json;
 pub mod markdown;
-pub mod model;
+mod types;
 
-use std::collections::BTreeMap;
+use chrono::{DateTime, Utc};
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
-
-use crate::error::{Error, Result};
-use crate::policy::Policy;
-use crate::state::{DrillRow, RecoveryPoint, RunRow};
-
+pub use build::build;
 pub use collect::collect;
-pub use model::build;
+pub use types::*;
 
 /// The schema name and version of the JSON form; bumped on any change that
 /// is not a pure addition.
 pub const SCHEMA: &str = "cairn.compliance-report/1";
-
-/// The half-open interval `[since, until)` a report covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Period {
-    pub since: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-}
-
-impl Period {
-    /// The period from the `--since` / `--until` flags: a `YYYY-MM-DD` date
-    /// (UTC) or an RFC 3339 time. A date for `--until` includes that whole
-    /// day. Defaults: the 30 days before `now`, up to `now`.
-    pub fn from_flags(since: Option<&str>, until: Option<&str>, now: DateTime<Utc>) -> Result<Period> {
-        let until = match until {
-            Some(v) => parse_date("--until", v, true)?,
-            None => now,
-        };
-        let since = match since {
-            Some(v) => parse_date("--since", v, false)?,
-            None => until - chrono::Duration::days(30),
-        };
-        if since >= until {
-            return Err(Error::InvalidArgument(format!(
-                "--since ({}) must be before --until ({})",
-                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )));
-        }
-        Ok(Period { since, until })
-    }
-}
-
-/// Parses a date flag: `YYYY-MM-DD` (the start of that day in UTC, or its
-/// end when `end_of_day`) or an RFC 3339 time.
-pub fn parse_date(flag: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
-    let v = value.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "{flag} `{value}`: expected a date YYYY-MM-DD or an RFC 3339 time like 2026-03-01T00:00:00Z ({e})"
-        ))
-    })
-}
-
-/// Everything a report is built from, read once from the state database
-/// and the policy directory.
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub period: Period,
-    /// When the report is generated; the period is evaluated up to here.
-    pub now: DateTime<Utc>,
-    pub host: String,
-    pub state_dir: String,
-    pub policies_dir: String,
-    /// The valid policies of the policy directory.
-    pub policies: Vec<Policy>,
-    /// Problems found while reading the policy directory, one line each.
-    pub policy_problems: Vec<String>,
-    /// `None`: there is no state database (nothing was ever recorded).
-    pub state: Option<StateRows>,
-}
-
-/// The rows of the state database a report needs.
-#[derive(Debug, Clone, Default)]
-pub struct StateRows {
-    /// Every run that started before the period's end (earlier ones say
-    /// how old the recovery point was when the period began).
-    pub runs: Vec<RunRow>,
-    /// Every drill that started before the period's end.
-    pub drills: Vec<DrillRow>,
-    /// The newest recovery point of each policy.
-    pub recovery_points: BTreeMap<String, RecoveryPoint>,
-    /// Whether each policy's content changed since its last passing drill
-    /// (`State::content_changed_since_drill`), where known.
-    pub content_changed: BTreeMap<String, bool>,
-}
-
-/// Green, amber or red; ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Green,
-    Amber,
-    Red,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Green => "green",
-            Status::Amber => "amber",
-            Status::Red => "red",
-        }
-    }
-
-    /// What the status means, for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Green => "compliant",
-            Status::Amber => "attention",
-            Status::Red => "non-compliant",
-        }
-    }
-}
 
 /// A report form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,208 +79,6 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-/// The compliance report: the JSON form is this, serialised.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub generated_at: DateTime<Utc>,
-    pub cairn_version: String,
-    pub host: String,
-    pub period: ReportPeriod,
-    pub state_dir: String,
-    pub policies_dir: String,
-    /// The worst status of any policy (green with no policy at all).
-    pub status: Status,
-    /// Things the reader must know about the data itself (no state
-    /// database, unreadable policy files, a period in the future).
-    pub notices: Vec<String>,
-    pub summary: Summary,
-    pub policies: Vec<PolicyReport>,
-    pub controls: Vec<controls::Control>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ReportPeriod {
-    pub since: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-    /// `min(until, generated_at)`: figures cover `[since, evaluated_until)`.
-    pub evaluated_until: DateTime<Utc>,
-}
-
-impl ReportPeriod {
-    pub fn seconds(&self) -> f64 {
-        secs(self.evaluated_until - self.since)
-    }
-}
-
-/// Totals across policies.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub policies: usize,
-    pub green: usize,
-    pub amber: usize,
-    pub red: usize,
-    pub backups_scheduled: u64,
-    pub backups_succeeded: u64,
-    pub backups_failed: u64,
-    pub drills: u64,
-    pub drills_passed: u64,
-}
-
-/// One policy's figures for the period.
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyReport {
-    pub name: String,
-    pub description: String,
-    /// False when the policy is known only from the state database (it was
-    /// removed from, or renamed in, the policy directory).
-    pub in_policy_dir: bool,
-    /// When the state first records the policy (its first backup or drill),
-    /// if that is inside the period: slots and recovery point age are
-    /// judged from then, not from before the policy existed.
-    pub tracked_since: Option<DateTime<Utc>>,
-    pub status: Status,
-    /// Why the status is what it is, worst first.
-    pub findings: Vec<Finding>,
-    pub objectives: ObjectivesOut,
-    pub backups: Backups,
-    pub rpo: Rpo,
-    pub drills: Drills,
-    pub verification: Verification,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub severity: Status,
-    /// What it is about: `policy`, `backup`, `rpo`, `drill`, `rto`,
-    /// `integrity`, `verification` or `objectives` (controls use it).
-    pub area: &'static str,
-    pub message: String,
-}
-
-/// The objectives the figures are judged against. For a policy no longer
-/// in the directory, they come from its newest drill, if any.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct ObjectivesOut {
-    pub rpo_s: Option<f64>,
-    pub rto_s: Option<f64>,
-}
-
-/// Scheduled backups against successful ones.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Backups {
-    /// The cron expression, `None` for a policy without a schedule (or not
-    /// in the directory any more).
-    pub schedule: Option<String>,
-    pub timezone: Option<String>,
-    /// Schedule slots in the period (`None` without a schedule).
-    pub scheduled: Option<u64>,
-    /// Slots followed by a successful backup before the next slot.
-    pub slots_covered: Option<u64>,
-    /// The first 100 slots that no successful backup followed.
-    pub missed_slots: Vec<DateTime<Utc>>,
-    /// Backup runs in the period, by outcome.
-    pub runs: u64,
-    pub succeeded: u64,
-    /// Failed and interrupted runs.
-    pub failed: u64,
-    pub running: u64,
-    /// `slots_covered / scheduled`.
-    pub coverage: Option<f64>,
-    pub failures: Vec<FailedRun>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FailedRun {
-    pub started_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub outcome: String,
-    pub trigger: String,
-    pub attempt: u32,
-    pub scheduled_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-}
-
-/// The age of the newest recovery point over the period.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Rpo {
-    pub objective_s: Option<f64>,
-    /// The age at the end of the evaluated period; `None`: no recovery point.
-    pub age_at_end_s: Option<f64>,
-    pub worst_age_s: Option<f64>,
-    /// Times in the period when the age was above the objective (or there
-    /// was no recovery point at all).
-    pub breaches: Vec<Breach>,
-    pub breached_s: f64,
-    /// Share of the evaluated period within the objective.
-    pub compliance: Option<f64>,
-    /// The age at each change of slope (a sawtooth: it grows with time and
-    /// drops when a backup completes); enough to redraw the chart exactly.
-    pub samples: Vec<AgeSample>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Breach {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub duration_s: f64,
-    /// Still in breach at the end of the evaluated period.
-    pub ongoing: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct AgeSample {
-    pub at: DateTime<Utc>,
-    pub age_s: f64,
-}
-
-/// Restore drills in the period.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Drills {
-    pub schedule: Option<String>,
-    pub count: u64,
-    pub passed: u64,
-    pub failed: u64,
-    pub pass_rate: Option<f64>,
-    pub rto_objective_s: Option<f64>,
-    pub rto_worst_s: Option<f64>,
-    pub rto_last_s: Option<f64>,
-    /// Drills whose measured RTO was above their objective.
-    pub rto_exceeded: u64,
-    pub files_checked: u64,
-    pub mismatches: u64,
-    pub list: Vec<DrillOut>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillOut {
-    pub drill_id: String,
-    pub started_at: DateTime<Utc>,
-    pub started_by: String,
-    pub verdict: String,
-    pub failure_kind: Option<String>,
-    pub reasons: Vec<String>,
-    pub snapshot_id: Option<String>,
-    pub rto_measured_s: Option<f64>,
-    pub rto_objective_s: Option<f64>,
-    pub rpo_achieved_s: Option<f64>,
-    pub files_checked: u64,
-    pub mismatches: u64,
-    pub evidence_hash: Option<String>,
-}
-
-/// Whether the policy's restores are proven for its current content.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Verification {
-    /// No drill ever (before the period's end).
-    pub never_drilled: bool,
-    pub last_drill: Option<DateTime<Utc>>,
-    pub last_passed: Option<DateTime<Utc>>,
-    /// The newest recovery point's content differs from what the last
-    /// passing drill restored (as of when the report is generated).
-    pub needs_verification: Option<bool>,
-}
-
 /// How many failed runs, breaches or drills the HTML and Markdown forms
 /// list per policy; the rest is counted, and the JSON form has them all.
 pub const LIST_MAX: usize = 25;
@@ -412,39 +99,9 @@ pub(crate) fn missed(b: &Backups) -> String {
     s
 }
 
-pub(crate) fn secs(d: chrono::Duration) -> f64 {
-    d.num_milliseconds() as f64 / 1000.0
-}
+pub(crate) use crate::duration::secs;
 
-/// A duration for people: `45 s`, `12 min`, `3 h 20 min`, `2 d 4 h`.
-pub fn human_duration(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", (s + 30) / 60),
-        7200..=172_799 => {
-            let m = (s + 30) / 60;
-            if m.is_multiple_of(60) {
-                format!("{} h", m / 60)
-            } else {
-                format!("{} h {} min", m / 60, m % 60)
-            }
-        }
-        _ => {
-            let h = (s + 1800) / 3600;
-            if h.is_multiple_of(24) {
-                format!("{} d", h / 24)
-            } else {
-                format!("{} d {} h", h / 24, h % 24)
-            }
-        }
-    }
-}
-
-/// An optional duration for people, `—` when absent.
-pub fn human_opt(s: Option<f64>) -> String {
-    s.map(human_duration).unwrap_or_else(|| "—".into())
-}
+pub use crate::text::{human_duration, human_duration_opt as human_opt};
 
 /// A share as a percentage, `—` when absent.
 pub fn percent(x: Option<f64>) -> String {
@@ -465,14 +122,3 @@ pub fn when(t: DateTime<Utc>) -> String {
 mod render_tests;
 #[cfg(test)]
 mod tests;
-
-/// Writes next to the target, then renames, so a reader never sees half a report.
-pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> crate::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| crate::Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        crate::Error::io(path, e)
-    })
-}

@@ -30,15 +30,23 @@ fn renderers_escape_what_comes_from_the_state() {
 }
 
 #[test]
+fn bug_one_policy_was_called_1_policies_in_the_summaries() {
+    let p = pol("web", "[objectives]\nrpo = \"26h\"");
+    let r = build(&input(vec![p], None, "2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z", "2026-03-03T00:00:00Z"));
+    let md = markdown::render(&r);
+    assert!(md.contains("1 policy: ") && !md.contains("1 policies"), "{md}");
+    let html = html::render(&r);
+    assert!(html.contains("<span class=\"n\">1</span><span>policy</span>"), "{html}");
+}
+
+#[test]
 fn percentages_and_durations_read_well() {
     assert_eq!(percent(Some(0.99996)), "99.9%");
     assert_eq!(percent(Some(1.0)), "100%");
     assert_eq!(percent(None), "—");
-    assert_eq!(human_duration(42.4), "42 s");
-    assert_eq!(human_duration(4000.0), "67 min");
-    assert_eq!(human_duration(93600.0), "26 h");
+    // The one formatter of both report stacks (tested in `text`).
     assert_eq!(human_duration(9000.0), "2 h 30 min");
-    assert_eq!(human_duration(3.0 * 86400.0 + 7200.0), "3 d 2 h");
+    assert_eq!(human_opt(None), "—");
 }
 
 #[test]
@@ -62,11 +70,11 @@ fn charts_draw_svg_with_the_objective_and_say_when_there_is_nothing_to_draw() {
     assert!(rpo.svg.contains("age of the newest recovery point (hours)"));
     let labels: Vec<&str> = rpo.legend.iter().map(|l| l.1.as_str()).collect();
     // No backup on Mar 2: from Mar 2 04:00 (26 h after Mar 1 02:00) to Mar 3 02:10, a breach.
-    assert_eq!(labels, ["age of the newest recovery point", "RPO objective (26 h)", "RPO breached"]);
+    assert_eq!(labels, ["age of the newest recovery point", "RPO objective (1 d 2 h)", "RPO breached"]);
     let rto = charts::rto_chart(&web, &r.period).unwrap().expect("an RTO chart");
     assert!(rto.svg.contains("measured restore time (minutes)"));
     let labels: Vec<&str> = rto.legend.iter().map(|l| l.1.as_str()).collect();
-    assert_eq!(labels, ["drill passed", "drill failed", "RTO objective (60 min)"]);
+    assert_eq!(labels, ["drill passed", "drill failed", "RTO objective (1 h)"]);
     assert_eq!(rto.legend[1].0, charts::Swatch::Dot("#dc2626".into()));
 
     let r = build(&input(

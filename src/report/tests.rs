@@ -1,11 +1,12 @@
-//! The report model as a pure function: hand-made rows, a fixed "now".
+//! The report builder as a pure function: hand-made rows, a fixed "now".
 
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::state::{JobKind, Outcome, Trigger};
+use crate::policy::Policy;
+use crate::state::{DrillRow, JobKind, Outcome, RecoveryPoint, RunRow, Trigger};
 
 pub(super) fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -129,7 +130,7 @@ fn scheduled_slots_follow_the_time_zone_across_spring_forward() {
 #[test]
 fn hourly_slots_count_real_hours_on_dst_days() {
     let p = pol("db", "[schedule]\nbackup = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"");
-    let slots = |since: &str, until: &str| model::slots(&p, t(since), t(until)).len();
+    let slots = |since: &str, until: &str| build::slots(&p, t(since), t(until)).len();
     // The local day of 2026-03-29 has 23 hours, that of 2026-10-25 has 25.
     assert_eq!(slots("2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z"), 23);
     assert_eq!(slots("2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z"), 25);
@@ -299,7 +300,7 @@ fn drills_in_the_period_give_the_pass_rate_and_rto_figures() {
         messages(&web),
         vec![
             "amber: 1 of 4 drills failed; the latest passed".to_string(),
-            "amber: measured restore time above the RTO in 1 drill (worst 67 min)".to_string()
+            "amber: measured restore time above the RTO in 1 drill (worst 1 h 6 min)".to_string()
         ]
     );
     assert_eq!((r.summary.drills, r.summary.drills_passed), (4, 3));

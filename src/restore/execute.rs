@@ -1,26 +1,39 @@
 //! Restore execution: directories, file contents by pack, metadata.
 //!
-//! Contents are fetched pack by pack: the blobs needed from one pack are
-//! sorted by offset and read with as few range requests as possible (one
-//! for the pack when most of it is needed), each blob is opened and
-//! checked against its id, then written with `pwrite` to every place that
-//! needs it ([`super::files`]). Metadata is set after contents through the
-//! open file, directories last and deepest first so their times stick.
+//! Everything below the target is reached through directory handles
+//! ([`super::handles`]): the target is opened once, each directory is
+//! created (`mkdirat`) and opened (`O_DIRECTORY | O_NOFOLLOW`) relative to
+//! its parent's handle, and every entry is created, opened, linked or
+//! removed relative to its directory's handle. Contents are fetched pack
+//! by pack: the blobs needed from one pack are sorted by offset and read
+//! with as few range requests as possible (one for the pack when most of
+//! it is needed), each blob is opened and checked against its id, then
+//! written with `pwrite` to every place that needs it ([`super::files`]).
+//! Metadata is set after contents through a descriptor of the entry
+//! itself, directories last and deepest first so their times stick.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fstatat, Mode, SFlag};
+use nix::unistd::UnlinkatFlags;
+
 use crate::error::{Error, Result};
 use crate::fsmeta;
 use crate::id::Id;
-use crate::repo::{blob, pack_key, Index, Repository};
+use crate::repo::{blob, pack_key, Index, NodeKind, Repository};
 
-use super::files::{clear_entry, create_other, finish_unwritten, prepare_file, set_metadata, write_chunk};
-use super::parallel;
+use super::files::{clear_entry, create_other, finish_unwritten, prepare_file, write_chunk, Ident};
+use super::handles::{dir_flags, open_at, Handles};
 use super::plan::Plan;
+use super::{parallel, privileged};
 use super::{Failure, RestoreOptions, RestoreReport};
 
 /// Largest gap between two needed blobs that is read rather than skipped.
@@ -44,14 +57,18 @@ struct BlobWork {
 /// What the workers share while writing files.
 pub(super) struct State<'a> {
     pub plan: &'a Plan,
-    pub target: &'a Path,
+    /// The target's directories.
+    pub dirs: &'a Handles<'a>,
     /// The target was new or empty: files are created as chunks arrive.
     pub fresh: bool,
     pub as_root: bool,
+    /// Set-id bits and file capabilities are left out ([`privileged`]).
+    pub strip: bool,
     /// Whether each file existed before (then zeros must be written).
     pub existed: Vec<bool>,
-    /// Fresh mode: whether a multi-chunk file was created yet.
-    pub created: Vec<Mutex<bool>>,
+    /// Each file's identity once it exists (fresh multi-chunk files
+    /// record it when their first chunk creates them; the others wait).
+    pub ident: Vec<Mutex<Option<Ident>>>,
     /// Chunk writes still due per file; the last one finishes the file.
     pub remaining: Vec<AtomicU32>,
     pub finished: Vec<AtomicBool>,
@@ -77,19 +94,37 @@ fn shown(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Makes `path` a real directory: an existing non-directory entry (a
-/// symlink included) is removed first, so nothing is ever written through
-/// a symlink.
-fn ensure_dir(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_dir() => Ok(()),
-        Ok(_) => {
-            std::fs::remove_file(path)?;
-            std::fs::create_dir(path)
+/// Makes `name` in `parent` a real directory and opens it. In an existing
+/// target, a non-directory in the way (a symlink included) is removed
+/// first, as a link: nothing is ever looked up through it.
+fn make_dir(parent: RawFd, name: &OsStr, fresh: bool) -> std::io::Result<OwnedFd> {
+    if !fresh {
+        match open_at(parent, name, dir_flags(), 0) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => match fstatat(Some(parent), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => return Err(e),
+                Ok(_) => nix::unistd::unlinkat(Some(parent), name, UnlinkatFlags::NoRemoveDir)?,
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            },
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(path),
-        Err(e) => Err(e),
     }
+    // Private until its own mode is set, at the end.
+    nix::sys::stat::mkdirat(Some(parent), name, Mode::from_bits_truncate(0o700))?;
+    open_at(parent, name, dir_flags(), 0)
+}
+
+/// Whether a directory holds no entry.
+fn is_empty(dir: &OwnedFd) -> std::io::Result<bool> {
+    let mut d = nix::dir::Dir::openat(Some(dir.as_raw_fd()), ".", dir_flags(), Mode::empty())?;
+    for e in d.iter() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether `rel` lies below one of the directories that failed.
@@ -103,23 +138,23 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     let mut report = RestoreReport::default();
     report.failures.extend(plan.refused.iter().map(|(p, r)| Failure { path: p.clone(), reason: r.clone() }));
 
-    let fresh = match std::fs::read_dir(target) {
-        Ok(mut rd) => rd.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(Error::io(target, e)),
-    };
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let root = Handles::open_root(target).map_err(|e| Error::io(target, e))?;
+    let fresh = is_empty(&root).map_err(|e| Error::io(target, e))?;
+    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
+    let as_root = fsmeta::is_root();
+    let strip = as_root && !opts.privileged;
+
     let mut dir_ok = vec![true; plan.dirs.len()];
     // Directories that could not be made real directories: nothing below
-    // them is touched, since the old entry (say, a symlink) is still there.
+    // them is touched.
     let mut failed_dirs: HashSet<&Path> = HashSet::new();
     for (i, (rel, _)) in plan.dirs.iter().enumerate() {
         let r = if below_failed(rel, &failed_dirs) {
             Err(std::io::Error::other("a directory above it could not be created"))
-        } else if fresh {
-            std::fs::create_dir(target.join(rel))
         } else {
-            ensure_dir(&target.join(rel))
+            let (parent, name) = dirs.locate(rel);
+            dirs.dir(parent).and_then(|p| make_dir(p.as_raw_fd(), name, fresh)).map(|fd| dirs.insert(i as u32, fd))
         };
         if let Err(e) = r {
             dir_ok[i] = false;
@@ -133,6 +168,7 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     let failed: Vec<OnceLock<String>> = (0..n).map(|_| OnceLock::new()).collect();
     let needed: Vec<Mutex<Option<Vec<bool>>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let existed: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let ident: Vec<Mutex<Option<Ident>>> = (0..n).map(|_| Mutex::new(None)).collect();
     for (i, f) in plan.files.iter().enumerate() {
         if below_failed(&f.rel, &failed_dirs) {
             let _ = failed[i].set("its directory could not be created".into());
@@ -146,10 +182,12 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
             }
             let f = &plan.files[i];
             let mut buf = Vec::new();
-            match prepare_file(repo, &target.join(&f.rel), f, &mut buf) {
-                Ok((was_there, need)) => {
+            let (d, name) = dirs.locate(&f.rel);
+            match dirs.dir(d).and_then(|dir| prepare_file(repo, dir.as_raw_fd(), name, f, &mut buf)) {
+                Ok((was_there, need, id)) => {
                     existed[i].store(was_there, Ordering::Relaxed);
                     *needed[i].lock().unwrap() = Some(need);
+                    *ident[i].lock().unwrap() = Some(id);
                 }
                 Err(e) => {
                     let _ = failed[i].set(e.to_string());
@@ -175,11 +213,12 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     }
     let state = State {
         plan,
-        target,
+        dirs: &dirs,
         fresh,
-        as_root: fsmeta::is_root(),
+        as_root,
+        strip,
         existed: existed.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
-        created: (0..n).map(|_| Mutex::new(false)).collect(),
+        ident,
         remaining: remaining.iter().map(|r| AtomicU32::new(*r)).collect(),
         finished: (0..n).map(|_| AtomicBool::new(false)).collect(),
         failed,
@@ -224,7 +263,10 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
             report.failures.push(Failure { path: shown(&f.rel), reason: reason.clone() });
             if !state.existed[fi] && !below_failed(&f.rel, &failed_dirs) {
                 // Do not leave a half-written file that looks restored.
-                let _ = std::fs::remove_file(target.join(&f.rel));
+                let (d, name) = dirs.locate(&f.rel);
+                if let Ok(dir) = dirs.dir(d) {
+                    let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir);
+                }
             }
             continue;
         }
@@ -233,17 +275,18 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
         if state.existed[fi] && remaining[fi] == 0 {
             report.files_unchanged += 1;
         }
+        if strip {
+            report.withheld.extend(privileged::withheld(&f.node).map(|reason| Failure { path: shown(&f.rel), reason }));
+        }
     }
     report.warnings.append(&mut state.warnings.lock().unwrap());
     for (rel, first) in &plan.hardlinks {
-        let path = target.join(rel);
-        let src = target.join(&plan.files[*first].rel);
         let r = if below_failed(rel, &failed_dirs) {
             Err(std::io::Error::other("its directory could not be created"))
         } else if state.failed[*first].get().is_some() {
             Err(std::io::Error::other("the file it links to was not restored"))
         } else {
-            clear_entry(&path).and_then(|_| std::fs::hard_link(&src, &path))
+            hard_link(&dirs, &plan.files[*first].rel, rel)
         };
         match r {
             Ok(()) => report.links += 1,
@@ -255,17 +298,30 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
             report.failures.push(Failure { path: shown(rel), reason: "its directory could not be created".into() });
             continue;
         }
-        match create_other(&target.join(rel), node, state.as_root, &mut report.warnings) {
-            Ok(true) => report.others += 1,
+        let withheld = if strip { privileged::withheld(node) } else { None };
+        if matches!(node.kind, NodeKind::Chardev | NodeKind::Blockdev) && withheld.is_some() {
+            report.withheld.extend(withheld.map(|reason| Failure { path: shown(rel), reason }));
+            continue;
+        }
+        let node = if strip { privileged::strip(node) } else { std::borrow::Cow::Borrowed(node) };
+        let (d, _) = dirs.locate(rel);
+        match dirs.dir(d).and_then(|dir| create_other(dir.as_raw_fd(), rel, &node, as_root, &mut report.warnings)) {
+            Ok(true) => {
+                report.others += 1;
+                report.withheld.extend(withheld.map(|reason| Failure { path: shown(rel), reason }));
+            }
             Ok(false) => {}
             Err(e) => report.failures.push(Failure { path: shown(rel), reason: e.to_string() }),
         }
     }
-    // Directories last, deepest first, so their mtimes stick.
+    // Directories last, deepest first, so their mtimes stick; each through
+    // its own handle.
     for (i, (rel, node)) in plan.dirs.iter().enumerate().rev() {
         if dir_ok[i] {
-            if let Err(e) = set_metadata(&target.join(rel), node, state.as_root, &mut report.warnings) {
-                report.failures.push(Failure { path: shown(rel), reason: format!("metadata: {e}") });
+            let r = dirs.dir(i as u32).and_then(|fd| fsmeta::apply_metadata_fd(fd.as_fd(), node, as_root));
+            match r {
+                Ok(w) => report.warnings.extend(w.into_iter().map(|w| format!("{}: {w}", shown(rel)))),
+                Err(e) => report.failures.push(Failure { path: shown(rel), reason: format!("metadata: {e}") }),
             }
         }
     }
@@ -273,6 +329,18 @@ pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOpti
     report.bytes_written = state.bytes_written.load(Ordering::Relaxed);
     report.bytes_fetched = state.bytes_fetched.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// Links `rel` to the restored file `first`, both by name relative to
+/// their directories' handles; a symlink at `first` would be linked as a
+/// link, never followed.
+fn hard_link(dirs: &Handles<'_>, first: &Path, rel: &Path) -> std::io::Result<()> {
+    let (sd, sname) = dirs.locate(first);
+    let (dd, dname) = dirs.locate(rel);
+    let (from, to) = (dirs.dir(sd)?, dirs.dir(dd)?);
+    clear_entry(to.as_raw_fd(), dname)?;
+    nix::unistd::linkat(Some(from.as_raw_fd()), sname, Some(to.as_raw_fd()), dname, AtFlags::empty())?;
+    Ok(())
 }
 
 fn restore_pack(repo: &Repository, index: &Index, pack: u32, work: &[BlobWork], st: &State<'_>) {

@@ -7,10 +7,16 @@
 //! writes every place that needs each chunk, and sets metadata after
 //! contents, directories last. A file that cannot be restored exactly is
 //! named in the report and the restore exits non-zero (invariant 5).
+//! Every entry is reached through directory handles opened beneath the
+//! target, never through a symlink ([`handles`], invariant 4), and a root
+//! restore leaves out set-id bits and device nodes unless asked
+//! ([`privileged`]).
 
 pub mod execute;
 mod files;
+pub(crate) mod handles;
 pub mod plan;
+mod privileged;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -20,6 +26,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::pool::{parallel, parallel_with};
 use crate::repo::{Index, Repository};
 
 pub use plan::{Filter, Plan};
@@ -31,6 +38,9 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     pub verify: bool,
     pub threads: usize,
+    /// Restore set-uid and set-gid bits, file capabilities and device
+    /// nodes when running as root (`--restore-privileged`).
+    pub privileged: bool,
 }
 
 /// A file (or other entry) that was not restored exactly, and why.
@@ -66,6 +76,10 @@ pub struct RestoreReport {
     pub packs_fetched: u64,
     pub bytes_fetched: u64,
     pub failures: Vec<Failure>,
+    /// What a root restore left out without `--restore-privileged`:
+    /// set-id bits and file capabilities (the file itself is restored),
+    /// and device nodes.
+    pub withheld: Vec<Failure>,
     pub warnings: Vec<String>,
     pub verified_files: u64,
     #[serde(skip)]
@@ -73,39 +87,10 @@ pub struct RestoreReport {
 }
 
 impl RestoreReport {
+    /// Every item was restored exactly, nothing left out.
     pub fn ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.withheld.is_empty()
     }
-}
-
-/// Runs `f(i)` for every `i < n` on `threads` threads (at most `n`).
-pub(crate) fn parallel(threads: usize, n: usize, f: impl Fn(usize) + Sync) {
-    parallel_with(threads, n, || (), |_, i| f(i));
-}
-
-/// [`parallel`], with state each thread makes once with `init` and passes
-/// to every `f` it runs (a read buffer).
-pub(crate) fn parallel_with<S>(
-    threads: usize,
-    n: usize,
-    init: impl Fn() -> S + Sync,
-    f: impl Fn(&mut S, usize) + Sync,
-) {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n).max(1) {
-            s.spawn(|| {
-                let mut state = init();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    f(&mut state, i);
-                }
-            });
-        }
-    });
 }
 
 /// Restores the tree `root` into `opts.target`.
@@ -128,5 +113,6 @@ pub fn run(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -
         report.timings.verify = t.elapsed();
     }
     report.failures.sort_by(|a, b| a.path.cmp(&b.path));
+    report.withheld.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }

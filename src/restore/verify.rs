@@ -1,5 +1,6 @@
 //! Verification of restored files: re-read each one and check every chunk
-//! against its keyed id, and the size against the plan.
+//! against its keyed id, and the size against the plan. Files are opened
+//! through the target's directory handles, as the restore wrote them.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use crate::id::Id;
 use crate::repo::Repository;
 
+use super::handles::Handles;
 use super::plan::{ChunkRef, Plan, PlannedFile};
 use super::Failure;
 
@@ -32,9 +34,10 @@ pub fn chunks_match(repo: &Repository, file: &File, chunks: &[ChunkRef], buf: &m
     Ok(())
 }
 
-/// Checks one restored file; returns why it is wrong, if it is.
-pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
-    let file = match std::fs::File::open(path) {
+/// Checks one restored file, opened through its directory's handle
+/// without following a symlink; returns why it is wrong, if it is.
+fn check_file(repo: &Repository, dirs: &Handles<'_>, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    let file = match dirs.open_file(&f.rel) {
         Ok(file) => file,
         Err(e) => return Some(format!("cannot open for verification: {e}")),
     };
@@ -54,10 +57,22 @@ pub fn check_file(repo: &Repository, path: &Path, f: &PlannedFile, buf: &mut Vec
 
 /// Verifies every planned file under `target`, in parallel.
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
+    let root = match Handles::open_root(target) {
+        Ok(root) => root,
+        Err(e) => {
+            let reason = format!("cannot open the target {} for verification: {e}", target.display());
+            return plan
+                .files
+                .iter()
+                .map(|f| Failure { path: f.rel.display().to_string(), reason: reason.clone() })
+                .collect();
+        }
+    };
+    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
     let failures = Mutex::new(Vec::new());
     super::parallel_with(threads, plan.files.len(), Vec::new, |buf, i| {
         let f = &plan.files[i];
-        if let Some(reason) = check_file(repo, &target.join(&f.rel), f, buf) {
+        if let Some(reason) = check_file(repo, &dirs, f, buf) {
             failures.lock().unwrap().push(Failure { path: f.rel.display().to_string(), reason });
         }
     });

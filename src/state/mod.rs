@@ -187,7 +187,7 @@ impl State {
         let mut closed = Vec::new();
         for r in running {
             let own = r.pid == Some(std::process::id());
-            let alive = r.pid.is_some_and(crate::repo::lock::process_alive);
+            let alive = r.pid.is_some_and(crate::host::process_alive);
             if (own && !own_too) || (alive && !own) {
                 continue;
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod hostile;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -181,30 +182,34 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Runs `cairn ARGS` and kills it with SIGKILL as soon as `fire(elapsed)`
-/// says so; returns whether it was killed (false when it finished first).
-pub fn run_and_kill(env: &Env, args: &[&str], fire: impl Fn(std::time::Duration) -> bool) -> bool {
-    use std::time::{Duration, Instant};
-    let mut child = env
-        .command()
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if fire(start.elapsed()) {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return true;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "cairn {args:?} hung");
-        std::thread::sleep(Duration::from_micros(200));
+/// Runs `cairn ARGS` so that it kills itself with SIGKILL the `nth` time
+/// it passes the failpoint `point` (see `src/failpoint.rs`), and asserts
+/// that it died there: a crash test's kill is certain, not hoped for.
+/// Needs a build with `--features failpoints`; without it this fails
+/// loudly instead of letting the test pass without killing anything.
+pub fn run_killed_at(env: &Env, args: &[&str], point: &str, nth: usize) {
+    let mut c = env.command();
+    c.args(args);
+    killed_at(c, point, nth);
+}
+
+/// [`run_killed_at`] for a command the caller built (extra environment).
+pub fn killed_at(mut command: Command, point: &str, nth: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test kills cairn at the failpoint `{point}`, which exists only in a build with the \
+             `failpoints` feature: run `cargo test --features failpoints` (as scripts/test.sh does)"
+        );
     }
+    let out = command.env("CAIRN_TEST_KILL_AT", format!("{point}:{nth}")).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{command:?} was not killed at failpoint {point} (pass {nth}): {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `cond` until it holds; fails the test once `limit` has passed.

@@ -147,3 +147,10 @@ pub fn assert_scratch_removed(f: &Fixture, r: &Value) {
     assert!(!path.exists(), "the scratch target is still there");
     assert_eq!(std::fs::read_dir(f.state.join("scratch")).unwrap().count(), 0);
 }
+
+/// A drill's start minus `time`, in seconds, as the drill computes an age
+/// (whole milliseconds): what its `rpo` ages must equal exactly.
+pub fn age_at_start(report: &Value, time: &Value) -> f64 {
+    let t = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    (t(&report["times"]["started_at"]) - t(time)).num_milliseconds() as f64 / 1000.0
+}

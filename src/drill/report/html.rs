@@ -1,27 +1,26 @@
-//! The HTML form of a drill report: one self-contained page. The style is
-//! inline, the phase chart is an inline SVG ([`super::chart`]), and there
-//! are no scripts, fonts, images or links to fetch, so the page shows the
-//! same offline, in an archive, or attached to an audit ticket.
+//! The HTML form of a drill report: one self-contained page (the skeleton
+//! and tables of [`crate::page`]). The style is inline, the phase chart is
+//! an inline SVG ([`super::chart`]), and there are no scripts, fonts,
+//! images or links to fetch, so the page shows the same offline, in an
+//! archive, or attached to an audit ticket.
 
 use std::fmt::Write;
 
 use super::{chart, human_bytes, DrillReport};
-use crate::drill::verdict::human_secs;
+use crate::text::{human_duration, human_duration_opt};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:980px;margin:2em auto;\
 padding:0 1em;color:#1d1d1f;line-height:1.45}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;\
 border-bottom:1px solid #ddd;padding-bottom:.2em}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;\
-padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f4f4f6}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}pre{background:#f6f6f8;padding:.7em;overflow:auto;\
 white-space:pre-wrap}.verdict{display:inline-block;padding:.1em .6em;border-radius:4px;color:#fff;font-weight:600}\
 .pass{background:#2e7d32}.fail{background:#c62828}.miss{color:#c62828;font-weight:600}.ok{color:#2e7d32}\
 svg{max-width:100%;height:auto}";
 
+use crate::page::html::{self as page, key_values, Table};
+use crate::page::{col, num};
 pub use crate::text::html_escape as esc;
-
-fn opt_secs(v: Option<f64>) -> String {
-    v.map(human_secs).unwrap_or_else(|| "—".into())
-}
 
 fn met(v: Option<bool>) -> &'static str {
     match v {
@@ -33,11 +32,8 @@ fn met(v: Option<bool>) -> &'static str {
 
 /// A two-column table of (label, already escaped HTML).
 fn table(s: &mut String, rows: &[(&str, String)]) {
-    s.push_str("<table>");
-    for (k, v) in rows {
-        let _ = write!(s, "<tr><th>{}</th><td>{v}</td></tr>", esc(k));
-    }
-    s.push_str("</table>\n");
+    s.push_str(&key_values("", rows));
+    s.push('\n');
 }
 
 fn code(s: &str) -> String {
@@ -50,15 +46,9 @@ pub fn render(r: &DrillReport) -> String {
         None => ("pass", "PASS".to_string()),
         Some(k) => ("fail", format!("FAIL ({})", k.as_str())),
     };
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>Restore drill {id} — {verdict}</title><style>{STYLE}</style></head><body>\n\
-         <h1>Restore drill {idc} <span class=\"verdict {class}\">{verdict}</span></h1>\n",
-        id = esc(&r.drill_id),
-        idc = code(&r.drill_id),
-    );
+    page::begin(&mut s, &format!("Restore drill {} — {verdict}", r.drill_id), STYLE);
+    let _ =
+        writeln!(s, "<h1>Restore drill {} <span class=\"verdict {class}\">{verdict}</span></h1>", code(&r.drill_id));
     table(
         &mut s,
         &[
@@ -88,10 +78,10 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         s,
         "<p>Objective {}, measured <b>{}</b>: {}. Time to first byte: {}.</p>",
-        opt_secs(r.rto.objective_s),
-        human_secs(r.rto.measured_s),
+        human_duration_opt(r.rto.objective_s),
+        human_duration(r.rto.measured_s),
         met(r.rto.met),
-        opt_secs(r.first_byte_s)
+        human_duration_opt(r.first_byte_s)
     );
     if let Some(svg) = chart::phase_chart(r) {
         let _ = writeln!(
@@ -99,29 +89,28 @@ pub fn render(r: &DrillReport) -> String {
             "<figure>{svg}<figcaption>Phases of the drill (blue: counted in the RTO).</figcaption></figure>"
         );
     }
-    s.push_str("<table><tr><th>phase</th><th>start</th><th>duration</th><th>in RTO</th></tr>");
+    let mut phases = Table::new("", &[col("phase"), num("start"), num("duration"), col("in RTO")]);
     for p in &r.phases {
         let err =
             p.error.as_deref().map(|e| format!(" <span class=\"miss\">failed: {}</span>", esc(e))).unwrap_or_default();
-        let _ = write!(
-            s,
-            "<tr><td>{}{err}</td><td class=\"n\">{:.3} s</td><td class=\"n\">{:.3} s</td><td>{}</td></tr>",
-            esc(&p.name),
-            p.start_s,
-            p.duration_s,
-            if p.in_rto { "yes" } else { "no" }
-        );
+        phases.row(&[
+            format!("{}{err}", esc(&p.name)),
+            format!("{:.3} s", p.start_s),
+            format!("{:.3} s", p.duration_s),
+            (if p.in_rto { "yes" } else { "no" }).into(),
+        ]);
     }
-    s.push_str("</table>\n");
+    s.push_str(&phases.finish());
+    s.push('\n');
 
     s.push_str("<h2>Recovery point (RPO)</h2>\n");
     let _ = writeln!(
         s,
         "<p>Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.</p>",
-        opt_secs(r.rpo.objective_s),
-        opt_secs(r.rpo.achieved_s),
-        opt_secs(r.rpo.recovery_point_age_s),
-        opt_secs(r.rpo.newest_snapshot_age_s),
+        human_duration_opt(r.rpo.objective_s),
+        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt(r.rpo.recovery_point_age_s),
+        human_duration_opt(r.rpo.newest_snapshot_age_s),
         esc(&r.rpo.judged_on.replace('_', " ")),
         met(r.rpo.met)
     );
@@ -140,7 +129,7 @@ pub fn render(r: &DrillReport) -> String {
                     esc(&format!(
                         "{}{} among {} snapshot(s); newest: {}",
                         p.choice,
-                        p.window_s.map(|w| format!(" within {}", human_secs(w as f64))).unwrap_or_default(),
+                        p.window_s.map(|w| format!(" within {}", human_duration(w as f64))).unwrap_or_default(),
                         p.candidates,
                         p.is_newest
                     )),
@@ -166,7 +155,7 @@ pub fn render(r: &DrillReport) -> String {
                 "<p>{} (timeout {}): {result}. Exit code {}, signal {}, {:.3} s, {} bytes of output.</p>\
                  <pre>{}</pre>",
                 code(&v.command),
-                human_secs(v.timeout_s as f64),
+                human_duration(v.timeout_s as f64),
                 v.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 v.signal.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 v.duration_s,
@@ -253,7 +242,7 @@ pub fn render(r: &DrillReport) -> String {
         }
         None => s.push_str("<p>No evidence record (not signed).</p>\n"),
     }
-    s.push_str("</body></html>\n");
+    page::end(&mut s);
     s
 }
 
@@ -290,11 +279,12 @@ fn integrity(s: &mut String, r: &DrillReport) {
         i.mismatches
     );
     if !i.mismatched.is_empty() {
-        s.push_str("<table><tr><th>path</th><th>problem</th></tr>");
+        let mut t = Table::new("", &[col("path"), col("problem")]);
         for m in &i.mismatched {
-            let _ = write!(s, "<tr><td>{}</td><td>{}</td></tr>", code(&m.path), esc(&m.reason));
+            t.row(&[code(&m.path), esc(&m.reason)]);
         }
-        s.push_str("</table>\n");
+        s.push_str(&t.finish());
+        s.push('\n');
     }
     if let Some(sp) = &i.spot_check {
         let _ = writeln!(

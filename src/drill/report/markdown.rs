@@ -5,11 +5,13 @@
 use std::fmt::Write;
 
 use super::{human_bytes, DrillReport};
-use crate::drill::verdict::human_secs;
+use crate::text::{human_duration, human_duration_opt};
 
 /// Mismatched files listed at most.
 const MAX_LISTED: usize = 200;
 
+use crate::page::markdown::{key_values, Table};
+use crate::page::{col, num};
 pub(crate) use crate::text::markdown_cell as cell;
 
 /// Inline code that survives backticks in `s`, for running text.
@@ -23,10 +25,6 @@ fn code_text(s: &str) -> String {
 /// Inline code for a table cell (`|` escaped).
 fn code(s: &str) -> String {
     cell(&code_text(s))
-}
-
-fn opt_secs(v: Option<f64>) -> String {
-    v.map(human_secs).unwrap_or_else(|| "—".into())
 }
 
 fn met(v: Option<bool>) -> &'static str {
@@ -44,7 +42,6 @@ pub fn render(r: &DrillReport) -> String {
         Some(k) => format!("FAIL ({})", k.as_str()),
     };
     let _ = writeln!(s, "# Restore drill {} — {verdict}\n", code_text(&r.drill_id));
-    let _ = writeln!(s, "| | |\n| --- | --- |");
     let rows = [
         ("policy", format!("{} ({}, {})", code(&r.policy.name), cell(&r.policy.file), code(&r.policy.hash))),
         ("started by", cell(&r.started_by)),
@@ -56,9 +53,7 @@ pub fn render(r: &DrillReport) -> String {
         ("seed", r.seed.to_string()),
         ("report schema", code(&r.schema)),
     ];
-    for (k, v) in rows {
-        let _ = writeln!(s, "| {k} | {v} |");
-    }
+    s.push_str(&key_values(&rows));
 
     let _ = writeln!(s, "\n## Verdict\n\n**{verdict}**\n");
     for i in &r.verdict.issues {
@@ -69,65 +64,60 @@ pub fn render(r: &DrillReport) -> String {
     match &r.recovery_point {
         None => s.push_str("No recovery point was chosen.\n"),
         Some(p) => {
-            let _ = writeln!(s, "| | |\n| --- | --- |");
-            let window = p.window_s.map(|w| format!(" within {}", human_secs(w as f64))).unwrap_or_default();
-            let _ = writeln!(s, "| snapshot | {} |", code(&p.snapshot_id));
-            let _ = writeln!(s, "| time (UTC) | {} |", p.time.to_rfc3339());
-            let _ = writeln!(s, "| host | {} |", cell(&p.host));
-            let _ = writeln!(s, "| paths | {} |", cell(&p.paths.join(", ")));
-            let _ = writeln!(s, "| tree | {} |", code(&p.tree));
-            let _ = writeln!(
-                s,
-                "| chosen | {}{window}, among {} snapshot(s); newest: {} |",
-                p.choice, p.candidates, p.is_newest
-            );
-            let _ = writeln!(s, "| content | {} files, {} |", p.files, human_bytes(p.bytes));
+            let window = p.window_s.map(|w| format!(" within {}", human_duration(w as f64))).unwrap_or_default();
+            s.push_str(&key_values(&[
+                ("snapshot", code(&p.snapshot_id)),
+                ("time (UTC)", p.time.to_rfc3339()),
+                ("host", cell(&p.host)),
+                ("paths", cell(&p.paths.join(", "))),
+                ("tree", code(&p.tree)),
+                (
+                    "chosen",
+                    format!("{}{window}, among {} snapshot(s); newest: {}", p.choice, p.candidates, p.is_newest),
+                ),
+                ("content", format!("{} files, {}", p.files, human_bytes(p.bytes))),
+            ]));
         }
     }
 
-    let _ = writeln!(s, "\n## Repository and target environment\n\n| | |\n| --- | --- |");
+    let _ = writeln!(s, "\n## Repository and target environment\n");
     let e = &r.environment;
-    let _ = writeln!(
-        s,
-        "| repository | {} (id {}) |",
-        cell(&r.repository.location),
-        r.repository.id.as_deref().unwrap_or("—")
-    );
-    let _ = writeln!(s, "| host | {} ({}, {} CPUs, user {}) |", cell(&e.host), e.arch, e.cpus, cell(&e.user));
-    let _ = writeln!(s, "| OS / kernel | {} / {} |", cell(&e.os), cell(&e.kernel));
-    let _ =
-        writeln!(s, "| target | {} ({}) |", cell(&e.target), e.filesystem.as_deref().unwrap_or("file system unknown"));
+    s.push_str(&key_values(&[
+        ("repository", format!("{} (id {})", cell(&r.repository.location), r.repository.id.as_deref().unwrap_or("—"))),
+        ("host", format!("{} ({}, {} CPUs, user {})", cell(&e.host), e.arch, e.cpus, cell(&e.user))),
+        ("OS / kernel", format!("{} / {}", cell(&e.os), cell(&e.kernel))),
+        ("target", format!("{} ({})", cell(&e.target), e.filesystem.as_deref().unwrap_or("file system unknown"))),
+    ]));
 
     let _ = writeln!(s, "\n## Recovery time (RTO)\n");
     let _ = writeln!(
         s,
         "Objective {}, measured **{}**: {}. Time to first byte: {}.\n",
-        opt_secs(r.rto.objective_s),
-        human_secs(r.rto.measured_s),
+        human_duration_opt(r.rto.objective_s),
+        human_duration(r.rto.measured_s),
         met(r.rto.met),
-        opt_secs(r.first_byte_s)
+        human_duration_opt(r.first_byte_s)
     );
-    let _ = writeln!(s, "| phase | start | duration | in RTO |\n| --- | ---: | ---: | --- |");
+    let mut phases = Table::new(&[col("phase"), num("start"), num("duration"), col("in RTO")]);
     for p in &r.phases {
         let err = p.error.as_deref().map(|e| format!(" — failed: {}", cell(e))).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "| {}{err} | {:.3} s | {:.3} s | {} |",
-            p.name,
-            p.start_s,
-            p.duration_s,
-            if p.in_rto { "yes" } else { "no" }
-        );
+        phases.row(&[
+            format!("{}{err}", p.name),
+            format!("{:.3} s", p.start_s),
+            format!("{:.3} s", p.duration_s),
+            (if p.in_rto { "yes" } else { "no" }).into(),
+        ]);
     }
+    s.push_str(&phases.finish());
 
     let _ = writeln!(s, "\n## Recovery point age (RPO)\n");
     let _ = writeln!(
         s,
         "Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.",
-        opt_secs(r.rpo.objective_s),
-        opt_secs(r.rpo.achieved_s),
-        opt_secs(r.rpo.recovery_point_age_s),
-        opt_secs(r.rpo.newest_snapshot_age_s),
+        human_duration_opt(r.rpo.objective_s),
+        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt(r.rpo.recovery_point_age_s),
+        human_duration_opt(r.rpo.newest_snapshot_age_s),
         r.rpo.judged_on.replace('_', " "),
         met(r.rpo.met)
     );
@@ -143,7 +133,8 @@ pub fn render(r: &DrillReport) -> String {
             } else {
                 format!("**failed**: {}", v.error.as_deref().unwrap_or(""))
             };
-            let _ = writeln!(s, "{} (timeout {}): {result}.", code_text(&v.command), human_secs(v.timeout_s as f64));
+            let _ =
+                writeln!(s, "{} (timeout {}): {result}.", code_text(&v.command), human_duration(v.timeout_s as f64));
             let _ = writeln!(
                 s,
                 "Exit code {}, signal {}, {:.3} s, {} bytes of output. Last lines:\n",
@@ -253,10 +244,11 @@ fn integrity(s: &mut String, r: &DrillReport) {
         i.mismatches
     );
     if !i.mismatched.is_empty() {
-        let _ = writeln!(s, "\n| path | problem |\n| --- | --- |");
+        let mut t = Table::new(&[col("path"), col("problem")]);
         for m in i.mismatched.iter().take(MAX_LISTED) {
-            let _ = writeln!(s, "| {} | {} |", code(&m.path), cell(&m.reason));
+            t.row(&[code(&m.path), cell(&m.reason)]);
         }
+        let _ = write!(s, "\n{}", t.finish());
         if i.mismatched.len() > MAX_LISTED {
             let _ = writeln!(s, "\n… and {} more in report.json.", i.mismatched.len() - MAX_LISTED);
         }

@@ -3,6 +3,7 @@
 use chrono::{TimeZone, Utc};
 
 use super::*;
+use crate::drill::scratch::Cleanup;
 use crate::drill::verdict::{FailureKind, Issue, Verdict};
 
 pub(crate) fn sample_report() -> DrillReport {

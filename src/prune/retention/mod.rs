@@ -113,20 +113,6 @@ pub struct KeepRules {
 }
 
 impl KeepRules {
-    /// The retention rules of a policy.
-    pub fn from_policy(r: &crate::policy::Retention) -> KeepRules {
-        KeepRules {
-            keep_last: r.keep_last,
-            keep_hourly: r.keep_hourly,
-            keep_daily: r.keep_daily,
-            keep_weekly: r.keep_weekly,
-            keep_monthly: r.keep_monthly,
-            keep_yearly: r.keep_yearly,
-            keep_within: r.keep_within.map(|d| d.to_chrono()),
-            keep_tags: r.keep_tags.clone(),
-        }
-    }
-
     /// The counting rules that are in force, in evaluation order.
     fn counts(&self) -> Vec<(Rule, u32)> {
         [
@@ -444,14 +430,14 @@ fn apply_group(key: &GroupKey, list: &[&SnapshotRef], rules: &KeepRules, now: Da
 }
 
 /// Shows a duration in the syntax of policies and `--keep-within`
-/// ([`crate::policy::Duration`]): whole days as days (`7d`, `14d`, `365d`,
+/// ([`crate::duration::Duration`]): whole days as days (`7d`, `14d`, `365d`,
 /// as people write them), anything else as that type displays it. Either
 /// way the text parses back to the same duration.
 pub fn show_duration(d: Duration) -> String {
     const DAY: u64 = 86_400;
     match u64::try_from(d.num_seconds()) {
         Ok(secs) if secs > 0 && secs.is_multiple_of(DAY) => format!("{}d", secs / DAY),
-        Ok(secs) => crate::policy::Duration::from_secs(secs).to_string(),
+        Ok(secs) => crate::duration::Duration::from_secs(secs).to_string(),
         Err(_) => d.to_string(),
     }
 }

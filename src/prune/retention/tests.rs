@@ -487,29 +487,8 @@ fn durations_show_in_the_policy_syntax() {
     assert_eq!(show_duration(Duration::zero()), "0s");
     for d in [45 * MINUTE, 90 * MINUTE, 6 * HOUR, 26 * HOUR, DAY + 61, 7 * DAY, YEAR] {
         let shown = show_duration(secs(d));
-        assert_eq!(shown.parse::<crate::policy::Duration>().unwrap().to_chrono(), secs(d), "{shown}");
+        assert_eq!(shown.parse::<crate::duration::Duration>().unwrap().to_chrono(), secs(d), "{shown}");
     }
-}
-
-#[test]
-fn policy_retention_becomes_keep_rules() {
-    let r = crate::policy::Retention {
-        keep_daily: Some(7),
-        keep_within: Some("2w".parse().unwrap()),
-        keep_tags: vec!["db".into()],
-        ..Default::default()
-    };
-    let k = KeepRules::from_policy(&r);
-    assert_eq!(
-        k,
-        KeepRules {
-            keep_daily: Some(7),
-            keep_within: Some(Duration::days(14)),
-            keep_tags: vec!["db".into()],
-            ..rules()
-        }
-    );
-    assert!(KeepRules::from_policy(&Default::default()).is_empty());
 }
 
 #[test]

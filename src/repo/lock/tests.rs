@@ -149,7 +149,7 @@ fn no_interleaving_lets_two_conflicting_takers_both_proceed() {
 #[test]
 fn stale_and_unreadable_locks_do_not_block_and_live_ones_name_their_remedy() {
     let (_d, r) = repo();
-    let me = keys::hostname();
+    let me = crate::host::hostname();
     // A dead process of this host, an old lock, a lock "from 2100", garbage.
     plant(&r, REPOSITORY_LOCKS, &info(&me, dead_pid(), true, 0));
     plant(&r, REPOSITORY_LOCKS, &info("elsewhere", 1, true, 45));
@@ -213,7 +213,7 @@ fn unlock_removes_stale_locks_and_with_remove_all_every_lock_but_a_running_one_h
 #[test]
 fn taking_a_lock_removes_the_locks_of_dead_processes_of_this_host_in_its_directory() {
     let (_d, r) = repo();
-    let me = keys::hostname();
+    let me = crate::host::hostname();
     let dead = plant(&r, REPOSITORY_LOCKS, &info(&me, dead_pid(), false, 0));
     let dead_evidence = plant(&r, "evidence/locks", &info(&me, dead_pid(), true, 0));
     let old_elsewhere = plant(&r, REPOSITORY_LOCKS, &info("elsewhere", 1, false, 90));

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::policy::Policy;
+use crate::state::{DrillRow, RecoveryPoint, RunRow};
 use crate::state::{JobKind, Outcome};
 
 /// Builds the report of `input`.

@@ -1,6 +1,7 @@
-//! The status of every policy, as `cairn status` and `GET /status` show it:
-//! built from the state database and the policy files alone, so it reads
-//! the same whether or not the daemon runs.
+//! The status of every policy, as `cairn status` and the daemon's `GET
+//! /status` and `/metrics` show it: built from the state database and the
+//! policy files alone, so it reads the same whether or not the daemon runs
+//! (and needs no daemon to be built).
 //!
 //! The RPO state compares the newest recovery point's age with the
 //! policy's `rpo`: `ok`, `at-risk` past 80 % of it, `breached` past it.
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::policy::{Diagnostic, Policy};
+use crate::policy::{next_slot, Diagnostic, Policy};
 use crate::state::{DrillRow, JobKind, Outcome, RecoveryPoint, RunRow, State};
 
 /// The share of the RPO after which a policy is "at risk".
@@ -63,10 +64,14 @@ pub struct NextRun {
 }
 
 fn interval_s(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<f64> {
-    let (a, _) = super::engine::next_slot(p, kind, now)?;
-    let (b, _) = super::engine::next_slot(p, kind, a)?;
+    let (a, _) = next_slot(p, kind, now)?;
+    let (b, _) = next_slot(p, kind, a)?;
     Some((b - a).num_milliseconds() as f64 / 1000.0)
 }
+
+/// Where the daemon records a policy's last evidence check among its
+/// values in the state (followed by the policy's name).
+pub const EVIDENCE_KEY_PREFIX: &str = "evidence:";
 
 /// A snapshot the evidence check flagged.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -210,7 +215,7 @@ pub fn build(
 fn daemon_info(s: &State) -> Result<Option<DaemonInfo>> {
     let Some(pid) = s.daemon_value("pid")? else { return Ok(None) };
     let pid: Option<u32> = pid.parse().ok();
-    let alive = pid.is_some_and(crate::repo::lock::process_alive);
+    let alive = pid.is_some_and(crate::host::process_alive);
     Ok(Some(DaemonInfo { pid, listen: s.daemon_value("listen")?, started_at: s.daemon_value("started_at")?, alive }))
 }
 
@@ -226,7 +231,7 @@ fn policy_status(
     let mut evidence = None;
     if let Some(s) = state {
         evidence = s
-            .daemon_value(&format!("{}{name}", super::jobs::EVIDENCE_KEY_PREFIX))?
+            .daemon_value(&format!("{}{name}", EVIDENCE_KEY_PREFIX))?
             .and_then(|v| serde_json::from_str::<EvidenceState>(&v).ok());
         for kind in JobKind::ALL {
             pick_newest(&mut last_success, s.last_run(name, kind, &[Outcome::Success])?);
@@ -247,7 +252,7 @@ fn policy_status(
     if let Some(p) = policy {
         for kind in JobKind::ALL {
             if !next.iter().any(|n| n.kind == kind) {
-                if let Some((_, due)) = super::engine::next_slot(p, kind, now) {
+                if let Some((_, due)) = next_slot(p, kind, now) {
                     next.push(NextRun { kind, due, interval_s: interval_s(p, kind, now) });
                 }
             }

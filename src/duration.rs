@@ -1,4 +1,5 @@
-//! Durations as people write them in policies: `90s`, `90m`, `26h`, `7d`,
+//! Durations as people write them in policies and flags (`--keep-within`,
+//! `--grace`): `90s`, `90m`, `26h`, `7d`,
 //! `2w`, or several parts together, largest first: `1h30m`, `1d12h`.
 //!
 //! Units are `s`, `m` (minutes), `h`, `d` (24 hours) and `w` (7 days).
@@ -23,6 +24,12 @@ const UNITS: [(char, u64); 5] = [('w', 7 * 86400), ('d', 86400), ('h', 3600), ('
 
 /// What a duration looks like, for error messages.
 pub const EXPECTED: &str = "expected a duration like \"90m\", \"26h\" or \"7d\" (units s, m, h, d, w)";
+
+/// A signed time span in seconds, to the millisecond (ages and periods in
+/// the reports).
+pub fn secs(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
 
 impl Duration {
     pub const ZERO: Duration = Duration { secs: 0 };

@@ -1,4 +1,6 @@
-//! External commands: hooks, and command sources.
+//! External commands: hooks, command sources, and the waiting and killing
+//! that drill validation commands share with them. The policy's hooks are
+//! run by the jobs (`crate::jobs`); this module knows only commands.
 //!
 //! Both run with `sh -c` in a process group of their own, with standard
 //! input closed, their standard output sent to our standard error (stdout
@@ -23,9 +25,8 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::duration::Duration;
 use crate::error::{Error, Result};
-
-use super::HookCommand;
 
 /// `exited with status 3`, `was killed by signal 9`.
 pub fn describe(status: ExitStatus) -> String {
@@ -97,17 +98,15 @@ pub(crate) fn wait_or_kill(child: &mut Child, deadline: Instant) -> std::io::Res
 }
 
 /// Runs hook `label` (`before`, `after`, `on_failure`…) to completion or
-/// until its timeout; fails if it fails, cannot start, or times out.
-pub fn run_hook(label: &str, hook: &HookCommand, env: &[(&str, &str)]) -> Result<()> {
+/// until `timeout`; fails if it fails, cannot start, or times out.
+pub fn run_hook(label: &str, command: &str, timeout: Duration, env: &[(&str, &str)]) -> Result<()> {
     let what = format!("{label} hook");
-    let mut child = shell(&hook.command, env).and_then(|mut c| c.spawn()).map_err(|e| Error::io(&what, e))?;
+    let mut child = shell(command, env).and_then(|mut c| c.spawn()).map_err(|e| Error::io(&what, e))?;
     tracing::info!("{what} started");
-    match wait_or_kill(&mut child, Instant::now() + hook.timeout.to_std()).map_err(|e| Error::io(&what, e))? {
+    match wait_or_kill(&mut child, Instant::now() + timeout.to_std()).map_err(|e| Error::io(&what, e))? {
         Waited::Exited(status) if status.success() => Ok(()),
         Waited::Exited(status) => Err(failure(&what, describe(status))),
-        Waited::TimedOut(_) => {
-            Err(failure(&what, format!("timed out after {}; its process group was killed", hook.timeout)))
-        }
+        Waited::TimedOut(_) => Err(failure(&what, format!("timed out after {timeout}; its process group was killed"))),
     }
 }
 
@@ -172,31 +171,38 @@ impl Drop for CommandSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Duration;
 
-    fn hook(cmd: &str, secs: u64) -> HookCommand {
-        HookCommand { command: cmd.into(), timeout: Duration::from_secs(secs) }
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]
     fn hooks_succeed_fail_and_see_their_environment() {
-        run_hook("before", &hook("test \"$CAIRN_POLICY\" = web", 10), &[("CAIRN_POLICY", "web")]).unwrap();
-        let e = run_hook("before", &hook("exit 3", 10), &[]).unwrap_err();
+        run_hook("before", "test \"$CAIRN_POLICY\" = web", secs(10), &[("CAIRN_POLICY", "web")]).unwrap();
+        let e = run_hook("before", "exit 3", secs(10), &[]).unwrap_err();
         assert_eq!(e.to_string(), "before hook: exited with status 3");
     }
 
     #[test]
     fn a_hook_that_times_out_is_killed_with_its_children() {
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("late");
-        // The grandchild would write the marker after 2 s unless its group is killed.
-        let cmd = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let started = Instant::now();
-        let e = run_hook("after", &hook(&cmd, 1), &[]).unwrap_err();
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        let pid_file = dir.path().join("grandchild");
+        // A grandchild that would outlive the hook by a minute unless its group is killed.
+        let cmd = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+        let e = run_hook("after", &cmd, secs(1), &[]).unwrap_err();
         assert_eq!(e.to_string(), "after hook: timed out after 1s; its process group was killed");
-        std::thread::sleep(std::time::Duration::from_millis(2500));
-        assert!(!marker.exists(), "a child of the hook survived the timeout");
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        // Killed, it is gone or a zombie waiting for init; wait for that
+        // (the deadline only stops a test that would hang).
+        let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+            Err(_) => true,
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while !dead() {
+            assert!(Instant::now() < deadline, "a child of the hook (pid {pid}) survived the timeout");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -1,0 +1,215 @@
+//! The backup job: one backup of a policy, hooks included, as `cairn
+//! backup --policy` and the daemon run it ([`policy`]), and a backup of
+//! paths or standard input (`cairn backup`, [`paths`]).
+//!
+//! Order for a policy: the `before` hook (a failure stops the job); open
+//! the repository (after the hook, which may be what makes it reachable);
+//! the backup, tagged with the policy's name and recording it; then the
+//! `after` hook on success, or `on_failure` on any failure (`before`,
+//! opening, the backup, the source command, or `after` itself). Every hook
+//! gets `CAIRN_POLICY`; `after` gets `CAIRN_SNAPSHOT` (the new snapshot's
+//! id); `on_failure` gets `CAIRN_ERROR` (the error message, which never
+//! holds a secret) and `CAIRN_SNAPSHOT` when a snapshot was saved before
+//! the failure. Then one evidence record of the outcome (when the
+//! repository was opened), and, for a command, the run in the state.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
+use crate::error::{Error, Result};
+use crate::evidence::AppendedRecord;
+use crate::policy::{self, Policy};
+use crate::process::{run_hook, CommandSource};
+use crate::repo::Repository;
+use crate::state::{JobKind, RecoveryPoint};
+
+use super::open::RepoOptions;
+use super::record::{record_command_run, RunSummary};
+
+/// What the caller may add to a policy's backup.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    /// Record this time instead of now.
+    pub time: Option<DateTime<Utc>>,
+    /// Record this host name instead of this machine's.
+    pub host: Option<String>,
+    /// Tags besides the policy's name.
+    pub tags: Vec<String>,
+    /// Read every file instead of comparing with a parent snapshot.
+    pub force: bool,
+    /// After the evidence record, run the evidence check of `cairn check`
+    /// (the daemon does, for `status` and `/metrics`).
+    pub check_evidence: bool,
+}
+
+/// How a policy's backup went.
+#[derive(Debug, Default)]
+pub struct PolicyBackup {
+    /// The snapshot saved, if one was.
+    pub report: Option<BackupReport>,
+    /// Why the job failed; `None` when it succeeded.
+    pub error: Option<Error>,
+    /// Problems that did not change the outcome (`on_failure` failing).
+    pub warnings: Vec<String>,
+    /// The evidence record appended, or why it could not be; `None` when
+    /// the repository was never opened.
+    pub evidence: Option<Result<AppendedRecord>>,
+    /// The evidence check after the backup, when asked for
+    /// ([`JobOptions::check_evidence`]) and the repository was opened.
+    pub evidence_check: Option<Result<crate::evidence::check::EvidenceCheck>>,
+    /// Set when the run could not be recorded in the state (a command's).
+    pub unrecorded: Option<Error>,
+}
+
+impl PolicyBackup {
+    /// The snapshot saved, as the policy's newest recovery point.
+    pub fn recovery_point(&self) -> Option<RecoveryPoint> {
+        self.report.as_ref().map(|r| RecoveryPoint {
+            snapshot_id: r.snapshot_id.to_hex(),
+            time: r.snapshot.time,
+            tree: r.snapshot.tree.to_hex(),
+        })
+    }
+
+    /// The run as the state records it.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            ok: self.error.is_none(),
+            error: self.error.as_ref().map(|e| e.to_string()),
+            snapshot_id: self.report.as_ref().map(|r| r.snapshot_id.to_hex()),
+            bytes: self.report.as_ref().map(|r| r.snapshot.summary.bytes_total),
+            recovery_point: self.recovery_point(),
+        }
+    }
+}
+
+/// Runs one backup of `policy`, appends its evidence record and, with
+/// `record_in` (a state directory), records the run there as a command's
+/// (the daemon records its runs itself).
+pub fn policy(
+    repo: &RepoOptions,
+    policy: &Policy,
+    opts: &JobOptions,
+    progress: &dyn Progress,
+    record_in: Option<&Path>,
+) -> PolicyBackup {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let name = policy.name.as_str();
+    let mut out = PolicyBackup::default();
+    let mut opened = None;
+    let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
+    match result {
+        Ok(report) => {
+            let id = report.snapshot_id.to_hex();
+            if let Some(h) = &policy.hooks.after {
+                if let Err(e) =
+                    run_hook("after", &h.command, h.timeout, &[("CAIRN_POLICY", name), ("CAIRN_SNAPSHOT", &id)])
+                {
+                    out.error = Some(e);
+                }
+            }
+            out.report = Some(report);
+        }
+        Err(e) => out.error = Some(e),
+    }
+    if let (Some(e), Some(h)) = (&out.error, &policy.hooks.on_failure) {
+        let msg = e.to_string();
+        let id = out.report.as_ref().map(|r| r.snapshot_id.to_hex());
+        let mut env = vec![("CAIRN_POLICY", name), ("CAIRN_ERROR", msg.as_str())];
+        if let Some(id) = &id {
+            env.push(("CAIRN_SNAPSHOT", id));
+        }
+        if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env) {
+            out.warnings.push(he.to_string());
+        }
+    }
+    if let Some(repository) = &opened {
+        let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
+        if let Some(result) = result {
+            let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
+            out.evidence = Some(repo.append_evidence(repository, "backup", Some(name), payload));
+        }
+        if opts.check_evidence {
+            out.evidence_check = Some(check_evidence(repository));
+        }
+    }
+    if let Some(dir) = record_in {
+        let summary = out.summary();
+        out.unrecorded = record_command_run(dir, name, JobKind::Backup, started_at, started.elapsed(), &summary).err();
+    }
+    out
+}
+
+/// The evidence check of `cairn check`, on every snapshot of `repo`, now.
+fn check_evidence(repo: &Repository) -> Result<crate::evidence::check::EvidenceCheck> {
+    let snapshots = repo.list_snapshots()?;
+    let infos: Vec<_> = snapshots.iter().map(|(id, s)| crate::evidence::check::SnapshotInfo::of(*id, s)).collect();
+    crate::evidence::check::check_repository(repo, &infos, None, Utc::now())
+}
+
+fn backup_between_hooks(
+    repo: &RepoOptions,
+    policy: &Policy,
+    opts: &JobOptions,
+    progress: &dyn Progress,
+    opened: &mut Option<Repository>,
+) -> Result<BackupReport> {
+    let name = policy.name.as_str();
+    if let Some(h) = &policy.hooks.before {
+        run_hook("before", &h.command, h.timeout, &[("CAIRN_POLICY", name)])?;
+    }
+    let repository = opened.insert(repo.open_policy(policy)?);
+    let mut tags = vec![policy.name.clone()];
+    tags.extend(opts.tags.iter().filter(|t| **t != policy.name).cloned());
+    let mut bo = BackupOptions {
+        tags,
+        host: opts.host.clone(),
+        time: opts.time,
+        policy: Some(policy.name.clone()),
+        parent: if opts.force { Some(None) } else { None },
+        threads: repo.threads(),
+        ..Default::default()
+    };
+    match &policy.source {
+        policy::Source::Paths { paths, exclude, exclude_if_present, one_file_system } => {
+            bo.excludes = exclude.clone();
+            bo.exclude_if_present = exclude_if_present.clone();
+            bo.one_file_system = *one_file_system;
+            backup::run(repository, Source::Paths(paths.clone()), &bo, progress)
+        }
+        policy::Source::Command { command, stored_as } => {
+            let (reader, status) = CommandSource::spawn(command, &[("CAIRN_POLICY", name)])?;
+            let source = Source::Stdin { name: stored_as.clone(), reader: Box::new(reader) };
+            // The command's failure is the real error, not the read error it caused.
+            backup::run(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))
+        }
+    }
+}
+
+/// How a backup of paths or standard input went.
+#[derive(Debug)]
+pub struct PathsBackup {
+    pub result: Result<BackupReport>,
+    /// The evidence record appended, or why it could not be.
+    pub evidence: Result<AppendedRecord>,
+}
+
+/// Opens the repository, backs `source` up and appends the evidence
+/// record of the outcome. Only a failure to open is an error.
+pub fn paths(
+    repo: &RepoOptions,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<PathsBackup> {
+    let repository = repo.open()?;
+    let started = Instant::now();
+    let result = backup::run(&repository, source, opts, progress);
+    let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
+    let evidence = repo.append_evidence(&repository, "backup", None, payload);
+    Ok(PathsBackup { result, evidence })
+}

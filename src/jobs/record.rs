@@ -1,0 +1,194 @@
+//! A job's run in the state database: the `runs` row written when it
+//! starts, its progress while it runs (at most once a second, for `cairn
+//! status`), and how it ended, with the policy's newest recovery point
+//! after a backup.
+//!
+//! The daemon starts the row before a job runs ([`RunRecord::start`]) so
+//! that `status` shows it running, and finishes it when the job returns
+//! ([`RunRecord::finish`]). A command (`cairn backup --policy`) records
+//! its run once it is over ([`record_command_run`]), so a killed command
+//! leaves no row that would later read as interrupted.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::backup::Progress;
+use crate::error::Result;
+use crate::jobs::open::RepoOptions;
+use crate::policy::Policy;
+use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State, Trigger};
+
+/// How a job ended, as its run row records it.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub ok: bool,
+    pub snapshot_id: Option<String>,
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
+    /// After a backup: the snapshot it saved.
+    pub recovery_point: Option<RecoveryPoint>,
+}
+
+impl RunSummary {
+    pub fn failed(error: impl Into<String>) -> RunSummary {
+        RunSummary { ok: false, error: Some(error.into()), ..Default::default() }
+    }
+}
+
+/// A run row of the state, started and not yet finished; it takes the
+/// job's progress.
+pub struct RunRecord<'a> {
+    pub id: i64,
+    pub state: &'a State,
+    started: Instant,
+    last: Mutex<Option<Instant>>,
+    files_total: AtomicU64,
+    bytes_total: AtomicU64,
+    files_done: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+impl<'a> RunRecord<'a> {
+    /// Writes the row of a run that starts now (outcome `running`).
+    pub fn start(state: &'a State, new: &NewRun) -> Result<RunRecord<'a>> {
+        Ok(RunRecord::attach(state, state.start_run(new)?))
+    }
+
+    /// A run whose row exists already.
+    pub fn attach(state: &'a State, id: i64) -> RunRecord<'a> {
+        RunRecord {
+            id,
+            state,
+            started: Instant::now(),
+            last: Mutex::new(None),
+            files_total: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `progress` unless one was recorded less than a second ago.
+    pub fn progress(&self, progress: serde_json::Value) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.state.set_progress(self.id, &progress) {
+            tracing::debug!(error = %e, "progress not recorded");
+        }
+    }
+
+    fn backup_progress(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files_done": self.files_done.load(Ordering::Relaxed),
+            "bytes_done": self.bytes_done.load(Ordering::Relaxed),
+            "files_total": self.files_total.load(Ordering::Relaxed),
+            "bytes_total": self.bytes_total.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Records how the run ended (its duration counted from
+    /// [`RunRecord::start`]) and, after a backup, the policy's newest
+    /// recovery point. Both are tried; the first failure is returned.
+    pub fn finish(&self, policy: &str, summary: &RunSummary, ended_at: DateTime<Utc>) -> Result<()> {
+        let finish = RunFinish {
+            ended_at,
+            outcome: if summary.ok { Outcome::Success } else { Outcome::Failure },
+            snapshot_id: summary.snapshot_id.clone(),
+            bytes: summary.bytes,
+            error: summary.error.clone(),
+            duration_s: Some(self.started.elapsed().as_secs_f64()),
+        };
+        let finished = self.state.finish_run(self.id, &finish);
+        let point = match &summary.recovery_point {
+            Some(rp) => self.state.set_recovery_point(policy, rp),
+            None => Ok(()),
+        };
+        finished.and(point)
+    }
+}
+
+impl Progress for RunRecord<'_> {
+    fn scanned(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+
+    fn file_done(&self, _path: &Path, bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+}
+
+/// Records, in the state in `dir`, a run of `kind` a command started at
+/// `started_at` and that took `took`, as the daemon records its own, so
+/// that `cairn status` and `cairn report` count it.
+pub fn record_command_run(
+    dir: &Path,
+    policy: &str,
+    kind: JobKind,
+    started_at: DateTime<Utc>,
+    took: Duration,
+    summary: &RunSummary,
+) -> Result<()> {
+    let state = State::open(dir)?;
+    let new = NewRun {
+        policy: policy.to_string(),
+        kind,
+        trigger: Trigger::Command,
+        scheduled_at: None,
+        started_at,
+        attempt: 1,
+    };
+    let id = state.start_run(&new)?;
+    state.finish_run(
+        id,
+        &RunFinish {
+            ended_at: Utc::now(),
+            outcome: if summary.ok { Outcome::Success } else { Outcome::Failure },
+            snapshot_id: summary.snapshot_id.clone(),
+            bytes: summary.bytes,
+            error: summary.error.clone(),
+            duration_s: Some(took.as_secs_f64()),
+        },
+    )?;
+    if let Some(rp) = &summary.recovery_point {
+        state.set_recovery_point(policy, rp)?;
+    }
+    Ok(())
+}
+
+/// Records each policy's newest snapshot as its recovery point, reading
+/// the repositories (at the daemon's start, so `status` knows the RPO of
+/// policies backed up by hand or before the state existed).
+pub fn refresh_recovery_points(policies: &[Arc<Policy>], repo: &RepoOptions, state: &State) {
+    for p in policies {
+        let newest = repo.open_policy(p).and_then(|repo| {
+            Ok(repo
+                .list_snapshots()?
+                .into_iter()
+                .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
+                // A snapshot dated in the future is never the recovery point.
+                .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
+                .max_by_key(|(_, s)| s.time))
+        });
+        match newest {
+            Ok(Some((id, s))) => {
+                let rp = RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() };
+                if let Err(e) = state.set_recovery_point(&p.name, &rp) {
+                    tracing::warn!(policy = %p.name, error = %e, "cannot record the recovery point");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(policy = %p.name, error = %e, "cannot read the newest snapshot"),
+        }
+    }
+}
