@@ -171,6 +171,11 @@ pub enum Error {
     /// A snapshot time too far ahead of this machine's or the storage's clock.
     #[error("refusing snapshot time {time}: it is more than {skew_s} s ahead of the {clock} ({now})")]
     FutureTime { time: String, now: String, clock: &'static str, skew_s: u64 },
+    /// A file cairn must trust (a policy it runs, a path it writes as
+    /// root) could be changed by someone else; `fix` (the hint) says how
+    /// to make it safe.
+    #[error("refusing {}: {reason}", path.display())]
+    Untrusted { path: PathBuf, reason: String, fix: String },
 
     /// A drill was asked to restore where it could touch live data.
     #[error("refusing drill target {}: {reason}", target.display())]
@@ -246,6 +251,7 @@ impl Error {
                     .into(),
             ),
             Error::Locked { remedy, .. } => Some(remedy.clone()),
+            Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"

@@ -367,6 +367,47 @@ fn no_report_ever_holds_the_repository_password() {
 }
 
 #[test]
+fn bug_another_policys_password_and_cloud_keys_never_reach_the_validation_command() {
+    // The daemon's environment holds every policy's password variable and
+    // the S3 keys; the validation command prints its whole environment.
+    let f = Fixture::new("password_env = \"CAIRN_TEST_PW\"");
+    f.backup(&[]);
+    let body = std::fs::read_to_string(f.policies.join("web.toml")).unwrap();
+    let body = format!(
+        "env = [\"PGHOST\"]\n{body}[drill]\nschedule = \"@daily\"\nvalidate = {{ command = \"env; echo pw=$CAIRN_TEST_PW\" }}\n"
+    );
+    std::fs::write(f.policies.join("web.toml"), body).unwrap();
+    let args = ["drill", "--policy", "web", "--policies", f.policies.to_str().unwrap(), "--json", "--state"];
+    let out = f
+        .env
+        .command()
+        .args(args)
+        .arg(&f.state)
+        .env(PW_VAR, PASSWORD)
+        .env("CAIRN_REPO", "/nonexistent")
+        .env("DB_POLICY_PW", "db-policy-secret")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-key")
+        .env("PGHOST", "db1.example")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tail = r["validation"]["output_tail"].as_str().unwrap();
+    assert!(tail.contains("PGHOST=db1.example") && tail.ends_with("pw=\n"), "named variables pass: {tail}");
+    let names = strings(&r["validation"]["env"]);
+    assert!(names.contains(&"PGHOST".to_string()) && names.contains(&"CAIRN_DRILL_ID".to_string()), "{names:?}");
+    let dir = f.state.join("reports").join(r["drill_id"].as_str().unwrap());
+    for name in ["report.json", "report.md", "report.html"] {
+        let body = std::fs::read_to_string(dir.join(name)).unwrap();
+        for secret in [PASSWORD, "db-policy-secret", "AKIAEXAMPLEKEYID", "aws-secret-key"] {
+            assert!(!body.contains(secret), "{name} holds {secret}");
+        }
+        assert!(!body.contains("DB_POLICY_PW") && !body.contains("AWS_"), "{name} names a variable not passed");
+    }
+}
+
+#[test]
 fn a_policy_that_backs_up_its_own_state_directory_drills_into_its_scratch_setting() {
     // The source holds the state directory (think of a policy for `/var`):
     // the default scratch `<state>/scratch` is inside it and refused.

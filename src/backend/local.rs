@@ -4,8 +4,13 @@
 //! writes a hidden temporary file beside the target, fsyncs it, renames it
 //! into place and fsyncs the directory, so an object is either wholly there
 //! and durable or absent. Temporaries (`.tmp-*`) are never listed.
+//!
+//! The repository is private whatever the umask: directories are created
+//! 0700 and objects 0600 (the key slots among them, which would allow an
+//! offline password guess), each temporary with `O_EXCL | O_NOFOLLOW`
+//! (`crate::private`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -45,7 +50,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// with the object stored in it.
 fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
-    fs::create_dir_all(dir)?;
+    crate::private::create_dir_all(dir)?;
     for d in missing.iter().rev() {
         match d.parent() {
             Some(p) if !p.as_os_str().is_empty() => fsync_dir(p)?,
@@ -93,7 +98,7 @@ impl Backend for LocalBackend {
         }
         let tmp = dir.join(format!("{TEMP_PREFIX}{}", crate::Id::random().short()));
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = crate::private::create_new(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             fs::rename(&tmp, &p)?;

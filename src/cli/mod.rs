@@ -279,6 +279,7 @@ pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
             s3_concurrency: g.s3_concurrency,
         },
         password: None,
+        env: Vec::new(),
         password_file: g.password_file.clone(),
         prompt: Some(password::prompt_repository),
         cache_dir: g.cache_dir.clone(),

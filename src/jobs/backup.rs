@@ -22,7 +22,7 @@ use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
 use crate::policy::{self, Policy};
-use crate::process::{run_hook, CommandSource};
+use crate::process::{run_hook, ChildEnv, CommandSource};
 use crate::repo::Repository;
 use crate::state::{JobKind, RecoveryPoint};
 
@@ -99,6 +99,7 @@ pub fn policy(
     let started = Instant::now();
     let started_at = Utc::now();
     let name = policy.name.as_str();
+    let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", name);
     let mut out = PolicyBackup::default();
     let mut opened = None;
     let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
@@ -106,9 +107,7 @@ pub fn policy(
         Ok(report) => {
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
-                if let Err(e) =
-                    run_hook("after", &h.command, h.timeout, &[("CAIRN_POLICY", name), ("CAIRN_SNAPSHOT", &id)])
-                {
+                if let Err(e) = run_hook("after", &h.command, h.timeout, &env.clone().with("CAIRN_SNAPSHOT", &id)) {
                     out.error = Some(e);
                 }
             }
@@ -119,9 +118,9 @@ pub fn policy(
     if let (Some(e), Some(h)) = (&out.error, &policy.hooks.on_failure) {
         let msg = e.to_string();
         let id = out.report.as_ref().map(|r| r.snapshot_id.to_hex());
-        let mut env = vec![("CAIRN_POLICY", name), ("CAIRN_ERROR", msg.as_str())];
+        let mut env = env.clone().with("CAIRN_ERROR", &msg);
         if let Some(id) = &id {
-            env.push(("CAIRN_SNAPSHOT", id));
+            env = env.with("CAIRN_SNAPSHOT", id);
         }
         if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env) {
             out.warnings.push(he.to_string());
@@ -158,9 +157,9 @@ fn backup_between_hooks(
     progress: &dyn Progress,
     opened: &mut Option<Repository>,
 ) -> Result<BackupReport> {
-    let name = policy.name.as_str();
+    let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", &policy.name);
     if let Some(h) = &policy.hooks.before {
-        run_hook("before", &h.command, h.timeout, &[("CAIRN_POLICY", name)])?;
+        run_hook("before", &h.command, h.timeout, &env)?;
     }
     let repository = opened.insert(repo.open_policy(policy)?);
     let mut tags = vec![policy.name.clone()];
@@ -182,7 +181,7 @@ fn backup_between_hooks(
             backup::run(repository, Source::Paths(paths.clone()), &bo, progress)
         }
         policy::Source::Command { command, stored_as } => {
-            let (reader, status) = CommandSource::spawn(command, &[("CAIRN_POLICY", name)])?;
+            let (reader, status) = CommandSource::spawn(command, &env)?;
             let source = Source::Stdin { name: stored_as.clone(), reader: Box::new(reader) };
             // The command's failure is the real error, not the read error it caused.
             backup::run(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))

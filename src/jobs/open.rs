@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy};
+use crate::process::ChildEnv;
 use crate::repo::keys::KeyHints;
 use crate::repo::Repository;
 
@@ -35,6 +36,8 @@ pub struct RepoOptions {
     pub backend: backend::OpenOptions,
     /// A policy's password source; `None`: cairn's usual sources.
     pub password: Option<PasswordSource>,
+    /// The variables a policy passes to its password command (its `env`).
+    pub env: Vec<String>,
     /// `--password-file`, the first of the usual sources.
     pub password_file: Option<PathBuf>,
     /// The last of the usual sources; `None`: no password is an error.
@@ -67,6 +70,7 @@ impl RepoOptions {
         if let Some(src) = &policy.repository.password {
             o.password = Some(src.clone());
         }
+        o.env = policy.env.clone();
         o
     }
 
@@ -91,9 +95,10 @@ impl RepoOptions {
     /// The password: the policy's source, else the usual ones
     /// (`confirm`: a prompt asks twice, for a new repository).
     pub fn password(&self, confirm: bool) -> Result<Password> {
+        let env = ChildEnv::new(&self.env);
         match &self.password {
-            Some(src) => password::from_policy_source(src),
-            None => password::resolve(self.password_file.as_deref(), self.prompt, confirm),
+            Some(src) => password::from_policy_source(src, &env),
+            None => password::resolve(self.password_file.as_deref(), &env, self.prompt, confirm),
         }
     }
 

@@ -46,8 +46,19 @@ pub(crate) fn parse(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
     }
 }
 
-const ROOT: &[&str] =
-    &["name", "description", "source", "repository", "schedule", "retention", "objectives", "drill", "hooks", "notify"];
+const ROOT: &[&str] = &[
+    "name",
+    "description",
+    "env",
+    "source",
+    "repository",
+    "schedule",
+    "retention",
+    "objectives",
+    "drill",
+    "hooks",
+    "notify",
+];
 const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
 const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
@@ -105,6 +116,13 @@ fn valid_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
+/// `[A-Za-z_][A-Za-z0-9_]*`: the name of an environment variable.
+fn env_name(v: &str) -> bool {
+    !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn plain_file_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('/') && !s.contains('\0') && s != "." && s != ".."
 }
@@ -128,6 +146,9 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
         }
     }
     let description = cx.string(root, "description").map(|s| s.0).unwrap_or_default();
+    let env = check_each(cx, root, "env", |v| {
+        (!env_name(v)).then(|| format!("expected the name of an environment variable, found \"{v}\""))
+    });
     let mut source_ = None;
     if cx.require(root, "source", "a [source] table with paths = [...] or command = \"...\"") {
         source_ = cx.table(root, "source").and_then(|t| source(cx, &t));
@@ -145,6 +166,7 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
     Some(Policy {
         name: name?,
         description,
+        env,
         source: source_?,
         repository: repository_?,
         schedule: schedule.unwrap_or_default(),
@@ -278,10 +300,7 @@ fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
     let password = match given.first().copied() {
         None => None,
         Some("password_env") => cx.string(t, "password_env").map(|(v, at)| {
-            let ok = !v.is_empty()
-                && !v.starts_with(|c: char| c.is_ascii_digit())
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !env_name(&v) {
                 cx.error(
                     at,
                     t.field("password_env"),

@@ -19,6 +19,7 @@ fn a_minimal_policy_gets_the_defaults() {
     let p = load(MINIMAL);
     assert_eq!(p.name, "m");
     assert_eq!(p.description, "");
+    assert!(p.env.is_empty());
     assert_eq!(
         p.source,
         Source::Paths {
@@ -45,6 +46,7 @@ fn a_full_policy_loads_every_field() {
         r#"
 name = "db"
 description = "the database"
+env = ["PGHOST", "PGPASSFILE"]
 [source]
 command = "pg_dump app"
 stored_as = "app.dump"
@@ -120,6 +122,7 @@ webhooks = ["https://example.com/hook"]
     assert_eq!(p.hooks.after.as_ref().unwrap().timeout, Duration::from_secs(10));
     assert_eq!(p.hooks.on_failure.as_ref().unwrap().timeout, Duration::from_secs(3600));
     assert_eq!(p.notify.webhooks, ["https://example.com/hook"]);
+    assert_eq!(p.env, ["PGHOST", "PGPASSFILE"]);
 
     // The effective policy, printed as TOML, loads back to itself; and JSON round-trips too.
     let text = toml::to_string_pretty(&p).unwrap();
@@ -279,6 +282,18 @@ fn names_and_repositories() {
         ]
     );
     assert_eq!(d("\"w\"", ""), ["p.toml:4:1: repository.url: missing: expected the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\" in [repository]"]);
+}
+
+#[test]
+fn env_names_environment_variables() {
+    let src = MINIMAL.replace("[source]", "env = [\"PGHOST\", \"1X\", \"A-B\"]\n[source]");
+    assert_eq!(
+        diags(&src),
+        [
+            "p.toml:2:19: env[1]: expected the name of an environment variable, found \"1X\"",
+            "p.toml:2:25: env[2]: expected the name of an environment variable, found \"A-B\"",
+        ]
+    );
 }
 
 #[test]
