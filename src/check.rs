@@ -15,9 +15,9 @@
 //! backup, prune or `cairn unlock` removes. Key slots that cannot be used
 //! (damaged, or asking for more than the Argon2id cap) are errors.
 //!
-//! The evidence records' integrity is checked by
-//! [`crate::evidence::check_integrity`], which `cairn check` adds to this
-//! report (evidence sits above this module).
+//! The evidence is checked by [`crate::evidence::check::check_repository`]
+//! (every record verifies, and the snapshots agree with the records), which
+//! `cairn check` adds to this report (evidence sits above this module).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +71,10 @@ pub struct CheckReport {
     pub temporaries: Vec<litter::Temporary>,
     /// Locks that no longer count (dead, old, from the future, unreadable).
     pub stale_locks: Vec<litter::StaleLock>,
+    /// Every snapshot that opened: id, time, host (for the evidence
+    /// cross-check, which sits above this module).
+    #[serde(skip)]
+    pub snapshot_list: Vec<(Id, chrono::DateTime<chrono::Utc>, String)>,
 }
 
 impl CheckReport {
@@ -186,6 +190,7 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
             }
         };
         r.snapshots += 1;
+        r.snapshot_list.push((sid, snap.time, snap.hostname.clone()));
         let mut stack = vec![(snap.tree, String::new())];
         while let Some((tid, path)) = stack.pop() {
             let shown_path = if path.is_empty() { "/".to_string() } else { path.clone() };

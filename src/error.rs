@@ -197,6 +197,22 @@ pub enum Error {
     #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
     EvidenceKeyMissing { records: u64 },
 
+    /// A host's evidence key file or directory cannot be used safely.
+    #[error("evidence key {}: {detail}", path.display())]
+    EvidenceKeyFile { path: PathBuf, detail: String },
+
+    /// A key command (KMS, TPM) failed to give a key or a signature.
+    #[error("evidence key command: {detail}")]
+    EvidenceSigner { detail: String },
+
+    /// The repository holds snapshots but no evidence chain: it was erased,
+    /// or the repository predates evidence. Never a reason to start anew.
+    #[error("the repository holds {snapshots} snapshot(s) but no evidence chain")]
+    EvidenceChainMissing { snapshots: usize },
+
+    /// A snapshot time too far ahead of this machine's or the storage's clock.
+    #[error("refusing snapshot time {time}: it is more than {skew_s} s ahead of the {clock} ({now})")]
+    FutureTime { time: String, now: String, clock: &'static str, skew_s: u64 },
     /// A file cairn must trust (a policy it runs, a path it writes as
     /// root) could be changed by someone else; `fix` (the hint) says how
     /// to make it safe.
@@ -322,6 +338,28 @@ impl Error {
             )),
             Error::InvalidPublicKey { .. } => Some(
                 "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
+                    .into(),
+            ),
+            Error::EvidenceKeyFile { .. } => Some(
+                "a host key must be a file of its own (no symlink), owned by the user cairn runs as, mode 0600, \
+                 in a directory only that user may enter; `cairn evidence enroll` makes one"
+                    .into(),
+            ),
+            Error::EvidenceSigner { .. } => Some(
+                "the command runs as `sh -c COMMAND` with CAIRN_EVIDENCE_OP=public (print the public key) or \
+                 sign (sign stdin, print the base64 signature); try it by hand"
+                    .into(),
+            ),
+            Error::EvidenceChainMissing { .. } => Some(
+                "cairn never starts a new chain under existing snapshots: someone may have erased `evidence/`. \
+                 Restore it from a copy (or from the bucket's object versions); if this repository was made \
+                 before cairn kept evidence, `cairn evidence adopt` starts its chain with a record of every \
+                 snapshot it holds"
+                    .into(),
+            ),
+            Error::FutureTime { .. } => Some(
+                "check this machine's clock (and the time given with --time); a snapshot from the future would \
+                 count as the newest recovery point for ever"
                     .into(),
             ),
             Error::EvidenceKeyMissing { .. } => Some(

@@ -228,6 +228,9 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     assert_eq!(status["daemon"]["alive"], true);
     let web_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap();
     assert_eq!(web_status["rpo"]["state"], "ok");
+    // The daemon checked the evidence after its backup: nothing wrong.
+    assert_eq!(web_status["evidence"]["ok"], true, "{web_status}");
+    assert_eq!(web_status["evidence"]["problems"], 0, "{web_status}");
     assert!(web_status["last_success"]["snapshot_id"].is_string());
     assert!(web_status["next"].as_array().unwrap().iter().any(|n| n["kind"] == "backup"));
     assert!(["pass", "needs-verification"].contains(&web_status["drill"]["state"].as_str().unwrap()), "{web_status}");
@@ -257,6 +260,7 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         "cairn_job_interval_seconds{policy=\"web\",kind=\"backup\"} 3",
         "cairn_recovery_point_age_seconds{policy=\"web\"}",
         "cairn_rpo_objective_seconds{policy=\"web\"} 3600",
+        "cairn_evidence_ok{policy=\"web\"} 1",
         "cairn_policies{state=\"invalid\"} 1",
         "cairn_drill_last_timestamp_seconds{policy=\"web\"}",
         "cairn_drill_rto_measured_seconds{policy=\"web\"}",
@@ -281,13 +285,14 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert_eq!(raw(req), "403", "{path} answers a foreign Host");
     }
 
-    // The daemon's backups leave signed evidence records in the repository.
+    // The daemon's backups leave signed evidence records in the repository,
+    // in the sub-chain of the host key it enrolled at start (`chain-<key id>-<seq>.json`).
     let exported = env.path("evidence");
     env.ok(&["evidence", "export", "--out", exported.to_str().unwrap()]);
     let records: Vec<serde_json::Value> = std::fs::read_dir(&exported)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("0"))
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("chain-"))
         .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
         .collect();
     assert!(

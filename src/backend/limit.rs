@@ -152,6 +152,9 @@ impl<B: Backend> Backend for RateLimited<B> {
     fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
         self.inner.retention(key)
     }
+    fn server_time(&self) -> Option<DateTime<Utc>> {
+        self.inner.server_time()
+    }
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         self.inner.leftovers()
     }

@@ -141,6 +141,12 @@ pub trait Backend: Send + Sync {
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         Ok(Vec::new())
     }
+    /// The storage server's clock, as its last response said (S3's `Date`
+    /// header); `None` for storage without a clock of its own (a local
+    /// directory) or before any response.
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
     /// Deletes one of [`Backend::leftovers`] by its key; nothing else.
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
         Err(BackendError::new(
@@ -212,6 +218,9 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
         (**self).delete_leftover(key)
+    }
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        (**self).server_time()
     }
 }
 
@@ -347,6 +356,9 @@ impl<B: Backend> Backend for CountingBackend<B> {
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
         self.counts.delete.fetch_add(1, Ordering::Relaxed);
         self.inner.delete_leftover(key)
+    }
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.inner.server_time()
     }
 }
 

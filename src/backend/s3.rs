@@ -100,6 +100,7 @@ pub struct S3Backend {
     /// The custom endpoint in use, for messages.
     endpoint: Option<String>,
     policy: RwLock<WritePolicy>,
+    clock: ServerClock,
 }
 
 /// How an attempt failed.
@@ -212,10 +213,12 @@ impl S3Backend {
             b = b.endpoint_url(ep);
         }
         b = b.force_path_style(opts.path_style.unwrap_or(custom));
+        let clock = ServerClock::default();
+        b = b.interceptor(clock.clone());
         let client = aws_sdk_s3::Client::from_conf(b.build());
         let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
         let endpoint = endpoint.or_else(|| shared.endpoint_url().map(String::from));
-        Ok(S3Backend { client, rt, opts, limit, endpoint, policy: RwLock::new(WritePolicy::default()) })
+        Ok(S3Backend { client, rt, opts, limit, endpoint, policy: RwLock::new(WritePolicy::default()), clock })
     }
 
     fn write_policy(&self) -> WritePolicy {
@@ -607,6 +610,39 @@ impl Backend for S3Backend {
 
     fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
         self.head_retention(key)
+    }
+
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (date, seen) = (*self.clock.0.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(date + chrono::Duration::from_std(seen.elapsed()).ok()?)
+    }
+}
+
+/// The `Date` header of the newest response, and when it came: the
+/// server's clock for [`Backend::server_time`], at no extra request.
+#[derive(Debug, Clone, Default)]
+struct ServerClock(Arc<std::sync::Mutex<Option<DateSeen>>>);
+
+/// A `Date` header's time, and the instant it was read.
+type DateSeen = (chrono::DateTime<chrono::Utc>, std::time::Instant);
+
+impl aws_sdk_s3::config::Intercept for ServerClock {
+    fn name(&self) -> &'static str {
+        "cairn server clock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let date = context.response().headers().get("date").and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+        if let Some(d) = date {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((d.with_timezone(&chrono::Utc), std::time::Instant::now()));
+        }
+        Ok(())
     }
 }
 

@@ -107,6 +107,21 @@ impl BackupReport {
     }
 }
 
+/// Refuses a snapshot time more than [`crate::repo::lock::MAX_CLOCK_SKEW`]
+/// ahead of this machine's clock (`now`) or of the storage server's
+/// (`server`, when it has one).
+pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>, server: Option<DateTime<Utc>>) -> Result<()> {
+    let skew = crate::repo::lock::MAX_CLOCK_SKEW;
+    let limit = chrono::Duration::from_std(skew).expect("small");
+    let show = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (clock, at) in [("clock of this machine", Some(now)), ("storage server's clock", server)] {
+        if let Some(at) = at.filter(|at| time > *at + limit) {
+            return Err(Error::FutureTime { time: show(time), now: show(at), clock, skew_s: skew.as_secs() });
+        }
+    }
+    Ok(())
+}
+
 /// Runs one backup and commits its snapshot.
 pub fn run(
     repo: &Repository,
@@ -116,6 +131,8 @@ pub fn run(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
+    // A snapshot from the future would count as the newest recovery point for ever.
+    check_time(time, Utc::now(), repo.backend().server_time())?;
     let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
@@ -273,4 +290,25 @@ fn store_stream(
     }
     r.map_err(|e| Error::io(format!("stream `{name}`"), e))?;
     Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_snapshot_time_ahead_of_either_clock_by_more_than_the_skew_is_refused() {
+        use super::*;
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        let m = chrono::Duration::minutes;
+        assert!(check_time(now + m(5), now, None).is_ok(), "within the skew");
+        assert!(check_time(now - chrono::Duration::days(30), now, Some(now)).is_ok(), "the past is fine (imports)");
+        let e = check_time(now + m(6), now, None).unwrap_err();
+        assert!(matches!(e, Error::FutureTime { clock: "clock of this machine", .. }), "{e}");
+        // This machine's clock runs ahead: the storage's clock catches it.
+        let e = check_time(now + m(10), now + m(20), Some(now)).unwrap_err();
+        assert!(matches!(e, Error::FutureTime { clock: "storage server's clock", .. }), "{e}");
+        assert!(e.to_string().contains("300 s ahead"), "{e}");
+        let far = Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap();
+        assert!(check_time(far, now, None).is_err());
+    }
 }

@@ -130,10 +130,19 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
 /// `cairn backup --policy NAME`.
 fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Result<i32> {
     let pol = policy::find(&a.policies.dir, name)?;
-    let opts = jobs::backup::JobOptions { time: a.time, host: a.host.clone(), tags: a.tags.clone(), force: a.force };
+    let opts = jobs::backup::JobOptions {
+        time: a.time,
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        force: a.force,
+        ..Default::default()
+    };
     let bar = Bar::new(p);
-    let out =
-        jobs::backup::policy(&a.retry_lock.apply(repo_options(g), p), &pol, &opts, &bar, Some(&a.state.resolve()));
+    let state = a.state.resolve();
+    // Signed with the key of the state directory the run is recorded in.
+    let repo =
+        crate::jobs::RepoOptions { evidence_state: Some(state.clone()), ..a.retry_lock.apply(repo_options(g), p) };
+    let out = jobs::backup::policy(&repo, &pol, &opts, &bar, Some(&state));
     bar.0.finish_and_clear();
     if let Some(evidence) = &out.evidence {
         super::evidence::note("backup", evidence, p);

@@ -80,6 +80,8 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     let mut repo = super::repo_options(g);
     // `--threads 0` leaves one per core to each job.
     repo.threads = g.threads.filter(|n| *n > 0);
+    // The daemon signs evidence with the key in its own state directory.
+    repo.evidence_state = Some(opts.state_dir.clone());
     let executor = RepoExecutor::new(repo.clone());
     daemon::run(opts, Arc::new(executor), Some(repo))?;
     Ok(EXIT_OK)

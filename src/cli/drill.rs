@@ -72,7 +72,9 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         Err(e) => return Ok(refused(&e)),
     };
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
-    let repo = repo_options(&a.at.apply(g));
+    // Signed with the key of the state directory the drill is recorded in.
+    let repo =
+        crate::jobs::RepoOptions { evidence_state: Some(state.dir().to_path_buf()), ..repo_options(&a.at.apply(g)) };
     let opts = DrillOptions {
         snapshot: a.snapshot.clone().unwrap_or_default(),
         target: a.target.clone(),

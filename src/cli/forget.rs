@@ -121,6 +121,9 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     };
     let selection = Selection { hosts: a.hosts.clone(), tags: a.tags.clone(), ..Default::default() };
     let mut show = |d: &Decided| {
+        if let Some(e) = &d.unchecked {
+            p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
+        }
         if !p.json {
             p.info(format!("applying {} (periods in UTC) to {} snapshot(s)", d.rules, d.snapshots.len()));
             print_table(p, &by_id(&d.snapshots), &d.decisions);

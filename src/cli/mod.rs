@@ -68,9 +68,10 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository: a path, file:///path or s3://bucket/prefix
-    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true)]
-    pub repo: Option<String>,
+    /// Repository: a path, file:///path or s3://bucket/prefix (`report`, `status` and
+    /// `evidence verify` take several)
+    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true, action = clap::ArgAction::Append)]
+    pub repo: Vec<String>,
     /// Read the repository password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -294,6 +295,10 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
     let g = &cli.global;
+    let reads_several = matches!(&cli.command, Command::Evidence(e) if e.reads_several());
+    if !reads_several {
+        one_repo(g)?;
+    }
     match cli.command {
         Command::Init(a) => init(g, &a, p),
         Command::Backup(a) => backup::run(g, a, p),
@@ -327,7 +332,8 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
 /// take their place in `cairn backup --policy`, `drill` and the daemon).
 pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
     RepoOptions {
-        url: g.repo.clone(),
+        url: g.repo.first().cloned(),
+        evidence_state: None,
         backend: backend::OpenOptions {
             s3_endpoint: g.s3_endpoint.clone(),
             s3_region: None,
@@ -381,6 +387,26 @@ pub fn threads(g: &GlobalArgs) -> usize {
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
     repo_options(g).open_backend()
+}
+
+/// Refuses several `--repo`: only `evidence verify` reads several
+/// repositories; every other command works on one.
+fn one_repo(g: &GlobalArgs) -> Result<()> {
+    if g.repo.len() > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "{} repositories given: this command works on one (only `evidence verify` takes several)",
+            g.repo.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the backend of `url` with the global S3 options (for a command
+/// that reads several repositories).
+pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
+    let mut o = repo_options(g);
+    o.url = Some(url.to_string());
+    o.open_backend()
 }
 
 /// Counts the requests of this command, for `--stats`.

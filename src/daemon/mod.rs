@@ -179,7 +179,10 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<Re
     let current: Current = Arc::new(RwLock::new((policies, diags)));
     if let Some(repo) = repo {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
-        std::thread::spawn(move || crate::jobs::record::refresh_recovery_points(&list, &repo, &state));
+        std::thread::spawn(move || {
+            jobs::enroll_everywhere(&list, &repo);
+            crate::jobs::record::refresh_recovery_points(&list, &repo, &state)
+        });
     }
 
     let heartbeat = Arc::new(AtomicI64::new(started.timestamp()));

@@ -42,6 +42,9 @@ pub struct JobOptions {
     pub tags: Vec<String>,
     /// Read every file instead of comparing with a parent snapshot.
     pub force: bool,
+    /// After the evidence record, run the evidence check of `cairn check`
+    /// (the daemon does, for `status` and `/metrics`).
+    pub check_evidence: bool,
 }
 
 /// How a policy's backup went.
@@ -56,6 +59,9 @@ pub struct PolicyBackup {
     /// The evidence record appended, or why it could not be; `None` when
     /// the repository was never opened.
     pub evidence: Option<Result<AppendedRecord>>,
+    /// The evidence check after the backup, when asked for
+    /// ([`JobOptions::check_evidence`]) and the repository was opened.
+    pub evidence_check: Option<Result<crate::evidence::check::EvidenceCheck>>,
     /// Set when the run could not be recorded in the state (a command's).
     pub unrecorded: Option<Error>,
 }
@@ -122,11 +128,14 @@ pub fn policy(
             out.warnings.push(he.to_string());
         }
     }
-    if let Some(repo) = &opened {
+    if let Some(repository) = &opened {
         let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
         if let Some(result) = result {
             let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-            out.evidence = Some(crate::evidence::append(repo, "backup", Some(name), payload));
+            out.evidence = Some(repo.append_evidence(repository, "backup", Some(name), payload));
+        }
+        if opts.check_evidence {
+            out.evidence_check = Some(check_evidence(repository));
         }
     }
     if let Some(dir) = record_in {
@@ -134,6 +143,13 @@ pub fn policy(
         out.unrecorded = record_command_run(dir, name, JobKind::Backup, started_at, started.elapsed(), &summary).err();
     }
     out
+}
+
+/// The evidence check of `cairn check`, on every snapshot of `repo`, now.
+fn check_evidence(repo: &Repository) -> Result<crate::evidence::check::EvidenceCheck> {
+    let snapshots = repo.list_snapshots()?;
+    let infos: Vec<_> = snapshots.iter().map(|(id, s)| crate::evidence::check::SnapshotInfo::of(*id, s)).collect();
+    crate::evidence::check::check_repository(repo, &infos, None, Utc::now())
 }
 
 fn backup_between_hooks(
@@ -212,6 +228,6 @@ pub fn paths(
     let started = Instant::now();
     let result = backup::run(&repository, source, opts, progress);
     let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    let evidence = crate::evidence::append(&repository, "backup", None, payload);
+    let evidence = repo.append_evidence(&repository, "backup", None, payload);
     Ok(PathsBackup { result, evidence })
 }

@@ -49,6 +49,9 @@ pub struct Decided {
     pub snapshots: Vec<SnapshotRef>,
     /// One per selected snapshot, grouped.
     pub decisions: Vec<Decision>,
+    /// Why the evidence could not be checked, when it could not: then only
+    /// the snapshots dated in the future were held out of retention.
+    pub unchecked: Option<String>,
 }
 
 impl Decided {
@@ -102,14 +105,15 @@ pub(crate) fn apply(
 ) -> Result<(Decided, Vec<Id>, Option<Error>)> {
     // A shared lock: forget may run beside backups, not during a prune.
     let _lock = if dry_run { None } else { Some(lock::acquire(repo, false, "forget")?) };
-    let snapshots: Vec<SnapshotRef> = repo
-        .list_snapshots()?
-        .iter()
-        .map(|(id, s)| SnapshotRef::new(*id, s))
-        .filter(|s| selection.selects(s))
-        .collect();
-    let decisions = retention::apply(&snapshots, rules, now)?;
-    let d = Decided { rules: rules.clone(), now, snapshots, decisions };
+    let listed = repo.list_snapshots()?;
+    // Snapshots the evidence does not vouch for (dated in the future, of a
+    // host other than their signer's, recorded nowhere) stay out of
+    // retention: forged snapshots cannot push real ones out.
+    let (held, unchecked) = crate::evidence::check::held_snapshots(repo, &listed, now);
+    let snapshots: Vec<SnapshotRef> =
+        listed.iter().map(|(id, s)| SnapshotRef::new(*id, s)).filter(|s| selection.selects(s)).collect();
+    let decisions = retention::apply_holding(&snapshots, rules, now, &held)?;
+    let d = Decided { rules: rules.clone(), now, snapshots, decisions, unchecked: unchecked.map(|e| e.to_string()) };
     decided(&d);
     if dry_run {
         return Ok((d, Vec::new(), None));
@@ -158,7 +162,7 @@ pub fn forget(
             stopped.as_ref(),
             started.elapsed(),
         );
-        crate::evidence::append(&repository, "forget", policy.map(|p| p.name.as_str()), payload)
+        repo.append_evidence(&repository, "forget", policy.map(|p| p.name.as_str()), payload)
     });
     Ok(Forgotten { decided, removed, stopped, evidence })
 }

@@ -59,6 +59,10 @@ pub struct RepoOptions {
     pub lock_wait: Option<LockWait>,
     /// `--limit-upload`, `--limit-download`: every backend opened is paced.
     pub rate_limits: RateLimits,
+    /// The state directory whose evidence key signs the jobs' records
+    /// (`None`: `CAIRN_STATE_DIR`, else the default place). Without a key
+    /// there, a repository that has the legacy key is signed with it.
+    pub evidence_state: Option<PathBuf>,
 }
 
 impl RepoOptions {
@@ -148,6 +152,23 @@ impl RepoOptions {
             h.cache_base = Some(d.clone());
         }
         h
+    }
+
+    /// Who signs the evidence records of the jobs run with these options:
+    /// the key of [`RepoOptions::evidence_state`].
+    pub fn appender(&self) -> Result<crate::evidence::Appender> {
+        crate::evidence::Appender::for_state_dir(&crate::state::resolve_dir(self.evidence_state.as_deref()))
+    }
+
+    /// Appends one evidence record with [`RepoOptions::appender`].
+    pub fn append_evidence(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        policy: Option<&str>,
+        payload: serde_json::Value,
+    ) -> Result<crate::evidence::AppendedRecord> {
+        self.appender()?.append(repo, kind, policy, payload)
     }
 
     /// Opens the repository of `policy`.

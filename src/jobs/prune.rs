@@ -89,7 +89,7 @@ pub fn prune(
     let result = result.and_then(|(plan, report)| Ok((plan, report, extend_retention(&repository)?)));
     let done = result.as_ref().map(|(plan, report, _)| (plan, report.as_ref().expect("executed")));
     let payload = crate::evidence::payload::prune(done, started.elapsed());
-    let evidence = crate::evidence::append(&repository, "prune", None, payload);
+    let evidence = repo.append_evidence(&repository, "prune", None, payload);
     match result {
         Ok((plan, report, retention)) => Ok(Pruned { plan, report, evidence: Some(evidence), retention }),
         Err(error) => Err(Failed { error, evidence: Some(Box::new(evidence)) }),
@@ -117,7 +117,7 @@ pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result
     let started = std::time::Instant::now();
     let result = forget_then_prune(&repository, policy, now);
     let payload = crate::evidence::payload::policy_prune(result.as_ref(), started.elapsed());
-    let evidence = crate::evidence::append(&repository, "prune", Some(&policy.name), payload);
+    let evidence = repo.append_evidence(&repository, "prune", Some(&policy.name), payload);
     match result {
         Ok(report) => Ok(PolicyPruned { report, evidence }),
         Err(error) => Err(Failed { error, evidence: Some(Box::new(evidence)) }),
@@ -126,16 +126,21 @@ pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result
 
 fn forget_then_prune(repo: &Repository, policy: &Policy, now: DateTime<Utc>) -> crate::Result<PolicyPruneReport> {
     let rules = policy.retention.keep_rules();
-    let mut report = PolicyPruneReport { forgotten: None, kept: 0, packs_deleted: 0, bytes_freed: 0 };
+    let mut report =
+        PolicyPruneReport { forgotten: None, removed: Vec::new(), kept: 0, packs_deleted: 0, bytes_freed: 0 };
     if !rules.is_empty() {
         rules.validate()?;
         let selection = Selection { policy: Some(policy.name.clone()), ..Default::default() };
         let (decided, removed, stopped) = forget::apply(repo, &rules, &selection, now, false, &mut |_| {})?;
+        if let Some(e) = &decided.unchecked {
+            tracing::warn!(policy = %policy.name, error = %e, "the evidence could not be checked: only snapshots dated in the future are held");
+        }
         if let Some(e) = stopped {
             return Err(e);
         }
         report.kept = decided.kept();
         report.forgotten = Some(removed.len());
+        report.removed = removed;
     }
     let (_, done) = plan_and_execute(repo, default_max_unused(), false, &mut |_| {})?;
     let done = done.expect("executed");

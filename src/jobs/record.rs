@@ -176,6 +176,8 @@ pub fn refresh_recovery_points(policies: &[Arc<Policy>], repo: &RepoOptions, sta
                 .list_snapshots()?
                 .into_iter()
                 .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
+                // A snapshot dated in the future is never the recovery point.
+                .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
                 .max_by_key(|(_, s)| s.time))
         });
         match newest {

@@ -179,6 +179,13 @@ pub(crate) fn blob_error(what: String, e: blob::BlobError) -> Error {
     }
 }
 
+/// Whether a snapshot time lies more than [`lock::MAX_CLOCK_SKEW`] after
+/// `now`: no honest writer makes one (`backup` refuses to), so it is never
+/// the newest recovery point, `latest`, or a reason for retention.
+pub fn is_future(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    time > now + chrono::Duration::from_std(lock::MAX_CLOCK_SKEW).expect("small")
+}
+
 /// Choices made at `init`.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -593,10 +600,15 @@ impl Repository {
         self.save_object("snapshots", &json)
     }
 
-    /// Resolves `latest` or a unique id prefix to a snapshot.
+    /// Resolves `latest` or a unique id prefix to a snapshot. `latest` is
+    /// the newest snapshot not dated in the future ([`is_future`]): a
+    /// snapshot "from 2099" never stands for the newest data.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
-            return self.list_snapshots()?.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            let now = Utc::now();
+            let mut all = self.list_snapshots()?;
+            all.retain(|(_, s)| !is_future(s.time, now));
+            return all.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
         let ids = self.list_ids("snapshots")?;
         let id = *by_id_prefix(&ids, |id| *id, spec)?;
