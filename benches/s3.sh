@@ -3,7 +3,10 @@
 # Backup, unchanged backup and restore (to tmpfs) of a data directory,
 # medians of RUNS runs; S3 requests are counted on Garage's side
 # (api_s3_request_counter on its metrics endpoint), the same way for both.
-# Usage: benches/s3.sh DATA_DIR [CAIRN_BINARY]   (env: RUNS=3, GARAGE=garage)
+# With BASELINE=OTHER_CAIRN_BINARY, that build is measured too, in the same
+# runs (as "baseline"), so a change is compared with the build before it
+# under the same load.
+# Usage: benches/s3.sh DATA_DIR [CAIRN_BINARY]   (env: RUNS=3, GARAGE=garage, BASELINE=)
 set -euo pipefail
 data=$(realpath "${1:?usage: benches/s3.sh DATA_DIR [CAIRN_BINARY]}")
 cairn=$(realpath "${2:-target/release/cairn}")
@@ -54,13 +57,20 @@ measure() { # tool phase command...
     local t1; t1=$(date +%s.%N)
     echo -e "$tool\t$phase\t$(echo "$t1 - $t0" | bc)\t$(( $(requests) - r0 ))" >> "$results"
 }
+cairn_runs() { # name binary run
+    local name=$1 bin=$2 p="$1-r$3"
+    measure "$name" init "$bin" -r "s3://bench/$p" init
+    measure "$name" backup1 "$bin" -r "s3://bench/$p" backup "$data"
+    measure "$name" backup2 "$bin" -r "s3://bench/$p" backup "$data"
+    rm -rf "$shm/t"; measure "$name" restore "$bin" -r "s3://bench/$p" restore latest --target "$shm/t"
+    rm -rf "$shm/t" "$CAIRN_CACHE_DIR"
+}
+tools="cairn restic"
+[ -n "${BASELINE:-}" ] && tools="cairn baseline restic"
 for run in $(seq 1 "$runs"); do
     p="r$run"
-    measure cairn init "$cairn" -r "s3://bench/cairn-$p" init
-    measure cairn backup1 "$cairn" -r "s3://bench/cairn-$p" backup "$data"
-    measure cairn backup2 "$cairn" -r "s3://bench/cairn-$p" backup "$data"
-    rm -rf "$shm/t"; measure cairn restore "$cairn" -r "s3://bench/cairn-$p" restore latest --target "$shm/t"
-    rm -rf "$shm/t" "$CAIRN_CACHE_DIR"
+    cairn_runs cairn "$cairn" "$run"
+    [ -n "${BASELINE:-}" ] && cairn_runs baseline "$(realpath "$BASELINE")" "$run"
     export RESTIC_REPOSITORY="s3:http://127.0.0.1:$s3/bench/restic-$p"
     measure restic init restic init
     measure restic backup1 restic backup "$data"
@@ -68,21 +78,30 @@ for run in $(seq 1 "$runs"); do
     rm -rf "$shm/t"; measure restic restore restic restore latest --target "$shm/t"
     rm -rf "$shm/t" ~/.cache/restic
 done
-python3 - "$results" "$bytes" <<'PY'
+python3 - "$results" "$bytes" $tools <<'PY'
 import sys, statistics as st, collections
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 gb = int(sys.argv[2]) / 1e9
+tools = sys.argv[3:]
 d = collections.defaultdict(list)
 for tool, phase, secs, reqs in rows:
     d[(tool, phase)].append((float(secs), int(reqs)))
 print(f"data: {gb:.2f} GB; medians of {len(d[('cairn','backup1')])} runs\n")
-print("| phase | cairn s | restic s | cairn MB/s | restic MB/s | cairn/restic throughput | cairn requests | restic requests |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| phase | " + " | ".join(f"{t} s" for t in tools) + " | " + " | ".join(f"{t} MB/s" for t in tools)
+      + " | cairn/restic throughput | " + " | ".join(f"{t} requests" for t in tools) + " |")
+print("|---|" + "---:|" * (3 * len(tools) + 1))
 for ph in ["backup1", "backup2", "restore"]:
-    c = st.median(x[0] for x in d[("cairn", ph)]); r = st.median(x[0] for x in d[("restic", ph)])
-    cq = st.median(x[1] for x in d[("cairn", ph)]); rq = st.median(x[1] for x in d[("restic", ph)])
-    print(f"| {ph} | {c:.2f} | {r:.2f} | {gb*1000/c:.0f} | {gb*1000/r:.0f} | {r/c:.2f}x | {cq:.0f} | {rq:.0f} |")
-for tool in ["cairn", "restic"]:
+    secs = {t: st.median(x[0] for x in d[(t, ph)]) for t in tools}
+    reqs = {t: st.median(x[1] for x in d[(t, ph)]) for t in tools}
+    print(f"| {ph} | " + " | ".join(f"{secs[t]:.2f}" for t in tools) + " | "
+          + " | ".join(f"{gb*1000/secs[t]:.0f}" for t in tools)
+          + f" | {secs['restic']/secs['cairn']:.2f}x | " + " | ".join(f"{reqs[t]:.0f}" for t in tools) + " |")
+if "baseline" in tools:
+    for ph in ["backup1", "backup2", "restore"]:
+        c = st.median(x[0] for x in d[("cairn", ph)]); b = st.median(x[0] for x in d[("baseline", ph)])
+        print(f"\n{ph}: cairn takes {100*(c/b-1):+.1f}% of the baseline's time", end="")
+    print()
+for tool in tools:
     q = st.median(x[1] for x in d[(tool, "backup1")])
     print(f"\n{tool}: {q/gb:.0f} S3 requests per GB stored (first backup)")
 PY

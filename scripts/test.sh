@@ -3,8 +3,10 @@
 # real `cairn` binary against local repositories, and the S3 tests against
 # real Garage servers (single node and a three-node cluster) that the tests
 # start themselves on loopback. Garage 2.5.0 is installed when missing, and
-# so are Chromium (the HTML compliance report is rendered in it headless)
-# and fuse3 (`cairn mount` is tested through the kernel's FUSE).
+# so are moto's S3 server (pip; the AWS double of the Object Lock and role
+# tests, tests/immutable.rs), Chromium (the HTML compliance report is
+# rendered in it headless) and fuse3 (`cairn mount` is tested through the
+# kernel's FUSE).
 # The suite is built with the test-only `failpoints` feature, so that the
 # crash tests can kill cairn at named points.
 set -euo pipefail
@@ -19,6 +21,12 @@ if [ -z "$garage_bin" ] || ! "$garage_bin" --version 2>/dev/null | grep -q "$wan
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         cargo install garage --locked --version "$want"
     export CAIRN_GARAGE_BIN="$HOME/.cargo/bin/garage"
+fi
+
+python="${CAIRN_PYTHON:-python3}"
+if ! "$python" -c 'import moto.server, moto.s3, moto.iam' 2>/dev/null; then
+    echo "installing moto's S3 server (pip install 'moto[server]')" >&2
+    "$python" -m pip install --quiet 'moto[server]>=5.1,<6'
 fi
 
 if [ -z "${CAIRN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then

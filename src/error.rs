@@ -33,9 +33,19 @@ pub struct BackendError {
     pub op: &'static str,
     pub object: String,
     pub message: String,
+    /// The storage's own error code when it gave one (`AccessDenied`,
+    /// `PreconditionFailed`…), or cairn's [`CODE_ALREADY_EXISTS`].
+    pub code: Option<String>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
+
+/// The code of a refused `put`: the key holds other bytes.
+pub const CODE_ALREADY_EXISTS: &str = "ObjectExists";
+/// The code of a refused request for want of a permission.
+pub const CODE_ACCESS_DENIED: &str = "AccessDenied";
+/// The code of a conditional write the storage refused.
+pub const CODE_PRECONDITION_FAILED: &str = "PreconditionFailed";
 
 impl BackendError {
     pub fn new(
@@ -44,7 +54,23 @@ impl BackendError {
         object: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        BackendError { kind, op, object: object.into(), message: message.into(), source: None }
+        BackendError { kind, op, object: object.into(), message: message.into(), code: None, source: None }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The error of a `put` whose key already holds other bytes.
+    pub fn already_exists(object: impl Into<String>) -> Self {
+        BackendError::new(
+            BackendErrorKind::Permanent,
+            "upload",
+            object,
+            "an object with other content is already stored under this key, and cairn never replaces an object",
+        )
+        .with_code(CODE_ALREADY_EXISTS)
     }
 
     pub fn from_io(op: &'static str, object: impl Into<String>, e: std::io::Error) -> Self {
@@ -54,11 +80,27 @@ impl BackendError {
             K::Interrupted | K::TimedOut | K::WouldBlock => BackendErrorKind::Transient,
             _ => BackendErrorKind::Permanent,
         };
-        BackendError { kind, op, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
+        let code = (e.kind() == K::PermissionDenied).then(|| CODE_ACCESS_DENIED.to_string());
+        BackendError { kind, op, object: object.into(), message: e.to_string(), code, source: Some(Box::new(e)) }
     }
 
     pub fn is_not_found(&self) -> bool {
         self.kind == BackendErrorKind::NotFound
+    }
+
+    /// The credential in use may not do this.
+    pub fn is_access_denied(&self) -> bool {
+        self.code.as_deref() == Some(CODE_ACCESS_DENIED)
+    }
+
+    /// A `put` found other bytes under its key.
+    pub fn is_already_exists(&self) -> bool {
+        self.code.as_deref() == Some(CODE_ALREADY_EXISTS)
+    }
+
+    /// The storage refused a conditional write (`If-None-Match: *` on an existing key).
+    pub fn is_precondition_failed(&self) -> bool {
+        self.code.as_deref() == Some(CODE_PRECONDITION_FAILED)
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -170,6 +212,28 @@ pub enum Error {
     #[error("the evidence signing key `evidence/key` is missing, but {records} evidence record(s) exist")]
     EvidenceKeyMissing { records: u64 },
 
+    /// A host's evidence key file or directory cannot be used safely.
+    #[error("evidence key {}: {detail}", path.display())]
+    EvidenceKeyFile { path: PathBuf, detail: String },
+
+    /// A key command (KMS, TPM) failed to give a key or a signature.
+    #[error("evidence key command: {detail}")]
+    EvidenceSigner { detail: String },
+
+    /// The repository holds snapshots but no evidence chain: it was erased,
+    /// or the repository predates evidence. Never a reason to start anew.
+    #[error("the repository holds {snapshots} snapshot(s) but no evidence chain")]
+    EvidenceChainMissing { snapshots: usize },
+
+    /// A snapshot time too far ahead of this machine's or the storage's clock.
+    #[error("refusing snapshot time {time}: it is more than {skew_s} s ahead of the {clock} ({now})")]
+    FutureTime { time: String, now: String, clock: &'static str, skew_s: u64 },
+    /// A file cairn must trust (a policy it runs, a path it writes as
+    /// root) could be changed by someone else; `fix` (the hint) says how
+    /// to make it safe.
+    #[error("refusing {}: {reason}", path.display())]
+    Untrusted { path: PathBuf, reason: String, fix: String },
+
     /// A drill was asked to restore where it could touch live data.
     #[error("refusing drill target {}: {reason}", target.display())]
     UnsafeDrillTarget { target: PathBuf, reason: String },
@@ -181,6 +245,23 @@ pub enum Error {
     /// A drill found no snapshot to restore.
     #[error("no recovery point for policy `{policy}`: {detail}")]
     NoRecoveryPoint { policy: String, detail: String },
+
+    /// `init --immutable` on storage without S3 Object Lock.
+    #[error("{location} cannot lock objects: {}", describe_lock_status(*versioning, *object_lock))]
+    ObjectLockUnavailable { location: String, versioning: bool, object_lock: bool },
+
+    /// The credential in use lacks a permission an operation needs; found
+    /// before the operation changed anything.
+    #[error("`{operation}` needs {permission} on {object}, which this credential does not have; it belongs to the {role} role")]
+    MissingPermission { operation: String, permission: String, object: String, role: String },
+}
+
+fn describe_lock_status(versioning: bool, object_lock: bool) -> &'static str {
+    match (versioning, object_lock) {
+        (_, false) => "the bucket has no S3 Object Lock (or the storage does not implement it)",
+        (false, true) => "the bucket has Object Lock but no versioning",
+        (true, true) => "the bucket has versioning and Object Lock",
+    }
 }
 
 impl Error {
@@ -260,6 +341,7 @@ impl Error {
                  few trees"
             )),
             Error::Locked { remedy, .. } => Some(remedy.clone()),
+            Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::UnsafeDrillTarget { .. } => Some(
                 "a drill restores into an empty scratch directory away from the policy's sources; \
                  give an empty --target elsewhere, or leave it out to use <state>/scratch"
@@ -277,8 +359,38 @@ impl Error {
             Error::State { .. } => {
                 Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
             }
+            Error::ObjectLockUnavailable { .. } => Some(
+                "create the bucket with Object Lock enabled (`aws s3api create-bucket … \
+                 --object-lock-enabled-for-bucket`), or run init without --immutable; docs/STORAGE.md has the steps"
+                    .into(),
+            ),
+            Error::MissingPermission { role, .. } => Some(format!(
+                "run it with the {role} credential (e.g. --s3-profile NAME); docs/STORAGE.md lists each role's permissions"
+            )),
             Error::InvalidPublicKey { .. } => Some(
                 "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
+                    .into(),
+            ),
+            Error::EvidenceKeyFile { .. } => Some(
+                "a host key must be a file of its own (no symlink), owned by the user cairn runs as, mode 0600, \
+                 in a directory only that user may enter; `cairn evidence enroll` makes one"
+                    .into(),
+            ),
+            Error::EvidenceSigner { .. } => Some(
+                "the command runs as `sh -c COMMAND` with CAIRN_EVIDENCE_OP=public (print the public key) or \
+                 sign (sign stdin, print the base64 signature); try it by hand"
+                    .into(),
+            ),
+            Error::EvidenceChainMissing { .. } => Some(
+                "cairn never starts a new chain under existing snapshots: someone may have erased `evidence/`. \
+                 Restore it from a copy (or from the bucket's object versions); if this repository was made \
+                 before cairn kept evidence, `cairn evidence adopt` starts its chain with a record of every \
+                 snapshot it holds"
+                    .into(),
+            ),
+            Error::FutureTime { .. } => Some(
+                "check this machine's clock (and the time given with --time); a snapshot from the future would \
+                 count as the newest recovery point for ever"
                     .into(),
             ),
             Error::EvidenceKeyMissing { .. } => Some(

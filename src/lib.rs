@@ -27,6 +27,7 @@ pub mod mount;
 pub mod page;
 pub mod policy;
 pub mod pool;
+pub mod private;
 pub mod process;
 pub mod prune;
 pub mod repo;

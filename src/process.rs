@@ -6,6 +6,14 @@
 //! input closed, their standard output sent to our standard error (stdout
 //! carries data only) and standard error inherited.
 //!
+//! Every child cairn starts (hooks, command sources, password commands,
+//! drill validation commands) gets the environment [`ChildEnv`] builds and
+//! nothing else: the allow-listed variables of [`INHERITED`] (and `LC_*`),
+//! the variables its policy names in `env`, and cairn's own `CAIRN_*` job
+//! variables. The daemon's environment holds every policy's password
+//! variable and the cloud credentials; a child sees none of them unless its
+//! policy names it.
+//!
 //! - A hook ([`run_hook`]) has a timeout; when it runs out, the whole
 //!   process group is killed (SIGKILL), so a hook that started children of
 //!   its own leaves nothing behind.
@@ -18,6 +26,7 @@
 //!   next backup to adopt or for prune to remove. Dropping the reader early
 //!   kills the command's process group.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -41,7 +50,60 @@ fn failure(what: &str, msg: impl Into<String>) -> Error {
     Error::io(what, std::io::Error::other(msg.into()))
 }
 
-fn shell(command: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
+/// The variables every child inherits from cairn's environment when set
+/// (besides `LC_*`): what a shell needs to find programs, speak the
+/// locale and tell the time and the user.
+pub const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME"];
+
+fn inherited(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    INHERITED.contains(&name.as_ref()) || name.starts_with("LC_")
+}
+
+/// The whole environment of a child process, built from an allow-list;
+/// the one way cairn gives a child its environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChildEnv {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl ChildEnv {
+    /// The environment for a child of a policy that names `pass` (its
+    /// `env` field; empty without a policy), taken from cairn's own.
+    pub fn new(pass: &[String]) -> ChildEnv {
+        ChildEnv::from_parent(std::env::vars_os(), pass)
+    }
+
+    /// As [`ChildEnv::new`], from the given parent environment: the
+    /// variables of [`INHERITED`], `LC_*`, and those named in `pass`.
+    pub fn from_parent(parent: impl IntoIterator<Item = (OsString, OsString)>, pass: &[String]) -> ChildEnv {
+        let mut vars: Vec<(OsString, OsString)> =
+            parent.into_iter().filter(|(k, _)| inherited(k) || pass.iter().any(|p| OsStr::new(p) == k)).collect();
+        vars.sort();
+        ChildEnv { vars }
+    }
+
+    /// Adds (or replaces) one of cairn's job variables (`CAIRN_POLICY`…).
+    pub fn with(mut self, name: &str, value: impl AsRef<OsStr>) -> ChildEnv {
+        self.vars.retain(|(k, _)| k != name);
+        self.vars.push((name.into(), value.as_ref().to_os_string()));
+        self.vars.sort();
+        self
+    }
+
+    /// The names of the variables passed, sorted (never their values).
+    pub fn names(&self) -> Vec<String> {
+        self.vars.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect()
+    }
+
+    /// Gives `cmd` this environment and nothing else.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env_clear();
+        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
+    }
+}
+
+fn shell(command: &str, env: &ChildEnv) -> std::io::Result<Command> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -49,9 +111,7 @@ fn shell(command: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
         .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
         .stderr(Stdio::inherit())
         .process_group(0);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    env.apply(&mut cmd);
     Ok(cmd)
 }
 
@@ -99,7 +159,7 @@ pub(crate) fn wait_or_kill(child: &mut Child, deadline: Instant) -> std::io::Res
 
 /// Runs hook `label` (`before`, `after`, `on_failure`…) to completion or
 /// until `timeout`; fails if it fails, cannot start, or times out.
-pub fn run_hook(label: &str, command: &str, timeout: Duration, env: &[(&str, &str)]) -> Result<()> {
+pub fn run_hook(label: &str, command: &str, timeout: Duration, env: &ChildEnv) -> Result<()> {
     let what = format!("{label} hook");
     let mut child = shell(command, env).and_then(|mut c| c.spawn()).map_err(|e| Error::io(&what, e))?;
     tracing::info!("{what} started");
@@ -131,7 +191,7 @@ impl SourceStatus {
 }
 
 impl CommandSource {
-    pub fn spawn(command: &str, env: &[(&str, &str)]) -> Result<(CommandSource, SourceStatus)> {
+    pub fn spawn(command: &str, env: &ChildEnv) -> Result<(CommandSource, SourceStatus)> {
         let mut child = shell(command, env)
             .and_then(|mut c| c.stdout(Stdio::piped()).spawn())
             .map_err(|e| Error::io("source command", e))?;
@@ -178,8 +238,9 @@ mod tests {
 
     #[test]
     fn hooks_succeed_fail_and_see_their_environment() {
-        run_hook("before", "test \"$CAIRN_POLICY\" = web", secs(10), &[("CAIRN_POLICY", "web")]).unwrap();
-        let e = run_hook("before", "exit 3", secs(10), &[]).unwrap_err();
+        run_hook("before", "test \"$CAIRN_POLICY\" = web", secs(10), &ChildEnv::new(&[]).with("CAIRN_POLICY", "web"))
+            .unwrap();
+        let e = run_hook("before", "exit 3", secs(10), &ChildEnv::default()).unwrap_err();
         assert_eq!(e.to_string(), "before hook: exited with status 3");
     }
 
@@ -189,7 +250,7 @@ mod tests {
         let pid_file = dir.path().join("grandchild");
         // A grandchild that would outlive the hook by a minute unless its group is killed.
         let cmd = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
-        let e = run_hook("after", &cmd, secs(1), &[]).unwrap_err();
+        let e = run_hook("after", &cmd, secs(1), &ChildEnv::new(&[])).unwrap_err();
         assert_eq!(e.to_string(), "after hook: timed out after 1s; its process group was killed");
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
         // Killed, it is gone or a zombie waiting for init; wait for that
@@ -207,17 +268,61 @@ mod tests {
 
     #[test]
     fn a_failing_source_command_is_a_read_error_at_the_end() {
-        let (mut ok, status) = CommandSource::spawn("printf hello", &[]).unwrap();
+        let (mut ok, status) = CommandSource::spawn("printf hello", &ChildEnv::new(&[])).unwrap();
         let mut out = String::new();
         ok.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hello");
         assert!(status.failure().is_none());
 
-        let (mut bad, status) = CommandSource::spawn("printf partial; exit 4", &[]).unwrap();
+        let (mut bad, status) = CommandSource::spawn("printf partial; exit 4", &ChildEnv::new(&[])).unwrap();
         let mut out = Vec::new();
         let e = bad.read_to_end(&mut out).unwrap_err();
         assert_eq!(out, b"partial");
         assert_eq!(e.to_string(), "the source command exited with status 4");
         assert_eq!(status.failure().unwrap().to_string(), "source command: exited with status 4");
+    }
+
+    fn parent(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        vars.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    #[test]
+    fn a_child_environment_is_the_allow_list_plus_what_the_policy_names() {
+        let daemon = parent(&[
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/root"),
+            ("LC_TIME", "C"),
+            ("TZ", "UTC"),
+            ("CAIRN_PASSWORD", "global-secret"),
+            ("WEB_PW", "web-secret"),
+            ("DB_PW", "db-secret"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("PGHOST", "db1"),
+        ]);
+        let env = ChildEnv::from_parent(daemon.clone(), &["PGHOST".into(), "DB_PW".into()]).with("CAIRN_POLICY", "db");
+        assert_eq!(env.names(), ["CAIRN_POLICY", "DB_PW", "HOME", "LC_TIME", "PATH", "PGHOST", "TZ"]);
+        let bare = ChildEnv::from_parent(daemon, &[]);
+        assert_eq!(bare.names(), ["HOME", "LC_TIME", "PATH", "TZ"]);
+    }
+
+    /// What a real child sees: it prints its environment, and neither the
+    /// parent's secrets nor anything else outside the allow-list is there.
+    #[test]
+    fn a_child_sees_only_its_environment() {
+        let env = ChildEnv::from_parent(
+            parent(&[("PATH", "/usr/bin:/bin"), ("CAIRN_PASSWORD", "s3cret"), ("AWS_SECRET_ACCESS_KEY", "k3y")]),
+            &[],
+        )
+        .with("CAIRN_POLICY", "web");
+        let (mut src, _) = CommandSource::spawn("env", &env).unwrap();
+        let mut out = String::new();
+        src.read_to_string(&mut out).unwrap();
+        let mut names: Vec<&str> = out.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+        names.sort();
+        // sh may add PWD, SHLVL and `_` of its own.
+        names.retain(|n| !["PWD", "SHLVL", "_", "OLDPWD"].contains(n));
+        assert_eq!(names, ["CAIRN_POLICY", "PATH"], "{out}");
+        assert!(!out.contains("s3cret") && !out.contains("k3y"), "{out}");
     }
 }

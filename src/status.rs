@@ -69,6 +69,33 @@ fn interval_s(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<f64> {
     Some((b - a).num_milliseconds() as f64 / 1000.0)
 }
 
+/// Where the daemon records a policy's last evidence check among its
+/// values in the state (followed by the policy's name).
+pub const EVIDENCE_KEY_PREFIX: &str = "evidence:";
+
+/// A snapshot the evidence check flagged.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FlaggedSnapshot {
+    pub snapshot: String,
+    pub why: String,
+}
+
+/// The daemon's last evidence cross-check of a policy's repository (after
+/// its last backup), as recorded in the state.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct EvidenceState {
+    pub ok: bool,
+    pub checked_at: String,
+    pub problems: usize,
+    /// The first problems, each naming its object.
+    #[serde(default)]
+    pub first: Vec<String>,
+    #[serde(default)]
+    pub flagged: Vec<FlaggedSnapshot>,
+    #[serde(default)]
+    pub newest_head: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyStatus {
     pub name: String,
@@ -83,6 +110,8 @@ pub struct PolicyStatus {
     pub running: Vec<RunRow>,
     pub rpo: Rpo,
     pub drill: Drill,
+    /// The last evidence check, when the daemon made one.
+    pub evidence: Option<EvidenceState>,
 }
 
 impl PolicyStatus {
@@ -111,6 +140,13 @@ impl PolicyStatus {
         }
         if !self.configured {
             v.push("no valid policy file defines it".into());
+        }
+        if let Some(e) = self.evidence.as_ref().filter(|e| !e.ok) {
+            let first = e.first.first().map(|f| format!(": {f}")).unwrap_or_default();
+            v.push(format!("evidence damaged ({} problem(s)){first}", e.problems));
+        }
+        for f in self.evidence.iter().flat_map(|e| &e.flagged) {
+            v.push(format!("snapshot {} flagged: {}", &f.snapshot[..f.snapshot.len().min(8)], f.why));
         }
         v
     }
@@ -192,7 +228,11 @@ fn policy_status(
 ) -> Result<PolicyStatus> {
     let (mut last_success, mut last_failure, mut next) = (None, None, Vec::new());
     let (mut rp, mut drills) = (None, (None, None));
+    let mut evidence = None;
     if let Some(s) = state {
+        evidence = s
+            .daemon_value(&format!("{}{name}", EVIDENCE_KEY_PREFIX))?
+            .and_then(|v| serde_json::from_str::<EvidenceState>(&v).ok());
         for kind in JobKind::ALL {
             pick_newest(&mut last_success, s.last_run(name, kind, &[Outcome::Success])?);
             pick_newest(&mut last_failure, s.last_run(name, kind, &[Outcome::Failure, Outcome::Interrupted])?);
@@ -256,6 +296,7 @@ fn policy_status(
         running,
         rpo: Rpo { state: rpo_state, age_s: age, objective_s: objective, newest: rp },
         drill: Drill { state: drill_state, last, last_pass: pass.map(|d| d.started_at) },
+        evidence,
     })
 }
 
@@ -365,5 +406,20 @@ mod tests {
         let s = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
         assert_eq!(s.policies[0].drill.state, DrillState::Fail);
         assert!(s.policies[0].attention().contains(&"last drill failed".to_string()));
+    }
+
+    #[test]
+    fn the_daemons_evidence_check_shows_in_attention() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ps = vec![policy("web", "")];
+        let v = serde_json::json!({"ok": false, "checked_at": "x", "problems": 2,
+            "first": ["snapshots/ab: snapshot ab has no backup record"],
+            "flagged": [{"snapshot": "abcdef0123", "why": "dated in the future"}]});
+        state.set_daemon_value("evidence:web", Some(&v.to_string())).unwrap();
+        let s = build(Some(&state), dir.path(), &ps, Vec::new(), now()).unwrap();
+        let a = s.policies[0].attention();
+        assert!(a.iter().any(|x| x.starts_with("evidence damaged (2 problem(s)): snapshots/ab")), "{a:?}");
+        assert!(a.contains(&"snapshot abcdef01 flagged: dated in the future".to_string()), "{a:?}");
     }
 }

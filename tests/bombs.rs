@@ -9,7 +9,6 @@ mod common;
 
 use std::process::Output;
 
-use cairn::backend::Backend;
 use cairn::repo::BlobKind;
 use cairn::Id;
 use common::forge::{self, put_blob_claiming, put_named, run_measured, sealed_bomb, Builder};
@@ -57,7 +56,7 @@ fn a_config_bomb_is_refused_by_every_command_with_the_object_named() {
     let repo = open(&env);
     let bomb = sealed_bomb(repo.key(), BOMB, true);
     assert!(bomb.len() < 64 << 10, "the bomb is small: {} bytes", bomb.len());
-    repo.backend().put("config", &bomb).unwrap();
+    forge::replace(&repo, "config", &bomb);
     for cmd in [&["snapshots"][..], &["check"], &["backup", env.path("src").to_str().unwrap()]] {
         let o = measured(&env, cmd);
         assert_names(&o, 1, "object `config` is too large");
@@ -68,7 +67,7 @@ fn a_config_bomb_is_refused_by_every_command_with_the_object_named() {
 fn a_config_bomb_without_a_declared_size_stops_at_the_config_limit() {
     let (env, _) = env_with_backup();
     let repo = open(&env);
-    repo.backend().put("config", &sealed_bomb(repo.key(), BOMB, false)).unwrap();
+    forge::replace(&repo, "config", &sealed_bomb(repo.key(), BOMB, false));
     let o = measured(&env, &["snapshots"]);
     assert_names(&o, 1, "object `config` is too large: it expands past 65536 bytes");
 }
@@ -187,9 +186,7 @@ fn a_forged_config_with_a_4_gib_pack_size_is_refused_at_open() {
     let repo = open(&env);
     let mut config = repo.config().clone();
     config.pack_size = u32::MAX;
-    repo.backend()
-        .put("config", &cairn::repo::blob::seal_object(repo.key(), &serde_json::to_vec(&config).unwrap()))
-        .unwrap();
+    forge::replace(&repo, "config", &cairn::repo::blob::seal_object(repo.key(), &serde_json::to_vec(&config).unwrap()));
     let o = env.cairn(&["snapshots"]);
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);

@@ -140,7 +140,8 @@ impl Fixture {
     fn data_packs(&self) -> Vec<DataPack> {
         let repo = self.open();
         let index = repo.load_index().unwrap();
-        let by_pack = index.entries_by_pack();
+        // Full ids from the pack headers (the index keeps id prefixes).
+        let by_pack: Vec<_> = index.packs().iter().map(|p| repo.read_pack_header(&p.id, p.size).unwrap()).collect();
         let mut out: Vec<_> = index
             .packs()
             .iter()

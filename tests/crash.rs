@@ -46,6 +46,17 @@ fn assert_check_passes(env: &Env, after: &str) {
     );
 }
 
+/// `check` finds exactly one problem (exit 5), an `error:` line that
+/// holds `names` and `what`.
+fn assert_check_finds_only(env: &Env, names: &str, what: &str) {
+    let out = env.cairn(&["check"]);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    let errors: Vec<&str> = all.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{all}");
+    assert!(errors[0].contains(names) && errors[0].contains(what), "{all}");
+}
+
 fn snapshots(env: &Env) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     v.as_array().unwrap().clone()
@@ -102,9 +113,15 @@ fn sigkill_at_each_backup_step_leaves_a_checkable_repository_and_the_next_backup
     assert!(snapshots(&env).is_empty(), "killed before its snapshot, yet a snapshot is there");
     let locks_before = names(&env.repo.join("locks"));
     run_killed_at(&env, &backup, "backup::after_snapshot", 1);
-    assert_check_passes(&env, "backup::after_snapshot");
     let snaps = snapshots(&env);
     assert_eq!(snaps.len(), 1, "the snapshot of the backup killed after writing it");
+    // Killed before its evidence record: no record vouches for the
+    // snapshot, which check names (as it would a forged one) until an
+    // admin accepts it.
+    let id = snaps[0]["id"].as_str().unwrap();
+    assert_check_finds_only(&env, &format!("snapshot {} (host", &id[..8]), "has no backup record");
+    env.ok(&["evidence", "accept", id, "--reason", "backup killed before its record"]);
+    assert_check_passes(&env, "backup::after_snapshot, once accepted");
     let added = snaps[0]["summary"]["data_added"].as_u64().unwrap();
     assert!(added < FILE_SIZE as u64, "{added} bytes stored again after a kill with everything stored");
     let new_locks: Vec<String> = names(&env.repo.join("locks")).difference(&locks_before).cloned().collect();
@@ -165,9 +182,21 @@ fn sigkill_during_forget_leaves_a_checkable_repository_and_forget_finishes_the_j
         std::fs::write(src.join("f"), random_bytes(50_000, i as u64)).unwrap();
         env.ok(&["backup", "--time", time, src.to_str().unwrap()]);
     }
+    let before = snapshots(&env);
     run_killed_at(&env, &["forget", "--keep-last", "1"], "forget::snapshot_deleted", 1);
-    assert_eq!(snapshots(&env).len(), 2, "killed after deleting one snapshot of two");
-    assert_check_passes(&env, "forget::snapshot_deleted");
+    let left = snapshots(&env);
+    assert_eq!(left.len(), 2, "killed after deleting one snapshot of two");
+    // Killed before its evidence record: the deletion is one no record
+    // covers, which check names (as it would any deletion) until an admin
+    // accepts it.
+    let gone = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+        .iter()
+        .map(|t| before.iter().find(|s| s["time"] == *t).unwrap()["id"].as_str().unwrap().to_string())
+        .find(|id| !left.iter().any(|s| s["id"] == id.as_str()))
+        .expect("one of the two older snapshots is gone");
+    assert_check_finds_only(&env, &gone, "no forget or prune record removed it");
+    env.ok(&["evidence", "accept", &gone, "--reason", "forget killed before its record"]);
+    assert_check_passes(&env, "forget::snapshot_deleted, once accepted");
     env.ok(&["forget", "--keep-last", "1"]);
     let left = snapshots(&env);
     assert_eq!(left.len(), 1);

@@ -228,6 +228,9 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     assert_eq!(status["daemon"]["alive"], true);
     let web_status = status["policies"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap();
     assert_eq!(web_status["rpo"]["state"], "ok");
+    // The daemon checked the evidence after its backup: nothing wrong.
+    assert_eq!(web_status["evidence"]["ok"], true, "{web_status}");
+    assert_eq!(web_status["evidence"]["problems"], 0, "{web_status}");
     assert!(web_status["last_success"]["snapshot_id"].is_string());
     assert!(web_status["next"].as_array().unwrap().iter().any(|n| n["kind"] == "backup"));
     assert!(["pass", "needs-verification"].contains(&web_status["drill"]["state"].as_str().unwrap()), "{web_status}");
@@ -257,6 +260,7 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         "cairn_job_interval_seconds{policy=\"web\",kind=\"backup\"} 3",
         "cairn_recovery_point_age_seconds{policy=\"web\"}",
         "cairn_rpo_objective_seconds{policy=\"web\"} 3600",
+        "cairn_evidence_ok{policy=\"web\"} 1",
         "cairn_policies{state=\"invalid\"} 1",
         "cairn_drill_last_timestamp_seconds{policy=\"web\"}",
         "cairn_drill_rto_measured_seconds{policy=\"web\"}",
@@ -265,7 +269,8 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
 
-    // A page in a browser cannot drive the API: no header, or a foreign Host, is refused.
+    // HTTP is read-only, and a page in a browser cannot read it: a foreign
+    // Host is refused on every route, and jobs are not asked for over HTTP.
     let raw = |req: String| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(req.as_bytes()).unwrap();
@@ -274,17 +279,20 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         resp.split(' ').nth(1).unwrap().to_string()
     };
     let post = "POST /run-now?policy=web HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n";
-    assert_eq!(raw(format!("{post}Host: {addr}\r\n\r\n")), "403", "no X-Cairn-Request header");
-    assert_eq!(raw(format!("{post}Host: evil.example\r\nX-Cairn-Request: run-now\r\n\r\n")), "403");
-    assert_eq!(raw("GET /status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_string()), "403");
+    assert_eq!(raw(format!("{post}Host: {addr}\r\nX-Cairn-Request: run-now\r\n\r\n")), "404", "no run-now over HTTP");
+    for path in ["/status", "/metrics", "/healthz", "/run-now"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+        assert_eq!(raw(req), "403", "{path} answers a foreign Host");
+    }
 
-    // The daemon's backups leave signed evidence records in the repository.
+    // The daemon's backups leave signed evidence records in the repository,
+    // in the sub-chain of the host key it enrolled at start (`chain-<key id>-<seq>.json`).
     let exported = env.path("evidence");
     env.ok(&["evidence", "export", "--out", exported.to_str().unwrap()]);
     let records: Vec<serde_json::Value> = std::fs::read_dir(&exported)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("0"))
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("chain-"))
         .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
         .collect();
     assert!(
@@ -336,6 +344,122 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert!(messages.iter().any(|x| x.contains(m)), "no log line {m:?} in {messages:?}");
     }
     assert!(messages.iter().any(|m| m.starts_with("invalid policy, skipped")), "{messages:?}");
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `cairn run-now POLICY --state STATE` as the user `nobody`.
+fn run_now_as_nobody(state: &Path, policy: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.args(["run-now", policy, "--kind", "prune", "--state", state.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.output().unwrap()
+}
+
+/// `run-now` goes through the control socket, which only root and the
+/// daemon's user may use: another uid is refused even when the socket's
+/// mode lets it connect, and the daemon logs the uid of every asker.
+#[test]
+fn bug_run_now_from_another_uid_is_refused_and_the_asker_is_logged() {
+    let scene = Scene::new();
+    scene.add("web", None, "");
+    let log_path = scene.env.path("daemon.log");
+    let args = ["--listen", "none", "--log-format", "json"];
+    let mut daemon = scene.daemon(&args, std::fs::File::create(&log_path).unwrap());
+    let socket = scene.state.join("daemon.sock");
+    wait_until("the control socket", Duration::from_secs(30), || socket.exists());
+    assert_eq!(mode(&socket), 0o600);
+    let state = scene.state.to_str().unwrap();
+    let out = scene.env.cairn(&["run-now", "web", "--state", state]);
+    assert!(out.status.success(), "the daemon's own user may ask: {}", String::from_utf8_lossy(&out.stderr));
+    let me = nix::unistd::geteuid().as_raw();
+    if me == 0 {
+        // The default modes keep `nobody` from reaching the socket at all.
+        let out = run_now_as_nobody(&scene.state, "web");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{out:?}");
+        // Loosened by mistake, the credential check still refuses it.
+        chmod(scene.env.dir.path(), 0o711);
+        chmod(&scene.state, 0o711);
+        chmod(&socket, 0o666);
+        let out = run_now_as_nobody(&scene.state, "web");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refused: uid 65534 is neither root nor the daemon's user"), "{err}");
+    }
+    signal(&daemon, Signal::SIGTERM);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(40)).success());
+    assert!(!socket.exists(), "the daemon removes its socket when it stops");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let uid_of = |msg: &str| -> Vec<u64> {
+        lines
+            .iter()
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(msg)))
+            .filter_map(|l| l["uid"].as_u64())
+            .collect()
+    };
+    assert_eq!(uid_of("run-now requested"), [u64::from(me)], "{log}");
+    if me == 0 {
+        assert_eq!(uid_of("run-now refused"), [65534], "{log}");
+        assert!(!uid_of("run-now requested").contains(&65534), "the refused request queued nothing");
+    }
+}
+
+/// The HTTP API off loopback only with a token, and then every request
+/// needs it.
+#[test]
+fn a_network_listen_without_a_token_is_refused_and_a_token_guards_every_route() {
+    let scene = Scene::new();
+    let mut args = vec!["daemon", "--listen", "192.0.2.1:9898"];
+    args.extend(scene.dirs());
+    let out = scene.env.cairn(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address") && err.contains("--listen-token-file"), "{err}");
+
+    let token_file = scene.env.path("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
+    chmod(&token_file, 0o600);
+    let token_arg = token_file.to_str().unwrap();
+    let mut daemon = scene.daemon(&["--listen", "127.0.0.1:0", "--listen-token-file", token_arg], Stdio::null());
+    scene.wait_recorded();
+    let st = State::open_existing(&scene.state).unwrap().unwrap();
+    let addr = st.daemon_value("listen").unwrap().expect("the daemon recorded its address");
+    let get = |path: &str, auth: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp.split(' ').nth(1).unwrap().to_string()
+    };
+    for path in ["/healthz", "/status", "/metrics"] {
+        assert_eq!(get(path, ""), "401", "{path} without the token");
+        assert_eq!(get(path, "Authorization: Bearer wrong-token-0123456789\r\n"), "401", "{path}");
+        assert_eq!(get(path, "Authorization: Bearer s3cret-token-0123456789\r\n"), "200", "{path} with it");
+    }
+    signal(&daemon, Signal::SIGTERM);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(40)).success());
 }
 
 #[test]

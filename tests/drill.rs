@@ -345,6 +345,42 @@ fn the_source_spot_check_tolerates_changes_but_not_silent_differences() {
 }
 
 #[test]
+fn the_terminal_summary_shows_the_spot_check_and_the_validation() {
+    let f = Fixture::new(
+        "[objectives]\nrto = \"1h\"\n[drill]\nschedule = \"@daily\"\nvalidate = { command = \"true\", timeout = \"30s\" }",
+    );
+    f.backup(&[]);
+    std::fs::remove_file(f.src.join("data4.bin")).unwrap();
+    let out = f.drill(&["--spot-check", "100"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("  spot-check of live files: 7 of 100 looked at, 6 match, 0 changed since, 1 gone, 0 unreadable, 0 mismatched"),
+        "{err}"
+    );
+    assert!(err.contains("  validation `true`: passed ("), "{err}");
+    assert!(err.contains("(objective 1 h): met"), "{err}");
+}
+
+#[test]
+fn bug_a_missed_rto_under_a_minute_read_as_its_objective_in_the_summary() {
+    // RTO 1 s against a validation of 1.2 s: measured and objective in
+    // tenths, so the miss reads as a miss ("1.2 s", never "1 s / 1 s").
+    let f = Fixture::new(
+        "[objectives]\nrto = \"1s\"\n[drill]\nschedule = \"@daily\"\nvalidate = { command = \"sleep 1.2\", timeout = \"30s\" }",
+    );
+    f.backup(&[]);
+    let out = f.drill(&[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let line = err.lines().find(|l| l.trim_start().starts_with("RTO ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("(objective 1.0 s): MISSED"), "{line}");
+    let measured = line.trim_start().strip_prefix("RTO ").unwrap().split(" (").next().unwrap();
+    assert_ne!(measured, "1.0 s", "{line}");
+    assert!(measured.ends_with(" s") && measured.contains('.'), "tenths under a minute: {line}");
+}
+
+#[test]
 fn no_report_ever_holds_the_repository_password() {
     // The validation command prints its whole environment; the policy's
     // password variable and cairn's own are not in it.
@@ -364,6 +400,47 @@ fn no_report_ever_holds_the_repository_password() {
         assert!(!body.contains(PASSWORD), "{name} holds the password");
     }
     assert!(!text(&out.stderr).contains(PASSWORD) && !text(&out.stdout).contains(PASSWORD));
+}
+
+#[test]
+fn bug_another_policys_password_and_cloud_keys_never_reach_the_validation_command() {
+    // The daemon's environment holds every policy's password variable and
+    // the S3 keys; the validation command prints its whole environment.
+    let f = Fixture::new("password_env = \"CAIRN_TEST_PW\"");
+    f.backup(&[]);
+    let body = std::fs::read_to_string(f.policies.join("web.toml")).unwrap();
+    let body = format!(
+        "env = [\"PGHOST\"]\n{body}[drill]\nschedule = \"@daily\"\nvalidate = {{ command = \"env; echo pw=$CAIRN_TEST_PW\" }}\n"
+    );
+    std::fs::write(f.policies.join("web.toml"), body).unwrap();
+    let args = ["drill", "--policy", "web", "--policies", f.policies.to_str().unwrap(), "--json", "--state"];
+    let out = f
+        .env
+        .command()
+        .args(args)
+        .arg(&f.state)
+        .env(PW_VAR, PASSWORD)
+        .env("CAIRN_REPO", "/nonexistent")
+        .env("DB_POLICY_PW", "db-policy-secret")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-key")
+        .env("PGHOST", "db1.example")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tail = r["validation"]["output_tail"].as_str().unwrap();
+    assert!(tail.contains("PGHOST=db1.example") && tail.ends_with("pw=\n"), "named variables pass: {tail}");
+    let names = strings(&r["validation"]["env"]);
+    assert!(names.contains(&"PGHOST".to_string()) && names.contains(&"CAIRN_DRILL_ID".to_string()), "{names:?}");
+    let dir = f.state.join("reports").join(r["drill_id"].as_str().unwrap());
+    for name in ["report.json", "report.md", "report.html"] {
+        let body = std::fs::read_to_string(dir.join(name)).unwrap();
+        for secret in [PASSWORD, "db-policy-secret", "AKIAEXAMPLEKEYID", "aws-secret-key"] {
+            assert!(!body.contains(secret), "{name} holds {secret}");
+        }
+        assert!(!body.contains("DB_POLICY_PW") && !body.contains("AWS_"), "{name} names a variable not passed");
+    }
 }
 
 #[test]

@@ -97,6 +97,20 @@ fn backups_and_prunes_leave_a_chain_that_verifies_without_the_password() {
     assert_eq!(verify(&later, &pubkey, &["--anchor", &head]).status.code(), Some(0));
     std::fs::remove_file(record_file(&later, 5)).unwrap();
     std::fs::remove_file(record_file(&later, 4)).unwrap();
+    // The heads written with each record name the newest ones: the cut shows.
+    let out = verify(&later, &pubkey, &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("removed: 000000000004.json (record 4): records 4 to 5"),
+        "{}",
+        text(&out.stdout)
+    );
+    for e in std::fs::read_dir(&later).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with("head-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
     assert_eq!(verify(&later, &pubkey, &[]).status.code(), Some(0), "the records alone cannot see a cut end");
     let out = verify(&later, &pubkey, &["--anchor", &head]);
     assert_eq!(out.status.code(), Some(5));

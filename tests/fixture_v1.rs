@@ -25,8 +25,11 @@ const HOST: &str = "cairn-fixture";
 
 const SNAPSHOT_1: &str = "dcd437335c5aff165c86ac90882aaa9d8996342362a21a0446ae810c9d8b4ecb";
 const SNAPSHOT_2: &str = "705112d6a7e6685de082d8dd7c1d752c5e19f7a76a4b72809774862c8cb887b7";
+/// `check` also verifies the fixture's legacy evidence chain (init and its
+/// two backups), which still verifies as it was written.
 const CHECK_REPORT: &str =
-    "checked 2 snapshots, 10 trees, 4 packs, 2 index files; read 4 packs (39 blobs)\nno errors found\n";
+    "checked 2 snapshots, 10 trees, 4 packs, 2 index files; read 4 packs (39 blobs)\nevidence: 3 \
+                            record(s) in 1 chain(s) verified\nno errors found\n";
 
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1")

@@ -88,7 +88,8 @@ fn data_blobs(env: &Env) -> Vec<cairn::Id> {
     let backend = std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo));
     let repo = cairn::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
     let mut ids = Vec::new();
-    for (_, file) in repo.load_index_files().unwrap() {
+    for fid in repo.list_ids("index").unwrap() {
+        let file = repo.load_index_file(&fid).unwrap();
         for (pack, entries) in file.packs {
             if pack.kind == cairn::repo::BlobKind::Data {
                 ids.extend(entries.iter().map(|e| e.id));

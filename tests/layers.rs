@@ -23,7 +23,20 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["error", "id", "crypto", "text", "host", "pool", "process", "chunk", "duration", "page", "failpoint"],
+        &[
+            "error",
+            "id",
+            "crypto",
+            "text",
+            "host",
+            "pool",
+            "process",
+            "chunk",
+            "duration",
+            "page",
+            "private",
+            "failpoint",
+        ],
     ),
     ("storage", &["backend"]),
     ("format", &["repo"]),

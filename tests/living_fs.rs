@@ -14,16 +14,20 @@ use cairn::crypto::KdfParams;
 use cairn::repo::{InitOptions, Repository};
 use common::*;
 
-/// Deletes one file and rewrites another between the scan and the read.
+/// Deletes one file and rewrites another between the scan's `lstat` and
+/// the read.
 struct Meddler<'a> {
     vanish: &'a Path,
     rewrite: &'a Path,
 }
 
 impl Progress for Meddler<'_> {
-    fn scanned(&self, _files: u64, _bytes: u64) {
-        std::fs::remove_file(self.vanish).unwrap();
-        std::fs::write(self.rewrite, b"new and longer content than before").unwrap();
+    fn queued(&self, path: &Path) {
+        if path == self.vanish {
+            std::fs::remove_file(self.vanish).unwrap();
+        } else if path == self.rewrite {
+            std::fs::write(self.rewrite, b"new and longer content than before").unwrap();
+        }
     }
 }
 

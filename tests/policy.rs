@@ -121,6 +121,55 @@ fn a_broken_policy_is_reported_at_each_problem() {
     assert_eq!(text(&out.stdout).lines().count(), 5);
 }
 
+/// Whoever can write a policy runs commands as root: as root, a policy
+/// file or directory writable by group or others, or owned by another
+/// user, is refused with the file named and its fix shown; the other
+/// files still load.
+#[test]
+fn bug_as_root_a_policy_anyone_can_write_is_refused_with_its_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let ok = "name = \"ok\"\n[source]\npaths = [\"/etc\"]\n[repository]\nurl = \"/r\"\n";
+    let dir = policy_dir(&env, "ok", ok);
+    let open = dir.join("open.toml");
+    std::fs::write(&open, ok.replace("\"ok\"", "\"open\"")).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let validate = |target: &Path| env.cairn(&["policy", "validate", "--json", target.to_str().unwrap()]);
+    let out = validate(&dir);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if !is_root() {
+        // Not root: the files run as their own user, nothing to refuse.
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["policies"].as_array().unwrap().len(), 1, "the trusted file still loads: {v}");
+    assert_eq!(v["diagnostics"][0]["file"], open.to_str().unwrap());
+    let msg = v["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("writable by group and others (mode 0666)"), "{msg}");
+    assert!(msg.contains(&format!("chmod go-w {}", open.display())), "the fix is shown: {msg}");
+    // The file alone, in the text form.
+    let out = env.cairn(&["policy", "validate", open.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).starts_with(&format!("{}:1:1: refusing to trust", open.display())),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A directory anyone can add a file to loads nothing.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&validate(&dir).stdout).unwrap();
+    assert_eq!(v["policies"].as_array().unwrap().len(), 0, "{v}");
+    assert!(v["diagnostics"][0]["message"].as_str().unwrap().contains(&format!("chmod go-w {}", dir.display())));
+
+    // Fixed as the hint says, both validate.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = validate(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
 #[test]
 fn show_prints_the_effective_policy_and_the_next_five_backups() {
     let env = Env::new();
@@ -273,6 +322,50 @@ fn a_policy_backup_is_tagged_and_the_after_hook_sees_the_snapshot() {
     assert_eq!(snapshots(&env)[1]["tags"], serde_json::json!(["site", "manual"]));
     let out = env.cairn(&["backup", "--policy", "site", "/etc"]);
     assert_eq!(out.status.code(), Some(2), "--policy with paths is a usage error");
+}
+
+/// Every child of a policy backup prints its environment: hooks, the
+/// command source and the password command see the allow-list, cairn's
+/// job variables and what the policy names, never the other secrets.
+#[test]
+fn bug_hooks_sources_and_password_commands_get_no_secret_they_were_not_given() {
+    let env = Env::new();
+    let pw_file = env.path("pw");
+    std::fs::write(&pw_file, PASSWORD).unwrap();
+    let seen = |n: &str| env.path(&format!("{n}.env"));
+    let body = format!(
+        "name = \"db\"\nenv = [\"PGHOST\"]\n[source]\ncommand = \"env | tee {src}\"\nstored_as = \"env.txt\"\n\
+         [repository]\nurl = \"{repo}\"\npassword_command = \"env > {pw}; cat {pw_file}\"\n\
+         [hooks.before]\ncommand = \"env > {before}\"\n[hooks.after]\ncommand = \"env > {after}\"\n",
+        src = seen("source").display(),
+        repo = env.repo.display(),
+        pw = seen("password").display(),
+        pw_file = pw_file.display(),
+        before = seen("before").display(),
+        after = seen("after").display(),
+    );
+    let dir = policy_dir(&env, "db", &body);
+    let out = env
+        .command()
+        .args(["backup", "--policy", "db", "--policies", dir.to_str().unwrap()])
+        .env("CAIRN_PASSWORD", "global-secret")
+        .env("WEB_POLICY_PW", "web-policy-secret")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-key")
+        .env("PGHOST", "db1.example")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for child in ["source", "password", "before", "after"] {
+        let printed = std::fs::read_to_string(seen(child)).unwrap();
+        assert!(printed.contains("PGHOST=db1.example\n"), "{child}: the named variable passes: {printed}");
+        assert!(printed.contains("PATH="), "{child}: PATH passes: {printed}");
+        for secret in ["global-secret", "web-policy-secret", "AKIAEXAMPLEKEYID", "aws-secret-key", "CAIRN_REPO"] {
+            assert!(!printed.contains(secret), "{child} got {secret}: {printed}");
+        }
+    }
+    assert!(std::fs::read_to_string(seen("after")).unwrap().contains("CAIRN_SNAPSHOT="));
+    assert!(std::fs::read_to_string(seen("before")).unwrap().contains("CAIRN_POLICY=db\n"));
 }
 
 #[test]

@@ -55,17 +55,19 @@ fn new_garbage(env: &Env, src: &Path, round: u64) {
     env.ok(&["backup", src.to_str().unwrap()]);
     std::fs::remove_file(&scratch).unwrap();
     let last = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    env.ok(&["forget", "--keep-last", "1"]);
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    for s in snaps.as_array().unwrap() {
-        let id = s["id"].as_str().unwrap();
-        if id != last {
-            forget(env, id);
-        }
-    }
+    let left: Vec<&str> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(left, [last.as_str()], "every snapshot but the last is forgotten");
 }
 
+/// Forgets the oldest snapshot, `id`, with `cairn forget` (which records
+/// the removal in the evidence, so `check` finds nothing wrong after).
 fn forget(env: &Env, id: &str) {
-    std::fs::remove_file(env.repo.join("snapshots").join(id)).unwrap();
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let keep = (snaps.as_array().unwrap().len() - 1).to_string();
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&["forget", "--keep-last", &keep, "--json"])).unwrap();
+    assert_eq!(out["removed"], serde_json::json!([id]), "{out}");
 }
 
 fn restore_all_exactly(env: &Env, src: &Path, tag: &str) {
@@ -245,7 +247,8 @@ fn prune_refuses_when_a_used_blob_is_in_no_index_and_keeps_its_pack() {
     // One index file for every pack but one data pack the snapshot uses:
     // that pack now looks like the leftover of an interrupted backup,
     // which prune deletes, unless it sees that a snapshot needs it.
-    let files = repo.load_index_files().unwrap();
+    let files: Vec<_> =
+        repo.list_ids("index").unwrap().into_iter().map(|id| (id, repo.load_index_file(&id).unwrap())).collect();
     let index = repo.load_index().unwrap();
     let mut used = std::collections::HashSet::new();
     cairn::repo::tree::walk(&repo, &index, &repo.load_snapshot(&s2).unwrap().tree, b"", &mut |_, n| {
@@ -325,6 +328,32 @@ fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
     env.ok(&["prune", "--max-unused", "0%"]);
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     let t = env.path("final");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(&src, &restored(&t, &src));
+}
+
+#[test]
+fn bug_prune_dropped_what_a_directory_holds_when_its_tree_was_also_a_file() {
+    use cairn::backend::LocalBackend;
+    use cairn::repo::{tree, Repository};
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    std::fs::write(src.join("a/x"), random_bytes(1000, 1)).unwrap();
+    let first = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    // A file whose content is the exact bytes of directory a's tree: its
+    // chunk has the tree's id, and is marked used before the tree is walked.
+    let repo = Repository::open(std::sync::Arc::new(LocalBackend::new(&env.repo)), PASSWORD.as_bytes()).unwrap();
+    let index = repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let a = tree::lookup(&repo, &index, &snap.tree, src.join("a").to_str().unwrap().as_bytes()).unwrap().unwrap();
+    std::fs::write(src.join("b"), repo.read_blob(&index, &a.subtree.unwrap()).unwrap()).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    forget(&env, &first);
+    env.ok(&["prune", "--max-unused", "0%"]);
+    let check = env.cairn(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let t = env.path("t");
     env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&src, &restored(&t, &src));
 }

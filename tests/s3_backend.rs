@@ -23,6 +23,11 @@ fn multipart_ranges_pagination_and_batched_deletes_work_against_garage() {
     o.storage_class = Some("STANDARD".into());
     let b = S3Backend::new(o).unwrap();
     assert!(b.location().starts_with(&format!("s3://{}/lib at http://127.0.0.1:", g.bucket)));
+    // The server's clock comes with every response (its Date header).
+    assert_eq!(b.server_time(), None, "no response yet");
+    assert!(b.list("nothing/").unwrap().is_empty());
+    let server = b.server_time().expect("a response carried the server's clock");
+    assert!((server - chrono::Utc::now()).num_seconds().abs() < 60, "Garage on this host keeps its time: {server}");
 
     // 13 MiB goes up in three parts; it must come back byte for byte.
     let big: Vec<u8> = (0..13u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();

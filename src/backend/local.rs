@@ -1,16 +1,27 @@
 //! The local-directory backend: the embedded default, and the one tests use.
 //!
 //! Objects are files under the root, keyed by their relative path. A `put`
-//! writes a hidden temporary file beside the target, fsyncs it, renames it
-//! into place and fsyncs the directory, so an object is either wholly there
-//! and durable or absent. Temporaries (`.tmp-*`) are never listed.
+//! writes a hidden temporary file beside the target, fsyncs it, moves it
+//! into place without replacing anything (`renameat2(RENAME_NOREPLACE)`, or
+//! `link` where the file system lacks it) and fsyncs the directory, so an
+//! object is either wholly there and durable or absent, and an existing one
+//! is never replaced: if the key exists with the same bytes the put
+//! succeeds, with other bytes it fails naming the key. Only locks
+//! (`put_mutable`) are renamed over. Temporaries (`.tmp-*`) are never listed.
+//!
+//! The repository is private whatever the umask: directories are created
+//! 0700 and objects 0600 (the key slots among them, which would allow an
+//! offline password guess), each temporary with `O_EXCL | O_NOFOLLOW`
+//! (`crate::private`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendError, BackendErrorKind, BackendResult, Leftover, ObjectInfo};
+use super::{
+    is_mutable_key, refuse_mutable, Backend, BackendError, BackendErrorKind, BackendResult, Leftover, ObjectInfo,
+};
 
 /// The name prefix of the temporary files `put` writes before renaming.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -45,7 +56,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// with the object stored in it.
 fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
-    fs::create_dir_all(dir)?;
+    crate::private::create_dir_all(dir)?;
     for d in missing.iter().rev() {
         match d.parent() {
             Some(p) if !p.as_os_str().is_empty() => fsync_dir(p)?,
@@ -53,6 +64,58 @@ fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Moves `tmp` to `target` unless `target` exists (then `AlreadyExists`).
+fn move_no_replace(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    match nix::fcntl::renameat2(None, tmp, None, target, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => Err(std::io::ErrorKind::AlreadyExists.into()),
+        // No RENAME_NOREPLACE on this file system: a hard link also refuses
+        // an existing name.
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
+            fs::hard_link(tmp, target)?;
+            fs::remove_file(tmp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a write failed because its target exists.
+fn names_existing_file(e: &BackendError) -> bool {
+    let io = e.source.as_ref().and_then(|s| s.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+impl LocalBackend {
+    /// Writes `data` to a temporary beside `key`'s file, fsynced, then
+    /// hands both paths to `place`, and fsyncs the directory.
+    fn write_with(
+        &self,
+        key: &str,
+        data: &[u8],
+        place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+    ) -> BackendResult<()> {
+        let p = self.path(key)?;
+        let dir = p.parent().expect("keys have a parent").to_path_buf();
+        let err = |e| BackendError::from_io("write", key, e);
+        if !dir.is_dir() {
+            create_dirs_durably(&dir).map_err(err)?;
+        }
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", crate::Id::random().short()));
+        let write = || -> std::io::Result<()> {
+            let mut f = crate::private::create_new(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            place(&tmp, &p)?;
+            fsync_dir(&dir)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            err(e)
+        })
+    }
 }
 
 impl Backend for LocalBackend {
@@ -85,24 +148,24 @@ impl Backend for LocalBackend {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        let p = self.path(key)?;
-        let dir = p.parent().expect("keys have a parent").to_path_buf();
-        let err = |e| BackendError::from_io("write", key, e);
-        if !dir.is_dir() {
-            create_dirs_durably(&dir).map_err(err)?;
+        match self.write_with(key, data, move_no_replace) {
+            Err(e) if names_existing_file(&e) => {
+                // A retried or repeated write of the same object is success.
+                if self.get(key)? == data {
+                    Ok(())
+                } else {
+                    Err(BackendError::already_exists(key))
+                }
+            }
+            r => r,
         }
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}", crate::Id::random().short()));
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &p)?;
-            fsync_dir(&dir)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            err(e)
-        })
+    }
+
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        if !is_mutable_key(key) {
+            return Err(refuse_mutable(key));
+        }
+        self.write_with(key, data, |tmp, p| fs::rename(tmp, p))
     }
 
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
@@ -132,14 +195,18 @@ impl Backend for LocalBackend {
                 if ft.is_dir() {
                     stack.push(ent.path());
                 } else if ft.is_file() {
-                    let size = match ent.metadata() {
-                        Ok(m) => m.len(),
+                    let meta = match ent.metadata() {
+                        Ok(m) => m,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(BackendError::from_io("list", prefix, e)),
                     };
                     let rel = ent.path();
                     let rel = rel.strip_prefix(&self.root).expect("under root");
-                    out.push(ObjectInfo { key: rel.to_string_lossy().into_owned(), size });
+                    out.push(ObjectInfo {
+                        key: rel.to_string_lossy().into_owned(),
+                        size: meta.len(),
+                        modified: meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from),
+                    });
                 }
             }
         }
@@ -219,10 +286,41 @@ mod tests {
         assert!(b.get_range("data/ab/abc", 3, 3).is_err());
         assert_eq!(b.stat("data/ab/abc").unwrap(), 5);
         let l = b.list("data/").unwrap();
-        assert_eq!(l, vec![ObjectInfo { key: "data/ab/abc".into(), size: 5 }]);
+        assert_eq!((l.len(), l[0].key.as_str(), l[0].size), (1, "data/ab/abc", 5));
+        assert!(l[0].modified.is_some());
         b.delete("data/ab/abc").unwrap();
         assert!(b.get("data/ab/abc").unwrap_err().is_not_found());
         assert!(b.list("nothing/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn put_never_replaces_an_object_and_names_the_key_when_it_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("snapshots/x", b"first").unwrap();
+        // The same bytes again: a retried upload, success.
+        b.put("snapshots/x", b"first").unwrap();
+        let e = b.put("snapshots/x", b"other").unwrap_err();
+        assert!(e.is_already_exists(), "{e}");
+        assert!(e.to_string().contains("snapshots/x"), "{e}");
+        assert_eq!(b.get("snapshots/x").unwrap(), b"first");
+        // No temporary is left behind by the refused write.
+        let names: Vec<_> =
+            fs::read_dir(dir.path().join("snapshots")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x")]);
+    }
+
+    #[test]
+    fn only_locks_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put_mutable("locks/a", b"one").unwrap();
+        b.put_mutable("locks/a", b"two").unwrap();
+        assert_eq!(b.get("locks/a").unwrap(), b"two");
+        b.put("config", b"c").unwrap();
+        let e = b.put_mutable("config", b"d").unwrap_err();
+        assert!(e.to_string().contains("only objects under `locks/`"), "{e}");
+        assert_eq!(b.get("config").unwrap(), b"c");
     }
 
     #[test]

@@ -10,26 +10,64 @@
 //! - `put` is atomic and durable: once it returns, the whole object is
 //!   stored and survives a crash; a crash before leaves no object (or only
 //!   a temporary that `list` never shows).
+//! - `put` never replaces an object: when the key exists with the same
+//!   bytes it succeeds (a retried upload), with other bytes it fails with
+//!   an error that names the key ([`BackendError::is_already_exists`]).
+//!   Only keys under [`MUTABLE_PREFIX`] change, through `put_mutable`.
 //! - `get_range` returns exactly the bytes asked for, or an error.
 //! - `list` returns every object under a prefix, with its size.
 
+pub mod as_of;
+pub mod discard;
+pub mod limit;
 pub mod local;
+pub mod object_lock;
 pub mod s3;
+mod s3_lock;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
+pub use as_of::AsOfBackend;
 pub use local::LocalBackend;
+pub use object_lock::{BucketLockStatus, LockMode, ObjectLock, WritePolicy};
 pub use s3::{S3Backend, S3Options};
 
-pub use crate::error::{BackendError, BackendErrorKind, BackendResult};
+pub use crate::error::{
+    BackendError, BackendErrorKind, BackendResult, CODE_ACCESS_DENIED, CODE_ALREADY_EXISTS, CODE_PRECONDITION_FAILED,
+};
+
+/// The one prefix under which objects may be replaced or deleted by any
+/// credential: locks, and probes that leave nothing behind. A bucket
+/// policy can then allow `s3:DeleteObject` here and nowhere else.
+pub const MUTABLE_PREFIX: &str = "locks/";
+
+/// Whether `key` lives under [`MUTABLE_PREFIX`].
+pub fn is_mutable_key(key: &str) -> bool {
+    key.starts_with(MUTABLE_PREFIX)
+}
+
+/// The error for a `put_mutable` outside [`MUTABLE_PREFIX`]: a bug in the
+/// caller, refused before any request.
+pub(crate) fn refuse_mutable(key: &str) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Permanent,
+        "replace",
+        key,
+        format!("only objects under `{MUTABLE_PREFIX}` may be replaced; every other object is written once"),
+    )
+}
 
 /// An object found by [`Backend::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the storage stored it (its clock), when it says.
+    pub modified: Option<DateTime<Utc>>,
 }
 
 /// A temporary object a killed write left behind (the local backend's
@@ -48,7 +86,11 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     fn get(&self, key: &str) -> BackendResult<Vec<u8>>;
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>>;
+    /// Stores a new object; never replaces one (see the module's contract).
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()>;
+    /// Stores or replaces an object under [`MUTABLE_PREFIX`] (a lock);
+    /// refuses any other key.
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()>;
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
     fn delete(&self, key: &str) -> BackendResult<()>;
     /// The size of an object; `NotFound` when it does not exist.
@@ -69,9 +111,41 @@ pub trait Backend: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+    /// Whether every write is refused (a view of the past, `--as-of`).
+    fn is_read_only(&self) -> bool {
+        false
+    }
+    /// How to write from now on, from the repository config: whether the
+    /// storage honours `If-None-Match: *` and the Object Lock retention.
+    fn set_write_policy(&self, _policy: &WritePolicy) {}
+    /// Whether the storage refuses `If-None-Match: *` on an existing key.
+    /// Writes and removes one probe object under [`MUTABLE_PREFIX`].
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        Ok(false)
+    }
+    /// Whether the bucket has versioning and Object Lock enabled.
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        Ok(BucketLockStatus::default())
+    }
+    /// Sets the retention of the current version of `key` to `until`
+    /// (never shortens it: a storage refusal because the object is already
+    /// locked longer is success).
+    fn extend_retention(&self, key: &str, _mode: LockMode, _until: DateTime<Utc>) -> BackendResult<()> {
+        Err(object_lock::unsupported(key, "extend the retention of"))
+    }
+    /// The retain-until date of the current version of `key`, if any.
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        Err(object_lock::unsupported(key, "read the retention of"))
+    }
     /// Temporaries of interrupted writes; none where `put` leaves none.
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         Ok(Vec::new())
+    }
+    /// The storage server's clock, as its last response said (S3's `Date`
+    /// header); `None` for storage without a clock of its own (a local
+    /// directory) or before any response.
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
     }
     /// Deletes one of [`Backend::leftovers`] by its key; nothing else.
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
@@ -97,6 +171,9 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         (**self).put(key, data)
     }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        (**self).put_mutable(key, data)
+    }
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         (**self).list(prefix)
     }
@@ -118,11 +195,32 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     fn is_remote(&self) -> bool {
         (**self).is_remote()
     }
+    fn is_read_only(&self) -> bool {
+        (**self).is_read_only()
+    }
+    fn set_write_policy(&self, policy: &WritePolicy) {
+        (**self).set_write_policy(policy)
+    }
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        (**self).probe_conditional_put()
+    }
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        (**self).bucket_lock_status()
+    }
+    fn extend_retention(&self, key: &str, mode: LockMode, until: DateTime<Utc>) -> BackendResult<()> {
+        (**self).extend_retention(key, mode, until)
+    }
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        (**self).retention(key)
+    }
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         (**self).leftovers()
     }
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
         (**self).delete_leftover(key)
+    }
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        (**self).server_time()
     }
 }
 
@@ -199,6 +297,11 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.inner.put(key, data)
     }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put_mutable(key, data)
+    }
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         self.counts.list.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix)
@@ -226,6 +329,26 @@ impl<B: Backend> Backend for CountingBackend<B> {
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
     }
+    fn is_read_only(&self) -> bool {
+        self.inner.is_read_only()
+    }
+    fn set_write_policy(&self, policy: &WritePolicy) {
+        self.inner.set_write_policy(policy)
+    }
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        self.inner.probe_conditional_put()
+    }
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        self.inner.bucket_lock_status()
+    }
+    fn extend_retention(&self, key: &str, mode: LockMode, until: DateTime<Utc>) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.inner.extend_retention(key, mode, until)
+    }
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        self.counts.stat.fetch_add(1, Ordering::Relaxed);
+        self.inner.retention(key)
+    }
     /// Not counted: no backend that has leftovers makes requests for them.
     fn leftovers(&self) -> BackendResult<Vec<Leftover>> {
         self.inner.leftovers()
@@ -233,6 +356,9 @@ impl<B: Backend> Backend for CountingBackend<B> {
     fn delete_leftover(&self, key: &str) -> BackendResult<()> {
         self.counts.delete.fetch_add(1, Ordering::Relaxed);
         self.inner.delete_leftover(key)
+    }
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.inner.server_time()
     }
 }
 
@@ -244,11 +370,21 @@ pub struct OpenOptions {
     pub s3_path_style: Option<bool>,
     pub s3_storage_class: Option<String>,
     pub s3_concurrency: Option<usize>,
+    /// A named AWS profile instead of the default chain's (see [`S3Options::profile`]).
+    pub s3_profile: Option<String>,
+    /// Read the repository as it was at this time (a versioned S3 bucket;
+    /// see [`AsOfBackend`]).
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// Opens the backend a repository URL names: a plain path, `file:///path`
 /// or `s3://bucket[/prefix]`.
 pub fn open_url(url: &str, o: &OpenOptions) -> Result<Arc<dyn Backend>, crate::Error> {
+    if o.as_of.is_some() && !url.starts_with("s3://") {
+        return Err(crate::Error::InvalidArgument(format!(
+            "--as-of reads earlier versions of objects, which only a versioned S3 bucket keeps; `{url}` is not an s3:// URL"
+        )));
+    }
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
@@ -261,7 +397,12 @@ pub fn open_url(url: &str, o: &OpenOptions) -> Result<Arc<dyn Backend>, crate::E
         if let Some(c) = o.s3_concurrency {
             s.concurrency = c.max(1);
         }
-        return Ok(Arc::new(S3Backend::new(s)?));
+        s.profile = o.s3_profile.clone();
+        let b = S3Backend::new(s)?;
+        return match o.as_of {
+            Some(at) => Ok(Arc::new(AsOfBackend::new(b, at)?)),
+            None => Ok(Arc::new(b)),
+        };
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(crate::Error::InvalidArgument(format!(

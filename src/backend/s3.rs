@@ -9,11 +9,23 @@
 //! timeouts, connection resets and truncated bodies are retried with
 //! exponential backoff and full jitter; 403, NoSuchBucket, a missing object
 //! and other 4xx fail at once with the bucket and key named. Every attempt
-//! has its own timeout. Credentials come from the standard AWS chain and
-//! never appear in messages: errors name the bucket, key and status only.
+//! has its own timeout. Credentials come from the standard AWS chain (or
+//! a named profile of it, [`S3Options::profile`]) and never appear in
+//! messages: errors name the bucket, key and status only.
+//!
+//! Writes never replace an object: every `put` carries `If-None-Match: *`
+//! (on `PutObject` and on `CompleteMultipartUpload`). A 412 means the key
+//! exists: when its bytes are ours (a retry whose first answer was lost)
+//! that is success, otherwise an error that names the key. A storage that
+//! ignores the header (recorded at `init`, see [`super::WritePolicy`]) is
+//! asked first whether the key exists (HEAD before PUT). With Object Lock
+//! on, every object outside `locks/` is written with its retain-until date
+//! ([`super::ObjectLock`]); `s3_lock.rs` has the bucket and retention calls.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -22,7 +34,10 @@ use aws_sdk_s3::types::{
 };
 use tokio::sync::Semaphore;
 
-use super::{Backend, BackendError, BackendErrorKind, BackendResult, ObjectInfo};
+use super::{
+    is_mutable_key, refuse_mutable, Backend, BackendError, BackendErrorKind, BackendResult, BucketLockStatus, LockMode,
+    ObjectInfo, WritePolicy, CODE_ACCESS_DENIED, CODE_PRECONDITION_FAILED,
+};
 
 /// Settings of an S3 repository, beyond the bucket and prefix of its URL.
 #[derive(Debug, Clone)]
@@ -39,6 +54,10 @@ pub struct S3Options {
     pub storage_class: Option<String>,
     /// Requests in flight at most.
     pub concurrency: usize,
+    /// A named profile of the AWS shared config and credentials files
+    /// instead of the default chain's choice (`AWS_PROFILE`), so that one
+    /// host can hold a second credential, e.g. for maintenance.
+    pub profile: Option<String>,
     /// Timeout of one attempt (connect, send, and read the whole body).
     pub attempt_timeout: Duration,
     /// Attempts per request, the first included.
@@ -64,6 +83,7 @@ impl S3Options {
             path_style: None,
             storage_class: None,
             concurrency: 8,
+            profile: None,
             attempt_timeout: Duration::from_secs(120),
             max_attempts: 8,
             multipart_threshold: 64 * 1024 * 1024,
@@ -73,23 +93,33 @@ impl S3Options {
 }
 
 pub struct S3Backend {
-    client: aws_sdk_s3::Client,
+    pub(super) client: aws_sdk_s3::Client,
     rt: tokio::runtime::Runtime,
-    opts: S3Options,
+    pub(super) opts: S3Options,
     limit: Arc<Semaphore>,
     /// The custom endpoint in use, for messages.
     endpoint: Option<String>,
+    policy: RwLock<WritePolicy>,
+    clock: ServerClock,
 }
 
 /// How an attempt failed.
-struct Failure {
-    kind: BackendErrorKind,
-    message: String,
+pub(super) struct Failure {
+    pub(super) kind: BackendErrorKind,
+    pub(super) message: String,
+    /// The S3 error code, when there is one.
+    pub(super) code: Option<String>,
+}
+
+impl Failure {
+    pub(super) fn permanent(message: impl Into<String>) -> Failure {
+        Failure { kind: BackendErrorKind::Permanent, message: message.into(), code: None }
+    }
 }
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
-fn classify<E>(e: &SdkError<E, HttpResponse>) -> Failure
+pub(super) fn classify<E>(e: &SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -107,17 +137,44 @@ where
                 _ => Permanent,
             };
             let msg = se.err().message().unwrap_or("");
-            let code = if code.is_empty() { "no error code".to_string() } else { code };
-            Failure { kind, message: format!("HTTP {status} ({code}) {msg}").trim_end().to_string() }
+            // A HEAD has no body, so no code: the status says it.
+            let known = match (status, code.as_str()) {
+                (403, "") => Some(CODE_ACCESS_DENIED.to_string()),
+                (412, "") => Some(CODE_PRECONDITION_FAILED.to_string()),
+                (_, "") => None,
+                (_, c) => Some(c.to_string()),
+            };
+            let shown = if code.is_empty() { "no error code".to_string() } else { code };
+            Failure { kind, message: format!("HTTP {status} ({shown}) {msg}").trim_end().to_string(), code: known }
         }
-        SdkError::TimeoutError(_) => Failure { kind: Transient, message: "timed out".into() },
+        SdkError::TimeoutError(_) => Failure { kind: Transient, message: "timed out".into(), code: None },
         SdkError::DispatchFailure(d) => {
             let kind = if d.is_user() { Permanent } else { Transient };
-            Failure { kind, message: format!("connection failed: {}", context()) }
+            Failure { kind, message: format!("connection failed: {}", context()), code: None }
         }
-        SdkError::ResponseError(_) => Failure { kind: Transient, message: format!("bad response: {}", context()) },
-        _ => Failure { kind: Permanent, message: context() },
+        SdkError::ResponseError(_) => {
+            Failure { kind: Transient, message: format!("bad response: {}", context()), code: None }
+        }
+        _ => Failure { kind: Permanent, message: context(), code: None },
     }
+}
+
+fn to_smithy(t: DateTime<Utc>) -> aws_sdk_s3::primitives::DateTime {
+    aws_sdk_s3::primitives::DateTime::from_secs(t.timestamp())
+}
+
+pub(super) fn from_smithy(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// The conditions and retention of one upload.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    class: Option<&'a StorageClass>,
+    /// Send `If-None-Match: *`.
+    if_none_match: bool,
+    /// Lock the object until then.
+    lock: Option<(LockMode, DateTime<Utc>)>,
 }
 
 impl S3Backend {
@@ -129,9 +186,12 @@ impl S3Backend {
             .build()
             .map_err(|e| BackendError::from_io("start", "the S3 client runtime", e))?;
         let endpoint = opts.endpoint.clone().or_else(|| std::env::var("CAIRN_S3_ENDPOINT").ok());
-        let region = opts.region.clone();
+        let (region, profile) = (opts.region.clone(), opts.profile.clone());
         let shared = rt.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(p) = profile {
+                loader = loader.profile_name(p);
+            }
             if let Some(r) = region {
                 loader = loader.region(aws_config::Region::new(r));
             }
@@ -153,13 +213,19 @@ impl S3Backend {
             b = b.endpoint_url(ep);
         }
         b = b.force_path_style(opts.path_style.unwrap_or(custom));
+        let clock = ServerClock::default();
+        b = b.interceptor(clock.clone());
         let client = aws_sdk_s3::Client::from_conf(b.build());
         let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
         let endpoint = endpoint.or_else(|| shared.endpoint_url().map(String::from));
-        Ok(S3Backend { client, rt, opts, limit, endpoint })
+        Ok(S3Backend { client, rt, opts, limit, endpoint, policy: RwLock::new(WritePolicy::default()), clock })
     }
 
-    fn full_key(&self, key: &str) -> String {
+    fn write_policy(&self) -> WritePolicy {
+        *self.policy.read().expect("the write policy lock is never poisoned")
+    }
+
+    pub(super) fn full_key(&self, key: &str) -> String {
         if self.opts.prefix.is_empty() {
             key.to_string()
         } else {
@@ -167,13 +233,13 @@ impl S3Backend {
         }
     }
 
-    fn shown(&self, key: &str) -> String {
+    pub(super) fn shown(&self, key: &str) -> String {
         format!("s3://{}/{}", self.opts.bucket, self.full_key(key))
     }
 
     /// Runs `attempt` under the concurrency limit, retrying transient
     /// failures with exponential backoff and full jitter.
-    fn run<T, F, Fut>(&self, op: &'static str, key: &str, attempt: F) -> BackendResult<T>
+    pub(super) fn run<T, F, Fut>(&self, op: &'static str, key: &str, attempt: F) -> BackendResult<T>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -187,7 +253,9 @@ impl S3Backend {
                     let _permit = self.limit.acquire().await.expect("semaphore is never closed");
                     match tokio::time::timeout(self.opts.attempt_timeout, attempt()).await {
                         Ok(r) => r,
-                        Err(_) => Err(Failure { kind: BackendErrorKind::Transient, message: "timed out".into() }),
+                        Err(_) => {
+                            Err(Failure { kind: BackendErrorKind::Transient, message: "timed out".into(), code: None })
+                        }
                     }
                 };
                 match r {
@@ -204,34 +272,45 @@ impl S3Backend {
                         } else {
                             f.message
                         };
-                        return Err(BackendError::new(f.kind, op, self.shown(key), message));
+                        let e = BackendError::new(f.kind, op, self.shown(key), message);
+                        return Err(match f.code {
+                            Some(c) => e.with_code(c),
+                            None => e,
+                        });
                     }
                 }
             }
         })
     }
 
-    async fn get_body(&self, key: &str, range: Option<String>) -> Result<Vec<u8>, Failure> {
+    /// GETs `key` (a given version of it, or the current one), whole or a range.
+    pub(super) async fn get_body(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        range: Option<String>,
+    ) -> Result<Vec<u8>, Failure> {
         let out = self
             .client
             .get_object()
             .bucket(&self.opts.bucket)
             .key(self.full_key(key))
+            .set_version_id(version.map(String::from))
             .set_range(range)
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Failure { kind: BackendErrorKind::Transient, message: format!("reading the body: {e}") })?;
+        let body = out.body.collect().await.map_err(|e| Failure {
+            kind: BackendErrorKind::Transient,
+            message: format!("reading the body: {e}"),
+            code: None,
+        })?;
         Ok(body.into_bytes().to_vec())
     }
 
-    async fn put_once(&self, key: &str, data: &[u8], class: Option<&StorageClass>) -> Result<(), Failure> {
+    async fn put_once(&self, key: &str, data: &[u8], up: Upload<'_>) -> Result<(), Failure> {
         if data.len() > self.opts.multipart_threshold {
-            return self.put_multipart(key, data, class).await;
+            return self.put_multipart(key, data, up).await;
         }
         self.client
             .put_object()
@@ -239,14 +318,17 @@ impl S3Backend {
             .key(self.full_key(key))
             .body(ByteStream::from(data.to_vec()))
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .set_storage_class(class.cloned())
+            .set_storage_class(up.class.cloned())
+            .set_if_none_match(up.if_none_match.then(|| "*".to_string()))
+            .set_object_lock_mode(up.lock.map(|(m, _)| m.s3_name().into()))
+            .set_object_lock_retain_until_date(up.lock.map(|(_, t)| to_smithy(t)))
             .send()
             .await
             .map_err(|e| classify(&e))?;
         Ok(())
     }
 
-    async fn put_multipart(&self, key: &str, data: &[u8], class: Option<&StorageClass>) -> Result<(), Failure> {
+    async fn put_multipart(&self, key: &str, data: &[u8], upload: Upload<'_>) -> Result<(), Failure> {
         let full = self.full_key(key);
         let up = self
             .client
@@ -254,7 +336,9 @@ impl S3Backend {
             .bucket(&self.opts.bucket)
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .set_storage_class(class.cloned())
+            .set_storage_class(upload.class.cloned())
+            .set_object_lock_mode(upload.lock.map(|(m, _)| m.s3_name().into()))
+            .set_object_lock_retain_until_date(upload.lock.map(|(_, t)| to_smithy(t)))
             .send()
             .await
             .map_err(|e| classify(&e))?;
@@ -289,6 +373,7 @@ impl S3Backend {
                 .key(&full)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .set_if_none_match(upload.if_none_match.then(|| "*".to_string()))
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
@@ -308,8 +393,33 @@ impl S3Backend {
         result
     }
 
-    fn put_with_class(&self, key: &str, data: &[u8], class: Option<StorageClass>) -> BackendResult<()> {
-        self.run("upload", key, || self.put_once(key, data, class.as_ref()))
+    /// Stores a new object under `key`, never replacing one (see the
+    /// module documentation).
+    fn put_new(&self, key: &str, data: &[u8], class: Option<StorageClass>) -> BackendResult<()> {
+        let policy = self.write_policy();
+        if !policy.conditional_put {
+            // The storage does not refuse conditional writes: look first.
+            match self.stat(key) {
+                Ok(_) => return self.same_or_refused(key, data),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let lock = policy.object_lock.filter(|_| !is_mutable_key(key)).map(|l| (l.mode, l.until(Utc::now())));
+        let up = Upload { class: class.as_ref(), if_none_match: true, lock };
+        match self.run("upload", key, || self.put_once(key, data, up)) {
+            Err(e) if e.is_precondition_failed() => self.same_or_refused(key, data),
+            r => r,
+        }
+    }
+
+    /// `key` exists: success when it holds `data`, else the error that names it.
+    fn same_or_refused(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        if self.get(key)? == data {
+            Ok(())
+        } else {
+            Err(BackendError::already_exists(self.shown(key)))
+        }
     }
 
     /// Deletes many objects with batched DeleteObjects (1000 per request).
@@ -321,12 +431,12 @@ impl S3Backend {
                     .iter()
                     .map(|k| ObjectIdentifier::builder().key(self.full_key(k)).build())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| Failure { kind: BackendErrorKind::Permanent, message: e.to_string() })?;
+                    .map_err(|e| Failure::permanent(e.to_string()))?;
                 let del = Delete::builder()
                     .set_objects(Some(ids))
                     .quiet(true)
                     .build()
-                    .map_err(|e| Failure { kind: BackendErrorKind::Permanent, message: e.to_string() })?;
+                    .map_err(|e| Failure::permanent(e.to_string()))?;
                 let out = self
                     .client
                     .delete_objects()
@@ -344,6 +454,7 @@ impl S3Backend {
                             err.key().unwrap_or(""),
                             err.message().unwrap_or("")
                         ),
+                        code: err.code().map(String::from),
                     });
                 }
                 Ok(())
@@ -364,7 +475,7 @@ impl Backend for S3Backend {
     }
 
     fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
-        self.run("download", key, || self.get_body(key, None))
+        self.run("download", key, || self.get_body(key, None, None))
     }
 
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
@@ -373,12 +484,13 @@ impl Backend for S3Backend {
         }
         let range = format!("bytes={}-{}", offset, offset + length - 1);
         self.run("download", key, || async {
-            let b = self.get_body(key, Some(range.clone())).await?;
+            let b = self.get_body(key, None, Some(range.clone())).await?;
             if b.len() as u64 != length {
                 // A short body is a cut connection or a range past the end.
                 return Err(Failure {
                     kind: BackendErrorKind::Transient,
                     message: format!("range {offset}+{length} returned {} bytes", b.len()),
+                    code: None,
                 });
             }
             Ok(b)
@@ -386,12 +498,20 @@ impl Backend for S3Backend {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.put_with_class(key, data, None)
+        self.put_new(key, data, None)
+    }
+
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        if !is_mutable_key(key) {
+            return Err(refuse_mutable(&self.shown(key)));
+        }
+        let up = Upload { class: None, if_none_match: false, lock: None };
+        self.run("upload", key, || self.put_once(key, data, up))
     }
 
     fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         let class = self.opts.storage_class.as_deref().map(StorageClass::from);
-        self.put_with_class(key, data, class)
+        self.put_new(key, data, class)
     }
 
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
@@ -412,7 +532,11 @@ impl Backend for S3Backend {
             })?;
             for o in page.contents() {
                 if let Some(k) = o.key().and_then(|k| k.strip_prefix(&strip)) {
-                    out.push(ObjectInfo { key: k.to_string(), size: o.size().unwrap_or(0).max(0) as u64 });
+                    out.push(ObjectInfo {
+                        key: k.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        modified: o.last_modified().and_then(from_smithy),
+                    });
                 }
             }
             match page.next_continuation_token() {
@@ -457,6 +581,68 @@ impl Backend for S3Backend {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn set_write_policy(&self, policy: &WritePolicy) {
+        *self.policy.write().expect("the write policy lock is never poisoned") = *policy;
+    }
+
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        let key = format!("{}probe-{}", super::MUTABLE_PREFIX, crate::Id::random().to_hex());
+        self.put_mutable(&key, b"1")?;
+        let up = Upload { class: None, if_none_match: true, lock: None };
+        let second = self.run("upload", &key, || self.put_once(&key, b"2", up));
+        self.delete(&key)?;
+        match second {
+            Ok(()) => Ok(false),
+            Err(e) if e.is_precondition_failed() => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bucket_lock_status(&self) -> BackendResult<BucketLockStatus> {
+        self.lock_status()
+    }
+
+    fn extend_retention(&self, key: &str, mode: LockMode, until: DateTime<Utc>) -> BackendResult<()> {
+        self.put_retention(key, mode, until)
+    }
+
+    fn retention(&self, key: &str) -> BackendResult<Option<DateTime<Utc>>> {
+        self.head_retention(key)
+    }
+
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (date, seen) = (*self.clock.0.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(date + chrono::Duration::from_std(seen.elapsed()).ok()?)
+    }
+}
+
+/// The `Date` header of the newest response, and when it came: the
+/// server's clock for [`Backend::server_time`], at no extra request.
+#[derive(Debug, Clone, Default)]
+struct ServerClock(Arc<std::sync::Mutex<Option<DateSeen>>>);
+
+/// A `Date` header's time, and the instant it was read.
+type DateSeen = (chrono::DateTime<chrono::Utc>, std::time::Instant);
+
+impl aws_sdk_s3::config::Intercept for ServerClock {
+    fn name(&self) -> &'static str {
+        "cairn server clock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let date = context.response().headers().get("date").and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+        if let Some(d) = date {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((d.with_timezone(&chrono::Utc), std::time::Instant::now()));
+        }
+        Ok(())
     }
 }
 

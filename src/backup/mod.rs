@@ -3,12 +3,16 @@
 //! Order of events, which is what makes a crash at any instant harmless:
 //! 1. load the index and adopt packs that an interrupted backup stored
 //!    but never indexed;
-//! 2. scan the sources against the parent snapshot ([`scan`]);
-//! 3. read changed files through the parallel pipeline ([`pipeline`]);
-//! 4. write directory trees bottom-up as blobs;
-//! 5. store the last packs and the index (packs first, then their index);
-//! 6. write the snapshot: the commit point.
+//! 2. scan the sources against the parent snapshot ([`scan`]), reading
+//!    changed files through the parallel pipeline ([`pipeline`]) and
+//!    writing each directory's tree as soon as it is complete ([`dirs`]),
+//!    bottom-up;
+//! 3. store the last packs and the index (packs first, then their index);
+//! 4. write the snapshot: the commit point. Tree packs may be stored
+//!    before the data packs their trees refer to, but no snapshot refers
+//!    to any of them before every pack of the session is stored.
 
+pub mod dirs;
 pub mod pipeline;
 pub mod scan;
 
@@ -22,16 +26,20 @@ use crate::error::{Error, Result};
 use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
-use crate::repo::snapshot::SkippedFile;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use crate::repo::{BlobKind, Index, IndexMode, Node, NodeKind, Repository, Snapshot, Summary, Tree};
 
-use pipeline::{Counters, FileOutcome};
-use scan::{DirScan, Entry, Excludes, FileStatus, Scanner};
+use pipeline::Counters;
+use scan::{Excludes, Walker};
 
 /// Receives progress events; every method has a no-op default.
 pub trait Progress: Sync {
+    /// Regular files found so far and their bytes: the total grows while
+    /// the scan goes on (files are read as they are found).
     fn scanned(&self, _files: u64, _bytes: u64) {}
+    /// A regular file found by the scan goes to the readers: it was
+    /// examined (`lstat`) but is not opened yet. Called on the scan's thread.
+    fn queued(&self, _path: &Path) {}
     fn file_done(&self, _path: &Path, _bytes: u64) {}
 }
 
@@ -99,6 +107,21 @@ impl BackupReport {
     }
 }
 
+/// Refuses a snapshot time more than [`crate::repo::lock::MAX_CLOCK_SKEW`]
+/// ahead of this machine's clock (`now`) or of the storage server's
+/// (`server`, when it has one).
+pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>, server: Option<DateTime<Utc>>) -> Result<()> {
+    let skew = crate::repo::lock::MAX_CLOCK_SKEW;
+    let limit = chrono::Duration::from_std(skew).expect("small");
+    let show = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (clock, at) in [("clock of this machine", Some(now)), ("storage server's clock", server)] {
+        if let Some(at) = at.filter(|at| time > *at + limit) {
+            return Err(Error::FutureTime { time: show(time), now: show(at), clock, skew_s: skew.as_secs() });
+        }
+    }
+    Ok(())
+}
+
 /// Runs one backup and commits its snapshot.
 pub fn run(
     repo: &Repository,
@@ -108,10 +131,12 @@ pub fn run(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
+    // A snapshot from the future would count as the newest recovery point for ever.
+    check_time(time, Utc::now(), repo.backend().server_time())?;
     let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, but never beside a prune.
     let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
-    let mut index = repo.load_index()?;
+    let mut index = repo.load_index_as(IndexMode::Membership)?;
     let adopted = adopt_unindexed_packs(repo, &mut index)?;
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
@@ -171,27 +196,21 @@ pub fn run(
         Ok(match source {
             Source::Paths(_) => {
                 let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
-                let mut scanner = Scanner::new(repo, &index, &excludes, opts.one_file_system);
-                let mut root = scan::new_root(parent_tree);
-                for p in &abs_paths {
-                    scanner.add_path(&mut root, p)?;
-                }
-                let total: u64 = scanner.jobs.iter().map(|j| j.size).sum();
-                progress.scanned(scanner.jobs.len() as u64, total);
-                let outcomes = pipeline::run(repo, &index, &writer, &scanner.jobs, opts.threads, &counters, progress)?;
-                warnings.append(&mut scanner.warnings);
-                summary.skipped = std::mem::take(&mut scanner.skipped);
-                let mut enc = Encoder::new(repo.config().compression);
-                let mut ctx = TreeCtx {
-                    index: &index,
-                    writer: &writer,
-                    enc: &mut enc,
-                    outcomes: &outcomes,
-                    jobs: &scanner.jobs,
-                    summary: &mut summary,
-                    warnings: &mut warnings,
-                };
-                ctx.write_dir(root, "")?
+                let shared = pipeline::Shared::default();
+                let scanned = std::thread::scope(|s| {
+                    let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, progress, &shared);
+                    let dirs = dirs::OpenDirs::new(&index, &writer, Encoder::new(repo.config().compression));
+                    let excludes = &excludes;
+                    let mut w =
+                        Walker::new(repo, &index, dirs, excludes, opts.one_file_system, pipe, progress, parent_tree);
+                    for p in &abs_paths {
+                        w.add_path(p)?;
+                    }
+                    w.finish()
+                })?;
+                summary = scanned.summary;
+                warnings.extend(scanned.warnings);
+                scanned.root
             }
             Source::Stdin { name, reader } => {
                 let content = store_stream(repo, &index, &writer, reader, &counters, &name)?;
@@ -279,107 +298,23 @@ fn store_stream(
     Ok(content)
 }
 
-struct TreeCtx<'a> {
-    index: &'a Index,
-    writer: &'a RepoWriter,
-    enc: &'a mut Encoder,
-    outcomes: &'a [FileOutcome],
-    jobs: &'a [scan::FileJob],
-    summary: &'a mut Summary,
-    warnings: &'a mut Vec<String>,
-}
-
-impl TreeCtx<'_> {
-    /// Writes a directory's tree (children first) and returns its id; `at`
-    /// is the directory's path in the snapshot (empty for the root).
-    fn write_dir(&mut self, dir: DirScan, at: &str) -> Result<Id> {
-        let mut nodes = Vec::with_capacity(dir.children.len());
-        for e in dir.children {
-            match e {
-                Entry::Dir(d) => {
-                    let mut node = d.node.clone();
-                    let path = format!("{at}/{}", node.name_lossy());
-                    node.subtree = Some(self.write_dir(*d, &path)?);
-                    self.summary.dirs += 1;
-                    nodes.push(node);
-                }
-                Entry::File { mut node, job, status } => {
-                    if let Some(j) = job {
-                        match &self.outcomes[j] {
-                            FileOutcome::Read { content, size, opened, changed } => {
-                                // Describe the file as it was when read, not as scanned.
-                                node.content = content.clone();
-                                node.size = *size;
-                                node.mtime = opened.mtime;
-                                node.mtime_nsec = opened.mtime_nsec;
-                                node.ctime = opened.ctime;
-                                node.ctime_nsec = opened.ctime_nsec;
-                                node.mode = opened.mode;
-                                if *changed {
-                                    let p = self.jobs[j].path.display().to_string();
-                                    self.warnings.push(format!("{p}: changed while it was read; stored as read"));
-                                    // Its ctime moved on, so the next backup reads it again.
-                                    self.summary.changed_during_backup.push(p);
-                                }
-                            }
-                            FileOutcome::Failed(e) => {
-                                let path = self.jobs[j].path.display().to_string();
-                                let reason = if e.kind() == std::io::ErrorKind::NotFound {
-                                    "vanished during the backup".to_string()
-                                } else {
-                                    e.to_string()
-                                };
-                                self.summary.skipped.push(SkippedFile { path, reason });
-                                continue;
-                            }
-                        }
-                    }
-                    match status {
-                        FileStatus::New => self.summary.files_new += 1,
-                        FileStatus::Changed => self.summary.files_changed += 1,
-                        FileStatus::Unchanged => self.summary.files_unchanged += 1,
-                    }
-                    self.summary.files_total += 1;
-                    self.summary.bytes_total += node.size;
-                    nodes.push(node);
-                }
-                Entry::Leaf(node) => nodes.push(node),
-            }
-        }
-        let bytes = Tree::new(nodes).encode();
-        tree_within(&bytes, crate::repo::limits::TREE, at)?;
-        let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &bytes, self.enc)?;
-        Ok(id)
-    }
-}
-
-/// Refuses a directory's encoded tree above `limit` bytes: no reader would
-/// load it, so the backup fails rather than commit a snapshot that cannot
-/// be restored. `at` is the directory's path in the snapshot.
-fn tree_within(bytes: &[u8], limit: u64, at: &str) -> Result<()> {
-    if bytes.len() as u64 <= limit {
-        return Ok(());
-    }
-    Err(Error::TooLarge {
-        what: format!("the tree of directory {}", if at.is_empty() { "/" } else { at }),
-        detail: format!(
-            "{} bytes, above the limit of {limit} (split the directory, or exclude part of it)",
-            bytes.len()
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_tree_above_the_limit_fails_the_backup_naming_its_directory() {
-        assert!(super::tree_within(&[0; 10], 10, "/srv/x").is_ok());
-        let e = super::tree_within(&[0; 11], 10, "/srv/x").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "the tree of directory /srv/x is too large: 11 bytes, above the limit of 10 (split the directory, or \
-             exclude part of it)"
-        );
-        assert!(super::tree_within(&[0; 11], 10, "").unwrap_err().to_string().contains("directory / is"));
+    fn a_snapshot_time_ahead_of_either_clock_by_more_than_the_skew_is_refused() {
+        use super::*;
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        let m = chrono::Duration::minutes;
+        assert!(check_time(now + m(5), now, None).is_ok(), "within the skew");
+        assert!(check_time(now - chrono::Duration::days(30), now, Some(now)).is_ok(), "the past is fine (imports)");
+        let e = check_time(now + m(6), now, None).unwrap_err();
+        assert!(matches!(e, Error::FutureTime { clock: "clock of this machine", .. }), "{e}");
+        // This machine's clock runs ahead: the storage's clock catches it.
+        let e = check_time(now + m(10), now + m(20), Some(now)).unwrap_err();
+        assert!(matches!(e, Error::FutureTime { clock: "storage server's clock", .. }), "{e}");
+        assert!(e.to_string().contains("300 s ahead"), "{e}");
+        let far = Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap();
+        assert!(check_time(far, now, None).is_err());
     }
 }

@@ -3,26 +3,31 @@
 //! third (inside [`RepoWriter`]).
 //!
 //! ```text
-//! files ─▶ readers (N): read → FastCDC → keyed BLAKE3 → known? skip
-//!                 │ new chunks (bounded channel: N)
-//!                 ▼
-//!          sealers (N): zstd → XChaCha20-Poly1305 → open pack
-//!                 │ full packs (bounded channel)
-//!                 ▼
-//!          uploaders: put pack → publish index entries
+//! scan ─▶ file jobs (at most MAX_IN_FLIGHT not yet reported back)
+//!           ▼
+//!         readers (N): read → FastCDC → keyed BLAKE3 → known? skip
+//!           │ new chunks (bounded channel: N)      └─▶ one report per file
+//!           ▼                                          back to the scan
+//!         sealers (N): zstd → XChaCha20-Poly1305 → open pack
+//!           │ full packs (bounded channel)
+//!           ▼
+//!         uploaders: put pack → publish index entries
 //! ```
 //!
-//! Every queue is bounded, so memory stays flat whatever the data size:
-//! per reader one chunking buffer, per sealer one chunk, and a few packs.
+//! The scan hands files over as it finds them and gets one [`Done`] report
+//! per file, so a directory's tree can be written as soon as its last file
+//! is read. Every queue is bounded, so memory stays flat whatever the data
+//! size and the number of files: per reader one chunking buffer, per sealer
+//! one chunk, a few packs, and at most [`MAX_IN_FLIGHT`] file jobs.
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -31,22 +36,47 @@ use crate::repo::blob::Encoder;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{BlobKind, Index, Repository};
 
-use super::scan::FileJob;
 use super::Progress;
+
+/// Files handed to the readers and not yet reported back, at most. Enough
+/// to keep the readers busy; each holds a path and keeps its directory
+/// open.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// A regular file whose content must be read; `token` comes back with the
+/// report.
+#[derive(Debug)]
+pub struct FileJob<T> {
+    pub path: PathBuf,
+    pub size: u64,
+    pub token: T,
+}
+
+/// The report on one file job.
+#[derive(Debug)]
+pub struct Done<T> {
+    pub path: PathBuf,
+    pub token: T,
+    pub outcome: FileOutcome,
+}
 
 /// The outcome of reading one file.
 #[derive(Debug)]
 pub enum FileOutcome {
-    Read {
-        content: Vec<Id>,
-        size: u64,
-        /// Metadata when the file was opened (it may differ from the scan's).
-        opened: OpenedMeta,
-        /// The file changed while it was read (it is stored as read).
-        changed: bool,
-    },
+    Read(ReadFile),
     /// Could not be read (vanished, no permission…).
     Failed(std::io::Error),
+}
+
+/// A file read in full.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    pub content: Vec<Id>,
+    pub size: u64,
+    /// Metadata when the file was opened (it may differ from the scan's).
+    pub opened: OpenedMeta,
+    /// The file changed while it was read (it is stored as read).
+    pub changed: bool,
 }
 
 /// The parts of a file's metadata at open time that the snapshot records
@@ -81,83 +111,158 @@ pub struct Counters {
     pub new_bytes: AtomicU64,
 }
 
-/// Reads every job's file through the pipeline; returns one outcome per job.
-pub fn run(
-    repo: &Repository,
-    index: &Index,
-    writer: &RepoWriter,
-    jobs: &[FileJob],
+/// What the pipeline's threads share: a failure stops them all, and the
+/// first error is the one reported.
+#[derive(Default)]
+pub struct Shared {
+    stop: AtomicBool,
+    first_error: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.first_error.lock().unwrap().get_or_insert(e);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The error that stopped the pipeline, or `fallback`.
+    fn error(&self, fallback: Error) -> Error {
+        self.first_error.lock().unwrap().take().unwrap_or(fallback)
+    }
+}
+
+/// The scan's end of the pipeline.
+pub struct Pipeline<'a, T> {
+    jobs: Option<Sender<FileJob<T>>>,
+    done: Receiver<Done<T>>,
+    in_flight: usize,
+    shared: &'a Shared,
+}
+
+/// Starts `threads` readers and as many sealers in `scope`.
+#[allow(clippy::too_many_arguments)]
+pub fn start<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    repo: &'env Repository,
+    index: &'env Index,
+    writer: &'env RepoWriter,
     threads: usize,
-    counters: &Counters,
-    progress: &dyn Progress,
-) -> Result<Vec<FileOutcome>> {
+    counters: &'env Counters,
+    progress: &'env dyn Progress,
+    shared: &'env Shared,
+) -> Pipeline<'env, T> {
     let threads = threads.max(1);
-    let results: Vec<Mutex<Option<FileOutcome>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let fail = |e: Error| {
-        failed.store(true, Ordering::SeqCst);
-        first_error.lock().unwrap().get_or_insert(e);
-    };
     let key = repo.key();
     let level = repo.config().compression;
-    let (tx, rx) = bounded::<(Id, Vec<u8>)>(threads);
-
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let rx = rx.clone();
-            let fail = &fail;
-            let failed = &failed;
-            s.spawn(move || {
-                let mut enc = Encoder::new(level);
-                let mut sealed = Vec::new();
-                for (id, data) in rx {
-                    if failed.load(Ordering::Relaxed) {
-                        continue; // drain so readers never block
-                    }
-                    if sealed.capacity() > 1 << 20 {
-                        sealed = Vec::new(); // a large chunk's buffer goes back
-                    }
-                    sealed.clear();
-                    enc.encode_into(key, &data, &mut sealed);
-                    counters.new_blobs.fetch_add(1, Ordering::Relaxed);
-                    counters.new_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    if let Err(e) = writer.add_blob(BlobKind::Data, id, data.len() as u32, &sealed) {
-                        fail(e);
-                    }
+    let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads);
+    let (job_tx, job_rx) = unbounded::<FileJob<T>>();
+    let (done_tx, done_rx) = unbounded::<Done<T>>();
+    for _ in 0..threads {
+        let rx = chunk_rx.clone();
+        scope.spawn(move || {
+            let mut enc = Encoder::new(level);
+            let mut sealed = Vec::new();
+            for (id, data) in rx {
+                if shared.stopped() {
+                    continue; // drain so readers never block
                 }
-            });
-        }
-        drop(rx);
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let (next, failed, results, fail) = (&next, &failed, &results, &fail);
-            s.spawn(move || {
-                let mut chunker = Chunker::new(repo.config().chunker);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                if sealed.capacity() > 1 << 20 {
+                    sealed = Vec::new(); // a large chunk's buffer goes back
+                }
+                sealed.clear();
+                enc.encode_into(key, &data, &mut sealed);
+                counters.new_blobs.fetch_add(1, Ordering::Relaxed);
+                counters.new_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Err(e) = writer.add_blob(BlobKind::Data, id, data.len() as u32, &sealed) {
+                    shared.fail(e);
+                }
+            }
+        });
+    }
+    for _ in 0..threads {
+        let (jobs, done, chunks) = (job_rx.clone(), done_tx.clone(), chunk_tx.clone());
+        scope.spawn(move || {
+            let mut chunker = Chunker::new(repo.config().chunker);
+            for job in jobs {
+                if shared.stopped() {
+                    break;
+                }
+                match read_file(&job.path, job.size, &mut chunker, repo, index, writer, &chunks, counters) {
+                    Ok(outcome) => {
+                        progress.file_done(&job.path, job.size);
+                        let report = Done { path: job.path, token: job.token, outcome };
+                        if done.send(report).is_err() {
+                            break; // the scan stopped
+                        }
+                    }
+                    Err(e) => {
+                        shared.fail(e);
                         break;
                     }
-                    let job = &jobs[i];
-                    let outcome = read_file(&job.path, job.size, &mut chunker, repo, index, writer, &tx, counters);
-                    match outcome {
-                        Ok(o) => {
-                            progress.file_done(&job.path, job.size);
-                            *results[i].lock().unwrap() = Some(o);
-                        }
-                        Err(e) => fail(e),
-                    }
                 }
-            });
-        }
-        drop(tx);
-    });
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
+            }
+        });
     }
-    Ok(results.into_iter().map(|m| m.into_inner().unwrap().expect("every job ran")).collect())
+    Pipeline { jobs: Some(job_tx), done: done_rx, in_flight: 0, shared }
+}
+
+impl<T> Pipeline<'_, T> {
+    /// Files handed over and not yet reported back.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Hands a file to the readers (call [`Pipeline::wait`] first while
+    /// [`MAX_IN_FLIGHT`] files are out).
+    pub fn send(&mut self, job: FileJob<T>) -> Result<()> {
+        let sent = self.jobs.as_ref().expect("the pipeline is open").send(job);
+        if sent.is_err() || self.shared.stopped() {
+            return Err(self.shared.error(Error::Stopped("backup pipeline")));
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// A report that is ready, if any.
+    pub fn ready(&mut self) -> Result<Option<Done<T>>> {
+        match self.done.try_recv() {
+            Ok(d) if !self.shared.stopped() => {
+                self.in_flight -= 1;
+                Ok(Some(d))
+            }
+            Err(TryRecvError::Empty) if !self.shared.stopped() => Ok(None),
+            _ => Err(self.shared.error(Error::Stopped("backup pipeline"))),
+        }
+    }
+
+    /// Waits for the next report (there must be a file out).
+    pub fn wait(&mut self) -> Result<Done<T>> {
+        match self.done.recv() {
+            Ok(d) if !self.shared.stopped() => {
+                self.in_flight -= 1;
+                Ok(d)
+            }
+            _ => Err(self.shared.error(Error::Stopped("backup pipeline"))),
+        }
+    }
+
+    /// No more files will come: the readers stop once the last is read.
+    pub fn close(&mut self) {
+        self.jobs = None;
+    }
+}
+
+impl<T> Drop for Pipeline<'_, T> {
+    fn drop(&mut self) {
+        // Stops the readers when the scan gives up early.
+        if self.in_flight > 0 {
+            self.shared.stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 fn open_noatime(path: &Path) -> std::io::Result<File> {
@@ -195,7 +300,7 @@ fn read_file(
     repo: &Repository,
     index: &Index,
     writer: &RepoWriter,
-    tx: &crossbeam_channel::Sender<(Id, Vec<u8>)>,
+    tx: &Sender<(Id, Vec<u8>)>,
     counters: &Counters,
 ) -> Result<FileOutcome> {
     let f = match open_noatime(path) {
@@ -240,5 +345,5 @@ fn read_file(
                 || a.ctime_nsec() != before.ctime_nsec()
         });
     content.shrink_to_fit();
-    Ok(FileOutcome::Read { content, size, opened: OpenedMeta::from(&before), changed })
+    Ok(FileOutcome::Read(ReadFile { content, size, opened: OpenedMeta::from(&before), changed }))
 }

@@ -1,23 +1,34 @@
-//! The scan: walk the sources into an in-memory tree of nodes, comparing
-//! each file with the parent snapshot.
+//! The scan: walk the sources depth-first, compare each file with the
+//! parent snapshot, hand the files to read to the pipeline, and write each
+//! directory's tree as soon as it is complete ([`super::dirs`]).
 //!
 //! A file whose size, mtime, ctime and inode match its node in the parent
 //! snapshot (and whose chunks are all still indexed) reuses the parent's
 //! chunk list and is never opened. Every other regular file becomes a
-//! [`FileJob`] for the content pipeline. Directories of the parent are
-//! loaded lazily, one tree per directory visited.
+//! [`FileJob`] for the content pipeline. The parent snapshot is walked in
+//! step with the scan: a directory's tree in the parent is loaded when the
+//! scan enters the directory and dropped when it leaves it. Memory thus
+//! holds the current path (each directory's entry names and its parent
+//! tree) and the directories with files in flight, whatever the number of
+//! files.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::dirs::{OpenDirs, Place};
+use super::pipeline::{Done, FileJob, FileOutcome, Pipeline, ReadFile, MAX_IN_FLIGHT};
+use super::Progress;
 use crate::error::{Error, Result};
 use crate::fsmeta::{self, NameCache};
+use crate::id::Id;
 use crate::repo::snapshot::SkippedFile;
-use crate::repo::{Index, Node, NodeKind, Repository, Tree};
+use crate::repo::{Index, Node, NodeKind, Repository, Summary, Tree};
 
 /// How a file compares with the parent snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,43 +36,6 @@ pub enum FileStatus {
     New,
     Changed,
     Unchanged,
-}
-
-/// A regular file whose content must be read.
-#[derive(Debug)]
-pub struct FileJob {
-    pub path: PathBuf,
-    pub size: u64,
-}
-
-#[derive(Debug)]
-pub enum Entry {
-    /// Boxed: a directory is much larger than a file entry.
-    Dir(Box<DirScan>),
-    /// A regular file; `job` is its index into the job list when it must
-    /// be read, `None` when its content came from the parent.
-    File { node: Node, job: Option<usize>, status: FileStatus },
-    /// Anything else: symlinks, FIFOs, devices, sockets.
-    Leaf(Node),
-}
-
-#[derive(Debug)]
-pub struct DirScan {
-    pub node: Node,
-    pub children: Vec<Entry>,
-    pub parent: Option<Tree>,
-    /// Whether the directory was scanned in full (false for the
-    /// directories above a backup path, which hold only that path).
-    pub full: bool,
-}
-
-impl DirScan {
-    fn child_dir(&mut self, name: &[u8]) -> Option<&mut DirScan> {
-        self.children.iter_mut().find_map(|e| match e {
-            Entry::Dir(d) if d.node.name == name => Some(&mut **d),
-            _ => None,
-        })
-    }
 }
 
 /// Which paths to leave out.
@@ -113,23 +87,6 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
-pub struct Scanner<'a> {
-    pub repo: &'a Repository,
-    pub index: &'a Index,
-    pub excludes: &'a Excludes,
-    pub one_file_system: bool,
-    pub names: NameCache,
-    pub jobs: Vec<FileJob>,
-    pub skipped: Vec<SkippedFile>,
-    pub warnings: Vec<String>,
-    /// (device, inode) of multiply-linked files already given a job.
-    linked: std::collections::HashMap<(u64, u64), usize>,
-}
-
-fn name_of(p: &Path) -> Vec<u8> {
-    p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default()
-}
-
 /// Makes a path absolute and lexically normal (no `.`/`..`), without
 /// resolving symlinks.
 pub fn absolute(p: &Path) -> Result<PathBuf> {
@@ -147,19 +104,105 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-impl<'a> Scanner<'a> {
-    pub fn new(repo: &'a Repository, index: &'a Index, excludes: &'a Excludes, one_file_system: bool) -> Self {
-        Scanner {
+/// What a file job carries back: where its node is, and how it compared.
+#[derive(Debug, Clone, Copy)]
+pub struct Token {
+    place: Place,
+    status: FileStatus,
+    /// One of several links to an inode: other entries may wait for it.
+    linked: bool,
+}
+
+type ReadResult = std::result::Result<ReadFile, String>;
+
+/// A multiply-linked file (by device and inode) is read once for all its
+/// entries in the backup.
+enum Link {
+    /// Being read; these entries wait for the result.
+    Reading { waiters: Vec<(Token, PathBuf)>, seen: u64, links: u64 },
+    /// Read; kept until its last link is seen.
+    Read { result: ReadResult, seen: u64, links: u64 },
+}
+
+/// A directory of the current path, being scanned.
+struct Frame {
+    dir: u32,
+    path: PathBuf,
+    names: std::vec::IntoIter<OsString>,
+    /// The directory's tree in the parent snapshot.
+    parent: Option<Tree>,
+    dev: u64,
+}
+
+/// A directory above a backup path: it holds only what is backed up below it.
+struct Above {
+    name: Vec<u8>,
+    dir: u32,
+    parent: Option<Tree>,
+}
+
+/// The scan's result besides the root tree.
+pub struct Scanned {
+    pub root: Id,
+    /// Counts, skipped files and files changed while read.
+    pub summary: Summary,
+    pub warnings: Vec<String>,
+}
+
+pub struct Walker<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    excludes: &'a Excludes,
+    one_file_system: bool,
+    names: NameCache,
+    dirs: OpenDirs<'a>,
+    pipe: Pipeline<'a, Token>,
+    linked: HashMap<(u64, u64), Link>,
+    summary: Summary,
+    warnings: Vec<String>,
+    progress: &'a dyn Progress,
+    /// Regular files found so far, and their bytes.
+    found: (u64, u64),
+    /// The virtual root and the directories above the current backup path.
+    above: Vec<Above>,
+    /// The last backup path that is a directory (paths come sorted, so
+    /// those inside it follow it).
+    last_dir: Option<PathBuf>,
+}
+
+impl<'a> Walker<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: &'a Repository,
+        index: &'a Index,
+        dirs: OpenDirs<'a>,
+        excludes: &'a Excludes,
+        one_file_system: bool,
+        pipe: Pipeline<'a, Token>,
+        progress: &'a dyn Progress,
+        parent: Option<Tree>,
+    ) -> Walker<'a> {
+        let mut w = Walker {
             repo,
             index,
             excludes,
             one_file_system,
             names: NameCache::default(),
-            jobs: Vec::new(),
-            skipped: Vec::new(),
+            dirs,
+            pipe,
+            linked: HashMap::new(),
+            summary: Summary::default(),
             warnings: Vec::new(),
-            linked: Default::default(),
-        }
+            progress,
+            found: (0, 0),
+            above: Vec::new(),
+            last_dir: None,
+        };
+        let mut node = Node::new(Vec::new(), NodeKind::Dir);
+        node.mode = 0o755;
+        let root = w.dirs.open(node, None);
+        w.above.push(Above { name: Vec::new(), dir: root, parent });
+        w
     }
 
     fn load_parent_subtree(&mut self, parent: Option<&Tree>, name: &[u8]) -> Option<Tree> {
@@ -177,9 +220,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Adds the absolute path `path` (and the directories above it) to
-    /// `root`.
-    pub fn add_path(&mut self, root: &mut DirScan, path: &Path) -> Result<()> {
+    /// Backs up the absolute path `path` (and the directories above it).
+    /// Paths must come sorted, parents before children.
+    pub fn add_path(&mut self, path: &Path) -> Result<()> {
+        if self.last_dir.as_ref().is_some_and(|d| path.starts_with(d)) {
+            return Ok(()); // inside a directory backed up in full
+        }
         let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
         let comps: Vec<&OsStr> = path
             .components()
@@ -191,135 +237,134 @@ impl<'a> Scanner<'a> {
         let Some((last, above)) = comps.split_last() else {
             return Err(Error::InvalidArgument("backing up `/` itself: name the directories below it".into()));
         };
-        let mut dir = root;
-        let mut prefix = PathBuf::from("/");
-        for c in above {
+        // Keep the directories above that this path shares with the last.
+        let shared = above.iter().zip(&self.above[1..]).take_while(|(c, a)| c.as_bytes() == a.name).count();
+        while self.above.len() > shared + 1 {
+            let a = self.above.pop().expect("not the root");
+            drop(a.parent);
+            self.dirs.close(a.dir)?;
+        }
+        let mut prefix: PathBuf = std::iter::once(OsStr::new("/")).chain(above[..shared].iter().copied()).collect();
+        for c in &above[shared..] {
             prefix.push(c);
             let name = c.as_bytes();
-            match dir.child_dir(name) {
-                // Already backed up in full: this path is inside it.
-                Some(d) if d.full => return Ok(()),
-                Some(_) => {}
-                None => {
-                    // Directories above a backup path are followed if they
-                    // are symlinks: the snapshot shows the path as given.
-                    let dmd = std::fs::metadata(&prefix).map_err(|e| Error::io(&prefix, e))?;
-                    if !dmd.is_dir() {
-                        return Err(Error::InvalidArgument(format!("{} is not a directory", prefix.display())));
-                    }
-                    let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
-                    node.xattrs = fsmeta::read_xattrs(&prefix);
-                    let parent = self.load_parent_subtree(dir.parent.as_ref(), name);
-                    dir.children.push(Entry::Dir(Box::new(DirScan {
-                        node,
-                        children: Vec::new(),
-                        parent,
-                        full: false,
-                    })));
-                }
+            // Directories above a backup path are followed if they are
+            // symlinks: the snapshot shows the path as given.
+            let dmd = std::fs::metadata(&prefix).map_err(|e| Error::io(&prefix, e))?;
+            if !dmd.is_dir() {
+                return Err(Error::InvalidArgument(format!("{} is not a directory", prefix.display())));
             }
-            dir = dir.child_dir(name).expect("just inserted");
+            let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
+            node.xattrs = fsmeta::read_xattrs(&prefix);
+            let top = self.above.last_mut().expect("the root");
+            let (up_dir, up_tree) = (top.dir, top.parent.take());
+            let parent = self.load_parent_subtree(up_tree.as_ref(), name);
+            self.above.last_mut().expect("the root").parent = up_tree;
+            let up = self.dirs.add_subdir(up_dir);
+            let dir = self.dirs.open(node, Some(up));
+            self.above.push(Above { name: name.to_vec(), dir, parent });
         }
-        let name = last.as_bytes();
-        if let Some(pos) = dir.children.iter().position(|e| entry_name(e) == name) {
-            match &dir.children[pos] {
-                // Only a path below it was added so far: scan it in full instead.
-                Entry::Dir(d) if !d.full => {
-                    dir.children.remove(pos);
-                }
-                _ => return Ok(()), // given twice
-            }
+        let top = self.above.last_mut().expect("the root");
+        let (dir, up_tree) = (top.dir, top.parent.take());
+        let is_dir = md.is_dir();
+        let frame = self.entry(path.to_path_buf(), last.as_bytes(), md, dir, up_tree.as_ref(), None);
+        self.above.last_mut().expect("the root").parent = up_tree;
+        if let Some(f) = frame? {
+            self.walk(f)?;
         }
-        let parent_tree = dir.parent.take();
-        let entry = self.scan_entry(path, name, md, parent_tree.as_ref(), None);
-        dir.parent = parent_tree;
-        if let Some(e) = entry? {
-            dir.children.push(e);
+        if is_dir {
+            self.last_dir = Some(path.to_path_buf());
         }
         Ok(())
     }
 
-    fn scan_entry(
+    /// Scans a directory and everything below it, depth first.
+    fn walk(&mut self, top: Frame) -> Result<()> {
+        let mut stack = vec![top];
+        while let Some(top) = stack.last_mut() {
+            match top.names.next() {
+                Some(name) => {
+                    let child = top.path.join(&name);
+                    if !self.excludes.excluded(&child, name.as_bytes()) {
+                        match std::fs::symlink_metadata(&child) {
+                            Ok(md) => {
+                                let (dir, dev) = (top.dir, top.dev);
+                                let frame =
+                                    self.entry(child, name.as_bytes(), md, dir, top.parent.as_ref(), Some(dev))?;
+                                stack.extend(frame);
+                            }
+                            Err(e) => self.skip(&child, &e),
+                        }
+                    }
+                }
+                None => {
+                    let done = stack.pop().expect("the top frame");
+                    drop(done.parent); // the parent's tree served its purpose
+                    self.dirs.close(done.dir)?;
+                    self.progress.scanned(self.found.0, self.found.1);
+                }
+            }
+            while let Some(d) = self.pipe.ready()? {
+                self.done(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one entry to the open directory `dir`; a directory to descend
+    /// into comes back as a frame.
+    fn entry(
         &mut self,
-        path: &Path,
+        path: PathBuf,
         name: &[u8],
-        md: std::fs::Metadata,
+        md: Metadata,
+        dir: u32,
         parent: Option<&Tree>,
         root_dev: Option<u64>,
-    ) -> Result<Option<Entry>> {
+    ) -> Result<Option<Frame>> {
         let mut node = fsmeta::node_from_metadata(name, &md, &self.names);
-        node.xattrs = fsmeta::read_xattrs(path);
+        node.xattrs = fsmeta::read_xattrs(&path);
         match node.kind {
             NodeKind::Dir => {
                 let sub_parent = self.load_parent_subtree(parent, name);
-                let mut d = DirScan { node, children: Vec::new(), parent: sub_parent, full: true };
+                let up = self.dirs.add_subdir(dir);
+                let d = self.dirs.open(node, Some(up));
                 let dev = root_dev.unwrap_or(md.dev());
-                if !self.one_file_system || md.dev() == dev {
-                    self.scan_dir(path, &mut d, dev)?;
-                }
-                Ok(Some(Entry::Dir(Box::new(d))))
+                let names = if !self.one_file_system || md.dev() == dev { self.names_in(&path) } else { Vec::new() };
+                Ok(Some(Frame { dir: d, path, names: names.into_iter(), parent: sub_parent, dev }))
             }
             NodeKind::Symlink => {
-                match std::fs::read_link(path) {
-                    Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
-                    Err(e) => {
-                        self.skip(path, &e);
-                        return Ok(None);
+                match std::fs::read_link(&path) {
+                    Ok(t) => {
+                        node.target = Some(t.into_os_string().into_vec());
+                        self.dirs.add(dir, node);
                     }
+                    Err(e) => self.skip(&path, &e),
                 }
-                Ok(Some(Entry::Leaf(node)))
+                Ok(None)
             }
             NodeKind::File => {
-                let pnode = parent.and_then(|t| t.find(name));
-                let status = match pnode {
-                    None => FileStatus::New,
-                    Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
-                    Some(_) => FileStatus::Changed,
-                };
-                if status == FileStatus::Unchanged {
-                    node.content = pnode.expect("parent node").content.clone();
-                    return Ok(Some(Entry::File { node, job: None, status }));
-                }
-                let key = (node.device, node.inode);
-                let job = if node.links > 1 {
-                    if let Some(&j) = self.linked.get(&key) {
-                        j
-                    } else {
-                        self.linked.insert(key, self.jobs.len());
-                        self.push_job(path, node.size)
-                    }
-                } else {
-                    self.push_job(path, node.size)
-                };
-                Ok(Some(Entry::File { node, job: Some(job), status }))
+                self.file(path, node, dir, parent)?;
+                Ok(None)
             }
-            _ => Ok(Some(Entry::Leaf(node))),
+            _ => {
+                self.dirs.add(dir, node);
+                Ok(None)
+            }
         }
     }
 
-    fn push_job(&mut self, path: &Path, size: u64) -> usize {
-        self.jobs.push(FileJob { path: path.to_path_buf(), size });
-        self.jobs.len() - 1
-    }
-
-    fn skip(&mut self, path: &Path, e: &std::io::Error) {
-        let reason = if e.kind() == std::io::ErrorKind::NotFound {
-            "vanished during the backup".to_string()
-        } else {
-            e.to_string()
-        };
-        self.skipped.push(SkippedFile { path: path.display().to_string(), reason });
-    }
-
-    fn scan_dir(&mut self, path: &Path, d: &mut DirScan, dev: u64) -> Result<()> {
+    /// The sorted names in a directory; none when it cannot be read or
+    /// holds an exclude-if-present marker.
+    fn names_in(&mut self, path: &Path) -> Vec<OsString> {
         let rd = match std::fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) => {
                 self.skip(path, &e);
-                return Ok(());
+                return Vec::new();
             }
         };
-        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        let mut names: Vec<OsString> = Vec::new();
         for ent in rd {
             match ent {
                 Ok(ent) => names.push(ent.file_name()),
@@ -328,35 +373,149 @@ impl<'a> Scanner<'a> {
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         if self.excludes.if_present.iter().any(|m| names.iter().any(|n| n.as_bytes() == m.as_bytes())) {
+            return Vec::new();
+        }
+        names
+    }
+
+    fn file(&mut self, path: PathBuf, mut node: Node, dir: u32, parent: Option<&Tree>) -> Result<()> {
+        let pnode = parent.and_then(|t| t.find(&node.name));
+        let status = match pnode {
+            None => FileStatus::New,
+            Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
+            Some(_) => FileStatus::Changed,
+        };
+        self.found.0 += 1;
+        self.found.1 += node.size;
+        if status == FileStatus::Unchanged {
+            node.content = pnode.expect("parent node").content.clone();
+            self.count(status, node.size);
+            self.dirs.add(dir, node);
             return Ok(());
         }
-        let parent = d.parent.take();
-        for n in names {
-            let child = path.join(&n);
-            if self.excludes.excluded(&child, n.as_bytes()) {
-                continue;
-            }
-            let md = match std::fs::symlink_metadata(&child) {
-                Ok(md) => md,
-                Err(e) => {
-                    self.skip(&child, &e);
-                    continue;
+        let (links, key, size) = (node.links, (node.device, node.inode), node.size);
+        let place = self.dirs.add_pending(dir, node);
+        let token = Token { place, status, linked: links > 1 };
+        if links > 1 {
+            match self.linked.get_mut(&key) {
+                Some(Link::Reading { waiters, seen, .. }) => {
+                    *seen += 1;
+                    waiters.push((token, path));
+                    return Ok(());
                 }
-            };
-            if let Some(e) = self.scan_entry(&child, n.as_bytes(), md, parent.as_ref(), Some(dev))? {
-                d.children.push(e);
+                Some(Link::Read { result, seen, links }) => {
+                    *seen += 1;
+                    let result = result.clone();
+                    if *seen >= *links {
+                        self.linked.remove(&key);
+                    }
+                    return self.apply(token, &path, result);
+                }
+                None => {
+                    self.linked.insert(key, Link::Reading { waiters: Vec::new(), seen: 1, links });
+                }
             }
         }
-        // The parent's tree served its purpose: free it now, not at the end.
-        drop(parent);
-        Ok(())
+        while self.pipe.in_flight() >= MAX_IN_FLIGHT {
+            let d = self.pipe.wait()?;
+            self.done(d)?;
+        }
+        self.progress.queued(&path);
+        self.pipe.send(FileJob { path, size, token })
     }
-}
 
-pub fn entry_name(e: &Entry) -> &[u8] {
-    match e {
-        Entry::Dir(d) => &d.node.name,
-        Entry::File { node, .. } | Entry::Leaf(node) => &node.name,
+    /// A file came back from the pipeline.
+    fn done(&mut self, d: Done<Token>) -> Result<()> {
+        let result = match d.outcome {
+            FileOutcome::Read(r) => Ok(r),
+            FileOutcome::Failed(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("vanished during the backup".to_string())
+            }
+            FileOutcome::Failed(e) => Err(e.to_string()),
+        };
+        if d.token.linked {
+            let node = self.dirs.node_mut(d.token.place);
+            let key = (node.device, node.inode);
+            if let Some(Link::Reading { waiters, seen, links }) = self.linked.remove(&key) {
+                for (t, p) in waiters {
+                    self.apply(t, &p, result.clone())?;
+                }
+                if seen < links {
+                    self.linked.insert(key, Link::Read { result: result.clone(), seen, links });
+                }
+            }
+        }
+        self.apply(d.token, &d.path, result)
+    }
+
+    /// Completes a file's entry with what reading it gave.
+    fn apply(&mut self, t: Token, path: &Path, result: ReadResult) -> Result<()> {
+        match result {
+            Ok(r) => {
+                // Describe the file as it was when read, not as scanned.
+                let node = self.dirs.node_mut(t.place);
+                node.content = r.content;
+                node.size = r.size;
+                node.mtime = r.opened.mtime;
+                node.mtime_nsec = r.opened.mtime_nsec;
+                node.ctime = r.opened.ctime;
+                node.ctime_nsec = r.opened.ctime_nsec;
+                node.mode = r.opened.mode;
+                if r.changed {
+                    let p = path.display().to_string();
+                    self.warnings.push(format!("{p}: changed while it was read; stored as read"));
+                    // Its ctime moved on, so the next backup reads it again.
+                    self.summary.changed_during_backup.push(p);
+                }
+                self.count(t.status, r.size);
+                self.dirs.complete(t.place, true)
+            }
+            Err(reason) => {
+                self.summary.skipped.push(SkippedFile { path: path.display().to_string(), reason });
+                self.dirs.complete(t.place, false)
+            }
+        }
+    }
+
+    fn count(&mut self, status: FileStatus, size: u64) {
+        match status {
+            FileStatus::New => self.summary.files_new += 1,
+            FileStatus::Changed => self.summary.files_changed += 1,
+            FileStatus::Unchanged => self.summary.files_unchanged += 1,
+        }
+        self.summary.files_total += 1;
+        self.summary.bytes_total += size;
+    }
+
+    fn skip(&mut self, path: &Path, e: &std::io::Error) {
+        let reason = if e.kind() == std::io::ErrorKind::NotFound {
+            "vanished during the backup".to_string()
+        } else {
+            e.to_string()
+        };
+        self.summary.skipped.push(SkippedFile { path: path.display().to_string(), reason });
+    }
+
+    /// Waits for the last files, writes the remaining trees and returns
+    /// the root's.
+    pub fn finish(mut self) -> Result<Scanned> {
+        while let Some(a) = self.above.pop() {
+            drop(a.parent);
+            self.dirs.close(a.dir)?;
+        }
+        self.pipe.close();
+        while self.pipe.in_flight() > 0 {
+            let d = self.pipe.wait()?;
+            self.done(d)?;
+        }
+        self.progress.scanned(self.found.0, self.found.1);
+        let root = self.dirs.root().expect("every directory is written once its files are");
+        let mut summary = self.summary;
+        summary.dirs = self.dirs.written;
+        // Files come back in the order they were read: list them by path.
+        summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        summary.changed_during_backup.sort();
+        Ok(Scanned { root, summary, warnings: self.warnings })
     }
 }
 
@@ -372,15 +531,4 @@ fn unchanged(old: &Node, new: &Node, index: &Index) -> bool {
         && old.inode == new.inode
         && (old.size == 0 || !old.content.is_empty())
         && old.content.iter().all(|c| index.contains(c))
-}
-
-/// The virtual root that holds every backup path.
-pub fn new_root(parent: Option<Tree>) -> DirScan {
-    let mut node = Node::new(Vec::new(), NodeKind::Dir);
-    node.mode = 0o755;
-    DirScan { node, children: Vec::new(), parent, full: false }
-}
-
-pub fn path_name(p: &Path) -> Vec<u8> {
-    name_of(p)
 }

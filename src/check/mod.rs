@@ -16,15 +16,15 @@
 //! backup, prune or `cairn unlock` removes. Key slots that cannot be used
 //! (damaged, or asking for more than the Argon2id cap) are errors.
 //!
-//! The evidence records' integrity is checked by
-//! [`crate::evidence::check_integrity`], which `cairn check` adds to this
-//! report (evidence sits above this module).
+//! The evidence is checked by [`crate::evidence::check::check_repository`]
+//! (every record verifies, and the snapshots agree with the records), which
+//! `cairn check` adds to this report (evidence sits above this module).
 
 mod trees;
 
 pub use trees::AFFECTED_PER_SNAPSHOT;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -33,7 +33,8 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexFile, Repository};
+use crate::repo::keyset::{key_of, Key};
+use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexMode, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -78,6 +79,10 @@ pub struct CheckReport {
     pub temporaries: Vec<litter::Temporary>,
     /// Locks that no longer count (dead, old, from the future, unreadable).
     pub stale_locks: Vec<litter::StaleLock>,
+    /// Every snapshot that opened: id, time, host (for the evidence
+    /// cross-check, which sits above this module).
+    #[serde(skip)]
+    pub snapshot_list: Vec<(Id, chrono::DateTime<chrono::Utc>, String)>,
 }
 
 impl CheckReport {
@@ -97,25 +102,11 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
     r.temporaries = found.temporaries;
     r.stale_locks = found.stale_locks;
     // Index files, one by one, so one bad file does not hide the others.
-    let mut index = Index::new();
-    let ids = repo.list_ids("index")?;
-    let mut files: Vec<(Id, IndexFile)> = Vec::new();
-    for id in ids {
-        match repo.load_index_file(&id) {
-            Ok(f) => files.push((id, f)),
-            Err(e) => r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() }),
-        }
-    }
-    r.index_files = files.len();
-    let superseded: HashSet<Id> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-    for (id, f) in &files {
-        if !superseded.contains(id) {
-            for (info, entries) in &f.packs {
-                index.add_pack(info.clone(), entries);
-            }
-        }
-    }
-    index.compact();
+    let index = repo.build_index(IndexMode::Locations, &mut |id, e| {
+        r.errors.push(Problem { object: format!("index/{id}"), message: e.to_string() });
+        Ok(())
+    })?;
+    r.index_files = index.files_read();
 
     // Packs: indexed ones must be stored, with the recorded size.
     let stored: HashMap<Id, u64> = repo
@@ -124,7 +115,6 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
         .into_iter()
         .filter_map(|o| o.key.rsplit('/').next().and_then(|n| n.parse().ok()).map(|id| (id, o.size)))
         .collect();
-    let mut missing_blobs: HashSet<Id> = HashSet::new();
     let mut missing_packs: HashSet<u32> = HashSet::new();
     for (n, p) in index.packs().iter().enumerate() {
         match stored.get(&p.id) {
@@ -142,19 +132,13 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
             _ => {}
         }
     }
-    if !missing_packs.is_empty() {
-        for (id, l) in index.iter() {
-            if missing_packs.contains(&l.pack) {
-                missing_blobs.insert(*id);
-            }
-        }
-    }
     r.packs = index.packs().len();
     r.unindexed_packs = stored.keys().filter(|id| !index.has_pack(id)).map(pack_key).collect();
     r.unindexed_packs.sort();
 
     // Read data: open and hash every blob of the chosen packs.
-    let mut bad_blobs: HashSet<Id> = HashSet::new();
+    // Damaged blobs, by key (the index keeps no full id).
+    let mut bad_blobs: HashSet<Key> = HashSet::new();
     let mut chosen: Vec<u32> = (0..index.packs().len() as u32).filter(|n| !missing_packs.contains(n)).collect();
     match read {
         ReadData::None => chosen.clear(),
@@ -166,7 +150,7 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
         }
     }
     if !chosen.is_empty() {
-        let by_pack = index.entries_by_pack();
+        let by_pack = index.slots_by_pack();
         let next = AtomicUsize::new(0);
         let found: Mutex<Vec<PackFindings>> = Mutex::new(Vec::new());
         let blobs_read = AtomicUsize::new(0);
@@ -175,7 +159,7 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&n) = chosen.get(i) else { break };
-                    let (bad, msgs, count) = read_pack(repo, &index, n, &by_pack[n as usize]);
+                    let (bad, msgs, count) = read_pack(repo, &index, n, by_pack.of(n));
                     blobs_read.fetch_add(count, Ordering::Relaxed);
                     if !msgs.is_empty() {
                         found.lock().unwrap().push((pack_key(&index.pack(n).id), bad, msgs));
@@ -196,13 +180,15 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
         }
     }
 
-    // Snapshots and their trees, each distinct tree verified once.
+    // Snapshots and their trees, each distinct tree verified once. A blob
+    // is unusable when its pack is missing or it was read damaged.
     let mut trees =
-        trees::TreeCheck::new(repo, &index, trees::Damage { missing_blobs: &missing_blobs, bad_blobs: &bad_blobs });
+        trees::TreeCheck::new(repo, &index, trees::Damage { missing_packs: &missing_packs, bad_blobs: &bad_blobs });
     for sid in repo.list_ids("snapshots")? {
         match repo.load_snapshot(&sid) {
             Ok(snap) => {
                 r.snapshots += 1;
+                r.snapshot_list.push((sid, snap.time, snap.hostname.clone()));
                 trees.snapshot(&mut r, &sid, &snap.tree);
             }
             Err(e) => r.errors.push(Problem { object: format!("snapshots/{sid}"), message: e.to_string() }),
@@ -213,17 +199,17 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
     Ok(r)
 }
 
-/// A damaged pack: its key, bad blob ids, and what was wrong.
-type PackFindings = (String, Vec<Id>, Vec<String>);
+/// A damaged pack: its key, the keys of its bad blobs, and what was wrong.
+type PackFindings = (String, Vec<Key>, Vec<String>);
 
 /// Reads one pack whole: checks the header against the index and every
-/// blob against its id. Returns bad blob ids, messages, blobs read.
-fn read_pack(repo: &Repository, index: &Index, n: u32, indexed: &[pack::PackEntry]) -> (Vec<Id>, Vec<String>, usize) {
+/// blob against its id. Returns bad blob keys, messages, blobs read.
+fn read_pack(repo: &Repository, index: &Index, n: u32, slots: &[u32]) -> (Vec<Key>, Vec<String>, usize) {
     let info = index.pack(n);
     let key = pack_key(&info.id);
     let data = match repo.backend().get(&key) {
         Ok(d) => d,
-        Err(e) => return (indexed.iter().map(|e| e.id).collect(), vec![e.to_string()], 0),
+        Err(e) => return (slots.iter().map(|&p| *index.key(p as usize)).collect(), vec![e.to_string()], 0),
     };
     let mut msgs = Vec::new();
     if Id::hash_of(&data) != info.id {
@@ -231,28 +217,48 @@ fn read_pack(repo: &Repository, index: &Index, n: u32, indexed: &[pack::PackEntr
     }
     match header_of(repo, &data) {
         Ok(entries) => {
-            let a: BTreeMap<Id, (u32, u32)> = entries.iter().map(|e| (e.id, (e.offset, e.length))).collect();
-            let b: BTreeMap<Id, (u32, u32)> = indexed.iter().map(|e| (e.id, (e.offset, e.length))).collect();
-            if b.iter().any(|(id, v)| a.get(id) != Some(v)) {
+            let header: HashMap<u32, (Key, u32)> =
+                entries.iter().map(|e| (e.offset, (key_of(&e.id), e.length))).collect();
+            let agrees = |&p: &u32| {
+                let l = index.location(p as usize);
+                header.get(&l.offset) == Some(&(*index.key(p as usize), l.length))
+            };
+            if !slots.iter().all(agrees) {
                 msgs.push("header disagrees with the index".into());
             }
         }
         Err(e) => msgs.push(format!("header: {e}")),
     }
     let mut bad = Vec::new();
-    for e in indexed {
-        let end = e.offset as usize + e.length as usize;
+    for &p in slots {
+        let (k, l) = (index.key(p as usize), index.location(p as usize));
+        let end = l.offset as usize + l.length as usize;
         let r = if end <= data.len() {
-            blob::decode(repo.key(), &data[e.offset as usize..end], &e.id, e.raw_length as u64).map(|_| ())
+            verify_blob(repo, &data[l.offset as usize..end], k, l.raw_length as u64)
         } else {
             Err(blob::BlobError::Length { expected: end as u64, actual: data.len() as u64 })
         };
         if let Err(err) = r {
-            msgs.push(format!("blob {} at offset {}: {err}", e.id, e.offset));
-            bad.push(e.id);
+            msgs.push(format!("blob {}… at offset {}: {err}", hex::encode(k), l.offset));
+            bad.push(*k);
         }
     }
-    (bad, msgs, indexed.len())
+    (bad, msgs, slots.len())
+}
+
+/// Opens, decompresses and hashes a blob, and checks it against the key
+/// (id prefix) and raw length the index holds.
+fn verify_blob(repo: &Repository, sealed: &[u8], k: &Key, raw_length: u64) -> std::result::Result<(), blob::BlobError> {
+    let plain = repo.key().open(sealed).map_err(|_| blob::BlobError::Auth)?;
+    let data = blob::decode_payload(&plain, raw_length)?;
+    if data.len() as u64 != raw_length {
+        return Err(blob::BlobError::Length { expected: raw_length, actual: data.len() as u64 });
+    }
+    let actual = repo.key().blob_id(&data);
+    if key_of(&actual) != *k {
+        return Err(blob::BlobError::IdMismatch { actual });
+    }
+    Ok(())
 }
 
 fn header_of(repo: &Repository, data: &[u8]) -> std::result::Result<Vec<pack::PackEntry>, String> {

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::id::Id;
+use crate::repo::keyset::{key_of, Key};
 use crate::repo::walk::{abbreviate, MAX_DEPTH};
 use crate::repo::{Index, NodeKind, Repository, Tree};
 
@@ -58,13 +59,16 @@ enum Known {
 
 /// The damage found by reading packs, which trees and files inherit.
 pub struct Damage<'a> {
-    pub missing_blobs: &'a HashSet<Id>,
-    pub bad_blobs: &'a HashSet<Id>,
+    /// Packs missing from storage or of the wrong size, by index number.
+    pub missing_packs: &'a HashSet<u32>,
+    /// Blobs read damaged, by key (the index keeps no full id).
+    pub bad_blobs: &'a HashSet<Key>,
 }
 
 impl Damage<'_> {
-    fn hit(&self, id: &Id) -> bool {
-        self.missing_blobs.contains(id) || self.bad_blobs.contains(id)
+    /// Whether a blob is unusable: read damaged, or in a missing pack.
+    fn hit(&self, index: &Index, id: &Id) -> bool {
+        self.bad_blobs.contains(&key_of(id)) || index.get(id).is_some_and(|l| self.missing_packs.contains(&l.pack))
     }
 }
 
@@ -197,7 +201,7 @@ impl<'a> TreeCheck<'a> {
         // live in a data pack (its bytes were seen as file content first).
         let tree = if !self.index.contains(tid) {
             Err(format!("referenced by {at} of snapshot {} but not indexed", sid.short()))
-        } else if self.damage.hit(tid) {
+        } else if self.damage.hit(self.index, tid) {
             // Its pack is already reported.
             Err(String::new())
         } else {
@@ -272,7 +276,7 @@ impl<'a> TreeCheck<'a> {
                     sum = None;
                 }
                 Some(l) => {
-                    damaged |= self.damage.hit(c);
+                    damaged |= self.damage.hit(self.index, c);
                     sum = sum.map(|s| s + l.raw_length as u64);
                 }
             }

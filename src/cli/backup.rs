@@ -46,6 +46,11 @@ pub struct BackupArgs {
     /// Do not compare with a parent snapshot: read every file
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub retry_lock: super::RetryLock,
+    /// Read and chunk everything, and say what would be stored; write nothing
+    #[arg(long, short = 'n', conflicts_with = "policy")]
+    pub dry_run: bool,
     /// Run one backup of this policy: its source, repository, hooks and tag
     #[arg(
         long,
@@ -108,8 +113,13 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         parent: if a.force { Some(None) } else { None },
         threads: threads(g),
     };
-    let repo = repo_options(g);
+    let repo = a.retry_lock.apply(repo_options(g), p);
     let bar = Bar::new(p);
+    if a.dry_run {
+        let report = jobs::backup::dry_run(&repo, source, &opts, &bar);
+        bar.0.finish_and_clear();
+        return Ok(print_dry_run(&report?, p));
+    }
     let done = jobs::backup::paths(&repo, source, &opts, &bar);
     bar.0.finish_and_clear();
     let done = done?;
@@ -120,9 +130,19 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
 /// `cairn backup --policy NAME`.
 fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Result<i32> {
     let pol = policy::find(&a.policies.dir, name)?;
-    let opts = jobs::backup::JobOptions { time: a.time, host: a.host.clone(), tags: a.tags.clone(), force: a.force };
+    let opts = jobs::backup::JobOptions {
+        time: a.time,
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        force: a.force,
+        ..Default::default()
+    };
     let bar = Bar::new(p);
-    let out = jobs::backup::policy(&repo_options(g), &pol, &opts, &bar, Some(&a.state.resolve()));
+    let state = a.state.resolve();
+    // Signed with the key of the state directory the run is recorded in.
+    let repo =
+        crate::jobs::RepoOptions { evidence_state: Some(state.clone()), ..a.retry_lock.apply(repo_options(g), p) };
+    let out = jobs::backup::policy(&repo, &pol, &opts, &bar, Some(&state));
     bar.0.finish_and_clear();
     if let Some(evidence) = &out.evidence {
         super::evidence::note("backup", evidence, p);
@@ -146,6 +166,40 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
         return Err(e);
     }
     Ok(code)
+}
+
+/// Prints what a `--dry-run` found; returns the exit code a backup would
+/// have had.
+fn print_dry_run(report: &backup::BackupReport, p: &Printer) -> i32 {
+    for w in &report.warnings {
+        p.warn(w);
+    }
+    let s = &report.snapshot.summary;
+    if p.json {
+        p.json(&serde_json::json!({ "dry_run": true, "parent": report.snapshot.parent, "summary": s }));
+    } else {
+        p.info(format!(
+            "dry run, nothing written:\n  files: {} new, {} changed, {} unchanged ({} in all, {})\n  would read {}, and add {} of new data ({} stored) in {} blobs, {} packs",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.files_total,
+            human_bytes(s.bytes_total),
+            human_bytes(s.bytes_read),
+            human_bytes(s.data_added),
+            human_bytes(s.bytes_added),
+            s.blobs_added,
+            s.packs_added,
+        ));
+    }
+    if report.incomplete() {
+        p.warn(format!("{} file(s) could not be read:", s.skipped.len()));
+        for f in &s.skipped {
+            eprintln!("  {}: {}", f.path, f.reason);
+        }
+        return EXIT_PARTIAL;
+    }
+    EXIT_OK
 }
 
 /// Prints a backup's report; returns the exit code it calls for.

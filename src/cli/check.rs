@@ -2,6 +2,7 @@
 
 use crate::check::{self, ReadData};
 use crate::error::{Error, Result};
+use crate::evidence::check::SnapshotInfo;
 
 use super::output::Printer;
 use super::{open_repo, threads, GlobalArgs, EXIT_INTEGRITY, EXIT_OK};
@@ -14,6 +15,12 @@ pub struct CheckArgs {
     /// Read a random subset of the packs, e.g. 10%
     #[arg(long, value_name = "P%")]
     pub read_data_subset: Option<String>,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
+    /// Verify the evidence with these trusted keys (an auditor's keys file)
+    /// instead of the keys the repository enrolled
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<std::path::PathBuf>,
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
@@ -33,11 +40,20 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = open_repo(g)?;
+    let trust = a.keys.as_deref().map(crate::evidence::read_keys_file).transpose()?.map(|k| k.trust);
+    let repo = open_repo(&a.at.apply(g))?;
     let mut r = check::check(&repo, read, threads(g))?;
-    r.errors.extend(crate::evidence::check_integrity(&repo)?);
+    let snapshots: Vec<SnapshotInfo> = r
+        .snapshot_list
+        .iter()
+        .map(|(id, time, host)| SnapshotInfo { id: *id, time: *time, host: host.clone() })
+        .collect();
+    let ev = crate::evidence::check::check_repository(&repo, &snapshots, trust.as_ref(), chrono::Utc::now())?;
+    r.errors.extend(ev.problems.iter().cloned());
     if p.json {
-        p.json(&r);
+        let mut v = serde_json::to_value(&r).expect("report serialises");
+        v["evidence"] = serde_json::to_value(&ev).expect("evidence check serialises");
+        p.json(&v);
     } else {
         p.info(format!(
             "checked {} snapshots, {} trees, {} packs, {} index files{}",
@@ -50,6 +66,12 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
             } else {
                 String::new()
             }
+        ));
+        p.info(format!(
+            "evidence: {} record(s) in {} chain(s) verified{}",
+            ev.records,
+            ev.chains,
+            ev.newest_head.as_deref().map(|h| format!("; newest head {h}")).unwrap_or_default()
         ));
         if !r.unindexed_packs.is_empty() {
             p.info(format!(
@@ -92,6 +114,9 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
                 "affected: snapshot {s}: more files than the {} listed",
                 crate::check::AFFECTED_PER_SNAPSHOT
             ));
+        }
+        for (id, f) in &ev.flagged {
+            p.data(format!("flagged: snapshot {} ({})", id.short(), f.as_str()));
         }
     }
     if r.ok() {

@@ -1,6 +1,5 @@
 //! `cairn daemon`, `cairn status` and `cairn run-now`.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,9 +44,12 @@ pub struct DaemonArgs {
     pub policies: PoliciesDir,
     #[command(flatten)]
     pub state: StateDir,
-    /// Serve /healthz, /status, /metrics and /run-now here ("none": no HTTP)
+    /// Serve /healthz, /status and /metrics here ("none": no HTTP); an address other than loopback needs --listen-token-file
     #[arg(long, default_value = "127.0.0.1:9898", value_name = "ADDR")]
     pub listen: String,
+    /// A file (mode 0600) whose first line is the bearer token every HTTP request must carry
+    #[arg(long, value_name = "FILE")]
+    pub listen_token_file: Option<PathBuf>,
     /// Jobs running at once, at most
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub max_jobs: usize,
@@ -71,13 +73,16 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         policies_dir: a.policies.dir.clone(),
         state_dir: a.state.resolve(),
         listen,
+        listen_token_file: a.listen_token_file.clone(),
         limits: Limits { max_jobs: a.max_jobs, max_per_repo: a.max_jobs_per_repo },
         grace: a.grace.to_std(),
     };
     let mut repo = super::repo_options(g);
     // `--threads 0` leaves one per core to each job.
     repo.threads = g.threads.filter(|n| *n > 0);
-    let executor = RepoExecutor { repo: repo.clone() };
+    // The daemon signs evidence with the key in its own state directory.
+    repo.evidence_state = Some(opts.state_dir.clone());
+    let executor = RepoExecutor::new(repo.clone());
     daemon::run(opts, Arc::new(executor), Some(repo))?;
     Ok(EXIT_OK)
 }
@@ -112,72 +117,21 @@ pub struct RunNowArgs {
     /// Which job to run
     #[arg(long, default_value = "backup", value_parser = ["backup", "prune", "drill"])]
     pub kind: String,
+    /// The daemon's state directory; run-now talks to its control socket there
     #[command(flatten)]
     pub state: StateDir,
-    /// The daemon's address (default: the one it recorded in the state)
-    #[arg(long, value_name = "ADDR")]
-    pub daemon: Option<SocketAddr>,
 }
 
+/// Asks the daemon, through its control socket, to run a job now.
 pub fn run_now(a: &RunNowArgs, p: &Printer) -> Result<i32> {
     let kind: JobKind = a.kind.parse().map_err(Error::InvalidArgument)?;
-    let addr = match a.daemon {
-        Some(addr) => addr,
-        None => daemon_address(&a.state.resolve())?,
-    };
-    let path = format!("/run-now?policy={}&kind={kind}", url_encode(&a.policy));
-    let (code, body) = http_post(addr, &path)?;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body.clone()));
-    if code != 202 {
-        let msg = v.get("error").and_then(|e| e.as_str()).unwrap_or(&body).to_string();
-        return Err(Error::InvalidArgument(format!("the daemon at {addr} refused: {msg}")));
-    }
+    let answer = daemon::control::request(&a.state.resolve(), &a.policy, kind)?;
     if p.json {
-        p.json(&v);
-    } else if v.get("already_queued").and_then(|x| x.as_bool()) == Some(true) {
+        p.json(&answer);
+    } else if answer.already_queued {
         p.info(format!("a {kind} of `{}` was already waiting to start", a.policy));
     } else {
         p.info(format!("{kind} of `{}` queued; `cairn status` shows it running", a.policy));
     }
     Ok(EXIT_OK)
-}
-
-fn daemon_address(dir: &std::path::Path) -> Result<SocketAddr> {
-    let hint = || {
-        Error::InvalidArgument(format!(
-            "no running cairn daemon recorded in {} (start one with `cairn daemon`, or pass --daemon ADDR)",
-            dir.display()
-        ))
-    };
-    let state = State::open_existing(dir)?.ok_or_else(hint)?;
-    let listen = state.daemon_value("listen")?.ok_or_else(hint)?;
-    listen.parse().map_err(|_| hint())
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A bare HTTP/1.1 POST on loopback: the daemon's API needs no more.
-fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let what = format!("the daemon at {addr}");
-    let io = |e| Error::io(&what, e);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).map_err(io)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).map_err(io)?;
-    let header = crate::daemon::http::REQUEST_HEADER;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{header}: run-now\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).map_err(io)?;
-    let code = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
 }

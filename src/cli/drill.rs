@@ -44,6 +44,10 @@ pub struct DrillArgs {
     /// (default: CAIRN_STATE_DIR, else /var/lib/cairn as root, ~/.local/state/cairn otherwise)
     #[arg(long = "state", value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Drill the repository as it was at TIME (see `restore --as-of`); the drill is then not
+    /// signed, since the past cannot be written to
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 /// The exit code for a verdict.
@@ -68,7 +72,9 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         Err(e) => return Ok(refused(&e)),
     };
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
-    let repo = repo_options(g);
+    // Signed with the key of the state directory the drill is recorded in.
+    let repo =
+        crate::jobs::RepoOptions { evidence_state: Some(state.dir().to_path_buf()), ..repo_options(&a.at.apply(g)) };
     let opts = DrillOptions {
         snapshot: a.snapshot.clone().unwrap_or_default(),
         target: a.target.clone(),
@@ -104,7 +110,7 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
 }
 
 fn print_summary(r: &drill::DrillReport, p: &Printer) {
-    use crate::text::{human_bytes, human_duration};
+    use crate::text::{human_bytes, human_duration, human_duration_against};
     let opt = |v: Option<f64>| v.map(human_duration).unwrap_or_else(|| "none".into());
     let met = |m: Option<bool>| match m {
         Some(true) => "met",
@@ -124,12 +130,18 @@ fn print_summary(r: &drill::DrillReport, p: &Printer) {
     }
     p.info(format!(
         "  RTO {} (objective {}): {}; first byte after {}",
-        human_duration(r.rto.measured_s),
+        human_duration_against(r.rto.measured_s, r.rto.objective_s),
         opt(r.rto.objective_s),
         met(r.rto.met),
         opt(r.first_byte_s)
     ));
-    p.info(format!("  RPO {} (objective {}): {}", opt(r.rpo.achieved_s), opt(r.rpo.objective_s), met(r.rpo.met)));
+    let achieved = r.rpo.achieved_s.map(|a| human_duration_against(a, r.rpo.objective_s));
+    p.info(format!(
+        "  RPO {} (objective {}): {}",
+        achieved.unwrap_or_else(|| "none".into()),
+        opt(r.rpo.objective_s),
+        met(r.rpo.met)
+    ));
     let i = &r.integrity;
     p.info(format!(
         "  integrity ({}): {} files ({}) checked, {} mismatch(es)",
@@ -138,11 +150,26 @@ fn print_summary(r: &drill::DrillReport, p: &Printer) {
         human_bytes(i.bytes_checked),
         i.mismatches
     ));
+    if let Some(sp) = &i.spot_check {
+        p.info(format!(
+            "  spot-check of live files: {} of {} looked at, {} match, {} changed since, {} gone, {} unreadable, {} \
+             mismatched{}",
+            sp.checked,
+            sp.requested,
+            sp.matched,
+            sp.changed_since.len(),
+            sp.gone.len(),
+            sp.unreadable.len(),
+            sp.mismatched.len(),
+            sp.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        ));
+    }
     if let Some(v) = &r.validation {
         p.info(format!(
-            "  validation: {} ({:.2} s)",
+            "  validation `{}`: {} ({})",
+            v.command,
             if v.passed { "passed" } else { v.error.as_deref().unwrap_or("failed") },
-            v.duration_s
+            human_duration(v.duration_s)
         ));
     }
     let c = &r.cleanup;

@@ -23,6 +23,8 @@ pub struct ForgetArgs {
     pub policy: Option<String>,
     #[command(flatten)]
     pub policies: super::policy::PoliciesDir,
+    #[command(flatten)]
+    pub retry_lock: super::RetryLock,
     /// Keep the N newest snapshots
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
@@ -122,13 +124,23 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
         for (id, e) in &d.unreadable {
             p.warn(format!("snapshot {} cannot be read ({e}): these rules neither keep nor forget it", id.short()));
         }
+        if let Some(e) = &d.unchecked {
+            p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
+        }
         if !p.json {
             p.info(format!("applying {} (periods in UTC) to {} snapshot(s)", d.rules, d.snapshots.len()));
             print_table(p, &by_id(&d.snapshots), &d.decisions);
             p.info(format!("keep {}, forget {} snapshot(s)", d.kept(), d.forgotten().len()));
         }
     };
-    let out = match jobs::forget::forget(&repo_options(g), policy.as_ref(), &rules, &selection, a.dry_run, &mut show) {
+    let out = match jobs::forget::forget(
+        &a.retry_lock.apply(repo_options(g), p),
+        policy.as_ref(),
+        &rules,
+        &selection,
+        a.dry_run,
+        &mut show,
+    ) {
         Ok(out) => out,
         Err(failed) => return Err(failed.error),
     };

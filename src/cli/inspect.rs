@@ -21,6 +21,8 @@ pub struct SnapshotsArgs {
     /// Only snapshots of this host (repeatable)
     #[arg(long, value_name = "NAME")]
     pub host: Vec<String>,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -35,6 +37,8 @@ pub struct LsArgs {
     /// Refuse a tree that expands to more entries than N (default 100000000)
     #[arg(long, value_name = "N")]
     pub max_entries: Option<u64>,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,7 +77,7 @@ struct DamagedJson {
 /// (whatever the filters: their host and tags are unknown), and make the
 /// exit code 5.
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let all = repo.list_snapshots()?;
     let list: Vec<&(Id, Snapshot)> = all
         .snapshots
@@ -155,7 +159,7 @@ fn mtime_of(n: &Node) -> chrono::DateTime<chrono::Utc> {
 }
 
 pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
     let (start, prefix) = match a.path.as_deref().map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {

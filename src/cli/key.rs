@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::crypto::KdfParams;
 use crate::error::Result;
-use crate::repo::keys;
+use crate::repo::{duties, keys};
 
 use super::output::Printer;
 use super::{open_repo, password, GlobalArgs, EXIT_OK};
@@ -75,7 +75,10 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs, p: &Printer) -> Result<i32> {
             }
         }
         KeyCmd::Remove { id } => {
+            // Opened whole, so that a credential that may not delete fails
+            // at once, before the slot is looked for.
             let repo = open_repo(g)?;
+            duties::probe_repo(&repo, duties::Maintenance::KeyRemove)?;
             let removed = keys::remove(repo.backend().as_ref(), &repo.key_slot(), id)?;
             if p.json {
                 p.json(&serde_json::json!({ "removed": removed }));

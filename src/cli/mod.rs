@@ -26,8 +26,10 @@ pub mod output;
 pub mod password;
 pub mod policy;
 mod prune;
+mod repair;
 mod report;
 mod restore;
+mod retention;
 mod status_view;
 mod unlock;
 mod usage;
@@ -66,9 +68,10 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository: a path, file:///path or s3://bucket/prefix
-    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true)]
-    pub repo: Option<String>,
+    /// Repository: a path, file:///path or s3://bucket/prefix (`report`, `status` and
+    /// `evidence verify` take several)
+    #[arg(long, short = 'r', env = "CAIRN_REPO", global = true, action = clap::ArgAction::Append)]
+    pub repo: Vec<String>,
     /// Read the repository password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -93,6 +96,13 @@ pub struct GlobalArgs {
     /// S3 requests in flight at most (default 8)
     #[arg(long, global = true, value_name = "N")]
     pub s3_concurrency: Option<usize>,
+    /// AWS profile (shared config/credentials files) to use instead of the default chain's,
+    /// e.g. the maintenance host's credential
+    #[arg(long, env = "CAIRN_S3_PROFILE", global = true, value_name = "NAME")]
+    pub s3_profile: Option<String>,
+    /// Read the repository as it was at this time (set by the commands that take --as-of)
+    #[arg(skip)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// Local cache for a remote repository's metadata (default $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -102,6 +112,12 @@ pub struct GlobalArgs {
     /// Print the number of storage requests made, as JSON on stderr
     #[arg(long, global = true)]
     pub stats: bool,
+    /// Send at most this many KiB/s to the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Receive at most this many KiB/s from the repository
+    #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,10 +164,49 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a timed restore drill of a policy into scratch space, and report on it
     Drill(drill::DrillArgs),
+    /// S3 Object Lock: extend the retention of everything the repository holds
+    Retention(retention::RetentionArgs),
+    /// Repair a repository: write back objects deleted since a time (versioned S3)
+    Repair(repair::RepairArgs),
     /// Print shell completions (bash, zsh or fish) on stdout
     Completion(completion::CompletionArgs),
     /// Print the manual page (roff) of cairn or of one command on stdout
     Man(completion::ManArgs),
+}
+
+/// `--as-of TIME`: read the repository as it was (versioned S3 buckets).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AsOfArg {
+    /// Read the repository as it was at TIME (RFC 3339, or YYYY-MM-DD[ HH:MM[:SS]] in UTC), from
+    /// the object versions a versioned S3 bucket keeps; read-only
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl AsOfArg {
+    /// The global options with this time set.
+    pub fn apply(&self, g: &GlobalArgs) -> GlobalArgs {
+        GlobalArgs { as_of: self.as_of.or(g.as_of), ..g.clone() }
+    }
+}
+
+/// A point in time: RFC 3339 (`2025-03-01T02:13:07Z`), or a UTC date and
+/// time `2025-03-01 02:13[:07]`, or a UTC date (its midnight).
+pub fn parse_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    let t = s.trim();
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(t, f) {
+            return Ok(Utc.from_utc_datetime(&n));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")));
+    }
+    Err(format!("`{s}`: give a time as 2025-03-01T02:13:07Z or 2025-03-01 02:13 (UTC)"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,6 +223,13 @@ pub struct InitArgs {
     /// Argon2id memory in KiB (default 65536; 19456 to 262144)
     #[arg(long, hide = true, value_parser = kdf_memory_kib())]
     pub kdf_memory_kib: Option<u32>,
+    /// Lock every object with S3 Object Lock for this long (e.g. 30d); the bucket must have
+    /// Object Lock on. See docs/STORAGE.md
+    #[arg(long, value_name = "PERIOD", value_parser = crate::repo::object_lock::parse_period)]
+    pub immutable: Option<u64>,
+    /// Object Lock mode: compliance (nobody can shorten a lock) or governance
+    #[arg(long, value_name = "MODE", default_value = "compliance", requires = "immutable")]
+    pub lock_mode: crate::backend::LockMode,
 }
 
 /// `--kdf-memory-kib`: from OWASP's minimum for Argon2id to the most cairn
@@ -233,6 +295,10 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
     let g = &cli.global;
+    let reads_several = matches!(&cli.command, Command::Evidence(e) if e.reads_several());
+    if !reads_several {
+        one_repo(g)?;
+    }
     match cli.command {
         Command::Init(a) => init(g, &a, p),
         Command::Backup(a) => backup::run(g, a, p),
@@ -255,6 +321,8 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
         Command::Drill(a) => drill::run(g, &a, p),
+        Command::Retention(a) => retention::run(g, &a, p),
+        Command::Repair(a) => repair::run(g, &a, p),
         Command::Completion(a) => completion::completion(&a),
         Command::Man(a) => completion::man(&a),
     }
@@ -264,21 +332,52 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
 /// take their place in `cairn backup --policy`, `drill` and the daemon).
 pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
     RepoOptions {
-        url: g.repo.clone(),
+        url: g.repo.first().cloned(),
+        evidence_state: None,
         backend: backend::OpenOptions {
             s3_endpoint: g.s3_endpoint.clone(),
             s3_region: None,
             s3_path_style: g.s3_path_style,
             s3_storage_class: g.s3_storage_class.clone(),
             s3_concurrency: g.s3_concurrency,
+            s3_profile: g.s3_profile.clone(),
+            as_of: g.as_of,
         },
         password: None,
+        env: Vec::new(),
         password_file: g.password_file.clone(),
         prompt: Some(password::prompt_repository),
         cache_dir: g.cache_dir.clone(),
         no_cache: g.no_cache,
         threads: g.threads,
         wrap: if g.stats { Some(count_requests) } else { None },
+        lock_wait: None,
+        rate_limits: backend::limit::RateLimits { upload_kib: g.limit_upload, download_kib: g.limit_download },
+    }
+}
+
+/// `--retry-lock DURATION`, on the commands that take a repository lock
+/// (`backup`, `forget`, `prune`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RetryLock {
+    /// When another operation holds the lock, keep trying for DURATION (e.g. `10m`) instead of failing
+    #[arg(long, value_name = "DURATION")]
+    pub retry_lock: Option<crate::duration::Duration>,
+}
+
+impl RetryLock {
+    /// `repo` with its lock wait: `--retry-lock`'s patience, and a line on
+    /// stderr, once, naming the holder it waits for.
+    pub fn apply(&self, mut repo: RepoOptions, p: &Printer) -> RepoOptions {
+        repo.lock_wait = self.retry_lock.map(|d| {
+            let quiet = p.quiet;
+            crate::repo::lock::LockWait::new(d.to_std()).on_wait(move |w| {
+                if !quiet {
+                    eprintln!("{}", output::waiting_for_lock(w));
+                }
+            })
+        });
+        repo
     }
 }
 
@@ -288,6 +387,26 @@ pub fn threads(g: &GlobalArgs) -> usize {
 
 pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
     repo_options(g).open_backend()
+}
+
+/// Refuses several `--repo`: only `evidence verify` reads several
+/// repositories; every other command works on one.
+fn one_repo(g: &GlobalArgs) -> Result<()> {
+    if g.repo.len() > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "{} repositories given: this command works on one (only `evidence verify` takes several)",
+            g.repo.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the backend of `url` with the global S3 options (for a command
+/// that reads several repositories).
+pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
+    let mut o = repo_options(g);
+    o.url = Some(url.to_string());
+    o.open_backend()
 }
 
 /// Counts the requests of this command, for `--stats`.
@@ -336,6 +455,11 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     if let Some(m) = a.kdf_memory_kib {
         opts.kdf.memory_kib = m;
     }
+    opts.object_lock = a.immutable.map(|period_secs| crate::backend::ObjectLock {
+        mode: a.lock_mode,
+        period_secs,
+        margin_secs: crate::backend::ObjectLock::DEFAULT_MARGIN_SECS,
+    });
     let repo = crate::jobs::init::init(&repo_options(g), opts)?.repo;
     let location = repo.backend().location();
     if p.json {
@@ -343,6 +467,20 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     } else {
         p.data(repo.id().to_hex());
         p.info(format!("created cairn repository {} at {location}", repo.id().short()));
+        if let Some(l) = &repo.config().storage.object_lock {
+            p.info(format!(
+                "every object is locked ({}) for {} days and more; run `cairn retention extend` (or prune) at least every {} days",
+                l.mode,
+                l.period_secs / 86_400,
+                l.margin_secs / 2 / 86_400
+            ));
+        }
+        if repo.config().storage.conditional_put == Some(false) {
+            p.warn(
+                "this storage ignores If-None-Match: cairn asks whether each object exists before writing it, \
+                 which a concurrent writer can race (see docs/STORAGE.md)",
+            );
+        }
     }
     Ok(EXIT_OK)
 }

@@ -53,7 +53,18 @@ impl Printer {
             eprintln!("warning: {}", msg.as_ref());
         }
     }
+}
 
+/// The line `--retry-lock` prints once when it starts to wait.
+pub fn waiting_for_lock(w: &crate::repo::lock::Waiting<'_>) -> String {
+    format!(
+        "waiting for the lock: the repository is locked by {}; trying again for up to {}",
+        w.holder,
+        crate::text::human_duration(w.patience.as_secs_f64())
+    )
+}
+
+impl Printer {
     /// A progress bar on stderr, hidden unless stderr is a terminal.
     pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
         if !self.tty || self.quiet {

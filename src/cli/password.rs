@@ -12,7 +12,7 @@ pub use crate::jobs::password::{from_file, Password};
 
 /// The repository password, from the first source that gives one.
 pub fn resolve(file: Option<&Path>, confirm: bool) -> Result<Password> {
-    crate::jobs::password::resolve(file, Some(prompt_repository), confirm)
+    crate::jobs::password::resolve(file, &crate::process::ChildEnv::new(&[]), Some(prompt_repository), confirm)
 }
 
 /// The prompt of the usual sources.

@@ -15,6 +15,8 @@ pub struct PruneArgs {
     /// Unused space to tolerate in kept packs before repacking, e.g. 5%
     #[arg(long, value_name = "P%", default_value_t = format!("{}%", gc::DEFAULT_MAX_UNUSED_PERCENT))]
     pub max_unused: String,
+    #[command(flatten)]
+    pub retry_lock: super::RetryLock,
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
@@ -51,9 +53,17 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
     let mut planned = |plan: &PrunePlan| {
         if !a.dry_run {
             p.info(summary(plan));
+            if let Some(latest) = plan.locked.iter().map(|(_, t)| t).max() {
+                p.info(format!(
+                    "{} object(s) to delete are locked, until {} at the latest: they are deleted now (a delete marker) \
+                     and the storage keeps their data until the lock ends",
+                    plan.locked.len(),
+                    latest.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
         }
     };
-    let done = match jobs::prune::prune(&repo_options(g), max_unused, a.dry_run, &mut planned) {
+    let done = match jobs::prune::prune(&a.retry_lock.apply(repo_options(g), p), max_unused, a.dry_run, &mut planned) {
         Ok(done) => done,
         Err(failed) => {
             if let Some(evidence) = failed.evidence.as_deref() {
@@ -72,17 +82,28 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
                 p.json(&serde_json::json!({ "dry_run": true, "plan": plan }));
             } else {
                 p.info(format!("dry run: {}", summary(plan)));
+                let locked: std::collections::HashMap<&str, _> =
+                    plan.locked.iter().map(|(k, t)| (k.as_str(), t)).collect();
+                let until = |k: &str| {
+                    locked
+                        .get(k)
+                        .map(|t| format!(" (locked until {})", t.format("%Y-%m-%d %H:%M UTC")))
+                        .unwrap_or_default()
+                };
                 for pk in plan.packs.iter().filter(|x| x.action != Action::Keep) {
-                    p.data(format!("{:?} data/{}/{}", pk.action, &pk.id.to_hex()[..2], pk.id).to_lowercase());
+                    let k = crate::repo::pack_key(&pk.id);
+                    p.data(format!("{} {k}{}", format!("{:?}", pk.action).to_lowercase(), until(&k)));
                 }
                 for (k, _) in &plan.unindexed {
-                    p.data(format!("delete {k}"));
+                    p.data(format!("delete {k}{}", until(k)));
                 }
             }
         }
         Some(report) => {
             if p.json {
-                p.json(&serde_json::json!({ "dry_run": false, "plan": plan, "report": report }));
+                p.json(&serde_json::json!({
+                    "dry_run": false, "plan": plan, "report": report, "retention": done.retention
+                }));
             } else {
                 p.info(format!(
                     "deleted {} packs ({} freed), wrote {} new packs and {} index files",
@@ -100,6 +121,14 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
             }
             for f in &report.litter.failed {
                 p.warn(format!("could not remove litter: {f}"));
+            }
+            if let (Some(r), false) = (&done.retention, p.json) {
+                p.info(format!(
+                    "retention: extended the lock of {} of {} object(s) to {}",
+                    r.extended,
+                    r.objects,
+                    r.until.format("%Y-%m-%d %H:%M UTC")
+                ));
             }
         }
     }

@@ -53,7 +53,7 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
             out.write_all(text.as_bytes()).map_err(|e| Error::io("standard output", e))?;
         }
         Some(path) => {
-            crate::page::write_file(path, text.as_bytes())?;
+            crate::page::write_user_file(path, text.as_bytes())?;
             p.info(format!(
                 "wrote the compliance report ({} polic{}, overall {}) to {}",
                 built.policies.len(),

@@ -31,10 +31,12 @@ pub struct RestoreArgs {
     /// and device nodes (left out and listed otherwise, exit code 3)
     #[arg(long)]
     pub restore_privileged: bool,
+    #[command(flatten)]
+    pub at: super::AsOfArg,
 }
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = open_repo(&a.at.apply(g))?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
     let opts = RestoreOptions {

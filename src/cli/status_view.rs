@@ -55,6 +55,8 @@ fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 fn health(p: &PolicyStatus) -> Cell {
     let (text, tone) = if p.failing {
         ("FAILING", Tone::Bad)
+    } else if p.evidence.as_ref().is_some_and(|e| !e.ok) {
+        ("EVIDENCE DAMAGED", Tone::Bad)
     } else {
         match (p.rpo.state, p.drill.state) {
             (RpoState::Breached, _) => ("RPO BREACHED", Tone::Bad),

@@ -16,6 +16,7 @@ use super::engine::JobSpec;
 use crate::drill::{DrillOptions, StartedBy};
 use crate::jobs::record::{RunRecord, RunSummary};
 use crate::jobs::{self, RepoOptions};
+use crate::repo::lock::{LockWait, DAEMON_LOCK_WAIT};
 use crate::state::{JobKind, NewRun, State, Trigger};
 
 /// Does the work of a job.
@@ -35,8 +36,13 @@ impl Executor for RepoExecutor {
         let p = &job.policy;
         match job.kind {
             JobKind::Backup => {
-                let out = jobs::backup::policy(&self.repo, p, &Default::default(), run, None);
+                let opts = jobs::backup::JobOptions { check_evidence: true, ..Default::default() };
+                let out = jobs::backup::policy(&self.repo, p, &opts, run, None);
                 log_evidence(p, out.evidence.as_ref());
+                // The same cross-check as `cairn check`, for status and /metrics.
+                if let Some(check) = &out.evidence_check {
+                    record_evidence_check(p, check, run.state);
+                }
                 for w in &out.warnings {
                     tracing::warn!(policy = %p.name, "{w}");
                 }
@@ -49,6 +55,19 @@ impl Executor for RepoExecutor {
 }
 
 impl RepoExecutor {
+    /// An executor whose jobs wait up to [`DAEMON_LOCK_WAIT`] for a lock
+    /// in the way (a backup that meets a prune, and the other way round)
+    /// before they fail, unless `repo` says otherwise. Drills never wait:
+    /// the wait would count in their measured restore time.
+    pub fn new(mut repo: RepoOptions) -> RepoExecutor {
+        if repo.lock_wait.is_none() {
+            repo.lock_wait = Some(LockWait::new(DAEMON_LOCK_WAIT).on_wait(|w| {
+                tracing::info!(holder = w.holder, patience_s = w.patience.as_secs(), "waiting for the repository lock");
+            }));
+        }
+        RepoExecutor { repo }
+    }
+
     /// A scheduled forget-and-prune of the policy.
     fn prune(&self, job: &JobSpec) -> RunSummary {
         let p = &job.policy;
@@ -105,9 +124,80 @@ impl RepoExecutor {
 /// is never the job's failure (the backup or prune itself is done).
 fn log_evidence(p: &crate::policy::Policy, appended: Option<&crate::Result<crate::evidence::AppendedRecord>>) {
     match appended {
-        Some(Ok(r)) => tracing::debug!(policy = %p.name, seq = r.seq, hash = %r.hash, "evidence record appended"),
+        Some(Ok(r)) => {
+            tracing::debug!(policy = %p.name, signer = %r.signer, seq = r.seq, hash = %r.hash, "evidence record appended");
+            for w in &r.warnings {
+                tracing::warn!(policy = %p.name, "{w}");
+            }
+        }
         Some(Err(e)) => tracing::warn!(policy = %p.name, error = %e, "the evidence record was not appended"),
         None => {}
+    }
+}
+
+/// Records the outcome of the evidence check after a backup of `p` in
+/// the state, where `cairn status` and `/metrics` read it
+/// ([`crate::status::EVIDENCE_KEY_PREFIX`]).
+fn record_evidence_check(
+    p: &crate::policy::Policy,
+    check: &crate::Result<crate::evidence::check::EvidenceCheck>,
+    state: &State,
+) {
+    let now = Utc::now();
+    let value = match check {
+        Ok(c) => {
+            for x in &c.problems {
+                tracing::warn!(policy = %p.name, object = %x.object, "evidence: {}", x.message);
+            }
+            crate::status::EvidenceState {
+                ok: c.ok(),
+                checked_at: crate::state::ts(now),
+                problems: c.problems.len(),
+                first: c.problems.iter().take(10).map(|x| format!("{}: {}", x.object, x.message)).collect(),
+                flagged: c
+                    .flagged
+                    .iter()
+                    .map(|(id, f)| crate::status::FlaggedSnapshot { snapshot: id.to_hex(), why: f.as_str().into() })
+                    .collect(),
+                newest_head: c.newest_head.clone(),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(policy = %p.name, error = %e, "the evidence could not be checked");
+            crate::status::EvidenceState {
+                ok: false,
+                checked_at: crate::state::ts(now),
+                problems: 1,
+                first: vec![format!("the evidence could not be checked: {e}")],
+                flagged: Vec::new(),
+                newest_head: None,
+            }
+        }
+    };
+    let key = format!("{}{}", crate::status::EVIDENCE_KEY_PREFIX, p.name);
+    let text = serde_json::to_string(&value).expect("the check serialises");
+    if let Err(e) = state.set_daemon_value(&key, Some(&text)) {
+        tracing::warn!(policy = %p.name, error = %e, "cannot record the evidence check");
+    }
+}
+
+/// Makes sure this host has an evidence key (in the state directory of
+/// `repo`'s [`RepoOptions::evidence_state`]) and that it is enrolled in
+/// the repository of every policy (at the daemon's start).
+pub fn enroll_everywhere(policies: &[std::sync::Arc<crate::policy::Policy>], repo: &RepoOptions) {
+    let state_dir = crate::state::resolve_dir(repo.evidence_state.as_deref());
+    let mut done = std::collections::BTreeSet::new();
+    for p in policies {
+        if !done.insert(p.repository.url.clone()) {
+            continue;
+        }
+        match repo.open_policy(p).and_then(|r| crate::evidence::append::ensure_enrolled(&r, &state_dir)) {
+            Ok(e) if e.newly => {
+                tracing::info!(policy = %p.name, key = %e.key_id, host = %e.host, "evidence key enrolled")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(policy = %p.name, error = %e, "the evidence key could not be enrolled"),
+        }
     }
 }
 
@@ -183,5 +273,20 @@ mod tests {
         let runs = state.runs(Some("web"), None, None).unwrap();
         assert_eq!((runs.len(), runs[0].outcome), (1, Outcome::Failure));
         assert_eq!(runs[0].error, f.result.error);
+    }
+}
+
+#[cfg(test)]
+mod lock_wait_tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_jobs_wait_ten_minutes_for_a_lock_unless_told_otherwise() {
+        let e = RepoExecutor::new(RepoOptions::default());
+        assert_eq!(e.repo.lock_wait.as_ref().map(|w| w.patience), Some(std::time::Duration::from_secs(600)));
+        assert!(e.repo.lock_wait.as_ref().unwrap().on_wait.is_some(), "it logs whom it waits for");
+        let told =
+            RepoOptions { lock_wait: Some(LockWait::new(std::time::Duration::from_secs(5))), ..Default::default() };
+        assert_eq!(RepoExecutor::new(told).repo.lock_wait.map(|w| w.patience), Some(std::time::Duration::from_secs(5)));
     }
 }

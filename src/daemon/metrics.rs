@@ -17,6 +17,8 @@
 //! - `cairn_drill_last_success` (1 pass, 0 fail), `cairn_drill_last_timestamp_seconds`,
 //!   `cairn_drill_rto_measured_seconds`, `cairn_drill_rto_objective_seconds`,
 //!   `cairn_drill_needs_verification` (per policy);
+//! - `cairn_evidence_ok` (per policy): 1 when the evidence check after its
+//!   last backup found nothing wrong, 0 when it found damage;
 //! - `cairn_policies{state="valid"|"invalid"}`, `cairn_daemon_start_timestamp_seconds`.
 
 use std::sync::atomic::AtomicU64;
@@ -78,6 +80,11 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
         gauge(&mut reg, "cairn_drill_needs_verification", "1 when content changed since the last passing drill");
     let policies = gauge(&mut reg, "cairn_policies", "Policy files loaded, by state");
     let start = gauge(&mut reg, "cairn_daemon_start_timestamp_seconds", "When the daemon started");
+    let evidence_ok = gauge(
+        &mut reg,
+        "cairn_evidence_ok",
+        "1 when the last evidence check of the policy's repository found nothing wrong",
+    );
 
     start.get_or_create(&Vec::new()).set(started);
     policies
@@ -141,6 +148,9 @@ pub fn render(status: &StatusReport, state: Option<&State>, invalid_files: usize
                 rto_obj.get_or_create(&pl).set(o);
             }
         }
+        if let Some(e) = &p.evidence {
+            evidence_ok.get_or_create(&pl).set(f64::from(u8::from(e.ok)));
+        }
         if p.drill.state != DrillState::NotConfigured {
             needs.get_or_create(&pl).set(f64::from(u8::from(p.drill.state == DrillState::NeedsVerification)));
         }
@@ -173,9 +183,12 @@ mod tests {
             attempt: 1,
         };
         state.start_run(&new).unwrap();
+        let check = serde_json::json!({"ok": false, "checked_at": "x", "problems": 1});
+        state.set_daemon_value("evidence:web", Some(&check.to_string())).unwrap();
         let status = crate::status::build(Some(&state), dir.path(), &[p], Vec::new(), now).unwrap();
         let text = render(&status, Some(&state), 0, 0.0);
         for want in [
+            "cairn_evidence_ok{policy=\"web\"} 0",
             "cairn_job_running_seconds{policy=\"web\",kind=\"backup\"} 7200",
             "cairn_rpo_breached{policy=\"web\"} 0",
             "cairn_job_last_success_timestamp_seconds{policy=\"web\",kind=\"backup\"} 0",

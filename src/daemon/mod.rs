@@ -14,15 +14,20 @@
 //!   (reload the policies; running jobs carry on with the policy they
 //!   started with), SIGTERM/SIGINT (start nothing more, give running jobs
 //!   the grace period, mark any still running as interrupted, exit 0);
-//! - [`http`] serves `/healthz`, `/status`, `/metrics` and `/run-now` on
-//!   loopback; [`metrics`] and the status model ([`crate::status`]) read the
-//!   state database, so they say the same as `cairn status`; [`notify`]
+//! - [`control`] is the door for `cairn run-now`: a Unix socket in the
+//!   state directory, mode 0600, that checks its peer's credentials (root
+//!   or the daemon's user) and logs the uid that asked;
+//! - [`http`] serves `/healthz`, `/status` and `/metrics`, read-only, on
+//!   loopback (elsewhere only with a bearer token), checking `Host` on
+//!   every route; [`metrics`] and the status model ([`crate::status`]) read
+//!   the state database, so they say the same as `cairn status`; [`notify`]
 //!   posts webhooks and pings.
 //!
 //! One daemon per state directory: it holds an exclusive `flock` on
-//! `daemon.lock` there, and records its pid and address in the state so
-//! that `cairn status` and `cairn run-now` find it.
+//! `daemon.lock` there, listens on `daemon.sock` there, and records its pid
+//! and address in the state so that `cairn status` finds it.
 
+pub mod control;
 pub mod engine;
 pub mod http;
 pub mod jobs;
@@ -54,6 +59,9 @@ pub struct DaemonOptions {
     pub state_dir: PathBuf,
     /// Where to serve HTTP; `None`: no HTTP API.
     pub listen: Option<SocketAddr>,
+    /// The file holding the bearer token every HTTP request must carry;
+    /// required for a listen address other than loopback.
+    pub listen_token_file: Option<PathBuf>,
     pub limits: Limits,
     /// How long running jobs may take to finish after SIGTERM.
     pub grace: Duration,
@@ -103,6 +111,9 @@ type Current = Arc<RwLock<(Vec<Policy>, Vec<Diagnostic>)>>;
 /// Runs the daemon until SIGTERM or SIGINT. With `repo`, the daemon also
 /// reads each policy's newest snapshot at start-up.
 pub fn run(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<RepoOptions>) -> Result<()> {
+    if let Some(addr) = opts.listen {
+        http::check_listen(addr, opts.listen_token_file.is_some())?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cairn-daemon")
@@ -114,11 +125,14 @@ pub fn run(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<RepoOp
 
 /// Takes the state directory's daemon lock, or says who holds it.
 fn lock_state_dir(state: &State) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state.dir().join("daemon.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(crate::private::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
@@ -166,6 +180,7 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<Re
     if let Some(repo) = repo {
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
         std::thread::spawn(move || {
+            jobs::enroll_everywhere(&list, &repo);
             for (policy, e) in crate::jobs::record::refresh_recovery_points(&list, &repo, &state) {
                 tracing::error!(policy = %policy, error = %e, "cannot refresh the recovery point");
             }
@@ -173,19 +188,23 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<Re
     }
 
     let heartbeat = Arc::new(AtomicI64::new(started.timestamp()));
-    let (run_now_tx, mut run_now_rx) = mpsc::unbounded_channel::<http::RunNow>();
+    let (run_now_tx, mut run_now_rx) = mpsc::unbounded_channel::<control::RunNow>();
+    let control = control::bind(&opts.state_dir)?;
+    tokio::spawn(control::serve(control, run_now_tx));
     if let Some(addr) = opts.listen {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("listen address {addr}"), e))?;
         let local = listener.local_addr().map_err(|e| Error::io(format!("listen address {addr}"), e))?;
-        let api = Arc::new(api(&opts, &state, &current, started, run_now_tx.clone(), heartbeat.clone()));
+        let api = Arc::new(api(&opts, &state, &current, started, heartbeat.clone()));
+        let token = opts.listen_token_file.as_deref().map(http::read_token).transpose()?;
+        let guard = http::Guard { listen: local, token };
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, http::router(api)).await {
+            if let Err(e) = axum::serve(listener, http::router(api, guard)).await {
                 tracing::error!(error = %e, "the HTTP server stopped");
             }
         });
         state.set_daemon_value("listen", Some(&local.to_string()))?;
-        tracing::info!(address = %local, "serving /healthz, /status, /metrics and /run-now");
+        tracing::info!(address = %local, token = token.is_some(), "serving /healthz, /status and /metrics");
     } else {
         state.set_daemon_value("listen", None)?;
     }
@@ -253,13 +272,14 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<Re
                     Err(format!("no valid policy named `{}` (valid: {})", req.policy, names.join(", ")))
                 } else {
                     let r = engine.request(&req.policy, req.kind, Utc::now());
-                    tracing::info!(policy = %req.policy, kind = %req.kind, outcome = ?r, "run-now requested");
+                    tracing::info!(policy = %req.policy, kind = %req.kind, uid = req.uid, outcome = ?r, "run-now requested");
                     Ok(r)
                 };
                 let _ = req.reply.send(answer);
             }
         }
     }
+    let _ = std::fs::remove_file(control::socket_path(&opts.state_dir));
     let interrupted = state.close_orphaned_runs(Utc::now())?.len();
     outbox.flush(NOTIFY_FLUSH).await;
     state.set_daemon_value("pid", None)?;
@@ -286,7 +306,6 @@ fn api(
     state: &Arc<State>,
     current: &Current,
     started: chrono::DateTime<Utc>,
-    run_now: mpsc::UnboundedSender<http::RunNow>,
     heartbeat: Arc<AtomicI64>,
 ) -> http::Api {
     let report = {
@@ -310,7 +329,7 @@ fn api(
             Ok(metrics::render(&report()?, Some(&state), invalid_files, started))
         }
     };
-    http::Api { status: Box::new(move || report()), metrics: Box::new(metrics), run_now, heartbeat }
+    http::Api { status: Box::new(move || report()), metrics: Box::new(metrics), heartbeat }
 }
 
 fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> Result<()> {

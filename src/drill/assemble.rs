@@ -107,7 +107,7 @@ fn build(d: &Drill<'_>) -> DrillReport {
         rto: Rto {
             objective_s: rto_objective,
             measured_s: measured,
-            met: rto_objective.filter(|_| judge).map(|o| measured <= o),
+            met: rto_objective.filter(|_| judge).map(|o| !crate::text::exceeds(measured, o)),
         },
         rpo: Rpo {
             objective_s: rpo_objective,
@@ -115,7 +115,7 @@ fn build(d: &Drill<'_>) -> DrillReport {
             recovery_point_age_s: point_age,
             newest_snapshot_age_s: newest_age,
             judged_on: if judged_on_point { "recovery_point" } else { "newest_snapshot" }.into(),
-            met: rpo_objective.zip(achieved).filter(|_| judge).map(|(o, a)| a <= o),
+            met: rpo_objective.zip(achieved).filter(|_| judge).map(|(o, a)| !crate::text::exceeds(a, o)),
         },
         integrity: Integrity {
             method: match d.settings.verify {

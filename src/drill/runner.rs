@@ -14,7 +14,8 @@ use std::time::Instant;
 use chrono::{SubsecRound, Utc};
 
 use crate::error::{Error, Result};
-use crate::policy::{PasswordSource, Policy, RecoveryPoint, Source, VerifyMode};
+use crate::policy::{Policy, RecoveryPoint, Source, VerifyMode};
+use crate::process::ChildEnv;
 use crate::repo::{lock, Repository};
 use crate::restore::{self, plan::Plan, RestoreOptions};
 use crate::state::{JobKind, NewRun, State};
@@ -196,21 +197,15 @@ impl Drill<'_> {
             self.warnings.push("the validation command did not run: the restore did not complete".into());
             return;
         }
-        let scrub: Vec<String> = match &self.policy.repository.password {
-            Some(PasswordSource::Env(var)) => vec![var.clone()],
-            _ => Vec::new(),
-        };
         let target = self.scratch.path.clone();
         let snapshot = self.chosen.as_ref().map(|c| c.id.to_hex()).unwrap_or_default();
-        let env = [
-            ("CAIRN_POLICY", self.policy.name.clone()),
-            ("CAIRN_DRILL_ID", self.drill_id.clone()),
-            ("CAIRN_SNAPSHOT", snapshot),
-            ("CAIRN_RESTORE_TARGET", target.display().to_string()),
-        ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = ChildEnv::new(&self.policy.env)
+            .with("CAIRN_POLICY", &self.policy.name)
+            .with("CAIRN_DRILL_ID", &self.drill_id)
+            .with("CAIRN_SNAPSHOT", snapshot)
+            .with("CAIRN_RESTORE_TARGET", &target);
         // A failing command is a finding, not an error of the phase.
-        self.validation = self.phase("validate", true, |_| Ok(validate::run(&hook, &target, &env, &scrub)));
+        self.validation = self.phase("validate", true, |_| Ok(validate::run(&hook, &target, &env)));
     }
 }
 

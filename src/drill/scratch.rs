@@ -128,7 +128,8 @@ pub fn prepare(given: Option<&Path>, state_dir: &Path, drill_id: &str, sources: 
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                // `<state>/scratch` and any other missing parent: 0700 too.
+                crate::private::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
             std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
             // Restored data may be confidential: only the drill's user may look.

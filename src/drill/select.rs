@@ -70,7 +70,11 @@ pub struct Chosen {
 /// Chooses among `all` (every snapshot of the repository, oldest first)
 /// the one to restore for `policy`.
 pub fn choose(all: &[(Id, Snapshot)], policy: &str, choice: &Choice, seed: u64, now: DateTime<Utc>) -> Result<Chosen> {
-    let mine: Vec<&(Id, Snapshot)> = all.iter().filter(|(_, s)| s.policy.as_deref() == Some(policy)).collect();
+    // A snapshot dated in the future is never the recovery point.
+    let mine: Vec<&(Id, Snapshot)> = all
+        .iter()
+        .filter(|(_, s)| s.policy.as_deref() == Some(policy) && !crate::repo::is_future(s.time, now))
+        .collect();
     let none = |detail: String| Error::NoRecoveryPoint { policy: policy.to_string(), detail };
     let Some(newest) = mine.last().map(|(id, s)| (*id, s.time)) else {
         return Err(none("the repository holds no snapshot of this policy".into()));
@@ -165,6 +169,16 @@ mod tests {
         assert_eq!(c.candidates, 5);
         let e = choose(&all, "mail", &Choice::Latest, 0, now).unwrap_err();
         assert!(matches!(e, Error::NoRecoveryPoint { .. }), "{e}");
+    }
+
+    #[test]
+    fn bug_a_snapshot_dated_2099_was_the_recovery_point_of_every_drill() {
+        let now = Utc::now();
+        let mut all = repo(now);
+        all.push((Id::hash_of(b"2099"), snap(Some("web"), -(80 * 365), now)));
+        let c = choose(&all, "web", &Choice::Latest, 0, now).unwrap();
+        assert_eq!(c.snapshot.time, now - chrono::Duration::days(2), "the forged snapshot is never the latest");
+        assert_eq!(c.newest, now - chrono::Duration::days(2), "nor the newest, which the RPO is judged by");
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! its own whose every member is killed when the timeout runs out), with
 //! two differences: its standard output and error are captured together
 //! into one pipe, of which the last [`TAIL_BYTES`] are kept for the report,
-//! and the repository's password variables are removed from its
-//! environment, because its output ends up in reports (secrets never do).
+//! and the report records the names of the environment variables it was
+//! given (never their values). Its environment is the allow-listed one of
+//! [`ChildEnv`], like every child's: no password and no cloud credential
+//! unless its policy names the variable in `env`, because its output ends
+//! up in reports (secrets never do).
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -19,20 +22,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::HookCommand;
-use crate::process::{describe, wait_or_kill, Waited};
+use crate::process::{describe, wait_or_kill, ChildEnv, Waited};
 
 /// How much of the end of the output is kept.
 pub const TAIL_BYTES: usize = 4096;
-
-/// Variables never passed to a validation command.
-pub const SCRUBBED_ENV: &[&str] = &[
-    "CAIRN_PASSWORD",
-    "CAIRN_PASSWORD_FILE",
-    "CAIRN_PASSWORD_COMMAND",
-    "CAIRN_NEW_PASSWORD",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
 
 /// How the validation command went.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +39,9 @@ pub struct Validation {
     pub signal: Option<i32>,
     pub timed_out: bool,
     pub duration_s: f64,
+    /// The names of the environment variables it was given, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     /// Bytes the command wrote (stdout and stderr together).
     pub output_bytes: u64,
     /// The last bytes of its output (at most [`TAIL_BYTES`], lossy UTF-8).
@@ -77,25 +73,26 @@ impl Tail {
 }
 
 /// The command line of `hook`: `sh -c`, in `cwd`, stdin closed, its own
-/// process group, `env` added, the variables in [`SCRUBBED_ENV`] and
-/// `scrub` removed.
-fn command(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String]) -> Command {
+/// process group, the environment `env` and nothing else.
+fn command(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&hook.command).current_dir(cwd).stdin(Stdio::null()).process_group(0);
-    for k in SCRUBBED_ENV.iter().copied().chain(scrub.iter().map(String::as_str)) {
-        cmd.env_remove(k);
-    }
-    cmd.envs(env.iter().copied());
+    env.apply(&mut cmd);
     cmd
 }
 
 /// Runs `hook` in `cwd` (see `command`), capturing the tail of its output.
-pub fn run(hook: &HookCommand, cwd: &Path, env: &[(&str, &str)], scrub: &[String]) -> Validation {
+pub fn run(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Validation {
     let started = Instant::now();
-    let mut v = Validation { command: hook.command.clone(), timeout_s: hook.timeout.as_secs(), ..Default::default() };
+    let mut v = Validation {
+        command: hook.command.clone(),
+        timeout_s: hook.timeout.as_secs(),
+        env: env.names(),
+        ..Default::default()
+    };
     let tail = Arc::new(Mutex::new(Tail::default()));
     let spawned = std::io::pipe().and_then(|(reader, writer)| {
-        let mut cmd = command(hook, cwd, env, scrub);
+        let mut cmd = command(hook, cwd, env);
         cmd.stdout(writer.try_clone()?).stderr(writer);
         let child = cmd.spawn()?;
         drop(cmd); // closes our copies of the pipe's write end
@@ -170,8 +167,7 @@ mod tests {
         let v = run(
             &hook("test -f marker && echo ok-$CAIRN_DRILL_ID && echo err >&2", 10),
             d.path(),
-            &[("CAIRN_DRILL_ID", "d1")],
-            &[],
+            &ChildEnv::new(&[]).with("CAIRN_DRILL_ID", "d1"),
         );
         assert!(v.passed, "{v:?}");
         assert_eq!(v.exit_code, Some(0));
@@ -182,7 +178,7 @@ mod tests {
     #[test]
     fn a_failing_command_records_its_status_and_the_tail_of_its_output() {
         let d = tempfile::tempdir().unwrap();
-        let v = run(&hook("seq 1 5000; echo last words; exit 7", 10), d.path(), &[], &[]);
+        let v = run(&hook("seq 1 5000; echo last words; exit 7", 10), d.path(), &ChildEnv::new(&[]));
         assert!(!v.passed);
         assert_eq!(v.exit_code, Some(7));
         assert_eq!(v.error.as_deref(), Some("exited with status 7"));
@@ -195,7 +191,7 @@ mod tests {
     fn a_command_that_times_out_is_killed_with_its_group() {
         let d = tempfile::tempdir().unwrap();
         let t0 = Instant::now();
-        let v = run(&hook("echo started; (sleep 3; touch late) & sleep 30", 1), d.path(), &[], &[]);
+        let v = run(&hook("echo started; (sleep 3; touch late) & sleep 30", 1), d.path(), &ChildEnv::new(&[]));
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
         assert!(v.timed_out && !v.passed);
         assert_eq!(v.signal, Some(9));
@@ -205,15 +201,15 @@ mod tests {
     }
 
     #[test]
-    fn password_variables_are_not_passed_on() {
-        let cmd = command(&hook("env", 10), Path::new("/"), &[("CAIRN_DRILL_ID", "d1")], &["WEB_PW".to_string()]);
-        let envs: Vec<(String, Option<String>)> = cmd
-            .get_envs()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
-            .collect();
-        for k in SCRUBBED_ENV.iter().copied().chain(["WEB_PW"]) {
-            assert!(envs.contains(&(k.to_string(), None)), "{k} is passed on: {envs:?}");
-        }
-        assert!(envs.contains(&("CAIRN_DRILL_ID".to_string(), Some("d1".to_string()))));
+    fn the_command_gets_its_environment_only_and_the_report_names_it() {
+        let d = tempfile::tempdir().unwrap();
+        let parent = [("PATH", "/usr/bin:/bin"), ("WEB_PW", "web-secret"), ("AWS_SECRET_ACCESS_KEY", "aws-secret")];
+        let parent = parent.iter().map(|(k, v)| (k.into(), v.into()));
+        let env = ChildEnv::from_parent(parent, &[]).with("CAIRN_DRILL_ID", "d1");
+        let v = run(&hook("env", 10), d.path(), &env);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.env, ["CAIRN_DRILL_ID", "PATH"]);
+        assert!(v.output_tail.contains("CAIRN_DRILL_ID=d1"), "{}", v.output_tail);
+        assert!(!v.output_tail.contains("secret"), "{}", v.output_tail);
     }
 }

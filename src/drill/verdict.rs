@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::validate::Validation;
 use super::verify::Mismatch;
-use crate::text::human_duration;
+use crate::text::{exceeds, human_duration, human_duration_against};
 
 /// Kinds of failure, least serious first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -132,16 +132,24 @@ pub fn decide(f: &Findings<'_>) -> Verdict {
         );
     }
     if f.errors.is_empty() {
-        if let Some((objective, measured)) = f.rto.filter(|(o, m)| m > o) {
+        if let Some((objective, measured)) = f.rto.filter(|&(o, m)| exceeds(m, o)) {
             add(
                 FailureKind::Objectives,
-                format!("RTO missed: measured {}, objective {}", human_duration(measured), human_duration(objective)),
+                format!(
+                    "RTO missed: measured {}, objective {}",
+                    human_duration_against(measured, Some(objective)),
+                    human_duration(objective)
+                ),
             );
         }
-        if let Some((objective, age, of)) = f.rpo.filter(|(o, a, _)| a > o) {
+        if let Some((objective, age, of)) = f.rpo.filter(|&(o, a, _)| exceeds(a, o)) {
             add(
                 FailureKind::Objectives,
-                format!("RPO missed: {of} is {} old, objective {}", human_duration(age), human_duration(objective)),
+                format!(
+                    "RPO missed: {of} is {} old, objective {}",
+                    human_duration_against(age, Some(objective)),
+                    human_duration(objective)
+                ),
             );
         }
     }
@@ -164,7 +172,7 @@ mod tests {
     fn each_kind_of_problem_fails_with_its_reason() {
         let v = decide(&Findings { rto: Some((1.0, 1.5)), ..Default::default() });
         assert_eq!(v.failure_kind, Some(FailureKind::Objectives));
-        assert_eq!(v.reasons(), ["RTO missed: measured 1.50 s, objective 1.00 s"]);
+        assert_eq!(v.reasons(), ["RTO missed: measured 1.5 s, objective 1.0 s"]);
 
         let v = decide(&Findings {
             rpo: Some((86400.0, 2.0 * 86400.0 + 60.0, "the recovery point")),
@@ -185,6 +193,18 @@ mod tests {
         assert_eq!(v.reasons(), ["validation failed: `false` exited with status 1"]);
         let ok = Validation { passed: true, ..val };
         assert!(decide(&Findings { validation: Some(&ok), ..Default::default() }).passed());
+    }
+
+    #[test]
+    fn bug_a_missed_objective_read_as_met() {
+        // 60.4 s against a 1 min RTO used to read "measured 1 min, objective 1 min".
+        let v = decide(&Findings { rto: Some((60.0, 60.4)), ..Default::default() });
+        assert_eq!(v.reasons(), ["RTO missed: measured 1 min 0.4 s, objective 1 min"]);
+        let v = decide(&Findings { rpo: Some((86400.0, 86400.0 + 60.0, "the recovery point")), ..Default::default() });
+        assert_eq!(v.reasons(), ["RPO missed: the recovery point is 1 d 0 h 1 min 0.0 s old, objective 1 d"]);
+        // Judged in the tenths shown: 1.04 s reads 1.0 s and meets a 1 s objective.
+        assert!(decide(&Findings { rto: Some((1.0, 1.04)), ..Default::default() }).passed());
+        assert!(!decide(&Findings { rto: Some((1.0, 1.1)), ..Default::default() }).passed());
     }
 
     #[test]

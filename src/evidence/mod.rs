@@ -20,9 +20,13 @@
 //! whose plaintext is exactly the record's signed canonical bytes.
 //! Objects are never rewritten.
 //!
-//! **Appends are serialised** by an exclusive lock in `evidence/locks/`
-//! (the mechanism of [`crate::repo::lock`], in its own directory, so it
-//! neither waits for nor blocks backups and prune). Under it an appender
+//! **Appends are serialised** by an exclusive lock in `locks/evidence/`
+//! (the mechanism of [`crate::repo::lock`], in its own directory under the
+//! one prefix where objects may be replaced and removed, so it neither
+//! waits for nor blocks backups and prune). Records are written once, with
+//! `If-None-Match: *`: a second appender that got past the lock anyway
+//! (a lock thought stale) fails on the record's key instead of forking the
+//! chain. Under it an appender
 //! reads the tail (list, then load the highest seq), and writes seq + 1.
 //! Two appenders that race for the lock both back off and retry after a
 //! random delay, so concurrent processes never fork the chain.
@@ -38,45 +42,38 @@
 //! can read the signing key, and so could write a whole new chain: an
 //! auditor who keeps the head of each audit detects that too.
 
+pub mod append;
 pub mod canonical;
+pub mod check;
+mod export;
 pub mod key;
+pub mod objects;
 pub mod payload;
 pub mod record;
+pub mod signer;
+pub mod store;
+pub mod trust;
 pub mod verify;
+mod verify_heads;
+mod verify_report;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
-use chrono::Utc;
-use ed25519_dalek::SigningKey;
-use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::repo::{blob, limits, lock, Repository};
+use crate::repo::Repository;
 
-pub use verify::{verify_dir, Head, Problem, ProblemKind, VerifiedRecord, VerifyReport};
+pub use append::{newest_head, AppendedRecord, Appender};
+pub use store::RECORDS_DIR;
+pub use trust::{read_keys_file, Trust};
+pub use verify::{verify_dir, Anchor, Head, Problem, ProblemKind, VerifiedRecord, VerifyReport};
 
-/// Where the records are stored.
-pub const RECORDS_DIR: &str = "evidence/records";
 /// Where appenders lock each other out.
-pub const LOCKS_DIR: &str = "evidence/locks";
+pub const LOCKS_DIR: &str = crate::repo::lock::EVIDENCE_LOCKS;
 /// How long an append waits for the lock before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// A record that was appended.
-#[derive(Debug, Clone, Serialize)]
-pub struct AppendedRecord {
-    pub seq: u64,
-    /// Hex BLAKE3 of the signed record's canonical bytes.
-    pub hash: String,
-    /// Base64 (standard, padded) ed25519 signature.
-    pub signature: String,
-    /// The signed record, `sig` included.
-    pub record: Value,
-}
 
 /// What [`export`] wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -84,282 +81,92 @@ pub struct ExportSummary {
     pub dir: std::path::PathBuf,
     /// Record files written.
     pub records: u64,
-    /// The highest seq in the repository, when there is a record.
+    /// The legacy chain's highest seq, when it has a record.
     pub last_seq: Option<u64>,
     /// The hash of that last record.
     pub head: Option<String>,
-    pub public_key: String,
-    /// Records that could not be read from the repository (seq, error):
+    /// The legacy key, when the repository has one.
+    pub public_key: Option<String>,
+    /// Host chains exported: (key id, records).
+    pub chains: Vec<(String, u64)>,
+    /// Repository heads exported.
+    pub heads: u64,
+    /// Objects that could not be read from the repository (object, error):
     /// they are not exported, and verification will report them removed.
-    pub unreadable: Vec<(u64, String)>,
+    pub unreadable: Vec<(String, String)>,
 }
 
-fn record_key(seq: u64) -> String {
-    format!("{RECORDS_DIR}/{}", record::file_stem(seq))
-}
-
-/// The seqs of the stored records, ascending.
-fn stored_seqs(repo: &Repository) -> Result<Vec<u64>> {
-    let prefix = format!("{RECORDS_DIR}/");
-    let mut seqs: Vec<u64> = repo
-        .backend()
-        .list(&prefix)?
-        .into_iter()
-        .filter_map(|o| o.key.strip_prefix(&prefix).and_then(record::parse_stem))
-        .collect();
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
-/// Loads and opens the record object `seq`: its signed canonical bytes.
-fn load_record(repo: &Repository, seq: u64) -> Result<Vec<u8>> {
-    let k = record_key(seq);
-    let sealed = repo.backend().get(&k)?;
-    let plain = blob::open_object(repo.key(), &sealed, limits::EVIDENCE_RECORD)
-        .map_err(|e| crate::repo::blob_error(format!("evidence record `{k}`"), e))?;
-    let v: Value = serde_json::from_slice(&plain).map_err(|e| Error::format(format!("evidence record `{k}`"), e))?;
-    if v.get("seq").and_then(Value::as_u64) != Some(seq) {
-        return Err(Error::format(format!("evidence record `{k}`"), "its seq differs from its name"));
-    }
-    Ok(plain)
-}
-
-/// The plain integrity of the evidence stored in the repository, for
-/// `cairn check`: every record opens, parses and carries the seq of its
-/// name, and the signing key opens (and exists when records do). Each
-/// failure is a problem naming its object. Signatures and the chain are
-/// what `cairn evidence verify` checks.
-pub fn check_integrity(repo: &Repository) -> Result<Vec<crate::check::Problem>> {
-    let problem = |object: String, e: &Error| crate::check::Problem { object, message: e.to_string() };
-    let mut out = Vec::new();
-    let seqs = stored_seqs(repo)?;
-    for &seq in &seqs {
-        match load_record(repo, seq) {
-            Ok(_) => {}
-            Err(e) if e.is_retryable() => return Err(e),
-            Err(e) => out.push(problem(record_key(seq), &e)),
-        }
-    }
-    match key::load(repo) {
-        Ok(Some(_)) => {}
-        Ok(None) if seqs.is_empty() => {}
-        Ok(None) => {
-            out.push(problem(key::KEY_OBJECT.into(), &Error::EvidenceKeyMissing { records: seqs.len() as u64 }))
-        }
-        Err(e) if e.is_retryable() => return Err(e),
-        Err(e) => out.push(problem(key::KEY_OBJECT.into(), &e)),
-    }
-    Ok(out)
-}
-
-/// Takes the append lock, retrying with random back-off while another
-/// appender holds it (or races for it), for up to [`LOCK_WAIT`].
-fn lock_appends(repo: &Repository, kind: &str) -> Result<lock::Lock> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut delay_ms = 20u64;
-    loop {
-        match lock::acquire_in(repo, LOCKS_DIR, true, &format!("evidence append ({kind})")) {
-            Err(Error::Locked { .. }) if Instant::now() < deadline => {
-                let ms = rand::thread_rng().gen_range(delay_ms / 2..=delay_ms * 3 / 2);
-                std::thread::sleep(Duration::from_millis(ms));
-                delay_ms = (delay_ms * 2).min(1000);
-            }
-            r => return r,
-        }
-    }
-}
-
-/// The signing key, created if the repository has none and no record
-/// exists. Call with the append lock held.
-fn signing_key_locked(repo: &Repository, seqs: &[u64]) -> Result<SigningKey> {
-    match key::load(repo)? {
-        Some(k) => Ok(k),
-        None if seqs.is_empty() => key::create(repo),
-        // A new key would make every older record fail verification.
-        None => Err(Error::EvidenceKeyMissing { records: seqs.len() as u64 }),
-    }
-}
-
-/// Appends a record of `kind` (`backup`, `prune`, `drill`…: 1–32 of a-z,
-/// 0-9, `_`, `-`) about `policy`, with `payload`, a JSON object whose
-/// numbers are all integers within ±(2^53 − 1) (durations in
-/// milliseconds, say). Safe against concurrent appenders in other
-/// processes and threads. Creates the signing key if the repository has
-/// none yet.
+/// Appends a record to the legacy chain (a process with no host key, and
+/// tests): see [`Appender::append`].
 pub fn append(repo: &Repository, kind: &str, policy: Option<&str>, payload: Value) -> Result<AppendedRecord> {
-    if !record::valid_kind(kind) {
-        return Err(Error::InvalidArgument(format!(
-            "evidence record kind `{kind}`: use 1 to 32 of a-z, 0-9, `_` and `-`, starting with a letter"
-        )));
-    }
-    if !payload.is_object() {
-        return Err(Error::InvalidArgument("an evidence payload must be a JSON object".into()));
-    }
-    // Refuse what cannot be signed before taking the lock.
-    canonical::to_canonical(&payload).map_err(|e| {
-        Error::InvalidArgument(format!("evidence payload: {}", e.to_string().replacen('$', "payload", 1)))
-    })?;
-    let _lock = lock_appends(repo, kind)?;
-    let seqs = stored_seqs(repo)?;
-    let signing = signing_key_locked(repo, &seqs)?;
-    let (seq, prev) = match seqs.last() {
-        None => (0, Value::Null),
-        Some(&last) => {
-            let bytes = load_record(repo, last)?;
-            (last + 1, Value::String(blake3::hash(&bytes).to_hex().to_string()))
-        }
-    };
-    let Value::Object(mut rec) = json!({
-        "v": record::RECORD_VERSION,
-        "seq": seq,
-        "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "kind": kind,
-        "policy": policy,
-        "repository": repo.id().to_hex(),
-        "prev": prev,
-        "payload": payload,
-    }) else {
-        unreachable!("json! of an object is an object")
-    };
-    let (sig, signed) =
-        record::sign(&signing, &mut rec).map_err(|e| Error::InvalidArgument(format!("evidence record: {e}")))?;
-    if signed.len() as u64 > limits::EVIDENCE_RECORD {
-        // No reader would open it, and the chain could not go on past it.
-        return Err(Error::TooLarge {
-            what: format!("evidence record {seq}"),
-            detail: format!("{} bytes, above the limit of {}", signed.len(), limits::EVIDENCE_RECORD),
-        });
-    }
-    repo.backend().put(&record_key(seq), &blob::seal_object(repo.key(), &signed))?;
-    Ok(AppendedRecord {
-        seq,
-        hash: blake3::hash(&signed).to_hex().to_string(),
-        signature: key::B64.encode(sig.to_bytes()),
-        record: Value::Object(rec),
+    Appender::legacy().append(repo, kind, policy, payload)
+}
+
+fn init_payload() -> Value {
+    json!({
+        "program_version": crate::VERSION,
+        "hostname": crate::host::hostname(),
+        "username": crate::host::username(),
     })
 }
 
-/// Starts the chain of a new repository: its key and record 0, `init`.
+/// Starts the chain of a new repository with record 0, `init`: signed by
+/// the legacy key (made now) for a host without a key of its own.
 pub fn start_chain(repo: &Repository) -> Result<AppendedRecord> {
-    append(
-        repo,
-        "init",
-        None,
-        json!({
-            "program_version": crate::VERSION,
-            "hostname": crate::host::hostname(),
-            "username": crate::host::username(),
-        }),
-    )
+    start_chain_with(repo, &Appender::legacy())
 }
 
-/// The repository's public key in its one-line text form. A repository
-/// made before evidence existed gets its key now.
+/// Starts the chain of a new repository with `appender`'s key.
+pub fn start_chain_with(repo: &Repository, appender: &Appender) -> Result<AppendedRecord> {
+    appender.append(repo, "init", None, init_payload())
+}
+
+/// Starts the chain of a repository made before cairn kept evidence: its
+/// `init` lists every snapshot it holds, so that `check` finds each one
+/// recorded. Refused when the repository has any evidence record.
+pub fn adopt(repo: &Repository, appender: &Appender) -> Result<AppendedRecord> {
+    if !repo.backend().list(&format!("{RECORDS_DIR}/"))?.is_empty() {
+        return Err(Error::InvalidArgument(
+            "this repository already has an evidence chain: nothing to adopt (`cairn check` names what is wrong \
+             with it)"
+                .into(),
+        ));
+    }
+    let mut ids: Vec<String> = repo.list_ids("snapshots")?.iter().map(|i| i.to_hex()).collect();
+    ids.sort();
+    let mut payload = init_payload();
+    payload["adopted_snapshots"] = json!(ids);
+    appender.append_with(repo, "init", None, payload, true)
+}
+
+/// The legacy key's public half in its one-line text form. A repository
+/// with no evidence at all (nor snapshots) gets its legacy key now.
 pub fn public_key_text(repo: &Repository) -> Result<String> {
-    let signing = match key::load(repo)? {
-        Some(k) => k,
-        None => {
-            let _lock = lock_appends(repo, "key")?;
-            let seqs = stored_seqs(repo)?;
-            signing_key_locked(repo, &seqs)?
-        }
-    };
-    Ok(key::public_text(&signing.verifying_key()))
+    if let Some(k) = key::load(repo)? {
+        return Ok(key::public_text(&k.verifying_key()));
+    }
+    let records = repo.backend().list(&format!("{RECORDS_DIR}/"))?;
+    let legacy_records = records
+        .iter()
+        .filter(|o| matches!(store::classify(&o.key), store::Name::Record { chain, .. } if chain == key::LEGACY_KEY_ID))
+        .count();
+    if legacy_records > 0 {
+        return Err(Error::EvidenceKeyMissing { records: legacy_records as u64 });
+    }
+    if !records.is_empty() {
+        return Err(Error::InvalidArgument(
+            "this repository has no legacy key: its evidence is signed by host keys, which `cairn evidence keys` \
+             lists"
+                .into(),
+        ));
+    }
+    match append::legacy_append(repo, "init", None, &init_payload(), false)? {
+        Some(_) => Ok(key::public_text(&key::load(repo)?.expect("just made").verifying_key())),
+        None => Err(Error::InvalidArgument("this repository has no legacy key".into())),
+    }
 }
 
-/// Writes every record to `out` (which must be empty or not exist) as
-/// `<seq, 12 digits>.json`, with `pubkey.txt`, `manifest.json` and
-/// `README.txt`. Records that cannot be read are left out and listed in
-/// the summary.
-pub fn export(repo: &Repository, out: &Path) -> Result<ExportSummary> {
-    match std::fs::read_dir(out) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "{} is not empty: export into a new or empty directory, so no older file can stand in for a record",
-                    out.display()
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-        }
-        Err(e) => return Err(Error::io(out, e)),
-    }
-    let public_key = public_key_text(repo)?;
-    let write = |name: &str, bytes: &[u8]| -> Result<()> {
-        use std::io::Write;
-        let p = out.join(name);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&p).map_err(|e| Error::io(&p, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&p, e))
-    };
-    let seqs = stored_seqs(repo)?;
-    let mut summary = ExportSummary {
-        dir: out.to_path_buf(),
-        records: 0,
-        last_seq: seqs.last().copied(),
-        head: None,
-        public_key: public_key.clone(),
-        unreadable: Vec::new(),
-    };
-    for &seq in &seqs {
-        match load_record(repo, seq) {
-            Ok(bytes) => {
-                write(&format!("{}.json", record::file_stem(seq)), &[&bytes[..], b"\n"].concat())?;
-                summary.records += 1;
-                if Some(seq) == summary.last_seq {
-                    summary.head = Some(blake3::hash(&bytes).to_hex().to_string());
-                }
-            }
-            Err(e) if !e.is_retryable() => summary.unreadable.push((seq, e.to_string())),
-            Err(e) => return Err(e),
-        }
-    }
-    write("pubkey.txt", format!("{public_key}\n").as_bytes())?;
-    let manifest = json!({
-        "format": "cairn-evidence-export",
-        "v": 1,
-        "repository": repo.id().to_hex(),
-        "exported": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "program_version": crate::VERSION,
-        "public_key": public_key,
-        "records": summary.records,
-        "last_seq": summary.last_seq,
-        "head": summary.head,
-        "unreadable": summary.unreadable.iter().map(|(s, e)| json!({"seq": s, "error": e})).collect::<Vec<_>>(),
-    });
-    write("manifest.json", format!("{}\n", serde_json::to_string_pretty(&manifest).expect("manifest")).as_bytes())?;
-    write("README.txt", readme(&summary, &repo.id().to_hex()).as_bytes())?;
-    Ok(summary)
-}
-
-fn readme(s: &ExportSummary, repository: &str) -> String {
-    let head = match (s.last_seq, &s.head) {
-        (Some(seq), Some(h)) => format!("record {seq}, hash {h}"),
-        _ => "none".into(),
-    };
-    format!(
-        "cairn evidence export\n\
-         =====================\n\n\
-         Repository: {repository}\n\
-         Records:    {} file(s) NNNNNNNNNNNN.json, one signed record each\n\
-         Head:       {head}\n\
-         Public key: pubkey.txt\n\n\
-         Verify, without the repository or its password:\n\n    \
-         cairn evidence verify DIR --pubkey pubkey.txt\n\n\
-         Take the public key from a source you trust (the operator's own\n\
-         `cairn evidence pubkey`, or an earlier audit), not only from this\n\
-         directory. Note the head: at the next audit, the record with this seq\n\
-         must still have this hash (`--anchor SEQ:HASH`), which shows that no\n\
-         record was removed from the end and that the chain was not rewritten.\n\n\
-         Each record is canonical JSON (RFC 8785, integers only). `sig` is the\n\
-         ed25519 signature of the record's canonical JSON without `sig`; `prev`\n\
-         is the BLAKE3 hash of the previous record's canonical JSON with `sig`.\n\
-         The full description is in cairn's docs/FORMAT.md, \"Evidence\".\n\
-         manifest.json is a convenience and is not signed.\n",
-        s.records
-    )
-}
+pub use export::export;
 
 #[cfg(test)]
 mod tests;

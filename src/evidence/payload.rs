@@ -96,6 +96,7 @@ pub fn policy_prune(result: Result<&crate::prune::PolicyPruneReport, &Error>, el
             "outcome": "success",
             "trigger": "daemon",
             "snapshots_forgotten": r.forgotten,
+            "snapshots_removed": r.removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
             "snapshots_kept": r.kept,
             "packs_deleted": r.packs_deleted,
             "bytes_freed": r.bytes_freed,

@@ -4,8 +4,9 @@
 //!
 //! | member | type | meaning |
 //! | --- | --- | --- |
-//! | `v` | integer | record version, 1 |
-//! | `seq` | integer | position in the chain, from 0 |
+//! | `v` | integer | record version: 2 (1 in the legacy chain) |
+//! | `signer` | string | version 2 only: the key id of the signer, whose sub-chain holds it |
+//! | `seq` | integer | position in the signer's sub-chain (the legacy chain's), from 0 |
 //! | `time` | string | when it was appended, RFC 3339 UTC |
 //! | `kind` | string | `init`, `backup`, `prune`, `drill`, … |
 //! | `policy` | string or null | the policy it concerns |
@@ -19,13 +20,17 @@
 //! `BLAKE3(canonical(record with sig))`: the signed bytes.
 
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
 
 use super::canonical::{to_canonical, CanonicalError};
 use super::key::B64;
 
-pub const RECORD_VERSION: u64 = 1;
+/// The version of the records a host key signs (they name their signer).
+pub const RECORD_VERSION: u64 = 2;
+/// The version of the legacy chain's records, signed with the repository's
+/// sealed key (`evidence/key`); they name no signer.
+pub const LEGACY_RECORD_VERSION: u64 = 1;
 /// The member that carries the signature.
 pub const SIG: &str = "sig";
 
@@ -52,35 +57,37 @@ pub fn valid_kind(kind: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
-/// Signs `record` (an object without `sig`) and adds `sig`; returns the
-/// signature and the signed record's canonical bytes.
-pub fn sign(key: &SigningKey, record: &mut Map<String, Value>) -> Result<(Signature, Vec<u8>), CanonicalError> {
-    let unsigned = to_canonical(&Value::Object(record.clone()))?;
-    let sig = key.sign(&unsigned);
+/// Whatever can sign bytes with ed25519: a key in memory, or a signer
+/// whose secret lives elsewhere (a command in front of a KMS or TPM).
+pub trait SignBytes {
+    fn sign_bytes(&self, message: &[u8]) -> Result<Signature, String>;
+}
+
+impl SignBytes for ed25519_dalek::SigningKey {
+    fn sign_bytes(&self, message: &[u8]) -> Result<Signature, String> {
+        Ok(ed25519_dalek::Signer::sign(self, message))
+    }
+}
+
+/// Signs `value` (an object without `sig`) and adds `sig`; returns the
+/// signature and the signed object's canonical bytes. Records and heads
+/// are signed this way.
+pub fn sign<S: SignBytes + ?Sized>(key: &S, record: &mut Map<String, Value>) -> Result<(Signature, Vec<u8>), String> {
+    let unsigned = to_canonical(&Value::Object(record.clone())).map_err(|e: CanonicalError| e.to_string())?;
+    let sig = key.sign_bytes(&unsigned)?;
     record.insert(SIG.into(), Value::String(B64.encode(sig.to_bytes())));
-    let signed = to_canonical(&Value::Object(record.clone()))?;
+    let signed = to_canonical(&Value::Object(record.clone())).map_err(|e| e.to_string())?;
     Ok((sig, signed))
 }
 
-/// What a checked record says about its place in the chain.
-#[derive(Debug, Clone)]
-pub struct Checked {
-    pub seq: u64,
-    pub prev: Option<String>,
-    pub hash: String,
-    pub repository: String,
-    pub kind: String,
-    pub time: String,
-    pub policy: Option<String>,
-}
-
-/// Checks one record as read back: its canonical form, its signature under
-/// `key`, then its members. The error says what is wrong, for the report.
-pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
+/// Checks what every signed object needs before its members are read:
+/// canonical form, then the signature under `key`. Returns the object
+/// without `sig` and the hash of the signed bytes.
+pub fn check_signed(text: &[u8], key: &VerifyingKey) -> Result<(Map<String, Value>, String), String> {
     let v: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(mut record) = v else { return Err("not a JSON object".into()) };
     let signed = to_canonical(&Value::Object(record.clone())).map_err(|e| format!("no canonical form: {e}"))?;
-    // Records are written in canonical form; any other text could show a
+    // Objects are written in canonical form; any other text could show a
     // reader something the signature does not cover (a member repeated:
     // JSON parsers disagree on which copy counts).
     if text.strip_suffix(b"\n").unwrap_or(text) != signed.as_slice() {
@@ -99,6 +106,38 @@ pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
     let unsigned = to_canonical(&Value::Object(record.clone())).map_err(|e| format!("no canonical form: {e}"))?;
     key.verify_strict(&unsigned, &Signature::from_bytes(&sig_bytes))
         .map_err(|_| "the signature does not verify: the record was altered (or the key is not its signer)")?;
+    Ok((record, blake3::hash(&signed).to_hex().to_string()))
+}
+
+/// The version and signer a record claims, read without checking it: to
+/// know which key to check it with. `None` when it is not a record.
+pub fn claimed_signer(text: &[u8]) -> Option<(u64, Option<String>)> {
+    let v: Value = serde_json::from_slice(text).ok()?;
+    let version = v.get("v")?.as_u64()?;
+    Some((version, v.get("signer").and_then(Value::as_str).map(str::to_string)))
+}
+
+/// What a checked record says about its place in the chain.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// 1 (legacy chain) or 2.
+    pub v: u64,
+    /// The signer's key id (version 2); `None` in the legacy chain.
+    pub signer: Option<String>,
+    pub seq: u64,
+    pub prev: Option<String>,
+    pub hash: String,
+    pub repository: String,
+    pub kind: String,
+    pub time: String,
+    pub policy: Option<String>,
+    pub payload: Value,
+}
+
+/// Checks one record as read back: its canonical form, its signature under
+/// `key`, then its members. The error says what is wrong, for the report.
+pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
+    let (record, hash) = check_signed(text, key)?;
     // Signed by the key: from here on a fault is cairn's, not an attacker's,
     // but say so rather than trust it.
     let str_field = |name: &str| match record.get(name) {
@@ -110,13 +149,19 @@ pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
         Some(Value::Null) => Ok(None),
         _ => Err(format!("signed, but `{name}` is missing or neither a string nor null")),
     };
-    if record.get("v").and_then(Value::as_u64) != Some(RECORD_VERSION) {
-        return Err(format!("signed, but its version `v` is not {RECORD_VERSION}"));
-    }
+    let v = record.get("v").and_then(Value::as_u64);
+    let signer = match v {
+        Some(LEGACY_RECORD_VERSION) => None,
+        Some(RECORD_VERSION) => Some(str_field("signer")?),
+        _ => {
+            return Err(format!("signed, but its version `v` is neither {LEGACY_RECORD_VERSION} nor {RECORD_VERSION}"))
+        }
+    };
     let seq = record.get("seq").and_then(Value::as_u64).ok_or("signed, but `seq` is not a number")?;
-    if !record.get("payload").is_some_and(Value::is_object) {
-        return Err("signed, but `payload` is not an object".into());
-    }
+    let payload = match record.get("payload") {
+        Some(p @ Value::Object(_)) => p.clone(),
+        _ => return Err("signed, but `payload` is not an object".into()),
+    };
     let prev = opt_str("prev")?;
     if let Some(p) = &prev {
         if p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
@@ -124,19 +169,23 @@ pub fn check(text: &[u8], key: &VerifyingKey) -> Result<Checked, String> {
         }
     }
     Ok(Checked {
+        v: v.unwrap_or_default(),
+        signer,
         seq,
         prev,
-        hash: blake3::hash(&signed).to_hex().to_string(),
+        hash,
         repository: str_field("repository")?,
         kind: str_field("kind")?,
         time: str_field("time")?,
         policy: opt_str("policy")?,
+        payload,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
 
     fn signed(key: &SigningKey, seq: u64, prev: Option<&str>) -> Vec<u8> {

@@ -1,11 +1,25 @@
 //! The evidence chain against a real (local) repository.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use base64::Engine;
 
 use serde_json::json;
 
 use super::*;
 use crate::backend::{Backend, LocalBackend};
+use crate::repo::limits;
+use append::list_chain;
+use store::record_key as chain_record_key;
+
+fn stored_seqs(repo: &Repository) -> Result<Vec<u64>> {
+    list_chain(repo, key::LEGACY_KEY_ID)
+}
+
+fn record_key(seq: u64) -> String {
+    chain_record_key(key::LEGACY_KEY_ID, seq)
+}
 use crate::crypto::KdfParams;
 use crate::repo::InitOptions;
 
@@ -59,17 +73,42 @@ fn the_key_survives_reopening_and_its_secret_is_not_stored_in_the_clear() {
 }
 
 #[test]
-fn a_repository_without_a_key_gets_one_on_first_append() {
+fn a_repository_without_evidence_or_snapshots_starts_its_chain_with_init() {
     let (dir, backend, repo) = new_repo();
-    // What a repository made before evidence existed looks like.
+    // What a repository made before evidence existed, never backed up, looks like.
     std::fs::remove_dir_all(dir.path().join("repo/evidence")).unwrap();
     let repo2 = Repository::open(backend, PW).unwrap();
     let a = append(&repo2, "backup", None, json!({})).unwrap();
-    assert_eq!((a.seq, &a.record["prev"]), (0, &Value::Null));
+    assert_eq!(a.seq, 1, "record 0 is the init");
     append(&repo, "drill", Some("db"), json!({"passed": true})).unwrap();
     let r = export_and_verify(&repo, dir.path());
     assert!(r.is_intact(), "{:?}", r.problems);
-    assert_eq!(r.records.len(), 2);
+    let kinds: Vec<&str> = r.records.iter().map(|x| x.kind.as_str()).collect();
+    assert_eq!(kinds, ["init", "backup", "drill"]);
+}
+
+#[test]
+fn bug_an_erased_chain_under_snapshots_was_silently_restarted() {
+    let (dir, backend, repo) = new_repo();
+    append(&repo, "backup", None, json!({})).unwrap();
+    // A snapshot object (its content does not matter here), then the chain erased.
+    backend.put(&format!("snapshots/{}", crate::id::Id::random()), b"x").unwrap();
+    std::fs::remove_dir_all(dir.path().join("repo/evidence")).unwrap();
+    let e = append(&repo, "backup", None, json!({})).unwrap_err();
+    assert!(matches!(e, Error::EvidenceChainMissing { snapshots: 1 }), "{e}");
+    assert!(e.hint().unwrap().contains("evidence adopt"));
+    assert!(!dir.path().join("repo/evidence/key").exists(), "no new key");
+    assert!(backend.list("evidence/records/").unwrap().is_empty(), "no new chain");
+    // Nor with a host key.
+    let state = tempfile::tempdir().unwrap();
+    let appender = Appender::for_state_dir(state.path()).unwrap();
+    let e = appender.append(&repo, "backup", None, json!({})).unwrap_err();
+    assert!(matches!(e, Error::EvidenceChainMissing { .. }), "{e}");
+    assert!(backend.list("evidence/").unwrap().is_empty(), "nothing written: {:?}", backend.list("evidence/"));
+    // Adopting is explicit, and records the snapshots it found.
+    let r = adopt(&repo, &Appender::legacy()).unwrap();
+    assert_eq!((r.seq, r.record["kind"].as_str()), (0, Some("init")));
+    assert_eq!(r.record["payload"]["adopted_snapshots"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -152,6 +191,9 @@ fn a_record_above_the_record_limit_is_refused_before_it_is_written() {
 fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
     let (dir, backend, repo) = new_repo();
     append(&repo, "backup", None, json!({})).unwrap();
+    let check_integrity = |repo: &Repository| -> Result<Vec<crate::check::Problem>> {
+        Ok(check::check_repository(repo, &[], None, chrono::Utc::now())?.problems)
+    };
     assert!(check_integrity(&repo).unwrap().is_empty());
     let path = dir.path().join("repo").join(record_key(1));
     let mut bytes = std::fs::read(&path).unwrap();
@@ -159,17 +201,14 @@ fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
     std::fs::write(&path, bytes).unwrap();
     // A record whose name and seq disagree.
     backend.put(&record_key(7), &std::fs::read(dir.path().join("repo").join(record_key(0))).unwrap()).unwrap();
-    let p = check_integrity(&repo).unwrap();
+    let mut p = check_integrity(&repo).unwrap();
+    p.sort_by(|a, b| a.object.cmp(&b.object));
     let objects: Vec<&str> = p.iter().map(|x| x.object.as_str()).collect();
     assert_eq!(objects, [record_key(1).as_str(), record_key(7).as_str()]);
-    assert!(p[0].message.contains("failed authentication"), "{}", p[0].message);
-    assert!(p[1].message.contains("its seq differs from its name"), "{}", p[1].message);
+    assert!(p[0].message.contains("does not open") && p[0].message.contains("altered or damaged"), "{}", p[0].message);
+    assert!(p[1].message.contains("a copy of record 0"), "{}", p[1].message);
     backend.delete(key::KEY_OBJECT).unwrap();
     let p = check_integrity(&repo).unwrap();
-    assert_eq!(p.last().unwrap().object, key::KEY_OBJECT);
-    assert!(
-        p.last().unwrap().message.contains("is missing, but 3 evidence record(s) exist"),
-        "{}",
-        p.last().unwrap().message
-    );
+    let k = p.iter().find(|x| x.object == key::KEY_OBJECT).expect("the missing key is named");
+    assert!(k.message.contains("is missing, but 3 evidence record(s) exist"), "{}", k.message);
 }

@@ -1,235 +1,348 @@
-//! Verifying an exported chain with nothing but its files and the public key.
+//! Verifying evidence with nothing but the records and the trusted keys.
 //!
-//! Each file `<seq>.json` is checked on its own first (signature, members),
-//! then the chain as a whole:
-//! - a record whose signature does not verify, or that is not a record, is
-//!   **altered**;
-//! - a seq that no file accounts for, between 0 and the highest seq seen,
-//!   was **removed** (runs of missing seqs are reported once);
-//! - a validly signed record in a file named for another seq, a second
-//!   record with the same seq, or a record whose `prev` is not the hash of
-//!   the record before it, is **reordered**.
+//! Input: everything read from a repository's `evidence/` or an export
+//! ([`Loaded`]) and the keys that count ([`Trust`]). Each sub-chain is
+//! checked on its own first:
+//! - a record whose signature does not verify under its chain's key, or
+//!   that is not a record, is **altered**;
+//! - a seq that no record accounts for, between 0 and the highest seq seen
+//!   (or named by a head), was **removed** (runs are reported once);
+//! - a validly signed record in a place named for another seq, a second
+//!   record with one seq, or a `prev` that is not the hash of the record
+//!   before, is **reordered**; the very same record presented under another
+//!   seq is **replayed**;
+//! - a chain whose key the auditor did not pin is **untrusted**, and none of
+//!   its records count; records of a key after its revocation (in the keys
+//!   file, or by a `revoke` record) are **revoked**;
+//! - record 0 of a chain is its `init` or `enroll`, and exactly one chain
+//!   holds the repository's `init`; otherwise the evidence was **restarted**.
+//!
+//! Then the heads: every trusted head must name records that are there
+//! with the hashes it gives ([`super::verify_heads`]). Then what the
+//! records say: a backup whose snapshot claims another host than its
+//! signer's (**host**), or a time ahead of its record or of now by more than
+//! the allowed clock skew (**future**), is reported unless an `accept`
+//! record of a trusted key names the snapshot.
 //!
 //! The chain is followed by the seq each record carries under its
-//! signature; file names only say where each record was presented, which
-//! is how a swap of two files shows.
+//! signature; names only say where each record was presented, which is
+//! how a swap of two files shows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 
-use crate::error::{Error, Result};
+use super::key::{parse_public, LEGACY_KEY_ID};
+use super::objects;
+use super::record::{self, Checked};
+use super::store::{self, Loaded, RecordItem};
+use super::trust::{RevokedAfter, Trust, TrustedKey};
+use crate::error::Result;
 
-use super::key::parse_public;
-use super::record::{self, file_stem, Checked};
+pub use super::verify_heads::Anchor;
+pub use super::verify_report::legacy_file;
+use super::verify_report::{removed, shown_for};
+pub use super::verify_report::{ChainSummary, Head, HeadSummary, Problem, ProblemKind, VerifiedRecord, VerifyReport};
 
-/// What is wrong with a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProblemKind {
-    /// A record that should be there is not.
-    Removed,
-    /// A record is out of its place in the chain.
-    Reordered,
-    /// A record's content is not what was signed.
-    Altered,
-}
-
-/// One problem, naming the seq and the file at fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    pub kind: ProblemKind,
-    /// The seq at fault: the record's own, or the one its file name gives
-    /// when the record cannot be trusted; the first of a run of removed ones.
-    pub seq: Option<u64>,
-    /// The file at fault (or, for a removed record, the name it would have).
-    pub file: Option<String>,
-    pub detail: String,
-}
-
-/// A record that verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerifiedRecord {
-    pub seq: u64,
-    pub file: String,
-    pub kind: String,
-    pub time: String,
-    pub policy: Option<String>,
-    /// Hex BLAKE3 of the record's signed bytes.
-    pub hash: String,
-}
-
-/// The last record of an intact chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Head {
-    pub seq: u64,
-    /// Hex BLAKE3 of its signed bytes.
-    pub hash: String,
-}
-
-/// The outcome of [`verify_dir`].
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    /// Record files examined.
-    pub files: usize,
-    /// The records whose signature verified, by seq.
-    pub records: Vec<VerifiedRecord>,
-    /// The repository the records belong to.
-    pub repository: Option<String>,
-    /// The last record, when the chain is intact: note it, and check it
-    /// at the next audit with [`VerifyReport::check_anchor`].
-    pub head: Option<Head>,
-    pub problems: Vec<Problem>,
-}
-
-impl VerifyReport {
-    pub fn is_intact(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    /// Whether no record at all verified, although there were records:
-    /// the public key is most likely not the one that signed them.
-    pub fn nothing_verified(&self) -> bool {
-        self.files > 0 && self.records.is_empty()
-    }
-
-    /// Checks that record `seq` is present with hash `hash`, as noted at an
-    /// earlier audit: this detects records removed from the end of the
-    /// chain, and a chain rewritten since, which the records alone cannot.
-    pub fn check_anchor(&mut self, seq: u64, hash: &str) {
-        let file = Some(format!("{}.json", file_stem(seq)));
-        let problem = match self.records.iter().find(|r| r.seq == seq) {
-            Some(r) if r.hash.eq_ignore_ascii_case(hash.trim()) => return,
-            Some(r) => Problem {
-                kind: ProblemKind::Altered,
-                seq: Some(seq),
-                file: Some(r.file.clone()),
-                detail: format!(
-                    "the anchor says record {seq} has hash {hash}, but it has {}: the chain was rewritten",
-                    r.hash
-                ),
-            },
-            None => Problem {
-                kind: ProblemKind::Removed,
-                seq: Some(seq),
-                file,
-                detail: format!("the anchor names record {seq}, which is not here (or does not verify)"),
-            },
-        };
-        self.problems.push(problem);
-        self.problems.sort_by(|a, b| a.seq.cmp(&b.seq).then(a.file.cmp(&b.file)));
-        self.head = None;
-    }
-}
-
-/// Verifies every `<seq>.json` file in `dir` against `pubkey_text` (the
-/// one-line form `cairn evidence pubkey` prints). Needs no repository and
-/// no password. Errors only when `dir` or a file cannot be read or the key
-/// is malformed; everything wrong with the records is in the report.
+/// Verifies every record file of an export directory against one key (the
+/// one-line form `cairn evidence pubkey` prints): the legacy chain, or a
+/// chain of that key. Needs no repository and no password.
 pub fn verify_dir(dir: &Path, pubkey_text: &str) -> Result<VerifyReport> {
     let key = parse_public(pubkey_text)?;
-    let mut files: Vec<(u64, String)> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name.strip_suffix(".json").and_then(record::parse_stem) {
-            files.push((seq, name.to_string()));
-        }
+    verify_dir_with(dir, &Trust::single(key), Utc::now())
+}
+
+/// Verifies an export directory with the keys of `trust`.
+pub fn verify_dir_with(dir: &Path, trust: &Trust, now: DateTime<Utc>) -> Result<VerifyReport> {
+    Ok(verify_loaded(&store::load_dir(dir)?, trust, now))
+}
+
+/// The host a chain's record 0 enrols (unverified until checked).
+fn enrolled_host(c: &Checked) -> Option<String> {
+    c.payload.get("host").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Verifies everything in `l` with the keys of `trust`, at `now`.
+pub fn verify_loaded(l: &Loaded, trust: &Trust, now: DateTime<Utc>) -> VerifyReport {
+    let mut r = VerifyReport { files: l.records.len(), ..Default::default() };
+    let mut unreadable: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (shown, why) in &l.unreadable {
+        let (what, signer, seq) = match store::classify(shown) {
+            store::Name::Record { chain, seq } => {
+                unreadable.entry(chain.clone()).or_default().insert(seq);
+                ("record", Some(chain), Some(seq))
+            }
+            store::Name::Head(_) => ("head", None, None),
+            store::Name::Key(k) => ("key", Some(k), None),
+            store::Name::Other => ("object", None, None),
+        };
+        r.push(Problem {
+            kind: ProblemKind::Altered,
+            signer,
+            seq,
+            file: Some(shown.clone()),
+            detail: format!(
+                "evidence {what} `{shown}` does not open ({why}): it was altered or damaged, or sealed with a key \
+                 not given"
+            ),
+        });
     }
-    files.sort();
-    let mut report = VerifyReport { files: files.len(), ..Default::default() };
-    // Seqs some file accounts for: valid records by their signed seq,
-    // others by their file name.
-    let mut accounted = std::collections::BTreeSet::new();
-    let mut by_seq: BTreeMap<u64, (Checked, String)> = BTreeMap::new();
-    for (name_seq, name) in &files {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let problem = |kind, seq, detail: String| Problem { kind, seq: Some(seq), file: Some(name.clone()), detail };
-        match record::check(&bytes, &key) {
-            Err(detail) => {
-                report.problems.push(problem(ProblemKind::Altered, *name_seq, detail));
-                accounted.insert(*name_seq);
-            }
-            Ok(c) => {
-                accounted.insert(c.seq);
-                if c.seq != *name_seq {
-                    report.problems.push(problem(
-                        ProblemKind::Reordered,
-                        c.seq,
-                        format!("holds record {} where record {} belongs", c.seq, name_seq),
-                    ));
-                }
-                if let Some((_, first)) = by_seq.get(&c.seq) {
-                    report.problems.push(problem(
-                        ProblemKind::Reordered,
-                        c.seq,
-                        format!("a second record with seq {} (the first is in {first})", c.seq),
-                    ));
-                    continue;
-                }
-                by_seq.insert(c.seq, (c, name.clone()));
-            }
-        }
+    if l.master_sealed > 0 {
+        r.notes.push(format!(
+            "{} legacy record(s) are sealed with the master key (written before the read key): password holders \
+             read them, and an export carries them",
+            l.master_sealed
+        ));
+    }
+    let mut by_chain: BTreeMap<&str, Vec<&RecordItem>> = BTreeMap::new();
+    for item in &l.records {
+        by_chain.entry(item.chain.as_str()).or_default().push(item);
+    }
+    let mut verified: BTreeMap<String, BTreeMap<u64, (Checked, String)>> = BTreeMap::new();
+    let mut accounted: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (chain, items) in &by_chain {
+        let Some(key) = trust.get(chain) else {
+            let claimed = items.iter().find(|i| i.seq == 0).and_then(|i| {
+                serde_json::from_slice::<Value>(&i.bytes)
+                    .ok()?
+                    .get("payload")?
+                    .get("host")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+            r.push(Problem {
+                kind: ProblemKind::Untrusted,
+                signer: Some(chain.to_string()),
+                seq: None,
+                file: Some(shown_for(l, chain, 0)),
+                detail: format!(
+                    "{} record(s) signed by key {chain}{}, which is not among the trusted keys: none of them counts",
+                    items.len(),
+                    claimed.map(|h| format!(" (enrolled for host {h})")).unwrap_or_default()
+                ),
+            });
+            r.chains.push(ChainSummary {
+                signer: chain.to_string(),
+                host: None,
+                legacy: *chain == LEGACY_KEY_ID,
+                trusted: false,
+                records: items.len(),
+                verified: 0,
+                last: None,
+            });
+            continue;
+        };
+        let (good, acc) = verify_chain(l, chain, items, key, unreadable.remove(*chain).unwrap_or_default(), &mut r);
+        accounted.insert(chain.to_string(), acc);
+        verified.insert(chain.to_string(), good);
+    }
+    if by_chain.is_empty() {
+        r.push(Problem {
+            kind: ProblemKind::Removed,
+            signer: Some(LEGACY_KEY_ID.into()),
+            seq: Some(0),
+            file: Some(shown_for(l, LEGACY_KEY_ID, 0)),
+            detail: "there are no records at all (every chain starts with record 0)".into(),
+        });
     }
     // One repository: the one most records name.
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (c, _) in by_seq.values() {
+    for (c, _) in verified.values().flat_map(|m| m.values()) {
         *counts.entry(c.repository.as_str()).or_default() += 1;
     }
     let repository = counts.iter().max_by_key(|(r, n)| (**n, std::cmp::Reverse(**r))).map(|(r, _)| r.to_string());
-    // Removed: every gap between 0 and the highest seq accounted for.
-    match accounted.last() {
-        None => report.problems.push(Problem {
-            kind: ProblemKind::Removed,
-            seq: Some(0),
-            file: Some(format!("{}.json", file_stem(0))),
-            detail: "there are no records at all (every chain starts with record 0)".into(),
-        }),
-        Some(&max) => {
-            let mut expected = 0u64;
-            for &s in accounted.iter().chain(std::iter::once(&(max + 1))) {
-                if s > expected {
-                    let detail = if s - expected == 1 {
-                        format!("record {expected} is missing")
-                    } else {
-                        format!("records {expected} to {} ({} records) are missing", s - 1, s - expected)
-                    };
-                    report.problems.push(Problem {
-                        kind: ProblemKind::Removed,
-                        seq: Some(expected),
-                        file: Some(format!("{}.json", file_stem(expected))),
-                        detail,
-                    });
-                }
-                expected = s + 1;
+    for (chain, m) in &verified {
+        for (seq, (c, name)) in m {
+            if Some(&c.repository) != repository.as_ref() {
+                r.push(problem(
+                    ProblemKind::Altered,
+                    chain,
+                    *seq,
+                    name,
+                    format!("belongs to repository {}, not {}", c.repository, repository.as_deref().unwrap_or("?")),
+                ));
             }
         }
     }
-    // The links, between records that verified.
-    for (seq, (c, name)) in &by_seq {
-        let problem = |kind, detail: String| Problem { kind, seq: Some(*seq), file: Some(name.clone()), detail };
-        if Some(&c.repository) != repository.as_ref() {
-            report.problems.push(problem(
-                ProblemKind::Altered,
-                format!("belongs to repository {}, not {}", c.repository, repository.as_deref().unwrap_or("?")),
+    check_init(l, &verified, &by_chain, &mut r);
+    let hosts = chain_hosts(&verified, trust, &mut r);
+    let revoked = revocations(&verified, trust, &mut r);
+    super::verify_heads::check_heads(l, trust, &verified, &accounted, repository.as_deref(), &mut r);
+    let (host_flags, future_flags) = snapshot_flags(&verified, &hosts, now, &mut r);
+    for (chain, m) in &verified {
+        for (seq, (c, name)) in m {
+            let key = (chain.clone(), *seq);
+            r.records.push(VerifiedRecord {
+                signer: chain.clone(),
+                host: hosts.get(chain).cloned().flatten(),
+                seq: *seq,
+                file: name.clone(),
+                kind: c.kind.clone(),
+                time: c.time.clone(),
+                policy: c.policy.clone(),
+                hash: c.hash.clone(),
+                revoked: revoked.contains(&key),
+                host_mismatch: host_flags.contains(&key),
+                future: future_flags.contains(&key),
+                payload: c.payload.clone(),
+            });
+        }
+        let s = ChainSummary {
+            signer: chain.clone(),
+            host: hosts.get(chain).cloned().flatten(),
+            legacy: chain == LEGACY_KEY_ID,
+            trusted: true,
+            records: by_chain.get(chain.as_str()).map_or(0, Vec::len),
+            verified: m.len(),
+            last: m.iter().next_back().map(|(s, (c, _))| Head { seq: *s, hash: c.hash.clone() }),
+        };
+        if s.legacy && s.verified > 0 {
+            r.notes.push(format!(
+                "{} record(s) are signed by the legacy key (`evidence/key`), which every holder of the repository \
+                 password can use",
+                s.verified
             ));
         }
-        match (seq, &c.prev) {
-            (0, None) => {}
-            (0, Some(_)) => report
-                .problems
-                .push(problem(ProblemKind::Reordered, "record 0 starts the chain, yet names a previous record".into())),
-            (_, None) => report.problems.push(problem(
+        r.chains.push(s);
+    }
+    r.chains.sort_by(|a, b| (!a.legacy, &a.signer).cmp(&(!b.legacy, &b.signer)));
+    r.repository = repository;
+    r.sort();
+    if r.problems.is_empty() && r.chains.len() == 1 {
+        r.head = r.chains[0].last.clone();
+    }
+    r
+}
+
+fn problem(kind: ProblemKind, chain: &str, seq: u64, file: &str, detail: String) -> Problem {
+    Problem { kind, signer: Some(chain.to_string()), seq: Some(seq), file: Some(file.to_string()), detail }
+}
+
+/// Verifies one chain's records under its key. Returns the records that
+/// verified, by seq, and the seqs some stored record accounts for.
+fn verify_chain(
+    l: &Loaded,
+    chain: &str,
+    items: &[&RecordItem],
+    key: &TrustedKey,
+    mut accounted: BTreeSet<u64>,
+    r: &mut VerifyReport,
+) -> (BTreeMap<u64, (Checked, String)>, BTreeSet<u64>) {
+    let legacy = chain == LEGACY_KEY_ID;
+    let mut checked: Vec<(Checked, u64, String)> = Vec::new();
+    for item in items {
+        match record::check(&item.bytes, &key.public) {
+            Err(detail) => {
+                r.push(problem(ProblemKind::Altered, chain, item.seq, &item.shown, detail));
+                accounted.insert(item.seq);
+            }
+            Ok(c) if c.signer.as_deref() != (!legacy).then_some(chain) => {
+                let detail = match &c.signer {
+                    Some(s) => format!("it names signer {s}, not the key of the chain it is in ({chain})"),
+                    None => format!("a legacy record (it names no signer) in the chain of key {chain}"),
+                };
+                r.push(problem(ProblemKind::Altered, chain, item.seq, &item.shown, detail));
+                accounted.insert(item.seq);
+            }
+            Ok(c) => {
+                accounted.insert(c.seq);
+                checked.push((c, item.seq, item.shown.clone()));
+            }
+        }
+    }
+    // Group by the seq under the signature: a copy of the same record in
+    // another place is a replay, two different records one seq a fork.
+    let mut by_seq: BTreeMap<u64, (Checked, String)> = BTreeMap::new();
+    let mut groups: BTreeMap<u64, Vec<(Checked, u64, String)>> = BTreeMap::new();
+    for x in checked {
+        groups.entry(x.0.seq).or_default().push(x);
+    }
+    for (seq, mut group) in groups {
+        // The one in its own place first.
+        group.sort_by_key(|(_, name_seq, file)| (*name_seq != seq, file.clone()));
+        let (first, first_name_seq, first_file) = group.remove(0);
+        if first_name_seq != seq {
+            r.push(problem(
                 ProblemKind::Reordered,
-                "names no previous record, yet only record 0 starts the chain".into(),
-            )),
+                chain,
+                seq,
+                &first_file,
+                format!("holds record {seq} where record {first_name_seq} belongs"),
+            ));
+        }
+        for (c, name_seq, file) in group {
+            if c.hash == first.hash {
+                r.push(problem(
+                    ProblemKind::Replayed,
+                    chain,
+                    seq,
+                    &file,
+                    format!("a copy of record {seq} ({first_file}) presented as record {name_seq}: it was replayed"),
+                ));
+            } else {
+                if name_seq != seq {
+                    r.push(problem(
+                        ProblemKind::Reordered,
+                        chain,
+                        seq,
+                        &file,
+                        format!("holds record {seq} where record {name_seq} belongs"),
+                    ));
+                }
+                r.push(problem(
+                    ProblemKind::Reordered,
+                    chain,
+                    seq,
+                    &file,
+                    format!("a second record with seq {seq} (the first is in {first_file})"),
+                ));
+            }
+        }
+        by_seq.insert(seq, (first, first_file));
+    }
+    // Removed: every gap between 0 and the highest seq accounted for.
+    if let Some(&max) = accounted.last() {
+        let mut expected = 0u64;
+        for &s in accounted.iter().chain(std::iter::once(&(max + 1))) {
+            if s > expected {
+                r.push(removed(l, chain, expected, s - 1, None));
+            }
+            expected = s + 1;
+        }
+    }
+    // The links, and what record 0 must be.
+    for (seq, (c, name)) in &by_seq {
+        let p = |kind, detail: String| problem(kind, chain, *seq, name, detail);
+        match (seq, &c.prev) {
+            (0, None) => {
+                let allowed: &[&str] = if legacy { &["init"] } else { &["init", "enroll"] };
+                if !allowed.contains(&c.kind.as_str()) {
+                    r.push(p(
+                        ProblemKind::Restarted,
+                        format!(
+                            "record 0 is a `{}` record, not {}: the chain was started again",
+                            c.kind,
+                            allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" or ")
+                        ),
+                    ));
+                }
+                let enrols = c.payload.get("public_key").and_then(Value::as_str);
+                if !legacy && enrols.and_then(|t| parse_public(t).ok()) != Some(key.public) {
+                    r.push(p(ProblemKind::Altered, "record 0 does not enrol the key that signs this chain".into()));
+                }
+            }
+            (0, Some(_)) => {
+                r.push(p(ProblemKind::Reordered, "record 0 starts the chain, yet names a previous record".into()))
+            }
+            (_, None) => {
+                r.push(p(ProblemKind::Reordered, "names no previous record, yet only record 0 starts the chain".into()))
+            }
             (s, Some(prev)) => {
                 if let Some((before, before_name)) = by_seq.get(&(s - 1)) {
                     if *prev != before.hash {
-                        report.problems.push(problem(
+                        r.push(p(
                             ProblemKind::Reordered,
                             format!(
                                 "its `prev` is not the hash of record {} ({before_name}): it does not follow that record",
@@ -241,170 +354,254 @@ pub fn verify_dir(dir: &Path, pubkey_text: &str) -> Result<VerifyReport> {
             }
         }
     }
-    report.records = by_seq
+    (by_seq, accounted)
+}
+
+/// Exactly one `init`, at record 0 of its chain.
+fn check_init(
+    l: &Loaded,
+    verified: &BTreeMap<String, BTreeMap<u64, (Checked, String)>>,
+    by_chain: &BTreeMap<&str, Vec<&RecordItem>>,
+    r: &mut VerifyReport,
+) {
+    let inits: Vec<(&String, u64, &String)> = verified
         .iter()
-        .map(|(seq, (c, name))| VerifiedRecord {
-            seq: *seq,
-            file: name.clone(),
-            kind: c.kind.clone(),
-            time: c.time.clone(),
-            policy: c.policy.clone(),
-            hash: c.hash.clone(),
-        })
+        .flat_map(|(chain, m)| m.iter().filter(|(_, (c, _))| c.kind == "init").map(move |(s, (_, f))| (chain, *s, f)))
         .collect();
-    report.repository = repository;
-    report.problems.sort_by(|a, b| a.seq.cmp(&b.seq).then(a.file.cmp(&b.file)));
-    if report.problems.is_empty() {
-        report.head = report.records.last().map(|r| Head { seq: r.seq, hash: r.hash.clone() });
+    let untrusted_chains = by_chain.keys().any(|c| !verified.contains_key(*c));
+    let any_verified = verified.values().any(|m| !m.is_empty());
+    match inits.as_slice() {
+        [] if any_verified && !untrusted_chains => {
+            let first = verified.keys().next().map(String::as_str).unwrap_or(LEGACY_KEY_ID);
+            r.push(Problem {
+                kind: ProblemKind::Restarted,
+                signer: Some(first.to_string()),
+                seq: Some(0),
+                file: Some(shown_for(l, first, 0)),
+                detail: "no record is the repository's `init`: the evidence was erased and started again, or its \
+                         beginning was removed"
+                    .into(),
+            });
+        }
+        [_first, rest @ ..] => {
+            for (chain, seq, file) in rest {
+                r.push(problem(
+                    ProblemKind::Restarted,
+                    chain,
+                    *seq,
+                    file,
+                    "a second `init` record: the evidence was started again".into(),
+                ));
+            }
+        }
+        [] => {}
     }
-    Ok(report)
+}
+
+/// Each trusted chain's host: the one the auditor pinned, else the one its
+/// record 0 enrolled. A pinned host that the key enrolled under another
+/// name is a problem.
+fn chain_hosts(
+    verified: &BTreeMap<String, BTreeMap<u64, (Checked, String)>>,
+    trust: &Trust,
+    r: &mut VerifyReport,
+) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for (chain, m) in verified {
+        if chain == LEGACY_KEY_ID {
+            out.insert(chain.clone(), None);
+            continue;
+        }
+        let enrolled = m.get(&0).and_then(|(c, _)| enrolled_host(c));
+        let pinned = trust.get(chain).and_then(|k| k.host.clone());
+        if let (Some(p), Some(e), Some((_, file))) = (&pinned, &enrolled, m.get(&0)) {
+            if p != e && trust.pinned {
+                r.push(problem(
+                    ProblemKind::Host,
+                    chain,
+                    0,
+                    file,
+                    format!("the keys file pins this key for host {p}, but it enrolled itself as host {e}"),
+                ));
+            }
+        }
+        out.insert(chain.clone(), pinned.or(enrolled));
+    }
+    out
+}
+
+/// Records by (chain, seq).
+type RecordSet = BTreeSet<(String, u64)>;
+
+/// Records after their key's revocation: by the keys file, or by a
+/// `revoke` record of a trusted key.
+fn revocations(
+    verified: &BTreeMap<String, BTreeMap<u64, (Checked, String)>>,
+    trust: &Trust,
+    r: &mut VerifyReport,
+) -> RecordSet {
+    let mut limits: BTreeMap<String, Vec<(RevokedAfter, String)>> = BTreeMap::new();
+    for (chain, k) in &trust.keys {
+        if let Some(after) = k.revoked_after {
+            limits.entry(chain.clone()).or_default().push((after, "the keys file".into()));
+        }
+    }
+    for (chain, m) in verified {
+        for (seq, (c, _)) in m {
+            if c.kind != "revoke" {
+                continue;
+            }
+            let (Some(target), Some(after)) =
+                (c.payload.get("key_id").and_then(Value::as_str), c.payload.get("after_seq").and_then(Value::as_u64))
+            else {
+                continue;
+            };
+            limits
+                .entry(target.to_string())
+                .or_default()
+                .push((RevokedAfter::Seq(after), format!("the revoke record {chain}/{seq} of {}", c.time)));
+        }
+    }
+    let mut out = BTreeSet::new();
+    for (chain, list) in &limits {
+        let Some(m) = verified.get(chain) else { continue };
+        for (seq, (c, file)) in m {
+            let t = DateTime::parse_from_rfc3339(&c.time).ok().map(|t| t.with_timezone(&Utc));
+            let by = list.iter().find(|(after, _)| match after {
+                RevokedAfter::Seq(s) => seq > s,
+                RevokedAfter::Time(limit) => t.is_some_and(|t| t > *limit),
+            });
+            if let Some((after, source)) = by {
+                out.insert((chain.clone(), *seq));
+                let what = match c.kind.as_str() {
+                    "backup" | "drill" => format!(
+                        "a `{}` record{}",
+                        c.kind,
+                        c.policy.as_ref().map(|p| format!(" of policy {p}")).unwrap_or_default()
+                    ),
+                    k => format!("a `{k}` record"),
+                };
+                r.push(problem(
+                    ProblemKind::Revoked,
+                    chain,
+                    *seq,
+                    file,
+                    format!("{what} of {} signed after the key was revoked (after {after}, by {source})", c.time),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Backup records whose snapshot claims another host than the signer's,
+/// or a time ahead of the record's own or of `now` by more than the
+/// allowed skew; an `accept` record of a trusted key clears a snapshot.
+fn snapshot_flags(
+    verified: &BTreeMap<String, BTreeMap<u64, (Checked, String)>>,
+    hosts: &BTreeMap<String, Option<String>>,
+    now: DateTime<Utc>,
+    r: &mut VerifyReport,
+) -> (RecordSet, RecordSet) {
+    let skew = chrono::Duration::from_std(crate::repo::lock::MAX_CLOCK_SKEW).expect("small");
+    let accepted: BTreeSet<&str> = verified
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|(c, _)| c.kind == "accept")
+        .filter_map(|(c, _)| c.payload.get("snapshot").and_then(Value::as_str))
+        .collect();
+    let (mut host_flags, mut future_flags) = (BTreeSet::new(), BTreeSet::new());
+    for (chain, m) in verified {
+        for (seq, (c, file)) in m {
+            if c.kind != "backup" {
+                continue;
+            }
+            let Some(snapshot) = c.payload.get("snapshot").and_then(Value::as_str) else { continue };
+            if accepted.contains(snapshot) {
+                continue;
+            }
+            let short = &snapshot[..snapshot.len().min(8)];
+            let claimed = c.payload.get("hostname").and_then(Value::as_str);
+            if let (Some(Some(signer_host)), Some(claimed)) = (hosts.get(chain), claimed) {
+                if signer_host != claimed {
+                    host_flags.insert((chain.clone(), *seq));
+                    r.push(problem(
+                        ProblemKind::Host,
+                        chain,
+                        *seq,
+                        file,
+                        format!(
+                            "snapshot {short} claims host {claimed}, but its record is signed by the key of host \
+                             {signer_host}: it is not counted (`cairn evidence accept {short}` accepts it)"
+                        ),
+                    ));
+                }
+            }
+            let time = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc));
+            let (Some(st), Some(rt)) =
+                (c.payload.get("snapshot_time").and_then(Value::as_str).and_then(time), time(&c.time))
+            else {
+                continue;
+            };
+            let limit = rt.min(now) + skew;
+            if st > limit {
+                future_flags.insert((chain.clone(), *seq));
+                let against = if rt <= now { format!("its record's time {}", c.time) } else { "now".to_string() };
+                r.push(problem(
+                    ProblemKind::Future,
+                    chain,
+                    *seq,
+                    file,
+                    format!(
+                        "snapshot {short} is dated {}, more than {} s ahead of {against}: it is not counted as a \
+                         recovery point",
+                        st.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        skew.num_seconds()
+                    ),
+                ));
+            }
+        }
+    }
+    (host_flags, future_flags)
+}
+
+/// Builds the trust of a password holder: the keys the repository itself
+/// enrolled (each chain's record 0, else its key object) and the legacy key.
+pub fn enrolled_trust(l: &Loaded, legacy: Option<ed25519_dalek::VerifyingKey>) -> Trust {
+    let mut t = Trust { pinned: false, ..Default::default() };
+    if let Some(k) = legacy {
+        t.keys.insert(
+            LEGACY_KEY_ID.into(),
+            TrustedKey { key_id: LEGACY_KEY_ID.into(), public: k, host: None, revoked_after: None },
+        );
+    }
+    for (id, _, bytes) in &l.keys {
+        if let Ok(k) = objects::check_key_object(bytes) {
+            if &k.key_id == id {
+                t.keys.insert(
+                    id.clone(),
+                    TrustedKey { key_id: id.clone(), public: k.public, host: None, revoked_after: None },
+                );
+            }
+        }
+    }
+    for item in l.records.iter().filter(|i| i.seq == 0 && i.chain != LEGACY_KEY_ID) {
+        if t.keys.contains_key(&item.chain) {
+            continue;
+        }
+        let claimed = serde_json::from_slice::<Value>(&item.bytes)
+            .ok()
+            .and_then(|v| v.get("payload")?.get("public_key")?.as_str().and_then(|p| parse_public(p).ok()));
+        if let Some(public) = claimed.filter(|p| super::key::key_id(p) == item.chain) {
+            t.keys.insert(
+                item.chain.clone(),
+                TrustedKey { key_id: item.chain.clone(), public, host: None, revoked_after: None },
+            );
+        }
+    }
+    t
 }
 
 #[cfg(test)]
-mod tests {
-    use ed25519_dalek::SigningKey;
-    use serde_json::{json, Value};
-
-    use super::super::key::public_text;
-    use super::super::record::sign;
-    use super::*;
-
-    /// A chain of `n` records written to a directory as `export` writes it.
-    fn chain(n: u64) -> (tempfile::TempDir, SigningKey) {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        (chain_signed(&key, n, "backup"), key)
-    }
-
-    fn chain_signed(key: &SigningKey, n: u64, kind: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let mut prev: Option<String> = None;
-        for seq in 0..n {
-            let Value::Object(mut r) = json!({
-                "v": 1, "seq": seq, "time": format!("2025-03-01T02:00:{seq:02}.000000Z"), "kind": kind,
-                "policy": "db", "repository": "cd".repeat(32), "prev": prev, "payload": {"outcome": "success"},
-            }) else {
-                unreachable!()
-            };
-            let (_, bytes) = sign(key, &mut r).unwrap();
-            prev = Some(blake3::hash(&bytes).to_hex().to_string());
-            std::fs::write(dir.path().join(format!("{}.json", file_stem(seq))), [&bytes[..], b"\n"].concat()).unwrap();
-        }
-        std::fs::write(dir.path().join("pubkey.txt"), public_text(&key.verifying_key())).unwrap();
-        dir
-    }
-
-    fn verify(dir: &Path, key: &SigningKey) -> VerifyReport {
-        verify_dir(dir, &public_text(&key.verifying_key())).unwrap()
-    }
-
-    fn kinds(r: &VerifyReport) -> Vec<(ProblemKind, Option<u64>)> {
-        r.problems.iter().map(|p| (p.kind, p.seq)).collect()
-    }
-
-    fn path(dir: &Path, seq: u64) -> std::path::PathBuf {
-        dir.join(format!("{}.json", file_stem(seq)))
-    }
-
-    #[test]
-    fn an_intact_chain_verifies_and_reports_its_head() {
-        let (dir, key) = chain(5);
-        let r = verify(dir.path(), &key);
-        assert!(r.is_intact(), "{:?}", r.problems);
-        assert_eq!((r.files, r.records.len()), (5, 5));
-        assert_eq!(r.head.as_ref().unwrap().seq, 4);
-        assert_eq!(r.repository.as_deref(), Some("cd".repeat(32).as_str()));
-    }
-
-    #[test]
-    fn anchors_catch_a_truncated_or_rewritten_chain() {
-        let (dir, key) = chain(5);
-        let head = verify(dir.path(), &key).head.unwrap();
-        let mut r = verify(dir.path(), &key);
-        r.check_anchor(head.seq, &head.hash);
-        assert!(r.is_intact());
-        // The newest record removed: the records alone cannot tell…
-        std::fs::remove_file(path(dir.path(), 4)).unwrap();
-        let mut r = verify(dir.path(), &key);
-        assert!(r.is_intact());
-        // …the anchor can.
-        r.check_anchor(head.seq, &head.hash);
-        assert_eq!(kinds(&r), [(ProblemKind::Removed, Some(4))]);
-        assert!(r.head.is_none());
-        // A chain rewritten by the key's holder verifies on its own, but not
-        // against an anchor from before.
-        let rewritten = chain_signed(&key, 5, "drill");
-        let mut r = verify(rewritten.path(), &key);
-        assert!(r.is_intact());
-        r.check_anchor(3, &verify(dir.path(), &key).records[3].hash);
-        assert_eq!(kinds(&r), [(ProblemKind::Altered, Some(3))]);
-    }
-
-    #[test]
-    fn a_removed_record_is_named() {
-        let (dir, key) = chain(6);
-        std::fs::remove_file(path(dir.path(), 2)).unwrap();
-        let r = verify(dir.path(), &key);
-        assert_eq!(kinds(&r), [(ProblemKind::Removed, Some(2))]);
-        assert_eq!(r.problems[0].file.as_deref(), Some("000000000002.json"));
-        assert!(r.head.is_none());
-        // A run of removed records is one problem; so is a missing start.
-        std::fs::remove_file(path(dir.path(), 3)).unwrap();
-        std::fs::remove_file(path(dir.path(), 0)).unwrap();
-        let r = verify(dir.path(), &key);
-        assert_eq!(kinds(&r), [(ProblemKind::Removed, Some(0)), (ProblemKind::Removed, Some(2))]);
-        assert!(r.problems[1].detail.contains("2 to 3"), "{}", r.problems[1].detail);
-    }
-
-    #[test]
-    fn swapped_records_are_reordered() {
-        let (dir, key) = chain(6);
-        let (a, b) = (path(dir.path(), 1), path(dir.path(), 4));
-        let tmp = dir.path().join("tmp");
-        std::fs::rename(&a, &tmp).unwrap();
-        std::fs::rename(&b, &a).unwrap();
-        std::fs::rename(&tmp, &b).unwrap();
-        let r = verify(dir.path(), &key);
-        assert_eq!(kinds(&r), [(ProblemKind::Reordered, Some(1)), (ProblemKind::Reordered, Some(4))]);
-        assert_eq!(r.problems[0].file.as_deref(), Some("000000000004.json"));
-        assert_eq!(r.problems[1].file.as_deref(), Some("000000000001.json"));
-    }
-
-    #[test]
-    fn an_edited_record_is_altered_and_only_that_one() {
-        let (dir, key) = chain(5);
-        let p = path(dir.path(), 3);
-        let text = std::fs::read_to_string(&p).unwrap().replace("\"success\"", "\"failure\"");
-        std::fs::write(&p, text).unwrap();
-        let r = verify(dir.path(), &key);
-        assert_eq!(kinds(&r), [(ProblemKind::Altered, Some(3))]);
-        assert!(r.problems[0].detail.contains("signature"), "{}", r.problems[0].detail);
-        std::fs::write(&p, "not json").unwrap();
-        assert_eq!(kinds(&verify(dir.path(), &key)), [(ProblemKind::Altered, Some(3))]);
-    }
-
-    #[test]
-    fn a_record_from_another_chain_does_not_link() {
-        // Both chains are signed by the same key: only the links tell them apart.
-        let (dir, key) = chain(4);
-        let other = chain_signed(&key, 4, "drill");
-        std::fs::copy(path(other.path(), 2), path(dir.path(), 2)).unwrap();
-        let r = verify(dir.path(), &key);
-        assert_eq!(kinds(&r), [(ProblemKind::Reordered, Some(2)), (ProblemKind::Reordered, Some(3))]);
-    }
-
-    #[test]
-    fn a_wrong_key_verifies_nothing_and_a_bad_key_is_an_error() {
-        let (dir, _) = chain(3);
-        let r = verify(dir.path(), &SigningKey::generate(&mut rand::rngs::OsRng));
-        assert!(r.nothing_verified());
-        assert_eq!(r.problems.iter().filter(|p| p.kind == ProblemKind::Altered).count(), 3);
-        assert!(matches!(verify_dir(dir.path(), "ssh-ed25519 AAAA"), Err(Error::InvalidPublicKey { .. })));
-    }
-
-    #[test]
-    fn an_empty_directory_is_not_an_intact_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        assert_eq!(kinds(&verify(dir.path(), &key)), [(ProblemKind::Removed, Some(0))]);
-    }
-}
+#[path = "verify_tests.rs"]
+mod tests;

@@ -14,15 +14,17 @@
 //! repository was opened), and, for a command, the run in the state.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::discard::Discarding;
 use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
 use crate::policy::{self, Policy};
-use crate::process::{run_hook, CommandSource};
+use crate::process::{run_hook, ChildEnv, CommandSource};
 use crate::repo::Repository;
 use crate::state::{JobKind, RecoveryPoint};
 
@@ -40,6 +42,9 @@ pub struct JobOptions {
     pub tags: Vec<String>,
     /// Read every file instead of comparing with a parent snapshot.
     pub force: bool,
+    /// After the evidence record, run the evidence check of `cairn check`
+    /// (the daemon does, for `status` and `/metrics`).
+    pub check_evidence: bool,
 }
 
 /// How a policy's backup went.
@@ -54,6 +59,9 @@ pub struct PolicyBackup {
     /// The evidence record appended, or why it could not be; `None` when
     /// the repository was never opened.
     pub evidence: Option<Result<AppendedRecord>>,
+    /// The evidence check after the backup, when asked for
+    /// ([`JobOptions::check_evidence`]) and the repository was opened.
+    pub evidence_check: Option<Result<crate::evidence::check::EvidenceCheck>>,
     /// Set when the run could not be recorded in the state (a command's).
     pub unrecorded: Option<Error>,
 }
@@ -93,6 +101,7 @@ pub fn policy(
     let started = Instant::now();
     let started_at = Utc::now();
     let name = policy.name.as_str();
+    let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", name);
     let mut out = PolicyBackup::default();
     let mut opened = None;
     let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
@@ -100,9 +109,7 @@ pub fn policy(
         Ok(report) => {
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
-                if let Err(e) =
-                    run_hook("after", &h.command, h.timeout, &[("CAIRN_POLICY", name), ("CAIRN_SNAPSHOT", &id)])
-                {
+                if let Err(e) = run_hook("after", &h.command, h.timeout, &env.clone().with("CAIRN_SNAPSHOT", &id)) {
                     out.error = Some(e);
                 }
             }
@@ -113,19 +120,22 @@ pub fn policy(
     if let (Some(e), Some(h)) = (&out.error, &policy.hooks.on_failure) {
         let msg = e.to_string();
         let id = out.report.as_ref().map(|r| r.snapshot_id.to_hex());
-        let mut env = vec![("CAIRN_POLICY", name), ("CAIRN_ERROR", msg.as_str())];
+        let mut env = env.clone().with("CAIRN_ERROR", &msg);
         if let Some(id) = &id {
-            env.push(("CAIRN_SNAPSHOT", id));
+            env = env.with("CAIRN_SNAPSHOT", id);
         }
         if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env) {
             out.warnings.push(he.to_string());
         }
     }
-    if let Some(repo) = &opened {
+    if let Some(repository) = &opened {
         let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
         if let Some(result) = result {
             let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-            out.evidence = Some(crate::evidence::append(repo, "backup", Some(name), payload));
+            out.evidence = Some(repo.append_evidence(repository, "backup", Some(name), payload));
+        }
+        if opts.check_evidence {
+            out.evidence_check = Some(check_evidence(repository));
         }
     }
     if let Some(dir) = record_in {
@@ -135,6 +145,15 @@ pub fn policy(
     out
 }
 
+/// The evidence check of `cairn check`, on every snapshot of `repo`, now.
+fn check_evidence(repo: &Repository) -> Result<crate::evidence::check::EvidenceCheck> {
+    // The snapshots that do not open have no time or host to compare; the
+    // structural check names them.
+    let snapshots = repo.list_snapshots()?.snapshots;
+    let infos: Vec<_> = snapshots.iter().map(|(id, s)| crate::evidence::check::SnapshotInfo::of(*id, s)).collect();
+    crate::evidence::check::check_repository(repo, &infos, None, Utc::now())
+}
+
 fn backup_between_hooks(
     repo: &RepoOptions,
     policy: &Policy,
@@ -142,9 +161,9 @@ fn backup_between_hooks(
     progress: &dyn Progress,
     opened: &mut Option<Repository>,
 ) -> Result<BackupReport> {
-    let name = policy.name.as_str();
+    let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", &policy.name);
     if let Some(h) = &policy.hooks.before {
-        run_hook("before", &h.command, h.timeout, &[("CAIRN_POLICY", name)])?;
+        run_hook("before", &h.command, h.timeout, &env)?;
     }
     let repository = opened.insert(repo.open_policy(policy)?);
     let mut tags = vec![policy.name.clone()];
@@ -166,7 +185,7 @@ fn backup_between_hooks(
             backup::run(repository, Source::Paths(paths.clone()), &bo, progress)
         }
         policy::Source::Command { command, stored_as } => {
-            let (reader, status) = CommandSource::spawn(command, &[("CAIRN_POLICY", name)])?;
+            let (reader, status) = CommandSource::spawn(command, &env)?;
             let source = Source::Stdin { name: stored_as.clone(), reader: Box::new(reader) };
             // The command's failure is the real error, not the read error it caused.
             backup::run(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))
@@ -182,6 +201,23 @@ pub struct PathsBackup {
     pub evidence: Result<AppendedRecord>,
 }
 
+/// What `backup --dry-run` found: the report of the backup that would have
+/// run (its snapshot id is the one it would have had; nothing was stored).
+pub fn dry_run(
+    repo: &RepoOptions,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    // No cache: it would keep the snapshot and index files never stored.
+    let mut repository = RepoOptions { no_cache: true, ..repo.clone() }.open()?;
+    repository.wrap_backend(|b| Arc::new(Discarding::new(b)));
+    // Through the discarding layer the shared lock is never written
+    // either; a prune's exclusive lock is still seen (and waited for with
+    // --retry-lock). No evidence record: nothing happened.
+    backup::run(&repository, source, opts, progress)
+}
+
 /// Opens the repository, backs `source` up and appends the evidence
 /// record of the outcome. Only a failure to open is an error.
 pub fn paths(
@@ -194,6 +230,6 @@ pub fn paths(
     let started = Instant::now();
     let result = backup::run(&repository, source, opts, progress);
     let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    let evidence = crate::evidence::append(&repository, "backup", None, payload);
+    let evidence = repo.append_evidence(&repository, "backup", None, payload);
     Ok(PathsBackup { result, evidence })
 }

@@ -19,14 +19,19 @@ use crate::state::State;
 
 use super::open::RepoOptions;
 
-/// Signs drills into the repository's own evidence chain.
+/// Signs drills into the repository's evidence, with the key of
+/// [`RepoOptions::appender`].
 struct RepositoryChain<'a> {
     policy: &'a str,
+    repo: &'a RepoOptions,
 }
 
 impl EvidenceSink for RepositoryChain<'_> {
     fn append(&self, repo: &Repository, payload: serde_json::Value) -> Result<EvidenceRef> {
-        let r = crate::evidence::append(repo, "drill", Some(self.policy), payload)?;
+        let r = self.repo.append_evidence(repo, "drill", Some(self.policy), payload)?;
+        for w in &r.warnings {
+            tracing::warn!(policy = %self.policy, "{w}");
+        }
         Ok(EvidenceRef { seq: r.seq, hash: r.hash, signature: r.signature })
     }
 }
@@ -43,7 +48,7 @@ fn check_snapshot(repo: &RepoOptions, policy: &Policy, spec: &str) -> Result<(),
 
 /// Runs one drill of `policy`, recorded in `state`, its reports under
 /// `<state>/reports/<drill id>/`. The evidence sink of `opts` is replaced
-/// by the repository's chain.
+/// by the repository's chain (by none for a view of the past, `--as-of`).
 pub fn drill(
     repo: &RepoOptions,
     policy: &Policy,
@@ -53,7 +58,12 @@ pub fn drill(
     if let SnapshotChoice::Id(spec) = &opts.snapshot {
         check_snapshot(repo, policy, spec)?;
     }
-    let chain = RepositoryChain { policy: &policy.name };
-    let opts = DrillOptions { evidence: Some(&chain), ..opts.clone() };
+    // A drill does not wait for a lock: the wait would count in its
+    // measured restore time (the lock is taken in the `open` phase).
+    let repo = &RepoOptions { lock_wait: None, ..repo.clone() };
+    let chain = RepositoryChain { policy: &policy.name, repo };
+    // A drill of the past (`--as-of`) is not signed: the past cannot be written to.
+    let evidence: Option<&dyn EvidenceSink> = if repo.backend.as_of.is_some() { None } else { Some(&chain) };
+    let opts = DrillOptions { evidence, ..opts.clone() };
     drill::run(policy, || repo.open_policy(policy), state, &opts)
 }

@@ -15,7 +15,7 @@ use crate::evidence::AppendedRecord;
 use crate::id::Id;
 use crate::policy::Policy;
 use crate::prune::retention::{self, Decision, KeepRules, SnapshotRef};
-use crate::repo::{lock, Repository};
+use crate::repo::{duties, lock, Repository};
 
 use super::open::RepoOptions;
 use super::Failed;
@@ -52,6 +52,9 @@ pub struct Decided {
     /// The snapshots that cannot be read, with why: the rules neither keep
     /// nor forget them (their time, host and policy are unknown).
     pub unreadable: Vec<(Id, String)>,
+    /// Why the evidence could not be checked, when it could not: then only
+    /// the snapshots dated in the future were held out of retention.
+    pub unchecked: Option<String>,
 }
 
 impl Decided {
@@ -107,10 +110,21 @@ pub(crate) fn apply(
     let _lock = if dry_run { None } else { Some(lock::acquire(repo, false, "forget")?) };
     let list = repo.list_snapshots()?;
     let unreadable = list.damaged.iter().map(|(id, e)| (*id, e.to_string())).collect();
+    // Snapshots the evidence does not vouch for (dated in the future, of a
+    // host other than their signer's, recorded nowhere) stay out of
+    // retention: forged snapshots cannot push real ones out.
+    let (held, unchecked) = crate::evidence::check::held_snapshots(repo, &list.snapshots, now);
     let snapshots: Vec<SnapshotRef> =
         list.snapshots.iter().map(|(id, s)| SnapshotRef::new(*id, s)).filter(|s| selection.selects(s)).collect();
-    let decisions = retention::apply(&snapshots, rules, now)?;
-    let d = Decided { rules: rules.clone(), now, snapshots, decisions, unreadable };
+    let decisions = retention::apply_holding(&snapshots, rules, now, &held)?;
+    let d = Decided {
+        rules: rules.clone(),
+        now,
+        snapshots,
+        decisions,
+        unreadable,
+        unchecked: unchecked.map(|e| e.to_string()),
+    };
     decided(&d);
     if dry_run {
         return Ok((d, Vec::new(), None));
@@ -138,9 +152,13 @@ pub fn forget(
     // fails fast and touches nothing.
     rules.validate()?;
     let repository = match policy {
-        Some(p) => repo.open_policy(p)?,
+        Some(p) => repo.open_maintenance(p)?,
         None => repo.open()?,
     };
+    if !dry_run {
+        // A credential that may not delete fails here, before anything changes.
+        duties::probe_repo(&repository, duties::Maintenance::Forget)?;
+    }
     let mut selection = selection.clone();
     if let Some(p) = policy {
         selection.policy = Some(p.name.clone());
@@ -155,7 +173,7 @@ pub fn forget(
             stopped.as_ref(),
             started.elapsed(),
         );
-        crate::evidence::append(&repository, "forget", policy.map(|p| p.name.as_str()), payload)
+        repo.append_evidence(&repository, "forget", policy.map(|p| p.name.as_str()), payload)
     });
     Ok(Forgotten { decided, removed, stopped, evidence })
 }

@@ -24,7 +24,13 @@ pub fn init(repo: &RepoOptions, opts: InitOptions) -> crate::Result<Initialised>
     let backend = repo.open_backend()?;
     let password = repo.password(true)?;
     let repository = Repository::create(backend, password.as_bytes(), opts)?;
-    let record = crate::evidence::start_chain(&repository)?;
+    // A host with an evidence key of its own signs record 0 with it; one
+    // without starts the legacy chain.
+    let appender = repo.appender()?;
+    let record = match appender.signer() {
+        Some(_) => crate::evidence::start_chain_with(&repository, &appender)?,
+        None => crate::evidence::start_chain(&repository)?,
+    };
     repository.publish()?;
     Ok(Initialised { repo: repository, record })
 }

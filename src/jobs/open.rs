@@ -13,10 +13,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backend::limit::{RateLimited, RateLimits};
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::policy::{PasswordSource, Policy};
+use crate::process::ChildEnv;
 use crate::repo::keys::KeyHints;
+use crate::repo::lock::LockWait;
+#[cfg(doc)]
+use crate::repo::lock::DAEMON_LOCK_WAIT;
 use crate::repo::Repository;
 
 use super::password::{self, Password, Prompt};
@@ -35,6 +40,8 @@ pub struct RepoOptions {
     pub backend: backend::OpenOptions,
     /// A policy's password source; `None`: cairn's usual sources.
     pub password: Option<PasswordSource>,
+    /// The variables a policy passes to its password command (its `env`).
+    pub env: Vec<String>,
     /// `--password-file`, the first of the usual sources.
     pub password_file: Option<PathBuf>,
     /// The last of the usual sources; `None`: no password is an error.
@@ -46,6 +53,16 @@ pub struct RepoOptions {
     /// Worker threads for backups, restores and drills; `None`: one per core.
     pub threads: Option<usize>,
     pub wrap: Option<BackendWrapper>,
+    /// How the repositories opened wait for a lock in the way
+    /// (`--retry-lock`; the daemon's jobs wait [`DAEMON_LOCK_WAIT`]);
+    /// `None`: a lock in the way fails the command at once.
+    pub lock_wait: Option<LockWait>,
+    /// `--limit-upload`, `--limit-download`: every backend opened is paced.
+    pub rate_limits: RateLimits,
+    /// The state directory whose evidence key signs the jobs' records
+    /// (`None`: `CAIRN_STATE_DIR`, else the default place). Without a key
+    /// there, a repository that has the legacy key is signed with it.
+    pub evidence_state: Option<PathBuf>,
 }
 
 impl RepoOptions {
@@ -59,9 +76,22 @@ impl RepoOptions {
             b.s3_path_style = s3.path_style.or(b.s3_path_style);
             b.s3_storage_class = s3.storage_class.clone().or(b.s3_storage_class.take());
             b.s3_concurrency = s3.concurrency.or(b.s3_concurrency);
+            b.s3_profile = s3.profile.clone().or(b.s3_profile.take());
         }
         if let Some(src) = &policy.repository.password {
             o.password = Some(src.clone());
+        }
+        o.env = policy.env.clone();
+        o
+    }
+
+    /// [`RepoOptions::for_policy`] for a maintenance job of the policy
+    /// (forget, prune, the retention step): with the policy's
+    /// `maintenance_profile` when it names one.
+    pub fn for_maintenance(&self, policy: &Policy) -> RepoOptions {
+        let mut o = self.for_policy(policy);
+        if let Some(p) = policy.repository.s3.as_ref().and_then(|s3| s3.maintenance_profile.clone()) {
+            o.backend.s3_profile = Some(p);
         }
         o
     }
@@ -77,7 +107,10 @@ impl RepoOptions {
             .url
             .as_deref()
             .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
-        let b = backend::open_url(url, &self.backend)?;
+        let mut b = backend::open_url(url, &self.backend)?;
+        if !self.rate_limits.is_unlimited() {
+            b = Arc::new(RateLimited::new(b, self.rate_limits));
+        }
         Ok(match self.wrap {
             Some(wrap) => wrap(b),
             None => b,
@@ -87,9 +120,10 @@ impl RepoOptions {
     /// The password: the policy's source, else the usual ones
     /// (`confirm`: a prompt asks twice, for a new repository).
     pub fn password(&self, confirm: bool) -> Result<Password> {
+        let env = ChildEnv::new(&self.env);
         match &self.password {
-            Some(src) => password::from_policy_source(src),
-            None => password::resolve(self.password_file.as_deref(), self.prompt, confirm),
+            Some(src) => password::from_policy_source(src, &env),
+            None => password::resolve(self.password_file.as_deref(), &env, self.prompt, confirm),
         }
     }
 
@@ -97,7 +131,10 @@ impl RepoOptions {
     pub fn open(&self) -> Result<Repository> {
         let backend = self.open_backend()?;
         let mut repo = Repository::open_with(backend, self.password(false)?.as_bytes(), &self.key_hints())?;
-        if repo.backend().is_remote() && !self.no_cache {
+        repo.set_lock_wait(self.lock_wait.clone());
+        // A view of the past (`--as-of`) lists other objects than the
+        // present: it leaves the cache of the present alone.
+        if repo.backend().is_remote() && !self.no_cache && self.backend.as_of.is_none() {
             if let Some(base) = self.cache_dir.clone().or_else(crate::repo::cache::default_base) {
                 repo.enable_cache(&base)?;
             }
@@ -117,9 +154,32 @@ impl RepoOptions {
         h
     }
 
+    /// Who signs the evidence records of the jobs run with these options:
+    /// the key of [`RepoOptions::evidence_state`].
+    pub fn appender(&self) -> Result<crate::evidence::Appender> {
+        crate::evidence::Appender::for_state_dir(&crate::state::resolve_dir(self.evidence_state.as_deref()))
+    }
+
+    /// Appends one evidence record with [`RepoOptions::appender`].
+    pub fn append_evidence(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        policy: Option<&str>,
+        payload: serde_json::Value,
+    ) -> Result<crate::evidence::AppendedRecord> {
+        self.appender()?.append(repo, kind, policy, payload)
+    }
+
     /// Opens the repository of `policy`.
     pub fn open_policy(&self, policy: &Policy) -> Result<Repository> {
         self.for_policy(policy).open()
+    }
+
+    /// Opens the repository of `policy` for a maintenance job
+    /// ([`RepoOptions::for_maintenance`]).
+    pub fn open_maintenance(&self, policy: &Policy) -> Result<Repository> {
+        self.for_maintenance(policy).open()
     }
 }
 
@@ -157,6 +217,26 @@ mod tests {
         assert_eq!(o.password_file, flags.password_file);
         assert_eq!(o.threads(), 3);
         assert_eq!(flags.for_policy(&p2).password, Some(PasswordSource::Env("WEB_PW".into())));
+    }
+
+    #[test]
+    fn maintenance_jobs_take_the_policys_maintenance_profile_and_other_jobs_its_profile() {
+        let flags = RepoOptions {
+            backend: backend::OpenOptions { s3_profile: Some("flag".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let both = crate::policy::for_tests(
+            "web",
+            "s3://bucket/web",
+            "[repository.s3]\nprofile = \"backup\"\nmaintenance_profile = \"maintenance\"\n",
+        );
+        assert_eq!(flags.for_policy(&both).backend.s3_profile.as_deref(), Some("backup"));
+        assert_eq!(flags.for_maintenance(&both).backend.s3_profile.as_deref(), Some("maintenance"));
+        let one = crate::policy::for_tests("web", "s3://bucket/web", "[repository.s3]\nprofile = \"backup\"\n");
+        assert_eq!(flags.for_maintenance(&one).backend.s3_profile.as_deref(), Some("backup"), "no maintenance profile");
+        let none = crate::policy::for_tests("web", "s3://bucket/web", "");
+        assert_eq!(flags.for_policy(&none).backend.s3_profile.as_deref(), Some("flag"), "left out: the flag's");
+        assert_eq!(flags.for_maintenance(&none).backend.s3_profile.as_deref(), Some("flag"));
     }
 
     #[test]

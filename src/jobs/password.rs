@@ -9,12 +9,15 @@
 //!   last a prompt, which only the command line can offer ([`Prompt`]).
 //!
 //! A password is zeroed when dropped and never appears in a message:
-//! errors name the source, never what it gave.
+//! errors name the source, never what it gave. A password command gets
+//! the allow-listed environment of [`ChildEnv`] (with the variables its
+//! policy names), never the daemon's whole one.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::policy::PasswordSource;
+use crate::process::ChildEnv;
 
 /// A repository password; zeroed when dropped.
 pub struct Password(pub Vec<u8>);
@@ -59,16 +62,18 @@ fn first_line(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 /// Runs a secret-printing command with `sh -c` (stdin closed, stderr
-/// passed through) and returns the first line of its output, or its exit
-/// status when it failed. `what` names the command in I/O errors.
-pub fn secret_from_command(cmd: &str, what: &str) -> Result<std::result::Result<Vec<u8>, std::process::ExitStatus>> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io(what, e))?;
+/// passed through, the environment `env`) and returns the first line of its
+/// output, or its exit status when it failed. `what` names the command in
+/// I/O errors.
+pub fn secret_from_command(
+    cmd: &str,
+    what: &str,
+    env: &ChildEnv,
+) -> Result<std::result::Result<Vec<u8>, std::process::ExitStatus>> {
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(cmd).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+    env.apply(&mut command);
+    let out = command.output().map_err(|e| Error::io(what, e))?;
     Ok(if out.status.success() { Ok(first_line(out.stdout)) } else { Err(out.status) })
 }
 
@@ -80,22 +85,22 @@ pub fn from_file(path: &Path) -> Result<Password> {
 }
 
 /// The first line of `CAIRN_PASSWORD_COMMAND`'s output.
-pub fn from_command(cmd: &str) -> Result<Password> {
-    let line = secret_from_command(cmd, "CAIRN_PASSWORD_COMMAND")?
+pub fn from_command(cmd: &str, env: &ChildEnv) -> Result<Password> {
+    let line = secret_from_command(cmd, "CAIRN_PASSWORD_COMMAND", env)?
         .map_err(|status| Error::InvalidArgument(format!("CAIRN_PASSWORD_COMMAND failed ({status})")))?;
     Ok(Password(trim_newline(line)))
 }
 
 /// The password from cairn's usual sources, but the prompt: `file`
 /// (`--password-file`), else `CAIRN_PASSWORD`, else
-/// `CAIRN_PASSWORD_COMMAND`; `None` when none is set.
-pub fn usual(file: Option<&Path>) -> Result<Option<Password>> {
+/// `CAIRN_PASSWORD_COMMAND` (run with `env`); `None` when none is set.
+pub fn usual(file: Option<&Path>, env: &ChildEnv) -> Result<Option<Password>> {
     Ok(if let Some(f) = file {
         Some(from_file(f)?)
     } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
         Some(Password(std::os::unix::ffi::OsStringExt::into_vec(p)))
     } else if let Ok(cmd) = std::env::var("CAIRN_PASSWORD_COMMAND") {
-        Some(from_command(&cmd)?)
+        Some(from_command(&cmd, env)?)
     } else {
         None
     })
@@ -103,8 +108,8 @@ pub fn usual(file: Option<&Path>) -> Result<Option<Password>> {
 
 /// The password from cairn's usual sources, then `prompt`; without a
 /// prompt, no source is [`Error::NoPassword`]. An empty password is refused.
-pub fn resolve(file: Option<&Path>, prompt: Option<Prompt>, confirm: bool) -> Result<Password> {
-    let p = match usual(file)? {
+pub fn resolve(file: Option<&Path>, env: &ChildEnv, prompt: Option<Prompt>, confirm: bool) -> Result<Password> {
+    let p = match usual(file, env)? {
         Some(p) => p,
         None => match prompt {
             Some(ask) => ask(confirm)?,
@@ -119,8 +124,8 @@ pub fn resolve(file: Option<&Path>, prompt: Option<Prompt>, confirm: bool) -> Re
 
 /// Reads the password a policy names (first line of a file or of a
 /// command's output; an environment variable whole). Errors name the
-/// source, never the password.
-pub fn from_policy_source(src: &PasswordSource) -> Result<Password> {
+/// source, never the password. A command runs with `env`.
+pub fn from_policy_source(src: &PasswordSource, env: &ChildEnv) -> Result<Password> {
     let pw = match src {
         PasswordSource::Env(var) => {
             std::env::var_os(var).map(std::os::unix::ffi::OsStringExt::into_vec).ok_or_else(|| {
@@ -128,7 +133,7 @@ pub fn from_policy_source(src: &PasswordSource) -> Result<Password> {
             })?
         }
         PasswordSource::File(path) => first_line(std::fs::read(path).map_err(|e| Error::io(path, e))?),
-        PasswordSource::Command(cmd) => secret_from_command(cmd, "password_command")?.map_err(|status| {
+        PasswordSource::Command(cmd) => secret_from_command(cmd, "password_command", env)?.map_err(|status| {
             Error::InvalidArgument(format!("password_command {}", crate::process::describe(status)))
         })?,
     };
@@ -147,15 +152,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "from file\r\nsecond line\n").unwrap();
-        assert_eq!(from_policy_source(&PasswordSource::File(f)).unwrap().as_bytes(), b"from file");
+        assert_eq!(from_policy_source(&PasswordSource::File(f), &ChildEnv::new(&[])).unwrap().as_bytes(), b"from file");
         let cmd = PasswordSource::Command("printf 'from command\\nmore'".into());
-        assert_eq!(from_policy_source(&cmd).unwrap().as_bytes(), b"from command");
+        assert_eq!(from_policy_source(&cmd, &ChildEnv::new(&[])).unwrap().as_bytes(), b"from command");
         // A variable no test sets: reading one that is set would race with other tests.
-        let e = from_policy_source(&PasswordSource::Env("CAIRN_TEST_UNSET_PASSWORD_VAR".into())).unwrap_err();
+        let e = from_policy_source(&PasswordSource::Env("CAIRN_TEST_UNSET_PASSWORD_VAR".into()), &ChildEnv::new(&[]))
+            .unwrap_err();
         assert_eq!(e.to_string(), "password_env: the environment variable CAIRN_TEST_UNSET_PASSWORD_VAR is not set");
-        let e = from_policy_source(&PasswordSource::Command("echo sekrit; exit 2".into())).unwrap_err();
+        let e = from_policy_source(&PasswordSource::Command("echo sekrit; exit 2".into()), &ChildEnv::new(&[]))
+            .unwrap_err();
         assert_eq!(e.to_string(), "password_command exited with status 2");
-        let e = from_policy_source(&PasswordSource::Command("true".into())).unwrap_err();
+        let e = from_policy_source(&PasswordSource::Command("true".into()), &ChildEnv::new(&[])).unwrap_err();
         assert!(e.to_string().contains("empty password"), "{e}");
         assert_eq!(format!("{:?}", Password(b"sekrit".to_vec())), "Password(..)");
     }
@@ -165,8 +172,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "first\r\nsecond\n").unwrap();
-        assert_eq!(resolve(Some(&f), None, false).unwrap().as_bytes(), b"first");
+        assert_eq!(resolve(Some(&f), &ChildEnv::new(&[]), None, false).unwrap().as_bytes(), b"first");
         std::fs::write(&f, "\nsecond\n").unwrap();
-        assert_eq!(resolve(Some(&f), None, false).unwrap_err().to_string(), "the password is empty");
+        assert_eq!(
+            resolve(Some(&f), &ChildEnv::new(&[]), None, false).unwrap_err().to_string(),
+            "the password is empty"
+        );
     }
 }

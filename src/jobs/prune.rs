@@ -14,7 +14,8 @@ use crate::evidence::AppendedRecord;
 use crate::policy::Policy;
 use crate::prune::gc::{self, PrunePlan, PruneReport};
 use crate::prune::PolicyPruneReport;
-use crate::repo::{lock, Repository};
+use crate::repo::object_lock::{self, ExtendReport};
+use crate::repo::{duties, lock, Repository};
 
 use super::forget::{self, Selection};
 use super::open::RepoOptions;
@@ -34,6 +35,9 @@ pub struct Pruned {
     pub report: Option<PruneReport>,
     /// `None` for a dry run, which changes nothing and leaves no evidence.
     pub evidence: Option<crate::Result<AppendedRecord>>,
+    /// The Object Lock retention step after the deletions (a repository
+    /// with Object Lock, not a dry run).
+    pub retention: Option<ExtendReport>,
 }
 
 /// Plans under the exclusive lock, shows the plan to `planned`, and
@@ -55,6 +59,14 @@ fn plan_and_execute(
     Ok((plan, Some(report)))
 }
 
+/// With Object Lock, keeps the immutable window over what remains.
+fn extend_retention(repo: &Repository) -> crate::Result<Option<ExtendReport>> {
+    if repo.config().storage.object_lock.is_none() {
+        return Ok(None);
+    }
+    object_lock::extend(repo, Utc::now(), object_lock::ExtendOptions::default()).map(Some)
+}
+
 /// Removes unused data from the repository, leaving at most `max_unused`
 /// (a share, 0 to 1) unused in kept packs.
 pub fn prune(
@@ -64,17 +76,22 @@ pub fn prune(
     planned: &mut dyn FnMut(&PrunePlan),
 ) -> Result<Pruned, Failed> {
     let repository = repo.open()?;
+    if !dry_run {
+        // A credential that may not delete fails here, before anything changes.
+        duties::probe_repo(&repository, duties::Maintenance::Prune)?;
+    }
     let started = std::time::Instant::now();
     let result = plan_and_execute(&repository, max_unused, dry_run, planned);
     if dry_run {
         let (plan, _) = result?;
-        return Ok(Pruned { plan, report: None, evidence: None });
+        return Ok(Pruned { plan, report: None, evidence: None, retention: None });
     }
-    let done = result.as_ref().map(|(plan, report)| (plan, report.as_ref().expect("executed")));
+    let result = result.and_then(|(plan, report)| Ok((plan, report, extend_retention(&repository)?)));
+    let done = result.as_ref().map(|(plan, report, _)| (plan, report.as_ref().expect("executed")));
     let payload = crate::evidence::payload::prune(done, started.elapsed());
-    let evidence = crate::evidence::append(&repository, "prune", None, payload);
+    let evidence = repo.append_evidence(&repository, "prune", None, payload);
     match result {
-        Ok((plan, report)) => Ok(Pruned { plan, report, evidence: Some(evidence) }),
+        Ok((plan, report, retention)) => Ok(Pruned { plan, report, evidence: Some(evidence), retention }),
         Err(error) => Err(Failed { error, evidence: Some(Box::new(evidence)) }),
     }
 }
@@ -91,11 +108,16 @@ pub struct PolicyPruned {
 /// data (under the exclusive lock), with the default unused share. One
 /// `prune` evidence record covers both.
 pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result<PolicyPruned, Failed> {
-    let repository = repo.open_policy(policy)?;
+    let repository = repo.open_maintenance(policy)?;
+    // A credential that may not delete fails here, before anything changes.
+    if !policy.retention.keep_rules().is_empty() {
+        duties::probe_repo(&repository, duties::Maintenance::Forget)?;
+    }
+    duties::probe_repo(&repository, duties::Maintenance::Prune)?;
     let started = std::time::Instant::now();
     let result = forget_then_prune(&repository, policy, now);
     let payload = crate::evidence::payload::policy_prune(result.as_ref(), started.elapsed());
-    let evidence = crate::evidence::append(&repository, "prune", Some(&policy.name), payload);
+    let evidence = repo.append_evidence(&repository, "prune", Some(&policy.name), payload);
     match result {
         Ok(report) => Ok(PolicyPruned { report, evidence }),
         Err(error) => Err(Failed { error, evidence: Some(Box::new(evidence)) }),
@@ -104,19 +126,25 @@ pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result
 
 fn forget_then_prune(repo: &Repository, policy: &Policy, now: DateTime<Utc>) -> crate::Result<PolicyPruneReport> {
     let rules = policy.retention.keep_rules();
-    let mut report = PolicyPruneReport { forgotten: None, kept: 0, packs_deleted: 0, bytes_freed: 0 };
+    let mut report =
+        PolicyPruneReport { forgotten: None, removed: Vec::new(), kept: 0, packs_deleted: 0, bytes_freed: 0 };
     if !rules.is_empty() {
         rules.validate()?;
         let selection = Selection { policy: Some(policy.name.clone()), ..Default::default() };
         let (decided, removed, stopped) = forget::apply(repo, &rules, &selection, now, false, &mut |_| {})?;
+        if let Some(e) = &decided.unchecked {
+            tracing::warn!(policy = %policy.name, error = %e, "the evidence could not be checked: only snapshots dated in the future are held");
+        }
         if let Some(e) = stopped {
             return Err(e);
         }
         report.kept = decided.kept();
         report.forgotten = Some(removed.len());
+        report.removed = removed;
     }
     let (_, done) = plan_and_execute(repo, default_max_unused(), false, &mut |_| {})?;
     let done = done.expect("executed");
+    extend_retention(repo)?;
     report.packs_deleted = done.packs_deleted as u64;
     report.bytes_freed = done.bytes_freed;
     Ok(report)

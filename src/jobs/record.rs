@@ -194,6 +194,8 @@ pub fn refresh_recovery_point(repo: &Repository, policy: &Policy, state: &State)
         .complete()?
         .iter()
         .filter(|(_, s)| s.policy.as_deref() == Some(policy.name.as_str()))
+        // A snapshot dated in the future is never the recovery point.
+        .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
         .max_by_key(|(_, s)| s.time);
     match newest {
         Some((id, s)) => state.set_recovery_point(

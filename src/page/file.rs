@@ -1,18 +1,20 @@
-//! Writing a report file.
+//! Writing a report file: private (0600), replaced whole, never through a
+//! symlink (see [`crate::private::write_atomic`]).
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// Writes next to the target, then renames, so a reader never sees half a report.
+/// Writes next to the target, then renames, so a reader never sees half a
+/// report; refuses a target that is a symlink.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    crate::private::write_atomic(path, bytes)
+}
+
+/// [`write_file`] for a path the user gave (`report --out`): the file
+/// keeps the user's umask instead of being private.
+pub fn write_user_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::private::write_atomic_for_user(path, bytes)
 }
 
 #[cfg(test)]

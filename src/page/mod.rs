@@ -10,7 +10,7 @@ mod file;
 pub mod html;
 pub mod markdown;
 
-pub use file::write_file;
+pub use file::{write_file, write_user_file};
 
 /// How a column's cells are aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

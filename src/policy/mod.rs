@@ -29,6 +29,7 @@ mod parse;
 pub mod schedule;
 mod schema;
 mod slots;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ pub struct Policy {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The names of the environment variables its hooks, command source,
+    /// password command and validation command get from cairn's, besides
+    /// the allow-listed ones (`crate::process::ChildEnv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     pub source: Source,
     pub repository: RepositorySpec,
     #[serde(default)]
@@ -134,6 +140,16 @@ pub struct S3Settings {
     pub storage_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// The profile of the AWS shared config and credentials files for
+    /// every job (`--s3-profile`); `None`: the flag's, else the default chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The profile for the maintenance jobs alone (forget and prune, with
+    /// the Object Lock retention step): the maintenance host's credential,
+    /// so that one daemon can hold both roles (`docs/STORAGE.md`).
+    /// `None`: the same credential as every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_profile: Option<String>,
 }
 
 /// When backups run.
@@ -341,16 +357,35 @@ pub fn load_str(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
     schema::parse(src, file)
 }
 
-/// Loads one policy file.
+/// Loads one policy file. As root, a file writable by group or others or
+/// owned by another user is refused (see `trust.rs`); the file checked is
+/// the one read (one open file, no second lookup of the path).
 pub fn load_file(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
-    let src = std::fs::read_to_string(path).map_err(|e| vec![diag::file_error(path, format!("cannot read: {e}"))])?;
+    use std::io::Read;
+    let cannot = |e: std::io::Error| vec![diag::file_error(path, format!("cannot read: {e}"))];
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    if let Some(d) = trust::check(path, &file.metadata().map_err(cannot)?) {
+        return Err(vec![d]);
+    }
+    let mut src = String::new();
+    file.read_to_string(&mut src).map_err(cannot)?;
     load_str(&src, path)
 }
 
 /// Loads every `*.toml` file of a directory (not its subdirectories), in
 /// name order. Invalid files are reported and left out; valid ones load.
 /// A name already taken by an earlier file makes the later file invalid.
+/// As root, a directory writable by group or others or owned by another
+/// user loads nothing (anyone who can write it can add a policy).
 pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Diagnostic>) {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            if let Some(d) = trust::check(dir, &meta) {
+                return (Vec::new(), vec![d]);
+            }
+        }
+        Err(e) => return (Vec::new(), vec![diag::file_error(dir, format!("cannot read the policy directory: {e}"))]),
+    }
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())

@@ -69,11 +69,22 @@ pub(crate) fn parse(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
     }
 }
 
-const ROOT: &[&str] =
-    &["name", "description", "source", "repository", "schedule", "retention", "objectives", "drill", "hooks", "notify"];
+const ROOT: &[&str] = &[
+    "name",
+    "description",
+    "env",
+    "source",
+    "repository",
+    "schedule",
+    "retention",
+    "objectives",
+    "drill",
+    "hooks",
+    "notify",
+];
 const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
-const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency"];
+const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency", "profile", "maintenance_profile"];
 const SCHEDULE: &[&str] = &["backup", "timezone", "jitter", "catch_up", "retries", "retry_delay"];
 /// The keep rules of `[retention]`; `cairn forget` has a flag for each.
 pub const KEEP_RULES: [&str; 8] = [
@@ -128,6 +139,13 @@ fn valid_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
+/// `[A-Za-z_][A-Za-z0-9_]*`: the name of an environment variable.
+fn env_name(v: &str) -> bool {
+    !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn plain_file_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('/') && !s.contains('\0') && s != "." && s != ".."
 }
@@ -151,6 +169,9 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
         }
     }
     let description = cx.string(root, "description").map(|s| s.0).unwrap_or_default();
+    let env = check_each(cx, root, "env", |v| {
+        (!env_name(v)).then(|| format!("expected the name of an environment variable, found \"{v}\""))
+    });
     let mut source_ = None;
     if cx.require(root, "source", "a [source] table with paths = [...] or command = \"...\"") {
         source_ = cx.table(root, "source").and_then(|t| source(cx, &t));
@@ -168,6 +189,7 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
     Some(Policy {
         name: name?,
         description,
+        env,
         source: source_?,
         repository: repository_?,
         schedule: schedule.unwrap_or_default(),
@@ -301,10 +323,7 @@ fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
     let password = match given.first().copied() {
         None => None,
         Some("password_env") => cx.string(t, "password_env").map(|(v, at)| {
-            let ok = !v.is_empty()
-                && !v.starts_with(|c: char| c.is_ascii_digit())
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !env_name(&v) {
                 cx.error(
                     at,
                     t.field("password_env"),
@@ -334,6 +353,8 @@ fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
             path_style: cx.boolean(s, "path_style"),
             storage_class: cx.text(s, "storage_class"),
             concurrency: cx.integer(s, "concurrency", 1, 1024).map(|n| n as usize),
+            profile: cx.text(s, "profile"),
+            maintenance_profile: cx.text(s, "maintenance_profile"),
         })
     });
     if t.has("s3") && url.as_deref().is_some_and(|u| !u.starts_with("s3://")) {

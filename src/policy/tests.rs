@@ -19,6 +19,7 @@ fn a_minimal_policy_gets_the_defaults() {
     let p = load(MINIMAL);
     assert_eq!(p.name, "m");
     assert_eq!(p.description, "");
+    assert!(p.env.is_empty());
     assert_eq!(
         p.source,
         Source::Paths {
@@ -45,6 +46,7 @@ fn a_full_policy_loads_every_field() {
         r#"
 name = "db"
 description = "the database"
+env = ["PGHOST", "PGPASSFILE"]
 [source]
 command = "pg_dump app"
 stored_as = "app.dump"
@@ -56,6 +58,8 @@ endpoint = "http://127.0.0.1:3900"
 path_style = true
 storage_class = "STANDARD_IA"
 concurrency = 3
+profile = "cairn-backup"
+maintenance_profile = "cairn-maintenance"
 [schedule]
 backup = "0 */4 * * *"
 timezone = "Europe/Berlin"
@@ -96,7 +100,9 @@ webhooks = ["https://example.com/hook"]
             endpoint: Some("http://127.0.0.1:3900".into()),
             path_style: Some(true),
             storage_class: Some("STANDARD_IA".into()),
-            concurrency: Some(3)
+            concurrency: Some(3),
+            profile: Some("cairn-backup".into()),
+            maintenance_profile: Some("cairn-maintenance".into()),
         })
     );
     assert_eq!(p.schedule.backup.as_ref().unwrap().source(), "0 */4 * * *");
@@ -120,6 +126,7 @@ webhooks = ["https://example.com/hook"]
     assert_eq!(p.hooks.after.as_ref().unwrap().timeout, Duration::from_secs(10));
     assert_eq!(p.hooks.on_failure.as_ref().unwrap().timeout, Duration::from_secs(3600));
     assert_eq!(p.notify.webhooks, ["https://example.com/hook"]);
+    assert_eq!(p.env, ["PGHOST", "PGPASSFILE"]);
 
     // The effective policy, printed as TOML, loads back to itself; and JSON round-trips too.
     let text = toml::to_string_pretty(&p).unwrap();
@@ -275,10 +282,22 @@ fn names_and_repositories() {
         [
             "p.toml:6:17: repository.password_env: expected the name of an environment variable, found \"1X\"",
             "p.toml:8:15: repository.s3.concurrency: expected an integer from 1 to 1024, found 0",
-            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency",
+            "p.toml:9:1: repository.s3.region: unknown field; expected one of: endpoint, path_style, storage_class, concurrency, profile, maintenance_profile",
         ]
     );
     assert_eq!(d("\"w\"", ""), ["p.toml:4:1: repository.url: missing: expected the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\" in [repository]"]);
+}
+
+#[test]
+fn env_names_environment_variables() {
+    let src = MINIMAL.replace("[source]", "env = [\"PGHOST\", \"1X\", \"A-B\"]\n[source]");
+    assert_eq!(
+        diags(&src),
+        [
+            "p.toml:2:19: env[1]: expected the name of an environment variable, found \"1X\"",
+            "p.toml:2:25: env[2]: expected the name of an environment variable, found \"A-B\"",
+        ]
+    );
 }
 
 #[test]

@@ -20,8 +20,14 @@
 //! index entries or unindexed packs, which `check` accepts, and every
 //! snapshot's data is still indexed and stored.
 //!
-//! Memory and time grow with the number of blobs and trees (the index),
-//! never with the amount of data, except for the bytes actually repacked.
+//! Memory grows with the number of blobs, never with the amount of data,
+//! and stays within 64 bytes per blob all included ([`PrunePlan::memory_bytes`]):
+//! the index with locations (32 bytes per blob, see [`crate::repo::index`]),
+//! two bits per blob for the used set, and one record per pack. The full
+//! ids of the blobs are not held: repacking reads them from each pack's
+//! header, and the index files are rewritten from the old ones, one file at
+//! a time. Time grows with the number of blobs and trees; the data read is
+//! only what is repacked.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,9 +35,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::repo::index::{split_into_files, MAX_BLOBS_PER_FILE};
+use crate::repo::index::{IndexVisitor, PackEntries};
+use crate::repo::keyset::key_of;
 use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{pack_key, BlobKind, IndexFile, NodeKind, PackInfo, Repository};
+use crate::repo::{limits, pack, pack_key, BlobKind, Index, IndexFile, NodeKind, PackInfo, Repository};
 
 /// The unused space, in percent of the kept packs' bytes, that prune
 /// tolerates before it repacks, unless told otherwise (`--max-unused`, and
@@ -56,12 +65,9 @@ pub struct PackPlan {
     pub used_bytes: u64,
     pub unused_bytes: u64,
     pub action: Action,
+    /// The pack's number in the plan's index.
     #[serde(skip)]
-    entries: Vec<PackEntry>,
-    /// Positions in `entries` of the blobs this pack provides (the
-    /// index's chosen copy of a used blob).
-    #[serde(skip)]
-    used: Vec<u32>,
+    n: u32,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -80,6 +86,50 @@ pub struct PrunePlan {
     /// Blobs in the in-memory index, and the bytes it takes.
     pub index_blobs: usize,
     pub index_memory_bytes: usize,
+    /// With S3 Object Lock: the objects to delete that are locked, and
+    /// until when. Deleting them leaves a delete marker at once; the
+    /// storage keeps the data until the lock ends (and the bucket's
+    /// lifecycle rule removes it), so they never make prune fail.
+    pub locked: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// Bytes the whole plan holds: index, used set and packs.
+    pub memory_bytes: usize,
+    #[serde(skip)]
+    index: Index,
+    #[serde(skip)]
+    used: UsedSet,
+}
+
+/// Two bits per slot of the index: used by a snapshot, and (for trees)
+/// walked. They are apart because a tree's bytes may also be a file's
+/// content: such a blob is used before its tree is walked.
+#[derive(Debug, Default)]
+struct UsedSet(Vec<u64>);
+
+impl UsedSet {
+    fn new(slots: usize) -> UsedSet {
+        UsedSet(vec![0; (slots * 2).div_ceil(64)])
+    }
+    fn get(&self, bit: usize) -> bool {
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+    /// Sets a bit; false when it was set already.
+    fn set(&mut self, bit: usize) -> bool {
+        let was = self.get(bit);
+        self.0[bit / 64] |= 1 << (bit % 64);
+        !was
+    }
+    fn used(&self, pos: usize) -> bool {
+        self.get(2 * pos)
+    }
+    fn mark_used(&mut self, pos: usize) -> bool {
+        self.set(2 * pos)
+    }
+    fn mark_walked(&mut self, pos: usize) -> bool {
+        self.set(2 * pos + 1)
+    }
+    fn memory_bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
 }
 
 impl PrunePlan {
@@ -99,99 +149,92 @@ pub struct PruneReport {
     pub litter: crate::repo::litter::Swept,
 }
 
-/// Walks every snapshot and returns the set of blobs they use. Any
-/// unreadable snapshot or tree stops the prune: deleting on partial
-/// knowledge could destroy what it references.
-fn used_blobs(repo: &Repository, index: &crate::repo::Index) -> Result<(HashSet<Id>, usize)> {
-    let mut used: HashSet<Id> = HashSet::new();
+/// Walks every snapshot and marks the blobs they use; returns the number
+/// of snapshots. Any unreadable snapshot or tree stops the prune: deleting
+/// on partial knowledge could destroy what it references.
+fn mark_used(repo: &Repository, index: &Index, used: &mut UsedSet) -> Result<usize> {
+    let not_indexed = |id: &Id| Error::Integrity {
+        what: format!("blob {id}, used by a snapshot, is in no index (run `cairn check`; prune refuses to run)"),
+    };
+    let mut missing = None;
     let ids = repo.list_ids("snapshots")?;
     for sid in &ids {
         let snap = repo.load_snapshot(sid)?;
         let mut stack = vec![snap.tree];
         while let Some(t) = stack.pop() {
-            if !used.insert(t) {
+            let pos = index.position(&t).ok_or_else(|| not_indexed(&t))?;
+            used.mark_used(pos);
+            if !used.mark_walked(pos) {
                 continue; // shared subtree already walked
             }
             let tree = repo.load_tree(index, &t)?;
             for n in &tree.nodes {
                 match n.kind {
                     NodeKind::Dir => stack.extend(n.subtree),
-                    NodeKind::File => used.extend(n.content.iter().copied()),
+                    NodeKind::File => {
+                        for c in &n.content {
+                            match index.position(c) {
+                                Some(p) => {
+                                    used.mark_used(p);
+                                }
+                                None => {
+                                    missing.get_or_insert(*c);
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
         }
     }
-    for id in &used {
-        if !index.contains(id) {
-            return Err(Error::Integrity {
-                what: format!(
-                    "blob {id}, used by a snapshot, is in no index (run `cairn check`; prune refuses to run)"
-                ),
-            });
-        }
+    match missing {
+        Some(id) => Err(not_indexed(&id)),
+        None => Ok(ids.len()),
     }
-    Ok((used, ids.len()))
 }
 
 pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     // Every index file is replaced, unreadable ones included: their packs
     // count as unindexed (and a snapshot needing them stops the prune).
     let old_index_files: Vec<Id> = repo.list_ids("index")?;
-    let files = repo.load_index_files()?;
-    let superseded: HashSet<Id> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-    let mut index = crate::repo::Index::new();
-    let mut packs: HashMap<Id, (PackInfo, Vec<PackEntry>)> = HashMap::new();
-    // Entries are moved, never copied: prune's memory is the index's.
-    for (id, f) in files {
-        if superseded.contains(&id) {
-            continue;
-        }
-        for (info, entries) in f.packs {
-            if let std::collections::hash_map::Entry::Vacant(v) = packs.entry(info.id) {
-                index.add_pack(info.clone(), &entries);
-                v.insert((info, entries));
-            }
-        }
-    }
-    index.compact();
-    let (used, snapshots) = used_blobs(repo, &index)?;
+    let index = repo.load_index()?;
+    let mut used = UsedSet::new(index.slot_count());
+    let snapshots = mark_used(repo, &index, &mut used)?;
 
+    // Used blobs and bytes per pack: a used blob counts in the pack that
+    // holds the copy the index uses.
+    let mut per_pack = vec![(0u64, 0u64); index.packs().len()];
+    let mut used_blobs = 0;
+    for pos in (0..index.slot_count()).filter(|&p| used.used(p)) {
+        let l = index.location(pos);
+        per_pack[l.pack as usize].0 += 1;
+        per_pack[l.pack as usize].1 += l.length as u64;
+        used_blobs += 1;
+    }
     let mut plan = PrunePlan {
         snapshots,
-        used_blobs: used.len(),
+        used_blobs,
         index_blobs: index.len(),
         index_memory_bytes: index.memory_bytes(),
         old_index_files,
         ..Default::default()
     };
     let mut partial = Vec::new();
-    for (pid, (info, entries)) in packs {
+    for (n, info) in index.packs().iter().enumerate() {
+        let (blobs, bytes) = index.pack_contents(n as u32);
+        let (used_blobs, used_bytes) = per_pack[n];
         let mut p = PackPlan {
-            id: pid,
+            id: info.id,
             kind: info.kind,
             size: info.size,
-            used_blobs: 0,
-            unused_blobs: 0,
-            used_bytes: 0,
-            unused_bytes: 0,
+            used_blobs,
+            unused_blobs: (blobs as u64).saturating_sub(used_blobs),
+            used_bytes,
+            unused_bytes: bytes.saturating_sub(used_bytes),
             action: Action::Keep,
-            entries: Vec::new(),
-            used: Vec::new(),
+            n: n as u32,
         };
-        for (pos, e) in entries.iter().enumerate() {
-            // Used, and this pack holds the copy the index uses.
-            let provides = used.contains(&e.id) && index.get(&e.id).is_some_and(|l| index.pack(l.pack).id == pid);
-            if provides {
-                p.used_blobs += 1;
-                p.used_bytes += e.length as u64;
-                p.used.push(pos as u32);
-            } else {
-                p.unused_blobs += 1;
-                p.unused_bytes += e.length as u64;
-            }
-        }
-        p.entries = entries;
         p.action = if p.used_blobs == 0 {
             Action::Delete
         } else if p.unused_blobs > 0 {
@@ -202,6 +245,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
         };
         plan.packs.push(p);
     }
+    drop(per_pack);
     // Repack the most wasteful partly used packs until the unused bytes
     // left are within the limit.
     let kept_bytes: u64 =
@@ -227,57 +271,54 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
         }
     }
     plan.packs.sort_by_key(|p| p.id);
-    let indexed: HashSet<Id> = plan.packs.iter().map(|p| p.id).collect();
     for o in repo.backend().list("data/")? {
         if let Some(id) = o.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) {
-            if !indexed.contains(&id) {
+            if !index.has_pack(&id) {
                 plan.delete_bytes += o.size;
                 plan.unindexed.push((o.key, o.size));
             }
         }
     }
+    let mut doomed: Vec<String> =
+        plan.packs.iter().filter(|p| p.action != Action::Keep).map(|p| pack_key(&p.id)).collect();
+    doomed.extend(plan.unindexed.iter().map(|(k, _)| k.clone()));
+    doomed.extend(plan.old_index_files.iter().map(|id| format!("index/{id}")));
+    plan.locked = crate::repo::object_lock::locked_until(repo, &doomed, chrono::Utc::now())?;
+    plan.memory_bytes = index.memory_bytes()
+        + used.memory_bytes()
+        + plan.packs.capacity() * std::mem::size_of::<PackPlan>()
+        + plan.unindexed.capacity() * std::mem::size_of::<(String, u64)>()
+        + plan.old_index_files.capacity() * std::mem::size_of::<Id>();
+    plan.index = index;
+    plan.used = used;
     Ok(plan)
 }
 
 pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     let mut report = PruneReport { litter: crate::repo::litter::sweep(repo), ..Default::default() };
-    // 1. Copy the used blobs of packs to repack into new packs.
+    let index = &plan.index;
+    // 1. Copy the used blobs of packs to repack into new packs. The new
+    //    packs are indexed by the writer's own index files.
     let writer = RepoWriter::new(repo, repo.backend().concurrency().clamp(1, 4), usize::MAX);
-    writer.keep_stored_entries();
+    let repack: HashSet<u32> = plan.packs.iter().filter(|p| p.action == Action::Repack).map(|p| p.n).collect();
+    let mut to_copy: HashMap<u32, Vec<u32>> = HashMap::new();
+    for pos in (0..index.slot_count()).filter(|&p| plan.used.used(p)) {
+        let n = index.location(pos).pack;
+        if repack.contains(&n) {
+            to_copy.entry(n).or_default().push(pos as u32);
+        }
+    }
     for p in plan.packs.iter().filter(|p| p.action == Action::Repack) {
-        let key = pack_key(&p.id);
-        let data = repo.backend().get(&key)?;
-        if Id::hash_of(&data) != p.id {
-            return Err(Error::Integrity { what: format!("pack `{key}` (content does not match its name)") });
-        }
-        for e in p.used.iter().map(|&i| &p.entries[i as usize]) {
-            let sealed = &data[e.offset as usize..e.offset as usize + e.length as usize];
-            // Copied sealed as it is, but only after checking it opens.
-            crate::repo::blob::decode(repo.key(), sealed, &e.id, e.raw_length as u64)
-                .map_err(|err| Error::Integrity { what: format!("blob {} in pack `{key}` ({err})", e.id.short()) })?;
-            writer.add_blob(e.kind, e.id, e.raw_length, sealed)?;
-        }
+        copy_used_blobs(repo, index, p, to_copy.remove(&p.n).unwrap_or_default(), &writer)?;
     }
     let stats = writer.finish()?;
     crate::failpoint::hit!("prune::packs_written");
     report.packs_written = stats.packs;
 
-    // 2. New index files for every kept and new pack, then the file that
+    // 2. New index files for every kept pack, then the file that
     //    supersedes all the old ones.
-    let mut entries: Vec<(PackInfo, Vec<PackEntry>)> = plan
-        .packs
-        .iter()
-        .filter(|p| p.action == Action::Keep)
-        .map(|p| (PackInfo { id: p.id, kind: p.kind, size: p.size }, p.entries.clone()))
-        .collect();
-    entries.extend(stats.stored.iter().cloned());
-    for file in crate::repo::index::split_into_files(entries) {
-        repo.save_index_file(&file)?;
-        crate::failpoint::hit!("prune::index_written");
-        report.index_files_written += 1;
-    }
-    let mut old: Vec<Id> = plan.old_index_files.clone();
-    old.extend(stats.index_files.iter().copied());
+    report.index_files_written += rewrite_kept(repo, plan)?;
+    let old: Vec<Id> = plan.old_index_files.clone();
     repo.save_index_file(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;
     crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
@@ -316,4 +357,168 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         c.retain("index", &keep);
     }
     Ok(report)
+}
+
+/// Copies the blobs of pack `p` at the index slots `used` into the
+/// writer. Their full ids come from the pack's authenticated header; a
+/// used blob that the header does not show where the index says stops the
+/// prune before anything is deleted.
+fn copy_used_blobs(repo: &Repository, index: &Index, p: &PackPlan, used: Vec<u32>, writer: &RepoWriter) -> Result<()> {
+    let key = pack_key(&p.id);
+    let data = repo.backend().get(&key)?;
+    if Id::hash_of(&data) != p.id {
+        return Err(Error::Integrity { what: format!("pack `{key}` (content does not match its name)") });
+    }
+    let bad = |d: String| Error::Integrity { what: format!("pack `{key}` header ({d})") };
+    let hlen = pack::header_len_from_trailer(&data).ok_or_else(|| bad("pack too short".into()))? as usize;
+    if hlen + 4 > data.len() {
+        return Err(bad(format!("header length {hlen} exceeds the pack")));
+    }
+    let start = data.len() - 4 - hlen;
+    let plain = repo.key().open(&data[start..data.len() - 4]).map_err(|_| bad("authentication failed".into()))?;
+    let entries = pack::decode_header(&plain).map_err(bad)?;
+    let at: HashMap<u32, &PackEntry> = entries.iter().map(|e| (e.offset, e)).collect();
+    for pos in used.into_iter().map(|p| p as usize) {
+        let l = index.location(pos);
+        let e = at
+            .get(&l.offset)
+            .filter(|e| e.length == l.length && key_of(&e.id) == *index.key(pos))
+            .ok_or_else(|| bad(format!("no blob at offset {} where the index has one", l.offset)))?;
+        let sealed = data
+            .get(l.offset as usize..l.offset as usize + l.length as usize)
+            .ok_or_else(|| bad(format!("blob at offset {} runs past the end of the pack", l.offset)))?;
+        // Copied sealed as it is, but only after checking it opens.
+        crate::repo::blob::decode(repo.key(), sealed, &e.id, l.raw_length as u64)
+            .map_err(|err| Error::Integrity { what: format!("blob {} in pack `{key}` ({err})", e.id.short()) })?;
+        writer.add_blob(e.kind, e.id, l.raw_length, sealed)?;
+    }
+    Ok(())
+}
+
+/// Writes index files listing every kept pack, with the entries the live
+/// index files list for it, read again one file at a time. Returns the
+/// number of files written.
+fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
+    struct Collect<'a> {
+        index: &'a Index,
+        keep: &'a [bool],
+        done: &'a mut [bool],
+        batch: &'a mut IndexFile,
+    }
+    impl IndexVisitor for Collect<'_> {
+        fn supersedes(&mut self, _: Id) {}
+        fn pack(&mut self, info: PackInfo, entries: PackEntries<'_>) {
+            let Some(n) = self.index.pack_number(&info.id) else { return };
+            if self.keep[n as usize] && !self.done[n as usize] {
+                self.done[n as usize] = true;
+                self.batch.packs.push((info, entries.collect()));
+            }
+        }
+    }
+    let index = &plan.index;
+    let mut keep = vec![false; index.packs().len()];
+    for p in plan.packs.iter().filter(|p| p.action == Action::Keep) {
+        keep[p.n as usize] = true;
+    }
+    let mut done = vec![false; keep.len()];
+    let mut batch = IndexFile::default();
+    let mut written = 0;
+    let mut save = |f: &IndexFile| -> Result<()> {
+        repo.save_index_file(f)?;
+        crate::failpoint::hit!("prune::index_written");
+        written += 1;
+        Ok(())
+    };
+    for fid in index.files() {
+        let plain = repo.load_object("index", fid, limits::INDEX_FILE)?;
+        let mut c = Collect { index, keep: &keep, done: &mut done, batch: &mut batch };
+        IndexFile::visit(&plain, &mut c).map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
+        // Full files go out now; the last, not full yet, collects more.
+        let mut files = split_into_files(std::mem::take(&mut batch.packs));
+        let last_full =
+            files.last().is_some_and(|f| f.packs.iter().map(|p| p.1.len()).sum::<usize>() >= MAX_BLOBS_PER_FILE);
+        if !last_full {
+            batch = files.pop().unwrap_or_default();
+        }
+        for f in &files {
+            save(f)?;
+        }
+    }
+    if !batch.packs.is_empty() {
+        save(&batch)?;
+    }
+    if let Some(n) = keep.iter().zip(&done).position(|(k, d)| *k && !d) {
+        return Err(Error::Integrity {
+            what: format!(
+                "index files (pack `{}` is no longer listed; prune stopped)",
+                pack_key(&index.pack(n as u32).id)
+            ),
+        });
+    }
+    Ok(written)
+}
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::crypto::KdfParams;
+    use crate::repo::blob::Encoder;
+    use crate::repo::{InitOptions, Node, Snapshot, Summary, Tree};
+
+    /// A repository of `n` data blobs (their stored bytes are fakes: a
+    /// plan never reads data) and one snapshot whose file uses every
+    /// other one.
+    fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
+            pack_size: 1 << 20,
+            ..Default::default()
+        };
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+        let writer = RepoWriter::new(&repo, 1, 64);
+        let ids: Vec<Id> = (0..n).map(|i| repo.key().blob_id(&i.to_le_bytes())).collect();
+        for id in &ids {
+            writer.add_blob(BlobKind::Data, *id, 4, &[0u8; 24]).unwrap();
+        }
+        let mut file = Node::new(b"f".to_vec(), NodeKind::File);
+        file.content = ids.iter().step_by(2).copied().collect();
+        let mut enc = Encoder::new(3);
+        let (tree, _) =
+            writer.store_blob(&Index::new(), BlobKind::Tree, &Tree::new(vec![file]).encode(), &mut enc).unwrap();
+        writer.finish().unwrap();
+        let snap = Snapshot {
+            v: crate::repo::snapshot::SNAPSHOT_VERSION,
+            time: chrono::Utc::now(),
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/f".into()],
+            tags: Vec::new(),
+            policy: None,
+            parent: None,
+            tree,
+            program_version: String::new(),
+            summary: Summary::default(),
+        };
+        repo.save_snapshot(&snap).unwrap();
+        (dir, repo)
+    }
+
+    #[test]
+    fn a_plan_holds_at_most_64_bytes_per_blob_all_included() {
+        let n = 200_000;
+        let (_dir, repo) = repository_of(n);
+        let plan = plan(&repo, 0.05).unwrap();
+        assert_eq!(plan.index_blobs, n as usize + 1, "the blobs and the tree");
+        assert_eq!(plan.used_blobs, n as usize / 2 + 1);
+        assert!(plan.packs.len() > 1, "{} packs", plan.packs.len());
+        let per_blob = plan.memory_bytes as f64 / plan.index_blobs as f64;
+        assert!(per_blob <= 64.0, "{per_blob} bytes per blob");
+        assert!(
+            plan.memory_bytes >= plan.index_memory_bytes && per_blob >= 32.0,
+            "{per_blob}: something is not counted"
+        );
+    }
 }

@@ -39,6 +39,8 @@ pub fn delete_snapshots(repo: &Repository, ids: &[Id]) -> std::result::Result<Ve
 pub struct PolicyPruneReport {
     /// `None` when the policy has no retention rule (every snapshot is kept).
     pub forgotten: Option<usize>,
+    /// The snapshots forgotten (removed), for the evidence record.
+    pub removed: Vec<Id>,
     pub kept: usize,
     pub packs_deleted: u64,
     pub bytes_freed: u64,

@@ -39,7 +39,7 @@ impl Cache {
     pub fn open(base: &Path, repo: &Id) -> std::io::Result<Cache> {
         let dir = base.join(repo.to_hex());
         for sub in ["index", "snapshots", "packs"] {
-            std::fs::create_dir_all(dir.join(sub))?;
+            crate::private::create_dir_all(&dir.join(sub))?;
         }
         Ok(Cache { dir, packs: Mutex::new(HashMap::new()) })
     }
@@ -69,8 +69,9 @@ impl Cache {
     pub fn put(&self, kind: &str, id: &Id, bytes: &[u8]) {
         let p = self.path(kind, id);
         let tmp = p.with_extension(format!("tmp-{}", Id::random().short()));
-        let r =
-            std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes)).and_then(|_| std::fs::rename(&tmp, &p));
+        let r = crate::private::create_new(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|_| std::fs::rename(&tmp, &p));
         if let Err(e) = r {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!("could not cache {}: {e}", p.display());

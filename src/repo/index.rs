@@ -1,25 +1,38 @@
-//! The index: where each blob lives.
+//! The in-memory index: where each blob lives.
 //!
-//! In memory the index is a sorted vector of 48-byte entries (id plus a
-//! 16-byte location) searched by binary search, and a small hash map for
-//! blobs added in the current session. That keeps it at 48 bytes per blob
-//! (plus the pack table), under the 64-byte budget of the design, and it
-//! loads without rehashing.
+//! The index is the one structure of a backup, restore, check or prune
+//! that grows with the number of blobs, so it is kept compact:
 //!
-//! On storage an index file is a sealed object (see `docs/FORMAT.md`):
-//! `"CIDX" version(u8) n_supersedes(u32) ids… n_packs(u32)` then for each pack
-//! `id(32) kind(u8) size(u64) n_blobs(u32)` and `id(32) offset length
-//! raw_length (u32 each)` per blob.
+//! - a sorted array of 32-byte slots: the blob id's 16-byte prefix (a
+//!   [`Key`], see [`super::keyset`]), the pack number (packs are interned
+//!   in a table) and the blob's offset, length and raw length;
+//! - in [`IndexMode::Membership`] (backup), data blobs are kept as bare
+//!   16-byte keys: a backup asks only whether a chunk is stored, and reads
+//!   only trees, so only blobs of tree packs keep their location;
+//! - ids whose prefixes collide keep their full id in a small exact map,
+//!   so each still finds its own location (and an id that is not there
+//!   is not found through its prefix twin).
+//!
+//! That is 32 bytes per blob with locations and 16 without, plus the pack
+//! table (under 100 bytes per pack). [`Index::memory_bytes`] adds it up
+//! from the capacities.
+//!
+//! An index is built by [`IndexBuilder`] from the plaintext of index files,
+//! one file at a time. Slots keep no full id, so when two slots share a
+//! prefix the builder asks its caller for their full ids (which it
+//! re-reads from the index file or pack header they came from): the same
+//! blob stored twice keeps its first location, two different blobs both
+//! go to the exact map.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::id::Id;
-
+pub use super::index_file::{
+    split_into_files, IndexFile, IndexVisitor, PackEntries, PackInfo, MAGIC, MAX_BLOBS_PER_FILE, VERSION,
+};
+use super::keyset::{key_of, Key};
 use super::pack::PackEntry;
 use super::BlobKind;
-
-pub const MAGIC: &[u8; 4] = b"CIDX";
-pub const VERSION: u8 = 1;
+use crate::id::Id;
 
 /// A blob's place: pack number (into [`Index::packs`]) and byte range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,25 +43,114 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackInfo {
-    pub id: Id,
-    pub kind: BlobKind,
-    pub size: u64,
+/// What an index keeps of each blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexMode {
+    /// Every blob with its location (restore, check, prune).
+    Locations,
+    /// Blobs of data packs as keys only; blobs of tree packs with their
+    /// location (backup).
+    Membership,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    key: Key,
+    /// The pack number; [`COLLIDED`] is set when another indexed blob
+    /// shares the key, and the exact map then says which slot is whose.
+    pack: u32,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
+const COLLIDED: u32 = 1 << 31;
+/// The source of a pack whose entries came from its own header.
+const FROM_HEADER: u32 = u32::MAX;
+
+/// Per pack: where its entries came from, and what it holds.
+#[derive(Debug, Clone, Copy)]
+struct PackMeta {
+    /// Position in [`Index::files`] of the index file that listed it
+    /// first, or [`FROM_HEADER`].
+    source: u32,
+    /// Blobs and stored bytes the pack holds, duplicates included.
+    blobs: u32,
+    bytes: u64,
+}
+
+/// Where to find the full id of a slot whose prefix another slot shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdRequest {
+    pub source: PackSource,
+    pub pack: Id,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PackSource {
+    /// The index file that listed the pack.
+    File(Id),
+    /// The pack's own header (a pack adopted from storage).
+    Header { size: u64 },
+}
+
+/// The full ids asked for, in the order asked.
+pub type FullIds<'a, E> = dyn FnMut(&[IdRequest]) -> Result<Vec<Id>, E> + 'a;
+
 /// The in-memory index of a repository.
-#[derive(Default)]
 pub struct Index {
+    mode: IndexMode,
     packs: Vec<PackInfo>,
     pack_numbers: HashMap<Id, u32>,
-    sorted: Vec<(Id, BlobLocation)>,
-    recent: HashMap<Id, BlobLocation>,
+    meta: Vec<PackMeta>,
+    /// Sorted by key (then pack and offset).
+    slots: Vec<Slot>,
+    /// Sorted keys of blobs kept without location.
+    members: Vec<Key>,
+    /// Full id → slot, for slots marked [`COLLIDED`].
+    exact: HashMap<Id, u32>,
+    /// Every index file read, and whether it is live (not superseded).
+    files: Vec<(Id, bool)>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("mode", &self.mode)
+            .field("packs", &self.packs.len())
+            .field("blobs", &self.len())
+            .finish()
+    }
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index::empty(IndexMode::Locations)
+    }
 }
 
 impl Index {
+    /// An empty index (with locations).
     pub fn new() -> Index {
         Index::default()
+    }
+
+    fn empty(mode: IndexMode) -> Index {
+        Index {
+            mode,
+            packs: Vec::new(),
+            pack_numbers: HashMap::new(),
+            meta: Vec::new(),
+            slots: Vec::new(),
+            members: Vec::new(),
+            exact: HashMap::new(),
+            files: Vec::new(),
+        }
+    }
+
+    pub fn mode(&self) -> IndexMode {
+        self.mode
     }
 
     pub fn packs(&self) -> &[PackInfo] {
@@ -63,314 +165,395 @@ impl Index {
         self.pack_numbers.contains_key(id)
     }
 
+    pub fn pack_number(&self, id: &Id) -> Option<u32> {
+        self.pack_numbers.get(id).copied()
+    }
+
+    /// The blobs a pack holds and their stored bytes, as its index entries
+    /// list them (a blob also stored elsewhere counts in both packs).
+    pub fn pack_contents(&self, n: u32) -> (u32, u64) {
+        let m = self.meta[n as usize];
+        (m.blobs, m.bytes)
+    }
+
+    /// The live index files the index was read from, in reading order.
+    pub fn files(&self) -> impl Iterator<Item = &Id> {
+        self.files.iter().filter(|f| f.1).map(|f| &f.0)
+    }
+
+    /// Index files read, superseded ones included.
+    pub fn files_read(&self) -> usize {
+        self.files.len()
+    }
+
     pub fn len(&self) -> usize {
-        self.sorted.len() + self.recent.len()
+        self.slots.len() + self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        if let Ok(i) = self.sorted.binary_search_by(|(k, _)| k.cmp(id)) {
-            return Some(self.sorted[i].1);
+    /// The slot of `id`, when it has a location.
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        let k = key_of(id);
+        let p = self.slots.binary_search_by(|s| s.key.cmp(&k)).ok()?;
+        if self.slots[p].pack & COLLIDED != 0 {
+            return self.exact.get(id).map(|&p| p as usize);
         }
-        self.recent.get(id).copied()
+        Some(p)
+    }
+
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.position(id).map(|p| self.location(p))
     }
 
     pub fn contains(&self, id: &Id) -> bool {
-        self.get(id).is_some()
+        self.position(id).is_some() || (!self.members.is_empty() && self.members.binary_search(&key_of(id)).is_ok())
     }
 
-    /// The kind of the pack a blob lives in.
-    pub fn kind_of(&self, id: &Id) -> Option<BlobKind> {
-        self.get(id).map(|l| self.packs[l.pack as usize].kind)
+    /// Slots (blobs with a location) are numbered `0..slot_count()`.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
-    /// Adds a stored pack and its blobs. A blob already indexed keeps its
-    /// first location (duplicates can appear after an interrupted session).
-    pub fn add_pack(&mut self, info: PackInfo, entries: &[PackEntry]) {
-        if self.pack_numbers.contains_key(&info.id) {
-            return;
+    pub fn location(&self, pos: usize) -> BlobLocation {
+        let s = &self.slots[pos];
+        BlobLocation { pack: s.pack & !COLLIDED, offset: s.offset, length: s.length, raw_length: s.raw_length }
+    }
+
+    /// The id prefix of a slot.
+    pub fn key(&self, pos: usize) -> &Key {
+        &self.slots[pos].key
+    }
+
+    /// The slots of each pack, in offset order: 4 bytes per blob.
+    pub fn slots_by_pack(&self) -> SlotsByPack {
+        let mut starts = vec![0u32; self.packs.len() + 1];
+        for s in &self.slots {
+            starts[(s.pack & !COLLIDED) as usize + 1] += 1;
         }
-        let n = self.packs.len() as u32;
-        self.pack_numbers.insert(info.id, n);
-        self.packs.push(info);
-        for e in entries {
-            if !self.contains(&e.id) {
-                self.recent.insert(
-                    e.id,
-                    BlobLocation { pack: n, offset: e.offset, length: e.length, raw_length: e.raw_length },
-                );
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut fill = starts.clone();
+        let mut pos = vec![0u32; self.slots.len()];
+        for (i, s) in self.slots.iter().enumerate() {
+            let p = (s.pack & !COLLIDED) as usize;
+            pos[fill[p] as usize] = i as u32;
+            fill[p] += 1;
+        }
+        let mut by = SlotsByPack { starts, pos };
+        for p in 0..self.packs.len() {
+            let (a, b) = (by.starts[p] as usize, by.starts[p + 1] as usize);
+            by.pos[a..b].sort_unstable_by_key(|&i| self.slots[i as usize].offset);
+        }
+        by
+    }
+
+    /// Adds packs read from their headers (adopted after an interrupted
+    /// backup). A pack already indexed is left as it is; a blob already
+    /// indexed keeps its first location.
+    pub fn add_packs<E>(
+        &mut self,
+        packs: &[(PackInfo, Vec<PackEntry>)],
+        full_ids: &mut FullIds<'_, E>,
+    ) -> Result<(), E> {
+        let mut members = Vec::new();
+        for (info, entries) in packs {
+            if self.has_pack(&info.id) {
+                continue;
             }
-        }
-        if self.recent.len() > 4096 && self.recent.len() * 8 > self.sorted.len() {
-            self.compact();
-        }
-    }
-
-    /// Moves recent entries into the sorted vector.
-    pub fn compact(&mut self) {
-        if self.recent.is_empty() {
-            return;
-        }
-        self.sorted.reserve_exact(self.recent.len());
-        self.sorted.extend(self.recent.drain());
-        self.sorted.sort_unstable_by_key(|a| a.0);
-        self.recent.shrink_to_fit();
-    }
-
-    /// Every blob with its location.
-    pub fn iter(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
-        self.sorted.iter().map(|(k, v)| (k, v)).chain(self.recent.iter())
-    }
-
-    /// The blobs of each pack, in pack order, as header-style entries.
-    pub fn entries_by_pack(&self) -> Vec<Vec<PackEntry>> {
-        let mut out: Vec<Vec<PackEntry>> = vec![Vec::new(); self.packs.len()];
-        for (id, l) in self.iter() {
-            out[l.pack as usize].push(PackEntry {
-                kind: self.packs[l.pack as usize].kind,
-                id: *id,
-                offset: l.offset,
-                length: l.length,
-                raw_length: l.raw_length,
-            });
-        }
-        for v in &mut out {
-            v.sort_by_key(|e| e.offset);
-        }
-        out
-    }
-
-    /// Bytes of memory held per blob, for the budget check in tests and
-    /// benchmarks.
-    pub fn memory_bytes(&self) -> usize {
-        self.sorted.capacity() * std::mem::size_of::<(Id, BlobLocation)>()
-            + self.recent.capacity() * (std::mem::size_of::<(Id, BlobLocation)>() + 1)
-            + self.packs.capacity() * std::mem::size_of::<PackInfo>()
-            + self.pack_numbers.capacity() * (std::mem::size_of::<(Id, u32)>() + 1)
-    }
-}
-
-/// The blobs an index file holds before the writer starts another (plus
-/// those of the pack that crosses the line: a pack is never split).
-pub const MAX_BLOBS_PER_FILE: usize = 200_000;
-
-/// Groups `packs` into index files of at most [`MAX_BLOBS_PER_FILE`] blobs
-/// plus one pack's, in order; no packs give no file.
-pub fn split_into_files(packs: Vec<(PackInfo, Vec<PackEntry>)>) -> Vec<IndexFile> {
-    let mut files = Vec::new();
-    let mut batch = IndexFile::default();
-    let mut blobs = 0;
-    for pack in packs {
-        blobs += pack.1.len();
-        batch.packs.push(pack);
-        if blobs >= MAX_BLOBS_PER_FILE {
-            files.push(std::mem::take(&mut batch));
-            blobs = 0;
-        }
-    }
-    if !batch.packs.is_empty() {
-        files.push(batch);
-    }
-    files
-}
-
-/// The contents of one index file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct IndexFile {
-    /// Index files this one replaces (written by prune; readers ignore them).
-    pub supersedes: Vec<Id>,
-    pub packs: Vec<(PackInfo, Vec<PackEntry>)>,
-}
-
-impl IndexFile {
-    pub fn encode(&self) -> Vec<u8> {
-        let blobs: usize = self.packs.iter().map(|p| p.1.len()).sum();
-        let mut out = Vec::with_capacity(16 + self.packs.len() * 45 + blobs * 44);
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
-        for s in &self.supersedes {
-            out.extend_from_slice(&s.0);
-        }
-        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
-        for (p, entries) in &self.packs {
-            out.extend_from_slice(&p.id.0);
-            out.push(p.kind as u8);
-            out.extend_from_slice(&p.size.to_le_bytes());
-            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            let n = self.packs.len() as u32;
+            let bytes = entries.iter().map(|e| e.length as u64).sum();
+            self.meta.push(PackMeta { source: FROM_HEADER, blobs: entries.len() as u32, bytes });
+            self.pack_numbers.insert(info.id, n);
+            self.packs.push(info.clone());
             for e in entries {
-                out.extend_from_slice(&e.id.0);
-                out.extend_from_slice(&e.offset.to_le_bytes());
-                out.extend_from_slice(&e.length.to_le_bytes());
-                out.extend_from_slice(&e.raw_length.to_le_bytes());
+                if self.mode == IndexMode::Membership && info.kind == BlobKind::Data {
+                    members.push(key_of(&e.id));
+                } else {
+                    self.slots.push(Slot {
+                        key: key_of(&e.id),
+                        pack: n,
+                        offset: e.offset,
+                        length: e.length,
+                        raw_length: e.raw_length,
+                    });
+                }
             }
         }
-        out
+        members.sort_unstable();
+        super::keyset::merge_sorted(&mut self.members, &members);
+        self.members.dedup();
+        // The full ids of slots that collided already are known.
+        let known: HashMap<(u32, u32), Id> = self
+            .exact
+            .iter()
+            .map(|(id, &p)| {
+                let s = &self.slots[p as usize];
+                ((s.pack & !COLLIDED, s.offset), *id)
+            })
+            .collect();
+        for s in &mut self.slots {
+            s.pack &= !COLLIDED;
+        }
+        self.slots.sort_unstable();
+        self.settle(known, full_ids)
     }
 
-    pub fn decode(b: &[u8]) -> Result<IndexFile, String> {
-        let mut r = Reader { b, pos: 0 };
-        if r.take(4)? != MAGIC {
-            return Err("not an index file (bad magic)".into());
-        }
-        let v = r.take(1)?[0];
-        if v != VERSION {
-            return Err(format!("unknown index version {v}"));
-        }
-        let ns = r.u32()? as usize;
-        let mut supersedes = Vec::with_capacity(ns.min(r.left() / 32));
-        for _ in 0..ns {
-            supersedes.push(r.id()?);
-        }
-        let np = r.u32()? as usize;
-        let mut packs = Vec::with_capacity(np.min(r.left() / PACK_BYTES));
-        for _ in 0..np {
-            let id = r.id()?;
-            let kind_byte = r.take(1)?[0];
-            let kind = BlobKind::from_u8(kind_byte).ok_or_else(|| format!("unknown blob kind {kind_byte}"))?;
-            let size = u64::from_le_bytes(r.take(8)?.try_into().unwrap());
-            let nb = r.u32()? as usize;
-            // The count is the file's word: reserve no more than its bytes can hold.
-            let mut entries = Vec::with_capacity(nb.min(r.left() / ENTRY_BYTES));
-            for _ in 0..nb {
-                let bid = r.id()?;
-                entries.push(PackEntry { kind, id: bid, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? });
+    /// Resolves slots that share a key: the same blob stored twice keeps
+    /// its first location (the lowest pack number), different blobs each
+    /// keep theirs, marked [`COLLIDED`] and found through the exact map.
+    fn settle<E>(&mut self, mut known: HashMap<(u32, u32), Id>, full_ids: &mut FullIds<'_, E>) -> Result<(), E> {
+        self.exact.clear();
+        let mut shared = Vec::new(); // positions of slots whose key another slot has
+        let mut i = 0;
+        while i < self.slots.len() {
+            let mut j = i + 1;
+            while j < self.slots.len() && self.slots[j].key == self.slots[i].key {
+                j += 1;
             }
-            packs.push((PackInfo { id, kind, size }, entries));
+            if j - i > 1 {
+                shared.extend(i..j);
+            }
+            i = j;
         }
-        if r.pos != b.len() {
-            return Err(format!("{} trailing bytes", b.len() - r.pos));
+        if shared.is_empty() {
+            return Ok(());
         }
-        Ok(IndexFile { supersedes, packs })
-    }
-
-    /// Checks every entry against the largest blob of its pack's kind:
-    /// `max_data` for data packs, `max_tree` for tree packs. An entry that
-    /// claims more is damage (or forgery), and no reader may trust it.
-    pub fn check_sizes(&self, max_data: u64, max_tree: u64) -> Result<(), String> {
-        for (p, entries) in &self.packs {
-            let (max, kind) = match p.kind {
-                BlobKind::Data => (max_data, "data"),
-                BlobKind::Tree => (max_tree, "tree"),
-            };
-            if let Some(e) = entries.iter().find(|e| e.raw_length as u64 > max) {
-                return Err(format!(
-                    "blob {} of {kind} pack {} claims {} bytes, above the {max} bytes a {kind} blob may hold",
-                    e.id.short(),
-                    p.id.short(),
-                    e.raw_length
-                ));
+        let ask: Vec<(u32, u32)> = shared
+            .iter()
+            .map(|&p| (self.slots[p].pack, self.slots[p].offset))
+            .filter(|k| !known.contains_key(k))
+            .collect();
+        let requests: Vec<IdRequest> = ask
+            .iter()
+            .map(|&(pack, offset)| {
+                let m = self.meta[pack as usize];
+                let info = &self.packs[pack as usize];
+                let source = match m.source {
+                    FROM_HEADER => PackSource::Header { size: info.size },
+                    f => PackSource::File(self.files[f as usize].0),
+                };
+                IdRequest { source, pack: info.id, offset }
+            })
+            .collect();
+        if !requests.is_empty() {
+            let ids = full_ids(&requests)?;
+            assert_eq!(ids.len(), requests.len(), "one full id per request");
+            known.extend(ask.into_iter().zip(ids));
+        }
+        let ids_of = known;
+        // Compact in place: the write position never passes the read one.
+        let (mut w, mut i, n) = (0, 0, self.slots.len());
+        let mut shared = shared.into_iter().peekable();
+        while i < n {
+            if shared.peek() != Some(&i) {
+                self.slots[w] = self.slots[i];
+                (w, i) = (w + 1, i + 1);
+                continue;
+            }
+            let key = self.slots[i].key;
+            let mut group: Vec<(Id, Slot)> = Vec::new();
+            while i < n && self.slots[i].key == key {
+                shared.next();
+                let s = self.slots[i];
+                let id = ids_of[&(s.pack, s.offset)];
+                if !group.iter().any(|g| g.0 == id) {
+                    group.push((id, s));
+                }
+                i += 1;
+            }
+            if group.len() == 1 {
+                self.slots[w] = group[0].1;
+                w += 1;
+                continue;
+            }
+            for (id, mut s) in group {
+                s.pack |= COLLIDED;
+                self.exact.insert(id, w as u32);
+                self.slots[w] = s;
+                w += 1;
             }
         }
+        self.slots.truncate(w);
+        self.slots.shrink_to_fit();
         Ok(())
     }
-}
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-/// The stored size of one blob entry (id, offset, length, raw length)
-/// and of one pack's head (id, kind, size, count).
-const ENTRY_BYTES: usize = 32 + 12;
-const PACK_BYTES: usize = 32 + 1 + 8 + 4;
-
-impl<'a> Reader<'a> {
-    fn left(&self) -> usize {
-        self.b.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.b.len() - self.pos < n {
-            return Err("truncated".into());
+    /// Bytes of memory held, from the capacities: a deterministic figure
+    /// for the budget checks in tests and benchmarks.
+    pub fn memory_bytes(&self) -> usize {
+        // A hash table holds at most 7/8 of its buckets, each an entry and
+        // a control byte.
+        fn table<K, V>(m: &HashMap<K, V>) -> usize {
+            m.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1)
         }
-        let s = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.members.capacity() * std::mem::size_of::<Key>()
+            + self.packs.capacity() * std::mem::size_of::<PackInfo>()
+            + self.meta.capacity() * std::mem::size_of::<PackMeta>()
+            + self.files.capacity() * std::mem::size_of::<(Id, bool)>()
+            + table(&self.pack_numbers)
+            + table(&self.exact)
     }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+}
+
+/// The slots of each pack, from [`Index::slots_by_pack`].
+pub struct SlotsByPack {
+    starts: Vec<u32>,
+    pos: Vec<u32>,
+}
+
+impl SlotsByPack {
+    /// Slot positions of pack `n`, in offset order.
+    pub fn of(&self, n: u32) -> &[u32] {
+        &self.pos[self.starts[n as usize] as usize..self.starts[n as usize + 1] as usize]
     }
-    fn id(&mut self) -> Result<Id, String> {
-        Ok(Id::from_slice(self.take(32)?).unwrap())
+}
+
+/// Builds an [`Index`] from index files, one at a time.
+pub struct IndexBuilder {
+    ix: Index,
+    /// Per pack, where its keys start in `ix.members` (for the removal of
+    /// superseded packs); `usize::MAX` for packs whose blobs are slots.
+    member_start: Vec<usize>,
+    /// Packs listed by more than one index file: the other files.
+    also_in: HashMap<u32, Vec<u32>>,
+    superseded: HashSet<Id>,
+}
+
+impl IndexBuilder {
+    pub fn new(mode: IndexMode) -> IndexBuilder {
+        IndexBuilder {
+            ix: Index::empty(mode),
+            member_start: Vec::new(),
+            also_in: HashMap::new(),
+            superseded: HashSet::new(),
+        }
+    }
+
+    /// Adds the plaintext of the index file `id`. A damaged file adds
+    /// nothing and gives the reason.
+    pub fn add_file(&mut self, id: Id, plain: &[u8]) -> Result<(), String> {
+        struct Add<'a> {
+            b: &'a mut IndexBuilder,
+            file: u32,
+        }
+        impl IndexVisitor for Add<'_> {
+            fn supersedes(&mut self, id: Id) {
+                self.b.superseded.insert(id);
+            }
+            fn pack(&mut self, info: PackInfo, entries: PackEntries<'_>) {
+                self.b.add_pack(self.file, info, entries);
+            }
+        }
+        let file = self.ix.files.len() as u32;
+        IndexFile::visit(plain, &mut Add { b: self, file })?;
+        self.ix.files.push((id, true));
+        Ok(())
+    }
+
+    fn add_pack(&mut self, file: u32, info: PackInfo, entries: PackEntries<'_>) {
+        if let Some(&n) = self.ix.pack_numbers.get(&info.id) {
+            self.also_in.entry(n).or_default().push(file);
+            return;
+        }
+        let ix = &mut self.ix;
+        let n = ix.packs.len() as u32;
+        let mut meta = PackMeta { source: file, blobs: entries.len() as u32, bytes: 0 };
+        if ix.mode == IndexMode::Membership && info.kind == BlobKind::Data {
+            self.member_start.push(ix.members.len());
+            ix.members.reserve(entries.len());
+            for e in entries {
+                meta.bytes += e.length as u64;
+                ix.members.push(key_of(&e.id));
+            }
+        } else {
+            self.member_start.push(usize::MAX);
+            ix.slots.reserve(entries.len());
+            for e in entries {
+                meta.bytes += e.length as u64;
+                ix.slots.push(Slot {
+                    key: key_of(&e.id),
+                    pack: n,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                });
+            }
+        }
+        ix.meta.push(meta);
+        ix.pack_numbers.insert(info.id, n);
+        ix.packs.push(info);
+    }
+
+    /// Drops what superseded files alone listed, sorts, and settles shared
+    /// prefixes (asking `full_ids` for the ids it needs).
+    pub fn finish<E>(mut self, full_ids: &mut FullIds<'_, E>) -> Result<Index, E> {
+        for f in &mut self.ix.files {
+            f.1 = !self.superseded.contains(&f.0);
+        }
+        self.drop_superseded_packs();
+        let mut ix = self.ix;
+        ix.members.sort_unstable();
+        ix.members.dedup();
+        ix.members.shrink_to_fit();
+        ix.slots.sort_unstable();
+        ix.slots.shrink_to_fit();
+        ix.packs.shrink_to_fit();
+        ix.meta.shrink_to_fit();
+        ix.settle(HashMap::new(), full_ids)?;
+        Ok(ix)
+    }
+
+    /// A pack listed only by superseded files is not in the index.
+    fn drop_superseded_packs(&mut self) {
+        let ix = &mut self.ix;
+        let live = |f: u32| ix.files[f as usize].1;
+        let dead: Vec<bool> = (0..ix.packs.len() as u32)
+            .map(|n| {
+                let m = ix.meta[n as usize];
+                m.source != FROM_HEADER
+                    && !live(m.source)
+                    && !self.also_in.get(&n).is_some_and(|fs| fs.iter().any(|&f| live(f)))
+            })
+            .collect();
+        if !dead.contains(&true) {
+            return;
+        }
+        let mut renumber = vec![u32::MAX; dead.len()];
+        let mut next = 0u32;
+        for (n, d) in dead.iter().enumerate() {
+            if !d {
+                renumber[n] = next;
+                next += 1;
+            }
+        }
+        ix.slots.retain(|s| !dead[s.pack as usize]);
+        for s in &mut ix.slots {
+            s.pack = renumber[s.pack as usize];
+        }
+        // Member keys were added pack after pack: move the live runs down.
+        let mut w = 0;
+        for (n, &is_dead) in dead.iter().enumerate() {
+            let start = self.member_start[n];
+            if start == usize::MAX {
+                continue;
+            }
+            let len = ix.meta[n].blobs as usize;
+            if !is_dead {
+                ix.members.copy_within(start..start + len, w);
+                w += len;
+            }
+        }
+        ix.members.truncate(w);
+        ix.packs = std::mem::take(&mut ix.packs).into_iter().enumerate().filter(|p| !dead[p.0]).map(|p| p.1).collect();
+        ix.meta = std::mem::take(&mut ix.meta).into_iter().enumerate().filter(|m| !dead[m.0]).map(|m| m.1).collect();
+        ix.pack_numbers = ix.packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(i: u32) -> PackEntry {
-        PackEntry {
-            kind: BlobKind::Data,
-            id: Id::hash_of(&i.to_le_bytes()),
-            offset: i * 10,
-            length: 10,
-            raw_length: 20,
-        }
-    }
-
-    #[test]
-    fn index_file_round_trip() {
-        let f = IndexFile {
-            supersedes: vec![Id::hash_of(b"old")],
-            packs: vec![(
-                PackInfo { id: Id::hash_of(b"p"), kind: BlobKind::Data, size: 99 },
-                (0..5).map(entry).collect(),
-            )],
-        };
-        let enc = f.encode();
-        assert_eq!(IndexFile::decode(&enc).unwrap(), f);
-        assert!(IndexFile::decode(&enc[..enc.len() - 1]).is_err());
-        assert!(IndexFile::decode(b"XXXX").is_err());
-    }
-
-    #[test]
-    fn packs_are_split_into_files_of_bounded_size_without_splitting_a_pack() {
-        let pack = |n: u32, blobs: u32| {
-            (
-                PackInfo { id: Id::hash_of(&n.to_le_bytes()), kind: BlobKind::Data, size: 1 },
-                (0..blobs).map(entry).collect::<Vec<_>>(),
-            )
-        };
-        let half = MAX_BLOBS_PER_FILE as u32 / 2;
-        let files = split_into_files(vec![pack(1, half), pack(2, half + 1), pack(3, 5), pack(4, 7)]);
-        let shape: Vec<Vec<usize>> = files.iter().map(|f| f.packs.iter().map(|p| p.1.len()).collect()).collect();
-        assert_eq!(shape, vec![vec![half as usize, half as usize + 1], vec![5, 7]]);
-        assert!(split_into_files(Vec::new()).is_empty());
-    }
-
-    #[test]
-    fn entries_above_the_largest_blob_of_their_kind_are_refused() {
-        let mut f = IndexFile {
-            supersedes: Vec::new(),
-            packs: vec![(PackInfo { id: Id::hash_of(b"p"), kind: BlobKind::Data, size: 99 }, vec![entry(1)])],
-        };
-        assert_eq!(f.check_sizes(20, 20), Ok(()));
-        let e = f.check_sizes(19, 1000).unwrap_err();
-        assert!(e.contains("claims 20 bytes, above the 19 bytes a data blob may hold"), "{e}");
-        f.packs[0].0.kind = BlobKind::Tree;
-        assert_eq!(f.check_sizes(19, 20), Ok(()), "a tree pack is judged by the tree limit");
-        assert!(f.check_sizes(1000, 19).is_err());
-    }
-
-    #[test]
-    fn lookups_work_before_and_after_compaction_and_stay_within_budget() {
-        let mut idx = Index::new();
-        for p in 0..100u32 {
-            let entries: Vec<_> = (p * 1000..(p + 1) * 1000).map(entry).collect();
-            idx.add_pack(PackInfo { id: Id::hash_of(&p.to_le_bytes()), kind: BlobKind::Data, size: 1 }, &entries);
-        }
-        assert!(idx.get(&entry(5).id).is_some());
-        idx.compact();
-        assert_eq!(idx.len(), 100_000);
-        assert_eq!(idx.get(&entry(54_321).id).unwrap().pack, 54);
-        assert!(idx.get(&Id::hash_of(b"nope")).is_none());
-        let per_blob = idx.memory_bytes() as f64 / idx.len() as f64;
-        assert!(per_blob <= 64.0, "{per_blob} bytes per blob");
-    }
-}
+mod tests;

@@ -112,24 +112,10 @@ impl KeyHints {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+fn write_private(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{LAST_SLOT_FILE}.tmp-{}", Id::random().short()));
-    let r = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    crate::private::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    crate::private::write_atomic(path, bytes)
 }
 
 fn slot_key(id: &Id) -> String {

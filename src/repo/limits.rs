@@ -36,3 +36,6 @@ pub const CHUNK: u64 = 16 << 20;
 pub const EVIDENCE_RECORD: u64 = 1 << 20;
 /// The evidence signing key object, `evidence/key`.
 pub const EVIDENCE_KEY: u64 = 64 << 10;
+/// A record of the Object Lock retention log, `maintenance/retention/<seq>`:
+/// about 30 bytes per completed pass, so room for some 500,000 passes.
+pub const RETENTION_LOG_RECORD: u64 = 16 << 20;

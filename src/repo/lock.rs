@@ -48,8 +48,14 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 pub const LOOKS_STALE_AFTER: Duration = Duration::from_secs(2 * REFRESH_EVERY.as_secs());
 /// Where the repository's shared and exclusive locks live.
 pub const REPOSITORY_LOCKS: &str = "locks";
+/// Where the evidence append lock lives (`crate::evidence::LOCKS_DIR`):
+/// under `locks/`, the one prefix whose objects may be replaced and deleted.
+pub const EVIDENCE_LOCKS: &str = "locks/evidence";
+/// Where builds before the no-overwrite rule kept the evidence append lock;
+/// still looked at, so that their leftovers are judged and removed.
+pub const LEGACY_EVIDENCE_LOCKS: &str = "evidence/locks";
 /// Every directory of locks in a repository (the evidence append lock's included).
-pub const LOCK_DIRS: [&str; 2] = [REPOSITORY_LOCKS, "evidence/locks"];
+pub const LOCK_DIRS: [&str; 3] = [REPOSITORY_LOCKS, EVIDENCE_LOCKS, LEGACY_EVIDENCE_LOCKS];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -241,6 +247,9 @@ pub struct Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        if self.key.is_empty() {
+            return; // taken on a read-only view: nothing was written
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.refresher.take() {
             h.thread().unpark();
@@ -252,18 +261,32 @@ impl Drop for Lock {
 
 fn write_lock(repo: &Repository, key: &str, info: &LockInfo) -> Result<()> {
     let sealed = repo.key().seal(&serde_json::to_vec(info).expect("lock serialises"));
-    repo.backend().put(key, &sealed)?;
+    repo.backend().put_mutable(key, &sealed)?;
     Ok(())
 }
 
 /// Takes a repository lock for `purpose`; exclusive locks exclude every other lock.
+/// Takes a repository lock. When the repository handle has a
+/// [`LockWait`] (`--retry-lock`, the daemon's jobs), a live lock in the way
+/// is waited for ([`wait::acquire_waiting`]); otherwise it fails at once.
 pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock> {
-    acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose)
+    match repo.lock_wait() {
+        Some(w) => {
+            wait::acquire_waiting(w, &mut wait::SystemClock, || acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose))
+        }
+        None => acquire_in(repo, REPOSITORY_LOCKS, exclusive, purpose),
+    }
 }
 
 /// Takes a lock among those under `dir` only; locks elsewhere are not
 /// looked at, and do not see this one.
 pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Lock> {
+    if repo.backend().is_read_only() {
+        // A view of the past (`--as-of`) cannot be written, and no prune
+        // changes the past: there is nothing to lock.
+        let stop = Arc::new(AtomicBool::new(true));
+        return Ok(Lock { key: String::new(), backend: repo.backend().clone(), stop, refresher: None });
+    }
     let claim = Claim::write(repo, dir, exclusive, purpose)?;
     let verdict = claim.look();
     claim.settle(verdict)
@@ -443,3 +466,6 @@ fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host
 
 #[cfg(test)]
 mod tests;
+
+mod wait;
+pub use wait::{LockWait, Waiting, DAEMON_LOCK_WAIT};

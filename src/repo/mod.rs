@@ -7,21 +7,30 @@
 //! - `data/<2 hex>/<id>`: packs of data or tree blobs;
 //! - `index/<id>`: sealed index files;
 //! - `snapshots/<id>`: sealed snapshots;
-//! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]).
+//! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]);
+//! - `locks/…`: locks, the only objects ever replaced or removed outside
+//!   maintenance (see [`crate::backend::MUTABLE_PREFIX`]);
+//! - `maintenance/…`: with Object Lock, the retention step's log and the
+//!   maintenance permission probe (see [`object_lock`], [`duties`]).
 //!
 //! Everything but the marker and the key slots is sealed, and nothing is
 //! used before its seal is opened: that is invariant 1.
 
 pub mod blob;
 pub mod cache;
+pub mod duties;
 pub mod index;
+pub mod index_file;
 pub mod keys;
+pub mod keyset;
 pub mod limits;
 pub mod litter;
 pub mod lock;
+pub mod object_lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod undelete;
 pub mod walk;
 pub mod writer;
 
@@ -30,13 +39,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ObjectLock, WritePolicy};
 use crate::chunk::ChunkerParams;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-pub use index::{BlobLocation, Index, IndexFile, PackInfo};
+pub use index::{BlobLocation, Index, IndexBuilder, IndexFile, IndexMode, PackInfo};
+use index::{IdRequest, IndexVisitor, PackEntries, PackSource};
 pub use snapshot::{Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree};
 
@@ -83,6 +93,34 @@ pub struct Config {
     /// Target pack size in bytes.
     pub pack_size: u32,
     pub created: DateTime<Utc>,
+    /// How the storage is written (absent in repositories made before
+    /// cairn recorded it).
+    #[serde(default, skip_serializing_if = "StorageSettings::is_unknown")]
+    pub storage: StorageSettings,
+}
+
+/// What `init` found out about the storage and chose for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageSettings {
+    /// Whether the storage refused `If-None-Match: *` on an existing key
+    /// when `init` probed it. Unknown (a repository made before the probe)
+    /// is written as if not: a HEAD before every PUT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditional_put: Option<bool>,
+    /// S3 Object Lock retention of every object outside `locks/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+impl StorageSettings {
+    fn is_unknown(&self) -> bool {
+        *self == StorageSettings::default()
+    }
+
+    /// What the backend must do on every write.
+    pub fn write_policy(&self) -> WritePolicy {
+        WritePolicy { conditional_put: self.conditional_put == Some(true), object_lock: self.object_lock }
+    }
 }
 
 impl Config {
@@ -149,6 +187,13 @@ pub(crate) fn blob_error(what: String, e: blob::BlobError) -> Error {
     }
 }
 
+/// Whether a snapshot time lies more than [`lock::MAX_CLOCK_SKEW`] after
+/// `now`: no honest writer makes one (`backup` refuses to), so it is never
+/// the newest recovery point, `latest`, or a reason for retention.
+pub fn is_future(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    time > now + chrono::Duration::from_std(lock::MAX_CLOCK_SKEW).expect("small")
+}
+
 /// Choices made at `init`.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -156,6 +201,8 @@ pub struct InitOptions {
     pub compression: i32,
     pub pack_size: u32,
     pub kdf: KdfParams,
+    /// Lock every object with S3 Object Lock (the bucket must have it on).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl Default for InitOptions {
@@ -165,6 +212,7 @@ impl Default for InitOptions {
             compression: 3,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::default(),
+            object_lock: None,
         }
     }
 }
@@ -220,6 +268,9 @@ pub struct Repository {
     key_slot: Id,
     config: Config,
     cache: Option<Arc<cache::Cache>>,
+    /// How [`lock::acquire`] waits for a live lock in the way; `None`:
+    /// it fails at once.
+    lock_wait: Option<lock::LockWait>,
 }
 
 pub fn pack_key(id: &Id) -> String {
@@ -248,6 +299,21 @@ impl Repository {
         if !backend.list("")?.is_empty() {
             return Err(Error::AlreadyExists(backend.location()));
         }
+        if opts.object_lock.is_some() {
+            let status = backend.bucket_lock_status()?;
+            if !status.object_lock || !status.versioning {
+                return Err(Error::ObjectLockUnavailable {
+                    location: backend.location(),
+                    versioning: status.versioning,
+                    object_lock: status.object_lock,
+                });
+            }
+        }
+        // Once, here: does the storage refuse to replace an object when
+        // asked not to? The answer is recorded in the config.
+        let storage =
+            StorageSettings { conditional_put: Some(backend.probe_conditional_put()?), object_lock: opts.object_lock };
+        backend.set_write_policy(&storage.write_policy());
         let mut chunker = opts.chunker;
         if chunker.seed == 0 {
             chunker.seed = rand::random::<u64>() | 1;
@@ -261,12 +327,17 @@ impl Repository {
             compression: opts.compression,
             pack_size: opts.pack_size,
             created: Utc::now(),
+            storage,
         };
         config.validate().map_err(Error::InvalidArgument)?;
         let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        Ok(Repository { backend, key, key_slot, config, cache: None })
+        let repo = Repository { backend, key, key_slot, config, cache: None, lock_wait: None };
+        if storage.object_lock.is_some() {
+            duties::create_maintenance_probe(&repo)?;
+        }
+        Ok(repo)
     }
 
     /// Writes the marker of a repository made by [`Repository::create`].
@@ -314,7 +385,9 @@ impl Repository {
         if config.id != marker.id {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
-        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None })
+        config.validate().map_err(|e| Error::format("config", e))?;
+        backend.set_write_policy(&config.storage.write_policy());
+        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None, lock_wait: None })
     }
 
     /// The key slot this repository was opened (or created) with.
@@ -327,6 +400,22 @@ impl Repository {
         let c = cache::Cache::open(base, &self.config.id).map_err(|e| Error::io(base, e))?;
         self.cache = Some(Arc::new(c));
         Ok(())
+    }
+
+    /// Puts a layer over this handle's backend (`backup --dry-run`'s
+    /// [`crate::backend::discard::Discarding`]).
+    pub fn wrap_backend(&mut self, wrap: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>) {
+        self.backend = wrap(self.backend.clone());
+    }
+
+    /// Makes [`lock::acquire`] on this handle (and its clones) retry while
+    /// a live lock is in the way, for `wait.patience` (`--retry-lock`).
+    pub fn set_lock_wait(&mut self, wait: Option<lock::LockWait>) {
+        self.lock_wait = wait;
+    }
+
+    pub fn lock_wait(&self) -> Option<&lock::LockWait> {
+        self.lock_wait.as_ref()
     }
 
     pub fn cache(&self) -> Option<&Arc<cache::Cache>> {
@@ -392,43 +481,94 @@ impl Repository {
             .collect())
     }
 
-    /// Reads every index file into one in-memory index.
+    /// Reads every index file into one in-memory index with locations.
     pub fn load_index(&self) -> Result<Index> {
-        let files = self.load_index_files()?;
-        let superseded: std::collections::HashSet<Id> =
-            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-        let mut index = Index::new();
-        for (id, f) in &files {
-            if superseded.contains(id) {
-                continue;
-            }
-            for (info, entries) in &f.packs {
-                index.add_pack(info.clone(), entries);
-            }
-        }
-        index.compact();
-        Ok(index)
+        self.load_index_as(IndexMode::Locations)
     }
 
-    pub fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+    /// Reads every index file into one in-memory index, one file at a time.
+    /// One damaged index file must not make the others useless: it is
+    /// skipped with a warning, and the blobs it lists are just unknown (and
+    /// `check` reports it).
+    pub fn load_index_as(&self, mode: IndexMode) -> Result<Index> {
+        self.build_index(mode, &mut |id, e| {
+            if e.is_retryable() || matches!(e, Error::Backend(_)) {
+                return Err(e);
+            }
+            tracing::warn!("skipping index file index/{id}: {e}");
+            Ok(())
+        })
+    }
+
+    /// Builds the index from every index file; each file that cannot be
+    /// read or decoded goes to `bad`, which skips it (`Ok`) or stops.
+    pub fn build_index(&self, mode: IndexMode, bad: &mut dyn FnMut(&Id, Error) -> Result<()>) -> Result<Index> {
         let ids = self.list_ids("index")?;
         if let Some(c) = &self.cache {
             c.retain("index", &ids.iter().copied().collect());
         }
-        let mut out = Vec::with_capacity(ids.len());
+        let mut b = IndexBuilder::new(mode);
         for id in ids {
-            let r = self.load_index_file(&id);
-            match r {
-                Ok(f) => out.push((id, f)),
-                // One damaged index file must not make the others useless:
-                // the blobs it lists are just unknown (and `check` reports it).
-                Err(e) if !e.is_retryable() && !matches!(e, Error::Backend(_)) => {
-                    tracing::warn!("skipping index file index/{id}: {e}");
-                }
-                Err(e) => return Err(e),
+            let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
+                IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
+                    .and_then(|()| b.add_file(id, &plain))
+                    .map_err(|e| Error::format(format!("index file `index/{id}`"), e))
+            });
+            if let Err(e) = r {
+                bad(&id, e)?;
             }
         }
-        Ok(out)
+        b.finish(&mut |reqs| self.full_ids(reqs))
+    }
+
+    /// Adds packs adopted from their headers to `index`.
+    pub fn add_adopted_packs(&self, index: &mut Index, packs: &[(PackInfo, Vec<pack::PackEntry>)]) -> Result<()> {
+        index.add_packs(packs, &mut |reqs| self.full_ids(reqs))
+    }
+
+    /// The full ids of index entries, read again from the index file or
+    /// pack header they came from (the in-memory index keeps a prefix).
+    fn full_ids(&self, reqs: &[IdRequest]) -> Result<Vec<Id>> {
+        use std::collections::HashMap;
+        let mut wanted: HashMap<&PackSource, HashMap<Id, Vec<usize>>> = HashMap::new();
+        for (i, r) in reqs.iter().enumerate() {
+            wanted.entry(&r.source).or_default().entry(r.pack).or_default().push(i);
+        }
+        let mut out: Vec<Option<Id>> = vec![None; reqs.len()];
+        let mut fill = |pack: &Id, entries: &mut dyn Iterator<Item = pack::PackEntry>, asked: &[usize]| {
+            let at: HashMap<u32, Id> = entries.map(|e| (e.offset, e.id)).collect();
+            for &i in asked {
+                out[i] = at.get(&reqs[i].offset).copied().filter(|_| reqs[i].pack == *pack);
+            }
+        };
+        for (source, packs) in &wanted {
+            match source {
+                PackSource::File(fid) => {
+                    let plain = self.load_object("index", fid, limits::INDEX_FILE)?;
+                    let mut v = VisitPacks { packs, fill: &mut fill };
+                    IndexFile::visit(&plain, &mut v)
+                        .map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
+                }
+                PackSource::Header { size } => {
+                    for (pack, asked) in packs {
+                        let entries = self.read_pack_header(pack, *size)?;
+                        fill(pack, &mut entries.into_iter(), asked);
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .zip(reqs)
+            .map(|(id, r)| {
+                id.ok_or_else(|| Error::Integrity {
+                    what: format!(
+                        "index entry at offset {} of pack `{}` (not where the index was read from)",
+                        r.offset,
+                        pack_key(&r.pack)
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// Loads, decodes and checks one index file: every entry must fit the
@@ -492,11 +632,15 @@ impl Repository {
         self.save_object("snapshots", &json)
     }
 
-    /// Resolves `latest` or a unique id prefix to a snapshot.
+    /// Resolves `latest` or a unique id prefix to a snapshot. `latest` is
+    /// the newest snapshot not dated in the future ([`is_future`]): a
+    /// snapshot "from 2099" never stands for the newest data.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
+            let now = Utc::now();
             let mut list = self.list_snapshots()?;
             list.complete()?;
+            list.snapshots.retain(|(_, s)| !is_future(s.time, now));
             return list.snapshots.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
         let ids = self.list_ids("snapshots")?;
@@ -574,5 +718,23 @@ impl Repository {
         let entries = pack::decode_header(&plain).map_err(bad)?;
         pack::validate_layout(&entries, start).map_err(bad)?;
         Ok(entries)
+    }
+}
+
+/// Receives a pack's id, its entries and the requests for it.
+type FillIds<'a> = dyn FnMut(&Id, &mut dyn Iterator<Item = pack::PackEntry>, &[usize]) + 'a;
+
+/// Hands the entries of the packs asked for to `fill`.
+struct VisitPacks<'a> {
+    packs: &'a std::collections::HashMap<Id, Vec<usize>>,
+    fill: &'a mut FillIds<'a>,
+}
+
+impl IndexVisitor for VisitPacks<'_> {
+    fn supersedes(&mut self, _: Id) {}
+    fn pack(&mut self, info: PackInfo, mut entries: PackEntries<'_>) {
+        if let Some(asked) = self.packs.get(&info.id) {
+            (self.fill)(&info.id, &mut entries, asked);
+        }
     }
 }

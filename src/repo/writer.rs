@@ -4,11 +4,15 @@
 //! collect in an open pack, and a full pack goes through a bounded channel
 //! to uploader threads while the workers keep going. A pack's index entries
 //! are published (an index file is written) only after the pack itself was
-//! stored, every `checkpoint_packs` packs and at the end, so an interrupted
-//! session leaves stored packs that the next one can reuse, and never an
-//! index entry without its pack (invariant 2).
+//! stored, every `checkpoint_packs` packs (or [`CHECKPOINT_BLOBS`] blobs)
+//! and at the end, so an interrupted session leaves stored packs that the
+//! next one can reuse, and never an index entry without its pack
+//! (invariant 2).
+//!
+//! The blobs a session stores are remembered by their 16-byte key in a
+//! [`KeySet`] (about 17 bytes per new blob), so a backup of millions of
+//! small files does not hold millions of full ids.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -22,6 +26,7 @@ use crate::id::Id;
 
 use super::cache::Cache;
 use super::index::{Index, PackInfo};
+use super::keyset::{key_of, KeySet};
 use super::pack::{FinishedPack, PackBuilder, PackEntry};
 use super::{blob, pack_key, BlobKind, Repository};
 
@@ -33,16 +38,17 @@ pub struct WriterStats {
     pub raw_bytes: u64,
     pub stored_bytes: u64,
     pub index_files: Vec<Id>,
-    /// Every pack stored, with its entries, when asked for with
-    /// [`RepoWriter::keep_stored_entries`].
-    pub stored: Vec<(PackInfo, Vec<PackEntry>)>,
 }
+
+/// An index file is written at the latest when the stored packs not yet
+/// indexed hold this many blobs (packs of small files hold ~100,000 each),
+/// which bounds both the entries held here and the size of one index file.
+pub const CHECKPOINT_BLOBS: usize = 100_000;
 
 struct Uploaded {
     pending: Vec<(PackInfo, Vec<PackEntry>)>,
+    pending_blobs: usize,
     stats: WriterStats,
-    /// Whether to keep every stored pack's entries in `stats.stored`.
-    keep_stored: bool,
 }
 
 pub struct RepoWriter {
@@ -50,7 +56,7 @@ pub struct RepoWriter {
     backend: Arc<dyn Backend>,
     pack_size: usize,
     open: [Mutex<PackBuilder>; 2],
-    claimed: Mutex<HashSet<Id>>,
+    claimed: Mutex<KeySet>,
     tx: Option<Sender<FinishedPack>>,
     uploaders: Vec<JoinHandle<Result<()>>>,
     shared: Arc<Mutex<Uploaded>>,
@@ -69,7 +75,7 @@ impl RepoWriter {
         let (tx, rx) = bounded::<FinishedPack>(0);
         let idle = Arc::new(AtomicUsize::new(0));
         let shared =
-            Arc::new(Mutex::new(Uploaded { pending: Vec::new(), stats: WriterStats::default(), keep_stored: false }));
+            Arc::new(Mutex::new(Uploaded { pending: Vec::new(), pending_blobs: 0, stats: WriterStats::default() }));
         let handles = (0..uploaders.max(1))
             .map(|_| {
                 let rx = rx.clone();
@@ -95,11 +101,13 @@ impl RepoWriter {
                             s.stats.packs += 1;
                             s.stats.raw_bytes += p.raw_bytes;
                             s.stats.stored_bytes += p.bytes.len() as u64;
-                            if s.keep_stored {
-                                s.stats.stored.push((info.clone(), p.entries.clone()));
-                            }
+                            s.pending_blobs += p.entries.len();
                             s.pending.push((info, p.entries));
-                            (s.pending.len() >= checkpoint_packs).then(|| std::mem::take(&mut s.pending))
+                            let due = s.pending.len() >= checkpoint_packs || s.pending_blobs >= CHECKPOINT_BLOBS;
+                            due.then(|| {
+                                s.pending_blobs = 0;
+                                std::mem::take(&mut s.pending)
+                            })
                         };
                         if let Some(packs) = checkpoint {
                             let ids = write_index(&backend, &key, cache.as_deref(), packs)?;
@@ -121,7 +129,7 @@ impl RepoWriter {
                 Mutex::new(PackBuilder::new(BlobKind::Data, pack_size + pack_size / 8)),
                 Mutex::new(PackBuilder::new(BlobKind::Tree, 0)),
             ],
-            claimed: Mutex::new(HashSet::new()),
+            claimed: Mutex::new(KeySet::new()),
             tx: Some(tx),
             uploaders: handles,
             shared,
@@ -131,16 +139,10 @@ impl RepoWriter {
         }
     }
 
-    /// Keeps the entries of every stored pack in [`WriterStats::stored`]
-    /// (prune needs them; a backup does not, and saves the memory).
-    pub fn keep_stored_entries(&self) {
-        self.shared.lock().unwrap().keep_stored = true;
-    }
-
     /// True when the blob is new and this caller must store it; false when
     /// it is in `index` already or another worker claimed it.
     pub fn claim(&self, index: &Index, id: &Id) -> bool {
-        !index.contains(id) && self.claimed.lock().unwrap().insert(*id)
+        !index.contains(id) && self.claimed.lock().unwrap().insert(key_of(id))
     }
 
     /// Adds a sealed blob to the open pack of its kind.
@@ -274,10 +276,7 @@ pub fn adopt_unindexed_packs(repo: &Repository, index: &mut Index) -> Result<Ado
         }
     }
     if !adopted.is_empty() {
-        for (info, entries) in &adopted {
-            index.add_pack(info.clone(), entries);
-        }
-        index.compact();
+        repo.add_adopted_packs(index, &adopted)?;
         report.packs = adopted.len();
         write_index(repo.backend(), repo.key(), repo.cache().map(|c| c.as_ref()), adopted)?;
     }

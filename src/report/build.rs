@@ -306,7 +306,7 @@ fn drills(policy: Option<&Policy>, all: &[&DrillRow], rto_objective_s: Option<f6
     let count = list.len() as u64;
     let passed = list.iter().filter(|d| d.passed()).count() as u64;
     let exceeded = |d: &&&DrillRow| match (d.rto_measured_s, d.rto_objective_s.or(rto_objective_s)) {
-        (Some(m), Some(o)) => m > o,
+        (Some(m), Some(o)) => crate::text::exceeds(m, o),
         _ => false,
     };
     Drills {

@@ -1,6 +1,8 @@
 //! The HTML page's charts, drawn with plotters' SVG backend into a string
 //! and inlined in the page (no external assets, no JavaScript). The x axis
-//! is the evaluated period in UTC; the y axis unit (seconds, minutes,
+//! is the policy's recorded life within the evaluated period, in UTC (from
+//! `tracked_since` when the state first records the policy inside the
+//! period, so a week-old policy fills a 30-day report's chart); the y axis unit (seconds, minutes,
 //! hours, days) follows the largest value or objective shown. Colours match
 //! the page: blue for measurements, red for the objective and for breaches,
 //! green and red points for passed and failed drills.
@@ -68,6 +70,14 @@ fn x_of(since: DateTime<Utc>, t: DateTime<Utc>) -> f64 {
     super::secs(t - since)
 }
 
+/// The x axis of a policy's charts: from the start of the period, or from
+/// when the state first records the policy if that is later, to the end of
+/// the evaluated period. Returns the start and the span in seconds.
+pub fn x_window(p: &PolicyReport, period: &ReportPeriod) -> (DateTime<Utc>, f64) {
+    let since = p.tracked_since.map_or(period.since, |t| t.max(period.since));
+    (since, super::secs(period.evaluated_until - since))
+}
+
 /// Axis numbers without needless decimals: `25`, `2.5`.
 fn number(v: &f64) -> String {
     let r = (v * 10.0).round() / 10.0;
@@ -133,14 +143,13 @@ fn svg(
 /// shaded. `None` when there is neither a recovery point nor an objective.
 pub fn rpo_chart(p: &PolicyReport, period: &ReportPeriod) -> ChartResult {
     let r = &p.rpo;
-    let span = period.seconds();
+    let (since, span) = x_window(p, period);
     if span <= 0.0 || (r.samples.is_empty() && r.objective_s.is_none()) {
         return Ok(None);
     }
     let max = r.samples.iter().map(|s| s.age_s).chain(r.objective_s).fold(1.0, f64::max);
     let unit = unit_for(max);
     let y_max = max * 1.15 / unit.seconds;
-    let since = period.since;
     let y_desc = format!("age of the newest recovery point ({})", unit.name);
     let svg = svg(since, span, y_max, "time (UTC)", &y_desc, |chart| {
         let breach = |b: &super::Breach| {
@@ -174,11 +183,11 @@ pub fn rpo_chart(p: &PolicyReport, period: &ReportPeriod) -> ChartResult {
 /// green and failed ones in red. `None` without a drill in the period.
 pub fn rto_chart(p: &PolicyReport, period: &ReportPeriod) -> ChartResult {
     let d = &p.drills;
-    let span = period.seconds();
+    let (since, span) = x_window(p, period);
     let points: Vec<(f64, f64, bool)> = d
         .list
         .iter()
-        .filter_map(|x| x.rto_measured_s.map(|m| (x_of(period.since, x.started_at), m, x.verdict == "pass")))
+        .filter_map(|x| x.rto_measured_s.map(|m| (x_of(since, x.started_at), m, x.verdict == "pass")))
         .collect();
     if span <= 0.0 || points.is_empty() {
         return Ok(None);
@@ -187,7 +196,7 @@ pub fn rto_chart(p: &PolicyReport, period: &ReportPeriod) -> ChartResult {
     let mut objective: Vec<(f64, f64)> = Vec::new();
     for x in &d.list {
         if let Some(o) = x.rto_objective_s {
-            let at = x_of(period.since, x.started_at);
+            let at = x_of(since, x.started_at);
             match objective.last() {
                 None => objective.push((0.0, o)),
                 Some(&(_, prev)) if prev != o => objective.extend([(at, prev), (at, o)]),
@@ -204,7 +213,7 @@ pub fn rto_chart(p: &PolicyReport, period: &ReportPeriod) -> ChartResult {
     let unit = unit_for(max);
     let y_max = max * 1.2 / unit.seconds;
     let y_desc = format!("measured restore time ({})", unit.name);
-    let svg = svg(period.since, span, y_max, "drill start (UTC)", &y_desc, |chart| {
+    let svg = svg(since, span, y_max, "drill start (UTC)", &y_desc, |chart| {
         if !objective.is_empty() {
             let o: Vec<(f64, f64)> = objective.iter().map(|&(x, y)| (x, y / unit.seconds)).collect();
             chart.draw_series(DashedLineSeries::new(o, 8, 5, OBJECTIVE.stroke_width(2))).map_err(|e| e.to_string())?;

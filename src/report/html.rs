@@ -153,7 +153,11 @@ fn summary(w: &mut String, r: &Report) {
                 human_opt(p.rpo.age_at_end_s),
                 breached,
                 drills,
-                format!("{} / {}", human_opt(p.drills.rto_worst_s), human_opt(p.objectives.rto_s)),
+                format!(
+                    "{} / {}",
+                    human_opt_against(p.drills.rto_worst_s, p.objectives.rto_s),
+                    human_opt(p.objectives.rto_s)
+                ),
                 ver.to_string(),
             ],
         );
@@ -316,7 +320,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     let _ = write!(w, "<h3>Recovery point age (RPO)</h3><div class=\"stats\">");
     stat(w, "Objective", human_opt(r.objective_s));
     stat(w, "Age at end", human_opt(r.age_at_end_s));
-    stat(w, "Worst age", human_opt(r.worst_age_s));
+    stat(w, "Worst age", human_opt_against(r.worst_age_s, r.objective_s));
     stat(w, "Within objective", percent(r.compliance));
     let _ = write!(w, "</div>");
     chart(w, "rpo-chart", charts::rpo_chart(p, period), "No recovery point and no RPO objective: nothing to chart.");
@@ -356,7 +360,7 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
             t.row(&[
                 when(x.started_at),
                 format!("<span class=\"badge {verdict}\">{}</span>", esc(&x.verdict)),
-                human_opt(x.rto_measured_s),
+                human_opt_against(x.rto_measured_s, x.rto_objective_s),
                 human_opt(x.rto_objective_s),
                 human_opt(x.rpo_achieved_s),
                 x.files_checked.to_string(),
@@ -371,8 +375,8 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     }
     let _ = write!(w, "<h3>Restore time (RTO)</h3><div class=\"stats\">");
     stat(w, "Objective", human_opt(d.rto_objective_s));
-    stat(w, "Last measured", human_opt(d.rto_last_s));
-    stat(w, "Worst", human_opt(d.rto_worst_s));
+    stat(w, "Last measured", human_opt_against(d.rto_last_s, d.rto_objective_s));
+    stat(w, "Worst", human_opt_against(d.rto_worst_s, d.rto_objective_s));
     stat(w, "Above objective", format!("{} of {}", d.rto_exceeded, d.count));
     let _ = write!(w, "</div>");
     chart(w, "rto-chart", charts::rto_chart(p, period), "No drill measured a restore time in the period.");

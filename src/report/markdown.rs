@@ -81,7 +81,11 @@ pub fn render(r: &Report) -> String {
                 human_opt(p.rpo.age_at_end_s),
                 breached(&p.rpo),
                 drills_passed(&p.drills),
-                format!("{} / {}", human_opt(p.drills.rto_worst_s), human_opt(p.objectives.rto_s)),
+                format!(
+                    "{} / {}",
+                    human_opt_against(p.drills.rto_worst_s, p.objectives.rto_s),
+                    human_opt(p.objectives.rto_s)
+                ),
                 verification(&p.verification),
             ]);
         }
@@ -224,7 +228,7 @@ fn policy(w: &mut String, p: &PolicyReport) {
         "Objective {}; age at the end of the period {}; worst {}; within the objective {} of the period.\n",
         human_opt(r.objective_s),
         human_opt(r.age_at_end_s),
-        human_opt(r.worst_age_s),
+        human_opt_against(r.worst_age_s, r.objective_s),
         percent(r.compliance)
     );
     if !r.breaches.is_empty() {
@@ -266,7 +270,7 @@ fn policy(w: &mut String, p: &PolicyReport) {
             t.row(&[
                 when(x.started_at),
                 cell(&x.verdict),
-                human_opt(x.rto_measured_s),
+                human_opt_against(x.rto_measured_s, x.rto_objective_s),
                 human_opt(x.rto_objective_s),
                 human_opt(x.rpo_achieved_s),
                 x.files_checked.to_string(),
@@ -283,8 +287,8 @@ fn policy(w: &mut String, p: &PolicyReport) {
         w,
         "Objective {}; last measured {}; worst {}; above the objective in {} of {} drills.\n",
         human_opt(d.rto_objective_s),
-        human_opt(d.rto_last_s),
-        human_opt(d.rto_worst_s),
+        human_opt_against(d.rto_last_s, d.rto_objective_s),
+        human_opt_against(d.rto_worst_s, d.rto_objective_s),
         d.rto_exceeded,
         d.count
     );

@@ -101,7 +101,9 @@ pub(crate) fn missed(b: &Backups) -> String {
 
 pub(crate) use crate::duration::secs;
 
-pub use crate::text::{human_duration, human_duration_opt as human_opt};
+pub use crate::text::{
+    human_duration, human_duration_opt as human_opt, human_duration_opt_against as human_opt_against,
+};
 
 /// A share as a percentage, `—` when absent.
 pub fn percent(x: Option<f64>) -> String {

@@ -158,3 +158,83 @@ fn failed_runs_whose_slots_were_covered_are_information_only() {
     assert!(web.rpo.breaches.is_empty());
     assert!(csv::render(&r).contains(",93600,79200,88800,0,0,1,"), "no breach is 0 s, never -0: {}", csv::render(&r));
 }
+
+#[test]
+fn bug_a_week_old_policy_was_a_sliver_at_the_right_edge_of_its_charts() {
+    // First recorded on the 24th of a 30-day report: its charts start then.
+    let p = pol("web", "[objectives]\nrpo = \"26h\"\nrto = \"1h\"");
+    let runs = (24..=30).map(daily).collect();
+    let drills = vec![drill("web", "2026-03-25T06:00:00Z", true, 1200.0, 3600.0)];
+    let r = build(&input(
+        vec![p],
+        Some(rows(runs, drills)),
+        "2026-03-01T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+    ));
+    let web = only(&r, "web");
+    let (since, span) = charts::x_window(&web, &r.period);
+    assert_eq!(since, t("2026-03-24T02:00:00Z"));
+    assert_eq!(span, 7.0 * 86400.0 - 2.0 * 3600.0);
+    for svg in [
+        charts::rpo_chart(&web, &r.period).unwrap().expect("an RPO chart").svg,
+        charts::rto_chart(&web, &r.period).unwrap().expect("an RTO chart").svg,
+    ] {
+        assert!(svg.contains("03-24") || svg.contains("Mar 24"), "the axis starts on the 24th");
+        assert!(!svg.contains("Mar 01") && !svg.contains("03-01"), "no days before the policy existed");
+    }
+    // A policy recorded before the period spans the whole period.
+    let old = pol("web", "[objectives]\nrpo = \"26h\"");
+    let r = build(&input(
+        vec![old],
+        Some(rows(vec![run("web", "2026-02-27T02:00:00Z", 10, Outcome::Success, None), daily(1)], vec![])),
+        "2026-03-01T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+        "2026-03-31T00:00:00Z",
+    ));
+    let (since, span) = charts::x_window(&only(&r, "web"), &r.period);
+    assert_eq!((since, span), (t("2026-03-01T00:00:00Z"), 30.0 * 86400.0));
+}
+
+#[test]
+fn bug_a_missed_rto_read_equal_to_its_objective_in_the_report() {
+    // RTO 1 min, measured 60.4 s: above the objective, and it must read so.
+    let p = pol("web", "[objectives]\nrpo = \"26h\"\nrto = \"1m\"");
+    let drills = vec![drill("web", "2026-03-02T06:00:00Z", false, 60.4, 60.0)];
+    let r = build(&input(
+        vec![p],
+        Some(rows((1..=3).map(daily).collect(), drills)),
+        "2026-03-01T00:00:00Z",
+        "2026-03-04T00:00:00Z",
+        "2026-03-04T00:00:00Z",
+    ));
+    let web = only(&r, "web");
+    assert_eq!(web.drills.rto_exceeded, 1);
+    assert!(
+        messages(&web).iter().any(|m| m.ends_with("above the RTO in 1 drill (worst 1 min 0.4 s)")),
+        "{:?}",
+        messages(&web)
+    );
+    let md = markdown::render(&r);
+    assert!(md.contains("1 min 0.4 s / 1 min"), "{md}");
+    assert!(!md.contains("1 min / 1 min"), "{md}");
+    let html = html::render(&r);
+    assert!(html.contains("1 min 0.4 s / 1 min") && !html.contains("1 min / 1 min"));
+
+    // Under a minute, judged in tenths: 1.04 s reads 1.0 s and meets 1 s; 1.1 s does not.
+    let p = pol("web", "[objectives]\nrpo = \"26h\"\nrto = \"1s\"");
+    let drills = vec![
+        drill("web", "2026-03-02T06:00:00Z", true, 1.04, 1.0),
+        drill("web", "2026-03-03T06:00:00Z", true, 1.1, 1.0),
+    ];
+    let r = build(&input(
+        vec![p],
+        Some(rows((1..=3).map(daily).collect(), drills)),
+        "2026-03-01T00:00:00Z",
+        "2026-03-04T00:00:00Z",
+        "2026-03-04T00:00:00Z",
+    ));
+    let web = only(&r, "web");
+    assert_eq!(web.drills.rto_exceeded, 1);
+    assert!(messages(&web).iter().any(|m| m.ends_with("(worst 1.1 s)")), "{:?}", messages(&web));
+}

@@ -86,9 +86,17 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Opens (creating when needed) the state in `dir`.
+    /// A new directory is 0700 and a new database 0600 whatever the umask
+    /// (SQLite gives its WAL and shared-memory files the database's mode);
+    /// existing ones keep the mode the administrator gave them.
     pub fn open(dir: &Path) -> Result<State> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::private::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(DB_FILE);
+        match crate::private::create_new(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
         let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
         schema::prepare(&conn).map_err(|e| db_error(&path, e))?;
         Ok(State { conn: Mutex::new(conn), dir: dir.to_path_buf() })

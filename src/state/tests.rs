@@ -171,3 +171,22 @@ fn a_recovery_point_never_moves_back_in_time() {
     s.set_recovery_point("web", &rp("newer", t(6, 0))).unwrap();
     assert_eq!(s.recovery_point("web").unwrap().unwrap().snapshot_id, "newer");
 }
+
+#[test]
+fn the_state_directory_database_and_its_wal_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let s = crate::private::with_umask(0o022, || {
+        let s = State::open(&dir).unwrap();
+        s.start_run(&new_run("web", JobKind::Backup, t(1, 0))).unwrap();
+        s
+    });
+    let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(""), 0o700);
+    // The WAL and shared-memory files exist while the database is open.
+    for f in [DB_FILE, &format!("{DB_FILE}-wal"), &format!("{DB_FILE}-shm")] {
+        assert_eq!(mode(f), 0o600, "{f}");
+    }
+    drop(s);
+}

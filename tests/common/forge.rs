@@ -197,6 +197,13 @@ pub fn sealed_bomb(key: &MasterKey, n: usize, declare_size: bool) -> Vec<u8> {
     key.seal(&[&[CODEC_ZSTD][..], &zstd_zeros(n, declare_size)].concat())
 }
 
+/// Puts `bytes` in the place of the object `key`, as an attacker who may
+/// delete does: cairn's own `put` never replaces an object.
+pub fn replace(repo: &Repository, key: &str, bytes: &[u8]) {
+    repo.backend().delete(key).unwrap();
+    repo.backend().put(key, bytes).unwrap();
+}
+
 /// Stores `sealed` under `dir/<its hash>`, as a metadata object is named.
 pub fn put_named(repo: &Repository, dir: &str, sealed: &[u8]) -> Id {
     let id = Id::hash_of(sealed);

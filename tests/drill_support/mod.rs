@@ -98,7 +98,8 @@ impl Fixture {
     pub fn damage_a_data_pack(&self) -> BTreeSet<String> {
         let repo = self.open();
         let index = repo.load_index().unwrap();
-        let by_pack = index.entries_by_pack();
+        // Full ids from the pack headers (the index keeps id prefixes).
+        let by_pack: Vec<_> = index.packs().iter().map(|p| repo.read_pack_header(&p.id, p.size).unwrap()).collect();
         let (n, blob) = index
             .packs()
             .iter()

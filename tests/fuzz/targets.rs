@@ -172,6 +172,7 @@ fn seed_config() -> Vec<Vec<u8>> {
         compression: 3,
         pack_size: 16 << 20,
         created: chrono::DateTime::parse_from_rfc3339("2024-05-01T00:00:00Z").unwrap().to_utc(),
+        storage: Default::default(),
     };
     vec![serde_json::to_vec(&c).unwrap()]
 }

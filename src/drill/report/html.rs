@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::{chart, human_bytes, DrillReport};
-use crate::text::{human_duration, human_duration_opt};
+use crate::text::{human_duration, human_duration_against, human_duration_opt, human_duration_opt_against};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:980px;margin:2em auto;\
 padding:0 1em;color:#1d1d1f;line-height:1.45}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;\
@@ -79,7 +79,7 @@ pub fn render(r: &DrillReport) -> String {
         s,
         "<p>Objective {}, measured <b>{}</b>: {}. Time to first byte: {}.</p>",
         human_duration_opt(r.rto.objective_s),
-        human_duration(r.rto.measured_s),
+        human_duration_against(r.rto.measured_s, r.rto.objective_s),
         met(r.rto.met),
         human_duration_opt(r.first_byte_s)
     );
@@ -108,7 +108,7 @@ pub fn render(r: &DrillReport) -> String {
         s,
         "<p>Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.</p>",
         human_duration_opt(r.rpo.objective_s),
-        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt_against(r.rpo.achieved_s, r.rpo.objective_s),
         human_duration_opt(r.rpo.recovery_point_age_s),
         human_duration_opt(r.rpo.newest_snapshot_age_s),
         esc(&r.rpo.judged_on.replace('_', " ")),

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{human_bytes, DrillReport};
-use crate::text::{human_duration, human_duration_opt};
+use crate::text::{human_duration, human_duration_against, human_duration_opt, human_duration_opt_against};
 
 /// Mismatched files listed at most.
 const MAX_LISTED: usize = 200;
@@ -94,7 +94,7 @@ pub fn render(r: &DrillReport) -> String {
         s,
         "Objective {}, measured **{}**: {}. Time to first byte: {}.\n",
         human_duration_opt(r.rto.objective_s),
-        human_duration(r.rto.measured_s),
+        human_duration_against(r.rto.measured_s, r.rto.objective_s),
         met(r.rto.met),
         human_duration_opt(r.first_byte_s)
     );
@@ -115,7 +115,7 @@ pub fn render(r: &DrillReport) -> String {
         s,
         "Objective {}, achieved {} (recovery point age {}, newest snapshot age {}; judged on the {}): {}.",
         human_duration_opt(r.rpo.objective_s),
-        human_duration_opt(r.rpo.achieved_s),
+        human_duration_opt_against(r.rpo.achieved_s, r.rpo.objective_s),
         human_duration_opt(r.rpo.recovery_point_age_s),
         human_duration_opt(r.rpo.newest_snapshot_age_s),
         r.rpo.judged_on.replace('_', " "),

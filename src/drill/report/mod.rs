@@ -112,9 +112,9 @@ pub fn mask_userinfo(s: &str) -> String {
 }
 
 /// Writes `report.json`, `report.md` and `report.html` into `dir`
-/// (created); returns their paths.
+/// (created, 0700; the files are 0600); returns their paths.
 pub fn write_all(report: &DrillReport, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::private::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let forms = [
         (JSON_FILE, json::render(report)),
         (MARKDOWN_FILE, markdown::render(report)),

@@ -250,6 +250,9 @@ pub enum Reason {
     Tags { tags: String },
     /// Forgotten: no rule keeps it.
     NoRule,
+    /// Held out of retention: flagged by the evidence check (dated in the
+    /// future, of another host, or recorded nowhere) until accepted.
+    Held { why: String },
 }
 
 impl Reason {
@@ -260,7 +263,7 @@ impl Reason {
             Reason::Period { rule, .. } => Some(*rule),
             Reason::Within { .. } => Some(Rule::Within),
             Reason::Tags { .. } => Some(Rule::Tags),
-            Reason::NoRule => None,
+            Reason::NoRule | Reason::Held { .. } => None,
         }
     }
 }
@@ -275,6 +278,7 @@ impl fmt::Display for Reason {
             Reason::Tags { tags } if tags.contains(',') => write!(f, "tags {tags}"),
             Reason::Tags { tags } => write!(f, "tag {tags}"),
             Reason::NoRule => f.write_str("matched no rule"),
+            Reason::Held { why } => write!(f, "held: {why}"),
         }
     }
 }
@@ -290,6 +294,8 @@ impl Serialize for Reason {
 pub enum Action {
     Keep,
     Forget,
+    /// Neither kept nor forgotten: outside retention (see [`Reason::Held`]).
+    Hold,
 }
 
 impl fmt::Display for Action {
@@ -297,6 +303,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Keep => "keep",
             Action::Forget => "forget",
+            Action::Hold => "hold",
         })
     }
 }
@@ -313,8 +320,9 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the snapshot stays (kept, or held out of retention).
     pub fn is_kept(&self) -> bool {
-        self.action == Action::Keep
+        self.action != Action::Forget
     }
 }
 
@@ -336,6 +344,33 @@ pub fn apply(snapshots: &[SnapshotRef], rules: &KeepRules, now: DateTime<Utc>) -
         list.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
         apply_group(&key, &list, rules, now, &mut out);
     }
+    Ok(out)
+}
+
+/// [`apply`], with the snapshots of `held` left out of retention: they
+/// neither count for any rule (so forged snapshots cannot push real ones
+/// out) nor are forgotten. Each gets a [`Action::Hold`] decision with its
+/// reason, in its place among its group's.
+pub fn apply_holding(
+    snapshots: &[SnapshotRef],
+    rules: &KeepRules,
+    now: DateTime<Utc>,
+    held: &BTreeMap<Id, String>,
+) -> Result<Vec<Decision>> {
+    let (aside, counted): (Vec<SnapshotRef>, Vec<SnapshotRef>) =
+        snapshots.iter().cloned().partition(|s| held.contains_key(&s.id));
+    let mut out = apply(&counted, rules, now)?;
+    for s in aside {
+        let why = held[&s.id].clone();
+        out.push(Decision {
+            id: s.id,
+            time: s.time,
+            group: s.group(),
+            action: Action::Hold,
+            reasons: vec![Reason::Held { why }],
+        });
+    }
+    out.sort_by(|a, b| a.group.cmp(&b.group).then(b.time.cmp(&a.time)).then(a.id.cmp(&b.id)));
     Ok(out)
 }
 

@@ -505,3 +505,28 @@ fn decisions_serialise_with_reasons_as_text() {
 }
 
 mod props;
+
+#[test]
+fn bug_forged_snapshots_pushed_real_ones_out_of_keep_last() {
+    // Three real snapshots, then three forged newer ones the evidence check flagged.
+    let real: Vec<SnapshotRef> = (1..=3).map(|d| snap(&format!("2026-03-0{d}T02:00:00Z host=db1"))).collect();
+    let forged: Vec<SnapshotRef> = (4..=6).map(|d| snap(&format!("2026-03-0{d}T02:00:00Z host=db1 tags=f"))).collect();
+    let all: Vec<SnapshotRef> = real.iter().chain(&forged).cloned().collect();
+    let rules = KeepRules { keep_last: Some(3), ..Default::default() };
+    let now = t("2026-03-10T00:00:00Z");
+    // Without the flags, keep-last 3 keeps the forged ones and forgets every real one.
+    let plain = apply(&all, &rules, now).unwrap();
+    assert!(real.iter().all(|r| plain.iter().any(|d| d.id == r.id && !d.is_kept())));
+    let held: BTreeMap<Id, String> = forged.iter().map(|f| (f.id, "claims another host".to_string())).collect();
+    let d = apply_holding(&all, &rules, now, &held).unwrap();
+    assert_eq!(d.len(), 6);
+    for f in &forged {
+        let x = d.iter().find(|x| x.id == f.id).unwrap();
+        assert_eq!(x.action, Action::Hold);
+        assert_eq!(x.reasons[0].to_string(), "held: claims another host");
+        assert!(x.is_kept(), "a held snapshot is never forgotten");
+    }
+    assert!(real.iter().all(|r| d.iter().any(|x| x.id == r.id && x.action == Action::Keep)), "{d:#?}");
+    // Newest first within the group, held ones in their place.
+    assert!(d.windows(2).all(|w| w[0].time >= w[1].time));
+}

@@ -77,7 +77,7 @@ fn shared_locks_coexist_and_exclusive_excludes_both_ways() {
     assert!(matches!(acquire(&r, false, "backup"), Err(Error::Locked { .. })));
     assert!(matches!(acquire(&r, true, "prune"), Err(Error::Locked { .. })));
     // A lock elsewhere is not in the way.
-    let _evidence = acquire_in(&r, "evidence/locks", true, "evidence append").unwrap();
+    let _evidence = acquire_in(&r, EVIDENCE_LOCKS, true, "evidence append").unwrap();
     drop(x);
     assert_eq!(r.list_ids(REPOSITORY_LOCKS).unwrap().len(), 0, "losers removed their own locks");
 }
@@ -187,7 +187,7 @@ fn unlock_removes_stale_locks_and_with_remove_all_every_lock_but_a_running_one_h
     let garbage = format!("evidence/locks/{}", Id::random());
     r.backend().put(&garbage, b"junk").unwrap();
     let live_there = plant(&r, REPOSITORY_LOCKS, &info("there", 1, false, 1));
-    let running_here = plant(&r, "evidence/locks", &info("here", 42, true, 1));
+    let running_here = plant(&r, EVIDENCE_LOCKS, &info("here", 42, true, 1));
 
     let rep = remove_stale_at(&r, false, Utc::now(), &HERE).unwrap();
     let mut removed: Vec<&str> = rep.removed.iter().map(|l| l.object.as_str()).collect();
@@ -215,7 +215,7 @@ fn taking_a_lock_removes_the_locks_of_dead_processes_of_this_host_in_its_directo
     let (_d, r) = repo();
     let me = crate::host::hostname();
     let dead = plant(&r, REPOSITORY_LOCKS, &info(&me, dead_pid(), false, 0));
-    let dead_evidence = plant(&r, "evidence/locks", &info(&me, dead_pid(), true, 0));
+    let dead_evidence = plant(&r, EVIDENCE_LOCKS, &info(&me, dead_pid(), true, 0));
     let old_elsewhere = plant(&r, REPOSITORY_LOCKS, &info("elsewhere", 1, false, 90));
     let mine = plant(&r, REPOSITORY_LOCKS, &info(&me, std::process::id(), false, 0));
     drop(acquire(&r, false, "backup").unwrap());
@@ -223,7 +223,7 @@ fn taking_a_lock_removes_the_locks_of_dead_processes_of_this_host_in_its_directo
     assert!(r.backend().stat(&dead_evidence).is_ok(), "another directory's locks are its takers' business");
     assert!(r.backend().stat(&old_elsewhere).is_ok(), "another host's lock is for `cairn unlock` to judge");
     assert!(r.backend().stat(&mine).is_ok());
-    drop(acquire_in(&r, "evidence/locks", true, "evidence append").unwrap());
+    drop(acquire_in(&r, EVIDENCE_LOCKS, true, "evidence append").unwrap());
     assert!(r.backend().stat(&dead_evidence).is_err());
 }
 

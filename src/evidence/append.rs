@@ -1,0 +1,695 @@
+//! Appending records: to this host's sub-chain, or to the legacy chain;
+//! one repository head per append; and enrolment.
+//!
+//! **A host key's append** (no lock in the repository: one host, one
+//! sub-chain, one writer, serialised on the host by `append.lock`):
+//! 1. list `evidence/records/<key id>/`. With none, this is the key's first
+//!    record here: unless the repository has no record at all, write the
+//!    key's object and record 0, `enroll`. With no record at all, record 0 is
+//!    the repository's `init` (and enrols the key), unless snapshots exist:
+//!    then the chain was erased, and nothing is written
+//!    ([`Error::EvidenceChainMissing`]);
+//! 2. the tail: the highest seq listed, checked with the key; but never
+//!    behind what this host remembers writing (`tails/<repository id>` in
+//!    its state directory) nor behind what the newest head says of this
+//!    chain. A tail found behind either means records were removed: the
+//!    append goes on after the remembered one, so the gap stays visible, and
+//!    says so in a warning;
+//! 3. write `seq + 1`, remember it, then write a head that commits to it
+//!    and to every other sub-chain's head as the newest head named them.
+//!
+//! **The legacy chain** (a host that has no key of its own, in a repository
+//! that has the legacy key) keeps today's protocol under the evidence lock,
+//! and writes a head too. A host without a key, in a repository without the
+//! legacy key, is enrolled at its first append with a new key in its state
+//! directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::key::{self, read_key, LEGACY_KEY_ID};
+use super::objects::{self, ChainHead, Chains, CheckedHead};
+use super::record::{self, RECORD_VERSION};
+use super::signer::{self, KeySource, PrivateDir, Signer};
+use super::store::{self, Name};
+use super::{canonical, LOCKS_DIR, LOCK_WAIT};
+use crate::error::{Error, Result};
+use crate::repo::{blob, limits, lock, Repository};
+
+/// A record that was appended.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppendedRecord {
+    /// The chain: `legacy` or the signer's key id.
+    pub signer: String,
+    pub seq: u64,
+    /// Hex BLAKE3 of the signed record's canonical bytes.
+    pub hash: String,
+    /// Base64 (standard, padded) ed25519 signature.
+    pub signature: String,
+    /// The signed record, `sig` included.
+    pub record: Value,
+    /// The head written with it (`head:<hash>`), if writing one succeeded.
+    pub head: Option<String>,
+    /// What the append noticed and went past (records missing behind it).
+    pub warnings: Vec<String>,
+}
+
+/// Appends records for one process: with this host's key when it has one.
+pub struct Appender {
+    state_dir: Option<PathBuf>,
+    host: OnceLock<Signer>,
+    /// Whether a host without a key may be enrolled at its first append.
+    enroll_on_demand: bool,
+}
+
+impl std::fmt::Debug for Appender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Appender({:?})", self.host.get().map(Signer::key_id))
+    }
+}
+
+impl Appender {
+    /// Signs with the legacy key only (a repository's `init` by a host
+    /// that has no key, and tests).
+    pub fn legacy() -> Appender {
+        Appender { state_dir: None, host: OnceLock::new(), enroll_on_demand: false }
+    }
+
+    /// The appender of a host whose state directory is `state_dir`: its key
+    /// if it has one; otherwise the legacy key where the repository has
+    /// one, else a new key made in `state_dir` at the first append.
+    pub fn for_state_dir(state_dir: &Path) -> Result<Appender> {
+        let host = OnceLock::new();
+        if let Some(s) = signer::load(state_dir)? {
+            let _ = host.set(s);
+        }
+        Ok(Appender { state_dir: Some(state_dir.to_path_buf()), host, enroll_on_demand: true })
+    }
+
+    /// An appender with this signer (and, for remembering tails, this
+    /// state directory).
+    pub fn with_signer(signer: Signer, state_dir: Option<&Path>) -> Appender {
+        let host = OnceLock::new();
+        let _ = host.set(signer);
+        Appender { state_dir: state_dir.map(Path::to_path_buf), host, enroll_on_demand: false }
+    }
+
+    /// This host's signer, when it has one.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.host.get()
+    }
+
+    /// Appends a record of `kind` (`backup`, `prune`, `drill`…: 1–32 of
+    /// a-z, 0-9, `_`, `-`) about `policy`, with `payload`, a JSON object
+    /// whose numbers are all integers within ±(2^53 − 1) (durations in
+    /// milliseconds, say). Safe against concurrent appenders.
+    pub fn append(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        policy: Option<&str>,
+        payload: Value,
+    ) -> Result<AppendedRecord> {
+        self.append_with(repo, kind, policy, payload, false)
+    }
+
+    pub(super) fn append_with(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        policy: Option<&str>,
+        payload: Value,
+        adopting: bool,
+    ) -> Result<AppendedRecord> {
+        validate(kind, &payload)?;
+        if let Some(s) = self.host.get() {
+            return self.host_append(repo, s, kind, policy, payload, adopting);
+        }
+        match legacy_append(repo, kind, policy, &payload, adopting)? {
+            Some(r) => Ok(r),
+            None if self.enroll_on_demand => {
+                let s = self.enroll_here()?;
+                self.host_append(repo, s, kind, policy, payload, adopting)
+            }
+            None => Err(Error::InvalidArgument(
+                "this repository's evidence is signed by host keys, and this process has none: \
+                 run `cairn evidence enroll` on this host"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Makes (or loads) this host's key in its state directory.
+    fn enroll_here(&self) -> Result<&Signer> {
+        let dir = self.state_dir.as_deref().expect("enrolment on demand needs a state directory");
+        let (s, _) = signer::create(dir, &KeySource::State, None)?;
+        let _ = self.host.set(s);
+        Ok(self.host.get().expect("just set"))
+    }
+
+    fn private_dir(&self) -> Result<Option<PrivateDir>> {
+        match &self.state_dir {
+            Some(d) => PrivateDir::open(d, true),
+            None => Ok(None),
+        }
+    }
+
+    fn host_append(
+        &self,
+        repo: &Repository,
+        s: &Signer,
+        kind: &str,
+        policy: Option<&str>,
+        payload: Value,
+        adopting: bool,
+    ) -> Result<AppendedRecord> {
+        let private = self.private_dir()?;
+        let _local = match &private {
+            Some(p) => Some(p.lock("append.lock")?),
+            None => None,
+        };
+        let chain = s.key_id().to_string();
+        let rk = read_key(repo);
+        let mut warnings = Vec::new();
+        let own = list_chain(repo, &chain)?;
+        let mut tail: Option<ChainHead> = None;
+        if own.is_empty() {
+            let init_extra = (kind == "init").then(|| payload.clone());
+            let first = enrol_first(repo, s, &rk, init_extra, adopting)?;
+            remember(private.as_ref(), repo, &chain, 0, &first.hash);
+            if kind == "init" && first.record["kind"] == "init" {
+                return finish(repo, s, &rk, first, warnings);
+            }
+            tail = Some(ChainHead { seq: 0, hash: first.hash });
+        }
+        let stored = match (tail, own.last()) {
+            (Some(t), _) => Some(t),
+            (None, Some(&n)) => Some(ChainHead { seq: n, hash: own_record_hash(repo, s, &rk, &chain, n)? }),
+            (None, None) => None,
+        };
+        let remembered = recall(private.as_ref(), repo, &chain);
+        let head = newest_head(repo, &rk).ok().flatten();
+        let headed = head.as_ref().and_then(|h| h.chains.get(&chain).cloned());
+        let mut tail = stored.clone().expect("a chain with records");
+        for (what, other) in [("this host remembers", remembered), ("the newest head names", headed)] {
+            let Some(o) = other else { continue };
+            if o.seq > tail.seq {
+                warnings.push(format!(
+                    "evidence records {} to {} of this host are missing from the repository, but {what} record {}: \
+                     they were removed; appending after them",
+                    tail.seq + 1,
+                    o.seq,
+                    o.seq
+                ));
+                tail = o;
+            } else if o.seq == tail.seq && o.hash != tail.hash {
+                warnings
+                    .push(format!("evidence record {} of this host in the repository is not the one {what}", o.seq));
+            }
+        }
+        let seq = tail.seq + 1;
+        let appended = write_record(repo, s, &rk, &chain, seq, Some(&tail.hash), kind, policy, payload)?;
+        remember(private.as_ref(), repo, &chain, seq, &appended.hash);
+        let mut chains = head.map(|h| h.chains).unwrap_or_default();
+        chains.insert(chain, ChainHead { seq, hash: appended.hash.clone() });
+        finish_with(repo, s, &rk, appended, warnings, chains)
+    }
+}
+
+/// Writes a key's object and record 0 in a repository where it has none:
+/// `enroll`, or the repository's `init` (with `init_extra` merged in) when
+/// the repository has no record at all, which is refused under existing
+/// snapshots unless `adopting`.
+fn enrol_first(
+    repo: &Repository,
+    s: &Signer,
+    rk: &crate::crypto::MasterKey,
+    init_extra: Option<Value>,
+    adopting: bool,
+) -> Result<AppendedRecord> {
+    let any = !repo.backend().list(&format!("{}/", store::RECORDS_DIR))?.is_empty();
+    if !any && !adopting {
+        refuse_restart(repo)?;
+    }
+    write_key_object(repo, s, rk)?;
+    let enrolment = enrolment_payload(s);
+    let (kind, payload) = if any {
+        ("enroll", enrolment)
+    } else {
+        let mut p = init_payload();
+        merge(&mut p, enrolment);
+        if let Some(x) = init_extra {
+            merge(&mut p, x);
+        }
+        ("init", p)
+    };
+    write_record(repo, s, rk, s.key_id(), 0, None, kind, None, payload)
+}
+
+/// What [`enroll`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrollment {
+    pub key_id: String,
+    pub host: String,
+    pub public_key: String,
+    /// Whether record 0 of the key was written now (false: enrolled before).
+    pub newly: bool,
+    /// The head written with it.
+    pub head: Option<String>,
+}
+
+/// Registers `appender`'s host key in `repo`: its object in
+/// `evidence/keys/` and record 0 of its sub-chain (`enroll`, or the
+/// repository's `init` when the repository has no record yet). Nothing is
+/// written when the key is enrolled there already.
+pub fn enroll(repo: &Repository, appender: &Appender) -> Result<Enrollment> {
+    let s =
+        appender.signer().ok_or_else(|| Error::InvalidArgument("this host has no evidence key to enroll".into()))?;
+    let private = appender.private_dir()?;
+    let _local = match &private {
+        Some(p) => Some(p.lock("append.lock")?),
+        None => None,
+    };
+    let rk = read_key(repo);
+    let mut e = Enrollment {
+        key_id: s.key_id().into(),
+        host: s.host_name(),
+        public_key: s.public_text(),
+        newly: false,
+        head: None,
+    };
+    if !list_chain(repo, s.key_id())?.is_empty() {
+        write_key_object(repo, s, &rk)?;
+        return Ok(e);
+    }
+    let first = enrol_first(repo, s, &rk, None, false)?;
+    remember(private.as_ref(), repo, s.key_id(), 0, &first.hash);
+    let head = newest_head(repo, &rk).ok().flatten();
+    let mut chains = head.map(|h| h.chains).unwrap_or_default();
+    chains.insert(s.key_id().into(), ChainHead { seq: 0, hash: first.hash.clone() });
+    let done = finish_with(repo, s, &rk, first, Vec::new(), chains)?;
+    e.newly = true;
+    e.head = done.head;
+    Ok(e)
+}
+
+/// Makes sure this host (state directory `state_dir`) has a key, made
+/// there if it has none, and that the key is enrolled in `repo`: what the
+/// daemon does at its first start for each repository it writes to.
+pub fn ensure_enrolled(repo: &Repository, state_dir: &Path) -> Result<Enrollment> {
+    let signer = match signer::load(state_dir)? {
+        Some(s) => s,
+        None => signer::create(state_dir, &KeySource::State, None)?.0,
+    };
+    enroll(repo, &Appender::with_signer(signer, Some(state_dir)))
+}
+
+/// Refuses what cannot be signed before anything is locked or written.
+fn validate(kind: &str, payload: &Value) -> Result<()> {
+    if !record::valid_kind(kind) {
+        return Err(Error::InvalidArgument(format!(
+            "evidence record kind `{kind}`: use 1 to 32 of a-z, 0-9, `_` and `-`, starting with a letter"
+        )));
+    }
+    if !payload.is_object() {
+        return Err(Error::InvalidArgument("an evidence payload must be a JSON object".into()));
+    }
+    canonical::to_canonical(payload).map_err(|e| {
+        Error::InvalidArgument(format!("evidence payload: {}", e.to_string().replacen('$', "payload", 1)))
+    })?;
+    Ok(())
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+fn init_payload() -> Value {
+    json!({
+        "program_version": crate::VERSION,
+        "hostname": crate::host::hostname(),
+        "username": crate::host::username(),
+    })
+}
+
+fn enrolment_payload(s: &Signer) -> Value {
+    json!({
+        "key_id": s.key_id(),
+        "public_key": s.public_text(),
+        "host": s.host_name(),
+        "source": s.source().map(KeySource::name),
+        "program_version": crate::VERSION,
+    })
+}
+
+/// With no record at all, a repository that holds snapshots had its chain
+/// erased (or predates evidence): never start a new one under them.
+fn refuse_restart(repo: &Repository) -> Result<()> {
+    let snapshots = repo.backend().list("snapshots/")?.len();
+    if snapshots > 0 {
+        return Err(Error::EvidenceChainMissing { snapshots });
+    }
+    Ok(())
+}
+
+/// The seqs stored in `chain`, ascending.
+pub fn list_chain(repo: &Repository, chain: &str) -> Result<Vec<u64>> {
+    let prefix = if chain == LEGACY_KEY_ID {
+        format!("{}/", store::RECORDS_DIR)
+    } else {
+        format!("{}/{chain}/", store::RECORDS_DIR)
+    };
+    let mut seqs: Vec<u64> = repo
+        .backend()
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|o| match store::classify(&o.key) {
+            Name::Record { chain: c, seq } if c == chain => Some(seq),
+            _ => None,
+        })
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Loads and opens record `seq` of `chain` (read key first, then the
+/// master key, which sealed legacy records before the read key existed);
+/// its name must match its seq.
+pub fn load_record(repo: &Repository, chain: &str, seq: u64) -> Result<Vec<u8>> {
+    let k = store::record_key(chain, seq);
+    let sealed = repo.backend().get(&k)?;
+    let rk = read_key(repo);
+    let plain = match blob::open_object(&rk, &sealed, limits::EVIDENCE_RECORD) {
+        Ok(p) => p,
+        Err(e) if e.is_size_limit() => return Err(crate::repo::blob_error(format!("evidence record `{k}`"), e)),
+        Err(_) => blob::open_object(repo.key(), &sealed, limits::EVIDENCE_RECORD)
+            .map_err(|e| crate::repo::blob_error(format!("evidence record `{k}`"), e))?,
+    };
+    let v: Value = serde_json::from_slice(&plain).map_err(|e| Error::format(format!("evidence record `{k}`"), e))?;
+    if v.get("seq").and_then(Value::as_u64) != Some(seq) {
+        return Err(Error::format(format!("evidence record `{k}`"), "its seq differs from its name"));
+    }
+    Ok(plain)
+}
+
+/// The hash of this key's own record `seq`, which must verify with it.
+fn own_record_hash(
+    repo: &Repository,
+    s: &Signer,
+    _rk: &crate::crypto::MasterKey,
+    chain: &str,
+    seq: u64,
+) -> Result<String> {
+    let bytes = load_record(repo, chain, seq)?;
+    let c = record::check(&bytes, s.public())
+        .map_err(|e| Error::Integrity { what: format!("evidence record `{}` ({e})", store::record_key(chain, seq)) })?;
+    Ok(c.hash)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_record(
+    repo: &Repository,
+    s: &Signer,
+    rk: &crate::crypto::MasterKey,
+    chain: &str,
+    seq: u64,
+    prev: Option<&str>,
+    kind: &str,
+    policy: Option<&str>,
+    payload: Value,
+) -> Result<AppendedRecord> {
+    let mut rec: Map<String, Value> = Map::new();
+    if s.is_legacy() {
+        rec.insert("v".into(), json!(record::LEGACY_RECORD_VERSION));
+    } else {
+        rec.insert("v".into(), json!(RECORD_VERSION));
+        rec.insert("signer".into(), json!(s.key_id()));
+    }
+    rec.insert("seq".into(), json!(seq));
+    rec.insert("time".into(), json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+    rec.insert("kind".into(), json!(kind));
+    rec.insert("policy".into(), json!(policy));
+    rec.insert("repository".into(), json!(repo.id().to_hex()));
+    rec.insert("prev".into(), json!(prev));
+    rec.insert("payload".into(), payload);
+    let (sig, signed) = record::sign(s, &mut rec).map_err(|e| Error::EvidenceSigner { detail: e })?;
+    if signed.len() as u64 > limits::EVIDENCE_RECORD {
+        // No reader would open it, and the chain could not go on past it.
+        return Err(Error::TooLarge {
+            what: format!("evidence record {seq}"),
+            detail: format!("{} bytes, above the limit of {}", signed.len(), limits::EVIDENCE_RECORD),
+        });
+    }
+    repo.backend().put(&store::record_key(chain, seq), &blob::seal_object(rk, &signed))?;
+    Ok(AppendedRecord {
+        signer: chain.to_string(),
+        seq,
+        hash: blake3::hash(&signed).to_hex().to_string(),
+        signature: key::B64.encode(sig.to_bytes()),
+        record: Value::Object(rec),
+        head: None,
+        warnings: Vec::new(),
+    })
+}
+
+use base64::Engine;
+
+/// Registers `s` in `evidence/keys/` unless it is there.
+fn write_key_object(repo: &Repository, s: &Signer, rk: &crate::crypto::MasterKey) -> Result<()> {
+    let name = store::key_object(s.key_id());
+    match repo.backend().stat(&name) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let bytes = objects::sign_key_object(s, &repo.id().to_hex(), &s.host_name(), Utc::now())
+        .map_err(|e| Error::EvidenceSigner { detail: e })?;
+    repo.backend().put(&name, &blob::seal_object(rk, &bytes))?;
+    Ok(())
+}
+
+/// Writes the head after a first `init` record.
+fn finish(
+    repo: &Repository,
+    s: &Signer,
+    rk: &crate::crypto::MasterKey,
+    r: AppendedRecord,
+    warnings: Vec<String>,
+) -> Result<AppendedRecord> {
+    let mut chains = Chains::new();
+    chains.insert(r.signer.clone(), ChainHead { seq: r.seq, hash: r.hash.clone() });
+    finish_with(repo, s, rk, r, warnings, chains)
+}
+
+/// Writes the head for `r`; a head that cannot be written is a warning
+/// (the record stands, and the next append's head covers it).
+fn finish_with(
+    repo: &Repository,
+    s: &Signer,
+    rk: &crate::crypto::MasterKey,
+    mut r: AppendedRecord,
+    mut warnings: Vec<String>,
+    chains: Chains,
+) -> Result<AppendedRecord> {
+    let now = Utc::now();
+    let written = objects::sign_head(s, &repo.id().to_hex(), now, &chains)
+        .map_err(|e| Error::EvidenceSigner { detail: e })
+        .and_then(|(bytes, hash)| {
+            repo.backend().put(&store::head_key(now, s.key_id(), r.seq), &blob::seal_object(rk, &bytes))?;
+            Ok(hash)
+        });
+    match written {
+        Ok(h) => r.head = Some(objects::head_text(&h)),
+        Err(e) => warnings.push(format!("the evidence head was not written: {e}")),
+    }
+    r.warnings = warnings;
+    Ok(r)
+}
+
+/// The newest head that verifies, looked for in the buckets of the last
+/// week first, then among all heads.
+pub fn newest_head(repo: &Repository, rk: &crate::crypto::MasterKey) -> Result<Option<CheckedHead>> {
+    newest_head_with(repo, rk, None)
+}
+
+/// [`newest_head`], with the legacy public key when the caller has it.
+fn newest_head_with(
+    repo: &Repository,
+    rk: &crate::crypto::MasterKey,
+    legacy_key: Option<ed25519_dalek::VerifyingKey>,
+) -> Result<Option<CheckedHead>> {
+    let now = Utc::now();
+    let mut names: Vec<String> = Vec::new();
+    for days in 0..=7 {
+        names = repo
+            .backend()
+            .list(&store::head_bucket(now - chrono::Duration::days(days)))?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        if !names.is_empty() {
+            break;
+        }
+    }
+    if names.is_empty() {
+        names = repo.backend().list(&format!("{}/", store::HEADS_DIR))?.into_iter().map(|o| o.key).collect();
+    }
+    names.retain(|n| matches!(store::classify(n), Name::Head(_)));
+    names.sort();
+    let mut legacy: Option<Option<ed25519_dalek::VerifyingKey>> = legacy_key.map(Some);
+    for name in names.iter().rev().take(5) {
+        let Ok(sealed) = repo.backend().get(name) else { continue };
+        let Ok(plain) = blob::open_object(rk, &sealed, limits::EVIDENCE_RECORD) else { continue };
+        let Some(signer) = objects::claimed_head_signer(&plain) else { continue };
+        let public = if signer == LEGACY_KEY_ID {
+            let k = legacy.get_or_insert_with(|| key::load(repo).ok().flatten().map(|k| k.verifying_key()));
+            *k
+        } else {
+            enrolled_key(repo, rk, &signer).map(|k| k.public)
+        };
+        let Some(public) = public else { continue };
+        if let Ok(h) = objects::check_head(&plain, &public) {
+            if h.repository == repo.id().to_hex() {
+                return Ok(Some(h));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The enrolled key object of `key_id`, when it is there and checks.
+pub(super) fn enrolled_key(
+    repo: &Repository,
+    rk: &crate::crypto::MasterKey,
+    key_id: &str,
+) -> Option<objects::EnrolledKey> {
+    let sealed = repo.backend().get(&store::key_object(key_id)).ok()?;
+    let plain = blob::open_object(rk, &sealed, limits::EVIDENCE_RECORD).ok()?;
+    objects::check_key_object(&plain).ok().filter(|k| k.key_id == key_id)
+}
+
+/// `tails/<repository id>` in the private state directory.
+#[derive(Serialize, serde::Deserialize)]
+struct Tail {
+    key_id: String,
+    seq: u64,
+    hash: String,
+}
+
+fn tail_name(repo: &Repository) -> String {
+    format!("tails/{}", repo.id().to_hex())
+}
+
+fn recall(private: Option<&PrivateDir>, repo: &Repository, chain: &str) -> Option<ChainHead> {
+    let bytes = private?.read(&tail_name(repo)).ok()??;
+    let t: Tail = serde_json::from_slice(&bytes).ok()?;
+    (t.key_id == chain).then_some(ChainHead { seq: t.seq, hash: t.hash })
+}
+
+fn remember(private: Option<&PrivateDir>, repo: &Repository, chain: &str, seq: u64, hash: &str) {
+    let Some(p) = private else { return };
+    let t = Tail { key_id: chain.into(), seq, hash: hash.into() };
+    let r = p.subdir("tails").and_then(|_| p.replace(&tail_name(repo), &serde_json::to_vec(&t).expect("tail")));
+    if let Err(e) = r {
+        tracing::warn!("could not remember the evidence tail in {}: {e}", p.path().display());
+    }
+}
+
+/// Takes the legacy chain's append lock, retrying with random back-off
+/// while another appender holds it (or races for it), for up to [`LOCK_WAIT`].
+fn lock_appends(repo: &Repository, kind: &str) -> Result<lock::Lock> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut delay_ms = 20u64;
+    loop {
+        match lock::acquire_in(repo, LOCKS_DIR, true, &format!("evidence append ({kind})")) {
+            Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                let ms = rand::thread_rng().gen_range(delay_ms / 2..=delay_ms * 3 / 2);
+                std::thread::sleep(Duration::from_millis(ms));
+                delay_ms = (delay_ms * 2).min(1000);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Appends to the legacy chain under the evidence lock. `None`: the
+/// repository has no legacy key and its evidence is signed by host keys,
+/// so this host needs one.
+pub(super) fn legacy_append(
+    repo: &Repository,
+    kind: &str,
+    policy: Option<&str>,
+    payload: &Value,
+    adopting: bool,
+) -> Result<Option<AppendedRecord>> {
+    let _lock = lock_appends(repo, kind)?;
+    let all = repo.backend().list(&format!("{}/", store::RECORDS_DIR))?;
+    let mut host_chains = false;
+    let mut seqs: Vec<u64> = Vec::new();
+    for o in &all {
+        match store::classify(&o.key) {
+            Name::Record { chain, seq } if chain == LEGACY_KEY_ID => seqs.push(seq),
+            Name::Record { .. } => host_chains = true,
+            _ => {}
+        }
+    }
+    seqs.sort_unstable();
+    let signing = match key::load(repo)? {
+        Some(k) => k,
+        None if seqs.is_empty() && !host_chains => {
+            if kind != "init" && !adopting {
+                refuse_restart(repo)?;
+            }
+            key::create(repo)?
+        }
+        None if seqs.is_empty() => return Ok(None),
+        // A new key would make every older record fail verification.
+        None => return Err(Error::EvidenceKeyMissing { records: seqs.len() as u64 }),
+    };
+    if seqs.is_empty() && host_chains {
+        // The legacy chain is empty while host chains exist: it never
+        // starts now (its record 0 would be no `init`).
+        return Ok(None);
+    }
+    let s = Signer::legacy(signing);
+    let rk = read_key(repo);
+    let mut warnings = Vec::new();
+    let (seq, prev) = match seqs.last() {
+        None if kind == "init" => (0, None),
+        None => {
+            if !adopting {
+                refuse_restart(repo)?;
+            }
+            let first = write_record(repo, &s, &rk, LEGACY_KEY_ID, 0, None, "init", None, init_payload())?;
+            (1, Some(first.hash))
+        }
+        Some(&last) => {
+            let bytes = load_record(repo, LEGACY_KEY_ID, last)?;
+            (last + 1, Some(blake3::hash(&bytes).to_hex().to_string()))
+        }
+    };
+    let head = newest_head_with(repo, &rk, Some(*s.public())).ok().flatten();
+    let (mut seq, mut prev) = (seq, prev);
+    if let Some(h) = head.as_ref().and_then(|h| h.chains.get(LEGACY_KEY_ID)) {
+        if h.seq >= seq {
+            warnings.push(format!(
+                "legacy evidence records {seq} to {} are missing from the repository, but the newest head names \
+                 record {}: they were removed; appending after them",
+                h.seq, h.seq
+            ));
+            (seq, prev) = (h.seq + 1, Some(h.hash.clone()));
+        }
+    }
+    let r = write_record(repo, &s, &rk, LEGACY_KEY_ID, seq, prev.as_deref(), kind, policy, payload.clone())?;
+    let mut chains = head.map(|h| h.chains).unwrap_or_default();
+    chains.insert(LEGACY_KEY_ID.into(), ChainHead { seq, hash: r.hash.clone() });
+    finish_with(repo, &s, &rk, r, warnings, chains).map(Some)
+}

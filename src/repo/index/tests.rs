@@ -1,0 +1,196 @@
+use super::*;
+
+fn id(i: u64) -> Id {
+    Id::hash_of(&i.to_le_bytes())
+}
+
+fn pack_id(p: u64) -> Id {
+    Id::hash_of(format!("pack {p}").as_bytes())
+}
+
+/// A pack of `n` blobs numbered from `first`, laid out one after another.
+fn pack(p: u64, kind: BlobKind, first: u64, n: u64) -> (PackInfo, Vec<PackEntry>) {
+    let entries = (0..n)
+        .map(|i| PackEntry { kind, id: id(first + i), offset: i as u32 * 100, length: 100, raw_length: 80 })
+        .collect();
+    (PackInfo { id: pack_id(p), kind, size: n * 100 + 40 }, entries)
+}
+
+/// Index files by id, and the full ids a builder may ask for.
+#[derive(Default)]
+struct Files(Vec<(Id, IndexFile)>);
+
+impl Files {
+    fn add(&mut self, f: IndexFile) -> Id {
+        let fid = Id::hash_of(&f.encode());
+        self.0.push((fid, f));
+        fid
+    }
+
+    fn build(&self, mode: IndexMode) -> (Index, usize) {
+        let mut b = IndexBuilder::new(mode);
+        for (fid, f) in &self.0 {
+            b.add_file(*fid, &f.encode()).unwrap();
+        }
+        let mut asked = 0;
+        let ix = b.finish(&mut |reqs: &[IdRequest]| -> Result<Vec<Id>, String> {
+            asked += reqs.len();
+            reqs.iter().map(|r| self.full_id(r)).collect()
+        });
+        (ix.unwrap(), asked)
+    }
+
+    fn full_id(&self, r: &IdRequest) -> Result<Id, String> {
+        let PackSource::File(fid) = &r.source else { return Err("not from a file".into()) };
+        let f = &self.0.iter().find(|(i, _)| i == fid).ok_or("no such file")?.1;
+        let (_, entries) = f.packs.iter().find(|(p, _)| p.id == r.pack).ok_or("no such pack")?;
+        Ok(entries.iter().find(|e| e.offset == r.offset).ok_or("no such offset")?.id)
+    }
+}
+
+fn file(packs: Vec<(PackInfo, Vec<PackEntry>)>) -> IndexFile {
+    IndexFile { supersedes: Vec::new(), packs }
+}
+
+#[test]
+fn lookups_find_every_blob_and_the_index_stays_within_its_budget() {
+    // 200,000 blobs in 100 packs, over 10 index files.
+    let mut files = Files::default();
+    for f in 0..10u64 {
+        files.add(file((0..10).map(|p| pack(f * 10 + p, BlobKind::Data, (f * 10 + p) * 2000, 2000)).collect()));
+    }
+    let (ix, asked) = files.build(IndexMode::Locations);
+    assert_eq!(asked, 0, "no shared prefix, nothing to resolve");
+    assert_eq!(ix.len(), 200_000);
+    let l = ix.get(&id(54_321)).unwrap();
+    assert_eq!(ix.pack(l.pack).id, pack_id(27));
+    assert_eq!((l.offset, l.length, l.raw_length), (321 * 100, 100, 80));
+    assert!(ix.get(&id(200_000)).is_none() && !ix.contains(&id(200_000)));
+    assert_eq!(ix.pack_contents(l.pack), (2000, 200_000));
+    let per_blob = ix.memory_bytes() as f64 / ix.len() as f64;
+    assert!(per_blob <= 40.0, "{per_blob} bytes per blob with locations");
+    assert!(per_blob >= 32.0, "{per_blob}: the accounting misses the slots");
+
+    // A backup keeps data blobs as keys only.
+    let (m, _) = files.build(IndexMode::Membership);
+    assert!(m.contains(&id(54_321)) && !m.contains(&id(200_000)));
+    assert!(m.get(&id(54_321)).is_none(), "no location for data blobs");
+    let per_blob = m.memory_bytes() as f64 / m.len() as f64;
+    assert!(per_blob <= 17.0, "{per_blob} bytes per blob in a backup");
+}
+
+#[test]
+fn a_backup_index_keeps_the_location_of_tree_blobs() {
+    let mut files = Files::default();
+    files.add(file(vec![pack(1, BlobKind::Data, 0, 10), pack(2, BlobKind::Tree, 10, 5)]));
+    let (m, _) = files.build(IndexMode::Membership);
+    assert_eq!(m.len(), 15);
+    assert!(m.contains(&id(3)) && m.get(&id(3)).is_none());
+    assert_eq!(m.get(&id(12)).map(|l| m.pack(l.pack).id), Some(pack_id(2)));
+}
+
+#[test]
+fn a_blob_stored_twice_keeps_its_first_location() {
+    let mut files = Files::default();
+    files.add(file(vec![pack(1, BlobKind::Data, 0, 10)]));
+    // Pack 2 holds blobs 5..15: 5..10 again.
+    files.add(file(vec![pack(2, BlobKind::Data, 5, 10)]));
+    let (ix, asked) = files.build(IndexMode::Locations);
+    assert_eq!(asked, 10, "the five shared prefixes, two slots each");
+    assert_eq!(ix.len(), 15);
+    assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
+    assert_eq!(ix.pack(ix.get(&id(12)).unwrap().pack).id, pack_id(2));
+    assert_eq!(ix.pack_contents(1), (10, 1000), "pack 2 still holds its copies");
+}
+
+/// An id that shares the 16-byte prefix of `of`.
+fn twin(of: &Id, n: u8) -> Id {
+    let mut b = of.0;
+    b[31] ^= n;
+    Id(b)
+}
+
+#[test]
+fn blobs_whose_prefixes_collide_each_find_their_own_location() {
+    let a = id(1);
+    let (b, absent) = (twin(&a, 1), twin(&a, 2));
+    let entry = |id, offset| PackEntry { kind: BlobKind::Data, id, offset, length: 10, raw_length: 8 };
+    let mut files = Files::default();
+    files.add(file(vec![(
+        PackInfo { id: pack_id(1), kind: BlobKind::Data, size: 100 },
+        vec![entry(a, 0), entry(id(2), 10)],
+    )]));
+    files.add(file(vec![(
+        PackInfo { id: pack_id(2), kind: BlobKind::Data, size: 100 },
+        vec![entry(b, 0), entry(a, 10)],
+    )]));
+    let (ix, _) = files.build(IndexMode::Locations);
+    assert_eq!(ix.len(), 3, "a, b and blob 2; the second copy of a is dropped");
+    let at = |i: &Id| ix.get(i).map(|l| (ix.pack(l.pack).id, l.offset));
+    assert_eq!(at(&a), Some((pack_id(1), 0)));
+    assert_eq!(at(&b), Some((pack_id(2), 0)));
+    assert_eq!(at(&absent), None, "an absent id is not found through its prefix twin");
+    assert!(!ix.contains(&absent));
+    assert_ne!(ix.position(&a), ix.position(&b));
+}
+
+#[test]
+fn packs_only_superseded_files_list_are_dropped() {
+    let mut files = Files::default();
+    let old = files.add(file(vec![pack(1, BlobKind::Data, 0, 10), pack(2, BlobKind::Data, 10, 10)]));
+    // The replacement lists pack 2 only, and is read after the old file.
+    let new = files.add(file(vec![pack(2, BlobKind::Data, 10, 10)]));
+    files.add(IndexFile { supersedes: vec![old], packs: Vec::new() });
+    for mode in [IndexMode::Locations, IndexMode::Membership] {
+        let (ix, _) = files.build(mode);
+        assert_eq!(ix.packs().len(), 1, "{mode:?}");
+        assert!(!ix.has_pack(&pack_id(1)) && ix.has_pack(&pack_id(2)));
+        assert!(!ix.contains(&id(3)) && ix.contains(&id(13)), "{mode:?}");
+        assert_eq!(ix.len(), 10);
+        assert!(ix.files().all(|f| *f != old) && ix.files().any(|f| *f == new));
+    }
+    let (ix, _) = files.build(IndexMode::Locations);
+    assert_eq!(ix.get(&id(13)).unwrap().pack, 0, "pack numbers follow the packs kept");
+}
+
+#[test]
+fn adopted_packs_join_and_blobs_already_indexed_keep_their_place() {
+    let mut files = Files::default();
+    files.add(file(vec![pack(1, BlobKind::Data, 0, 10), pack(2, BlobKind::Tree, 100, 3)]));
+    let (mut ix, _) = files.build(IndexMode::Locations);
+    let adopted = vec![pack(3, BlobKind::Data, 5, 10), pack(1, BlobKind::Data, 0, 10)];
+    let mut asked = Vec::new();
+    ix.add_packs(&adopted, &mut |reqs: &[IdRequest]| -> Result<Vec<Id>, String> {
+        asked.extend_from_slice(reqs);
+        reqs.iter()
+            .map(|r| match r.source {
+                PackSource::Header { .. } => {
+                    let p = adopted.iter().find(|p| p.0.id == r.pack).unwrap();
+                    Ok(p.1.iter().find(|e| e.offset == r.offset).unwrap().id)
+                }
+                PackSource::File(_) => files.full_id(r),
+            })
+            .collect()
+    })
+    .unwrap();
+    assert_eq!(ix.packs().len(), 3, "pack 1 is indexed already");
+    assert_eq!(ix.len(), 18);
+    assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
+    assert_eq!(ix.pack(ix.get(&id(14)).unwrap().pack).id, pack_id(3));
+    assert!(asked.iter().any(|r| matches!(r.source, PackSource::Header { .. })));
+    assert!(ix.get(&id(101)).is_some());
+}
+
+#[test]
+fn slots_by_pack_lists_each_pack_in_offset_order() {
+    let mut files = Files::default();
+    files.add(file(vec![pack(1, BlobKind::Data, 0, 50), pack(2, BlobKind::Tree, 50, 20)]));
+    let (ix, _) = files.build(IndexMode::Locations);
+    let by = ix.slots_by_pack();
+    for n in 0..2u32 {
+        let offsets: Vec<u32> = by.of(n).iter().map(|&p| ix.location(p as usize).offset).collect();
+        assert_eq!(offsets.len(), if n == 0 { 50 } else { 20 });
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+        assert!(by.of(n).iter().all(|&p| ix.location(p as usize).pack == n));
+    }
+}

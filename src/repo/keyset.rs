@@ -1,0 +1,135 @@
+//! Compact sets of blob ids, by their first [`KEY_LEN`] bytes.
+//!
+//! Memory per blob is what limits how many files a backup host can back
+//! up, so the in-memory structures keep a 16-byte prefix of each 32-byte
+//! blob id (a [`Key`]) in sorted arrays rather than full ids in hash
+//! tables. Blob ids are keyed BLAKE3 outputs: two distinct blobs share a
+//! 128-bit prefix with probability about n²/2¹²⁹ (3·10⁻²¹ for a billion
+//! blobs). Where two *indexed* blobs do share one, [`super::Index`] keeps
+//! them apart by their full ids; every blob read is checked against its
+//! full id anyway ([`super::blob::decode`]).
+
+use std::collections::HashSet;
+
+use crate::id::Id;
+
+pub const KEY_LEN: usize = 16;
+
+/// The first [`KEY_LEN`] bytes of a blob id.
+pub type Key = [u8; KEY_LEN];
+
+pub fn key_of(id: &Id) -> Key {
+    id.0[..KEY_LEN].try_into().unwrap()
+}
+
+/// Merges the sorted `new` into the sorted `dst` in place, from the back:
+/// `dst` grows by `new.len()` only (a large vector grows by remapping its
+/// pages, not by copying them), and no third buffer is needed.
+pub fn merge_sorted<T: Copy + Ord>(dst: &mut Vec<T>, new: &[T]) {
+    if new.is_empty() {
+        return;
+    }
+    let n = dst.len();
+    dst.reserve_exact(new.len());
+    dst.extend_from_slice(new);
+    let (mut i, mut j, mut k) = (n, new.len(), n + new.len());
+    while j > 0 {
+        k -= 1;
+        if i > 0 && dst[i - 1] > new[j - 1] {
+            dst[k] = dst[i - 1];
+            i -= 1;
+        } else {
+            dst[k] = new[j - 1];
+            j -= 1;
+        }
+    }
+}
+
+/// A growing set of keys: recent insertions in a small hash set, the rest
+/// in one sorted array, 16 bytes per key. The hash set is folded into the
+/// array when it holds more than 1/16 of it (and at least 65,536 keys), so
+/// it adds at most a few bytes per key.
+#[derive(Default)]
+pub struct KeySet {
+    sorted: Vec<Key>,
+    recent: HashSet<Key>,
+}
+
+const MIN_RECENT: usize = 1 << 16;
+
+impl KeySet {
+    pub fn new() -> KeySet {
+        KeySet::default()
+    }
+
+    pub fn contains(&self, k: &Key) -> bool {
+        self.recent.contains(k) || self.sorted.binary_search(k).is_ok()
+    }
+
+    /// Adds `k`; false when it was there already.
+    pub fn insert(&mut self, k: Key) -> bool {
+        if self.sorted.binary_search(&k).is_ok() || !self.recent.insert(k) {
+            return false;
+        }
+        if self.recent.len() >= MIN_RECENT.max(self.sorted.len() / 16) {
+            self.fold();
+        }
+        true
+    }
+
+    fn fold(&mut self) {
+        let mut batch: Vec<Key> = self.recent.drain().collect();
+        batch.sort_unstable();
+        merge_sorted(&mut self.sorted, &batch);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held, from the capacities (a deterministic figure).
+    pub fn memory_bytes(&self) -> usize {
+        // A hash set holds at most 7/8 of its buckets, each a key and a
+        // control byte.
+        self.sorted.capacity() * KEY_LEN + self.recent.capacity() * 8 / 7 * (KEY_LEN + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u64) -> Key {
+        key_of(&Id::hash_of(&i.to_le_bytes()))
+    }
+
+    #[test]
+    fn merge_keeps_order_and_every_element() {
+        let mut a = vec![1, 4, 4, 9];
+        merge_sorted(&mut a, &[0, 4, 5, 10]);
+        assert_eq!(a, vec![0, 1, 4, 4, 4, 5, 9, 10]);
+        let mut b: Vec<u32> = Vec::new();
+        merge_sorted(&mut b, &[2, 3]);
+        assert_eq!(b, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_key_set_finds_every_key_across_folds_and_stays_compact() {
+        let mut s = KeySet::new();
+        let n = 300_000u64;
+        for i in 0..n {
+            assert!(s.insert(k(i)), "{i} is new");
+        }
+        assert!(!s.insert(k(7)) && !s.insert(k(n - 1)), "present keys are not new");
+        assert_eq!(s.len(), n as usize);
+        assert!((0..n).step_by(997).all(|i| s.contains(&k(i))));
+        assert!(!s.contains(&k(n + 1)));
+        let per_key = s.memory_bytes() as f64 / n as f64;
+        // 16 bytes in the array, plus the hash set of the newest keys.
+        assert!(per_key <= 24.0, "{per_key} bytes per key");
+    }
+}
