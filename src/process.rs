@@ -117,7 +117,7 @@ fn shell(command: &str, env: &ChildEnv) -> std::io::Result<Command> {
 
 /// Kills a process group created with `process_group(0)`, whose id is the
 /// leader's pid.
-fn kill_group(child: &Child) {
+pub(crate) fn kill_group(child: &Child) {
     if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: killpg only sends a signal; the group is the one we created.
         unsafe {

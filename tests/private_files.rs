@@ -125,3 +125,16 @@ fn bug_a_report_path_that_is_a_symlink_is_refused() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is left as it was");
 }
+
+#[test]
+fn bug_enrolling_a_host_key_made_the_state_directory_world_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (repo, state) = (d.join("repo"), d.join("fresh/state"));
+    let r = repo.to_str().unwrap();
+    ok(d, &["init", "--repo", r, "--kdf-memory-kib", "19456"]);
+    // The first thing to create the state directory is the host key.
+    ok(d, &["--repo", r, "evidence", "enroll", "--state", state.to_str().unwrap()]);
+    assert_private(&state);
+    assert!(modes(&state).iter().any(|(_, _, is_dir)| !is_dir), "the key files were checked");
+}

@@ -19,8 +19,12 @@ use common::{wait_exit, wait_until, Env, PASSWORD};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Repository locks: the files directly under `locks/` (`locks/evidence/`
+/// is the evidence appenders' directory, there from `init` on).
 fn lock_objects(repo: &Path) -> usize {
-    std::fs::read_dir(repo.join("locks")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(repo.join("locks"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_file())).count())
+        .unwrap_or(0)
 }
 
 /// A `backup --stdin` that holds its shared lock until its input is closed.

@@ -26,14 +26,21 @@ pub enum RepairCmd {
         /// Show what would be written back, write nothing
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Also write back key slots removed since TIME (by default a removed
+        /// slot stays removed, unless the repository has none left)
+        #[arg(long)]
+        include_key_slots: bool,
     },
 }
 
 pub fn run(g: &GlobalArgs, a: &RepairArgs, p: &Printer) -> Result<i32> {
-    let RepairCmd::Undelete { as_of, dry_run } = &a.cmd;
+    let RepairCmd::Undelete { as_of, dry_run, include_key_slots } = &a.cmd;
     let past = open_repo(&GlobalArgs { as_of: Some(*as_of), ..g.clone() })?;
     let now = open_backend(&GlobalArgs { as_of: None, ..g.clone() })?;
-    let r = undelete::undelete(&past, now.as_ref(), *dry_run)?;
+    let reader = crate::evidence::key::read_key(&past);
+    let opts =
+        undelete::UndeleteOptions { dry_run: *dry_run, key_slots: *include_key_slots, evidence_openers: vec![&reader] };
+    let r = undelete::undelete(&past, now.as_ref(), &opts)?;
     if p.json {
         p.json(&r);
     } else {

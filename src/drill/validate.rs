@@ -190,14 +190,25 @@ mod tests {
     #[test]
     fn a_command_that_times_out_is_killed_with_its_group() {
         let d = tempfile::tempdir().unwrap();
-        let t0 = Instant::now();
-        let v = run(&hook("echo started; (sleep 3; touch late) & sleep 30", 1), d.path(), &ChildEnv::new(&[]));
-        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let pid_file = d.path().join("grandchild");
+        // A grandchild that would outlive the command by a minute unless its group is killed.
+        let cmd = format!("echo started; sleep 60 & echo $! > {}; wait", pid_file.display());
+        let v = run(&hook(&cmd, 1), d.path(), &ChildEnv::new(&[]));
         assert!(v.timed_out && !v.passed);
         assert_eq!(v.signal, Some(9));
         assert_eq!(v.output_tail, "started\n");
-        std::thread::sleep(Duration::from_millis(3500));
-        assert!(!d.path().join("late").exists(), "a child of the command survived");
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        // Killed, it is gone or a zombie waiting for init; wait for that
+        // (the deadline only stops a test that would hang).
+        let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+            Err(_) => true,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dead() {
+            assert!(Instant::now() < deadline, "a child of the command (pid {pid}) survived the timeout");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

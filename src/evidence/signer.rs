@@ -185,16 +185,12 @@ impl SignBytes for Signer {
 fn run_command(command: &str, op: &str, input: &[u8]) -> Result<Vec<u8>> {
     let fail = |detail: String| Error::EvidenceSigner { detail };
     let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c").arg(command).env_clear();
-    for name in ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME"] {
-        if let Some(v) = std::env::var_os(name) {
-            cmd.env(name, v);
-        }
-    }
-    cmd.env("CAIRN_EVIDENCE_OP", op)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.arg("-c").arg(command);
+    // The same allow-listed environment as every other child (no password
+    // variable, no cloud credential), in its own process group.
+    crate::process::ChildEnv::new(&[]).with("CAIRN_EVIDENCE_OP", op).apply(&mut cmd);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start the key command: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
     let input = input.to_vec();
@@ -213,17 +209,15 @@ fn run_command(command: &str, op: &str, input: &[u8]) -> Result<Vec<u8>> {
         let _ = stderr.by_ref().take(4096).read_to_end(&mut out);
         out
     });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!("the key command did not finish within {} s", COMMAND_TIMEOUT.as_secs())));
-            }
-            Err(e) => return Err(fail(format!("waiting for the key command: {e}"))),
+    let waited = crate::process::wait_or_kill(&mut child, Instant::now() + COMMAND_TIMEOUT)
+        .map_err(|e| fail(format!("waiting for the key command: {e}")))?;
+    // Whatever it left running goes with it, so no grandchild keeps its
+    // output open and the readers below end.
+    crate::process::kill_group(&child);
+    let status = match waited {
+        crate::process::Waited::Exited(s) => s,
+        crate::process::Waited::TimedOut(_) => {
+            return Err(fail(format!("the key command did not finish within {} s", COMMAND_TIMEOUT.as_secs())));
         }
     };
     let _ = writer.join();
@@ -265,7 +259,8 @@ impl PrivateDir {
     pub(crate) fn open(state_dir: &Path, create: bool) -> Result<Option<PrivateDir>> {
         let path = state_dir.join(STATE_SUBDIR);
         if create {
-            std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
+            // The state directory is private whatever the umask (0700).
+            crate::private::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
             use std::os::unix::fs::DirBuilderExt;
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {}
