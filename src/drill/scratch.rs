@@ -20,7 +20,6 @@
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -131,9 +130,11 @@ pub fn prepare(given: Option<&Path>, state_dir: &Path, drill_id: &str, sources: 
                 // `<state>/scratch` and any other missing parent: 0700 too.
                 crate::private::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-            // Restored data may be confidential: only the drill's user may look.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(&path, e))?;
+            // Restored data may be confidential: only the drill's user may
+            // look. The mode is given at creation, never set later by path
+            // (a chmod by path would follow a symlink swapped in meanwhile).
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(|e| Error::io(&path, e))?;
             true
         }
         Err(e) => return Err(Error::io(&path, e)),
@@ -331,7 +332,7 @@ pub fn remove(s: &Scratch, threads: usize) -> Cleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn reason(r: Result<Scratch>) -> String {
         match r {
