@@ -65,7 +65,7 @@ fn main() {
             let dirs = files.div_ceil(FILES_PER_DIR);
             let trees = dirs + if dirs > 4 { 4 } else { 2 };
             assert_eq!(index.len() as u64, 3_000 + trees, "every blob is indexed");
-            assert_eq!(repo.list_snapshots().expect("snapshots").len(), 2);
+            assert_eq!(repo.list_snapshots().expect("snapshots").complete().expect("every snapshot opens").len(), 2);
         }
         _ => {
             eprintln!("usage: synth_repo REPO BLOBS (password in CAIRN_PASSWORD)");

@@ -46,6 +46,11 @@ if ! command -v fusermount3 >/dev/null; then
 fi
 [ -e /dev/fuse ] || echo "warning: /dev/fuse is missing: the mount tests will fail (modprobe fuse; --device /dev/fuse in a container)" >&2
 
+# The fuzz targets (tests/fuzz) run a short pass that is the same every
+# time: seed 1, 2,000 inputs per target. Longer runs: docs/RELIABILITY.md.
+export CAIRN_FUZZ_SEED=1 CAIRN_FUZZ_ITERS=2000
+unset CAIRN_FUZZ_SECS
+
 # The crash tests kill cairn at named failpoints (src/failpoint.rs), which
 # exist only with the test-only `failpoints` feature; without it they fail.
 cargo test --all-targets --features failpoints "$@"

@@ -150,6 +150,14 @@ pub enum Error {
     #[error("{what} is too large: {detail}")]
     TooLarge { what: String, detail: String },
 
+    /// A tree nests deeper than [`crate::repo::walk::MAX_DEPTH`]: damage.
+    #[error("tree {tree}: directories nest deeper than {limit} levels (at {path})")]
+    TreeTooDeep { tree: String, path: String, limit: usize },
+
+    /// A tree expands to more entries than the command was allowed.
+    #[error("tree {tree} expands to more than {limit} entries (files, directories and others along every path)")]
+    TooManyEntries { tree: String, entries: u64, limit: u64 },
+
     #[error("there is no cairn repository at {0}")]
     NoRepository(String),
 
@@ -161,6 +169,13 @@ pub enum Error {
 
     #[error("no snapshot matches `{0}`")]
     SnapshotNotFound(String),
+
+    /// A snapshot cannot be read, so which one is the newest is not known.
+    #[error(
+        "the newest snapshot is not known: snapshot {snapshot} cannot be read ({detail}){}, and it may be the newest",
+        if *others > 0 { format!(", nor {others} other(s)") } else { String::new() }
+    )]
+    NewestUnknown { snapshot: String, detail: String, others: usize },
 
     #[error("snapshot prefix `{0}` matches more than one snapshot")]
     AmbiguousSnapshot(String),
@@ -301,6 +316,12 @@ impl Error {
             Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => {
                 Some("`cairn snapshots` lists the snapshots; give a longer id prefix or `latest`".into())
             }
+            Error::NewestUnknown { .. } => Some(
+                "name a snapshot explicitly or run `cairn check`. `cairn snapshots` lists the snapshots, damaged \
+                 ones included; a damaged snapshot comes back from a copy of the repository, or is deleted from \
+                 `snapshots/` in the storage"
+                    .into(),
+            ),
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
@@ -309,6 +330,16 @@ impl Error {
                  past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
                     .into(),
             ),
+            Error::TreeTooDeep { .. } => Some(
+                "no file system nests that deep: the tree is damaged or forged. `cairn check` names the \
+                 snapshots it affects; restore another snapshot"
+                    .into(),
+            ),
+            Error::TooManyEntries { limit, .. } => Some(format!(
+                "If the snapshot is genuine, raise the limit with --max-entries (now {limit}); a \
+                 forged tree can repeat one subtree to make billions of paths, which `cairn check` shows as a \
+                 few trees"
+            )),
             Error::Locked { remedy, .. } => Some(remedy.clone()),
             Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::UnsafeDrillTarget { .. } => Some(

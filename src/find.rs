@@ -24,6 +24,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::browse::Reader;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::repo::walk::Limits;
 use crate::repo::{Node, NodeKind};
 
 /// What a pattern says about directories: which ones can hold a match.
@@ -246,6 +247,8 @@ struct Pending {
     dirs: BTreeMap<Id, Vec<usize>>,
     /// Matches at this path: snapshot index and node.
     hits: Vec<(usize, Arc<Node>)>,
+    /// Levels of directories above this path.
+    depth: usize,
 }
 
 /// Called for each match: path, snapshot number, node.
@@ -254,9 +257,18 @@ pub type OnHit<'a> = dyn FnMut(&[u8], usize, &Node) -> Result<()> + 'a;
 /// Searches the trees `roots` (one per snapshot; the index of a root is
 /// the snapshot's number in the calls to `hit`). `hit(path, snapshot,
 /// node)` is called in path order, and for one path in snapshot order.
-pub fn search(reader: &Reader, roots: &[Id], m: &Matcher, hit: &mut OnHit<'_>) -> Result<Outcome> {
+///
+/// Within `limits`: past `max_entries` entries examined (counted once per
+/// path and tree, so a subtree repeated under many names counts each time)
+/// the search stops with [`Error::TooManyEntries`], and past `max_depth`
+/// levels with [`Error::TreeTooDeep`]. Memory stays flat either way: the
+/// frontier holds the pending paths, not the visited ones. Measuring the
+/// snapshots first, as `ls` does, would read every tree, which the
+/// patterns exist to avoid.
+pub fn search(reader: &Reader, roots: &[Id], m: &Matcher, limits: &Limits, hit: &mut OnHit<'_>) -> Result<Outcome> {
     let loaded_before = reader.trees_loaded();
     let mut out = Outcome::default();
+    let mut examined: u64 = 0;
     let mut frontier: BTreeMap<Vec<u8>, Pending> = BTreeMap::new();
     if m.may_match_below(b"") {
         let root = frontier.entry(Vec::new()).or_default();
@@ -290,6 +302,11 @@ pub fn search(reader: &Reader, roots: &[Id], m: &Matcher, hit: &mut OnHit<'_>) -
             for (name, why) in dir.refused() {
                 out.refused.push((child_path(&path, name), why));
             }
+            examined += dir.nodes().len() as u64;
+            if examined > limits.max_entries {
+                let tree = roots[snaps[0]].short();
+                return Err(Error::TooManyEntries { tree, entries: examined, limit: limits.max_entries });
+            }
             for n in dir.nodes() {
                 let child = child_path(&path, &n.name);
                 let is_match = m.matches(&child, &n.name);
@@ -297,7 +314,12 @@ pub fn search(reader: &Reader, roots: &[Id], m: &Matcher, hit: &mut OnHit<'_>) -
                 if !is_match && subtree.is_none() {
                     continue;
                 }
+                if p.depth + 1 > limits.max_depth && subtree.is_some() {
+                    let path = crate::repo::walk::abbreviate(&child, 120);
+                    return Err(Error::TreeTooDeep { tree: roots[snaps[0]].short(), path, limit: limits.max_depth });
+                }
                 let e = frontier.entry(child).or_default();
+                e.depth = p.depth + 1;
                 if is_match {
                     let node = Arc::new(n.clone());
                     e.hits.extend(snaps.iter().map(|&s| (s, node.clone())));

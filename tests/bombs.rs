@@ -73,16 +73,19 @@ fn a_config_bomb_without_a_declared_size_stops_at_the_config_limit() {
 }
 
 #[test]
-fn a_snapshot_bomb_is_skipped_when_listing_and_named_by_check() {
+fn a_snapshot_bomb_is_listed_as_damaged_and_named_by_check() {
     let (env, src) = env_with_backup();
     let repo = open(&env);
     let id = put_named(&repo, "snapshots", &sealed_bomb(repo.key(), BOMB, true));
     let o = measured(&env, &["snapshots"]);
-    assert_names(&o, 0, &format!("object `snapshots/{id}` is too large"));
+    assert_names(&o, 5, &format!("object `snapshots/{id}` is too large"));
     let o = measured(&env, &["check"]);
     assert_names(&o, 5, &format!("error: snapshots/{id}: object `snapshots/{id}` is too large"));
-    // The good snapshot still restores.
+    // `latest` is not known any more, but the good snapshot, named, still restores.
     let o = measured(&env, &["restore", "latest", "--target", env.path("r").to_str().unwrap()]);
+    assert_names(&o, 1, &format!("snapshot {} cannot be read", id.short()));
+    let good = repo.list_snapshots().unwrap().snapshots[0].0.short();
+    let o = measured(&env, &["restore", &good, "--target", env.path("r").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(std::fs::read(common::restored(&env.path("r"), &src).join("a.txt")).unwrap(), b"an ordinary file\n");
 }

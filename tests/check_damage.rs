@@ -115,7 +115,7 @@ impl Fixture {
 
     /// The only snapshot's id.
     fn snapshot(&self) -> Id {
-        let snaps = self.open().list_snapshots().unwrap();
+        let snaps = self.open().list_snapshots().unwrap().snapshots;
         assert_eq!(snaps.len(), 1);
         snaps[0].0
     }

@@ -123,3 +123,23 @@ fn a_random_recovery_point_is_chosen_within_the_window_and_reproduced_by_its_see
     assert_eq!(old["recovery_point"]["snapshot_id"], too_old.as_str());
     assert_eq!(old["recovery_point"]["choice"], "id");
 }
+
+#[test]
+fn a_damaged_newest_snapshot_fails_the_drill_instead_of_drilling_an_older_one() {
+    let f = Fixture::new("");
+    f.backup(&[]);
+    std::fs::write(f.src.join("docs/readme.txt"), b"changed\n").unwrap();
+    f.backup(&[]);
+    let list = f.snapshots();
+    let (older, newest) = (list[0]["id"].as_str().unwrap(), list[1]["id"].as_str().unwrap().to_string());
+    common::forge::flip_a_byte(&f.env.repo, &format!("snapshots/{newest}"));
+    for choice in [&[][..], &["--snapshot", "random"]] {
+        let r = f.drill_report(choice, 1);
+        let error = phase(&r, "select")["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains(&format!("snapshot {} cannot be read", &newest[..8])), "{choice:?}: {error}");
+        assert!(r["recovery_point"].is_null(), "{choice:?} drilled {}", r["recovery_point"]);
+    }
+    // Named explicitly, the older snapshot is drilled.
+    let r = f.drill_report(&["--snapshot", &older[..8]], 0);
+    assert_eq!(r["recovery_point"]["snapshot_id"].as_str().map(|s| &s[..8]), Some(&older[..8]));
+}

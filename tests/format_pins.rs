@@ -373,7 +373,7 @@ fn the_fixture_files_rechunk_to_the_stored_chunk_ids_with_the_repository_seed() 
     let index = repo.load_index().unwrap();
     let chunker = repo.config().chunker;
     let mut multi = 0;
-    for (_, s) in repo.list_snapshots().unwrap() {
+    for (_, s) in repo.list_snapshots().unwrap().complete().unwrap() {
         cairn::repo::tree::walk(&repo, &index, &s.tree, b"", &mut |path, n| {
             if n.kind == NodeKind::File {
                 let data: Vec<u8> = n.content.iter().flat_map(|c| repo.read_blob(&index, c).unwrap()).collect();

@@ -165,7 +165,13 @@ pub fn run(
 
     let parent_id = match opts.parent {
         Some(p) => p,
-        None => repo.list_snapshots()?.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)).map(|(id, _)| id),
+        None => {
+            let list = repo.list_snapshots()?;
+            warnings.extend(list.damaged.iter().map(|(id, e)| {
+                format!("snapshot {} cannot be read, so it was not considered as the parent: {e}", id.short())
+            }));
+            list.snapshots.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)).map(|(id, _)| id)
+        }
     };
     let parent_tree = match parent_id {
         Some(id) => {

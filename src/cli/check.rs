@@ -109,6 +109,12 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs, p: &Printer) -> Result<i32> {
         for a in &r.affected {
             p.data(format!("affected: snapshot {} {}", a.snapshot, a.path));
         }
+        for s in &r.affected_not_listed {
+            p.data(format!(
+                "affected: snapshot {s}: more files than the {} listed",
+                crate::check::AFFECTED_PER_SNAPSHOT
+            ));
+        }
         for (id, f) in &ev.flagged {
             p.data(format!("flagged: snapshot {} ({})", id.short(), f.as_str()));
         }

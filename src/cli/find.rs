@@ -8,7 +8,8 @@ use crate::browse::{Budgets, Reader};
 use crate::error::{Error, Result};
 use crate::find::{search, Matcher};
 use crate::id::Id;
-use crate::repo::{by_id_prefix, Node, NodeKind, Snapshot};
+use crate::repo::walk::Limits;
+use crate::repo::{by_id_prefix, Node, NodeKind, Snapshot, SnapshotList};
 
 use super::output::{human_bytes, Printer};
 use super::{open_repo, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
@@ -28,6 +29,9 @@ pub struct FindArgs {
     /// The patterns are regular expressions, searched for in the whole path
     #[arg(long)]
     pub regex: bool,
+    /// Stop after examining more than N entries, counted along every path (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -43,8 +47,13 @@ struct Match<'a> {
     mtime: String,
 }
 
-/// The snapshots to search, newest first.
-fn choose(all: Vec<(Id, Snapshot)>, a: &FindArgs) -> Result<Vec<(Id, Snapshot)>> {
+/// The snapshots to search, newest first. `latest` is refused while a
+/// snapshot cannot be read: it may be the newest.
+fn choose(list: SnapshotList, a: &FindArgs) -> Result<Vec<(Id, Snapshot)>> {
+    if a.snapshots.iter().any(|s| s == "latest") {
+        list.complete()?;
+    }
+    let all = list.snapshots;
     let mut chosen = if a.snapshots.is_empty() {
         all
     } else {
@@ -84,13 +93,22 @@ fn size_text(n: &Node) -> String {
 pub fn run(g: &GlobalArgs, a: &FindArgs, p: &Printer) -> Result<i32> {
     let matcher = if a.regex { Matcher::regexes(&a.patterns)? } else { Matcher::globs(&a.patterns)? };
     let repo = open_repo(g)?;
-    let snapshots = choose(repo.list_snapshots()?, a)?;
+    let list = repo.list_snapshots()?;
+    // Searching them all: the ones that cannot be read are named, and the
+    // search is incomplete.
+    let damaged: Vec<(Id, String)> = if a.snapshots.is_empty() {
+        list.damaged.iter().map(|(id, e)| (*id, e.to_string())).collect()
+    } else {
+        Vec::new()
+    };
+    let snapshots = choose(list, a)?;
     let index = Arc::new(repo.load_index()?);
     let reader = Reader::new(repo, index, Budgets { trees: 256 << 20, blobs: 0 });
     let roots: Vec<Id> = snapshots.iter().map(|(_, s)| s.tree).collect();
     let mut found = Vec::new();
     let mut with_hits = vec![false; snapshots.len()];
-    let outcome = search(&reader, &roots, &matcher, &mut |path, i, n| {
+    let limits = Limits::with_max_entries(a.max_entries);
+    let outcome = search(&reader, &roots, &matcher, &limits, &mut |path, i, n| {
         with_hits[i] = true;
         let (id, s) = &snapshots[i];
         if p.json {
@@ -142,7 +160,10 @@ pub fn run(g: &GlobalArgs, a: &FindArgs, p: &Printer) -> Result<i32> {
         snapshots.len(),
         outcome.trees_read
     ));
-    if !outcome.unreadable.is_empty() {
+    for (id, e) in &damaged {
+        p.warn(format!("not searched: snapshot {} cannot be read: {e}", id.short()));
+    }
+    if !outcome.unreadable.is_empty() || !damaged.is_empty() {
         p.warn("the search is incomplete: `cairn check` finds the damage");
         return Ok(EXIT_PARTIAL);
     }

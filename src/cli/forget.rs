@@ -121,6 +121,9 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs, p: &Printer) -> Result<i32> {
     };
     let selection = Selection { hosts: a.hosts.clone(), tags: a.tags.clone(), ..Default::default() };
     let mut show = |d: &Decided| {
+        for (id, e) in &d.unreadable {
+            p.warn(format!("snapshot {} cannot be read ({e}): these rules neither keep nor forget it", id.short()));
+        }
         if let Some(e) = &d.unchecked {
             p.warn(format!("the evidence could not be checked ({e}): only snapshots dated in the future are held"));
         }

@@ -6,11 +6,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::tree::{lookup, walk};
+use crate::repo::tree::lookup;
+use crate::repo::walk::{measure, walk, Limits};
 use crate::repo::{Node, NodeKind, Snapshot};
 
 use super::output::{human_bytes, Printer};
-use super::{open_repo, GlobalArgs, EXIT_OK};
+use super::{open_repo, GlobalArgs, EXIT_INTEGRITY, EXIT_OK};
 
 #[derive(clap::Args, Debug)]
 pub struct SnapshotsArgs {
@@ -33,6 +34,9 @@ pub struct LsArgs {
     /// Show type, mode, size and modification time
     #[arg(long, short = 'l')]
     pub long: bool,
+    /// Refuse a tree that expands to more entries than N (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
     #[command(flatten)]
     pub at: super::AsOfArg,
 }
@@ -41,6 +45,9 @@ pub struct LsArgs {
 pub struct DiffArgs {
     pub snapshot1: String,
     pub snapshot2: String,
+    /// Refuse a snapshot that expands to more entries than N (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,19 +65,39 @@ struct SnapshotJson<'a> {
     snapshot: &'a Snapshot,
 }
 
+/// A snapshot that cannot be read, as `snapshots --json` lists it.
+#[derive(Serialize)]
+struct DamagedJson {
+    id: Id,
+    short_id: String,
+    damaged: String,
+}
+
+/// Lists the snapshots; those that cannot be read are listed as damaged
+/// (whatever the filters: their host and tags are unknown), and make the
+/// exit code 5.
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> {
     let repo = open_repo(&a.at.apply(g))?;
-    let list: Vec<(Id, Snapshot)> = repo
-        .list_snapshots()?
-        .into_iter()
+    let all = repo.list_snapshots()?;
+    let list: Vec<&(Id, Snapshot)> = all
+        .snapshots
+        .iter()
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .filter(|(_, s)| a.host.is_empty() || a.host.contains(&s.hostname))
         .collect();
+    let code = if all.damaged.is_empty() { EXIT_OK } else { EXIT_INTEGRITY };
     if p.json {
-        let v: Vec<SnapshotJson> =
-            list.iter().map(|(id, s)| SnapshotJson { id: *id, short_id: id.short(), snapshot: s }).collect();
+        let mut v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(id, s)| json_value(&SnapshotJson { id: *id, short_id: id.short(), snapshot: s }))
+            .collect();
+        v.extend(
+            all.damaged
+                .iter()
+                .map(|(id, e)| json_value(&DamagedJson { id: *id, short_id: id.short(), damaged: e.to_string() })),
+        );
         p.json(&v);
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     p.data(format!("{:<8}  {:<20}  {:<16}  {:>10}  {:<16}  paths", "id", "time (UTC)", "host", "size", "tags"));
     for (id, s) in &list {
@@ -84,8 +111,21 @@ pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs, p: &Printer) -> Result<i32> 
             s.paths.join(" ")
         ));
     }
+    for (id, e) in &all.damaged {
+        p.data(format!("{}  damaged: {e}", id.short()));
+    }
     p.info(format!("{} snapshot(s)", list.len()));
-    Ok(EXIT_OK)
+    if !all.damaged.is_empty() {
+        p.warn(format!(
+            "{} snapshot(s) cannot be read, and `latest` is refused while they are there: run `cairn check`",
+            all.damaged.len()
+        ));
+    }
+    Ok(code)
+}
+
+fn json_value<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("a snapshot serialises")
 }
 
 fn kind_char(k: NodeKind) -> char {
@@ -141,17 +181,24 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs, p: &Printer) -> Result<i32> {
             }
         }
     };
-    let mut entries = Vec::new();
+    // Refused before the first line when it nests too deep or expands too far.
+    measure(&repo, &index, &start, &Limits::with_max_entries(a.max_entries))?;
+    // Streamed, the JSON array included: memory stays flat however long the list.
+    let stdout = |e| Error::io("stdout", e);
+    let mut sep: &[u8] = b"[\n";
     walk(&repo, &index, &start, &prefix, &mut |path, n| {
         if p.json {
-            entries.push(ls_entry(path, n));
+            p.data_bytes(sep).map_err(stdout)?;
+            sep = b",\n";
+            let entry = serde_json::to_vec(&ls_entry(path, n)).expect("an entry serialises");
+            p.data_bytes(&entry).map_err(stdout)?;
         } else {
-            print_entry(p, a.long, path, n).map_err(|e| Error::io("stdout", e))?;
+            print_entry(p, a.long, path, n).map_err(stdout)?;
         }
         Ok(true)
     })?;
     if p.json {
-        p.json(&entries);
+        p.data_bytes(if sep == b"[\n" { b"[]\n" } else { b"\n]\n" }).map_err(stdout)?;
     }
     Ok(EXIT_OK)
 }
@@ -216,6 +263,10 @@ pub fn diff(g: &GlobalArgs, a: &DiffArgs, p: &Printer) -> Result<i32> {
     let (_, s1) = repo.find_snapshot(&a.snapshot1)?;
     let (_, s2) = repo.find_snapshot(&a.snapshot2)?;
     let index = repo.load_index()?;
+    // Both trees are held in memory, path by path: measured first.
+    let limits = Limits::with_max_entries(a.max_entries);
+    measure(&repo, &index, &s1.tree, &limits)?;
+    measure(&repo, &index, &s2.tree, &limits)?;
     let m1 = flatten(&repo, &index, &s1.tree)?;
     let m2 = flatten(&repo, &index, &s2.tree)?;
     let mut changes = Vec::new();

@@ -24,6 +24,9 @@ pub struct RestoreArgs {
     /// Read every restored file back and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// Refuse a snapshot that expands to more entries than N (default 100000000)
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
     /// As root, also restore set-uid and set-gid bits, file capabilities
     /// and device nodes (left out and listed otherwise, exit code 3)
     #[arg(long)]
@@ -51,7 +54,8 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
         a.target.display()
     ));
     let started = std::time::Instant::now();
-    let r = restore::run(&repo, &index, &snap.tree, &opts)?;
+    let limits = crate::repo::walk::Limits::with_max_entries(a.max_entries);
+    let r = restore::run_within(&repo, &index, &snap.tree, &opts, &limits)?;
     for w in &r.warnings {
         p.warn(w);
     }

@@ -181,7 +181,9 @@ async fn serve(opts: DaemonOptions, executor: Arc<dyn Executor>, repo: Option<Re
         let (state, list) = (state.clone(), engine.policies().cloned().collect::<Vec<_>>());
         std::thread::spawn(move || {
             jobs::enroll_everywhere(&list, &repo);
-            crate::jobs::record::refresh_recovery_points(&list, &repo, &state)
+            for (policy, e) in crate::jobs::record::refresh_recovery_points(&list, &repo, &state) {
+                tracing::error!(policy = %policy, error = %e, "cannot refresh the recovery point");
+            }
         });
     }
 

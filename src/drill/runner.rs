@@ -88,9 +88,13 @@ impl Drill<'_> {
             (self.policy.name.clone(), self.settings.choice.clone(), self.seed, self.started_at);
         // From here on, every exit returns the repository: a drill that
         // fails to find or plan its recovery point is evidence too.
-        let Some(chosen) =
-            self.phase("select", true, |_| select::choose(&repo.list_snapshots()?, &policy, &choice, seed, now))
-        else {
+        let Some(chosen) = self.phase("select", true, |_| {
+            // `latest` and a random choice both need every snapshot: a
+            // damaged one may be the newest, or in the window.
+            let list = repo.list_snapshots()?;
+            let all = if matches!(choice, select::Choice::Id(_)) { &list.snapshots } else { list.complete()? };
+            select::choose(all, &policy, &choice, seed, now)
+        }) else {
             return Some(repo);
         };
         self.chosen = Some(chosen.clone());

@@ -43,7 +43,7 @@ impl EvidenceSink for RepositoryChain<'_> {
 fn check_snapshot(repo: &RepoOptions, policy: &Policy, spec: &str) -> Result<(), DrillError> {
     let Ok(repository) = repo.open_policy(policy) else { return Ok(()) };
     let Ok(all) = repository.list_snapshots() else { return Ok(()) };
-    drill::select::by_id(&all, &policy.name, spec).map(|_| ()).map_err(DrillError::Refused)
+    drill::select::by_id(&all.snapshots, &policy.name, spec).map(|_| ()).map_err(DrillError::Refused)
 }
 
 /// Runs one drill of `policy`, recorded in `state`, its reports under

@@ -49,6 +49,9 @@ pub struct Decided {
     pub snapshots: Vec<SnapshotRef>,
     /// One per selected snapshot, grouped.
     pub decisions: Vec<Decision>,
+    /// The snapshots that cannot be read, with why: the rules neither keep
+    /// nor forget them (their time, host and policy are unknown).
+    pub unreadable: Vec<(Id, String)>,
     /// Why the evidence could not be checked, when it could not: then only
     /// the snapshots dated in the future were held out of retention.
     pub unchecked: Option<String>,
@@ -105,15 +108,23 @@ pub(crate) fn apply(
 ) -> Result<(Decided, Vec<Id>, Option<Error>)> {
     // A shared lock: forget may run beside backups, not during a prune.
     let _lock = if dry_run { None } else { Some(lock::acquire(repo, false, "forget")?) };
-    let listed = repo.list_snapshots()?;
+    let list = repo.list_snapshots()?;
+    let unreadable = list.damaged.iter().map(|(id, e)| (*id, e.to_string())).collect();
     // Snapshots the evidence does not vouch for (dated in the future, of a
     // host other than their signer's, recorded nowhere) stay out of
     // retention: forged snapshots cannot push real ones out.
-    let (held, unchecked) = crate::evidence::check::held_snapshots(repo, &listed, now);
+    let (held, unchecked) = crate::evidence::check::held_snapshots(repo, &list.snapshots, now);
     let snapshots: Vec<SnapshotRef> =
-        listed.iter().map(|(id, s)| SnapshotRef::new(*id, s)).filter(|s| selection.selects(s)).collect();
+        list.snapshots.iter().map(|(id, s)| SnapshotRef::new(*id, s)).filter(|s| selection.selects(s)).collect();
     let decisions = retention::apply_holding(&snapshots, rules, now, &held)?;
-    let d = Decided { rules: rules.clone(), now, snapshots, decisions, unchecked: unchecked.map(|e| e.to_string()) };
+    let d = Decided {
+        rules: rules.clone(),
+        now,
+        snapshots,
+        decisions,
+        unreadable,
+        unchecked: unchecked.map(|e| e.to_string()),
+    };
     decided(&d);
     if dry_run {
         return Ok((d, Vec::new(), None));

@@ -20,6 +20,7 @@ use crate::backup::Progress;
 use crate::error::Result;
 use crate::jobs::open::RepoOptions;
 use crate::policy::Policy;
+use crate::repo::Repository;
 use crate::state::{JobKind, NewRun, Outcome, RecoveryPoint, RunFinish, State, Trigger};
 
 /// How a job ended, as its run row records it.
@@ -168,27 +169,87 @@ pub fn record_command_run(
 
 /// Records each policy's newest snapshot as its recovery point, reading
 /// the repositories (at the daemon's start, so `status` knows the RPO of
-/// policies backed up by hand or before the state existed).
-pub fn refresh_recovery_points(policies: &[Arc<Policy>], repo: &RepoOptions, state: &State) {
-    for p in policies {
-        let newest = repo.open_policy(p).and_then(|repo| {
-            Ok(repo
-                .list_snapshots()?
-                .into_iter()
-                .filter(|(_, s)| s.policy.as_deref() == Some(p.name.as_str()))
-                // A snapshot dated in the future is never the recovery point.
-                .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
-                .max_by_key(|(_, s)| s.time))
-        });
-        match newest {
-            Ok(Some((id, s))) => {
-                let rp = RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() };
-                if let Err(e) = state.set_recovery_point(&p.name, &rp) {
-                    tracing::warn!(policy = %p.name, error = %e, "cannot record the recovery point");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(policy = %p.name, error = %e, "cannot read the newest snapshot"),
+/// policies backed up by hand or before the state existed). Returns, by
+/// policy name, what could not be read or recorded.
+pub fn refresh_recovery_points(
+    policies: &[Arc<Policy>],
+    repo: &RepoOptions,
+    state: &State,
+) -> Vec<(String, crate::error::Error)> {
+    policies
+        .iter()
+        .filter_map(|p| {
+            let done = repo.open_policy(p).and_then(|repo| refresh_recovery_point(&repo, p, state));
+            done.err().map(|e| (p.name.clone(), e))
+        })
+        .collect()
+}
+
+/// Records `policy`'s newest snapshot in `repo` as its recovery point. A
+/// snapshot that cannot be read may be the newest: then the recovery
+/// point is left as it was, and the error says which snapshot it is.
+pub fn refresh_recovery_point(repo: &Repository, policy: &Policy, state: &State) -> Result<()> {
+    let list = repo.list_snapshots()?;
+    let newest = list
+        .complete()?
+        .iter()
+        .filter(|(_, s)| s.policy.as_deref() == Some(policy.name.as_str()))
+        // A snapshot dated in the future is never the recovery point.
+        .filter(|(_, s)| !crate::repo::is_future(s.time, Utc::now()))
+        .max_by_key(|(_, s)| s.time);
+    match newest {
+        Some((id, s)) => state.set_recovery_point(
+            &policy.name,
+            &RecoveryPoint { snapshot_id: id.to_hex(), time: s.time, tree: s.tree.to_hex() },
+        ),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_of(policy: &str, minutes_ago: i64) -> crate::repo::Snapshot {
+        crate::repo::Snapshot {
+            v: crate::repo::snapshot::SNAPSHOT_VERSION,
+            time: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/srv".into()],
+            tags: Vec::new(),
+            policy: Some(policy.into()),
+            parent: None,
+            tree: crate::id::Id::random(),
+            program_version: "test".into(),
+            summary: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_damaged_snapshot_leaves_the_recovery_point_as_it_was_and_is_returned() {
+        let (dir, repo) = crate::repo::walk::tests::repo();
+        let state = State::open(&dir.path().join("state")).unwrap();
+        let policy = crate::policy::for_tests("web", "/r", "");
+        let older = repo.save_snapshot(&snapshot_of("web", 60)).unwrap();
+        let newest = repo.save_snapshot(&snapshot_of("web", 1)).unwrap();
+        refresh_recovery_point(&repo, &policy, &state).unwrap();
+        assert_eq!(state.recovery_point("web").unwrap().unwrap().snapshot_id, newest.to_hex());
+
+        // The newest snapshot loses a byte, and the state says it was recorded.
+        let path = dir.path().join("repo").join(format!("snapshots/{newest}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let rp = |id: crate::id::Id| RecoveryPoint { snapshot_id: id.to_hex(), time: Utc::now(), tree: String::new() };
+        state.set_recovery_point("web", &rp(newest)).unwrap();
+        let e = refresh_recovery_point(&repo, &policy, &state).unwrap_err();
+        assert!(
+            matches!(&e, crate::error::Error::NewestUnknown { snapshot, .. } if *snapshot == newest.short()),
+            "{e}"
+        );
+        // Not replaced by the older readable snapshot: left as it was.
+        assert_eq!(state.recovery_point("web").unwrap().unwrap().snapshot_id, newest.to_hex());
+        assert_ne!(older, newest);
     }
 }

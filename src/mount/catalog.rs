@@ -27,6 +27,8 @@ pub const SHORT_ID: usize = 8;
 struct State {
     listed: Option<(Instant, Arc<Vec<Id>>)>,
     loaded: HashMap<Id, Arc<Snapshot>>,
+    /// The snapshots that did not open, with why.
+    damaged: BTreeMap<Id, String>,
 }
 
 pub struct Catalog {
@@ -100,7 +102,11 @@ pub fn newest(snaps: &[(Id, Arc<Snapshot>)]) -> Option<&(Id, Arc<Snapshot>)> {
 
 impl Catalog {
     pub fn new(repo: Repository, threads: usize) -> Catalog {
-        Catalog { repo, threads: threads.max(1), state: Mutex::new(State { listed: None, loaded: HashMap::new() }) }
+        Catalog {
+            repo,
+            threads: threads.max(1),
+            state: Mutex::new(State { listed: None, loaded: HashMap::new(), damaged: BTreeMap::new() }),
+        }
     }
 
     /// The ids of the snapshots, from a listing at most [`LIST_TTL`] old.
@@ -113,6 +119,7 @@ impl Catalog {
         let ids = Arc::new(self.repo.list_ids("snapshots")?);
         let mut st = self.state.lock().unwrap();
         st.loaded.retain(|id, _| ids.contains(id));
+        st.damaged.retain(|id, _| ids.contains(id));
         st.listed = Some((Instant::now(), ids.clone()));
         Ok(ids)
     }
@@ -141,13 +148,14 @@ impl Catalog {
         Ok(s)
     }
 
-    /// Every snapshot that opens; a damaged one is left out with a
-    /// warning, as `cairn snapshots` leaves it out.
+    /// Every snapshot that opens; a damaged one is left out of `/hosts`
+    /// (its host is unknown), logged once, and remembered: see
+    /// [`Catalog::complete`].
     pub fn all(&self) -> Result<Vec<(Id, Arc<Snapshot>)>> {
         let ids = self.ids()?;
         let missing: Vec<Id> = {
             let st = self.state.lock().unwrap();
-            ids.iter().filter(|i| !st.loaded.contains_key(i)).copied().collect()
+            ids.iter().filter(|i| !st.loaded.contains_key(i) && !st.damaged.contains_key(i)).copied().collect()
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed: Mutex<Option<Error>> = Mutex::new(None);
@@ -158,8 +166,10 @@ impl Catalog {
                     let Some(id) = missing.get(i) else { break };
                     match self.snapshot(id) {
                         Ok(_) => {}
-                        Err(e @ (Error::Integrity { .. } | Error::Format { .. })) => {
+                        Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
+                            // The mount's log is its only voice: said once per snapshot.
                             tracing::warn!("skipping snapshot {id}: {e}");
+                            self.state.lock().unwrap().damaged.insert(*id, e.to_string());
                         }
                         Err(e) => {
                             failed.lock().unwrap().get_or_insert(e);
@@ -173,6 +183,21 @@ impl Catalog {
         }
         let st = self.state.lock().unwrap();
         Ok(ids.iter().filter_map(|i| st.loaded.get(i).map(|s| (*i, s.clone()))).collect())
+    }
+
+    /// Every snapshot, when all of them open: what `latest` links need,
+    /// since a damaged snapshot may be the newest (of the repository, or
+    /// of any host). Otherwise [`Error::NewestUnknown`], naming it, as
+    /// `cairn restore latest`.
+    pub fn complete(&self) -> Result<Vec<(Id, Arc<Snapshot>)>> {
+        let all = self.all()?;
+        let st = self.state.lock().unwrap();
+        match st.damaged.iter().next() {
+            None => Ok(all),
+            Some((id, e)) => {
+                Err(Error::NewestUnknown { snapshot: id.short(), detail: e.clone(), others: st.damaged.len() - 1 })
+            }
+        }
     }
 }
 
@@ -234,5 +259,28 @@ mod tests {
         assert_eq!(web, ["2026-12-03T02:00:07", "2026-12-04T02:00:07_c1000000", "2026-12-04T02:00:07_b1000000"]);
         assert_eq!(refused, ["../evil", ""]);
         assert_eq!(newest(&snaps).unwrap().0, id("b1"));
+    }
+
+    /// `latest` must not quietly point at an older snapshot while the
+    /// newest may be the one that does not open.
+    #[test]
+    fn a_damaged_snapshot_is_named_and_latest_refuses_while_it_is_there() {
+        let (dir, repo) = crate::repo::walk::tests::repo();
+        let older = repo.save_snapshot(&snap("web1", "2026-12-03T02:00:07Z")).unwrap();
+        let newest = repo.save_snapshot(&snap("web1", "2026-12-04T02:00:07Z")).unwrap();
+        let path = dir.path().join("repo").join(format!("snapshots/{newest}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+
+        let catalog = Catalog::new(repo, 2);
+        let all = catalog.all().unwrap();
+        assert_eq!(all.iter().map(|s| s.0).collect::<Vec<_>>(), [older]);
+        let e = catalog.complete().unwrap_err();
+        assert!(matches!(&e, Error::NewestUnknown { snapshot, .. } if *snapshot == newest.short()), "{e}");
+        // Once it is gone (forgotten, say), latest resolves again.
+        std::fs::remove_file(&path).unwrap();
+        catalog.state.lock().unwrap().listed = None;
+        assert_eq!(catalog.complete().unwrap().iter().map(|s| s.0).collect::<Vec<_>>(), [older]);
     }
 }

@@ -173,7 +173,9 @@ impl CairnFs {
 
     /// The target of `/latest` (`ids/<name>`) or `/hosts/<h>/latest` (`<time>`).
     fn link_target(&self, what: &What) -> Res<Vec<u8>> {
-        let all = self.shared.catalog.all().map_err(|e| io_error("listing the snapshots", e))?;
+        // Not the newest snapshot that opens: while one is damaged, the
+        // link cannot be read (EIO, logged with the snapshot's name).
+        let all = self.shared.catalog.complete().map_err(|e| io_error("resolving latest", e))?;
         match what {
             What::Latest => {
                 let (id, _) = newest(&all).ok_or(libc::ENOENT)?;

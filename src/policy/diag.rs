@@ -58,6 +58,11 @@ impl<'s> Locator<'s> {
         Locator { src, line_starts }
     }
 
+    /// 1-based line of a byte offset (clamped to the end).
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset.min(self.src.len()))
+    }
+
     /// 1-based (line, column) of a byte offset; offsets past the end or
     /// inside a character are clamped.
     pub(crate) fn position(&self, offset: usize) -> (usize, usize) {

@@ -15,21 +15,44 @@ use super::diag::Sink;
 use super::parse::{Cx, Tbl};
 use super::*;
 
+/// The largest policy file read: hand-written policies are a few KiB.
+pub(crate) const MAX_POLICY_BYTES: usize = 128 << 10;
+
+/// Lines with a TOML syntax error reported one by one; the rest are counted.
+pub(crate) const MAX_SYNTAX_LINES: usize = 20;
+
 /// Parses and checks a policy; returns it only when nothing was wrong.
 pub(crate) fn parse(src: &str, file: &Path) -> Result<Policy, Vec<Diagnostic>> {
+    if src.len() > MAX_POLICY_BYTES {
+        // The TOML parser holds about 500 bytes per broken line: the size
+        // of the file bounds the memory its errors take.
+        let message = format!("the file is {} bytes; a policy is at most {MAX_POLICY_BYTES}", src.len());
+        return Err(vec![super::diag::file_error(file, message)]);
+    }
     let mut sink = Sink::new(file, src);
     let (root, mut errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
         // One error cascades into several on the same line; keep the first.
         errors.sort_by_key(|e| e.span().map(|s| s.start).unwrap_or(0));
+        // Past a few lines the rest is noise: a file of 65,000 broken
+        // lines gave 65,000 diagnostics. Keep the first lines, count the rest.
         let mut last_line = 0;
+        let mut more = 0usize;
+        let lines = super::diag::Locator::new(src);
         for e in errors {
             let at = e.span().map(|s| s.start).unwrap_or(0);
-            let line = src[..at.min(src.len())].matches('\n').count() + 1;
+            let line = lines.line(at);
             if line != last_line {
-                sink.error(at, "", format!("not valid TOML: {}", e.message()));
+                if sink.diags.len() < MAX_SYNTAX_LINES {
+                    sink.error(at, "", format!("not valid TOML: {}", e.message()));
+                } else {
+                    more += 1;
+                }
                 last_line = line;
             }
+        }
+        if more > 0 {
+            sink.error(src.len(), "", format!("and {more} more lines that are not valid TOML"));
         }
         return Err(sink.finish());
     }

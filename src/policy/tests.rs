@@ -328,6 +328,36 @@ fn syntax_errors_are_located() {
     assert!(d[1].starts_with("p.toml:3:"), "{d:?}");
 }
 
+/// Found by `tests/fuzz` (target `policy`): a file of 65,000 broken lines
+/// gave 65,000 diagnostics. The first lines are named, the rest counted.
+#[test]
+fn bug_thousands_of_broken_lines_give_a_bounded_number_of_diagnostics() {
+    let src = format!("name = \"m\"\n{}", "py.\n".repeat(1000));
+    let d = diags(&src);
+    assert_eq!(d.len(), super::schema::MAX_SYNTAX_LINES + 1, "{d:?}");
+    assert!(d[0].starts_with("p.toml:2:"), "{d:?}");
+    assert!(
+        d.last()
+            .unwrap()
+            .ends_with(&format!("and {} more lines that are not valid TOML", 1000 - super::schema::MAX_SYNTAX_LINES)),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_policy_larger_than_the_limit_is_refused_by_its_size() {
+    let src = format!("name = \"m\"\n{}", "# a comment\n".repeat(super::schema::MAX_POLICY_BYTES / 12 + 1));
+    let d = diags(&src);
+    assert_eq!(
+        d,
+        [format!(
+            "p.toml:1:1: the file is {} bytes; a policy is at most {}",
+            src.len(),
+            super::schema::MAX_POLICY_BYTES
+        )]
+    );
+}
+
 #[test]
 fn a_directory_loads_the_valid_policies_and_reports_the_rest() {
     let dir = tempfile::tempdir().unwrap();

@@ -197,6 +197,18 @@ fn judge_slots(backend: &dyn Backend) -> Result<Vec<(Id, Option<KeySlot>, Judged
     Ok(out)
 }
 
+/// Judges the bytes of one key slot as opening would, without hashing:
+/// `Ok` when the slot could be tried, the reason otherwise. A seam for
+/// the fuzz tests (`tests/fuzz`); opening uses [`judge_slots`].
+#[doc(hidden)]
+pub fn judge_bytes(bytes: &[u8]) -> std::result::Result<(), String> {
+    let slot: KeySlot = serde_json::from_slice(bytes).map_err(|e| format!("it is not a key slot: {e}"))?;
+    match judge(Id::hash_of(bytes), &slot) {
+        Judged::Usable(_) => Ok(()),
+        Judged::Damaged(_, why) | Judged::Refused(_, why) => Err(why),
+    }
+}
+
 fn judge(id: Id, slot: &KeySlot) -> Judged {
     if slot.kdf != "argon2id" {
         return Judged::Damaged(id, format!("unknown key derivation `{}`", slot.kdf));

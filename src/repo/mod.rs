@@ -31,6 +31,7 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 pub mod undelete;
+pub mod walk;
 pub mod writer;
 
 use std::sync::Arc;
@@ -142,6 +143,13 @@ impl Config {
         Ok(())
     }
 
+    /// Parses the config's plaintext and checks it ([`Config::validate`]).
+    pub fn decode(b: &[u8]) -> std::result::Result<Config, String> {
+        let config: Config = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The largest data blob this repository can hold: its chunker's maximum.
     pub fn max_chunk(&self) -> u64 {
         (self.chunker.max_size as u64).min(limits::CHUNK)
@@ -221,6 +229,33 @@ pub fn by_id_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> Id, spec: &str)
         (Some(one), None) => Ok(one),
         (None, _) => Err(Error::SnapshotNotFound(spec.into())),
         (Some(_), Some(_)) => Err(Error::AmbiguousSnapshot(spec.into())),
+    }
+}
+
+/// The snapshots of a repository ([`Repository::list_snapshots`]).
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// The snapshots that open, oldest first.
+    pub snapshots: Vec<(Id, Snapshot)>,
+    /// The snapshots that do not open, by id, with why. Their time, host
+    /// and paths are unknown: any of them may be the newest.
+    pub damaged: Vec<(Id, Error)>,
+}
+
+impl SnapshotList {
+    /// The snapshots, when every one of them opens. Otherwise the newest
+    /// cannot be known, and anything that stands for "the newest" (the
+    /// `latest` of a command, a drill's recovery point, a policy's RPO)
+    /// would quietly mean an older one: [`Error::NewestUnknown`] instead.
+    pub fn complete(&self) -> Result<&[(Id, Snapshot)]> {
+        match self.damaged.first() {
+            None => Ok(&self.snapshots),
+            Some((id, e)) => Err(Error::NewestUnknown {
+                snapshot: id.short(),
+                detail: e.to_string(),
+                others: self.damaged.len() - 1,
+            }),
+        }
     }
 }
 
@@ -346,7 +381,7 @@ impl Repository {
         let key = unlocked.key;
         let plain = blob::open_object(&key, &sealed, limits::CONFIG)
             .map_err(|e| blob_error(format!("object `{CONFIG_KEY}`"), e))?;
-        let config: Config = serde_json::from_slice(&plain).map_err(|e| Error::format("config", e))?;
+        let config = Config::decode(&plain).map_err(|e| Error::format("config", e))?;
         if config.id != marker.id {
             return Err(Error::format("config", "its repository id differs from the marker's"));
         }
@@ -551,36 +586,33 @@ impl Repository {
         self.save_object("index", &f.encode())
     }
 
-    /// All snapshots, oldest first. A snapshot that does not open is
-    /// skipped with a warning (`check` reports it), so one damaged snapshot
-    /// does not stop backups and restores of the others.
-    pub fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let mut out = Vec::new();
+    /// Every snapshot: those that open, oldest first, and those that do
+    /// not (damaged, forged or too large), with the error. Nothing is
+    /// skipped: each caller decides what damage means for it, and the
+    /// command line shows it ([`SnapshotList`]).
+    pub fn list_snapshots(&self) -> Result<SnapshotList> {
+        let mut out = SnapshotList::default();
         let ids = self.list_ids("snapshots")?;
         if let Some(c) = &self.cache {
             c.retain("snapshots", &ids.iter().copied().collect());
         }
         for id in ids {
             match self.load_snapshot(&id) {
-                Ok(s) => out.push((id, s)),
+                Ok(s) => out.snapshots.push((id, s)),
                 Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
-                    tracing::warn!("skipping snapshot {id}: {e}");
+                    out.damaged.push((id, e))
                 }
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.damaged.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let plain = self.load_object("snapshots", id, limits::SNAPSHOT)?;
-        let s: Snapshot =
-            serde_json::from_slice(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))?;
-        if s.v != snapshot::SNAPSHOT_VERSION {
-            return Err(Error::format(format!("snapshot `snapshots/{id}`"), format!("unknown version {}", s.v)));
-        }
-        Ok(s)
+        Snapshot::decode(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))
     }
 
     /// Stores a snapshot; one above [`limits::SNAPSHOT`] is refused, since
@@ -606,9 +638,10 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
             let now = Utc::now();
-            let mut all = self.list_snapshots()?;
-            all.retain(|(_, s)| !is_future(s.time, now));
-            return all.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            let mut list = self.list_snapshots()?;
+            list.complete()?;
+            list.snapshots.retain(|(_, s)| !is_future(s.time, now));
+            return list.snapshots.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
         let ids = self.list_ids("snapshots")?;
         let id = *by_id_prefix(&ids, |id| *id, spec)?;
@@ -675,18 +708,15 @@ impl Repository {
         let tail_len = size.min(4096);
         let tail = self.backend.get_range(&key, size - tail_len, tail_len)?;
         let bad = |d: String| Error::Integrity { what: format!("pack `{key}` header ({d})") };
-        let hlen = pack::header_len_from_trailer(&tail).ok_or_else(|| bad("pack too short".into()))? as u64;
-        if hlen + 4 > size {
-            return Err(bad(format!("header length {hlen} exceeds the pack size {size}")));
-        }
+        let (start, hlen) = pack::header_range(&tail, size).map_err(bad)?;
         let sealed = if hlen + 4 <= tail_len {
             tail[(tail_len - 4 - hlen) as usize..(tail_len - 4) as usize].to_vec()
         } else {
-            self.backend.get_range(&key, size - 4 - hlen, hlen)?
+            self.backend.get_range(&key, start, hlen)?
         };
         let plain = self.key.open(&sealed).map_err(|_| bad("authentication failed".into()))?;
         let entries = pack::decode_header(&plain).map_err(bad)?;
-        pack::validate_layout(&entries, size - 4 - hlen).map_err(bad)?;
+        pack::validate_layout(&entries, start).map_err(bad)?;
         Ok(entries)
     }
 }

@@ -126,6 +126,20 @@ pub fn header_len_from_trailer(trailer: &[u8]) -> Option<u32> {
     (n >= 4).then(|| u32::from_le_bytes(trailer[n - 4..].try_into().unwrap()))
 }
 
+/// Where the sealed header of a pack of `size` bytes lies, from the pack's
+/// last bytes `tail` (its trailer ends them): `(offset, length)`. A header
+/// length that does not fit in the pack is damage.
+pub fn header_range(tail: &[u8], size: u64) -> Result<(u64, u64), String> {
+    if tail.len() as u64 > size {
+        return Err(format!("{} bytes of tail for a pack of {size}", tail.len()));
+    }
+    let hlen = header_len_from_trailer(tail).ok_or("pack too short")? as u64;
+    if hlen + 4 > size {
+        return Err(format!("header length {hlen} exceeds the pack size {size}"));
+    }
+    Ok((size - 4 - hlen, hlen))
+}
+
 /// Checks that the header's entries tile the pack: in order, without
 /// overlap, and ending where the header starts.
 pub fn validate_layout(entries: &[PackEntry], header_start: u64) -> Result<(), String> {

@@ -99,6 +99,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Parses a snapshot's plaintext (JSON of a known version).
+    pub fn decode(b: &[u8]) -> Result<Snapshot, String> {
+        let s: Snapshot = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        if s.v != SNAPSHOT_VERSION {
+            return Err(format!("unknown version {}", s.v));
+        }
+        Ok(s)
+    }
+
     /// Whether this snapshot is a candidate parent for a backup of `paths`
     /// from `host` (same host, same set of paths).
     pub fn same_source(&self, host: &str, paths: &[String]) -> bool {

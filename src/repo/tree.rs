@@ -164,29 +164,8 @@ impl Tree {
     }
 }
 
-/// Depth-first walk of a snapshot tree. `visit` gets each node with its
-/// path (bytes, `/`-separated, starting with `/`) and returns whether to
-/// descend into it (directories only). Trees are loaded as needed.
-pub fn walk(
-    repo: &super::Repository,
-    index: &super::Index,
-    tree: &Id,
-    prefix: &[u8],
-    visit: &mut dyn FnMut(&[u8], &Node) -> crate::Result<bool>,
-) -> crate::Result<()> {
-    let t = repo.load_tree(index, tree)?;
-    for n in &t.nodes {
-        let mut path = prefix.to_vec();
-        path.push(b'/');
-        path.extend_from_slice(&n.name);
-        if visit(&path, n)? && n.kind == NodeKind::Dir {
-            if let Some(sub) = &n.subtree {
-                walk(repo, index, sub, &path, visit)?;
-            }
-        }
-    }
-    Ok(())
-}
+/// The walk of a snapshot tree, without recursion (see [`super::walk`]).
+pub use super::walk::walk;
 
 /// Finds the node at `path` (e.g. `/home/a/file`) below the tree `root`.
 /// The empty path and `/` give `None` (the root has no node).

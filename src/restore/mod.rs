@@ -93,18 +93,30 @@ impl RestoreReport {
     }
 }
 
-/// Restores the tree `root` into `opts.target`.
+/// Restores the tree `root` into `opts.target`, within the default limits.
 pub fn run(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<RestoreReport> {
+    run_within(repo, index, root, opts, &crate::repo::walk::Limits::default())
+}
+
+/// Restores the tree `root` into `opts.target`; a tree past `limits` is
+/// refused before anything is written (see [`plan::plan_within`]).
+pub fn run_within(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    opts: &RestoreOptions,
+    limits: &crate::repo::walk::Limits,
+) -> Result<RestoreReport> {
     let t0 = std::time::Instant::now();
     let filter = Filter::new(&opts.include, &opts.exclude)?;
-    let plan = plan::plan(repo, index, root, &filter)?;
+    let plan = plan::plan_within(repo, index, root, &filter, limits)?;
     let plan_time = t0.elapsed();
     let mut report = execute::execute(repo, index, &plan, opts)?;
     report.timings.plan = plan_time;
     if opts.verify {
         let t = std::time::Instant::now();
         let failures = verify::verify(repo, &plan, &opts.target, opts.threads);
-        report.verified_files = plan.files.len() as u64 - failures.len() as u64;
+        report.verified_files = (plan.files.len() + plan.hardlinks.len() - failures.len()) as u64;
         for f in failures {
             if !report.failures.iter().any(|x| x.path == f.path) {
                 report.failures.push(f);

@@ -8,7 +8,7 @@
 //! repository says, so no planned path can leave the target or pass
 //! through a restored symlink (invariant 4).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::{Index, Node, NodeKind, Repository};
+use crate::repo::{walk, Index, Node, NodeKind, Repository, Tree};
 
 /// One chunk's place in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,83 +112,154 @@ struct Planner<'a> {
     index: &'a Index,
     filter: &'a Filter,
     plan: Plan,
-    linked: HashMap<(u64, u64), usize>,
+    /// The files planned for each hard-link identity `(device, inode)`:
+    /// more than one when members disagree about their content.
+    linked: HashMap<(u64, u64), Vec<usize>>,
 }
 
-/// Plans the restore of the tree `root`, or of the subtree at `subpath`.
+/// A directory being planned: its tree and how far through it.
+struct DirFrame {
+    tree: Tree,
+    next: usize,
+    /// Length of the snapshot path (in the planner's buffer) of this directory.
+    path_len: usize,
+    rel: PathBuf,
+    /// Whether an include pattern matched this directory or one above it.
+    included: bool,
+    /// Where this directory's own entry is in `plan.dirs` (none for the root).
+    at: Option<usize>,
+    /// Whether anything was planned below it.
+    any: bool,
+    seen: HashSet<Vec<u8>>,
+}
+
+/// Plans the restore of the tree `root` within the default limits
+/// ([`walk::Limits::default`]).
 pub fn plan(repo: &Repository, index: &Index, root: &Id, filter: &Filter) -> Result<Plan> {
+    plan_within(repo, index, root, filter, &walk::Limits::default())
+}
+
+/// Plans the restore of the tree `root`. The tree is measured first
+/// ([`walk::measure`]): one that nests deeper than `limits.max_depth` or
+/// expands to more than `limits.max_entries` entries is refused before
+/// anything is planned, since the plan holds every path.
+pub fn plan_within(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    filter: &Filter,
+    limits: &walk::Limits,
+) -> Result<Plan> {
+    walk::measure(repo, index, root, limits)?;
     let mut p = Planner { repo, index, filter, plan: Plan::default(), linked: HashMap::new() };
-    p.dir(root, b"", &PathBuf::new(), false)?;
+    p.walk(root, limits.max_depth)?;
     Ok(p.plan)
 }
 
+fn shown(path: &[u8]) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        String::from_utf8_lossy(path).into_owned()
+    }
+}
+
 impl Planner<'_> {
-    /// Plans a directory's entries; returns whether anything was planned.
-    fn dir(&mut self, tree: &Id, path: &[u8], rel: &std::path::Path, inherited: bool) -> Result<bool> {
-        let t = match self.repo.load_tree(self.index, tree) {
-            Ok(t) => t,
+    /// The tree at `path`, or `None` when it cannot be read (then it is
+    /// refused, and the rest goes on).
+    fn load(&mut self, tree: &Id, path: &[u8]) -> Option<Tree> {
+        match self.repo.load_tree(self.index, tree) {
+            Ok(t) => Some(t),
             Err(e) => {
-                let shown = if path.is_empty() { "/".to_string() } else { String::from_utf8_lossy(path).into_owned() };
-                self.plan.refused.push((shown, e.to_string()));
-                return Ok(false);
+                self.plan.refused.push((shown(path), e.to_string()));
+                None
             }
+        }
+    }
+
+    /// Plans every entry below `root`, depth first with an explicit stack.
+    fn walk(&mut self, root: &Id, max_depth: usize) -> Result<()> {
+        let mut path: Vec<u8> = Vec::new();
+        let Some(tree) = self.load(root, b"") else { return Ok(()) };
+        let frame = |tree, path_len, rel, included, at| DirFrame {
+            tree,
+            next: 0,
+            path_len,
+            rel,
+            included,
+            at,
+            any: false,
+            seen: HashSet::new(),
         };
-        let mut any = false;
-        let mut seen = std::collections::HashSet::new();
-        for n in &t.nodes {
-            let mut p = path.to_vec();
-            p.push(b'/');
-            p.extend_from_slice(&n.name);
-            let shown = String::from_utf8_lossy(&p).into_owned();
+        let mut stack = vec![frame(tree, 0, PathBuf::new(), false, None)];
+        while let Some(top) = stack.last_mut() {
+            let Some(n) = top.tree.nodes.get(top.next) else {
+                let done = stack.pop().expect("not empty");
+                let (Some(at), Some(parent)) = (done.at, stack.last_mut()) else { continue };
+                if done.any || done.included {
+                    parent.any = true;
+                } else {
+                    // Nothing below was included: drop it and everything after it.
+                    self.plan.dirs.truncate(at);
+                }
+                continue;
+            };
+            top.next += 1;
+            path.truncate(top.path_len);
+            path.push(b'/');
+            path.extend_from_slice(&n.name);
+            let shown = String::from_utf8_lossy(&path).into_owned();
             if let Err(why) = safe_name(&n.name) {
                 self.plan.refused.push((shown, format!("refused: {why}")));
                 continue;
             }
-            if !seen.insert(n.name.as_slice()) {
+            if !top.seen.insert(n.name.clone()) {
                 self.plan.refused.push((shown, "refused: duplicate name in its directory".into()));
                 continue;
             }
-            if self.filter.excluded(&p, &n.name) {
+            if self.filter.excluded(&path, &n.name) {
                 continue;
             }
-            let included = inherited || self.filter.included(&p, &n.name);
-            let child_rel = rel.join(OsStr::from_bytes(&n.name));
+            let included = top.included || self.filter.included(&path, &n.name);
+            let child_rel = top.rel.join(OsStr::from_bytes(&n.name));
             match n.kind {
                 NodeKind::Dir => {
                     let at = self.plan.dirs.len();
                     self.plan.dirs.push((child_rel.clone(), n.clone()));
-                    let sub = match n.subtree {
-                        Some(s) => self.dir(&s, &p, &child_rel, included)?,
-                        None => false,
-                    };
-                    if sub || included {
-                        any = true;
-                    } else {
-                        // Nothing below was included: drop it and everything after it.
-                        self.plan.dirs.truncate(at);
+                    let sub = n.subtree;
+                    if stack.len() >= max_depth {
+                        return Err(Error::TreeTooDeep {
+                            tree: root.short(),
+                            path: walk::abbreviate(&path, 120),
+                            limit: max_depth,
+                        });
+                    }
+                    match sub.and_then(|s| self.load(&s, &path)) {
+                        Some(tree) => stack.push(frame(tree, path.len(), child_rel, included, Some(at))),
+                        None if included => stack.last_mut().expect("not empty").any = true,
+                        None => self.plan.dirs.truncate(at),
                     }
                 }
                 _ if !included => {}
                 NodeKind::File => {
-                    any = true;
-                    self.file(n, child_rel, shown);
+                    let n = n.clone();
+                    top.any = true;
+                    self.file(&n, child_rel, shown);
                 }
                 _ => {
-                    any = true;
+                    top.any = true;
                     self.plan.others.push((child_rel, n.clone()));
                 }
             }
         }
-        Ok(any)
+        Ok(())
     }
 
+    /// Plans one file. Its size is what its chunks hold; a node that says
+    /// otherwise is damage, and is named. A hard link whose content list
+    /// differs from the other members' is damage too: it is restored from
+    /// its own content, not linked, and named.
     fn file(&mut self, n: &Node, rel: PathBuf, shown: String) {
-        if n.links > 1 {
-            if let Some(&first) = self.linked.get(&(n.device, n.inode)) {
-                self.plan.hardlinks.push((rel, first));
-                return;
-            }
-        }
         let mut chunks = Vec::with_capacity(n.content.len());
         let mut offset = 0u64;
         for id in &n.content {
@@ -203,8 +274,34 @@ impl Planner<'_> {
                 }
             }
         }
+        if offset != n.size {
+            self.plan.refused.push((
+                shown.clone(),
+                format!(
+                    "its size says {} bytes, its chunks hold {offset}: restored from its chunks (the snapshot is damaged)",
+                    n.size
+                ),
+            ));
+        }
+        let identity = (n.device, n.inode);
         if n.links > 1 {
-            self.linked.insert((n.device, n.inode), self.plan.files.len());
+            if let Some(members) = self.linked.get(&identity) {
+                let files = &self.plan.files;
+                if let Some(&same) = members.iter().find(|&&i| files[i].node.content == n.content) {
+                    self.plan.hardlinks.push((rel, same));
+                    return;
+                }
+                let first = &files[members[0]];
+                self.plan.refused.push((
+                    shown,
+                    format!(
+                        "hard link to /{} not made: their contents differ (the snapshot is damaged); restored from \
+                         its own content",
+                        first.rel.display()
+                    ),
+                ));
+            }
+            self.linked.entry(identity).or_default().push(self.plan.files.len());
         }
         self.plan.total_bytes += offset;
         self.plan.files.push(PlannedFile { rel, node: n.clone(), chunks, size: offset });

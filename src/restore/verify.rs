@@ -1,5 +1,5 @@
-//! Verification of restored files: re-read each one and check every chunk
-//! against its keyed id, and the size against the plan. Files are opened
+//! Verification of restored files: re-read each one, hard links included,
+//! and check every chunk against its keyed id, and the size against the plan. Files are opened
 //! through the target's directory handles, as the restore wrote them.
 
 use std::fs::File;
@@ -37,7 +37,12 @@ pub fn chunks_match(repo: &Repository, file: &File, chunks: &[ChunkRef], buf: &m
 /// Checks one restored file, opened through its directory's handle
 /// without following a symlink; returns why it is wrong, if it is.
 fn check_file(repo: &Repository, dirs: &Handles<'_>, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
-    let file = match dirs.open_file(&f.rel) {
+    check_at(repo, dirs, &f.rel, f, buf)
+}
+
+/// Checks the file at `rel` against the planned content of `f`.
+fn check_at(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    let file = match dirs.open_file(rel) {
         Ok(file) => file,
         Err(e) => return Some(format!("cannot open for verification: {e}")),
     };
@@ -55,7 +60,22 @@ fn check_file(repo: &Repository, dirs: &Handles<'_>, f: &PlannedFile, buf: &mut 
     }
 }
 
-/// Verifies every planned file under `target`, in parallel.
+/// Checks a restored hard link at `rel`: its content against the file
+/// `f` it links to (not only that it is a link), then that it is that
+/// file's inode.
+fn check_link(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
+    if let Some(why) = check_at(repo, dirs, rel, f, buf) {
+        return Some(why);
+    }
+    use std::os::unix::fs::MetadataExt;
+    match (dirs.lstat(rel), dirs.lstat(&f.rel)) {
+        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => None,
+        (Ok(_), Ok(_)) => Some(format!("content matches, but it is not a hard link to /{}", f.rel.display())),
+        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+    }
+}
+
+/// Verifies every planned file and hard link under `target`, in parallel.
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
     let root = match Handles::open_root(target) {
         Ok(root) => root,
@@ -64,17 +84,62 @@ pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> 
             return plan
                 .files
                 .iter()
-                .map(|f| Failure { path: f.rel.display().to_string(), reason: reason.clone() })
+                .map(|f| &f.rel)
+                .chain(plan.hardlinks.iter().map(|(rel, _)| rel))
+                .map(|rel| Failure { path: rel.display().to_string(), reason: reason.clone() })
                 .collect();
         }
     };
     let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
     let failures = Mutex::new(Vec::new());
-    super::parallel_with(threads, plan.files.len(), Vec::new, |buf, i| {
-        let f = &plan.files[i];
-        if let Some(reason) = check_file(repo, &dirs, f, buf) {
-            failures.lock().unwrap().push(Failure { path: f.rel.display().to_string(), reason });
+    let files = plan.files.len();
+    super::parallel_with(threads, files + plan.hardlinks.len(), Vec::new, |buf, i| {
+        let (rel, why) = if i < files {
+            let f = &plan.files[i];
+            (&f.rel, check_file(repo, &dirs, f, buf))
+        } else {
+            let (rel, first) = &plan.hardlinks[i - files];
+            (rel, check_link(repo, &dirs, rel, &plan.files[*first], buf))
+        };
+        if let Some(reason) = why {
+            failures.lock().unwrap().push(Failure { path: rel.display().to_string(), reason });
         }
     });
     failures.into_inner().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::repo::{Node, NodeKind};
+
+    #[test]
+    fn a_hard_link_is_verified_by_its_content_then_by_its_inode() {
+        let (dir, repo) = crate::repo::walk::tests::repo();
+        let chunk = ChunkRef { id: repo.key().blob_id(b"xyz"), offset: 0, length: 3 };
+        let file = PlannedFile {
+            rel: PathBuf::from("a"),
+            node: Node::new(b"a".to_vec(), NodeKind::File),
+            chunks: vec![chunk],
+            size: 3,
+        };
+        let plan = Plan { files: vec![file], hardlinks: vec![(PathBuf::from("b"), 0)], ..Default::default() };
+        let target = dir.path().join("t");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("a"), b"xyz").unwrap();
+        let reasons = |plan: &Plan| -> Vec<String> {
+            verify(&repo, plan, &target, 2).into_iter().map(|f| format!("{}: {}", f.path, f.reason)).collect()
+        };
+        // Another content of the same size behind the link's name.
+        std::fs::write(target.join("b"), b"abc").unwrap();
+        assert_eq!(reasons(&plan), ["b: content at offset 0 does not match chunk ".to_string() + &chunk.id.short()]);
+        // The same content, but a copy rather than a link.
+        std::fs::write(target.join("b"), b"xyz").unwrap();
+        assert_eq!(reasons(&plan), ["b: content matches, but it is not a hard link to /a"]);
+        std::fs::remove_file(target.join("b")).unwrap();
+        std::fs::hard_link(target.join("a"), target.join("b")).unwrap();
+        assert!(reasons(&plan).is_empty());
+    }
 }

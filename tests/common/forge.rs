@@ -79,6 +79,46 @@ impl<'a> Builder<'a> {
         n
     }
 
+    /// A file whose node claims `size` bytes, whatever its content holds.
+    pub fn file_claiming(&mut self, name: &[u8], content: &[u8], size: u64) -> Node {
+        let mut n = self.file(name, content);
+        n.size = size;
+        n
+    }
+
+    /// A file that says it is one of `links` hard links to the inode
+    /// `(device, inode)`.
+    pub fn hard_linked(&mut self, name: &[u8], content: &[u8], device: u64, inode: u64, links: u64) -> Node {
+        let mut n = self.file(name, content);
+        (n.device, n.inode, n.links) = (device, inode, links);
+        n
+    }
+
+    /// A chain of `levels` directories named `d`, each holding the next,
+    /// with one file at the bottom; returns the top tree.
+    pub fn chain(&mut self, levels: usize) -> Id {
+        let leaf = self.file(b"bottom.txt", b"at the bottom\n");
+        let mut t = self.tree(vec![leaf]);
+        for _ in 0..levels {
+            let d = self.dir_of(b"d", t);
+            t = self.tree(vec![d]);
+        }
+        t
+    }
+
+    /// `levels` levels whose two directories `a` and `b` share one subtree,
+    /// over one file: 2^levels paths to it in `levels + 1` trees and one
+    /// data blob. Returns the top tree.
+    pub fn doubling(&mut self, levels: usize) -> Id {
+        let leaf = self.file(b"f", b"one file, many paths\n");
+        let mut t = self.tree(vec![leaf]);
+        for _ in 0..levels {
+            let (a, b) = (self.dir_of(b"a", t), self.dir_of(b"b", t));
+            t = self.tree(vec![a, b]);
+        }
+        t
+    }
+
     pub fn tree(&mut self, nodes: Vec<Node>) -> Id {
         let t = Tree { v: TREE_VERSION, nodes };
         let w = self.writer.as_ref().expect("the builder is still open");
@@ -116,6 +156,16 @@ pub fn save_snapshot(repo: &Repository, root: Id) -> Id {
         summary: Summary::default(),
     };
     repo.save_snapshot(&snap).unwrap()
+}
+
+/// Flips one byte in the middle of the stored object `key`, as storage
+/// damage would: it no longer authenticates.
+pub fn flip_a_byte(repo: &std::path::Path, key: &str) {
+    let path = repo.join(key);
+    let mut b = std::fs::read(&path).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&path, b).unwrap();
 }
 
 // ------------------------------------------------------------ bombs

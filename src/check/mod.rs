@@ -2,8 +2,9 @@
 //!
 //! Structure (always): every index file opens; every indexed pack is
 //! stored with the recorded size; every snapshot opens, and every tree and
-//! chunk it references is indexed with the right kind and every tree
-//! decodes. With `--read-data` (or a subset of packs), every blob of every
+//! chunk it references is indexed and every tree decodes, each distinct
+//! tree once; file sizes match their chunks, hard links agree, and no
+//! snapshot nests deeper than the walk's limit ([`trees`]). With `--read-data` (or a subset of packs), every blob of every
 //! pack read is opened, decompressed and hashed again, and the pack header
 //! is compared with the index. Damage is reported by object name, with the
 //! snapshots and files it affects.
@@ -19,7 +20,11 @@
 //! (every record verifies, and the snapshots agree with the records), which
 //! `cairn check` adds to this report (evidence sits above this module).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod trees;
+
+pub use trees::AFFECTED_PER_SNAPSHOT;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -29,7 +34,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::Id;
 use crate::repo::keyset::{key_of, Key};
-use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexMode, NodeKind, Repository};
+use crate::repo::{blob, keys, litter, pack, pack_key, Index, IndexMode, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -65,6 +70,9 @@ pub struct CheckReport {
     pub damaged_packs: Vec<String>,
     /// Snapshot files that depend on missing or damaged objects.
     pub affected: Vec<Affected>,
+    /// Snapshots with more affected files than are listed (short ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected_not_listed: Vec<String>,
     /// Stored packs that no index lists (harmless leftovers).
     pub unindexed_packs: Vec<String>,
     /// Temporary files of interrupted writes.
@@ -172,87 +180,22 @@ pub fn check(repo: &Repository, read: ReadData, threads: usize) -> Result<CheckR
         }
     }
 
-    // A blob is unusable when its pack is missing or it was read damaged.
-    let unusable =
-        |id: &Id| bad_blobs.contains(&key_of(id)) || index.get(id).is_some_and(|l| missing_packs.contains(&l.pack));
-
-    // Snapshots and their trees.
-    let snaps = repo.list_ids("snapshots")?;
-    let mut good_trees: HashSet<Id> = HashSet::new();
-    let mut affected: BTreeSet<Affected> = BTreeSet::new();
-    let mut reported: HashSet<Id> = HashSet::new();
-    for sid in snaps {
-        let snap = match repo.load_snapshot(&sid) {
-            Ok(s) => s,
-            Err(e) => {
-                r.errors.push(Problem { object: format!("snapshots/{sid}"), message: e.to_string() });
-                continue;
+    // Snapshots and their trees, each distinct tree verified once. A blob
+    // is unusable when its pack is missing or it was read damaged.
+    let mut trees =
+        trees::TreeCheck::new(repo, &index, trees::Damage { missing_packs: &missing_packs, bad_blobs: &bad_blobs });
+    for sid in repo.list_ids("snapshots")? {
+        match repo.load_snapshot(&sid) {
+            Ok(snap) => {
+                r.snapshots += 1;
+                r.snapshot_list.push((sid, snap.time, snap.hostname.clone()));
+                trees.snapshot(&mut r, &sid, &snap.tree);
             }
-        };
-        r.snapshots += 1;
-        r.snapshot_list.push((sid, snap.time, snap.hostname.clone()));
-        let mut stack = vec![(snap.tree, String::new())];
-        while let Some((tid, path)) = stack.pop() {
-            let shown_path = if path.is_empty() { "/".to_string() } else { path.clone() };
-            let bad_tree = |msg: String, r: &mut CheckReport, reported: &mut HashSet<Id>| {
-                if reported.insert(tid) {
-                    r.errors.push(Problem { object: format!("tree {tid}"), message: msg });
-                }
-            };
-            // Blobs are deduplicated by id whatever their kind, so a tree may
-            // live in a data pack (its bytes were seen as file content first).
-            if !index.contains(&tid) {
-                bad_tree(format!("referenced by {shown_path} but not indexed"), &mut r, &mut reported);
-                affected.insert(Affected { snapshot: sid.short(), path: shown_path });
-                continue;
-            }
-            if unusable(&tid) {
-                affected.insert(Affected { snapshot: sid.short(), path: shown_path });
-                continue;
-            }
-            let first_visit = good_trees.insert(tid);
-            let tree = match repo.load_tree(&index, &tid) {
-                Ok(t) => t,
-                Err(e) => {
-                    bad_tree(e.to_string(), &mut r, &mut reported);
-                    affected.insert(Affected { snapshot: sid.short(), path: shown_path });
-                    continue;
-                }
-            };
-            if first_visit {
-                r.trees += 1;
-            }
-            for n in &tree.nodes {
-                let p = format!("{path}/{}", n.name_lossy());
-                match n.kind {
-                    NodeKind::Dir => match n.subtree {
-                        Some(s) => stack.push((s, p)),
-                        None => r.errors.push(Problem {
-                            object: format!("tree {tid}"),
-                            message: format!("directory {p} has no subtree"),
-                        }),
-                    },
-                    NodeKind::File => {
-                        for c in &n.content {
-                            if !index.contains(c) {
-                                if reported.insert(*c) {
-                                    r.errors.push(Problem {
-                                        object: format!("blob {c}"),
-                                        message: format!("chunk of {p} is not indexed"),
-                                    });
-                                }
-                                affected.insert(Affected { snapshot: sid.short(), path: p.clone() });
-                            } else if unusable(c) {
-                                affected.insert(Affected { snapshot: sid.short(), path: p.clone() });
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            Err(e) => r.errors.push(Problem { object: format!("snapshots/{sid}"), message: e.to_string() }),
         }
     }
-    r.affected = affected.into_iter().collect();
+    r.affected.sort();
+    r.affected.dedup();
     Ok(r)
 }
 
@@ -319,13 +262,10 @@ fn verify_blob(repo: &Repository, sealed: &[u8], k: &Key, raw_length: u64) -> st
 }
 
 fn header_of(repo: &Repository, data: &[u8]) -> std::result::Result<Vec<pack::PackEntry>, String> {
-    let hlen = pack::header_len_from_trailer(data).ok_or("pack too short")? as usize;
-    if hlen + 4 > data.len() {
-        return Err(format!("header length {hlen} exceeds the pack"));
-    }
-    let start = data.len() - 4 - hlen;
-    let plain = repo.key().open(&data[start..data.len() - 4]).map_err(|_| "authentication failed".to_string())?;
+    let (start, _) = pack::header_range(data, data.len() as u64)?;
+    let plain =
+        repo.key().open(&data[start as usize..data.len() - 4]).map_err(|_| "authentication failed".to_string())?;
     let entries = pack::decode_header(&plain)?;
-    pack::validate_layout(&entries, start as u64)?;
+    pack::validate_layout(&entries, start)?;
     Ok(entries)
 }
