@@ -23,6 +23,7 @@ pub mod limit;
 pub mod local;
 pub mod object_lock;
 pub mod s3;
+mod s3_clock;
 mod s3_lock;
 
 use std::fmt;

@@ -34,6 +34,7 @@ use aws_sdk_s3::types::{
 };
 use tokio::sync::Semaphore;
 
+use super::s3_clock::ServerClock;
 use super::{
     is_mutable_key, refuse_mutable, Backend, BackendError, BackendErrorKind, BackendResult, BucketLockStatus, LockMode,
     ObjectInfo, WritePolicy, CODE_ACCESS_DENIED, CODE_PRECONDITION_FAILED,
@@ -613,36 +614,7 @@ impl Backend for S3Backend {
     }
 
     fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let (date, seen) = (*self.clock.0.lock().unwrap_or_else(|p| p.into_inner()))?;
-        Some(date + chrono::Duration::from_std(seen.elapsed()).ok()?)
-    }
-}
-
-/// The `Date` header of the newest response, and when it came: the
-/// server's clock for [`Backend::server_time`], at no extra request.
-#[derive(Debug, Clone, Default)]
-struct ServerClock(Arc<std::sync::Mutex<Option<DateSeen>>>);
-
-/// A `Date` header's time, and the instant it was read.
-type DateSeen = (chrono::DateTime<chrono::Utc>, std::time::Instant);
-
-impl aws_sdk_s3::config::Intercept for ServerClock {
-    fn name(&self) -> &'static str {
-        "cairn server clock"
-    }
-
-    fn read_after_transmit(
-        &self,
-        context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_sdk_s3::config::RuntimeComponents,
-        _: &mut aws_sdk_s3::config::ConfigBag,
-    ) -> Result<(), aws_sdk_s3::error::BoxError> {
-        let date = context.response().headers().get("date").and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
-        if let Some(d) = date {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((d.with_timezone(&chrono::Utc), std::time::Instant::now()));
-        }
-        Ok(())
+        self.clock.now()
     }
 }
 
