@@ -1,0 +1,134 @@
+//! Loading the index: every index file into one compact in-memory index
+//! (the full ids of colliding prefixes read back from their index files or
+//! pack headers), and reading or writing one index file.
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+use super::index::{IdRequest, IndexVisitor, PackEntries, PackSource};
+use super::{limits, pack, pack_key, Index, IndexBuilder, IndexFile, IndexMode, PackInfo, Repository};
+
+impl Repository {
+    /// Reads every index file into one in-memory index with locations.
+    pub fn load_index(&self) -> Result<Index> {
+        self.load_index_as(IndexMode::Locations)
+    }
+
+    /// Reads every index file into one in-memory index, one file at a time.
+    /// One damaged index file must not make the others useless: it is
+    /// skipped with a warning, and the blobs it lists are just unknown (and
+    /// `check` reports it).
+    pub fn load_index_as(&self, mode: IndexMode) -> Result<Index> {
+        self.build_index(mode, &mut |id, e| {
+            if e.is_retryable() || matches!(e, Error::Backend(_)) {
+                return Err(e);
+            }
+            tracing::warn!("skipping index file index/{id}: {e}");
+            Ok(())
+        })
+    }
+
+    /// Builds the index from every index file; each file that cannot be
+    /// read or decoded goes to `bad`, which skips it (`Ok`) or stops.
+    pub fn build_index(&self, mode: IndexMode, bad: &mut dyn FnMut(&Id, Error) -> Result<()>) -> Result<Index> {
+        let ids = self.list_ids("index")?;
+        if let Some(c) = &self.cache {
+            c.retain("index", &ids.iter().copied().collect());
+        }
+        let mut b = IndexBuilder::new(mode);
+        for id in ids {
+            let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
+                IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
+                    .and_then(|()| b.add_file(id, &plain))
+                    .map_err(|e| Error::format(format!("index file `index/{id}`"), e))
+            });
+            if let Err(e) = r {
+                bad(&id, e)?;
+            }
+        }
+        b.finish(&mut |reqs| self.full_ids(reqs))
+    }
+
+    /// Adds packs adopted from their headers to `index`.
+    pub fn add_adopted_packs(&self, index: &mut Index, packs: &[(PackInfo, Vec<pack::PackEntry>)]) -> Result<()> {
+        index.add_packs(packs, &mut |reqs| self.full_ids(reqs))
+    }
+
+    /// The full ids of index entries, read again from the index file or
+    /// pack header they came from (the in-memory index keeps a prefix).
+    fn full_ids(&self, reqs: &[IdRequest]) -> Result<Vec<Id>> {
+        use std::collections::HashMap;
+        let mut wanted: HashMap<&PackSource, HashMap<Id, Vec<usize>>> = HashMap::new();
+        for (i, r) in reqs.iter().enumerate() {
+            wanted.entry(&r.source).or_default().entry(r.pack).or_default().push(i);
+        }
+        let mut out: Vec<Option<Id>> = vec![None; reqs.len()];
+        let mut fill = |pack: &Id, entries: &mut dyn Iterator<Item = pack::PackEntry>, asked: &[usize]| {
+            let at: HashMap<u32, Id> = entries.map(|e| (e.offset, e.id)).collect();
+            for &i in asked {
+                out[i] = at.get(&reqs[i].offset).copied().filter(|_| reqs[i].pack == *pack);
+            }
+        };
+        for (source, packs) in &wanted {
+            match source {
+                PackSource::File(fid) => {
+                    let plain = self.load_object("index", fid, limits::INDEX_FILE)?;
+                    let mut v = VisitPacks { packs, fill: &mut fill };
+                    IndexFile::visit(&plain, &mut v)
+                        .map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
+                }
+                PackSource::Header { size } => {
+                    for (pack, asked) in packs {
+                        let entries = self.read_pack_header(pack, *size)?;
+                        fill(pack, &mut entries.into_iter(), asked);
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .zip(reqs)
+            .map(|(id, r)| {
+                id.ok_or_else(|| Error::Integrity {
+                    what: format!(
+                        "index entry at offset {} of pack `{}` (not where the index was read from)",
+                        r.offset,
+                        pack_key(&r.pack)
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Loads, decodes and checks one index file: every entry must fit the
+    /// largest blob of its pack's kind ([`Config::max_chunk`] for data,
+    /// [`limits::TREE`] for trees), or the file is damage.
+    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
+        let what = || format!("index file `index/{id}`");
+        let plain = self.load_object("index", id, limits::INDEX_FILE)?;
+        let f = IndexFile::decode(&plain).map_err(|e| Error::format(what(), e))?;
+        f.check_sizes(self.config.max_chunk(), limits::TREE).map_err(|e| Error::format(what(), e))?;
+        Ok(f)
+    }
+
+    pub fn save_index_file(&self, f: &IndexFile) -> Result<Id> {
+        self.save_object("index", &f.encode())
+    }
+}
+
+/// Receives a pack's id, its entries and the requests for it.
+type FillIds<'a> = dyn FnMut(&Id, &mut dyn Iterator<Item = pack::PackEntry>, &[usize]) + 'a;
+
+/// Hands the entries of the packs asked for to `fill`.
+struct VisitPacks<'a> {
+    packs: &'a std::collections::HashMap<Id, Vec<usize>>,
+    fill: &'a mut FillIds<'a>,
+}
+
+impl IndexVisitor for VisitPacks<'_> {
+    fn supersedes(&mut self, _: Id) {}
+    fn pack(&mut self, info: PackInfo, mut entries: PackEntries<'_>) {
+        if let Some(asked) = self.packs.get(&info.id) {
+            (self.fill)(&info.id, &mut entries, asked);
+        }
+    }
+}
