@@ -359,7 +359,8 @@ fn chmod(p: &Path, mode: u32) {
 /// `cairn run-now POLICY --state STATE` as the user `nobody`.
 fn run_now_as_nobody(state: &Path, policy: &str) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let cairn = common::cairn_for_other_users();
+    let mut c = std::process::Command::new(&cairn.path);
     c.args(["run-now", policy, "--kind", "prune", "--state", state.to_str().unwrap()])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")

@@ -69,6 +69,7 @@ fn unreadable_files_are_listed_and_the_exit_code_is_3() {
     std::fs::write(src.join("secret"), b"no").unwrap();
     std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
     let mut cmd = env.command();
+    let cairn = common::cairn_for_other_users();
     if is_root() {
         // Root reads anything: run cairn as an unprivileged user instead.
         for p in [env.dir.path(), &env.repo] {
@@ -76,7 +77,8 @@ fn unreadable_files_are_listed_and_the_exit_code_is_3() {
         }
         chmod_recursive(&env.repo);
         cmd = std::process::Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")])
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&cairn.path)
             .env("CAIRN_REPO", &env.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
             .env("HOME", env.dir.path());

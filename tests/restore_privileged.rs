@@ -203,8 +203,10 @@ fn a_restore_not_run_as_root_leaves_no_set_id_bit_out_and_skips_devices_with_a_w
     let target = base.join("mine");
     std::fs::create_dir(&target).unwrap();
     std::os::unix::fs::chown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    let cairn = common::cairn_for_other_users();
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&cairn.path)
         .args(["--json", "restore", "latest", "--target"])
         .arg(&target)
         .env("CAIRN_REPO", &s.env.repo)

@@ -182,6 +182,30 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// The `cairn` binary at a path another user (`nobody`) may execute.
+///
+/// The build's target directory can sit under a home only root may enter
+/// (CI builds under `$HOME/.cache` with `$HOME` at mode 0700), so tests
+/// that drop to another uid run a copy in a fresh directory of mode 0755.
+/// The copy goes when the returned value is dropped.
+pub struct BinaryForOthers {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn cairn_for_other_users() -> BinaryForOthers {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("cairn-bin-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("cairn");
+    // A child process writes the copy: a descriptor open for writing in
+    // this multi-threaded test process could leak into a sibling test's
+    // fork and make the exec fail with ETXTBSY.
+    let status = Command::new("install").args(["-m", "0755"]).arg(env!("CARGO_BIN_EXE_cairn")).arg(&path).status();
+    assert!(status.as_ref().is_ok_and(|s| s.success()), "install (coreutils) could not copy the binary: {status:?}");
+    BinaryForOthers { _dir: dir, path }
+}
+
 /// Runs `cairn ARGS` so that it kills itself with SIGKILL the `nth` time
 /// it passes the failpoint `point` (see `src/failpoint.rs`), and asserts
 /// that it died there: a crash test's kill is certain, not hoped for.
