@@ -125,3 +125,26 @@ fn an_evidence_record_stored_meanwhile_by_another_appender_is_not_overwritten_an
     let stored = std::fs::read(env.repo.join("evidence/records/000000000001")).unwrap();
     assert_eq!(stored, b"the other appender's record", "the chain was not forked by an overwrite");
 }
+
+/// The local backend's puts are create-only by construction, so `init`
+/// records it as honouring create-only writes and warns of nothing. It
+/// used to fall back to the trait's "unknown storage" answer and greet
+/// every new local repository with the If-None-Match warning.
+#[test]
+fn bug_a_new_local_repository_is_recorded_as_create_only_and_init_warns_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--repo", repo.to_str().unwrap(), "init", "--kdf-memory-kib", "19456"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "a local init warns of nothing: {stderr}");
+    let opened = Repository::open(Arc::new(LocalBackend::new(&repo)), PASSWORD.as_bytes()).unwrap();
+    assert_eq!(opened.config().storage.conditional_put, Some(true));
+}

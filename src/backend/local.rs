@@ -161,6 +161,12 @@ impl Backend for LocalBackend {
         }
     }
 
+    /// Every `put` here is create-only by construction (`RENAME_NOREPLACE`
+    /// or a hard link), so no probe object is needed.
+    fn probe_conditional_put(&self) -> BackendResult<bool> {
+        Ok(true)
+    }
+
     fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         if !is_mutable_key(key) {
             return Err(refuse_mutable(key));
