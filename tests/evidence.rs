@@ -287,3 +287,34 @@ fn a_forget_records_the_snapshots_it_removed_and_a_dry_run_records_nothing() {
     assert_eq!(p["rules"], "keep-last 1", "{p}");
     assert_eq!(verify(&export, &export.join("pubkey.txt"), &[]).status.code(), Some(0));
 }
+
+/// A repository made before cairn kept evidence has snapshots and no
+/// chain: `check` calls that damage, and `evidence adopt` (with the
+/// state directory of the host's key, like every evidence command) starts
+/// the chain with the snapshots it holds, after which `check` is clean.
+#[test]
+fn adopt_starts_the_chain_of_a_repository_made_without_evidence_and_check_is_clean_after() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(50_000, 7)).unwrap();
+    let snap = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    std::fs::remove_dir_all(env.repo.join("evidence")).unwrap();
+    let before = env.cairn(&["check"]);
+    assert_eq!(
+        before.status.code(),
+        Some(5),
+        "a repository with snapshots and no chain is damage: {}",
+        text(&before.stderr)
+    );
+    let state = env.path("adopting-host-state");
+    let out = env.cairn(&["evidence", "adopt", "--state", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("recording the 1 snapshot(s)"), "{}", text(&out.stderr));
+    let again = env.cairn(&["evidence", "adopt", "--state", state.to_str().unwrap()]);
+    assert!(!again.status.success(), "a chain is adopted once");
+    assert!(text(&again.stderr).contains("already has an evidence chain"), "{}", text(&again.stderr));
+    let check = env.cairn(&["check"]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert_eq!(snap.len(), 64);
+}

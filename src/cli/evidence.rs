@@ -32,7 +32,7 @@ pub enum EvidenceCommand {
     /// Accept a snapshot that check flagged (another host's name, a future date, no record)
     Accept(AcceptArgs),
     /// Start the chain of a repository made before cairn kept evidence
-    Adopt,
+    Adopt(KeyState),
     /// Write every evidence record, head and enrolled key into a new directory
     Export(ExportArgs),
     /// Print the newest repository head, to keep as an anchor for the next audit
@@ -129,7 +129,7 @@ pub fn run(g: &GlobalArgs, a: &EvidenceArgs, p: &Printer) -> Result<i32> {
         EvidenceCommand::Enroll(e) => enroll(g, e, p),
         EvidenceCommand::Revoke(r) => revoke(g, r, p),
         EvidenceCommand::Accept(x) => accept(g, x, p),
-        EvidenceCommand::Adopt => adopt(g, p),
+        EvidenceCommand::Adopt(k) => adopt(g, k, p),
         EvidenceCommand::Export(e) => export(g, e, p),
         EvidenceCommand::Head => head(g, p),
         EvidenceCommand::Keys => keys(g, p),
@@ -272,9 +272,9 @@ fn accept(g: &GlobalArgs, a: &AcceptArgs, p: &Printer) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn adopt(g: &GlobalArgs, p: &Printer) -> Result<i32> {
+fn adopt(g: &GlobalArgs, k: &KeyState, p: &Printer) -> Result<i32> {
     let repo = open_repo(g)?;
-    let r = evidence::adopt(&repo, &appender(None)?)?;
+    let r = evidence::adopt(&repo, &appender(k.state.as_deref())?)?;
     let n = r.record["payload"]["adopted_snapshots"].as_array().map_or(0, Vec::len);
     p.data(format!("{}:{}:{}", r.signer, r.seq, r.hash));
     p.info(format!("started the evidence chain, recording the {n} snapshot(s) the repository holds"));

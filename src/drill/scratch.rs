@@ -442,8 +442,10 @@ pub fn sweep_leftovers(state_dir: &Path, policies: &[crate::policy::Policy]) -> 
                 let name = e.file_name();
                 let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
                 if is_dir && is_drill_dir_of(&name.to_string_lossy(), &p.name) {
+                    // The same handle-based removal as a drill's own
+                    // cleanup: nothing below is named from `/`.
                     let path = e.path();
-                    if std::fs::remove_dir_all(&path).is_ok() {
+                    if remove(&Scratch { path: path.clone(), created: true }, 1).error.is_none() {
                         removed.push(path);
                     }
                 }
