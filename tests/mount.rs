@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::hostile::Builder;
+use common::forge;
 use common::{assert_same_tree, random_bytes, restored, wait_exit, wait_until, Env, PASSWORD};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -313,7 +313,8 @@ fn opening_the_mount_and_listing_ids_open_no_snapshot_and_a_mountpoint_in_use_is
 #[test]
 fn hostile_names_are_hidden_as_restore_refuses_them() {
     let env = Env::new();
-    let mut b = Builder::open(&env.repo, PASSWORD);
+    let repo = forge::open(&env.repo, PASSWORD);
+    let mut b = forge::Builder::new(&repo);
     let first = b.file(b"dup", b"the first of two\n");
     let second = b.file(b"dup", b"the second of two\n");
     let inner = b.file(b"inner", b"inside\n");
@@ -327,7 +328,9 @@ fn hostile_names_are_hidden_as_restore_refuses_them() {
     let ok_link = b.symlink(b"ok-link", b"keep/inner");
     let mut lost = b.file(b"lost-chunk", b"x");
     lost.content = vec![cairn::Id::hash_of(b"a chunk no index lists")];
-    b.commit(vec![dotdot, dot, slash, first, second, nul, empty, keep, nul_link, ok_link, lost], "../../etc");
+    // The root keeps the order given: the first `dup` is the one restore takes.
+    let root = b.tree(vec![dotdot, dot, slash, first, second, nul, empty, keep, nul_link, ok_link, lost]);
+    b.snapshot_as(root, "../../etc");
 
     let m = Mount::start(env.command(), &env.path("mnt"), &[]);
     let root = m.path("latest");

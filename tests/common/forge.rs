@@ -134,18 +134,29 @@ impl<'a> Builder<'a> {
     }
 
     /// Finishes the packs and commits a snapshot of the root tree `root`.
-    pub fn snapshot_of(mut self, root: Id) -> Id {
+    pub fn snapshot_of(self, root: Id) -> Id {
+        self.snapshot_as(root, "evil-host")
+    }
+
+    /// Finishes the packs and commits a snapshot of the root tree `root`
+    /// that claims the host name `host` (any bytes a forger likes).
+    pub fn snapshot_as(mut self, root: Id, host: &str) -> Id {
         self.writer.take().unwrap().finish().unwrap();
-        save_snapshot(self.repo, root)
+        save_snapshot_as(self.repo, root, host)
     }
 }
 
 /// Commits a snapshot of the tree `root`, made by "mallory@evil-host".
 pub fn save_snapshot(repo: &Repository, root: Id) -> Id {
+    save_snapshot_as(repo, root, "evil-host")
+}
+
+/// Commits a snapshot of the tree `root`, made by "mallory" on `host`.
+pub fn save_snapshot_as(repo: &Repository, root: Id, host: &str) -> Id {
     let snap = Snapshot {
         v: SNAPSHOT_VERSION,
         time: chrono::Utc::now(),
-        hostname: "evil-host".into(),
+        hostname: host.into(),
         username: "mallory".into(),
         paths: vec!["/".into()],
         tags: Vec::new(),

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod forge;
-pub mod hostile;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
