@@ -108,10 +108,60 @@ fn measure_frame(tree: &Tree, id: Id, path_len: usize) -> MeasureFrame {
 /// as empty (in [`Extent::unreadable`]), for the walk to name. Memory: one small entry per distinct
 /// tree, and the trees along one path.
 pub fn measure(repo: &Repository, index: &Index, root: &Id, limits: &Limits) -> Result<Extent> {
+    measure_keeping(repo, index, root, limits, &mut TreeCache::with_budget(0))
+}
+
+/// Decoded trees a [`measure`] loaded, kept within a budget of nodes for
+/// the walk that follows it, which takes each once instead of reading,
+/// decrypting and decoding it again. A tree shared by several paths is
+/// taken by the first and loaded again by the others.
+pub struct TreeCache {
+    trees: HashMap<Id, Tree>,
+    nodes: usize,
+    max_nodes: usize,
+}
+
+impl TreeCache {
+    /// A cache that keeps trees while they hold at most `max_nodes` nodes
+    /// in all (a node is a few hundred bytes with its name and chunk ids).
+    pub fn with_budget(max_nodes: usize) -> TreeCache {
+        TreeCache { trees: HashMap::new(), nodes: 0, max_nodes }
+    }
+
+    fn keep(&mut self, id: Id, tree: Tree) {
+        if self.nodes + tree.nodes.len() <= self.max_nodes {
+            self.nodes += tree.nodes.len();
+            self.trees.insert(id, tree);
+        }
+    }
+
+    /// The tree `id`, if it was kept (and not taken yet).
+    pub fn take(&mut self, id: &Id) -> Option<Tree> {
+        let t = self.trees.remove(id)?;
+        self.nodes -= t.nodes.len();
+        Some(t)
+    }
+
+    /// Nodes held now.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+}
+
+/// [`measure`], keeping the trees it loads in `cache` (within its budget).
+pub fn measure_keeping(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    limits: &Limits,
+    cache: &mut TreeCache,
+) -> Result<Extent> {
     let mut memo: HashMap<Id, (u64, usize)> = HashMap::new();
     let mut unreadable = 0;
     let mut path: Vec<u8> = Vec::new();
-    let mut stack = vec![measure_frame(&repo.load_tree(index, root)?, *root, 0)];
+    let root_tree = repo.load_tree(index, root)?;
+    let mut stack = vec![measure_frame(&root_tree, *root, 0)];
+    cache.keep(*root, root_tree);
     let refuse = |entries: u64| Error::TooManyEntries { tree: root.short(), entries, limit: limits.max_entries };
     loop {
         let depth = stack.len();
@@ -138,7 +188,10 @@ pub fn measure(repo: &Repository, index: &Index, root: &Id, limits: &Limits) -> 
                 return Err(too_deep(root, &path, limits.max_depth));
             }
             match repo.load_tree(index, &child) {
-                Ok(tree) => stack.push(measure_frame(&tree, child, path.len())),
+                Ok(tree) => {
+                    stack.push(measure_frame(&tree, child, path.len()));
+                    cache.keep(child, tree);
+                }
                 // Counted as empty: whoever walks the tree meets it and
                 // names it, and the rest stays usable.
                 Err(_) => {
@@ -294,6 +347,29 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(walked, expected);
+    }
+
+    #[test]
+    fn a_measure_keeps_each_distinct_tree_once_within_its_budget_for_the_walk_after_it() {
+        let (_d, repo) = repo();
+        let mut trees = Trees::new(&repo);
+        let root = doubling(&mut trees, 10); // 11 distinct trees of 2 nodes (1 at the bottom)
+        let index = trees.finish(&repo);
+        let mut all = TreeCache::with_budget(usize::MAX);
+        let e = measure_keeping(&repo, &index, &root, &Limits::default(), &mut all).unwrap();
+        assert_eq!(e.trees, 11);
+        assert_eq!(all.nodes(), 21, "each distinct tree kept once");
+        let top = all.take(&root).expect("the root was kept");
+        assert_eq!(top.nodes.len(), 2);
+        assert!(all.take(&root).is_none(), "taken once; a second path loads it again");
+        assert_eq!(all.nodes(), 19);
+        // A budget smaller than the whole keeps the first trees that fit, never more.
+        let mut some = TreeCache::with_budget(5);
+        measure_keeping(&repo, &index, &root, &Limits::default(), &mut some).unwrap();
+        assert!(some.nodes() <= 5 && some.nodes() > 0, "{}", some.nodes());
+        let mut none = TreeCache::with_budget(0);
+        measure_keeping(&repo, &index, &root, &Limits::default(), &mut none).unwrap();
+        assert_eq!(none.nodes(), 0);
     }
 
     #[test]

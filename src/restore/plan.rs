@@ -115,7 +115,14 @@ struct Planner<'a> {
     /// The files planned for each hard-link identity `(device, inode)`:
     /// more than one when members disagree about their content.
     linked: HashMap<(u64, u64), Vec<usize>>,
+    /// The trees the measure before the plan loaded, taken as planned.
+    trees: walk::TreeCache,
 }
+
+/// How many nodes of the trees measured before planning are kept for the
+/// plan (some tens of MB at most): a tree of up to this size is read,
+/// decrypted and decoded once, not twice; a larger one loads the rest again.
+const PLAN_TREE_CACHE_NODES: usize = 1 << 17;
 
 /// A directory being planned: its tree and how far through it.
 struct DirFrame {
@@ -150,8 +157,9 @@ pub fn plan_within(
     filter: &Filter,
     limits: &walk::Limits,
 ) -> Result<Plan> {
-    walk::measure(repo, index, root, limits)?;
-    let mut p = Planner { repo, index, filter, plan: Plan::default(), linked: HashMap::new() };
+    let mut trees = walk::TreeCache::with_budget(PLAN_TREE_CACHE_NODES);
+    walk::measure_keeping(repo, index, root, limits, &mut trees)?;
+    let mut p = Planner { repo, index, filter, plan: Plan::default(), linked: HashMap::new(), trees };
     p.walk(root, limits.max_depth)?;
     Ok(p.plan)
 }
@@ -168,6 +176,9 @@ impl Planner<'_> {
     /// The tree at `path`, or `None` when it cannot be read (then it is
     /// refused, and the rest goes on).
     fn load(&mut self, tree: &Id, path: &[u8]) -> Option<Tree> {
+        if let Some(t) = self.trees.take(tree) {
+            return Some(t);
+        }
         match self.repo.load_tree(self.index, tree) {
             Ok(t) => Some(t),
             Err(e) => {
