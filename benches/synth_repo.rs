@@ -10,6 +10,12 @@
 //! 16 MiB packs. Files of 256 chunks sit 100 to a directory. Two snapshots:
 //! `all` holds every directory, `most` every directory but each fifth, so
 //! forgetting `all` leaves a fifth of the blobs to prune.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::exit,
+    reason = "a bench tool prints its progress and exits with its usage code"
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

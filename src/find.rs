@@ -78,7 +78,7 @@ fn glob(p: &str, literal_separator: bool) -> Result<GlobMatcher> {
         .literal_separator(literal_separator)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| Error::InvalidArgument(format!("pattern `{p}`: {e}")))
+        .map_err(|e| Error::BadPattern { what: "pattern", pattern: p.to_string(), detail: e.to_string() })
 }
 
 /// Whether `s` has as many openings as closings of each bracket kind, so
@@ -133,8 +133,11 @@ impl Pattern {
     }
 
     fn regex(p: &str) -> Result<Pattern> {
-        let re = regex_automata::meta::Regex::new(p)
-            .map_err(|e| Error::InvalidArgument(format!("regular expression `{p}`: {e}")))?;
+        let re = regex_automata::meta::Regex::new(p).map_err(|e| Error::BadPattern {
+            what: "regular expression",
+            pattern: p.to_string(),
+            detail: e.to_string(),
+        })?;
         Ok(Pattern { test: Test::Regex(Box::new(re)), below: regex_below(p) })
     }
 

@@ -295,12 +295,12 @@ fn restore_with_damaged_pack_exits_3_names_affected_files_and_restores_the_rest_
 }
 
 #[test]
-fn wrong_password_fails_with_exit_1_and_never_echoes_a_password() {
+fn wrong_password_fails_with_exit_12_and_never_echoes_a_password() {
     let f = Fixture::with_files(&[("tiny.txt", 100)]);
     let o = cairn(&f.repo, WRONG_PASSWORD, &["snapshots"]);
     let err = text(&o.stderr);
     let out = text(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "stderr:\n{err}");
+    assert_eq!(o.status.code(), Some(12), "restic's code for a wrong password; stderr:\n{err}");
     assert!(err.contains("wrong password"), "stderr does not say `wrong password`:\n{err}");
     for secret in [PASSWORD, WRONG_PASSWORD] {
         assert!(!err.contains(secret), "a password appears on stderr:\n{err}");

@@ -159,9 +159,12 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
     let (env, policies, state) = (&scene.env, &scene.policies, &scene.state);
     let (hook, hits) = receiver();
     let notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\non_success = true\nping = \"{hook}/ping/web\"\n");
+    // Its hook and its validation command print: with --log-format json
+    // their lines must become log records, not raw lines in the log.
     let web = format!(
         "[schedule]\nbackup = \"*/3 * * * * *\"\n[objectives]\nrpo = \"1h\"\nrto = \"1h\"\n\
-         [drill]\nschedule = \"*/4 * * * * *\"\n{notify}"
+         [drill]\nschedule = \"*/4 * * * * *\"\nvalidate = {{ command = \"echo validated-fine\" }}\n\
+         [hooks.before]\ncommand = \"echo hook-says-out; echo hook-says-err >&2\"\n{notify}"
     );
     scene.add("web", None, &web);
     let broken_notify = format!("[notify]\nwebhooks = [\"{hook}/hook\"]\nping = \"{hook}/ping/broken\"\n");
@@ -344,6 +347,20 @@ fn the_daemon_runs_policies_on_schedule_reports_them_and_stops_gracefully() {
         assert!(messages.iter().any(|x| x.contains(m)), "no log line {m:?} in {messages:?}");
     }
     assert!(messages.iter().any(|m| m.starts_with("invalid policy, skipped")), "{messages:?}");
+    // What the hook and the validation command printed: records that name
+    // the policy, the job and the stream (every line parsed above).
+    for (said, job, stream) in [
+        ("hook-says-out", "backup", "stdout"),
+        ("hook-says-err", "backup", "stderr"),
+        ("validated-fine", "drill", "output"),
+    ] {
+        let r = lines.iter().find(|l| l["message"] == said).unwrap_or_else(|| panic!("no record of {said:?}: {log}"));
+        assert_eq!(
+            (r["policy"].as_str(), r["job"].as_str(), r["stream"].as_str()),
+            (Some("web"), Some(job), Some(stream)),
+            "{r}"
+        );
+    }
 }
 
 fn mode(p: &Path) -> u32 {

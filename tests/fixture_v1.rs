@@ -10,6 +10,7 @@
 //! needs root and `CAIRN_REGENERATE_FIXTURE=1`). Re-make it only when the
 //! format changes on purpose, and then update the ids and the `check`
 //! report pinned here.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a test prints what it found when it fails")]
 
 mod common;
 

@@ -247,7 +247,7 @@ fn a_live_lock_of_another_host_says_how_to_get_out_and_unlock_remove_all_removes
     let key = plant_lock(&env, &lock("elsewhere", 4242, true, chrono::Utc::now()));
     let o = env.cairn(&["backup", &src]);
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o));
+    assert_eq!(o.status.code(), Some(11), "{}", out_err(&o));
     assert!(err.contains("locked by prune of someone@elsewhere"), "{err}");
     assert!(
         err.contains("hint: wait for the prune on elsewhere") && err.contains("`cairn unlock --remove-all`"),
@@ -271,7 +271,7 @@ fn unlock_remove_all_refuses_a_live_lock_of_a_process_running_here_and_names_it(
     let err = text(&o.stderr);
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o));
+    assert_eq!(o.status.code(), Some(11), "the repository stays locked: {}", out_err(&o));
     assert!(
         err.contains(&format!("pid {}", sleeper.id())) && err.contains("its process is running on this host"),
         "{err}"

@@ -78,7 +78,7 @@ fn removing_another_slot_prints_its_id_on_stdout_and_its_password_no_longer_open
     assert_eq!(text(&out.stderr), format!("removed key slot {}\n", &second[..8]));
     assert!(!slot_file_exists(&env, &second));
     let refused = as_password(&env, SECOND, &["check"]);
-    assert_eq!(refused.status.code(), Some(1), "the removed password still opens: {}", text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(12), "the removed password still opens: {}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("wrong password"), "{}", text(&refused.stderr));
     env.ok(&["check"]);
 }
@@ -92,7 +92,7 @@ fn the_other_password_can_remove_the_first_slot_and_then_keeps_the_last() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v, serde_json::json!({ "removed": first }));
-    assert!(as_password(&env, PASSWORD, &["check"]).status.code() == Some(1), "the first password still opens");
+    assert!(as_password(&env, PASSWORD, &["check"]).status.code() == Some(12), "the first password still opens");
     // One slot left, the one in use: it stays.
     let out = as_password(&env, SECOND, &["key", "remove", &second[..8]]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

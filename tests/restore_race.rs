@@ -13,6 +13,7 @@
 //! (Perl is part of every Debian-like base system; a shell loop forks for
 //! every rename and swaps too slowly). These tests need root: run as
 //! another user, they fail and say so.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a test prints what it measured")]
 
 mod common;
 

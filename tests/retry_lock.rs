@@ -108,7 +108,7 @@ fn a_lock_never_released_fails_after_the_duration_naming_its_holder() {
     wait_for_line(&rx, "waiting for the lock");
     let status = wait_exit(&mut prune, LIMIT);
     let err = rest(rx);
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(status.code(), Some(11), "still locked when --retry-lock gives up: {err}");
     assert!(
         err.contains(&format!("error: the repository is locked by backup of {}@", cairn::host::username())),
         "{err}"
@@ -125,7 +125,7 @@ fn without_retry_lock_a_lock_in_the_way_fails_at_once() {
     let (mut backup, input) = holding_backup(&env);
     let out = env.cairn(&["prune"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(11), "restic's code for a locked repository: {err}");
     assert!(err.contains("locked by backup of") && !err.contains("waiting for the lock"), "{err}");
     drop(input);
     assert!(wait_exit(&mut backup, LIMIT).success());

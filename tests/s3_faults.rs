@@ -7,6 +7,7 @@
 //! b. A single Garage is killed and restarted in the middle of a backup.
 //! c. One node of a three-node cluster (replication 3) is killed in the
 //!    middle of a backup, and stays down for the check and the restore.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a test prints what it measured")]
 
 mod common;
 mod garage;

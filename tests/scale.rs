@@ -1,6 +1,7 @@
 //! Backups of many files: memory that does not grow with the number of
 //! files, and trees that are the same whether written while the scan goes
 //! on or after it.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a test prints what it measured")]
 
 mod common;
 

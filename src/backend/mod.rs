@@ -39,6 +39,7 @@ pub use s3::{S3Backend, S3Options};
 
 pub use crate::error::{
     BackendError, BackendErrorKind, BackendResult, CODE_ACCESS_DENIED, CODE_ALREADY_EXISTS, CODE_PRECONDITION_FAILED,
+    CODE_UNREACHABLE,
 };
 
 /// The one prefix under which objects may be replaced or deleted by any
@@ -382,15 +383,14 @@ pub struct OpenOptions {
 /// or `s3://bucket[/prefix]`.
 pub fn open_url(url: &str, o: &OpenOptions) -> Result<Arc<dyn Backend>, crate::Error> {
     if o.as_of.is_some() && !url.starts_with("s3://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "--as-of reads earlier versions of objects, which only a versioned S3 bucket keeps; `{url}` is not an s3:// URL"
-        )));
+        return Err(crate::Error::AsOfNeedsVersions { url: url.to_string() });
     }
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
     if url.starts_with("s3://") {
-        let mut s = S3Options::from_url(url).map_err(crate::Error::InvalidArgument)?;
+        let mut s = S3Options::from_url(url)
+            .map_err(|problem| crate::Error::BadRepositoryUrl { url: url.to_string(), problem })?;
         s.endpoint = o.s3_endpoint.clone();
         s.region = o.s3_region.clone();
         s.path_style = o.s3_path_style;
@@ -406,12 +406,13 @@ pub fn open_url(url: &str, o: &OpenOptions) -> Result<Arc<dyn Backend>, crate::E
         };
     }
     if let Some((scheme, _)) = url.split_once("://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "repository URL `{url}`: unknown scheme `{scheme}` (use a path, file:///path or s3://bucket/prefix)"
-        )));
+        return Err(crate::Error::BadRepositoryUrl {
+            url: url.to_string(),
+            problem: format!("unknown scheme `{scheme}` (use a path, file:///path or s3://bucket/prefix)"),
+        });
     }
     if url.is_empty() {
-        return Err(crate::Error::InvalidArgument("the repository URL is empty".into()));
+        return Err(crate::Error::BadRepositoryUrl { url: String::new(), problem: "the URL is empty".into() });
     }
     Ok(Arc::new(LocalBackend::new(url)))
 }

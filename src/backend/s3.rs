@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use super::s3_clock::ServerClock;
 use super::{
     is_mutable_key, refuse_mutable, Backend, BackendError, BackendErrorKind, BackendResult, BucketLockStatus, LockMode,
-    ObjectInfo, WritePolicy, CODE_ACCESS_DENIED, CODE_PRECONDITION_FAILED,
+    ObjectInfo, WritePolicy, CODE_ACCESS_DENIED, CODE_PRECONDITION_FAILED, CODE_UNREACHABLE,
 };
 
 /// Settings of an S3 repository, beyond the bucket and prefix of its URL.
@@ -120,12 +120,32 @@ impl Failure {
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
+/// The causes below `e`, each said once, joined by `: `: the words of
+/// the error chain without the SDK's debug dump (`DisplayErrorContext`
+/// appends `DispatchFailure { … }` in Rust syntax, which no user should read).
+pub(super) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let text = c.to_string();
+        if !text.is_empty() && !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+        next = c.source();
+    }
+    if said.is_empty() {
+        e.to_string()
+    } else {
+        said.join(": ")
+    }
+}
+
 pub(super) fn classify<E>(e: &SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     use BackendErrorKind::*;
-    let context = || aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    let context = || causes(e);
     match e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
@@ -149,9 +169,13 @@ where
             Failure { kind, message: format!("HTTP {status} ({shown}) {msg}").trim_end().to_string(), code: known }
         }
         SdkError::TimeoutError(_) => Failure { kind: Transient, message: "timed out".into(), code: None },
+        SdkError::DispatchFailure(d) if d.is_user() => {
+            Failure { kind: Permanent, message: format!("the request could not be sent: {}", context()), code: None }
+        }
         SdkError::DispatchFailure(d) => {
-            let kind = if d.is_user() { Permanent } else { Transient };
-            Failure { kind, message: format!("connection failed: {}", context()), code: None }
+            // Refused, reset, timed out or not resolved: no answer came.
+            let code = (d.is_io() || d.is_timeout()).then(|| CODE_UNREACHABLE.to_string());
+            Failure { kind: Transient, message: format!("connection failed: {}", context()), code }
         }
         SdkError::ResponseError(_) => {
             Failure { kind: Transient, message: format!("bad response: {}", context()), code: None }
@@ -234,6 +258,17 @@ impl S3Backend {
         }
     }
 
+    /// The endpoint requests go to: the custom one, or AWS's of the region.
+    fn endpoint_shown(&self) -> String {
+        match &self.endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let region = self.client.config().region().map(|r| r.to_string());
+                format!("https://s3.{}.amazonaws.com", region.as_deref().unwrap_or("us-east-1"))
+            }
+        }
+    }
+
     pub(super) fn shown(&self, key: &str) -> String {
         format!("s3://{}/{}", self.opts.bucket, self.full_key(key))
     }
@@ -272,6 +307,11 @@ impl S3Backend {
                             format!("{} (gave up after {tries} attempts)", f.message)
                         } else {
                             f.message
+                        };
+                        let message = if f.code.as_deref() == Some(CODE_UNREACHABLE) {
+                            format!("cannot reach the S3 endpoint {}: {message}", self.endpoint_shown())
+                        } else {
+                            message
                         };
                         let e = BackendError::new(f.kind, op, self.shown(key), message);
                         return Err(match f.code {

@@ -99,3 +99,18 @@ fn transport_failures_are_retried_unless_the_request_itself_is_at_fault() {
     assert_eq!(kind(SdkError::response_error(boxed("truncated body"), response(200))), Transient);
     assert_eq!(kind(SdkError::construction_failure(boxed("missing bucket name"))), Permanent);
 }
+
+#[test]
+fn a_refused_connection_is_unreachable_and_reads_without_debug_text() {
+    type E = SdkError<GetObjectError, HttpResponse>;
+    let refused: Box<dyn std::error::Error + Send + Sync> =
+        Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    let f = classify(&E::dispatch_failure(ConnectorError::io(refused)));
+    assert_eq!(f.kind, Transient);
+    assert_eq!(f.code.as_deref(), Some(crate::error::CODE_UNREACHABLE));
+    assert_eq!(f.message, "connection failed: io error: connection refused");
+    // A transport failure that is no connection problem has no such code.
+    let f = classify(&E::dispatch_failure(ConnectorError::other(boxed("h2 goaway"), None)));
+    assert_eq!(f.code, None);
+    assert!(!f.message.contains('{') && !f.message.contains("Some("), "{}", f.message);
+}

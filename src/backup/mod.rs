@@ -147,7 +147,7 @@ pub fn run(
     let (paths, abs_paths) = match &source {
         Source::Paths(p) => {
             if p.is_empty() {
-                return Err(Error::InvalidArgument("nothing to back up: give at least one path".into()));
+                return Err(Error::NothingToBackUp { stdin: false });
             }
             let mut abs = p.iter().map(|x| scan::absolute(x)).collect::<Result<Vec<_>>>()?;
             // Parents before children, so a path inside another is covered by it.
@@ -157,7 +157,7 @@ pub fn run(
         }
         Source::Stdin { name, .. } => {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(Error::InvalidArgument(format!("stream name `{name}` must be a plain file name")));
+                return Err(Error::BadStreamName(name.clone()));
             }
             (vec![format!("/{name}")], Vec::new())
         }

@@ -56,7 +56,11 @@ impl Excludes {
             if p.is_empty() {
                 continue;
             }
-            let bad = |e: globset::Error| Error::InvalidArgument(format!("exclude pattern `{p}`: {e}"));
+            let bad = |e: globset::Error| Error::BadPattern {
+                what: "exclude pattern",
+                pattern: p.to_string(),
+                detail: e.to_string(),
+            };
             if p.contains('/') {
                 let glob = globset::GlobBuilder::new(p).literal_separator(true).build().map_err(bad)?;
                 by_path.add(glob);
@@ -69,9 +73,14 @@ impl Excludes {
                 by_name.add(Glob::new(p).map_err(bad)?);
             }
         }
+        let bad = |e: globset::Error| Error::BadPattern {
+            what: "exclude patterns",
+            pattern: patterns.join(" "),
+            detail: e.to_string(),
+        };
         Ok(Excludes {
-            by_name: by_name.build().map_err(|e| Error::InvalidArgument(e.to_string()))?,
-            by_path: by_path.build().map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            by_name: by_name.build().map_err(bad)?,
+            by_path: by_path.build().map_err(bad)?,
             if_present: if_present.to_vec(),
         })
     }
@@ -235,7 +244,7 @@ impl<'a> Walker<'a> {
             })
             .collect();
         let Some((last, above)) = comps.split_last() else {
-            return Err(Error::InvalidArgument("backing up `/` itself: name the directories below it".into()));
+            return Err(Error::BackupOfRoot);
         };
         // Keep the directories above that this path shares with the last.
         let shared = above.iter().zip(&self.above[1..]).take_while(|(c, a)| c.as_bytes() == a.name).count();
@@ -252,7 +261,7 @@ impl<'a> Walker<'a> {
             // symlinks: the snapshot shows the path as given.
             let dmd = std::fs::metadata(&prefix).map_err(|e| Error::io(&prefix, e))?;
             if !dmd.is_dir() {
-                return Err(Error::InvalidArgument(format!("{} is not a directory", prefix.display())));
+                return Err(Error::NotADirectory { path: prefix });
             }
             let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
             node.xattrs = fsmeta::read_xattrs(&prefix);

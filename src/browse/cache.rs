@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(loader.loads(), 1, "three callers, one load");
         assert!(loader.contains_or_pending(&id));
         let other = Id::hash_of(b"y");
-        let fail = loader.get(&other, |v| v.len(), || Err(Error::InvalidArgument("boom".into())));
+        let fail = loader.get(&other, |v| v.len(), || Err(Error::format("test object", "boom")));
         assert!(fail.is_err());
         assert!(!loader.contains_or_pending(&other), "a failed load leaves nothing behind");
         let ok = loader.get(&other, |v| v.len(), || Ok(Arc::new(vec![1])));

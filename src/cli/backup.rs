@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::{jobs, policy};
 
 use super::output::{human_bytes, Printer};
-use super::{repo_options, threads, GlobalArgs, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
+use super::{repo_options, threads, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -93,12 +93,12 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     }
     let source = if a.stdin {
         if !a.paths.is_empty() {
-            return Err(Error::InvalidArgument("--stdin takes no paths".into()));
+            return Err(Error::FlagConflict("--stdin takes no paths".into()));
         }
         Source::Stdin { name: a.stdin_name.clone().unwrap_or_default(), reader: Box::new(std::io::stdin()) }
     } else {
         if a.paths.is_empty() {
-            return Err(Error::InvalidArgument("nothing to back up: give at least one path, or --stdin".into()));
+            return Err(Error::NothingToBackUp { stdin: true });
         }
         Source::Paths(a.paths.clone())
     };
@@ -160,8 +160,8 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
     if let Some(e) = out.error {
         if out.report.is_some() {
             // The snapshot is saved; say why the job still failed.
-            eprint!("{}", super::output::render_error(&e));
-            return Ok(EXIT_ERROR);
+            p.error(&e);
+            return Ok(super::exit_code_of(&e));
         }
         return Err(e);
     }
@@ -195,7 +195,7 @@ fn print_dry_run(report: &backup::BackupReport, p: &Printer) -> i32 {
     if report.incomplete() {
         p.warn(format!("{} file(s) could not be read:", s.skipped.len()));
         for f in &s.skipped {
-            eprintln!("  {}: {}", f.path, f.reason);
+            p.warn_item(format!("{}: {}", f.path, f.reason));
         }
         return EXIT_PARTIAL;
     }
@@ -236,7 +236,7 @@ fn print_report(report: &backup::BackupReport, p: &Printer) -> i32 {
     if report.incomplete() {
         p.warn(format!("{} file(s) could not be backed up:", s.skipped.len()));
         for f in &s.skipped {
-            eprintln!("  {}: {}", f.path, f.reason);
+            p.warn_item(format!("{}: {}", f.path, f.reason));
         }
         return EXIT_PARTIAL;
     }

@@ -24,12 +24,17 @@ pub struct CheckArgs {
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
-    let v: f64 =
-        s.trim().trim_end_matches('%').parse().map_err(|_| {
-            Error::InvalidArgument(format!("--read-data-subset `{s}`: expected a percentage such as 10%"))
-        })?;
+    let v: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| Error::BadFlag {
+        flag: "--read-data-subset".into(),
+        value: s.to_string(),
+        expected: "expected a percentage such as 10%".into(),
+    })?;
     if !(v > 0.0 && v <= 100.0) {
-        return Err(Error::InvalidArgument(format!("--read-data-subset `{s}`: must be above 0% and at most 100%")));
+        return Err(Error::BadFlag {
+            flag: "--read-data-subset".into(),
+            value: s.to_string(),
+            expected: "must be above 0% and at most 100%".into(),
+        });
     }
     Ok(v / 100.0)
 }

@@ -44,9 +44,7 @@ pub fn man(a: &ManArgs) -> Result<i32> {
     cmd.build();
     let page = match &a.command {
         None => cmd,
-        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| {
-            Error::InvalidArgument(format!("`{name}` is not a cairn command; `cairn --help` lists them"))
-        })?,
+        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| Error::UnknownCommand(name.to_string()))?,
     };
     let mut out = Vec::new();
     let source = format!("cairn {}", env!("CARGO_PKG_VERSION"));

@@ -67,7 +67,11 @@ pub struct DaemonArgs {
 pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     let listen = match a.listen.as_str() {
         "none" | "" => None,
-        s => Some(s.parse::<SocketAddr>().map_err(|e| Error::InvalidArgument(format!("--listen `{s}`: {e}")))?),
+        s => Some(s.parse::<SocketAddr>().map_err(|e| Error::BadFlag {
+            flag: "--listen".into(),
+            value: s.to_string(),
+            expected: format!("{e}; give ADDRESS:PORT such as 127.0.0.1:9898, or `none`"),
+        })?),
     };
     let opts = DaemonOptions {
         policies_dir: a.policies.dir.clone(),
@@ -82,6 +86,10 @@ pub fn run(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     repo.threads = g.threads.filter(|n| *n > 0);
     // The daemon signs evidence with the key in its own state directory.
     repo.evidence_state = Some(opts.state_dir.clone());
+    // Its log is all it writes: warnings and what hooks, command sources
+    // and password commands print become log records.
+    repo.warnings = None;
+    repo.child_output = crate::process::OutputTo::Log;
     let executor = RepoExecutor::new(repo.clone());
     daemon::run(opts, Arc::new(executor), Some(repo))?;
     Ok(EXIT_OK)
@@ -124,7 +132,8 @@ pub struct RunNowArgs {
 
 /// Asks the daemon, through its control socket, to run a job now.
 pub fn run_now(a: &RunNowArgs, p: &Printer) -> Result<i32> {
-    let kind: JobKind = a.kind.parse().map_err(Error::InvalidArgument)?;
+    let kind: JobKind =
+        a.kind.parse().map_err(|expected| Error::BadFlag { flag: "--kind".into(), value: a.kind.clone(), expected })?;
     let answer = daemon::control::request(&a.state.resolve(), &a.policy, kind)?;
     if p.json {
         p.json(&answer);

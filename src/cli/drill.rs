@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::state::{self, State, Trigger};
 use crate::{jobs, policy};
 
-use super::output::{render_error, Printer};
+use super::output::Printer;
 use super::policy::PoliciesDir;
 use super::{repo_options, GlobalArgs, EXIT_ERROR, EXIT_INTEGRITY, EXIT_OBJECTIVES, EXIT_OK, EXIT_USAGE};
 
@@ -61,15 +61,15 @@ pub fn exit_code(kind: Option<FailureKind>) -> i32 {
 }
 
 /// Refuses an input of the drill: a usage error, and nothing recorded.
-fn refused(e: &crate::Error) -> i32 {
-    eprint!("{}", render_error(e));
+fn refused(e: &crate::Error, p: &Printer) -> i32 {
+    p.error(e);
     EXIT_USAGE
 }
 
 pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
     let pol = match policy::find(&a.policies.dir, &a.policy) {
         Ok(pol) => pol,
-        Err(e) => return Ok(refused(&e)),
+        Err(e) => return Ok(refused(&e, p)),
     };
     let state = State::open(&state::resolve_dir(a.state.as_deref()))?;
     // Signed with the key of the state directory the drill is recorded in.
@@ -92,11 +92,12 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         attempt: 1,
         evidence: None,
         run_id: None,
+        child_output: crate::process::OutputTo::Terminal,
     };
     p.info(format!("drilling policy `{}`", pol.name));
     let out = match jobs::drill::drill(&repo, &pol, &state, &opts) {
         Ok(out) => out,
-        Err(DrillError::Refused(e)) => return Ok(refused(&e)),
+        Err(DrillError::Refused(e)) => return Ok(refused(&e, p)),
         Err(DrillError::Failed(e)) => return Err(e),
     };
     let r = &out.report;

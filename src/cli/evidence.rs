@@ -214,15 +214,16 @@ fn admin_record(
 
 fn revoke(g: &GlobalArgs, a: &RevokeArgs, p: &Printer) -> Result<i32> {
     if a.key_id != key::LEGACY_KEY_ID && !key::is_key_id(&a.key_id) {
-        return Err(Error::InvalidArgument(format!(
-            "`{}` is not a key id: give 16 hex digits as `cairn evidence keys` shows them, or `legacy`",
-            a.key_id
-        )));
+        return Err(Error::BadFlag {
+            flag: "KEY_ID".into(),
+            value: a.key_id.clone(),
+            expected: "not a key id: give 16 hex digits as `cairn evidence keys` shows them, or `legacy`".into(),
+        });
     }
     let repo = open_repo(g)?;
     let seqs = append::list_chain(&repo, &a.key_id)?;
     let Some(&last) = seqs.last() else {
-        return Err(Error::InvalidArgument(format!("key {} has no record in this repository", a.key_id)));
+        return Err(Error::NoEvidence(format!("key {} has no record in this repository", a.key_id)));
     };
     let hash = blake3::hash(&append::load_record(&repo, &a.key_id, last)?).to_hex().to_string();
     let payload = serde_json::json!({ "key_id": a.key_id, "after_seq": last, "after_hash": hash, "reason": a.reason });
@@ -283,9 +284,8 @@ fn adopt(g: &GlobalArgs, k: &KeyState, p: &Printer) -> Result<i32> {
 
 fn head(g: &GlobalArgs, p: &Printer) -> Result<i32> {
     let repo = open_repo(g)?;
-    let h = evidence::newest_head(&repo, &key::read_key(&repo))?.ok_or_else(|| {
-        Error::InvalidArgument("this repository has no evidence head yet: append a record first".into())
-    })?;
+    let h = evidence::newest_head(&repo, &key::read_key(&repo))?
+        .ok_or_else(|| Error::NoEvidence("this repository has no evidence head yet: append a record first".into()))?;
     if p.json {
         p.json(&serde_json::json!({ "head": crate::evidence::objects::head_text(&h.hash), "detail": h }));
     } else {
@@ -376,16 +376,17 @@ pub(super) fn trust_from(
             let text = std::fs::read_to_string(pk).map_err(|e| Error::io(pk, e))?;
             (Trust::single(key::parse_public(&text)?), Vec::new())
         }
-        (None, None) => {
-            return Err(Error::InvalidArgument("give the trusted keys: --keys FILE (or --pubkey FILE)".into()))
-        }
+        (None, None) => return Err(Error::VerifyNeeds("give the trusted keys: --keys FILE (or --pubkey FILE)".into())),
     };
     for r in readers {
         let text = std::fs::read_to_string(r).map_err(|e| Error::io(r, e))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for (i, line) in text.lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
             let k = line.strip_prefix("@reader").map(str::trim).unwrap_or(line);
-            readers_out
-                .push(key::parse_reader(k).map_err(|e| Error::InvalidArgument(format!("{}: {e}", r.display())))?);
+            readers_out.push(key::parse_reader(k).map_err(|e| Error::BadKeysFile {
+                file: r.display().to_string(),
+                line: i + 1,
+                detail: e.to_string(),
+            })?);
         }
     }
     Ok((trust, readers_out))
@@ -400,12 +401,12 @@ fn verify(g: &GlobalArgs, a: &VerifyArgs, p: &Printer) -> Result<i32> {
         Some(dir) => reports.push((dir.display().to_string(), evidence::verify::verify_dir_with(dir, &trust, now)?)),
         None => {
             if g.repo.is_empty() {
-                return Err(Error::InvalidArgument(
+                return Err(Error::VerifyNeeds(
                     "give an export directory, or the repositories to read (--repo URL, repeatable)".into(),
                 ));
             }
             if readers.is_empty() {
-                return Err(Error::InvalidArgument(
+                return Err(Error::VerifyNeeds(
                     "reading a repository's evidence without the password needs its read key: --reader-key FILE \
                      (or `@reader KEY` lines in the keys file)"
                         .into(),

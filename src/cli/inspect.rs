@@ -316,7 +316,7 @@ pub fn dump(g: &GlobalArgs, a: &DumpArgs, p: &Printer) -> Result<i32> {
     let node = lookup(&repo, &index, &snap.tree, a.path.as_bytes())?
         .ok_or_else(|| Error::PathNotFound { snapshot: sid.short(), path: a.path.clone() })?;
     if node.kind != NodeKind::File {
-        return Err(Error::InvalidArgument(format!("`{}` is not a regular file", a.path)));
+        return Err(Error::NotARegularFile(a.path.clone()));
     }
     for c in &node.content {
         let data = repo.read_blob(&index, c)?;

@@ -9,7 +9,11 @@
 //! - 4: a drill missed its recovery objectives (RTO or RPO);
 //! - 5: integrity failure (`check` found damage; a drill's restored data
 //!   did not match, or its validation command failed; `evidence verify`
-//!   found a removed, reordered or altered record).
+//!   found a removed, reordered or altered record);
+//! - 10: no repository at that location (restic's code);
+//! - 11: the repository is locked (also when `--retry-lock` gave up);
+//! - 12: wrong password;
+//! - 130: interrupted (SIGINT).
 
 mod backup;
 mod check;
@@ -51,6 +55,21 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PARTIAL: i32 = 3;
 pub const EXIT_OBJECTIVES: i32 = 4;
 pub const EXIT_INTEGRITY: i32 = 5;
+pub const EXIT_NO_REPOSITORY: i32 = 10;
+pub const EXIT_LOCKED: i32 = 11;
+pub const EXIT_WRONG_PASSWORD: i32 = 12;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The exit code of a command that failed with `e`: restic's codes where
+/// restic has one, else 1.
+pub fn exit_code_of(e: &Error) -> i32 {
+    match e {
+        Error::NoRepository(_) => EXIT_NO_REPOSITORY,
+        Error::Locked { .. } => EXIT_LOCKED,
+        Error::WrongPassword { .. } | Error::TooManyKeySlots { .. } => EXIT_WRONG_PASSWORD,
+        _ => EXIT_ERROR,
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -267,15 +286,19 @@ pub fn main() -> i32 {
         Command::Daemon(a) => init_logging("info", a.log_format == daemon::LogFormat::Json),
         _ => init_logging("warn", false),
     }
+    // The daemon and `mount` stop gracefully at SIGINT themselves.
+    if !matches!(cli.command, Command::Daemon(_) | Command::Mount(_)) {
+        output::exit_on_interrupt();
+    }
     let printer = Printer::new(cli.global.json, cli.global.quiet);
     let code = match run(cli, &printer) {
         Ok(code) => code,
         Err(e) => {
-            eprint!("{}", output::render_error(&e));
-            EXIT_ERROR
+            printer.error(&e);
+            exit_code_of(&e)
         }
     };
-    print_stats();
+    print_stats(&printer);
     code
 }
 
@@ -353,6 +376,10 @@ pub fn repo_options(g: &GlobalArgs) -> RepoOptions {
         wrap: if g.stats { Some(count_requests) } else { None },
         lock_wait: None,
         rate_limits: backend::limit::RateLimits { upload_kib: g.limit_upload, download_kib: g.limit_download },
+        // The library's warnings are the printer's `warning:` lines, and
+        // what hooks print reaches the terminal as they print it.
+        warnings: Some(Arc::new(Printer::new(g.json, g.quiet))),
+        child_output: crate::process::OutputTo::Terminal,
     }
 }
 
@@ -370,12 +397,8 @@ impl RetryLock {
     /// stderr, once, naming the holder it waits for.
     pub fn apply(&self, mut repo: RepoOptions, p: &Printer) -> RepoOptions {
         repo.lock_wait = self.retry_lock.map(|d| {
-            let quiet = p.quiet;
-            crate::repo::lock::LockWait::new(d.to_std()).on_wait(move |w| {
-                if !quiet {
-                    eprintln!("{}", output::waiting_for_lock(w));
-                }
-            })
+            let p = p.clone();
+            crate::repo::lock::LockWait::new(d.to_std()).on_wait(move |w| p.info(output::waiting_for_lock(w)))
         });
         repo
     }
@@ -393,10 +416,7 @@ pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
 /// repositories; every other command works on one.
 fn one_repo(g: &GlobalArgs) -> Result<()> {
     if g.repo.len() > 1 {
-        return Err(Error::InvalidArgument(format!(
-            "{} repositories given: this command works on one (only `evidence verify` takes several)",
-            g.repo.len()
-        )));
+        return Err(Error::SeveralRepositories { count: g.repo.len() });
     }
     Ok(())
 }
@@ -421,7 +441,7 @@ thread_local! {
     static STATS: std::cell::RefCell<Option<Arc<backend::RequestCounts>>> = const { std::cell::RefCell::new(None) };
 }
 
-fn print_stats() {
+fn print_stats(p: &Printer) {
     STATS.with(|s| {
         if let Some(c) = s.borrow().as_ref() {
             use std::sync::atomic::Ordering::Relaxed;
@@ -430,7 +450,7 @@ fn print_stats() {
                 "list": c.list.load(Relaxed), "delete": c.delete.load(Relaxed), "stat": c.stat.load(Relaxed),
                 "total": c.total(), "bytes_in": c.bytes_in.load(Relaxed), "bytes_out": c.bytes_out.load(Relaxed),
             }});
-            eprintln!("{v}");
+            p.diagnostic(v.to_string());
         }
     });
 }
@@ -443,12 +463,15 @@ fn init(g: &GlobalArgs, a: &InitArgs, p: &Printer) -> Result<i32> {
     let mut opts =
         InitOptions { compression: a.compression, pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
     if let Some(s) = &a.chunk_sizes {
+        let bad = || Error::BadFlag {
+            flag: "--chunk-sizes".into(),
+            value: s.clone(),
+            expected: "expected three numbers MIN,AVG,MAX".into(),
+        };
         let v: Vec<u32> =
-            s.split(',').map(|x| x.trim().parse()).collect::<std::result::Result<_, _>>().map_err(|_| {
-                Error::InvalidArgument(format!("--chunk-sizes `{s}`: expected three numbers MIN,AVG,MAX"))
-            })?;
+            s.split(',').map(|x| x.trim().parse()).collect::<std::result::Result<_, _>>().map_err(|_| bad())?;
         let [min, avg, max] = v[..] else {
-            return Err(Error::InvalidArgument(format!("--chunk-sizes `{s}`: expected three numbers MIN,AVG,MAX")));
+            return Err(bad());
         };
         opts.chunker = crate::chunk::ChunkerParams { min_size: min, avg_size: avg, max_size: max, seed: 0 };
     }

@@ -12,7 +12,13 @@ pub use crate::jobs::password::{from_file, Password};
 
 /// The repository password, from the first source that gives one.
 pub fn resolve(file: Option<&Path>, confirm: bool) -> Result<Password> {
-    crate::jobs::password::resolve(file, &crate::process::ChildEnv::new(&[]), Some(prompt_repository), confirm)
+    crate::jobs::password::resolve(
+        file,
+        &crate::process::ChildEnv::new(&[]),
+        &crate::process::Origin::default(),
+        Some(prompt_repository),
+        confirm,
+    )
 }
 
 /// The prompt of the usual sources.
@@ -29,11 +35,11 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Password> {
     if confirm {
         let again = rpassword::prompt_password("enter it again: ").map_err(|e| Error::io("terminal", e))?;
         if again != p {
-            return Err(Error::InvalidArgument("the passwords do not match".into()));
+            return Err(Error::PasswordsDiffer);
         }
     }
     if p.is_empty() {
-        return Err(Error::InvalidArgument("the password is empty".into()));
+        return Err(Error::EmptyPassword { what: "the password" });
     }
     Ok(Password(p.into_bytes()))
 }

@@ -120,8 +120,7 @@ fn show(a: &ShowArgs, p: &Printer) -> Result<i32> {
         return Ok(EXIT_OK);
     }
     p.data(format!("# {}", pol.file.display()));
-    let text =
-        toml::to_string_pretty(&pol).map_err(|e| Error::InvalidArgument(format!("policy `{}`: {e}", pol.name)))?;
+    let text = toml::to_string_pretty(&pol).map_err(|e| Error::format(format!("policy `{}`", pol.name), e))?;
     p.data(text.trim_end());
     p.data("");
     match &pol.schedule.backup {

@@ -20,13 +20,17 @@ pub struct PruneArgs {
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| Error::InvalidArgument(format!("--max-unused `{s}`: expected a percentage such as 5%")))?;
+    let v: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| Error::BadFlag {
+        flag: "--max-unused".into(),
+        value: s.to_string(),
+        expected: "expected a percentage such as 5%".into(),
+    })?;
     if !(0.0..=100.0).contains(&v) {
-        return Err(Error::InvalidArgument(format!("--max-unused `{s}`: must be between 0% and 100%")));
+        return Err(Error::BadFlag {
+            flag: "--max-unused".into(),
+            value: s.to_string(),
+            expected: "must be between 0% and 100%".into(),
+        });
     }
     Ok(v / 100.0)
 }

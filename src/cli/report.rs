@@ -69,16 +69,19 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
 /// `--format`, else `--out`'s extension, else JSON with `--json`, else Markdown.
 fn choose_format(flag: Option<&str>, out: Option<&Path>, json: bool) -> Result<Format> {
     if let Some(f) = flag {
-        return Format::from_name(f)
-            .ok_or_else(|| Error::InvalidArgument(format!("--format `{f}`: expected html, md, json or csv")));
+        return Format::from_name(f).ok_or_else(|| Error::BadFlag {
+            flag: "--format".into(),
+            value: f.to_string(),
+            expected: "expected html, md, json or csv".into(),
+        });
     }
     if let Some(path) = out {
-        return Format::from_path(path).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "--out {}: cannot tell the format from the file name; name it .html, .md, .json or .csv, \
-                 or pass --format",
-                path.display()
-            ))
+        return Format::from_path(path).ok_or_else(|| Error::BadFlag {
+            flag: "--out".into(),
+            value: path.display().to_string(),
+            expected: "cannot tell the format from the file name; name it .html, .md, .json or .csv, or pass \
+                           --format"
+                .into(),
         });
     }
     Ok(if json { Format::Json } else { Format::Markdown })
@@ -97,6 +100,6 @@ mod tests {
         assert_eq!(choose_format(None, None, true).unwrap(), Format::Json);
         assert_eq!(choose_format(None, None, false).unwrap(), Format::Markdown);
         let e = choose_format(None, Some(Path::new("r.pdf")), false).unwrap_err().to_string();
-        assert!(e.contains("--out r.pdf") && e.contains("--format"), "{e}");
+        assert!(e.contains("--out `r.pdf`") && e.contains("--format"), "{e}");
     }
 }

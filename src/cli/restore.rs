@@ -80,7 +80,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
     if !r.failures.is_empty() {
         p.warn(format!("{} item(s) could not be restored exactly:", r.failures.len()));
         for f in &r.failures {
-            eprintln!("  {}: {}", f.path, f.reason);
+            p.warn_item(format!("{}: {}", f.path, f.reason));
         }
     }
     if !r.withheld.is_empty() {
@@ -90,7 +90,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
             r.withheld.len()
         ));
         for f in &r.withheld {
-            eprintln!("  {}: {}", f.path, f.reason);
+            p.warn_item(format!("{}: {}", f.path, f.reason));
         }
     }
     if !r.ok() {

@@ -34,7 +34,13 @@ pub fn run(g: &GlobalArgs, a: &RetentionArgs, p: &Printer) -> Result<i32> {
     let now = Utc::now();
     let at = match at {
         // Only ever later: an earlier time would give earlier dates.
-        Some(t) if *t < now => return Err(Error::InvalidArgument("--at must not be in the past".into())),
+        Some(t) if *t < now => {
+            return Err(Error::BadFlag {
+                flag: "--at".into(),
+                value: t.to_rfc3339(),
+                expected: "must not be in the past".into(),
+            })
+        }
         Some(t) => *t,
         None => now,
     };

@@ -123,7 +123,7 @@ async fn handle(mut stream: UnixStream, daemon_uid: u32, tx: mpsc::UnboundedSend
         Err(e) => return reply_error(&mut stream, None, format!("not a run-now request: {e}")).await,
     };
     if !allowed(uid, daemon_uid) {
-        tracing::warn!(uid, pid = ?pid, policy = %req.policy, kind = %req.kind, "run-now refused: the requester is neither root nor the daemon's user");
+        tracing::warn!(uid, pid, policy = %req.policy, kind = %req.kind, "run-now refused: the requester is neither root nor the daemon's user");
         let msg = format!("refused: uid {uid} is neither root nor the daemon's user (uid {daemon_uid})");
         return reply_error(&mut stream, Some(&req), msg).await;
     }
@@ -171,15 +171,10 @@ async fn write_answer(stream: &mut UnixStream, a: &Answer) -> std::io::Result<()
 pub fn request(dir: &Path, policy: &str, kind: JobKind) -> Result<Answer> {
     let path = socket_path(dir);
     let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Error::InvalidArgument(format!(
-            "no running cairn daemon for the state directory {} (no one listens on {}); start one with `cairn daemon`",
-            dir.display(),
-            path.display()
-        )),
-        std::io::ErrorKind::PermissionDenied => Error::InvalidArgument(format!(
-            "cannot reach the daemon's socket {}: permission denied (only root and the daemon's user may use it)",
-            path.display()
-        )),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            Error::DaemonNotRunning { state_dir: dir.to_path_buf(), socket: path.clone() }
+        }
+        std::io::ErrorKind::PermissionDenied => Error::DaemonSocketDenied { socket: path.clone() },
         _ => Error::io(&path, e),
     })?;
     let io = |e| Error::io(&path, e);
@@ -192,7 +187,7 @@ pub fn request(dir: &Path, policy: &str, kind: JobKind) -> Result<Answer> {
     let a: Answer = serde_json::from_str(&answer)
         .map_err(|e| Error::format(format!("the daemon's answer on {}", path.display()), e))?;
     match &a.error {
-        Some(msg) => Err(Error::InvalidArgument(format!("the daemon refused: {msg}"))),
+        Some(msg) => Err(Error::DaemonRefused(msg.clone())),
         None => Ok(a),
     }
 }

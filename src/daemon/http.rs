@@ -93,18 +93,23 @@ impl Guard {
 /// (`0.0.0.0`, `::`), whose requests no Host check could tell apart.
 pub fn check_listen(addr: SocketAddr, has_token: bool) -> Result<()> {
     if addr.ip().is_unspecified() {
-        return Err(Error::InvalidArgument(format!(
-            "--listen {addr}: give the address of one interface (127.0.0.1:{port}, or this host's address with \
-             --listen-token-file), not the unspecified address",
-            port = addr.port()
-        )));
+        return Err(Error::UnsafeListen {
+            addr: addr.to_string(),
+            reason: format!(
+                "give the address of one interface (127.0.0.1:{port}, or this host's address with \
+                 --listen-token-file), not the unspecified address",
+                port = addr.port()
+            ),
+        });
     }
     if !addr.ip().is_loopback() && !has_token {
-        return Err(Error::InvalidArgument(format!(
-            "--listen {addr} is not a loopback address: the API would be open to the network without \
-             authentication; give --listen-token-file FILE (every request then needs `Authorization: Bearer \
-             TOKEN`), or put a TLS reverse proxy in front of 127.0.0.1 (docs/OPERATIONS.md)"
-        )));
+        return Err(Error::UnsafeListen {
+            addr: addr.to_string(),
+            reason: "not a loopback address: the API would be open to the network without authentication; give \
+                     --listen-token-file FILE (every request then needs `Authorization: Bearer TOKEN`), or put a \
+                     TLS reverse proxy in front of 127.0.0.1 (docs/OPERATIONS.md)"
+                .into(),
+        });
     }
     Ok(())
 }
@@ -124,11 +129,7 @@ pub fn read_token(path: &Path) -> Result<blake3::Hash> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let token = text.lines().next().unwrap_or("").trim();
     if token.len() < 16 {
-        return Err(Error::InvalidArgument(format!(
-            "{}: the token is shorter than 16 characters; make one with `head -c 32 /dev/urandom | base64 > {}`",
-            path.display(),
-            path.display()
-        )));
+        return Err(Error::WeakToken { path: path.to_path_buf() });
     }
     Ok(blake3::hash(token.as_bytes()))
 }

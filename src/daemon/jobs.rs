@@ -75,7 +75,7 @@ impl RepoExecutor {
             Ok(done) => {
                 log_evidence(p, Some(&done.evidence));
                 let rep = &done.report;
-                tracing::info!(policy = %p.name, forgotten = ?rep.forgotten, kept = rep.kept,
+                tracing::info!(policy = %p.name, forgotten = rep.forgotten, kept = rep.kept,
                     packs_deleted = rep.packs_deleted, bytes_freed = rep.bytes_freed, "prune done");
                 RunSummary { ok: true, bytes: Some(rep.bytes_freed), ..Default::default() }
             }

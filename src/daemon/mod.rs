@@ -137,10 +137,7 @@ fn lock_state_dir(state: &State) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .map_err(|e| Error::io(&path, e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
         let pid = state.daemon_value("pid").ok().flatten().unwrap_or_else(|| "?".into());
-        Error::InvalidArgument(format!(
-            "another cairn daemon (pid {pid}) uses the state directory {}; run one daemon per state directory",
-            state.dir().display()
-        ))
+        Error::DaemonRunning { pid, state_dir: state.dir().to_path_buf() }
     })
 }
 
@@ -150,7 +147,7 @@ fn load_policies(dir: &std::path::Path) -> (Vec<Policy>, Vec<Diagnostic>) {
         tracing::error!(file = %d.file.display(), line = d.line, "invalid policy, skipped: {d}");
     }
     let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
-    tracing::info!(dir = %dir.display(), valid = policies.len(), invalid_problems = diags.len(), policies = ?names, "policies loaded");
+    tracing::info!(dir = %dir.display(), valid = policies.len(), invalid_problems = diags.len(), policies = %names.join(", "), "policies loaded");
     (policies, diags)
 }
 
@@ -390,9 +387,11 @@ fn job_finished(f: Finished, engine: &mut Engine, outbox: &mut Outbox) {
     let p = f.job.policy.clone();
     let duration_s = (f.ended_at - f.started_at).num_milliseconds() as f64 / 1000.0;
     if f.result.ok {
-        tracing::info!(policy = %p.name, kind = %f.job.kind, duration_s, snapshot = ?f.result.snapshot_id, bytes = ?f.result.bytes, "job succeeded");
+        let snapshot = f.result.snapshot_id.as_deref();
+        tracing::info!(policy = %p.name, kind = %f.job.kind, duration_s, snapshot, bytes = f.result.bytes, "job succeeded");
     } else {
-        tracing::error!(policy = %p.name, kind = %f.job.kind, duration_s, attempt = f.job.attempt, retry_at = ?retry_at,
+        let retry = retry_at.map(|t| t.to_rfc3339());
+        tracing::error!(policy = %p.name, kind = %f.job.kind, duration_s, attempt = f.job.attempt, retry_at = retry.as_deref(),
             error = f.result.error.as_deref().unwrap_or(""), "job failed");
     }
     let event = NotifyEvent {

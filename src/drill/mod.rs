@@ -199,6 +199,9 @@ pub struct DrillOptions<'a> {
     /// The run already recorded for this drill (the daemon records its
     /// jobs itself); `None`: the drill records its own run.
     pub run_id: Option<i64>,
+    /// Whether the validation command's output also becomes log records
+    /// (the daemon's); it is kept for the report either way.
+    pub child_output: crate::process::OutputTo,
 }
 
 impl Default for DrillOptions<'_> {
@@ -216,6 +219,7 @@ impl Default for DrillOptions<'_> {
             attempt: 1,
             evidence: None,
             run_id: None,
+            child_output: crate::process::OutputTo::Terminal,
         }
     }
 }

@@ -48,7 +48,7 @@ impl Settings {
         });
         if let VerifyChoice::Sample(p) = verify {
             if !(p > 0.0 && p <= 100.0) {
-                return Err(Error::InvalidArgument(format!("sample percentage {p} is not in (0, 100]")));
+                return Err(Error::BadDrillSetting(format!("sample percentage {p} is not in (0, 100]")));
             }
         }
         Ok(Settings { choice, verify, validate: drill.and_then(|d| d.validate.clone()) })
@@ -205,7 +205,8 @@ impl Drill<'_> {
             .with("CAIRN_SNAPSHOT", snapshot)
             .with("CAIRN_RESTORE_TARGET", &target);
         // A failing command is a finding, not an error of the phase.
-        self.validation = self.phase("validate", true, |_| Ok(validate::run(&hook, &target, &env)));
+        let origin = crate::process::Origin::new(Some(&self.policy.name), "drill", self.opts.child_output);
+        self.validation = self.phase("validate", true, |_| Ok(validate::run(&hook, &target, &env, &origin)));
     }
 }
 
@@ -231,7 +232,7 @@ pub fn run(
     let settings = Settings::of(policy, opts).map_err(DrillError::Refused)?;
     let seed = match opts.seed {
         Some(s) if s > super::MAX_SEED => {
-            let e = Error::InvalidArgument(format!("seed {s} is above {} (2^53 - 1)", super::MAX_SEED));
+            let e = Error::BadDrillSetting(format!("seed {s} is above {} (2^53 - 1)", super::MAX_SEED));
             return Err(DrillError::Refused(e));
         }
         Some(s) => s,

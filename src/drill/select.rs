@@ -109,14 +109,14 @@ pub fn choose(all: &[(Id, Snapshot)], policy: &str, choice: &Choice, seed: u64, 
 pub fn by_id<'a>(all: &'a [(Id, Snapshot)], policy: &str, spec: &str) -> Result<&'a (Id, Snapshot)> {
     let one = crate::repo::by_id_prefix(all, |(id, _)| *id, spec)?;
     if one.1.policy.as_deref() != Some(policy) {
-        return Err(Error::InvalidArgument(format!(
-            "snapshot {} is not a snapshot of policy `{policy}` ({})",
-            one.0.short(),
-            match &one.1.policy {
+        return Err(Error::NotPolicySnapshot {
+            snapshot: one.0.short(),
+            policy: policy.to_string(),
+            owner: match &one.1.policy {
                 Some(p) => format!("it belongs to policy `{p}`"),
                 None => "it was not taken by a policy".into(),
-            }
-        )));
+            },
+        });
     }
     Ok(one)
 }

@@ -7,7 +7,10 @@
 //! two differences: its standard output and error are captured together
 //! into one pipe, of which the last [`TAIL_BYTES`] are kept for the report,
 //! and the report records the names of the environment variables it was
-//! given (never their values). Its environment is the allow-listed one of
+//! given (never their values). When its origin asks for log records (the
+//! daemon), each line of its output is also one record naming the policy,
+//! the job and the stream `output` (stdout and stderr share the pipe, so
+//! that the report keeps their order). Its environment is the allow-listed one of
 //! [`ChildEnv`], like every child's: no password and no cloud credential
 //! unless its policy names the variable in `env`, because its output ends
 //! up in reports (secrets never do).
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::HookCommand;
-use crate::process::{describe, wait_or_kill, ChildEnv, Waited};
+use crate::process::{describe, read_lines, wait_or_kill, ChildEnv, Origin, OutputTo, Waited};
 
 /// How much of the end of the output is kept.
 pub const TAIL_BYTES: usize = 4096;
@@ -72,6 +75,20 @@ impl Tail {
     }
 }
 
+/// A reader that keeps the tail of what passes through it.
+struct Kept<'a, R> {
+    reader: &'a mut R,
+    tail: &'a Mutex<Tail>,
+}
+
+impl<R: Read> Read for Kept<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.tail.lock().unwrap().push(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The command line of `hook`: `sh -c`, in `cwd`, stdin closed, its own
 /// process group, the environment `env` and nothing else.
 fn command(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Command {
@@ -82,7 +99,7 @@ fn command(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Command {
 }
 
 /// Runs `hook` in `cwd` (see `command`), capturing the tail of its output.
-pub fn run(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Validation {
+pub fn run(hook: &HookCommand, cwd: &Path, env: &ChildEnv, origin: &Origin) -> Validation {
     let started = Instant::now();
     let mut v = Validation {
         command: hook.command.clone(),
@@ -109,13 +126,14 @@ pub fn run(hook: &HookCommand, cwd: &Path, env: &ChildEnv) -> Validation {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     {
         let tail = tail.clone();
+        let origin = (origin.output == OutputTo::Log).then(|| origin.clone());
         std::thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut chunk) {
-                if n == 0 {
-                    break;
+            let mut kept = Kept { reader: &mut reader, tail: &tail };
+            match origin {
+                Some(o) => read_lines(&mut kept, |line, cut| o.record("validation command", "output", line, cut)),
+                None => {
+                    let _ = std::io::copy(&mut kept, &mut std::io::sink());
                 }
-                tail.lock().unwrap().push(&chunk[..n]);
             }
             let _ = done_tx.send(());
         });
@@ -168,6 +186,7 @@ mod tests {
             &hook("test -f marker && echo ok-$CAIRN_DRILL_ID && echo err >&2", 10),
             d.path(),
             &ChildEnv::new(&[]).with("CAIRN_DRILL_ID", "d1"),
+            &Origin::default(),
         );
         assert!(v.passed, "{v:?}");
         assert_eq!(v.exit_code, Some(0));
@@ -178,7 +197,8 @@ mod tests {
     #[test]
     fn a_failing_command_records_its_status_and_the_tail_of_its_output() {
         let d = tempfile::tempdir().unwrap();
-        let v = run(&hook("seq 1 5000; echo last words; exit 7", 10), d.path(), &ChildEnv::new(&[]));
+        let v =
+            run(&hook("seq 1 5000; echo last words; exit 7", 10), d.path(), &ChildEnv::new(&[]), &Origin::default());
         assert!(!v.passed);
         assert_eq!(v.exit_code, Some(7));
         assert_eq!(v.error.as_deref(), Some("exited with status 7"));
@@ -193,7 +213,7 @@ mod tests {
         let pid_file = d.path().join("grandchild");
         // A grandchild that would outlive the command by a minute unless its group is killed.
         let cmd = format!("echo started; sleep 60 & echo $! > {}; wait", pid_file.display());
-        let v = run(&hook(&cmd, 1), d.path(), &ChildEnv::new(&[]));
+        let v = run(&hook(&cmd, 1), d.path(), &ChildEnv::new(&[]), &Origin::default());
         assert!(v.timed_out && !v.passed);
         assert_eq!(v.signal, Some(9));
         assert_eq!(v.output_tail, "started\n");
@@ -217,7 +237,7 @@ mod tests {
         let parent = [("PATH", "/usr/bin:/bin"), ("WEB_PW", "web-secret"), ("AWS_SECRET_ACCESS_KEY", "aws-secret")];
         let parent = parent.iter().map(|(k, v)| (k.into(), v.into()));
         let env = ChildEnv::from_parent(parent, &[]).with("CAIRN_DRILL_ID", "d1");
-        let v = run(&hook("env", 10), d.path(), &env);
+        let v = run(&hook("env", 10), d.path(), &env, &Origin::default());
         assert!(v.passed, "{v:?}");
         assert_eq!(v.env, ["CAIRN_DRILL_ID", "PATH"]);
         assert!(v.output_tail.contains("CAIRN_DRILL_ID=d1"), "{}", v.output_tail);

@@ -137,7 +137,7 @@ impl Appender {
                 let s = self.enroll_here()?;
                 self.host_append(repo, s, kind, policy, payload, adopting)
             }
-            None => Err(Error::InvalidArgument(
+            None => Err(Error::NoHostKey(
                 "this repository's evidence is signed by host keys, and this process has none: \
                  run `cairn evidence enroll` on this host"
                     .into(),
@@ -269,8 +269,7 @@ pub struct Enrollment {
 /// repository's `init` when the repository has no record yet). Nothing is
 /// written when the key is enrolled there already.
 pub fn enroll(repo: &Repository, appender: &Appender) -> Result<Enrollment> {
-    let s =
-        appender.signer().ok_or_else(|| Error::InvalidArgument("this host has no evidence key to enroll".into()))?;
+    let s = appender.signer().ok_or_else(|| Error::NoHostKey("this host has no evidence key to enroll".into()))?;
     let private = appender.private_dir()?;
     let _local = match &private {
         Some(p) => Some(p.lock("append.lock")?),
@@ -313,15 +312,15 @@ pub fn ensure_enrolled(repo: &Repository, state_dir: &Path) -> Result<Enrollment
 /// Refuses what cannot be signed before anything is locked or written.
 fn validate(kind: &str, payload: &Value) -> Result<()> {
     if !record::valid_kind(kind) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::BadEvidenceRecord(format!(
             "evidence record kind `{kind}`: use 1 to 32 of a-z, 0-9, `_` and `-`, starting with a letter"
         )));
     }
     if !payload.is_object() {
-        return Err(Error::InvalidArgument("an evidence payload must be a JSON object".into()));
+        return Err(Error::BadEvidenceRecord("an evidence payload must be a JSON object".into()));
     }
     canonical::to_canonical(payload).map_err(|e| {
-        Error::InvalidArgument(format!("evidence payload: {}", e.to_string().replacen('$', "payload", 1)))
+        Error::BadEvidenceRecord(format!("evidence payload: {}", e.to_string().replacen('$', "payload", 1)))
     })?;
     Ok(())
 }
@@ -599,7 +598,7 @@ fn remember(private: Option<&PrivateDir>, repo: &Repository, chain: &str, seq: u
     let t = Tail { key_id: chain.into(), seq, hash: hash.into() };
     let r = p.subdir("tails").and_then(|_| p.replace(&tail_name(repo), &serde_json::to_vec(&t).expect("tail")));
     if let Err(e) = r {
-        tracing::warn!("could not remember the evidence tail in {}: {e}", p.path().display());
+        repo.warn(format!("could not remember the evidence tail in {}: {e}", p.path().display()));
     }
 }
 

@@ -20,10 +20,10 @@ pub fn export(repo: &Repository, out: &Path) -> Result<ExportSummary> {
     match std::fs::read_dir(out) {
         Ok(mut rd) => {
             if rd.next().is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "{} is not empty: export into a new or empty directory, so no older file can stand in for a record",
-                    out.display()
-                )));
+                return Err(Error::NotEmpty {
+                    path: out.to_path_buf(),
+                    why: "export into a new or empty directory, so no older file can stand in for a record",
+                });
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

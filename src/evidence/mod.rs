@@ -126,7 +126,7 @@ pub fn start_chain_with(repo: &Repository, appender: &Appender) -> Result<Append
 /// recorded. Refused when the repository has any evidence record.
 pub fn adopt(repo: &Repository, appender: &Appender) -> Result<AppendedRecord> {
     if !repo.backend().list(&format!("{RECORDS_DIR}/"))?.is_empty() {
-        return Err(Error::InvalidArgument(
+        return Err(Error::NoEvidence(
             "this repository already has an evidence chain: nothing to adopt (`cairn check` names what is wrong \
              with it)"
                 .into(),
@@ -154,7 +154,7 @@ pub fn public_key_text(repo: &Repository) -> Result<String> {
         return Err(Error::EvidenceKeyMissing { records: legacy_records as u64 });
     }
     if !records.is_empty() {
-        return Err(Error::InvalidArgument(
+        return Err(Error::NoEvidence(
             "this repository has no legacy key: its evidence is signed by host keys, which `cairn evidence keys` \
              lists"
                 .into(),
@@ -162,7 +162,7 @@ pub fn public_key_text(repo: &Repository) -> Result<String> {
     }
     match append::legacy_append(repo, "init", None, &init_payload(), false)? {
         Some(_) => Ok(key::public_text(&key::load(repo)?.expect("just made").verifying_key())),
-        None => Err(Error::InvalidArgument("this repository has no legacy key".into())),
+        None => Err(Error::NoEvidence("this repository has no legacy key".into())),
     }
 }
 

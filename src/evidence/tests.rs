@@ -150,7 +150,7 @@ fn export_refuses_a_directory_that_is_not_empty() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("000000000005.json"), "{}").unwrap();
-    assert!(matches!(export(&repo, &out), Err(Error::InvalidArgument(_))));
+    assert!(matches!(export(&repo, &out), Err(Error::NotEmpty { .. })));
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub fn parse_keys(text: &str, shown: &str) -> Result<KeysFile> {
         if line.is_empty() {
             continue;
         }
-        let bad = |detail: String| Error::InvalidArgument(format!("keys file {shown}, line {}: {detail}", i + 1));
+        let bad = |detail: String| Error::BadKeysFile { file: shown.to_string(), line: i + 1, detail };
         let mut words = line.split_whitespace();
         let (Some(host), Some(key)) = (words.next(), words.next()) else {
             return Err(bad("expected `HOST KEY [revoked-after=TIME|SEQ]`".into()));

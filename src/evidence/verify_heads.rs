@@ -41,11 +41,12 @@ fn is_hash(h: &str) -> bool {
 impl Anchor {
     /// `head:HASH`, `SEQ:HASH` (legacy chain) or `KEYID:SEQ:HASH`.
     pub fn parse(s: &str) -> Result<Anchor> {
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "--anchor `{s}`: expected head:HASH (from `cairn evidence head`), SEQ:HASH or KEYID:SEQ:HASH, \
-                 HASH being 64 hex digits"
-            ))
+        let bad = || Error::BadFlag {
+            flag: "--anchor".into(),
+            value: s.to_string(),
+            expected: "expected head:HASH (from `cairn evidence head`), SEQ:HASH or KEYID:SEQ:HASH, HASH being \
+                           64 hex digits"
+                .into(),
         };
         let t = s.trim();
         if let Some(h) = t.strip_prefix(HEAD_PREFIX) {

@@ -24,7 +24,7 @@ use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
 use crate::policy::{self, Policy};
-use crate::process::{run_hook, ChildEnv, CommandSource};
+use crate::process::{run_hook, ChildEnv, CommandSource, Origin};
 use crate::repo::Repository;
 use crate::state::{JobKind, RecoveryPoint};
 
@@ -102,6 +102,7 @@ pub fn policy(
     let started_at = Utc::now();
     let name = policy.name.as_str();
     let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", name);
+    let origin = Origin::new(Some(name), "backup", repo.child_output);
     let mut out = PolicyBackup::default();
     let mut opened = None;
     let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
@@ -109,7 +110,9 @@ pub fn policy(
         Ok(report) => {
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
-                if let Err(e) = run_hook("after", &h.command, h.timeout, &env.clone().with("CAIRN_SNAPSHOT", &id)) {
+                if let Err(e) =
+                    run_hook("after", &h.command, h.timeout, &env.clone().with("CAIRN_SNAPSHOT", &id), &origin)
+                {
                     out.error = Some(e);
                 }
             }
@@ -124,7 +127,7 @@ pub fn policy(
         if let Some(id) = &id {
             env = env.with("CAIRN_SNAPSHOT", id);
         }
-        if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env) {
+        if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env, &origin) {
             out.warnings.push(he.to_string());
         }
     }
@@ -162,8 +165,9 @@ fn backup_between_hooks(
     opened: &mut Option<Repository>,
 ) -> Result<BackupReport> {
     let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", &policy.name);
+    let origin = Origin::new(Some(&policy.name), "backup", repo.child_output);
     if let Some(h) = &policy.hooks.before {
-        run_hook("before", &h.command, h.timeout, &env)?;
+        run_hook("before", &h.command, h.timeout, &env, &origin)?;
     }
     let repository = opened.insert(repo.open_policy(policy)?);
     let mut tags = vec![policy.name.clone()];
@@ -185,7 +189,7 @@ fn backup_between_hooks(
             backup::run(repository, Source::Paths(paths.clone()), &bo, progress)
         }
         policy::Source::Command { command, stored_as } => {
-            let (reader, status) = CommandSource::spawn(command, &env)?;
+            let (reader, status) = CommandSource::spawn(command, &env, &origin)?;
             let source = Source::Stdin { name: stored_as.clone(), reader: Box::new(reader) };
             // The command's failure is the real error, not the read error it caused.
             backup::run(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))

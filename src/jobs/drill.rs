@@ -30,7 +30,7 @@ impl EvidenceSink for RepositoryChain<'_> {
     fn append(&self, repo: &Repository, payload: serde_json::Value) -> Result<EvidenceRef> {
         let r = self.repo.append_evidence(repo, "drill", Some(self.policy), payload)?;
         for w in &r.warnings {
-            tracing::warn!(policy = %self.policy, "{w}");
+            repo.warn(format!("policy `{}`: {w}", self.policy));
         }
         Ok(EvidenceRef { seq: r.seq, hash: r.hash, signature: r.signature })
     }
@@ -64,6 +64,6 @@ pub fn drill(
     let chain = RepositoryChain { policy: &policy.name, repo };
     // A drill of the past (`--as-of`) is not signed: the past cannot be written to.
     let evidence: Option<&dyn EvidenceSink> = if repo.backend.as_of.is_some() { None } else { Some(&chain) };
-    let opts = DrillOptions { evidence, ..opts.clone() };
+    let opts = DrillOptions { evidence, child_output: repo.child_output, ..opts.clone() };
     drill::run(policy, || repo.open_policy(policy), state, &opts)
 }

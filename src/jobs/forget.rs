@@ -85,11 +85,7 @@ pub struct Forgotten {
 pub fn policy_rules(policy: &Policy) -> Result<KeepRules> {
     let rules = policy.retention.keep_rules();
     if rules.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "policy `{}` ({}) has no retention rule, so it keeps every snapshot: nothing to forget",
-            policy.name,
-            policy.file.display()
-        )));
+        return Err(Error::NoRetentionRule { policy: policy.name.clone(), file: policy.file.clone() });
     }
     rules.validate()?;
     Ok(rules)

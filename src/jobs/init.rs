@@ -23,7 +23,10 @@ pub struct Initialised {
 pub fn init(repo: &RepoOptions, opts: InitOptions) -> crate::Result<Initialised> {
     let backend = repo.open_backend()?;
     let password = repo.password(true)?;
-    let repository = Repository::create(backend, password.as_bytes(), opts)?;
+    let mut repository = Repository::create(backend, password.as_bytes(), opts)?;
+    if let Some(w) = &repo.warnings {
+        repository.set_warnings(w.clone());
+    }
     // A host with an evidence key of its own signs record 0 with it; one
     // without starts the legacy chain.
     let appender = repo.appender()?;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use crate::backend::limit::{RateLimited, RateLimits};
 use crate::backend::{self, Backend};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WarningSink};
 use crate::policy::{PasswordSource, Policy};
-use crate::process::ChildEnv;
+use crate::process::{ChildEnv, Origin, OutputTo};
 use crate::repo::keys::KeyHints;
 use crate::repo::lock::LockWait;
 #[cfg(doc)]
@@ -63,6 +63,12 @@ pub struct RepoOptions {
     /// (`None`: `CAIRN_STATE_DIR`, else the default place). Without a key
     /// there, a repository that has the legacy key is signed with it.
     pub evidence_state: Option<PathBuf>,
+    /// Where the repositories opened send their warnings (the CLI's
+    /// printer); `None`: the log ([`crate::error::LogWarnings`], the daemon's).
+    pub warnings: Option<WarningSink>,
+    /// Where the output of hooks, command sources and password commands
+    /// goes: the terminal for a command, log records for the daemon.
+    pub child_output: OutputTo,
 }
 
 impl RepoOptions {
@@ -103,10 +109,7 @@ impl RepoOptions {
 
     /// The backend the URL names.
     pub fn open_backend(&self) -> Result<Arc<dyn Backend>> {
-        let url = self
-            .url
-            .as_deref()
-            .ok_or_else(|| Error::InvalidArgument("no repository given: pass --repo URL or set CAIRN_REPO".into()))?;
+        let url = self.url.as_deref().ok_or(Error::NoRepositoryGiven)?;
         let mut b = backend::open_url(url, &self.backend)?;
         if !self.rate_limits.is_unlimited() {
             b = Arc::new(RateLimited::new(b, self.rate_limits));
@@ -121,9 +124,10 @@ impl RepoOptions {
     /// (`confirm`: a prompt asks twice, for a new repository).
     pub fn password(&self, confirm: bool) -> Result<Password> {
         let env = ChildEnv::new(&self.env);
+        let origin = Origin::new(None, "open", self.child_output);
         match &self.password {
-            Some(src) => password::from_policy_source(src, &env),
-            None => password::resolve(self.password_file.as_deref(), &env, self.prompt, confirm),
+            Some(src) => password::from_policy_source(src, &env, &origin),
+            None => password::resolve(self.password_file.as_deref(), &env, &origin, self.prompt, confirm),
         }
     }
 
@@ -132,6 +136,9 @@ impl RepoOptions {
         let backend = self.open_backend()?;
         let mut repo = Repository::open_with(backend, self.password(false)?.as_bytes(), &self.key_hints())?;
         repo.set_lock_wait(self.lock_wait.clone());
+        if let Some(w) = &self.warnings {
+            repo.set_warnings(w.clone());
+        }
         // A view of the past (`--as-of`) lists other objects than the
         // present: it leaves the cache of the present alone.
         if repo.backend().is_remote() && !self.no_cache && self.backend.as_of.is_none() {

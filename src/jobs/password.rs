@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::policy::PasswordSource;
-use crate::process::ChildEnv;
+use crate::process::{ChildEnv, Origin, OutputTo};
 
 /// A repository password; zeroed when dropped.
 pub struct Password(pub Vec<u8>);
@@ -61,19 +61,27 @@ fn first_line(mut v: Vec<u8>) -> Vec<u8> {
     v
 }
 
-/// Runs a secret-printing command with `sh -c` (stdin closed, stderr
-/// passed through, the environment `env`) and returns the first line of its
-/// output, or its exit status when it failed. `what` names the command in
-/// I/O errors.
+/// Runs a secret-printing command with `sh -c` (stdin closed, the
+/// environment `env`) and returns the first line of its output, or its
+/// exit status when it failed. Its standard error goes where `origin` says
+/// (passed through, or one log record per line). `what` names the command
+/// in I/O errors.
 pub fn secret_from_command(
     cmd: &str,
-    what: &str,
+    what: &'static str,
     env: &ChildEnv,
+    origin: &Origin,
 ) -> Result<std::result::Result<Vec<u8>, std::process::ExitStatus>> {
     let mut command = std::process::Command::new("sh");
-    command.arg("-c").arg(cmd).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+    let stderr = match origin.output {
+        OutputTo::Terminal => std::process::Stdio::inherit(),
+        OutputTo::Log => std::process::Stdio::piped(),
+    };
+    command.arg("-c").arg(cmd).stdin(std::process::Stdio::null()).stderr(stderr);
     env.apply(&mut command);
     let out = command.output().map_err(|e| Error::io(what, e))?;
+    // Its standard output is the secret: only its standard error is logged.
+    origin.record_all(what, "stderr", &out.stderr);
     Ok(if out.status.success() { Ok(first_line(out.stdout)) } else { Err(out.status) })
 }
 
@@ -85,22 +93,23 @@ pub fn from_file(path: &Path) -> Result<Password> {
 }
 
 /// The first line of `CAIRN_PASSWORD_COMMAND`'s output.
-pub fn from_command(cmd: &str, env: &ChildEnv) -> Result<Password> {
-    let line = secret_from_command(cmd, "CAIRN_PASSWORD_COMMAND", env)?
-        .map_err(|status| Error::InvalidArgument(format!("CAIRN_PASSWORD_COMMAND failed ({status})")))?;
+pub fn from_command(cmd: &str, env: &ChildEnv, origin: &Origin) -> Result<Password> {
+    let line = secret_from_command(cmd, "CAIRN_PASSWORD_COMMAND", env, origin)?.map_err(|status| {
+        Error::PasswordCommandFailed { what: "CAIRN_PASSWORD_COMMAND", how: crate::process::describe(status) }
+    })?;
     Ok(Password(trim_newline(line)))
 }
 
 /// The password from cairn's usual sources, but the prompt: `file`
 /// (`--password-file`), else `CAIRN_PASSWORD`, else
 /// `CAIRN_PASSWORD_COMMAND` (run with `env`); `None` when none is set.
-pub fn usual(file: Option<&Path>, env: &ChildEnv) -> Result<Option<Password>> {
+pub fn usual(file: Option<&Path>, env: &ChildEnv, origin: &Origin) -> Result<Option<Password>> {
     Ok(if let Some(f) = file {
         Some(from_file(f)?)
     } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
         Some(Password(std::os::unix::ffi::OsStringExt::into_vec(p)))
     } else if let Ok(cmd) = std::env::var("CAIRN_PASSWORD_COMMAND") {
-        Some(from_command(&cmd, env)?)
+        Some(from_command(&cmd, env, origin)?)
     } else {
         None
     })
@@ -108,8 +117,14 @@ pub fn usual(file: Option<&Path>, env: &ChildEnv) -> Result<Option<Password>> {
 
 /// The password from cairn's usual sources, then `prompt`; without a
 /// prompt, no source is [`Error::NoPassword`]. An empty password is refused.
-pub fn resolve(file: Option<&Path>, env: &ChildEnv, prompt: Option<Prompt>, confirm: bool) -> Result<Password> {
-    let p = match usual(file, env)? {
+pub fn resolve(
+    file: Option<&Path>,
+    env: &ChildEnv,
+    origin: &Origin,
+    prompt: Option<Prompt>,
+    confirm: bool,
+) -> Result<Password> {
+    let p = match usual(file, env, origin)? {
         Some(p) => p,
         None => match prompt {
             Some(ask) => ask(confirm)?,
@@ -117,7 +132,7 @@ pub fn resolve(file: Option<&Path>, env: &ChildEnv, prompt: Option<Prompt>, conf
         },
     };
     if p.0.is_empty() {
-        return Err(Error::InvalidArgument("the password is empty".into()));
+        return Err(Error::EmptyPassword { what: "the password" });
     }
     Ok(p)
 }
@@ -125,20 +140,20 @@ pub fn resolve(file: Option<&Path>, env: &ChildEnv, prompt: Option<Prompt>, conf
 /// Reads the password a policy names (first line of a file or of a
 /// command's output; an environment variable whole). Errors name the
 /// source, never the password. A command runs with `env`.
-pub fn from_policy_source(src: &PasswordSource, env: &ChildEnv) -> Result<Password> {
+pub fn from_policy_source(src: &PasswordSource, env: &ChildEnv, origin: &Origin) -> Result<Password> {
     let pw = match src {
-        PasswordSource::Env(var) => {
-            std::env::var_os(var).map(std::os::unix::ffi::OsStringExt::into_vec).ok_or_else(|| {
-                Error::InvalidArgument(format!("password_env: the environment variable {var} is not set"))
+        PasswordSource::Env(var) => std::env::var_os(var)
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
+            .ok_or_else(|| Error::PasswordEnvUnset { var: var.clone() })?,
+        PasswordSource::File(path) => first_line(std::fs::read(path).map_err(|e| Error::io(path, e))?),
+        PasswordSource::Command(cmd) => {
+            secret_from_command(cmd, "password_command", env, origin)?.map_err(|status| {
+                Error::PasswordCommandFailed { what: "password_command", how: crate::process::describe(status) }
             })?
         }
-        PasswordSource::File(path) => first_line(std::fs::read(path).map_err(|e| Error::io(path, e))?),
-        PasswordSource::Command(cmd) => secret_from_command(cmd, "password_command", env)?.map_err(|status| {
-            Error::InvalidArgument(format!("password_command {}", crate::process::describe(status)))
-        })?,
     };
     if pw.is_empty() {
-        return Err(Error::InvalidArgument("the policy's password source gives an empty password".into()));
+        return Err(Error::EmptyPassword { what: "the password from the policy's password source" });
     }
     Ok(Password(pw))
 }
@@ -152,18 +167,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "from file\r\nsecond line\n").unwrap();
-        assert_eq!(from_policy_source(&PasswordSource::File(f), &ChildEnv::new(&[])).unwrap().as_bytes(), b"from file");
+        assert_eq!(
+            from_policy_source(&PasswordSource::File(f), &ChildEnv::new(&[]), &Origin::default()).unwrap().as_bytes(),
+            b"from file"
+        );
         let cmd = PasswordSource::Command("printf 'from command\\nmore'".into());
-        assert_eq!(from_policy_source(&cmd, &ChildEnv::new(&[])).unwrap().as_bytes(), b"from command");
+        assert_eq!(
+            from_policy_source(&cmd, &ChildEnv::new(&[]), &Origin::default()).unwrap().as_bytes(),
+            b"from command"
+        );
         // A variable no test sets: reading one that is set would race with other tests.
-        let e = from_policy_source(&PasswordSource::Env("CAIRN_TEST_UNSET_PASSWORD_VAR".into()), &ChildEnv::new(&[]))
-            .unwrap_err();
+        let e = from_policy_source(
+            &PasswordSource::Env("CAIRN_TEST_UNSET_PASSWORD_VAR".into()),
+            &ChildEnv::new(&[]),
+            &Origin::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "password_env: the environment variable CAIRN_TEST_UNSET_PASSWORD_VAR is not set");
-        let e = from_policy_source(&PasswordSource::Command("echo sekrit; exit 2".into()), &ChildEnv::new(&[]))
-            .unwrap_err();
+        let e = from_policy_source(
+            &PasswordSource::Command("echo sekrit; exit 2".into()),
+            &ChildEnv::new(&[]),
+            &Origin::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "password_command exited with status 2");
-        let e = from_policy_source(&PasswordSource::Command("true".into()), &ChildEnv::new(&[])).unwrap_err();
-        assert!(e.to_string().contains("empty password"), "{e}");
+        let e = from_policy_source(&PasswordSource::Command("true".into()), &ChildEnv::new(&[]), &Origin::default())
+            .unwrap_err();
+        assert_eq!(e.to_string(), "the password from the policy's password source is empty");
         assert_eq!(format!("{:?}", Password(b"sekrit".to_vec())), "Password(..)");
     }
 
@@ -172,10 +202,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "first\r\nsecond\n").unwrap();
-        assert_eq!(resolve(Some(&f), &ChildEnv::new(&[]), None, false).unwrap().as_bytes(), b"first");
+        assert_eq!(
+            resolve(Some(&f), &ChildEnv::new(&[]), &Origin::default(), None, false).unwrap().as_bytes(),
+            b"first"
+        );
         std::fs::write(&f, "\nsecond\n").unwrap();
         assert_eq!(
-            resolve(Some(&f), &ChildEnv::new(&[]), None, false).unwrap_err().to_string(),
+            resolve(Some(&f), &ChildEnv::new(&[]), &Origin::default(), None, false).unwrap_err().to_string(),
             "the password is empty"
         );
     }

@@ -133,7 +133,10 @@ fn forget_then_prune(repo: &Repository, policy: &Policy, now: DateTime<Utc>) -> 
         let selection = Selection { policy: Some(policy.name.clone()), ..Default::default() };
         let (decided, removed, stopped) = forget::apply(repo, &rules, &selection, now, false, &mut |_| {})?;
         if let Some(e) = &decided.unchecked {
-            tracing::warn!(policy = %policy.name, error = %e, "the evidence could not be checked: only snapshots dated in the future are held");
+            repo.warn(format!(
+                "policy `{}`: the evidence could not be checked ({e}): only snapshots dated in the future are held",
+                policy.name
+            ));
         }
         if let Some(e) = stopped {
             return Err(e);

@@ -167,8 +167,8 @@ impl Catalog {
                     match self.snapshot(id) {
                         Ok(_) => {}
                         Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
-                            // The mount's log is its only voice: said once per snapshot.
-                            tracing::warn!("skipping snapshot {id}: {e}");
+                            // Said once per snapshot, to whoever mounted.
+                            self.repo.warn(format!("skipping snapshot {id}: {e}"));
                             self.state.lock().unwrap().damaged.insert(*id, e.to_string());
                         }
                         Err(e) => {

@@ -53,7 +53,7 @@ impl Shared {
         let r = self.reader.get_or_init(|| match self.repo.load_index() {
             Ok(index) => Ok(Arc::new(Reader::new(self.repo.clone(), Arc::new(index), self.budgets))),
             Err(e) => {
-                tracing::error!("cannot load the repository index: {e}");
+                self.repo.warn(format!("cannot load the repository index: {e}"));
                 Err(e.to_string())
             }
         });
@@ -133,8 +133,10 @@ pub struct CairnFs {
 
 type Res<T> = Result<T, c_int>;
 
-fn io_error(what: &str, e: impl std::fmt::Display) -> c_int {
-    tracing::warn!("{what}: {e}");
+/// `EIO` for the kernel, and the cause for the person who mounted (the
+/// repository's warning sink: the terminal `cairn mount` runs in).
+fn io_error(repo: &Repository, what: &str, e: impl std::fmt::Display) -> c_int {
+    repo.warn(format!("{what}: {e}"));
     libc::EIO
 }
 
@@ -175,7 +177,7 @@ impl CairnFs {
     fn link_target(&self, what: &What) -> Res<Vec<u8>> {
         // Not the newest snapshot that opens: while one is damaged, the
         // link cannot be read (EIO, logged with the snapshot's name).
-        let all = self.shared.catalog.complete().map_err(|e| io_error("resolving latest", e))?;
+        let all = self.shared.catalog.complete().map_err(|e| io_error(&self.shared.repo, "resolving latest", e))?;
         match what {
             What::Latest => {
                 let (id, _) = newest(&all).ok_or(libc::ENOENT)?;
@@ -222,7 +224,11 @@ impl CairnFs {
 
     /// The snapshot root of an inode below `/ids` or `/hosts`.
     fn snapshot_dir(&self, id: Id) -> Res<What> {
-        let s = self.shared.catalog.snapshot(&id).map_err(|e| io_error(&format!("snapshot {}", id.short()), e))?;
+        let s = self
+            .shared
+            .catalog
+            .snapshot(&id)
+            .map_err(|e| io_error(&self.shared.repo, &format!("snapshot {}", id.short()), e))?;
         Ok(What::Snapshot { tree: s.tree, time: s.time })
     }
 
@@ -236,25 +242,27 @@ impl CairnFs {
                 Some("ids") => Some(What::Ids),
                 Some("hosts") => Some(What::Hosts),
                 Some("latest") => {
-                    let ids = catalog.ids().map_err(|e| io_error("listing the snapshots", e))?;
+                    let ids = catalog.ids().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                     (!ids.is_empty()).then_some(What::Latest)
                 }
                 _ => None,
             }),
             What::Ids => match text {
-                Some(t) => match catalog.resolve(t).map_err(|e| io_error("listing the snapshots", e))? {
-                    Some(id) => self.snapshot_dir(id).map(Some),
-                    None => Ok(None),
-                },
+                Some(t) => {
+                    match catalog.resolve(t).map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))? {
+                        Some(id) => self.snapshot_dir(id).map(Some),
+                        None => Ok(None),
+                    }
+                }
                 None => Ok(None),
             },
             What::Hosts => {
-                let all = catalog.all().map_err(|e| io_error("listing the snapshots", e))?;
+                let all = catalog.all().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                 let (hosts, _) = by_host(&all);
                 Ok(text.filter(|t| hosts.contains_key(*t)).map(|t| What::Host(t.to_string())))
             }
             What::Host(h) => {
-                let all = catalog.all().map_err(|e| io_error("listing the snapshots", e))?;
+                let all = catalog.all().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                 let (hosts, _) = by_host(&all);
                 let Some(list) = hosts.get(h) else { return Ok(None) };
                 if text == Some("latest") {
@@ -272,7 +280,7 @@ impl CairnFs {
                     _ => parent,
                 };
                 let reader = self.shared.reader()?;
-                let dir = reader.dir(&tree).map_err(|e| io_error(&self.inodes.path(parent), e))?;
+                let dir = reader.dir(&tree).map_err(|e| io_error(&self.shared.repo, &self.inodes.path(parent), e))?;
                 Ok(dir.get(name).map(|n| What::Node { node: Arc::new(n.clone()), root }))
             }
             What::Latest | What::HostLatest(_) => Err(libc::ENOTDIR),
@@ -300,28 +308,30 @@ impl CairnFs {
             What::Root => {
                 out.push(Listed { ino: IDS, kind: FileType::Directory, name: b"ids".to_vec() });
                 out.push(Listed { ino: HOSTS, kind: FileType::Directory, name: b"hosts".to_vec() });
-                if !catalog.ids().map_err(|e| io_error("listing the snapshots", e))?.is_empty() {
+                if !catalog.ids().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?.is_empty() {
                     out.push(Listed { ino: LATEST, kind: FileType::Symlink, name: b"latest".to_vec() });
                 }
             }
             What::Ids => {
-                let ids = catalog.ids().map_err(|e| io_error("listing the snapshots", e))?;
+                let ids = catalog.ids().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                 for (name, _) in id_names(&ids) {
                     push(&mut out, name.as_bytes(), FileType::Directory, None);
                 }
             }
             What::Hosts => {
-                let all = catalog.all().map_err(|e| io_error("listing the snapshots", e))?;
+                let all = catalog.all().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                 let (hosts, refused) = by_host(&all);
                 for h in refused {
-                    tracing::warn!("host name {h:?} cannot be a directory name: its snapshots are only under /ids");
+                    self.shared
+                        .repo
+                        .warn(format!("host name {h:?} cannot be a directory name: its snapshots are only under /ids"));
                 }
                 for h in hosts.keys() {
                     push(&mut out, h.as_bytes(), FileType::Directory, None);
                 }
             }
             What::Host(h) => {
-                let all = catalog.all().map_err(|e| io_error("listing the snapshots", e))?;
+                let all = catalog.all().map_err(|e| io_error(&self.shared.repo, "listing the snapshots", e))?;
                 let (hosts, _) = by_host(&all);
                 if let Some(list) = hosts.get(h) {
                     push(&mut out, b"latest", FileType::Symlink, None);
@@ -337,9 +347,13 @@ impl CairnFs {
                     _ => ino,
                 };
                 let reader = self.shared.reader()?;
-                let dir = reader.dir(&tree).map_err(|e| io_error(&self.inodes.path(ino), e))?;
+                let dir = reader.dir(&tree).map_err(|e| io_error(&self.shared.repo, &self.inodes.path(ino), e))?;
                 for (name, why) in dir.refused() {
-                    tracing::warn!("{}/{}: left out: {why}", self.inodes.path(ino), String::from_utf8_lossy(name));
+                    self.shared.repo.warn(format!(
+                        "{}/{}: left out: {why}",
+                        self.inodes.path(ino),
+                        String::from_utf8_lossy(name)
+                    ));
                 }
                 for n in dir.nodes() {
                     push(&mut out, &n.name, attr::file_type(n.kind), Some((n, root)));
@@ -362,7 +376,8 @@ impl CairnFs {
         match self.inodes.get(ino) {
             Some(What::Node { node, .. }) if node.kind == NodeKind::File => {
                 let reader = self.shared.reader()?;
-                let layout = FileLayout::new(node, reader.index()).map_err(|e| io_error(&path, e))?;
+                let layout =
+                    FileLayout::new(node, reader.index()).map_err(|e| io_error(&self.shared.repo, &path, e))?;
                 Ok(OpenFile { layout, path, next: AtomicU64::new(0) })
             }
             Some(What::Node { .. }) => Err(libc::EACCES),
@@ -402,7 +417,7 @@ fn read_job(reader: Arc<Reader>, f: Arc<OpenFile>, ahead: Arc<Sender<Job>>, offs
     let data = match reader.read(&f.layout, offset, size as usize) {
         Ok(d) => d,
         Err(e) => {
-            reply.error(io_error(&f.path, e));
+            reply.error(io_error(reader.repo(), &f.path, e));
             return;
         }
     };
@@ -468,7 +483,11 @@ impl fuser::Filesystem for CairnFs {
             Some(What::Node { node, .. }) if node.kind == NodeKind::Symlink => match &node.target {
                 // Restore could not create these either.
                 Some(t) if !t.is_empty() && !t.contains(&0) => Ok(t.clone()),
-                _ => Err(io_error(&self.inodes.path(ino), "the symlink's target is empty or holds a NUL byte")),
+                _ => Err(io_error(
+                    &self.shared.repo,
+                    &self.inodes.path(ino),
+                    "the symlink's target is empty or holds a NUL byte",
+                )),
             },
             Some(w @ (What::Latest | What::HostLatest(_))) => self.link_target(&w.clone()),
             Some(_) => Err(libc::EINVAL),

@@ -44,13 +44,10 @@ fn mount_error(action: &'static str, mountpoint: &Path, detail: impl std::fmt::D
 pub fn mount(repo: Repository, mountpoint: &Path, opts: Options) -> Result<Mounted> {
     let md = std::fs::metadata(mountpoint).map_err(|e| Error::io(mountpoint, e))?;
     if !md.is_dir() {
-        return Err(Error::InvalidArgument(format!("mountpoint {} is not a directory", mountpoint.display())));
+        return Err(Error::NotADirectory { path: mountpoint.to_path_buf() });
     }
     if std::fs::read_dir(mountpoint).map_err(|e| Error::io(mountpoint, e))?.next().is_some() {
-        return Err(Error::InvalidArgument(format!(
-            "mountpoint {} is not empty: mounting would hide what it holds",
-            mountpoint.display()
-        )));
+        return Err(Error::NotEmpty { path: mountpoint.to_path_buf(), why: "mounting would hide what it holds" });
     }
     if !Path::new("/dev/fuse").exists() {
         return Err(mount_error("cannot mount", mountpoint, "/dev/fuse does not exist"));

@@ -432,15 +432,7 @@ pub fn find(dir: &Path, name: &str) -> crate::Result<Policy> {
     if let Some(p) = policies.into_iter().find(|p| p.name == name) {
         return Ok(p);
     }
-    let mut msg = format!("no valid policy named `{name}` in {}", dir.display());
-    if !diags.is_empty() {
-        msg.push_str(&format!(
-            " ({} problem(s) in the policy files; `cairn policy validate --policies {}` lists them)",
-            diags.len(),
-            dir.display()
-        ));
-    }
-    Err(crate::Error::InvalidArgument(msg))
+    Err(crate::Error::PolicyNotFound { name: name.to_string(), dir: dir.to_path_buf(), problems: diags.len() })
 }
 
 /// A policy from a few lines of TOML, for tests: source `/srv`,

@@ -16,11 +16,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::error::{LogWarnings, WarningSink};
 use crate::id::Id;
 
 pub struct Cache {
     dir: PathBuf,
     packs: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
+    /// Where a corrupt or unwritable entry is told (a cache problem only
+    /// costs a download).
+    warnings: WarningSink,
 }
 
 /// The default cache base: `$CAIRN_CACHE_DIR`, `$XDG_CACHE_HOME/cairn`, or
@@ -41,7 +45,13 @@ impl Cache {
         for sub in ["index", "snapshots", "packs"] {
             crate::private::create_dir_all(&dir.join(sub))?;
         }
-        Ok(Cache { dir, packs: Mutex::new(HashMap::new()) })
+        Ok(Cache { dir, packs: Mutex::new(HashMap::new()), warnings: Arc::new(LogWarnings) })
+    }
+
+    /// This cache, telling its problems to `sink`.
+    pub fn with_warnings(mut self, sink: WarningSink) -> Cache {
+        self.warnings = sink;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -59,7 +69,7 @@ impl Cache {
         if Id::hash_of(&bytes) == *id {
             Some(bytes)
         } else {
-            tracing::warn!("cache entry {} is corrupt; fetching it again", p.display());
+            self.warnings.warn(format!("cache entry {} is corrupt; fetching it again", p.display()));
             let _ = std::fs::remove_file(&p);
             None
         }
@@ -74,7 +84,7 @@ impl Cache {
             .and_then(|_| std::fs::rename(&tmp, &p));
         if let Err(e) = r {
             let _ = std::fs::remove_file(&tmp);
-            tracing::warn!("could not cache {}: {e}", p.display());
+            self.warnings.warn(format!("could not cache {}: {e}", p.display()));
         }
     }
 
@@ -118,13 +128,18 @@ mod tests {
     #[test]
     fn corrupt_entries_are_dropped_and_stale_ones_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap();
+        let warnings = Arc::new(crate::error::CollectWarnings::default());
+        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap().with_warnings(warnings.clone());
         let id = Id::hash_of(b"object");
         c.put("index", &id, b"object");
         assert_eq!(c.get("index", &id).unwrap(), b"object");
-        std::fs::write(c.dir().join("index").join(id.to_hex()), b"tampered").unwrap();
+        assert!(warnings.taken().is_empty());
+        let entry = c.dir().join("index").join(id.to_hex());
+        std::fs::write(&entry, b"tampered").unwrap();
         assert!(c.get("index", &id).is_none(), "a corrupt entry is never returned");
-        assert!(!c.dir().join("index").join(id.to_hex()).exists(), "and it is removed");
+        assert!(!entry.exists(), "and it is removed");
+        // Said to the sink it was given (the CLI's printer), not to the log.
+        assert_eq!(warnings.taken(), [format!("cache entry {} is corrupt; fetching it again", entry.display())]);
         c.put("snapshots", &id, b"object");
         c.retain("snapshots", &HashSet::new());
         assert!(c.get("snapshots", &id).is_none(), "entries the repository no longer lists go");

@@ -126,12 +126,12 @@ fn slot_key(id: &Id) -> String {
 /// `params` must pass [`KdfParams::check_new`].
 pub fn add_slot(backend: &dyn Backend, key: &MasterKey, password: &[u8], params: KdfParams) -> Result<Id> {
     if password.is_empty() {
-        return Err(Error::InvalidArgument("the password is empty".into()));
+        return Err(Error::EmptyPassword { what: "the password" });
     }
-    params.check_new().map_err(Error::InvalidArgument)?;
+    params.check_new().map_err(|detail| Error::KdfSettings { detail })?;
     let mut salt = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
-    let wrap = crypto::derive_slot_key(password, &salt, params).map_err(Error::InvalidArgument)?;
+    let wrap = crypto::derive_slot_key(password, &salt, params).map_err(|detail| Error::KdfSettings { detail })?;
     let wrapped = crypto::seal_with(&wrap, &key.to_bytes());
     let slot = KeySlot {
         version: 1,
@@ -349,17 +349,14 @@ pub fn remove(backend: &dyn Backend, current: &Id, prefix: &str) -> Result<Id> {
     let matches: Vec<Id> = ids.iter().copied().filter(|id| id.to_hex().starts_with(&prefix_l)).collect();
     let id = match matches.as_slice() {
         [one] if !prefix.is_empty() => *one,
-        [_] | [] => return Err(Error::InvalidArgument(format!("no key slot matches `{prefix}`"))),
-        _ => return Err(Error::InvalidArgument(format!("key slot prefix `{prefix}` is ambiguous"))),
+        [_] | [] => return Err(Error::KeySlotNotFound { prefix: prefix.to_string() }),
+        _ => return Err(Error::AmbiguousKeySlot { prefix: prefix.to_string() }),
     };
     if id == *current {
-        return Err(Error::InvalidArgument(format!(
-            "key slot {} is the one your password opens; remove it using another password",
-            id.short()
-        )));
+        return Err(Error::RemovingOwnKeySlot { slot: id.short() });
     }
     if ids.len() <= 1 {
-        return Err(Error::InvalidArgument("refusing to remove the last key slot".into()));
+        return Err(Error::LastKeySlot);
     }
     backend.delete(&slot_key(&id))?;
     Ok(id)

@@ -23,7 +23,7 @@ impl Repository {
             if e.is_retryable() || matches!(e, Error::Backend(_)) {
                 return Err(e);
             }
-            tracing::warn!("skipping index file index/{id}: {e}");
+            self.warn(format!("skipping index file index/{id}: {e}"));
             Ok(())
         })
     }

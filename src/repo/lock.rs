@@ -379,7 +379,7 @@ impl<'r> Claim<'r> {
                     }
                     info.refreshed = Utc::now();
                     if let Err(e) = write_lock(&repo, &object, &info) {
-                        tracing::warn!("could not refresh lock {}: {e}", id.short());
+                        repo.warn(format!("could not refresh lock {}: {e}", id.short()));
                     }
                 }
             })

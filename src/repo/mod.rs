@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, ObjectLock, WritePolicy};
 use crate::chunk::ChunkerParams;
 use crate::crypto::{KdfParams, MasterKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, LogWarnings, Result, WarningSink};
 use crate::id::Id;
 
 pub use index::{BlobLocation, Index, IndexBuilder, IndexFile, IndexMode, PackInfo};
@@ -271,6 +271,8 @@ pub struct Repository {
     /// How [`lock::acquire`] waits for a live lock in the way; `None`:
     /// it fails at once.
     lock_wait: Option<lock::LockWait>,
+    /// Where warnings go (the CLI's printer, the daemon's log).
+    warnings: WarningSink,
 }
 
 pub fn pack_key(id: &Id) -> String {
@@ -329,11 +331,19 @@ impl Repository {
             created: Utc::now(),
             storage,
         };
-        config.validate().map_err(Error::InvalidArgument)?;
+        config.validate().map_err(Error::BadRepositorySettings)?;
         let key_slot = keys::add_slot(backend.as_ref(), &key, password, opts.kdf)?;
         let sealed = blob::seal_object(&key, &serde_json::to_vec(&config).expect("config serialises"));
         backend.put(CONFIG_KEY, &sealed)?;
-        let repo = Repository { backend, key, key_slot, config, cache: None, lock_wait: None };
+        let repo = Repository {
+            backend,
+            key,
+            key_slot,
+            config,
+            cache: None,
+            lock_wait: None,
+            warnings: Arc::new(LogWarnings),
+        };
         if storage.object_lock.is_some() {
             duties::create_maintenance_probe(&repo)?;
         }
@@ -387,7 +397,15 @@ impl Repository {
         }
         config.validate().map_err(|e| Error::format("config", e))?;
         backend.set_write_policy(&config.storage.write_policy());
-        Ok(Repository { backend, key, key_slot: unlocked.slot, config, cache: None, lock_wait: None })
+        Ok(Repository {
+            backend,
+            key,
+            key_slot: unlocked.slot,
+            config,
+            cache: None,
+            lock_wait: None,
+            warnings: Arc::new(LogWarnings),
+        })
     }
 
     /// The key slot this repository was opened (or created) with.
@@ -398,7 +416,7 @@ impl Repository {
     /// Caches metadata under `base` (for remote repositories).
     pub fn enable_cache(&mut self, base: &std::path::Path) -> Result<()> {
         let c = cache::Cache::open(base, &self.config.id).map_err(|e| Error::io(base, e))?;
-        self.cache = Some(Arc::new(c));
+        self.cache = Some(Arc::new(c.with_warnings(self.warnings.clone())));
         Ok(())
     }
 
@@ -410,6 +428,21 @@ impl Repository {
 
     /// Makes [`lock::acquire`] on this handle (and its clones) retry while
     /// a live lock is in the way, for `wait.patience` (`--retry-lock`).
+    /// Sends this handle's warnings to `sink` (set it before
+    /// [`Repository::enable_cache`], whose cache warns there too).
+    pub fn set_warnings(&mut self, sink: WarningSink) {
+        self.warnings = sink;
+    }
+
+    /// A problem that does not stop the operation, for the user or the log.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings.warn(message.into());
+    }
+
+    pub fn warnings(&self) -> &WarningSink {
+        &self.warnings
+    }
+
     pub fn set_lock_wait(&mut self, wait: Option<lock::LockWait>) {
         self.lock_wait = wait;
     }

@@ -165,9 +165,9 @@ fn load_log(repo: &Repository) -> Result<(Option<u64>, Vec<Pass>, u64)> {
             .and_then(|plain| serde_json::from_slice::<LogRecord>(&plain).map_err(|e| Error::format(&k, e)));
         match rec {
             Ok(r) if r.seq == seq => return Ok((newest, r.passes, requests)),
-            Ok(_) => tracing::warn!("retention log record `{k}` names another seq; using an older one"),
+            Ok(_) => repo.warn(format!("retention log record `{k}` names another seq; using an older one")),
             Err(e) if e.is_retryable() => return Err(e),
-            Err(e) => tracing::warn!("retention log record unreadable, using an older one: {e}"),
+            Err(e) => repo.warn(format!("retention log record unreadable, using an older one: {e}")),
         }
     }
     Ok((newest, Vec::new(), requests))
@@ -177,12 +177,8 @@ fn load_log(repo: &Repository) -> Result<(Option<u64>, Vec<Pass>, u64)> {
 /// documentation). Fails at once, before any change, when the credential
 /// cannot write the log (a backup host's).
 pub fn extend(repo: &Repository, now: DateTime<Utc>, opts: ExtendOptions) -> Result<ExtendReport> {
-    let lock = repo.config().storage.object_lock.ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "the repository at {} has no Object Lock (it was made without `init --immutable`)",
-            repo.backend().location()
-        ))
-    })?;
+    let lock =
+        repo.config().storage.object_lock.ok_or_else(|| Error::NotImmutable { location: repo.backend().location() })?;
     if !opts.dry_run {
         duties::probe_repo(repo, duties::Maintenance::Retention)?;
     }
@@ -228,10 +224,7 @@ pub fn extend(repo: &Repository, now: DateTime<Utc>, opts: ExtendOptions) -> Res
     let sealed = blob::seal_object(repo.key(), &serde_json::to_vec(&rec).expect("log record serialises"));
     repo.backend().put(&log_key(seq), &sealed).map_err(|e| {
         if e.is_already_exists() {
-            Error::InvalidArgument(format!(
-                "another retention step recorded pass {seq} at the same time; this pass's extensions stand, \
-                 run `cairn retention extend` again to record it"
-            ))
+            Error::RetentionStepRace { seq }
         } else {
             e.into()
         }

@@ -34,7 +34,7 @@ impl Period {
             None => until - chrono::Duration::days(30),
         };
         if since >= until {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::FlagConflict(format!(
                 "--since ({}) must be before --until ({})",
                 since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -52,10 +52,10 @@ pub fn parse_date(flag: &str, value: &str, end_of_day: bool) -> Result<DateTime<
         let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "{flag} `{value}`: expected a date YYYY-MM-DD or an RFC 3339 time like 2026-03-01T00:00:00Z ({e})"
-        ))
+    DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| Error::BadFlag {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        expected: format!("expected a date YYYY-MM-DD or an RFC 3339 time like 2026-03-01T00:00:00Z ({e})"),
     })
 }
 

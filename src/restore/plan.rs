@@ -75,17 +75,24 @@ fn build(patterns: &[String]) -> Result<(GlobSet, GlobSet)> {
     let mut by_name = GlobSetBuilder::new();
     let mut by_path = GlobSetBuilder::new();
     for p in patterns {
-        let g = GlobBuilder::new(p)
-            .literal_separator(p.contains('/'))
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("pattern `{p}`: {e}")))?;
+        let g = GlobBuilder::new(p).literal_separator(p.contains('/')).build().map_err(|e| Error::BadPattern {
+            what: "pattern",
+            pattern: p.to_string(),
+            detail: e.to_string(),
+        })?;
         if p.contains('/') {
             by_path.add(g);
         } else {
             by_name.add(g);
         }
     }
-    let b = |s: GlobSetBuilder| s.build().map_err(|e| Error::InvalidArgument(e.to_string()));
+    let b = |s: GlobSetBuilder| {
+        s.build().map_err(|e| Error::BadPattern {
+            what: "patterns",
+            pattern: patterns.join(" "),
+            detail: e.to_string(),
+        })
+    };
     Ok((b(by_name)?, b(by_path)?))
 }
 

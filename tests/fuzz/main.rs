@@ -19,6 +19,7 @@
 //! seconds), or `CAIRN_FUZZ_SECS` seconds per target; `CAIRN_FUZZ_SEED`
 //! picks the seed (default 1). The long runs are recorded in
 //! `docs/RELIABILITY.md`. Crashes found become `bug_…` tests below.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the fuzz harness prints its statistics and crashes")]
 
 mod alloc;
 mod mutate;

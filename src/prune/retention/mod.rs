@@ -142,13 +142,13 @@ impl KeepRules {
     /// empty tag lists.
     pub fn validate(&self) -> Result<()> {
         if let Some(d) = self.keep_within.filter(|d| *d < Duration::zero()) {
-            return Err(Error::InvalidArgument(format!("keep-within must not be negative (got {d})")));
+            return Err(Error::BadRetention(format!("keep-within must not be negative (got {d})")));
         }
         if let Some(t) = self.keep_tags.iter().find(|t| split_tags(t).next().is_none()) {
-            return Err(Error::InvalidArgument(format!("keep-tag `{t}` names no tag")));
+            return Err(Error::BadRetention(format!("keep-tag `{t}` names no tag")));
         }
         if self.is_empty() {
-            return Err(Error::InvalidArgument(
+            return Err(Error::BadRetention(
                 "no retention rule given, and cairn will not forget every snapshot: give at least one of \
                  --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly \
                  (above 0), --keep-within or --keep-tag, or --policy NAME"

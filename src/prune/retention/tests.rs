@@ -458,7 +458,7 @@ fn rules_that_keep_nothing_are_refused() {
     ];
     for r in refused {
         let e = apply(&snaps, &r, now).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)), "{r:?}: {e}");
+        assert!(matches!(e, Error::BadRetention(_)), "{r:?}: {e}");
     }
     assert!(apply(&snaps, &rules(), now).unwrap_err().to_string().contains("will not forget every snapshot"));
     // No snapshots at all is fine.

@@ -8,7 +8,13 @@
 //!
 //! The storage error ([`BackendError`]) is defined here too, not in
 //! `backend/`, so that this module sits below everything, the backends
-//! included (`backend` re-exports it).
+//! included (`backend` re-exports it). What each error suggests is in
+//! `hint.rs`; where warnings go, in `warnings.rs`.
+
+mod hint;
+mod warnings;
+
+pub use warnings::{CollectWarnings, LogWarnings, WarningSink, Warnings};
 
 use std::path::PathBuf;
 
@@ -46,6 +52,9 @@ pub const CODE_ALREADY_EXISTS: &str = "ObjectExists";
 pub const CODE_ACCESS_DENIED: &str = "AccessDenied";
 /// The code of a conditional write the storage refused.
 pub const CODE_PRECONDITION_FAILED: &str = "PreconditionFailed";
+/// cairn's code for storage it could not connect to (refused, reset,
+/// timed out, name not resolved): no request reached it.
+pub const CODE_UNREACHABLE: &str = "Unreachable";
 
 impl BackendError {
     pub fn new(
@@ -190,8 +199,181 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    // ---- Where the repository is ----
+    /// No `--repo` and no `CAIRN_REPO`.
+    #[error("no repository given")]
+    NoRepositoryGiven,
+
+    /// A repository URL cairn cannot read.
+    #[error("repository URL `{url}`: {problem}")]
+    BadRepositoryUrl { url: String, problem: String },
+
+    /// `--as-of` on storage that keeps no earlier versions of objects.
+    #[error("--as-of reads earlier versions of objects, which only a versioned S3 bucket keeps; `{url}` is not an s3:// URL")]
+    AsOfNeedsVersions { url: String },
+
+    /// Several `--repo` for a command that works on one.
+    #[error("{count} repositories given: this command works on one (only `evidence verify` takes several)")]
+    SeveralRepositories { count: usize },
+
+    // ---- Passwords and key slots ----
+    /// An empty password (`what` says whose: `the password`, `the policy's password source`…).
+    #[error("{what} is empty")]
+    EmptyPassword { what: &'static str },
+
+    /// The two passwords typed at a prompt differ.
+    #[error("the passwords do not match")]
+    PasswordsDiffer,
+
+    /// A password command (`CAIRN_PASSWORD_COMMAND`, a policy's
+    /// `password_command`) failed; `how` is `exited with status 1`…
+    #[error("{what} {how}")]
+    PasswordCommandFailed { what: &'static str, how: String },
+
+    /// A policy's `password_env` names a variable that is not set.
+    #[error("password_env: the environment variable {var} is not set")]
+    PasswordEnvUnset { var: String },
+
+    /// Key derivation settings cairn does not write.
+    #[error("key derivation settings: {detail}")]
+    KdfSettings { detail: String },
+
+    #[error("no key slot matches `{prefix}`")]
+    KeySlotNotFound { prefix: String },
+
+    #[error("key slot prefix `{prefix}` is ambiguous")]
+    AmbiguousKeySlot { prefix: String },
+
+    /// `key remove` of the slot the password in use opens.
+    #[error("key slot {slot} is the one your password opens; remove it using another password")]
+    RemovingOwnKeySlot { slot: String },
+
+    #[error("refusing to remove the last key slot")]
+    LastKeySlot,
+
+    // ---- Command-line values cairn checks after parsing ----
+    /// A flag's value cairn cannot use; `expected` says what it takes.
+    #[error("{flag} `{value}`: {expected}")]
+    BadFlag { flag: String, value: String, expected: String },
+
+    /// Flags that cannot go together, or a flag that needs another.
     #[error("{0}")]
-    InvalidArgument(String),
+    FlagConflict(String),
+
+    /// `cairn man NAME` of a name that is no command.
+    #[error("`{0}` is not a cairn command")]
+    UnknownCommand(String),
+
+    /// A glob or regular expression that does not compile.
+    #[error("{what} `{pattern}`: {detail}")]
+    BadPattern { what: &'static str, pattern: String, detail: String },
+
+    // ---- Policies ----
+    /// No valid policy of that name; `problems` in the directory's files.
+    #[error(
+        "no valid policy named `{name}` in {}{}",
+        dir.display(),
+        if *problems > 0 {
+            format!(" ({problems} problem(s) in the policy files; `cairn policy validate --policies {}` lists them)", dir.display())
+        } else {
+            String::new()
+        }
+    )]
+    PolicyNotFound { name: String, dir: PathBuf, problems: usize },
+
+    /// A policy whose retention keeps everything was asked to forget.
+    #[error("policy `{policy}` ({}) has no retention rule, so it keeps every snapshot: nothing to forget", file.display())]
+    NoRetentionRule { policy: String, file: PathBuf },
+
+    /// Retention rules cairn refuses (`--keep-*`, a policy's `[retention]`).
+    #[error("{0}")]
+    BadRetention(String),
+
+    /// A drill setting or input out of range (`sample_percent`, `--seed`).
+    #[error("{0}")]
+    BadDrillSetting(String),
+
+    /// `drill --snapshot` names a snapshot of another policy.
+    #[error("snapshot {snapshot} is not a snapshot of policy `{policy}` ({owner})")]
+    NotPolicySnapshot { snapshot: String, policy: String, owner: String },
+
+    // ---- Files and paths given ----
+    #[error("nothing to back up: give at least one path{}", if *stdin { ", or --stdin" } else { "" })]
+    NothingToBackUp { stdin: bool },
+
+    #[error("backing up `/` itself: name the directories below it")]
+    BackupOfRoot,
+
+    #[error("stream name `{0}` must be a plain file name")]
+    BadStreamName(String),
+
+    /// A path that must be a directory is not.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+
+    /// `dump` of something that is not a regular file.
+    #[error("`{0}` is not a regular file")]
+    NotARegularFile(String),
+
+    /// A directory that must be empty is not (mountpoint, export).
+    #[error("{} is not empty: {why}", path.display())]
+    NotEmpty { path: PathBuf, why: &'static str },
+
+    // ---- The daemon ----
+    #[error("no running cairn daemon for the state directory {} (no one listens on {})", state_dir.display(), socket.display())]
+    DaemonNotRunning { state_dir: PathBuf, socket: PathBuf },
+
+    #[error("cannot reach the daemon's socket {}: permission denied (only root and the daemon's user may use it)", socket.display())]
+    DaemonSocketDenied { socket: PathBuf },
+
+    #[error("the daemon refused: {0}")]
+    DaemonRefused(String),
+
+    #[error("another cairn daemon (pid {pid}) uses the state directory {}", state_dir.display())]
+    DaemonRunning { pid: String, state_dir: PathBuf },
+
+    /// A `--listen` address the daemon refuses to serve on.
+    #[error("--listen {addr}: {reason}")]
+    UnsafeListen { addr: String, reason: String },
+
+    /// A `--listen-token-file` too short to guard the API.
+    #[error("{}: the token is shorter than 16 characters", path.display())]
+    WeakToken { path: PathBuf },
+
+    // ---- Evidence ----
+    /// The repository's evidence is signed by host keys and this process has none.
+    #[error("{0}")]
+    NoHostKey(String),
+
+    /// A record this process was asked to append is not one cairn writes.
+    #[error("{0}")]
+    BadEvidenceRecord(String),
+
+    /// An evidence command that has nothing to work on.
+    #[error("{0}")]
+    NoEvidence(String),
+
+    /// The trusted keys file (`verify --keys`) has a bad line.
+    #[error("keys file {file}, line {line}: {detail}")]
+    BadKeysFile { file: String, line: usize, detail: String },
+
+    /// `evidence verify` without what it needs to trust or read.
+    #[error("{0}")]
+    VerifyNeeds(String),
+
+    // ---- Object Lock ----
+    #[error("the repository at {location} has no Object Lock (it was made without `init --immutable`)")]
+    NotImmutable { location: String },
+
+    #[error(
+        "another retention step recorded pass {seq} at the same time; this pass's extensions stand, \
+         run `cairn retention extend` again to record it"
+    )]
+    RetentionStepRace { seq: u64 },
+
+    /// Settings a new repository cannot have (chunk sizes, pack size…).
+    #[error("repository settings: {0}")]
+    BadRepositorySettings(String),
 
     /// A pipeline stage stopped because another one failed; that failure
     /// is the real error and is reported instead where it is known.
@@ -275,130 +457,6 @@ impl Error {
             ),
             Error::Locked { .. } => true,
             _ => false,
-        }
-    }
-
-    /// A suggestion for the user, shown as `hint:` under the error.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::WrongPassword { .. } => Some(
-                "check CAIRN_PASSWORD, --password-file or CAIRN_PASSWORD_COMMAND; \
-                 `cairn key list` shows the slots once you are in"
-                    .into(),
-            ),
-            Error::NoKeySlots { .. } => Some(
-                "the key slots were deleted: restore `keys/` from a copy of the repository; without a slot the \
-                 data cannot be decrypted"
-                    .into(),
-            ),
-            Error::KeySlotDamaged { slot, .. } => Some(format!(
-                "if your password belongs to `{slot}`, restore that file from a copy of the repository; \
-                 otherwise check the password. Any other password still opens the repository, and \
-                 `cairn key remove` can then remove the damaged slot"
-            )),
-            Error::KeySlotRefused { slot, .. } => Some(format!(
-                "cairn never writes such a slot, so someone planted `{slot}` (or it is damaged): check the password, \
-                 and remove the slot with `cairn key remove` using a password that opens the repository"
-            )),
-            Error::ForeignKeySlot { slot } => Some(format!(
-                "`{slot}` was copied from another repository: use the password of one of this repository's own \
-                 slots, and remove the copy with `cairn key remove`"
-            )),
-            Error::TooManyKeySlots { .. } => Some(
-                "set CAIRN_KEY_ID to the id (or a prefix) of your password's key slot, which is then tried first; \
-                 `cairn key list` shows the ids"
-                    .into(),
-            ),
-            Error::NoPassword => {
-                Some("set CAIRN_PASSWORD, pass --password-file FILE, or set CAIRN_PASSWORD_COMMAND".into())
-            }
-            Error::NoRepository(_) => Some("create one with `cairn init`".into()),
-            Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => {
-                Some("`cairn snapshots` lists the snapshots; give a longer id prefix or `latest`".into())
-            }
-            Error::NewestUnknown { .. } => Some(
-                "name a snapshot explicitly or run `cairn check`. `cairn snapshots` lists the snapshots, damaged \
-                 ones included; a damaged snapshot comes back from a copy of the repository, or is deleted from \
-                 `snapshots/` in the storage"
-                    .into(),
-            ),
-            Error::Integrity { .. } => {
-                Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
-            }
-            Error::TooLarge { .. } => Some(
-                "the object is damaged or was forged by someone with the password; cairn refuses to expand it \
-                 past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"
-                    .into(),
-            ),
-            Error::TreeTooDeep { .. } => Some(
-                "no file system nests that deep: the tree is damaged or forged. `cairn check` names the \
-                 snapshots it affects; restore another snapshot"
-                    .into(),
-            ),
-            Error::TooManyEntries { limit, .. } => Some(format!(
-                "If the snapshot is genuine, raise the limit with --max-entries (now {limit}); a \
-                 forged tree can repeat one subtree to make billions of paths, which `cairn check` shows as a \
-                 few trees"
-            )),
-            Error::Locked { remedy, .. } => Some(remedy.clone()),
-            Error::Untrusted { fix, .. } => Some(fix.clone()),
-            Error::UnsafeDrillTarget { .. } => Some(
-                "a drill restores into an empty scratch directory away from the policy's sources; \
-                 give an empty --target elsewhere, or leave it out to use <state>/scratch"
-                    .into(),
-            ),
-            Error::Mount { .. } => Some(
-                "mounting needs the FUSE device /dev/fuse (`modprobe fuse`) and, unless run as root, \
-                 fusermount3 from fuse3 (`apt-get install fuse3`); `fusermount3 -u MOUNTPOINT` or \
-                 `umount MOUNTPOINT` undoes a mount left behind"
-                    .into(),
-            ),
-            Error::NoRecoveryPoint { .. } => Some(
-                "back the policy up first (`cairn backup --policy NAME`); `cairn snapshots` lists snapshots".into(),
-            ),
-            Error::State { .. } => {
-                Some("check the state directory (--state DIR or CAIRN_STATE_DIR) and its permissions".into())
-            }
-            Error::ObjectLockUnavailable { .. } => Some(
-                "create the bucket with Object Lock enabled (`aws s3api create-bucket … \
-                 --object-lock-enabled-for-bucket`), or run init without --immutable; docs/STORAGE.md has the steps"
-                    .into(),
-            ),
-            Error::MissingPermission { role, .. } => Some(format!(
-                "run it with the {role} credential (e.g. --s3-profile NAME); docs/STORAGE.md lists each role's permissions"
-            )),
-            Error::InvalidPublicKey { .. } => Some(
-                "give the key exactly as `cairn evidence pubkey` prints it: one line `cairn-evidence-ed25519:<base64>`"
-                    .into(),
-            ),
-            Error::EvidenceKeyFile { .. } => Some(
-                "a host key must be a file of its own (no symlink), owned by the user cairn runs as, mode 0600, \
-                 in a directory only that user may enter; `cairn evidence enroll` makes one"
-                    .into(),
-            ),
-            Error::EvidenceSigner { .. } => Some(
-                "the command runs as `sh -c COMMAND` with CAIRN_EVIDENCE_OP=public (print the public key) or \
-                 sign (sign stdin, print the base64 signature); try it by hand"
-                    .into(),
-            ),
-            Error::EvidenceChainMissing { .. } => Some(
-                "cairn never starts a new chain under existing snapshots: someone may have erased `evidence/`. \
-                 Restore it from a copy (or from the bucket's object versions); if this repository was made \
-                 before cairn kept evidence, `cairn evidence adopt` starts its chain with a record of every \
-                 snapshot it holds"
-                    .into(),
-            ),
-            Error::FutureTime { .. } => Some(
-                "check this machine's clock (and the time given with --time); a snapshot from the future would \
-                 count as the newest recovery point for ever"
-                    .into(),
-            ),
-            Error::EvidenceKeyMissing { .. } => Some(
-                "restore `evidence/key` from a copy of the repository; cairn does not sign with a new key, \
-                 because the records signed with the old one would no longer verify"
-                    .into(),
-            ),
-            _ => None,
         }
     }
 
