@@ -93,10 +93,20 @@ pub fn list(repo: &Repository) -> Result<MarkList> {
     Ok(out)
 }
 
-/// Stores a new mark of `packs`, made at `time`; returns its id.
-pub fn save(repo: &Repository, time: DateTime<Utc>, packs: Vec<Id>) -> Result<Id> {
-    let mark = Mark { v: MARK_VERSION, time, packs };
-    repo.save_object(MARKS, &serde_json::to_vec(&mark).expect("mark serialises"))
+/// The most packs one mark names (about 6.7 MB of JSON, well inside
+/// [`limits::MARK`]); a prune that marks more writes several marks.
+pub const MAX_PACKS_PER_MARK: usize = 100_000;
+
+/// Stores a new mark of `packs`, made at `time`, as several marks when
+/// there are more than [`MAX_PACKS_PER_MARK`]; returns their ids.
+pub fn save(repo: &Repository, time: DateTime<Utc>, packs: Vec<Id>) -> Result<Vec<Id>> {
+    packs
+        .chunks(MAX_PACKS_PER_MARK)
+        .map(|part| {
+            let mark = Mark { v: MARK_VERSION, time, packs: part.to_vec() };
+            repo.save_object(MARKS, &serde_json::to_vec(&mark).expect("mark serialises"))
+        })
+        .collect()
 }
 
 /// Removes a mark; one already gone counts as removed.
@@ -112,4 +122,16 @@ pub fn remove(repo: &Repository, id: &Id) -> Result<()> {
 /// the backend reads one, else this host's.
 pub fn clock(repo: &Repository) -> DateTime<Utc> {
     repo.backend().server_time().unwrap_or_else(Utc::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_mark_a_prune_writes_opens_within_the_limit() {
+        let mark = Mark { v: MARK_VERSION, time: Utc::now(), packs: vec![Id::hash_of(b"p"); MAX_PACKS_PER_MARK] };
+        let len = serde_json::to_vec(&mark).unwrap().len() as u64;
+        assert!(len < limits::MARK / 2, "{len} bytes");
+    }
 }
