@@ -8,17 +8,26 @@
 //! `CAIRN_TEST_KILL_AT=NAME[:N]` sends itself SIGKILL the Nth time (the
 //! first by default) any thread passes the point NAME: no destructor runs,
 //! no lock is released, exactly as a crash or `kill -9` would leave it.
+//!
+//! `CAIRN_TEST_PAUSE_AT=NAME[:N]` with `CAIRN_TEST_PAUSE_FIFO=PATH` (a
+//! named pipe the test made) pauses there instead: the process opens the
+//! pipe for reading, which the test sees when its own non-blocking open for
+//! writing succeeds, and goes on once the test closes its end. Tests force
+//! interleavings with it (a backup held after loading its index while a
+//! prune runs) without guessing at delays.
 
 /// Every point there is, with what is on storage when it fires.
 pub const POINTS: &[(&str, &str)] = &[
     ("writer::pack_stored", "a pack is stored; no index file lists it yet"),
     ("writer::index_stored", "an index file of stored packs is stored"),
+    ("backup::index_loaded", "a backup holds its lock and has loaded the index it deduplicates against"),
     ("backup::before_snapshot", "a backup's packs and index files are stored; its snapshot is not"),
     ("backup::after_snapshot", "the snapshot is stored; the lock is still held, no evidence record yet"),
     ("prune::packs_written", "prune stored its repacked packs (and their index file)"),
     ("prune::index_written", "prune stored one new index file of kept and repacked packs"),
     ("prune::superseded", "prune stored the index file that supersedes the old ones; nothing deleted yet"),
-    ("prune::packs_deleted", "prune deleted the unused packs; the superseded index files remain"),
+    ("prune::marked", "prune stored its mark of the packs a later prune deletes"),
+    ("prune::packs_deleted", "prune deleted the packs of ripe marks; the superseded index files and the marks remain"),
     ("prune::index_deleted", "prune deleted one superseded index file"),
     ("keys::slot_stored", "a new key slot is stored (by `init` or `key add`)"),
     ("forget::snapshot_deleted", "forget deleted one snapshot"),
@@ -40,6 +49,10 @@ pub(crate) use hit;
 
 /// The variable that names the point to die at, as `NAME` or `NAME:N`.
 pub const KILL_AT_ENV: &str = "CAIRN_TEST_KILL_AT";
+/// The variable that names the point to pause at, as `NAME` or `NAME:N`.
+pub const PAUSE_AT_ENV: &str = "CAIRN_TEST_PAUSE_AT";
+/// The named pipe a pause waits on.
+pub const PAUSE_FIFO_ENV: &str = "CAIRN_TEST_PAUSE_FIFO";
 
 /// Arms the point named by `CAIRN_TEST_KILL_AT`, if set. Refuses a name
 /// that is not in [`POINTS`], so that a test with a typo fails instead of
@@ -47,22 +60,45 @@ pub const KILL_AT_ENV: &str = "CAIRN_TEST_KILL_AT";
 #[cfg(feature = "failpoints")]
 pub fn arm_from_env() -> Result<(), String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let Some(spec) = std::env::var_os(KILL_AT_ENV) else { return Ok(()) };
+    if let Some((name, nth)) = point_from_env(KILL_AT_ENV)? {
+        let passed = AtomicUsize::new(0);
+        fail::cfg_callback(name, move || {
+            if passed.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+        })?;
+    }
+    if let Some((name, nth)) = point_from_env(PAUSE_AT_ENV)? {
+        let fifo = std::env::var_os(PAUSE_FIFO_ENV).ok_or_else(|| format!("{PAUSE_AT_ENV} needs {PAUSE_FIFO_ENV}"))?;
+        let passed = AtomicUsize::new(0);
+        fail::cfg_callback(name, move || {
+            if passed.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                use std::io::Read;
+                // Blocks until the test opens its end, then until it closes it.
+                if let Ok(mut f) = std::fs::File::open(&fifo) {
+                    let _ = f.read_to_end(&mut Vec::new());
+                }
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The point and count a variable names, checked against [`POINTS`], so
+/// that a test with a typo fails instead of waiting for a kill that cannot come.
+#[cfg(feature = "failpoints")]
+fn point_from_env(var: &str) -> Result<Option<(&'static str, usize)>, String> {
+    let Some(spec) = std::env::var_os(var) else { return Ok(None) };
     let spec = spec.to_string_lossy();
     // Names hold `::`, so the count is what follows a last single `:`.
     let (name, nth) = match spec.rsplit_once(':') {
         Some((n, k)) if !n.ends_with(':') => {
-            (n, k.parse::<usize>().map_err(|_| format!("{KILL_AT_ENV}=`{spec}`: N must be a number"))?)
+            (n, k.parse::<usize>().map_err(|_| format!("{var}=`{spec}`: N must be a number"))?)
         }
         _ => (&*spec, 1),
     };
-    if nth == 0 || !POINTS.iter().any(|(p, _)| *p == name) {
-        return Err(format!("{KILL_AT_ENV}=`{spec}`: no such failpoint (or N is 0); see src/failpoint.rs"));
+    match POINTS.iter().find(|(p, _)| *p == name) {
+        Some((p, _)) if nth > 0 => Ok(Some((p, nth))),
+        _ => Err(format!("{var}=`{spec}`: no such failpoint (or N is 0); see src/failpoint.rs")),
     }
-    let passed = AtomicUsize::new(0);
-    fail::cfg_callback(name, move || {
-        if passed.fetch_add(1, Ordering::SeqCst) + 1 == nth {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
-    })
 }

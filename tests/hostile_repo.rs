@@ -211,6 +211,7 @@ fn lock(host: &str, pid: u32, exclusive: bool, time: chrono::DateTime<chrono::Ut
         time,
         refreshed: time,
         purpose: if exclusive { "prune".into() } else { "backup".into() },
+        marks: None,
     }
 }
 

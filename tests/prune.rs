@@ -1,10 +1,16 @@
 //! Prune: removes what no snapshot uses, never what one does — not with a
-//! backup running beside it, and not when killed at any point.
+//! backup running beside it, and not when killed at any point. Backups and
+//! prunes run side by side and both succeed: a prune marks what it would
+//! remove and deletes it in a later pass, once no running backup can hold
+//! it (`src/prune/marking.rs`). The test environment sets the safety
+//! margin to zero (see `tests/common`), so one prune marks, then deletes
+//! in a second pass what no running backup holds; the margin's own tests
+//! remove that setting.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -91,7 +97,10 @@ fn prune_removes_unused_data_and_keeps_what_snapshots_need() {
     let before = objects(&env.repo);
     let size_before = dir_size(&env.repo.join("data"));
     let dry = env.ok(&["prune", "--dry-run", "--max-unused", "0%"]);
-    assert!(dry.lines().any(|l| l.starts_with("delete data/") || l.starts_with("repack data/")), "{dry}");
+    assert!(
+        dry.lines().any(|l| ["delete data/", "repack data/", "unused data/"].iter().any(|p| l.starts_with(p))),
+        "{dry}"
+    );
     assert_eq!(objects(&env.repo), before, "a dry run changes nothing");
 
     let out: serde_json::Value = serde_json::from_str(&env.ok(&["prune", "--json", "--max-unused", "0%"])).unwrap();
@@ -108,8 +117,22 @@ fn prune_removes_unused_data_and_keeps_what_snapshots_need() {
     assert_eq!(again["report"]["packs_deleted"], 0, "{again}");
 }
 
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The backup locks: the files directly under `locks/`.
+fn backup_locks(env: &Env) -> usize {
+    std::fs::read_dir(env.repo.join("locks"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_file())).count())
+        .unwrap_or(0)
+}
+
+fn json(out: &std::process::Output, what: &str) -> serde_json::Value {
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
-fn a_backup_and_a_prune_at_the_same_time_lose_nothing() {
+fn a_backup_and_a_prune_at_the_same_time_both_succeed_and_lose_nothing() {
     let env = small_packs();
     let (src, s1, _) = two_generations(&env);
     forget(&env, &s1);
@@ -118,37 +141,255 @@ fn a_backup_and_a_prune_at_the_same_time_lose_nothing() {
     for i in 0..40 {
         std::fs::write(other.join(format!("o{i}")), random_bytes(500_000, 1000 + i)).unwrap();
     }
-    let mut outcomes = Vec::new();
     for round in 0..3 {
         // The backup reuses blobs of the forgotten snapshot, that prune wants gone.
         std::fs::write(other.join("again"), random_bytes(400_000, round)).unwrap();
-        let backup = env
+        let mut backup = env
             .command()
             .args(["backup", other.to_str().unwrap(), src.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Start the prune once the backup holds its lock.
-        let start = Instant::now();
-        while objects(&env.repo.join("locks")).is_empty() && start.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        // Start the prune once the backup holds its lock (or is done already).
+        wait_until("the backup takes its lock", LIMIT, || {
+            backup_locks(&env) > 0 || backup.try_wait().unwrap().is_some()
+        });
         let prune = env.cairn(&["prune", "--max-unused", "0%"]);
         let b = backup.wait_with_output().unwrap();
-        let prune_err = String::from_utf8_lossy(&prune.stderr).into_owned();
-        if !prune.status.success() {
-            assert!(prune_err.contains("locked"), "prune failed for another reason: {prune_err}");
-        }
+        assert!(prune.status.success(), "prune: {}", String::from_utf8_lossy(&prune.stderr));
         assert!(b.status.success(), "backup: {}", String::from_utf8_lossy(&b.stderr));
-        outcomes.push(prune.status.success());
         assert!(env.ok(&["check", "--read-data"]).is_empty());
     }
-    assert!(outcomes.iter().any(|ok| !ok), "prune never met the running backup's lock: {outcomes:?}");
-    // Once the backups are done, prune runs.
     env.ok(&["prune"]);
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     restore_all_exactly(&env, &src, "b");
+}
+
+/// The packs named by the marks now in the repository.
+fn marked_packs(env: &Env) -> Vec<cairn::Id> {
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    cairn::repo::marks::list(&repo).unwrap().packs().into_iter().collect()
+}
+
+/// A source whose `scratch` file was backed up, then dropped and its
+/// snapshot forgotten: its blobs are garbage for the next prune. Returns
+/// the source and a directory holding the scratch file's bytes again.
+fn forgotten_scratch(env: &Env) -> (PathBuf, PathBuf) {
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("keep"), random_bytes(300_000, 1)).unwrap();
+    let scratch = random_bytes(2_000_000, 2);
+    std::fs::write(src.join("scratch"), &scratch).unwrap();
+    let first = env.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    std::fs::remove_file(src.join("scratch")).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    forget(env, &first);
+    let again = env.path("again");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::write(again.join("scratch"), &scratch).unwrap();
+    (src, again)
+}
+
+/// Starts a backup of `dir` that pauses once it has loaded its index.
+fn paused_backup(env: &Env, pause: &mut Pause, dir: &Path) -> std::process::Child {
+    let mut c = env.command();
+    c.args(["backup", dir.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    pause.arm(&mut c, "backup::index_loaded");
+    let child = c.spawn().unwrap();
+    pause.wait_paused(LIMIT);
+    child
+}
+
+fn finish(mut child: std::process::Child, pause: &mut Pause) -> String {
+    pause.release();
+    assert!(wait_exit(&mut child, LIMIT).success(), "the paused backup failed");
+    let mut id = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut id).unwrap();
+    id.trim().to_string()
+}
+
+fn restore_exactly(env: &Env, id: &str, dir: &Path) {
+    let t = env.path(&format!("restore-{id}"));
+    env.ok(&["restore", id, "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(dir, &restored(&t, dir));
+}
+
+/// A backup that loaded its index before the mark existed may take blobs
+/// from the packs the mark names: the prune marks them, but does not delete
+/// them while that backup runs; once it has ended, its snapshot uses them.
+#[test]
+fn a_backup_from_before_a_mark_keeps_the_marked_blobs_it_found() {
+    let env = small_packs();
+    let (_, again) = forgotten_scratch(&env);
+    let mut pause = Pause::new(env.path("pause"));
+    let backup = paused_backup(&env, &mut pause, &again);
+    let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%"]), "prune");
+    assert_eq!(out["report"]["packs_deleted"], 0, "a pack deleted under a running backup: {out}");
+    assert!(out["report"]["packs_marked"].as_u64().unwrap() > 0, "{out}");
+    let waits = out["plan"]["marks"].as_array().unwrap();
+    assert!(
+        waits.iter().any(|m| m["waiting_for"][0].as_str().is_some_and(|w| w.starts_with("backup of"))),
+        "the second pass names the backup its mark waits for: {out}"
+    );
+    let marked = marked_packs(&env);
+    assert!(!marked.is_empty() && marked.iter().all(|p| env.repo.join(cairn::repo::pack_key(p)).exists()));
+    let id = finish(backup, &mut pause);
+    // The backup has ended: its snapshot is what keeps the blobs now.
+    let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%"]), "prune");
+    assert!(env.ok(&["check", "--read-data"]).is_empty(), "{out}");
+    restore_exactly(&env, &id, &again);
+}
+
+/// A backup that honours a mark stores again what only the marked packs
+/// hold, so a prune may delete them while it runs.
+#[test]
+fn a_backup_that_honours_a_mark_stores_the_marked_blobs_again_while_a_prune_deletes_them() {
+    let env = small_packs();
+    let (_, again) = forgotten_scratch(&env);
+    let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%", "--safety-margin", "1h"]), "prune");
+    assert_eq!(out["report"]["packs_deleted"], 0, "{out}");
+    let marked = marked_packs(&env);
+    assert!(!marked.is_empty(), "{out}");
+    let mut pause = Pause::new(env.path("pause"));
+    let backup = paused_backup(&env, &mut pause, &again);
+    let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%"]), "prune");
+    assert!(out["report"]["packs_deleted"].as_u64().unwrap() > 0, "the backup names the mark it honours: {out}");
+    assert!(marked.iter().all(|p| !env.repo.join(cairn::repo::pack_key(p)).exists()), "{out}");
+    let id = finish(backup, &mut pause);
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_exactly(&env, &id, &again);
+}
+
+#[test]
+fn with_the_default_margin_prune_marks_and_says_when_it_will_delete() {
+    let env = small_packs();
+    let (src, s1, _) = two_generations(&env);
+    forget(&env, &s1);
+    let data = objects(&env.repo.join("data"));
+    let default_margin = |args: &[&str]| {
+        let mut c = env.command();
+        c.env_remove("CAIRN_PRUNE_SAFETY_MARGIN").args(args);
+        c.output().unwrap()
+    };
+    let out = json(&default_margin(&["prune", "--json"]), "prune");
+    assert_eq!(out["report"]["packs_deleted"], 0, "{out}");
+    assert!(out["report"]["packs_marked"].as_u64().unwrap() > 0, "{out}");
+    assert!(data.iter().all(|p| p.exists()), "a pack deleted before the margin passed");
+    let dry = default_margin(&["prune", "--dry-run"]);
+    let (said, listed) = (String::from_utf8_lossy(&dry.stderr), String::from_utf8_lossy(&dry.stdout));
+    let mark = &said.lines().find(|l| l.starts_with("mark ")).unwrap_or_else(|| panic!("{said}"));
+    let made = chrono::DateTime::parse_from_str(
+        &format!("{} +0000", &mark[mark.find("made ").unwrap() + 5..][..20]),
+        "%Y-%m-%d %H:%M UTC %z",
+    );
+    let from = chrono::DateTime::parse_from_str(
+        &format!("{} +0000", &mark[mark.find("deletable from ").unwrap() + 15..][..20]),
+        "%Y-%m-%d %H:%M UTC %z",
+    );
+    assert_eq!(from.unwrap() - made.unwrap(), chrono::Duration::hours(23), "{mark}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("unused data/") && l.contains(", marked: deletable from ")),
+        "{listed}"
+    );
+    // With no margin, the mark is ripe: its packs go.
+    let out = json(&env.cairn(&["prune", "--json"]), "prune");
+    assert!(out["report"]["packs_deleted"].as_u64().unwrap() > 0, "{out}");
+    assert!(marked_packs(&env).is_empty(), "the ripe mark is removed with its packs");
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_all_exactly(&env, &src, "m");
+}
+
+/// Marks are sealed with the repository key, but anyone with the password
+/// can write one: a mark dated a month back that names every pack still
+/// deletes nothing that a snapshot uses.
+#[test]
+fn a_planted_mark_on_used_packs_makes_prune_delete_nothing_a_snapshot_needs() {
+    use cairn::backend::Backend;
+    let env = small_packs();
+    let (src, _, _) = two_generations(&env);
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    let packs: Vec<cairn::Id> = repo
+        .backend()
+        .list("data/")
+        .unwrap()
+        .iter()
+        .map(|o| o.key.rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    let old = chrono::Utc::now() - chrono::Duration::days(30);
+    cairn::repo::marks::save(&repo, old, packs).unwrap();
+    let data = objects(&env.repo.join("data"));
+    let out = json(&env.cairn(&["prune", "--json", "--safety-margin", "1h"]), "prune");
+    assert_eq!(out["report"]["packs_deleted"], 0, "{out}");
+    assert_eq!(objects(&env.repo.join("data")), data);
+    assert!(marked_packs(&env).is_empty(), "the ripe mark is used up");
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_all_exactly(&env, &src, "p");
+}
+
+/// Twenty rounds, each making garbage and then running a backup and a
+/// prune side by side (every other round with the backup held right after
+/// it loaded its index while the whole prune runs): every command exits 0,
+/// whatever a prune marked is deleted by the end of the next round, and
+/// afterwards the data checks and every snapshot restores.
+#[test]
+fn twenty_overlapping_backups_and_prunes_all_succeed_and_free_the_garbage() {
+    let env = small_packs();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(300_000, 10 + i)).unwrap();
+    }
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let mut pause = Pause::new(env.path("pause"));
+    let mut deleted = 0;
+    for round in 0..20u64 {
+        // Garbage: a scratch file in one snapshot, forgotten below.
+        std::fs::write(src.join("scratch"), random_bytes(300_000, 1000 + round)).unwrap();
+        env.ok(&["backup", src.to_str().unwrap()]);
+        std::fs::remove_file(src.join("scratch")).unwrap();
+        std::fs::write(src.join(format!("f{}", round % 4)), random_bytes(300_000, 2000 + round)).unwrap();
+        env.ok(&["forget", "--keep-last", "1"]);
+        let marked_before = marked_packs(&env);
+        // The previous round held its backup under the whole prune, whose
+        // second pass could then delete nothing: its mark is still there.
+        assert!(round % 2 == 0 || round < 3 || !marked_before.is_empty(), "round {round}: nothing marked");
+        let (prune, backup) = if round % 2 == 0 {
+            let backup = paused_backup(&env, &mut pause, &src);
+            let prune = env.cairn(&["prune", "--json", "--max-unused", "0%"]);
+            pause.release();
+            (prune, backup)
+        } else {
+            let backup = env
+                .command()
+                .args(["backup", src.to_str().unwrap()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (env.cairn(&["prune", "--json", "--max-unused", "0%"]), backup)
+        };
+        let b = backup.wait_with_output().unwrap();
+        assert!(b.status.success(), "round {round}: backup: {}", String::from_utf8_lossy(&b.stderr));
+        let out = json(&prune, &format!("round {round}: prune"));
+        deleted += out["report"]["packs_deleted"].as_u64().unwrap();
+        // What the previous round's prune marked is gone now (its mark was
+        // ripe: the backup of this round honours it).
+        let left: Vec<_> = marked_before.iter().filter(|p| env.repo.join(cairn::repo::pack_key(p)).exists()).collect();
+        assert!(left.is_empty(), "round {round}: marked packs still there: {left:?}; {out}");
+    }
+    assert!(deleted > 0, "no prune deleted anything in 20 rounds");
+    env.ok(&["prune"]);
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_all_exactly(&env, &src, "t");
 }
 
 #[test]
@@ -170,6 +411,7 @@ fn a_stale_lock_of_a_dead_process_does_not_block_prune() {
         time: now,
         refreshed: now,
         purpose: "backup".into(),
+        marks: None,
     };
     let sealed = repo.key().seal(&serde_json::to_vec(&dead).unwrap());
     use cairn::backend::Backend;
@@ -292,17 +534,23 @@ fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
     env.ok(&["backup", src.to_str().unwrap()]);
     forget(&env, &s1);
     // Every step of `gc::execute`, in order; each round first makes fresh
-    // garbage, so that every prune has packs to repack and delete.
+    // garbage, so that every prune has packs to repack and delete. Before
+    // the deleting steps, a prune with a margin marks the garbage, so that
+    // the killed prune deletes in its first pass.
     let points = [
         ("writer::pack_stored", 1),
         ("prune::packs_written", 1),
         ("prune::index_written", 1),
         ("prune::superseded", 1),
+        ("prune::marked", 1),
         ("prune::packs_deleted", 1),
         ("prune::index_deleted", 1),
     ];
     for (round, (point, nth)) in points.into_iter().enumerate() {
         new_garbage(&env, &src, round as u64);
+        if matches!(point, "prune::packs_deleted" | "prune::index_deleted") {
+            env.ok(&["prune", "--max-unused", "0%", "--safety-margin", "1h"]);
+        }
         let (data, index) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
         run_killed_at(&env, &["prune", "--max-unused", "0%"], point, nth);
         // Where it died: nothing deleted before the superseding index file

@@ -115,6 +115,7 @@ const PRUNE_POINTS: &[&str] = &[
     "prune::packs_written",
     "prune::index_written",
     "prune::superseded",
+    "prune::marked",
     "prune::packs_deleted",
     "prune::index_deleted",
 ];

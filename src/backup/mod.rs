@@ -1,8 +1,9 @@
 //! Backup: scan the sources, store what is new, commit a snapshot.
 //!
 //! Order of events, which is what makes a crash at any instant harmless:
-//! 1. load the index and adopt packs that an interrupted backup stored
-//!    but never indexed;
+//! 1. take the lock, naming the prune marks it honours, and load the index
+//!    without the marked packs; adopt packs that an interrupted backup
+//!    stored but never indexed (marked ones excepted);
 //! 2. scan the sources against the parent snapshot ([`scan`]), reading
 //!    changed files through the parallel pipeline ([`pipeline`]) and
 //!    writing each directory's tree as soon as it is complete ([`dirs`]),
@@ -16,6 +17,7 @@ pub mod dirs;
 pub mod pipeline;
 pub mod scan;
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,7 +29,7 @@ use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{BlobKind, Index, IndexMode, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use crate::repo::{marks, BlobKind, Index, IndexMode, Node, NodeKind, PackFilter, Repository, Snapshot, Summary, Tree};
 
 use pipeline::Counters;
 use scan::{Excludes, Walker};
@@ -134,10 +136,17 @@ pub fn run(
     // A snapshot from the future would count as the newest recovery point for ever.
     check_time(time, Utc::now(), repo.backend().server_time())?;
     let host = opts.host.clone().unwrap_or_else(host::hostname);
-    // Shared: backups run side by side, but never beside a prune.
-    let _lock = crate::repo::lock::acquire(repo, false, "backup")?;
-    let mut index = repo.load_index_as(IndexMode::Membership)?;
-    let adopted = adopt_unindexed_packs(repo, &mut index)?;
+    // Shared: backups run side by side, and beside a prune. The marks
+    // listed before the lock is written are named in it; those listed
+    // after are honoured too (see `crate::prune::marking`).
+    let before = marks::list(repo)?;
+    let _lock = crate::repo::lock::acquire_honouring(repo, "backup", before.ids())?;
+    let after = marks::list(repo)?;
+    let marked: HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
+    let filter = PackFilter { exclude: marked.clone(), demote: HashSet::new() };
+    let mut index = repo.load_index_filtered(IndexMode::Membership, &filter)?;
+    let adopted = adopt_unindexed_packs(repo, &mut index, &marked)?;
+    crate::failpoint::hit!("backup::index_loaded");
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
     // What killed writes left (their dead locks went when ours was taken).

@@ -60,6 +60,7 @@ pub fn prune(result: Result<(&PrunePlan, &PruneReport), &Error>, elapsed: Durati
             "outcome": "success",
             "snapshots": plan.snapshots,
             "packs_deleted": r.packs_deleted,
+            "packs_marked": r.packs_marked,
             "packs_written": r.packs_written,
             "bytes_freed": r.bytes_freed,
             "index_files_written": r.index_files_written,

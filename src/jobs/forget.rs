@@ -102,8 +102,9 @@ pub(crate) fn apply(
     dry_run: bool,
     decided: &mut dyn FnMut(&Decided),
 ) -> Result<(Decided, Vec<Id>, Option<Error>)> {
-    // A shared lock: forget may run beside backups, not during a prune.
-    let _lock = if dry_run { None } else { Some(lock::acquire(repo, false, "forget")?) };
+    // A shared lock: forget runs beside backups and prunes (a prune skips a
+    // snapshot forgotten while it walks), and waits for an older build's prune.
+    let _lock = if dry_run { None } else { Some(lock::acquire(repo, false, lock::FORGET_PURPOSE)?) };
     let list = repo.list_snapshots()?;
     let unreadable = list.damaged.iter().map(|(id, e)| (*id, e.to_string())).collect();
     // Snapshots the evidence does not vouch for (dated in the future, of a

@@ -2,17 +2,22 @@
 //! prune`, [`prune`]), and a policy's scheduled forget-and-prune, which the
 //! daemon runs ([`policy`]).
 //!
-//! Prune takes the exclusive lock before it plans (a dry run takes none
-//! and changes nothing), so nothing changes between planning and
-//! deleting; it tolerates [`crate::prune::gc::DEFAULT_MAX_UNUSED_PERCENT`]
-//! unused space in kept packs unless told otherwise. Every prune that is
-//! not a dry run appends one `prune` evidence record, failed ones too.
+//! Prune takes the prune lock before it plans (a dry run takes none and
+//! changes nothing): it excludes other prunes, never backups, which the
+//! two phases of deletion keep safe ([`crate::prune::marking`]). It
+//! tolerates [`crate::prune::gc::DEFAULT_MAX_UNUSED_PERCENT`] unused space
+//! in kept packs and waits [`crate::prune::marking::DEFAULT_SAFETY_MARGIN`]
+//! before deleting what it marked, unless told otherwise. With no margin,
+//! a prune that marked packs runs a second pass, which deletes them at once
+//! if no running backup holds them. Every prune that is not a dry run
+//! appends one `prune` evidence record, failed ones too.
 
 use chrono::{DateTime, Utc};
 
 use crate::evidence::AppendedRecord;
 use crate::policy::Policy;
-use crate::prune::gc::{self, PrunePlan, PruneReport};
+use crate::prune::gc::{self, Marking, PrunePlan, PruneReport};
+use crate::prune::marking::DEFAULT_SAFETY_MARGIN;
 use crate::prune::PolicyPruneReport;
 use crate::repo::object_lock::{self, ExtendReport};
 use crate::repo::{duties, lock, Repository};
@@ -27,11 +32,28 @@ pub fn default_max_unused() -> f64 {
     gc::DEFAULT_MAX_UNUSED_PERCENT / 100.0
 }
 
+/// How a prune decides.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// The unused share (0 to 1) to leave in kept packs rather than repack.
+    pub max_unused: f64,
+    /// How old a mark must be before its packs are deleted.
+    pub margin: std::time::Duration,
+}
+
+impl Default for PruneOptions {
+    /// What `cairn prune` does without flags, and every scheduled prune.
+    fn default() -> PruneOptions {
+        PruneOptions { max_unused: default_max_unused(), margin: DEFAULT_SAFETY_MARGIN }
+    }
+}
+
 /// What a prune did.
 #[derive(Debug)]
 pub struct Pruned {
+    /// The plan of the last pass.
     pub plan: PrunePlan,
-    /// `None` for a dry run.
+    /// `None` for a dry run; the sum of both passes when there were two.
     pub report: Option<PruneReport>,
     /// `None` for a dry run, which changes nothing and leaves no evidence.
     pub evidence: Option<crate::Result<AppendedRecord>>,
@@ -40,23 +62,54 @@ pub struct Pruned {
     pub retention: Option<ExtendReport>,
 }
 
-/// Plans under the exclusive lock, shows the plan to `planned`, and
-/// (unless `dry_run`) executes it.
+/// Plans under the prune lock, shows the plan to `planned`, and (unless
+/// `dry_run`) executes it; with no margin, a pass that marked packs is
+/// followed by a second one, which deletes them if no backup holds them.
 fn plan_and_execute(
     repo: &Repository,
-    max_unused: f64,
+    opts: &PruneOptions,
     dry_run: bool,
     planned: &mut dyn FnMut(&PrunePlan),
 ) -> crate::Result<(PrunePlan, Option<PruneReport>)> {
-    // The plan is made under the lock, so nothing changes between plan and deletion.
-    let _lock = if dry_run { None } else { Some(lock::acquire(repo, true, "prune")?) };
-    let plan = gc::plan(repo, max_unused)?;
-    planned(&plan);
-    if dry_run {
-        return Ok((plan, None));
+    // Prunes exclude each other: two at once would each mark and delete
+    // on what the other changes.
+    let _lock = if dry_run { None } else { Some(lock::acquire_prune(repo)?) };
+    let mut total: Option<PruneReport> = None;
+    loop {
+        // The locks are listed (with the marks) before the walk.
+        let marking = Marking::read(repo, opts.margin)?;
+        let plan = gc::plan(repo, opts.max_unused, &marking)?;
+        planned(&plan);
+        if dry_run {
+            return Ok((plan, None));
+        }
+        let report = gc::execute(repo, &plan)?;
+        let again = total.is_none() && opts.margin.is_zero() && report.packs_marked > 0;
+        total = Some(match total {
+            None => report,
+            Some(first) => add_reports(first, report),
+        });
+        if !again {
+            return Ok((plan, total));
+        }
     }
-    let report = gc::execute(repo, &plan)?;
-    Ok((plan, Some(report)))
+}
+
+/// The report of two passes.
+fn add_reports(a: PruneReport, b: PruneReport) -> PruneReport {
+    let mut litter = a.litter;
+    litter.temporaries.extend(b.litter.temporaries);
+    litter.failed.extend(b.litter.failed);
+    PruneReport {
+        packs_deleted: a.packs_deleted + b.packs_deleted,
+        packs_marked: a.packs_marked + b.packs_marked,
+        marks_removed: a.marks_removed + b.marks_removed,
+        packs_written: a.packs_written + b.packs_written,
+        bytes_freed: a.bytes_freed + b.bytes_freed,
+        index_files_written: a.index_files_written + b.index_files_written,
+        index_files_deleted: a.index_files_deleted + b.index_files_deleted,
+        litter,
+    }
 }
 
 /// With Object Lock, keeps the immutable window over what remains.
@@ -67,11 +120,10 @@ fn extend_retention(repo: &Repository) -> crate::Result<Option<ExtendReport>> {
     object_lock::extend(repo, Utc::now(), object_lock::ExtendOptions::default()).map(Some)
 }
 
-/// Removes unused data from the repository, leaving at most `max_unused`
-/// (a share, 0 to 1) unused in kept packs.
+/// Removes unused data from the repository as `opts` say.
 pub fn prune(
     repo: &RepoOptions,
-    max_unused: f64,
+    opts: &PruneOptions,
     dry_run: bool,
     planned: &mut dyn FnMut(&PrunePlan),
 ) -> Result<Pruned, Failed> {
@@ -81,7 +133,7 @@ pub fn prune(
         duties::probe_repo(&repository, duties::Maintenance::Prune)?;
     }
     let started = std::time::Instant::now();
-    let result = plan_and_execute(&repository, max_unused, dry_run, planned);
+    let result = plan_and_execute(&repository, opts, dry_run, planned);
     if dry_run {
         let (plan, _) = result?;
         return Ok(Pruned { plan, report: None, evidence: None, retention: None });
@@ -105,7 +157,7 @@ pub struct PolicyPruned {
 
 /// A policy's scheduled prune: forget its snapshots by its retention rules
 /// (under a shared lock; skipped when it has no rule), then remove unused
-/// data (under the exclusive lock), with the default unused share. One
+/// data (under the prune lock), with the default unused share and margin. One
 /// `prune` evidence record covers both.
 pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result<PolicyPruned, Failed> {
     let repository = repo.open_maintenance(policy)?;
@@ -145,7 +197,7 @@ fn forget_then_prune(repo: &Repository, policy: &Policy, now: DateTime<Utc>) -> 
         report.forgotten = Some(removed.len());
         report.removed = removed;
     }
-    let (_, done) = plan_and_execute(repo, default_max_unused(), false, &mut |_| {})?;
+    let (_, done) = plan_and_execute(repo, &PruneOptions::default(), false, &mut |_| {})?;
     let done = done.expect("executed");
     extend_retention(repo)?;
     report.packs_deleted = done.packs_deleted as u64;

@@ -3,14 +3,18 @@
 //! `plan` decides, `execute` does — so `--dry-run` and the report both
 //! come from the plan. Planning walks every snapshot's trees into the set
 //! of used blobs, then classifies each pack: fully used packs are kept,
-//! fully unused ones deleted, and partly used ones repacked (their used
+//! fully unused ones removed, and partly used ones repacked (their used
 //! blobs copied into new packs) from the most wasteful down, until the
 //! unused bytes left are within `--max-unused`. Packs in no index (left by
-//! interrupted backups) are deleted too.
+//! interrupted backups) are removed too.
 //!
-//! Safety against a concurrent backup: prune holds the repository's
-//! exclusive lock, which no backup holds at the same time (backups take a
-//! shared one; see [`crate::repo::lock`]).
+//! Safety against a concurrent backup, in two phases: a pack to remove
+//! (unused, unindexed, or repacked) is first marked, and deleted by a later
+//! prune only when its mark is ripe and the walk still finds it unused
+//! ([`super::marking`] states the rules and why they suffice). Until then
+//! it stays in the index, and a backup that honours its mark stores again
+//! any blob that only it holds. Prunes exclude each other; backups never
+//! wait for a prune, nor a prune for a backup ([`crate::repo::lock`]).
 //!
 //! Safety against a crash: execution only ever moves from one consistent
 //! state to the next. New packs are stored first; then new index files
@@ -38,9 +42,15 @@ use crate::id::Id;
 use crate::repo::index::{split_into_files, MAX_BLOBS_PER_FILE};
 use crate::repo::index::{IndexVisitor, PackEntries};
 use crate::repo::keyset::key_of;
+use crate::repo::lock::{self, LockInfo, REPOSITORY_LOCKS};
+use crate::repo::marks::{self, MarkList};
 use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{limits, pack, pack_key, BlobKind, Index, IndexFile, NodeKind, PackInfo, Repository};
+use crate::repo::{
+    limits, pack, pack_key, BlobKind, Index, IndexFile, IndexMode, NodeKind, PackFilter, PackInfo, Repository,
+};
+
+use super::marking::{self, MarkState, MarkStep, MarksByPack};
 
 /// The unused space, in percent of the kept packs' bytes, that prune
 /// tolerates before it repacks, unless told otherwise (`--max-unused`, and
@@ -65,9 +75,43 @@ pub struct PackPlan {
     pub used_bytes: u64,
     pub unused_bytes: u64,
     pub action: Action,
+    /// Where it stands in the two phases (`None` for a pack kept).
+    pub mark: MarkStep,
     /// The pack's number in the plan's index.
     #[serde(skip)]
     n: u32,
+}
+
+/// A stored pack that no index lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unindexed {
+    pub key: String,
+    pub id: Id,
+    pub size: u64,
+    pub mark: MarkStep,
+}
+
+/// What a prune knows before it walks: the marks, judged against the live
+/// locks it listed first, at its clock's "now", with its margin.
+#[derive(Debug)]
+pub struct Marking {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub margin: std::time::Duration,
+    pub list: MarkList,
+    pub states: Vec<MarkState>,
+}
+
+impl Marking {
+    /// Lists the live locks under `locks/` first, then the marks, and
+    /// judges the marks. The walk of the snapshots must come after this.
+    pub fn read(repo: &Repository, margin: std::time::Duration) -> Result<Marking> {
+        let now = marks::clock(repo);
+        let locks: Vec<LockInfo> =
+            lock::live_locks_in(repo, REPOSITORY_LOCKS, None)?.into_iter().map(|(_, l)| l).collect();
+        let list = marks::list(repo)?;
+        let states = marking::judge(&list.marks, &locks, now, margin);
+        Ok(Marking { now, margin, list, states })
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -75,11 +119,22 @@ pub struct PrunePlan {
     pub snapshots: usize,
     pub used_blobs: usize,
     pub packs: Vec<PackPlan>,
-    /// Stored packs that no index lists, with their sizes.
-    pub unindexed: Vec<(String, u64)>,
+    /// Stored packs that no index lists.
+    pub unindexed: Vec<Unindexed>,
     pub old_index_files: Vec<Id>,
+    /// The marks found, as this prune judged them; the ripe ones are
+    /// removed once their packs are deleted.
+    pub marks: Vec<MarkState>,
+    /// Marks that do not open, with why: ignored (their packs are marked again).
+    pub damaged_marks: Vec<(Id, String)>,
+    /// The safety margin, in seconds.
+    pub margin_secs: u64,
     pub keep_bytes: u64,
+    /// Bytes of the packs deleted now.
     pub delete_bytes: u64,
+    /// Bytes of the packs marked (by this prune or an earlier one) and not
+    /// deleted now.
+    pub marked_bytes: u64,
     pub repack_bytes: u64,
     /// Unused bytes left in kept packs after the plan runs.
     pub unused_after: u64,
@@ -136,11 +191,38 @@ impl PrunePlan {
     pub fn count(&self, a: Action) -> usize {
         self.packs.iter().filter(|p| p.action == a).count()
     }
+
+    /// The keys and sizes of the packs deleted now.
+    pub fn deleted_now(&self) -> Vec<(String, u64)> {
+        let now = |m: &MarkStep| matches!(m, MarkStep::DeleteNow { .. });
+        let packs = self.packs.iter().filter(|p| now(&p.mark)).map(|p| (pack_key(&p.id), p.size));
+        packs.chain(self.unindexed.iter().filter(|u| now(&u.mark)).map(|u| (u.key.clone(), u.size))).collect()
+    }
+
+    /// The packs this prune marks.
+    pub fn marked_now(&self) -> Vec<Id> {
+        let packs = self.packs.iter().filter(|p| p.mark == MarkStep::New).map(|p| p.id);
+        packs.chain(self.unindexed.iter().filter(|u| u.mark == MarkStep::New).map(|u| u.id)).collect()
+    }
+
+    /// The packs that earlier marks hold, with when each becomes deletable.
+    pub fn waiting(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        let w = |m: &MarkStep| match m {
+            MarkStep::Waiting { deletable_from, .. } => Some(*deletable_from),
+            _ => None,
+        };
+        let packs = self.packs.iter().filter_map(|p| w(&p.mark).map(|t| (pack_key(&p.id), t)));
+        packs.chain(self.unindexed.iter().filter_map(|u| w(&u.mark).map(|t| (u.key.clone(), t)))).collect()
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
 pub struct PruneReport {
     pub packs_deleted: usize,
+    /// Packs this prune marked, for a later one to delete.
+    pub packs_marked: usize,
+    /// Ripe marks removed once their packs were deleted.
+    pub marks_removed: usize,
     pub packs_written: u64,
     pub bytes_freed: u64,
     pub index_files_written: usize,
@@ -158,8 +240,15 @@ fn mark_used(repo: &Repository, index: &Index, used: &mut UsedSet) -> Result<usi
     };
     let mut missing = None;
     let ids = repo.list_ids("snapshots")?;
+    let mut walked = 0;
     for sid in &ids {
-        let snap = repo.load_snapshot(sid)?;
+        let snap = match repo.load_snapshot(sid) {
+            Ok(s) => s,
+            // A forget removed it since the listing: its data is not used by it.
+            Err(Error::Backend(e)) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        walked += 1;
         let mut stack = vec![snap.tree];
         while let Some(t) = stack.pop() {
             let pos = index.position(&t).ok_or_else(|| not_indexed(&t))?;
@@ -190,15 +279,21 @@ fn mark_used(repo: &Repository, index: &Index, used: &mut UsedSet) -> Result<usi
     }
     match missing {
         Some(id) => Err(not_indexed(&id)),
-        None => Ok(ids.len()),
+        None => Ok(walked),
     }
 }
 
-pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
+/// Plans a prune; `marking` must have been read before (its locks listed
+/// before the walk of the snapshots starts).
+pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<PrunePlan> {
     // Every index file is replaced, unreadable ones included: their packs
     // count as unindexed (and a snapshot needing them stops the prune).
     let old_index_files: Vec<Id> = repo.list_ids("index")?;
-    let index = repo.load_index()?;
+    let by_pack = MarksByPack::new(&marking.list.marks, &marking.states);
+    // A blob that a marked pack and another both hold counts in the other,
+    // so a repacked pack is seen unused and its copies as used.
+    let demote: HashSet<Id> = marking.list.packs().into_iter().filter(|p| by_pack.is_marked(p)).collect();
+    let index = repo.load_index_filtered(IndexMode::Locations, &PackFilter { exclude: HashSet::new(), demote })?;
     let mut used = UsedSet::new(index.slot_count());
     let snapshots = mark_used(repo, &index, &mut used)?;
 
@@ -218,6 +313,9 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
         index_blobs: index.len(),
         index_memory_bytes: index.memory_bytes(),
         old_index_files,
+        marks: marking.states.clone(),
+        damaged_marks: marking.list.damaged.clone(),
+        margin_secs: marking.margin.as_secs(),
         ..Default::default()
     };
     let mut partial = Vec::new();
@@ -233,6 +331,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
             used_bytes,
             unused_bytes: bytes.saturating_sub(used_bytes),
             action: Action::Keep,
+            mark: MarkStep::None,
             n: n as u32,
         };
         p.action = if p.used_blobs == 0 {
@@ -263,31 +362,41 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
         unused -= plan.packs[i].unused_bytes;
     }
     plan.unused_after = unused;
-    for p in &plan.packs {
+    for p in &mut plan.packs {
+        p.mark = match p.action {
+            Action::Keep => MarkStep::None,
+            Action::Repack => by_pack.step(&p.id, false),
+            Action::Delete => by_pack.step(&p.id, true),
+        };
         match p.action {
             Action::Keep => plan.keep_bytes += p.size,
             Action::Repack => plan.repack_bytes += p.used_bytes,
-            Action::Delete => plan.delete_bytes += p.size,
+            Action::Delete => {}
         }
     }
     plan.packs.sort_by_key(|p| p.id);
     for o in repo.backend().list("data/")? {
         if let Some(id) = o.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) {
             if !index.has_pack(&id) {
-                plan.delete_bytes += o.size;
-                plan.unindexed.push((o.key, o.size));
+                plan.unindexed.push(Unindexed { key: o.key, id, size: o.size, mark: by_pack.step(&id, true) });
             }
         }
     }
-    let mut doomed: Vec<String> =
-        plan.packs.iter().filter(|p| p.action != Action::Keep).map(|p| pack_key(&p.id)).collect();
-    doomed.extend(plan.unindexed.iter().map(|(k, _)| k.clone()));
+    let sizes = plan.packs.iter().map(|p| (&p.mark, p.size)).chain(plan.unindexed.iter().map(|u| (&u.mark, u.size)));
+    for (mark, size) in sizes.collect::<Vec<_>>() {
+        match mark {
+            MarkStep::DeleteNow { .. } => plan.delete_bytes += size,
+            MarkStep::New | MarkStep::Waiting { .. } => plan.marked_bytes += size,
+            MarkStep::None => {}
+        }
+    }
+    let mut doomed: Vec<String> = plan.deleted_now().into_iter().map(|(k, _)| k).collect();
     doomed.extend(plan.old_index_files.iter().map(|id| format!("index/{id}")));
     plan.locked = crate::repo::object_lock::locked_until(repo, &doomed, chrono::Utc::now())?;
     plan.memory_bytes = index.memory_bytes()
         + used.memory_bytes()
         + plan.packs.capacity() * std::mem::size_of::<PackPlan>()
-        + plan.unindexed.capacity() * std::mem::size_of::<(String, u64)>()
+        + plan.unindexed.capacity() * std::mem::size_of::<Unindexed>()
         + plan.old_index_files.capacity() * std::mem::size_of::<Id>();
     plan.index = index;
     plan.used = used;
@@ -315,7 +424,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     crate::failpoint::hit!("prune::packs_written");
     report.packs_written = stats.packs;
 
-    // 2. New index files for every kept pack, then the file that
+    // 2. New index files for every pack but those deleted now (a marked
+    //    pack stays listed until it is deleted), then the file that
     //    supersedes all the old ones.
     report.index_files_written += rewrite_kept(repo, plan)?;
     let old: Vec<Id> = plan.old_index_files.clone();
@@ -323,22 +433,28 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
 
-    // 3. Only now delete packs, then the superseded index files.
-    let mut doomed: Vec<String> = plan
-        .packs
-        .iter()
-        .filter(|p| p.action != Action::Keep)
-        .map(|p| {
-            report.bytes_freed += p.size;
-            pack_key(&p.id)
+    // 3. Mark what a later prune deletes.
+    let marked = plan.marked_now();
+    if !marked.is_empty() {
+        report.packs_marked = marked.len();
+        marks::save(repo, marks::clock(repo), marked)?;
+        crate::failpoint::hit!("prune::marked");
+    }
+
+    // 4. Only now delete the packs of ripe marks, then the superseded
+    //    index files, then the ripe marks.
+    let doomed: Vec<String> = plan
+        .deleted_now()
+        .into_iter()
+        .map(|(key, size)| {
+            report.bytes_freed += size;
+            key
         })
         .collect();
-    for (key, size) in &plan.unindexed {
-        report.bytes_freed += size;
-        doomed.push(key.clone());
+    if !doomed.is_empty() {
+        repo.backend().delete_many(&doomed)?;
+        crate::failpoint::hit!("prune::packs_deleted");
     }
-    repo.backend().delete_many(&doomed)?;
-    crate::failpoint::hit!("prune::packs_deleted");
     report.packs_deleted = doomed.len();
     let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
     // An index file may be gone already (an earlier prune was interrupted).
@@ -351,6 +467,10 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    for m in plan.marks.iter().filter(|m| m.ripe) {
+        marks::remove(repo, &m.id)?;
+        report.marks_removed += 1;
     }
     if let Some(c) = repo.cache() {
         let keep: HashSet<Id> = repo.list_ids("index")?.into_iter().collect();
@@ -395,9 +515,9 @@ fn copy_used_blobs(repo: &Repository, index: &Index, p: &PackPlan, used: Vec<u32
     Ok(())
 }
 
-/// Writes index files listing every kept pack, with the entries the live
-/// index files list for it, read again one file at a time. Returns the
-/// number of files written.
+/// Writes index files listing every pack not deleted now, with the entries
+/// the live index files list for it, read again one file at a time.
+/// Returns the number of files written.
 fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
     struct Collect<'a> {
         index: &'a Index,
@@ -417,7 +537,7 @@ fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
     }
     let index = &plan.index;
     let mut keep = vec![false; index.packs().len()];
-    for p in plan.packs.iter().filter(|p| p.action == Action::Keep) {
+    for p in plan.packs.iter().filter(|p| !matches!(p.mark, MarkStep::DeleteNow { .. })) {
         keep[p.n as usize] = true;
     }
     let mut done = vec![false; keep.len()];
@@ -510,7 +630,8 @@ mod tests {
     fn a_plan_holds_at_most_64_bytes_per_blob_all_included() {
         let n = 200_000;
         let (_dir, repo) = repository_of(n);
-        let plan = plan(&repo, 0.05).unwrap();
+        let marking = Marking::read(&repo, marking::DEFAULT_SAFETY_MARGIN).unwrap();
+        let plan = plan(&repo, 0.05, &marking).unwrap();
         assert_eq!(plan.index_blobs, n as usize + 1, "the blobs and the tree");
         assert_eq!(plan.used_blobs, n as usize / 2 + 1);
         assert!(plan.packs.len() > 1, "{} packs", plan.packs.len());

@@ -10,6 +10,7 @@
 //! from restic's.
 
 pub mod gc;
+pub mod marking;
 pub mod retention;
 
 use serde::Serialize;

@@ -62,7 +62,7 @@ impl Maintenance {
     fn deletes_in(self) -> &'static [&'static str] {
         match self {
             Maintenance::Forget => &["snapshots/"],
-            Maintenance::Prune => &["data/", "index/"],
+            Maintenance::Prune => &["data/", "index/", "marks/"],
             Maintenance::KeyRemove => &["keys/"],
             Maintenance::Retention => &[],
         }

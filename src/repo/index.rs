@@ -422,6 +422,10 @@ pub struct IndexBuilder {
     /// Packs listed by more than one index file: the other files.
     also_in: HashMap<u32, Vec<u32>>,
     superseded: HashSet<Id>,
+    /// Packs left out, as if no index file listed them.
+    exclude: HashSet<Id>,
+    /// Packs whose copy of a blob is used only when no other pack has one.
+    demote: HashSet<Id>,
 }
 
 impl IndexBuilder {
@@ -431,7 +435,24 @@ impl IndexBuilder {
             member_start: Vec::new(),
             also_in: HashMap::new(),
             superseded: HashSet::new(),
+            exclude: HashSet::new(),
+            demote: HashSet::new(),
         }
+    }
+
+    /// Leaves these packs out of the index (a backup, for the packs of the
+    /// prune marks it honours: their blobs are stored again if needed).
+    pub fn exclude(mut self, packs: HashSet<Id>) -> IndexBuilder {
+        self.exclude = packs;
+        self
+    }
+
+    /// A blob that one of these packs and another pack both hold is
+    /// located in the other (prune, for marked packs: a marked pack whose
+    /// used blobs were copied elsewhere is then seen as unused).
+    pub fn demote(mut self, packs: HashSet<Id>) -> IndexBuilder {
+        self.demote = packs;
+        self
     }
 
     /// Adds the plaintext of the index file `id`. A damaged file adds
@@ -456,6 +477,9 @@ impl IndexBuilder {
     }
 
     fn add_pack(&mut self, file: u32, info: PackInfo, entries: PackEntries<'_>) {
+        if self.exclude.contains(&info.id) {
+            return;
+        }
         if let Some(&n) = self.ix.pack_numbers.get(&info.id) {
             self.also_in.entry(n).or_default().push(file);
             return;
@@ -496,6 +520,7 @@ impl IndexBuilder {
             f.1 = !self.superseded.contains(&f.0);
         }
         self.drop_superseded_packs();
+        self.number_demoted_last();
         let mut ix = self.ix;
         ix.members.sort_unstable();
         ix.members.dedup();
@@ -506,6 +531,29 @@ impl IndexBuilder {
         ix.meta.shrink_to_fit();
         ix.settle(HashMap::new(), full_ids)?;
         Ok(ix)
+    }
+
+    /// Renumbers the packs so that demoted ones come last: of the slots a
+    /// blob stored twice has, [`Index::settle`] keeps the lowest pack number.
+    fn number_demoted_last(&mut self) {
+        let ix = &mut self.ix;
+        if self.demote.is_empty() || !ix.packs.iter().any(|p| self.demote.contains(&p.id)) {
+            return;
+        }
+        let order: Vec<usize> = (0..ix.packs.len())
+            .filter(|&n| !self.demote.contains(&ix.packs[n].id))
+            .chain((0..ix.packs.len()).filter(|&n| self.demote.contains(&ix.packs[n].id)))
+            .collect();
+        let mut renumber = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            renumber[old] = new as u32;
+        }
+        for s in &mut ix.slots {
+            s.pack = renumber[s.pack as usize];
+        }
+        ix.packs = order.iter().map(|&n| ix.packs[n].clone()).collect();
+        ix.meta = order.iter().map(|&n| ix.meta[n]).collect();
+        ix.pack_numbers = ix.packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
     }
 
     /// A pack listed only by superseded files is not in the index.

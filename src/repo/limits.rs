@@ -39,3 +39,6 @@ pub const EVIDENCE_KEY: u64 = 64 << 10;
 /// A record of the Object Lock retention log, `maintenance/retention/<seq>`:
 /// about 30 bytes per completed pass, so room for some 500,000 passes.
 pub const RETENTION_LOG_RECORD: u64 = 16 << 20;
+/// A prune's mark, `marks/<id>`: about 70 bytes of JSON per marked pack,
+/// so room for some 200,000 packs (3 TiB of 16 MiB packs) in one mark.
+pub const MARK: u64 = 16 << 20;

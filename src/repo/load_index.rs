@@ -2,6 +2,8 @@
 //! (the full ids of colliding prefixes read back from their index files or
 //! pack headers), and reading or writing one index file.
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -19,23 +21,56 @@ impl Repository {
     /// skipped with a warning, and the blobs it lists are just unknown (and
     /// `check` reports it).
     pub fn load_index_as(&self, mode: IndexMode) -> Result<Index> {
-        self.build_index(mode, &mut |id, e| {
-            if e.is_retryable() || matches!(e, Error::Backend(_)) {
-                return Err(e);
+        self.load_index_filtered(mode, &PackFilter::default())
+    }
+
+    /// [`Repository::load_index_as`], with packs left out or located last
+    /// as `filter` says. An index file that a prune removed between the
+    /// listing and the reading (it wrote the files that replace it first)
+    /// starts the load again, up to [`VANISHED_RETRIES`] times; then the
+    /// index is what could be read, which is safe for a backup (what it
+    /// does not know it stores again).
+    pub fn load_index_filtered(&self, mode: IndexMode, filter: &PackFilter) -> Result<Index> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut vanished = false;
+            let built = self.build_index_filtered(mode, filter, &mut |id, e| {
+                if is_vanished(&e) {
+                    vanished = true;
+                    return Ok(());
+                }
+                if e.is_retryable() || matches!(e, Error::Backend(_)) {
+                    return Err(e);
+                }
+                self.warn(format!("skipping index file index/{id}: {e}"));
+                Ok(())
+            });
+            match built {
+                Ok(index) if !vanished || attempt > VANISHED_RETRIES => return Ok(index),
+                Err(e) if !is_vanished(&e) || attempt > VANISHED_RETRIES => return Err(e),
+                _ => {}
             }
-            self.warn(format!("skipping index file index/{id}: {e}"));
-            Ok(())
-        })
+        }
     }
 
     /// Builds the index from every index file; each file that cannot be
     /// read or decoded goes to `bad`, which skips it (`Ok`) or stops.
     pub fn build_index(&self, mode: IndexMode, bad: &mut dyn FnMut(&Id, Error) -> Result<()>) -> Result<Index> {
+        self.build_index_filtered(mode, &PackFilter::default(), bad)
+    }
+
+    fn build_index_filtered(
+        &self,
+        mode: IndexMode,
+        filter: &PackFilter,
+        bad: &mut dyn FnMut(&Id, Error) -> Result<()>,
+    ) -> Result<Index> {
         let ids = self.list_ids("index")?;
         if let Some(c) = &self.cache {
             c.retain("index", &ids.iter().copied().collect());
         }
-        let mut b = IndexBuilder::new(mode);
+        let mut b = IndexBuilder::new(mode).exclude(filter.exclude.clone()).demote(filter.demote.clone());
         for id in ids {
             let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
                 IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
@@ -113,6 +148,20 @@ impl Repository {
     pub fn save_index_file(&self, f: &IndexFile) -> Result<Id> {
         self.save_object("index", &f.encode())
     }
+}
+
+/// How often a load of the index starts again when an index file vanished.
+pub const VANISHED_RETRIES: usize = 3;
+
+/// Packs an index leaves out, or locates last (see [`IndexBuilder`]).
+#[derive(Debug, Default, Clone)]
+pub struct PackFilter {
+    pub exclude: HashSet<Id>,
+    pub demote: HashSet<Id>,
+}
+
+fn is_vanished(e: &Error) -> bool {
+    matches!(e, Error::Backend(b) if b.is_not_found())
 }
 
 /// Receives a pack's id, its entries and the requests for it.

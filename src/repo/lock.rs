@@ -1,4 +1,4 @@
-//! Repository locks: shared for backups, exclusive for prune.
+//! Repository locks: shared for backups, exclusive among prunes.
 //!
 //! A lock is a small sealed object `locks/<random id>` naming its holder
 //! (host, pid, user), whether it is exclusive, and when it was last
@@ -8,6 +8,17 @@
 //! sides write before they look, two that race both see each other, so at
 //! worst both back off; never do both proceed ([`Claim`] exposes the steps,
 //! and the tests drive every interleaving of two takers).
+//!
+//! Backups, forgets and drills take shared locks under [`REPOSITORY_LOCKS`];
+//! no one takes an exclusive lock there any more (builds before two-phase
+//! prune did, for prune, and their exclusive locks are still honoured).
+//! Prunes exclude each other only, with an exclusive lock under
+//! [`PRUNE_LOCKS`] ([`acquire_prune`]): a prune never waits for a backup,
+//! nor a backup for a prune. What keeps a backup's data safe from a prune
+//! running beside it is the two-phase deletion of `crate::prune::gc`: a
+//! backup's lock names the marks it honours ([`LockInfo::marks`]), and a
+//! prune deletes the packs of a mark only when every live lock under
+//! [`REPOSITORY_LOCKS`] names it (a forget's and a prune's excepted).
 //!
 //! A lock is stale — and ignored — when it was not refreshed for
 //! [`STALE_AFTER`], when it was taken on this host by a process that no
@@ -46,8 +57,15 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// A live lock on another host that was not refreshed for this long looks
 /// stale: its holder missed a refresh.
 pub const LOOKS_STALE_AFTER: Duration = Duration::from_secs(2 * REFRESH_EVERY.as_secs());
-/// Where the repository's shared and exclusive locks live.
+/// Where the repository's shared locks (backups, forgets, drills, prunes)
+/// live, and the exclusive locks of prunes made before two-phase prune.
 pub const REPOSITORY_LOCKS: &str = "locks";
+/// Where prunes take their exclusive lock, which excludes other prunes only.
+pub const PRUNE_LOCKS: &str = "locks/prune";
+/// What a prune's locks say they are for.
+pub const PRUNE_PURPOSE: &str = "prune";
+/// What a forget's lock says it is for.
+pub const FORGET_PURPOSE: &str = "forget";
 /// Where the evidence append lock lives (`crate::evidence::LOCKS_DIR`):
 /// under `locks/`, the one prefix whose objects may be replaced and deleted.
 pub const EVIDENCE_LOCKS: &str = "locks/evidence";
@@ -55,7 +73,7 @@ pub const EVIDENCE_LOCKS: &str = "locks/evidence";
 /// still looked at, so that their leftovers are judged and removed.
 pub const LEGACY_EVIDENCE_LOCKS: &str = "evidence/locks";
 /// Every directory of locks in a repository (the evidence append lock's included).
-pub const LOCK_DIRS: [&str; 3] = [REPOSITORY_LOCKS, EVIDENCE_LOCKS, LEGACY_EVIDENCE_LOCKS];
+pub const LOCK_DIRS: [&str; 4] = [REPOSITORY_LOCKS, PRUNE_LOCKS, EVIDENCE_LOCKS, LEGACY_EVIDENCE_LOCKS];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -67,6 +85,11 @@ pub struct LockInfo {
     pub refreshed: DateTime<Utc>,
     /// What holds it: "backup", "prune"…
     pub purpose: String,
+    /// The prune marks its holder honours (`crate::repo::marks`): a
+    /// backup leaves their packs out of its index. `None` in the locks of
+    /// forgets, drills, prunes and of builds before two-phase prune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks: Option<Vec<Id>>,
 }
 
 /// Why a lock no longer counts.
@@ -292,6 +315,45 @@ pub fn acquire_in(repo: &Repository, dir: &str, exclusive: bool, purpose: &str) 
     claim.settle(verdict)
 }
 
+/// Takes a shared repository lock for a backup that honours `marks`,
+/// named in the lock ([`LockInfo::marks`]); waits like [`acquire`].
+pub fn acquire_honouring(repo: &Repository, purpose: &str, marks: Vec<Id>) -> Result<Lock> {
+    let attempt = || {
+        if repo.backend().is_read_only() {
+            return acquire_in(repo, REPOSITORY_LOCKS, false, purpose);
+        }
+        let claim = Claim::write_with(repo, REPOSITORY_LOCKS, false, purpose, Some(marks.clone()))?;
+        let verdict = claim.look();
+        claim.settle(verdict)
+    };
+    match repo.lock_wait() {
+        Some(w) => wait::acquire_waiting(w, &mut wait::SystemClock, attempt),
+        None => attempt(),
+    }
+}
+
+/// Takes a prune's locks: an exclusive one among prunes ([`PRUNE_LOCKS`]),
+/// and a shared one under [`REPOSITORY_LOCKS`], which keeps out the prunes
+/// of builds before two-phase prune (they take an exclusive lock there)
+/// and waits for one that holds it. Waits like [`acquire`].
+pub fn acquire_prune(repo: &Repository) -> Result<PruneLock> {
+    let attempt = || {
+        let among_prunes = acquire_in(repo, PRUNE_LOCKS, true, PRUNE_PURPOSE)?;
+        let shared = acquire_in(repo, REPOSITORY_LOCKS, false, PRUNE_PURPOSE)?;
+        Ok(PruneLock { _among_prunes: among_prunes, _shared: shared })
+    };
+    match repo.lock_wait() {
+        Some(w) => wait::acquire_waiting(w, &mut wait::SystemClock, attempt),
+        None => attempt(),
+    }
+}
+
+/// The two locks a prune holds ([`acquire_prune`]); dropping it releases both.
+pub struct PruneLock {
+    _among_prunes: Lock,
+    _shared: Lock,
+}
+
 /// A lock being taken, one step at a time: [`Claim::write`] stores it,
 /// [`Claim::look`] lists the others, [`Claim::settle`] keeps it or backs
 /// off. [`acquire_in`] runs the three in a row; tests interleave them.
@@ -309,6 +371,17 @@ pub struct Verdict(Result<Option<(LockInfo, String)>>);
 impl<'r> Claim<'r> {
     /// Step 1: writes the lock object.
     pub fn write(repo: &'r Repository, dir: &str, exclusive: bool, purpose: &str) -> Result<Claim<'r>> {
+        Claim::write_with(repo, dir, exclusive, purpose, None)
+    }
+
+    /// Step 1, for a holder that honours `marks` ([`LockInfo::marks`]).
+    pub fn write_with(
+        repo: &'r Repository,
+        dir: &str,
+        exclusive: bool,
+        purpose: &str,
+        marks: Option<Vec<Id>>,
+    ) -> Result<Claim<'r>> {
         let id = Id::random();
         let object = format!("{dir}/{id}");
         let now = Utc::now();
@@ -320,6 +393,7 @@ impl<'r> Claim<'r> {
             time: now,
             refreshed: now,
             purpose: purpose.to_string(),
+            marks,
         };
         write_lock(repo, &object, &info)?;
         Ok(Claim { repo, dir: dir.to_string(), id, object, info })

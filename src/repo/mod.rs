@@ -10,6 +10,7 @@
 //! - `evidence/…`: the signed evidence chain and its key (see [`crate::evidence`]);
 //! - `locks/…`: locks, the only objects ever replaced or removed outside
 //!   maintenance (see [`crate::backend::MUTABLE_PREFIX`]);
+//! - `marks/<id>`: the packs a prune found unused and deletes later (see [`marks`]);
 //! - `maintenance/…`: with Object Lock, the retention step's log and the
 //!   maintenance permission probe (see [`object_lock`], [`duties`]).
 //!
@@ -26,7 +27,9 @@ pub mod keyset;
 pub mod limits;
 pub mod litter;
 mod load_index;
+pub use load_index::PackFilter;
 pub mod lock;
+pub mod marks;
 pub mod object_lock;
 pub mod pack;
 pub mod snapshot;

@@ -257,13 +257,18 @@ fn write_index(
 
 /// Indexes packs that are stored but in no index file (left by an
 /// interrupted backup), so their blobs are reused instead of stored again.
-/// Packs whose header does not open are left alone and reported.
-pub fn adopt_unindexed_packs(repo: &Repository, index: &mut Index) -> Result<AdoptReport> {
+/// Packs whose header does not open are left alone and reported; packs in
+/// `marked` (of the prune marks the backup honours) are left alone too.
+pub fn adopt_unindexed_packs(
+    repo: &Repository,
+    index: &mut Index,
+    marked: &std::collections::HashSet<Id>,
+) -> Result<AdoptReport> {
     let mut report = AdoptReport::default();
     let mut adopted = Vec::new();
     for o in repo.backend().list("data/")? {
         let Some(id) = o.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) else { continue };
-        if index.has_pack(&id) {
+        if index.has_pack(&id) || marked.contains(&id) {
             continue;
         }
         match repo.read_pack_header(&id, o.size) {
@@ -272,6 +277,8 @@ pub fn adopt_unindexed_packs(repo: &Repository, index: &mut Index) -> Result<Ado
                 adopted.push((PackInfo { id, kind, size: o.size }, entries));
             }
             Ok(_) => report.unreadable.push((o.key.clone(), "empty pack".into())),
+            // A prune deleted it since the listing: nothing to adopt.
+            Err(Error::Backend(e)) if e.is_not_found() => {}
             Err(e) => report.unreadable.push((o.key.clone(), e.to_string())),
         }
     }

@@ -46,6 +46,11 @@ impl Env {
             // and so does the cache (the record of the key slot used last, say).
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
             .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
+            // Prunes delete what they mark at once when no running backup
+            // holds it (a second pass), instead of a day later: the hardest
+            // case for the two phases, and what lets a test see deletions.
+            // Tests of the margin itself remove this.
+            .env("CAIRN_PRUNE_SAFETY_MARGIN", "0s")
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND")
             .stdin(std::process::Stdio::null());
@@ -233,6 +238,48 @@ pub fn killed_at(mut command: Command, point: &str, nth: usize) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A pause at a failpoint (see `src/failpoint.rs`): a command armed with
+/// [`Pause::arm`] stops at the point until [`Pause::release`], so a test
+/// runs something else exactly there. Needs `--features failpoints`.
+pub struct Pause {
+    fifo: PathBuf,
+    writer: Option<std::fs::File>,
+}
+
+impl Pause {
+    /// A named pipe at `fifo` (in the test's directory).
+    pub fn new(fifo: PathBuf) -> Pause {
+        if !cfg!(feature = "failpoints") {
+            panic!("pauses at failpoints need `cargo test --features failpoints` (as scripts/test.sh does)");
+        }
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+        Pause { fifo, writer: None }
+    }
+
+    /// Makes `command` pause the first time it passes `point`.
+    pub fn arm(&self, command: &mut Command, point: &str) {
+        command.env("CAIRN_TEST_PAUSE_AT", point).env("CAIRN_TEST_PAUSE_FIFO", &self.fifo);
+    }
+
+    /// Waits until the command is paused at its point: it has the pipe
+    /// open for reading, so a non-blocking open for writing succeeds.
+    pub fn wait_paused(&mut self, limit: std::time::Duration) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fifo = self.fifo.clone();
+        let mut opened = None;
+        wait_until("the command to reach its pause", limit, || {
+            opened = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo).ok();
+            opened.is_some()
+        });
+        self.writer = opened;
+    }
+
+    /// Lets the paused command go on.
+    pub fn release(&mut self) {
+        assert!(self.writer.take().is_some(), "released a pause that was never reached");
+    }
 }
 
 /// Polls `cond` until it holds; fails the test once `limit` has passed.

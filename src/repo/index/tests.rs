@@ -28,7 +28,10 @@ impl Files {
     }
 
     fn build(&self, mode: IndexMode) -> (Index, usize) {
-        let mut b = IndexBuilder::new(mode);
+        self.build_with(IndexBuilder::new(mode))
+    }
+
+    fn build_with(&self, mut b: IndexBuilder) -> (Index, usize) {
         for (fid, f) in &self.0 {
             b.add_file(*fid, &f.encode()).unwrap();
         }
@@ -193,4 +196,25 @@ fn slots_by_pack_lists_each_pack_in_offset_order() {
         assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
         assert!(by.of(n).iter().all(|&p| ix.location(p as usize).pack == n));
     }
+}
+
+#[test]
+fn excluded_packs_are_left_out_and_a_demoted_pack_gives_up_every_blob_another_holds() {
+    let mut files = Files::default();
+    // Pack 1 holds blobs 0..10 and pack 2 blobs 5..15: 5..10 are in both.
+    files.add(file(vec![pack(1, BlobKind::Data, 0, 10)]));
+    files.add(file(vec![pack(2, BlobKind::Data, 5, 10)]));
+    let in_pack = |ix: &Index, blob: u64| ix.pack(ix.get(&id(blob)).unwrap().pack).id;
+    let (plain, _) = files.build(IndexMode::Locations);
+    assert_eq!(in_pack(&plain, 7), pack_id(1), "the first copy");
+    let demoted: HashSet<Id> = [pack_id(1)].into();
+    let (ix, _) = files.build_with(IndexBuilder::new(IndexMode::Locations).demote(demoted));
+    assert_eq!(ix.len(), 15);
+    assert!((5..15).all(|b| in_pack(&ix, b) == pack_id(2)), "the other copy");
+    assert!((0..5).all(|b| in_pack(&ix, b) == pack_id(1)), "what only the demoted pack holds stays there");
+    assert_eq!(ix.pack_contents(ix.pack_number(&pack_id(1)).unwrap()), (10, 1000), "it still holds ten");
+    let excluded: HashSet<Id> = [pack_id(2)].into();
+    let (m, _) = files.build_with(IndexBuilder::new(IndexMode::Membership).exclude(excluded));
+    assert!(!m.has_pack(&pack_id(2)));
+    assert!((0..10).all(|b| m.contains(&id(b))) && (10..15).all(|b| !m.contains(&id(b))));
 }

@@ -30,6 +30,7 @@ fn info(host: &str, pid: u32, exclusive: bool, refreshed_ago_min: i64) -> LockIn
         time: t,
         refreshed: t,
         purpose: if exclusive { "prune".into() } else { "backup".into() },
+        marks: None,
     }
 }
 
@@ -234,4 +235,25 @@ fn dead_pid() -> u32 {
     c.wait().unwrap();
     assert!(!process_alive(pid));
     pid
+}
+
+#[test]
+fn prunes_exclude_each_other_and_nothing_else_and_an_older_builds_prune_keeps_them_out() {
+    let (_d, r) = repo();
+    let prune = acquire_prune(&r).unwrap();
+    let Err(e) = acquire_prune(&r) else { panic!("two prunes at once") };
+    assert!(e.to_string().contains("prune of"), "{e}");
+    let marks = vec![Id::random()];
+    let backup = acquire_honouring(&r, "backup", marks.clone()).expect("a backup beside a prune");
+    let forget = acquire(&r, false, FORGET_PURPOSE).expect("a forget beside a prune");
+    let seen: Vec<LockInfo> = live_locks_in(&r, REPOSITORY_LOCKS, None).unwrap().into_iter().map(|l| l.1).collect();
+    assert!(seen.iter().any(|l| l.purpose == "backup" && l.marks.as_ref() == Some(&marks)), "{seen:?}");
+    drop((prune, backup, forget));
+    assert!(r.list_ids(PRUNE_LOCKS).unwrap().is_empty() && r.list_ids(REPOSITORY_LOCKS).unwrap().is_empty());
+    // An exclusive lock under `locks/`, as builds before two-phase prune take.
+    let older = acquire(&r, true, "prune").unwrap();
+    assert!(matches!(acquire_prune(&r), Err(Error::Locked { .. })));
+    assert!(matches!(acquire_honouring(&r, "backup", Vec::new()), Err(Error::Locked { .. })));
+    drop(older);
+    assert!(r.list_ids(PRUNE_LOCKS).unwrap().is_empty(), "the refused prune removed its lock");
 }
