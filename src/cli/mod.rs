@@ -18,6 +18,8 @@ mod daemon;
 mod drill;
 mod evidence;
 mod find;
+mod fleet;
+mod fleet_view;
 mod forget;
 mod inspect;
 mod key;
@@ -295,7 +297,12 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
     let g = &cli.global;
-    let reads_several = matches!(&cli.command, Command::Evidence(e) if e.reads_several());
+    let reads_several = match &cli.command {
+        Command::Evidence(e) => e.reads_several(),
+        Command::Report(a) => a.fleet.uses_evidence(),
+        Command::Status(a) => a.fleet.uses_evidence(),
+        _ => false,
+    };
     if !reads_several {
         one_repo(g)?;
     }
@@ -316,7 +323,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
-        Command::Status(a) => daemon::status(&a, p),
+        Command::Status(a) => daemon::status(g, &a, p),
         Command::RunNow(a) => daemon::run_now(&a, p),
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),
@@ -394,7 +401,8 @@ pub fn open_backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
 fn one_repo(g: &GlobalArgs) -> Result<()> {
     if g.repo.len() > 1 {
         return Err(Error::InvalidArgument(format!(
-            "{} repositories given: this command works on one (only `evidence verify` takes several)",
+            "{} repositories given: this command works on one (`evidence verify`, and `report` and `status` \
+             with --keys, take several)",
             g.repo.len()
         )));
     }
