@@ -51,7 +51,7 @@ fn section<'a>(html: &'a str, id: &str) -> &'a str {
 }
 
 /// The page of 50 hosts × 3 policies is at most this big.
-pub const FIFTY_HOSTS_MAX_BYTES: usize = 8 << 20;
+pub const FIFTY_HOSTS_MAX_BYTES: usize = 6 << 20;
 
 #[test]
 fn fifty_hosts_with_three_policies_each_make_one_readable_page_naming_the_silent_host() {
