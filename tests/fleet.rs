@@ -6,12 +6,14 @@
 //! nothing and is named; a host that stopped is named silent.
 
 mod common;
+mod garage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, Utc};
-use common::{Env, PASSWORD};
+use common::PASSWORD;
+use garage::Garage;
 use serde_json::Value;
 
 fn text(b: &[u8]) -> String {
@@ -19,35 +21,89 @@ fn text(b: &[u8]) -> String {
 }
 
 struct Fleet {
-    env: Env,
+    dir: tempfile::TempDir,
+    /// The repository's location: a directory, or an S3 URL on Garage.
+    repo: String,
     policies: PathBuf,
+    garage: Option<Garage>,
 }
 
 impl Fleet {
-    fn new() -> Fleet {
-        let env = Env::new();
-        let src = env.path("src");
+    /// A fleet whose repository is a local directory.
+    fn local() -> Fleet {
+        Fleet::new(None)
+    }
+
+    /// A fleet whose repository is on a Garage server.
+    fn on_garage() -> Fleet {
+        Fleet::new(Some(Garage::start()))
+    }
+
+    fn new(garage: Option<Garage>) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = match &garage {
+            Some(g) => g.url("fleet"),
+            None => dir.path().join("repo").display().to_string(),
+        };
+        let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("data"), common::random_bytes(30_000, 7)).unwrap();
-        let policies = env.path("policies");
+        let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
         std::fs::write(
             policies.join("web.toml"),
             format!(
-                "name = \"web\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_env = \
+                "name = \"web\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{repo}\"\npassword_env = \
                  \"CAIRN_TEST_PW\"\n[objectives]\nrpo = \"1d\"\nrto = \"1h\"\n",
                 src.display(),
-                env.repo.display()
             ),
         )
         .unwrap();
-        Fleet { env, policies }
+        let f = Fleet { dir, repo, policies, garage };
+        f.admin(&["init", "--kdf-memory-kib", "19456", "--chunk-sizes", "16384,65536,262144"]);
+        f
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// cairn, with the storage's credentials when it has any, and nothing else.
+    fn base(&self, cache: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        if let Some(g) = &self.garage {
+            g.apply_env(&mut c);
+        }
+        c.env_remove("CAIRN_REPO")
+            .env_remove("CAIRN_PASSWORD")
+            .env_remove("CAIRN_PASSWORD_FILE")
+            .env_remove("CAIRN_PASSWORD_COMMAND")
+            .env("CAIRN_CACHE_DIR", self.path(cache))
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// The administrator, who has the password.
+    fn admin(&self, args: &[&str]) -> String {
+        let out = self
+            .base("cache")
+            .env("CAIRN_REPO", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_STATE_DIR", self.path("state"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cairn {args:?} failed: {}", text(&out.stderr));
+        text(&out.stdout)
     }
 
     /// A command of host `name` (its own state directory and key).
     fn host(&self, name: &str) -> Command {
-        let mut c = self.env.command();
-        c.env("CAIRN_STATE_DIR", self.env.path(&format!("state-{name}"))).env("CAIRN_TEST_PW", PASSWORD);
+        let mut c = self.base(&format!("cache-{name}"));
+        c.env("CAIRN_REPO", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_STATE_DIR", self.path(&format!("state-{name}")))
+            .env("CAIRN_TEST_PW", PASSWORD);
         c
     }
 
@@ -73,19 +129,11 @@ impl Fleet {
     }
 
     /// The auditor: no password, no repository from the environment, an
-    /// empty state directory; only the repository's location and the keys.
+    /// empty state directory; only the repository's location (and the
+    /// storage's read credentials) and the keys.
     fn auditor(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.env_remove("CAIRN_REPO")
-            .env_remove("CAIRN_PASSWORD")
-            .env_remove("CAIRN_PASSWORD_FILE")
-            .env_remove("CAIRN_PASSWORD_COMMAND")
-            .env("CAIRN_STATE_DIR", self.env.path("auditor-state"))
-            .env("CAIRN_CACHE_DIR", self.env.path("auditor-cache"))
-            .arg("--repo")
-            .arg(&self.env.repo)
-            .args(args)
-            .stdin(std::process::Stdio::null());
+        let mut c = self.base("auditor-cache");
+        c.env("CAIRN_STATE_DIR", self.path("auditor-state")).arg("--repo").arg(&self.repo).args(args);
         c.output().unwrap()
     }
 }
@@ -96,7 +144,35 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 #[test]
 fn one_report_and_one_screen_for_every_host_from_evidence_alone() {
-    let f = Fleet::new();
+    let f = Fleet::local();
+    let page = every_host_from_evidence_alone(&f);
+    // As a browser lays it out: the hosts table, the evidence, every policy.
+    let work = f.path("chromium");
+    std::fs::create_dir_all(&work).unwrap();
+    let (dom, err) = common::chromium::run_chromium(&page, &work, &["--dump-dom"]);
+    assert!(dom.contains("</html>"), "chromium printed no DOM: {err}");
+    let hosts = &dom[dom.find("<section id=\"hosts\">").unwrap()..];
+    let hosts = &hosts[..hosts.find("</section>").unwrap()];
+    assert_eq!(hosts.matches("<tr class=").count(), 3, "one row per host: {hosts}");
+    for id in ["evidence", "not-counted", "policy-alpha/web", "policy-beta/web", "policy-gamma/web"] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "no #{id} in the rendered DOM");
+    }
+    let shot = f.path("fleet.png");
+    let size = ["--window-size=1280,2400", &format!("--screenshot={}", shot.display())];
+    common::chromium::run_chromium(&page, &work, &size);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1280, "width");
+}
+
+#[test]
+fn one_report_and_one_screen_for_every_host_on_garage() {
+    every_host_from_evidence_alone(&Fleet::on_garage());
+}
+
+/// Three trusted hosts and one untrusted back up into one repository; the
+/// auditor's report and screen name every trusted host, the silent one,
+/// and the untrusted key. Returns the HTML report.
+fn every_host_from_evidence_alone(f: &Fleet) -> PathBuf {
     let mut keys = String::new();
     for h in ["alpha", "beta", "gamma"] {
         keys.push_str(&f.enroll(h));
@@ -104,10 +180,10 @@ fn one_report_and_one_screen_for_every_host_from_evidence_alone() {
     }
     // mallory has the password and enrolls a key, which the auditor never pins.
     f.enroll("mallory");
-    let legacy = f.env.ok(&["evidence", "pubkey"]).trim().to_string();
-    let reader = f.env.ok(&["evidence", "reader-key"]).trim().to_string();
+    let legacy = f.admin(&["evidence", "pubkey"]).trim().to_string();
+    let reader = f.admin(&["evidence", "reader-key"]).trim().to_string();
     keys.push_str(&format!("@legacy {legacy} revoked-after=0\n@reader {reader}\n"));
-    let keys_file = f.env.path("auditor-keys");
+    let keys_file = f.path("auditor-keys");
     std::fs::write(&keys_file, &keys).unwrap();
 
     // gamma backs up once and then stops; the others carry on after it.
@@ -143,32 +219,12 @@ fn one_report_and_one_screen_for_every_host_from_evidence_alone() {
     assert!(untrusted[0]["detail"].as_str().unwrap().contains("not among the trusted keys"));
     assert_eq!(r["status"], "red", "a silent host leaves the fleet not covered");
 
-    let page = f.env.path("fleet.html");
+    let page = f.path("fleet.html");
     let out = f.auditor(&[&["report", "--out", page.to_str().unwrap()][..], &view].concat());
     assert!(out.status.success(), "report --out: {}", text(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<section id=\"hosts\">") && html.contains("<section id=\"evidence\">"));
     assert!(html.contains("id=\"policy-alpha/web\"") && html.contains("<span class=\"tag\">silent</span>"));
-    // As a browser lays it out: the hosts table, the evidence, every policy.
-    let work = f.env.path("chromium");
-    std::fs::create_dir_all(&work).unwrap();
-    let (dom, err) = common::chromium::run_chromium(&page, &work, &["--dump-dom"]);
-    assert!(dom.contains("</html>"), "chromium printed no DOM: {err}");
-    let hosts = &dom[dom.find("<section id=\"hosts\">").unwrap()..];
-    let hosts = &hosts[..hosts.find("</section>").unwrap()];
-    assert_eq!(hosts.matches("<tr class=").count(), 3, "one row per host: {hosts}");
-    for id in ["evidence", "not-counted", "policy-alpha/web", "policy-beta/web", "policy-gamma/web"] {
-        assert!(dom.contains(&format!("id=\"{id}\"")), "no #{id} in the rendered DOM");
-    }
-    let shot = f.env.path("fleet.png");
-    common::chromium::run_chromium(
-        &page,
-        &work,
-        &["--window-size=1280,2400", &format!("--screenshot={}", shot.display())],
-    );
-    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1280, "width");
-
     let out = f.auditor(&[&["status", "--json"][..], &view].concat());
     assert!(out.status.success(), "status: {}", text(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -184,23 +240,24 @@ fn one_report_and_one_screen_for_every_host_from_evidence_alone() {
     for want in ["alpha", "beta", "SILENT", "Silent (no record that counts for 1h):", "Not counted:", "untrusted"] {
         assert!(screen.contains(want), "{want:?} is not on the screen:\n{screen}");
     }
-    assert!(!Path::new(&f.env.path("auditor-state").join("state.db")).exists(), "no state database was made");
+    assert!(!Path::new(&f.path("auditor-state").join("state.db")).exists(), "no state database was made");
+    page
 }
 
 #[test]
 fn a_view_from_evidence_needs_the_read_key_and_names_a_repository_it_cannot_read() {
-    let f = Fleet::new();
+    let f = Fleet::local();
     let line = f.enroll("alpha");
     f.backup("alpha");
-    let keys_file = f.env.path("keys");
+    let keys_file = f.path("keys");
     std::fs::write(&keys_file, format!("{line}\n")).unwrap();
     let out = f.auditor(&["status", "--keys", keys_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--reader-key"), "{}", text(&out.stderr));
 
-    let reader = f.env.ok(&["evidence", "reader-key"]).trim().to_string();
+    let reader = f.admin(&["evidence", "reader-key"]).trim().to_string();
     std::fs::write(&keys_file, format!("{line}\n@reader {reader}\n")).unwrap();
-    let missing = f.env.path("no-such-repo");
+    let missing = f.path("no-such-repo");
     let out =
         f.auditor(&["--repo", missing.to_str().unwrap(), "status", "--json", "--keys", keys_file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -220,11 +277,11 @@ fn a_view_from_evidence_needs_the_read_key_and_names_a_repository_it_cannot_read
 #[test]
 fn a_report_from_the_state_marks_the_rows_no_verified_record_backs() {
     use cairn::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
-    let f = Fleet::new();
+    let f = Fleet::local();
     f.enroll("alpha");
     f.backup("alpha");
     // Whoever can write alpha's state database adds a backup that never happened.
-    let state = State::open(&f.env.path("state-alpha")).unwrap();
+    let state = State::open(&f.path("state-alpha")).unwrap();
     let started_at = Utc::now() - chrono::Duration::hours(1);
     let new = NewRun {
         policy: "web".into(),
@@ -244,7 +301,7 @@ fn a_report_from_the_state_marks_the_rows_no_verified_record_backs() {
     state.finish_run(id, &finish).unwrap();
     drop(state);
     // A second policy whose repository is not there.
-    let gone = f.env.path("gone-repo");
+    let gone = f.path("gone-repo");
     std::fs::write(
         f.policies.join("gone.toml"),
         format!("name = \"gone\"\n[source]\npaths = [\"/srv\"]\n[repository]\nurl = \"{}\"\npassword_env = \"CAIRN_TEST_PW\"\n", gone.display()),
