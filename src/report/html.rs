@@ -299,7 +299,8 @@ fn hosts(w: &mut String, r: &Report) {
     let _ = write!(
         w,
         "<section id=\"hosts\"><h2>Hosts</h2><p class=\"lead\">Every host with a record that counts under the \
-         trusted keys. A host is silent when it has no such record in the {} before the end of the period.</p>",
+         trusted keys, the worst first. A host is silent when it has no such record in the {} before the end of \
+         the period.</p>",
         r.evidence.as_ref().map(|e| human_duration(e.silent_after_s)).unwrap_or_default()
     );
     let mut t = Table::new(
@@ -317,7 +318,10 @@ fn hosts(w: &mut String, r: &Report) {
         ],
     );
     let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(when).unwrap_or_else(|| "—".into());
-    for h in &r.hosts {
+    // The worst news first, as on the handover screen.
+    let mut rows: Vec<&HostRow> = r.hosts.iter().collect();
+    rows.sort_by(|a, b| (std::cmp::Reverse(a.status), &a.host).cmp(&(std::cmp::Reverse(b.status), &b.host)));
+    for h in rows {
         let last = if h.silent {
             format!("{} <span class=\"tag\">silent</span>", opt(h.last_record))
         } else {
