@@ -285,9 +285,11 @@ fn a_compromised_backup_host_cannot_destroy_or_alter_backups_and_the_past_brings
     let snaps = snapshots(&e.ok(&backup, &["snapshots", "--json"]));
     assert_eq!(snaps.len(), 3);
 
-    // Every object but the locks is locked for the window and more.
+    // Every object but the locks is locked for the window and more: the
+    // evidence heads too, which the backup host cannot take back.
     let admin = e.s3(&e.admin);
     let keys = e.keys();
+    assert!(keys.iter().any(|k| k.starts_with("evidence/heads/")), "the appends wrote heads: {keys:?}");
     let month = Utc::now() + chrono::Duration::days(30);
     for k in &keys {
         let h = admin.run(admin.client.head_object().bucket(&e.bucket).key(e.full(k)).send()).unwrap();
@@ -304,8 +306,15 @@ fn a_compromised_backup_host_cannot_destroy_or_alter_backups_and_the_past_brings
     e.refused(&backup, &["key", "remove", &other_slot[..8]], "s3:DeleteObject on s3://cairn-immutable/host1/keys/*");
     e.refused(&backup, &["retention", "extend"], "s3:PutObject on s3://cairn-immutable/host1/maintenance/*");
     let pick = |dir: &str| keys.iter().find(|k| k.starts_with(dir)).unwrap_or_else(|| panic!("no {dir}")).clone();
-    let targets =
-        [pick("data/"), pick("snapshots/"), pick("index/"), pick("keys/"), pick("evidence/records/"), "config".into()];
+    let targets = [
+        pick("data/"),
+        pick("snapshots/"),
+        pick("index/"),
+        pick("keys/"),
+        pick("evidence/records/"),
+        pick("evidence/heads/"),
+        "config".into(),
+    ];
     let attacker = e.s3(&backup);
     let version_of =
         |k: &str| history.iter().find(|(key, _, m, latest)| key == &e.full(k) && !m && *latest).unwrap().1.clone();

@@ -101,19 +101,42 @@ pub struct StatusArgs {
     pub policies: PoliciesDir,
     #[command(flatten)]
     pub state: StateDir,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
+    /// Show the status as if it were this instant (RFC 3339)
+    #[arg(long, value_name = "RFC3339", hide = true)]
+    pub now: Option<chrono::DateTime<Utc>>,
 }
 
-pub fn status(a: &StatusArgs, p: &Printer) -> Result<i32> {
+pub fn status(g: &GlobalArgs, a: &StatusArgs, p: &Printer) -> Result<i32> {
+    if a.fleet.uses_evidence() {
+        return fleet_status(g, a, p);
+    }
     let dir = a.state.resolve();
     let state = State::open_existing(&dir)?;
     let (policies, diags) =
         if a.policies.dir.is_dir() { policy::load_dir(&a.policies.dir) } else { (Vec::new(), Vec::new()) };
-    let report = status::build(state.as_ref(), &dir, &policies, diags, Utc::now())?;
+    let report = status::build(state.as_ref(), &dir, &policies, diags, a.now.unwrap_or_else(Utc::now))?;
     if p.json {
         p.json(&report);
     } else {
         let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
         p.data(super::status_view::render(&report, color, state.is_none()));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `cairn status --repo … --keys FILE`: every host of those repositories,
+/// from their verified evidence alone.
+fn fleet_status(g: &GlobalArgs, a: &StatusArgs, p: &Printer) -> Result<i32> {
+    let now = a.now.unwrap_or_else(Utc::now);
+    let fleet = super::fleet::read(g, &a.fleet, now)?;
+    let screen = status::fleet::build(&fleet, now, a.fleet.silent_after());
+    if p.json {
+        p.json(&screen);
+    } else {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+        p.data(super::fleet_view::render(&screen, color));
     }
     Ok(EXIT_OK)
 }

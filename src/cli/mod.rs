@@ -22,6 +22,8 @@ mod daemon;
 mod drill;
 mod evidence;
 mod find;
+mod fleet;
+mod fleet_view;
 mod forget;
 mod inspect;
 mod key;
@@ -318,7 +320,12 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli, p: &Printer) -> Result<i32> {
     let g = &cli.global;
-    let reads_several = matches!(&cli.command, Command::Evidence(e) if e.reads_several());
+    let reads_several = match &cli.command {
+        Command::Evidence(e) => e.reads_several(),
+        Command::Report(a) => a.fleet.uses_evidence(),
+        Command::Status(a) => a.fleet.uses_evidence(),
+        _ => false,
+    };
     if !reads_several {
         one_repo(g)?;
     }
@@ -339,7 +346,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Unlock(a) => unlock::run(g, &a, p),
         Command::Policy(a) => policy::run(g, &a, p),
         Command::Daemon(a) => daemon::run(g, &a),
-        Command::Status(a) => daemon::status(&a, p),
+        Command::Status(a) => daemon::status(g, &a, p),
         Command::RunNow(a) => daemon::run_now(&a, p),
         Command::Evidence(a) => evidence::run(g, &a, p),
         Command::Report(a) => report::run(g, &a, p),

@@ -1,6 +1,7 @@
-//! `cairn report`: the compliance report for a period. The figures come
-//! from `crate::report`; this file parses the flags, picks the form and
-//! writes it to stdout or `--out`.
+//! `cairn report`: the compliance report for a period, from this host's
+//! state database, or (`--repo … --keys FILE`) from the verified evidence
+//! of repositories alone. The figures come from `crate::report`; this file
+//! parses the flags, picks the form and writes it to stdout or `--out`.
 
 use std::path::{Path, PathBuf};
 
@@ -35,16 +36,36 @@ pub struct ReportArgs {
     /// Generate the report as if it were this instant (RFC 3339)
     #[arg(long, value_name = "RFC3339", hide = true)]
     pub now: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
+    /// Check the state's rows against each policy's repository's evidence (opens the repositories)
+    #[arg(long, conflicts_with = "keys")]
+    pub check_evidence: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     let format = choose_format(a.format.as_deref(), a.out.as_deref(), g.json)?;
     let now = a.now.unwrap_or_else(Utc::now);
     let period = Period::from_flags(a.since.as_deref(), a.until.as_deref(), now)?;
-    let state_dir = crate::state::resolve_dir(a.state.as_deref());
     let host = crate::host::hostname();
-    let input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
-    let built = report::build(&input);
+    let built = if a.fleet.uses_evidence() {
+        // From the verified evidence alone: no state database, no policy files.
+        let fleet = super::fleet::read(g, &a.fleet, now)?;
+        report::build_fleet(&report::FleetInput {
+            period,
+            now,
+            generated_on: host,
+            fleet,
+            silent_after: a.fleet.silent_after(),
+        })
+    } else {
+        let state_dir = crate::state::resolve_dir(a.state.as_deref());
+        let mut input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
+        if a.check_evidence {
+            input.evidence = Some(check_evidence(g, &input.policies, now));
+        }
+        report::build(&input)
+    };
     let text = report::render(&built, format);
     match &a.out {
         None => {
@@ -54,8 +75,9 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
         }
         Some(path) => {
             crate::page::write_user_file(path, text.as_bytes())?;
+            let hosts = if built.hosts.is_empty() { String::new() } else { format!("{} host(s), ", built.hosts.len()) };
             p.info(format!(
-                "wrote the compliance report ({} polic{}, overall {}) to {}",
+                "wrote the compliance report ({hosts}{} polic{}, overall {}) to {}",
                 built.policies.len(),
                 if built.policies.len() == 1 { "y" } else { "ies" },
                 built.status.as_str(),
@@ -64,6 +86,27 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// What each policy's repository's evidence backs; a repository that
+/// cannot be opened or read leaves its policy's rows unchecked, with why.
+fn check_evidence(
+    g: &GlobalArgs,
+    policies: &[crate::policy::Policy],
+    now: DateTime<Utc>,
+) -> std::collections::BTreeMap<String, report::RowEvidence> {
+    let opts = super::repo_options(g);
+    policies
+        .iter()
+        .map(|pol| {
+            let read = opts.open_policy(pol).and_then(|repo| crate::evidence::check::backing(&repo, now));
+            let e = match read {
+                Ok((snapshots, drills)) => report::RowEvidence::Read { snapshots, drills },
+                Err(e) => report::RowEvidence::Unread(e.to_string()),
+            };
+            (pol.name.clone(), e)
+        })
+        .collect()
 }
 
 /// `--format`, else `--out`'s extension, else JSON with `--json`, else Markdown.

@@ -9,7 +9,7 @@ use crate::status::{DrillState, PolicyStatus, RpoState, StatusReport};
 use super::output::human_bytes;
 
 #[derive(Clone, Copy)]
-enum Tone {
+pub(super) enum Tone {
     Good,
     Info,
     Warn,
@@ -17,9 +17,9 @@ enum Tone {
     Plain,
 }
 
-struct Cell(String, Tone);
+pub(super) struct Cell(pub String, pub Tone);
 
-fn paint(text: &str, tone: Tone, color: bool) -> String {
+pub(super) fn paint(text: &str, tone: Tone, color: bool) -> String {
     let code = match tone {
         Tone::Good => "32",
         Tone::Info => "36",
@@ -47,7 +47,7 @@ pub fn short_duration(secs: f64) -> String {
     }
 }
 
-fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ago", short_duration((now - t).num_seconds() as f64))
 }
 
@@ -137,6 +137,29 @@ fn progress_text(r: &RunRow) -> String {
     }
 }
 
+/// Lays `rows` out in columns under `header`; returns the column widths.
+pub(super) fn table(out: &mut String, header: &[&str], rows: &[Vec<Cell>], color: bool) -> Vec<usize> {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|c| c[i].0.chars().count()).chain([header[i].len()]).max().unwrap_or(0))
+        .collect();
+    let head: Vec<String> = header.iter().zip(&widths).map(|(h, w)| format!("{h:<w$}")).collect();
+    out.push_str(&paint(head.join("  ").trim_end(), Tone::Plain, color));
+    out.push('\n');
+    for cells in rows {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let pad = w.saturating_sub(c.0.chars().count());
+                format!("{}{}", paint(&c.0, c.1, color), " ".repeat(pad))
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    widths
+}
+
 /// The whole screen. `no_state`: nothing was ever recorded.
 pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
     let now = r.generated_at;
@@ -162,25 +185,8 @@ pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
     let header = ["POLICY", "HEALTH", "LAST SUCCESS", "LAST FAILURE", "NEXT RUN", "RPO (age/objective)", "DRILL"];
     let daemon_up = r.daemon.as_ref().is_some_and(|d| d.alive);
     let rows: Vec<Vec<Cell>> = r.policies.iter().map(|p| row(p, now, daemon_up)).collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|c| c[i].0.chars().count()).chain([header[i].len()]).max().unwrap_or(0))
-        .collect();
     out.push('\n');
-    let head: Vec<String> = header.iter().zip(&widths).map(|(h, w)| format!("{h:<w$}")).collect();
-    out.push_str(&paint(head.join("  ").trim_end(), Tone::Plain, color));
-    out.push('\n');
-    for cells in &rows {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| {
-                let pad = w.saturating_sub(c.0.chars().count());
-                format!("{}{}", paint(&c.0, c.1, color), " ".repeat(pad))
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let widths = table(&mut out, &header, &rows, color);
     let running: Vec<&RunRow> = r.policies.iter().flat_map(|p| &p.running).collect();
     if !running.is_empty() {
         out.push_str("\nRunning now:\n");

@@ -213,7 +213,7 @@ pub enum Error {
     AsOfNeedsVersions { url: String },
 
     /// Several `--repo` for a command that works on one.
-    #[error("{count} repositories given: this command works on one (only `evidence verify` takes several)")]
+    #[error("{count} repositories given: this command works on one (`evidence verify`, and `report` and `status` with --keys, take several)")]
     SeveralRepositories { count: usize },
 
     // ---- Passwords and key slots ----
@@ -357,7 +357,8 @@ pub enum Error {
     #[error("keys file {file}, line {line}: {detail}")]
     BadKeysFile { file: String, line: usize, detail: String },
 
-    /// `evidence verify` without what it needs to trust or read.
+    /// `evidence verify`, or a report or status from evidence, without
+    /// what it needs to trust or read.
     #[error("{0}")]
     VerifyNeeds(String),
 

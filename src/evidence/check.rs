@@ -299,3 +299,27 @@ pub fn verify_repository(
     let loaded = load_repository(backend, &openers, None, backend.concurrency().max(8))?;
     Ok(verify_loaded(&loaded, trust, now))
 }
+
+/// What the verified evidence of `repo` backs, read with the password as
+/// `cairn check` reads it (the keys the repository enrolled, and its legacy
+/// key): the snapshots that backup records name, and the drill ids of drill
+/// records, that count.
+pub fn backing(
+    repo: &Repository,
+    now: DateTime<Utc>,
+) -> Result<(std::collections::BTreeSet<String>, std::collections::BTreeSet<String>)> {
+    let rk = read_key(repo);
+    let loaded = load_repository(repo.backend().as_ref(), &[&rk, repo.key()], Some(1), repo.backend().concurrency())?;
+    let legacy = key::load(repo)?.map(|k| k.verifying_key());
+    let report = verify_loaded(&loaded, &enrolled_trust(&loaded, legacy), now);
+    let (mut snapshots, mut drills) = (BTreeSet::new(), BTreeSet::new());
+    for r in report.records.iter().filter(|r| r.counts()) {
+        let field = |f: &str| r.payload.get(f).and_then(Value::as_str).map(str::to_string);
+        match r.kind.as_str() {
+            "backup" => snapshots.extend(field("snapshot")),
+            "drill" => drills.extend(field("drill_id")),
+            _ => {}
+        }
+    }
+    Ok((snapshots, drills))
+}

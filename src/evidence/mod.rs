@@ -46,6 +46,7 @@ pub mod append;
 pub mod canonical;
 pub mod check;
 mod export;
+pub mod fleet;
 pub mod key;
 pub mod objects;
 pub mod payload;
@@ -168,5 +169,7 @@ pub fn public_key_text(repo: &Repository) -> Result<String> {
 
 pub use export::export;
 
+#[cfg(test)]
+pub(crate) mod synthetic;
 #[cfg(test)]
 mod tests;

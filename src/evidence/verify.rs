@@ -120,12 +120,12 @@ pub fn verify_loaded(l: &Loaded, trust: &Trust, now: DateTime<Utc>) -> VerifyRep
                 detail: format!(
                     "{} record(s) signed by key {chain}{}, which is not among the trusted keys: none of them counts",
                     items.len(),
-                    claimed.map(|h| format!(" (enrolled for host {h})")).unwrap_or_default()
+                    claimed.as_ref().map(|h| format!(" (enrolled for host {h})")).unwrap_or_default()
                 ),
             });
             r.chains.push(ChainSummary {
                 signer: chain.to_string(),
-                host: None,
+                host: claimed,
                 legacy: *chain == LEGACY_KEY_ID,
                 trusted: false,
                 records: items.len(),

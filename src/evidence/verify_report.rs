@@ -122,6 +122,8 @@ pub struct Head {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainSummary {
     pub signer: String,
+    /// Its host: pinned, or as enrolled; for a chain that is not trusted,
+    /// the host its record 0 claims (which nothing proves).
     pub host: Option<String>,
     pub legacy: bool,
     pub trusted: bool,

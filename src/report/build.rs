@@ -44,11 +44,7 @@ pub fn build(input: &Input) -> Report {
             input.state_dir
         ));
     }
-    if input.now <= period.since {
-        notices.push("The period starts after the report was generated: there is nothing to evaluate yet.".into());
-    } else if input.now < period.until {
-        notices.push(format!("The period ends after the report was generated: figures cover up to {}.", when(end)));
-    }
+    notices.extend(period_notices(period, input.now, end));
     for p in &input.policy_problems {
         notices.push(format!("Policy directory: {p}"));
     }
@@ -67,8 +63,38 @@ pub fn build(input: &Input) -> Report {
     }
     let policies: Vec<PolicyReport> = names
         .into_iter()
-        .map(|n| policy_report(n, input.policies.iter().find(|p| p.name == n), rows, period.since, end))
+        .map(|n| {
+            // From the state: policy files were read, whether or not the
+            // rows were checked against the evidence.
+            let evidence = Some(input.evidence.as_ref().and_then(|e| e.get(n)));
+            policy_report(n, input.policies.iter().find(|p| p.name == n), rows, period.since, end, evidence)
+        })
         .collect();
+    if input.evidence.is_none() && input.state.is_some() {
+        notices.push(
+            "The rows of the state database were not checked against the repositories' evidence (`--check-evidence` \
+             does): whoever can write the state database can change them. `cairn report --repo … --keys FILE` \
+             reports from verified evidence alone."
+                .into(),
+        );
+    }
+    assemble(input, end, notices, policies)
+}
+
+/// The period notices of a report generated at `now`, evaluated up to `end`.
+pub(super) fn period_notices(period: Period, now: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+    let mut notices = Vec::new();
+    if now <= period.since {
+        notices.push("The period starts after the report was generated: there is nothing to evaluate yet.".into());
+    } else if now < period.until {
+        notices.push(format!("The period ends after the report was generated: figures cover up to {}.", when(end)));
+    }
+    notices
+}
+
+/// The report of `policies`: totals, overall status and controls.
+pub(super) fn assemble(input: &Input, end: DateTime<Utc>, notices: Vec<String>, policies: Vec<PolicyReport>) -> Report {
+    let period = input.period;
     let mut summary = Summary { policies: policies.len(), ..Default::default() };
     for p in &policies {
         match p.status {
@@ -97,16 +123,25 @@ pub fn build(input: &Input) -> Report {
         summary,
         controls: controls::map(&policies),
         policies,
+        source: ReportSource::State,
+        hosts: Vec::new(),
+        evidence: None,
     }
 }
 
-fn policy_report(
+/// One policy's figures. `evidence`: `None` for a report from evidence
+/// alone (no policy files: a policy is judged on what its records carry,
+/// and is never "removed"); else what its repository's evidence backs, if
+/// it was checked.
+pub(super) fn policy_report(
     name: &str,
     policy: Option<&Policy>,
     rows: &StateRows,
     since: DateTime<Utc>,
     end: DateTime<Utc>,
+    evidence: Option<Option<&RowEvidence>>,
 ) -> PolicyReport {
+    let policy_files = evidence.is_some();
     let runs: Vec<&RunRow> =
         rows.runs.iter().filter(|r| r.policy == name && r.kind == JobKind::Backup && r.started_at < end).collect();
     let all_drills: Vec<&DrillRow> = rows.drills.iter().filter(|d| d.policy == name && d.started_at < end).collect();
@@ -122,16 +157,21 @@ fn policy_report(
     let since = tracked_since.unwrap_or(since);
     let backups = backups(policy, &runs, since, end);
     let rpo = rpo(&runs, rows.recovery_points.get(name), objectives.rpo_s, since, end, tracked_since);
-    let drills = drills(policy, &all_drills, objectives.rto_s, since);
+    let mut drills = drills(policy, &all_drills, objectives.rto_s, since);
+    let (rows_evidence, mut evidence_findings) =
+        super::verified::mark(evidence.flatten(), &runs, since, &mut drills, rows.evidence_checks.get(name));
     let verification = Verification {
         never_drilled: all_drills.is_empty(),
         last_drill: all_drills.iter().map(|d| d.started_at).max(),
         last_passed: all_drills.iter().filter(|d| d.passed()).map(|d| d.started_at).max(),
         needs_verification: rows.content_changed.get(name).copied(),
     };
-    let mut findings = super::findings::assess(policy, &objectives, &backups, &rpo, &drills, &verification);
+    let mut findings =
+        super::findings::assess(policy, policy_files, &objectives, &backups, &rpo, &drills, &verification);
+    findings.append(&mut evidence_findings);
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     PolicyReport {
+        host: None,
         name: name.to_string(),
         description: policy.map(|p| p.description.clone()).unwrap_or_default(),
         in_policy_dir: policy.is_some(),
@@ -143,6 +183,8 @@ fn policy_report(
         rpo,
         drills,
         verification,
+        evidence: rows_evidence,
+        flagged_snapshots: rows.evidence_checks.get(name).map(|e| e.flagged.clone()).unwrap_or_default(),
     }
 }
 
@@ -337,6 +379,7 @@ fn drills(policy: Option<&Policy>, all: &[&DrillRow], rto_objective_s: Option<f6
                 files_checked: d.files_checked,
                 mismatches: d.mismatches,
                 evidence_hash: d.evidence_hash.clone(),
+                verified: None,
             })
             .collect(),
     }

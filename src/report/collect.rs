@@ -41,7 +41,11 @@ pub fn collect(
                     rows.recovery_points.insert(name.clone(), rp);
                 }
                 if let Some(changed) = s.content_changed_since_drill(&name)? {
-                    rows.content_changed.insert(name, changed);
+                    rows.content_changed.insert(name.clone(), changed);
+                }
+                let key = format!("{}{name}", crate::status::EVIDENCE_KEY_PREFIX);
+                if let Some(check) = s.daemon_value(&key)?.and_then(|v| serde_json::from_str(&v).ok()) {
+                    rows.evidence_checks.insert(name, check);
                 }
             }
             Some(rows)
@@ -56,5 +60,6 @@ pub fn collect(
         policies,
         policy_problems,
         state,
+        evidence: None,
     })
 }

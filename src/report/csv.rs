@@ -44,6 +44,7 @@ pub const COLUMNS: &[&str] = &[
     "last_passed_drill",
     "needs_verification",
     "findings",
+    "host",
 ];
 
 /// The report as CSV: a header and one row per policy.
@@ -102,6 +103,7 @@ fn row(report: &Report, p: &PolicyReport) -> Vec<String> {
             .map(|f| format!("{}: {}", f.severity.as_str(), f.message))
             .collect::<Vec<_>>()
             .join("; "),
+        p.host.clone().unwrap_or_default(),
     ]
 }
 

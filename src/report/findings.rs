@@ -20,6 +20,7 @@ fn f(severity: Status, area: &'static str, message: String) -> Finding {
 
 pub(super) fn assess(
     policy: Option<&Policy>,
+    policy_files: bool,
     o: &ObjectivesOut,
     b: &Backups,
     r: &Rpo,
@@ -27,7 +28,9 @@ pub(super) fn assess(
     v: &Verification,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let in_dir = policy.is_some();
+    // Without policy files (a report from evidence alone), a policy is
+    // judged on its records, and is not "removed".
+    let in_dir = policy.is_some() || !policy_files;
     if !in_dir {
         out.push(f(
             Status::Amber,
@@ -37,7 +40,7 @@ pub(super) fn assess(
                 .into(),
         ));
     }
-    backups(&mut out, in_dir, b);
+    backups(&mut out, policy.is_some(), in_dir, b);
     rpo(&mut out, o, r);
     drills(&mut out, policy, o, d, v);
     if !in_dir {
@@ -49,7 +52,7 @@ pub(super) fn assess(
     out
 }
 
-fn backups(out: &mut Vec<Finding>, in_dir: bool, b: &Backups) {
+fn backups(out: &mut Vec<Finding>, has_file: bool, in_dir: bool, b: &Backups) {
     let failures = plural(b.failed, "backup run", "backup runs");
     match (b.scheduled, b.slots_covered) {
         (Some(n), Some(0)) if n > 0 => {
@@ -70,10 +73,15 @@ fn backups(out: &mut Vec<Finding>, in_dir: bool, b: &Backups) {
         (None, _) if b.failed > 0 => {
             out.push(f(Status::Amber, "backup", format!("{failures} failed")));
         }
-        (None, _) if in_dir => out.push(f(
+        (None, _) if has_file => out.push(f(
             Status::Green,
             "backup",
             "no backup schedule: backups run only on demand (`cairn backup --policy`)".into(),
+        )),
+        (None, _) if in_dir => out.push(f(
+            Status::Green,
+            "backup",
+            "schedule unknown (no policy file was given): scheduled slots are not counted".into(),
         )),
         _ => {}
     }

@@ -34,11 +34,18 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(w, "</section>");
     }
+    hosts(w, r);
     summary(w, r);
     controls(w, r);
     coverage(w, r);
+    if let Some(e) = &r.evidence {
+        super::html_evidence::evidence(w, e);
+    }
+    // A fleet's green policies fold away (their figures are in the summary
+    // table): the page stays readable at fifty hosts.
+    let fold = !r.hosts.is_empty();
     for p in &r.policies {
-        policy(w, p, &r.period);
+        policy(w, p, &r.period, r.source, fold);
     }
     let _ = writeln!(
         w,
@@ -73,10 +80,25 @@ fn header(w: &mut String, r: &Report, period: &str) {
         item("Evaluated up to", when(r.period.evaluated_until));
     }
     item("Generated at", when(r.generated_at));
-    item("Host", esc(&r.host));
+    item(if r.source == ReportSource::Evidence { "Generated on" } else { "Host" }, esc(&r.host));
     item("cairn version", esc(&r.cairn_version));
-    item("State directory", format!("<code>{}</code>", esc(&r.state_dir)));
-    item("Policy directory", format!("<code>{}</code>", esc(&r.policies_dir)));
+    match (&r.source, &r.evidence) {
+        (ReportSource::Evidence, Some(e)) => {
+            item(
+                "Source",
+                format!(
+                    "verified evidence of {} repositor{}, under the keys file's trusted keys (no state database)",
+                    e.repositories.len(),
+                    if e.repositories.len() == 1 { "y" } else { "ies" }
+                ),
+            );
+            item("Hosts", r.hosts.len().to_string());
+        }
+        _ => {
+            item("State directory", format!("<code>{}</code>", esc(&r.state_dir)));
+            item("Policy directory", format!("<code>{}</code>", esc(&r.policies_dir)));
+        }
+    }
     let _ = writeln!(w, "</dl></header>");
 }
 
@@ -113,7 +135,11 @@ fn summary(w: &mut String, r: &Report) {
         ],
     );
     for p in &r.policies {
-        let removed = if p.in_policy_dir { "" } else { " <span class=\"tag\">removed</span>" };
+        let removed = if p.in_policy_dir || r.source == ReportSource::Evidence {
+            ""
+        } else {
+            " <span class=\"tag\">removed</span>"
+        };
         let b = &p.backups;
         let cov = match (b.scheduled, b.slots_covered) {
             (Some(n), Some(c)) => format!("{c} / {n} <span class=\"muted\">({})</span>", percent(b.coverage)),
@@ -135,17 +161,28 @@ fn summary(w: &mut String, r: &Report) {
             )
         };
         let v = &p.verification;
-        let ver = if v.never_drilled {
+        let mut ver = if v.never_drilled {
             "<span class=\"warn\">never drilled</span>"
         } else if v.needs_verification == Some(true) {
             "<span class=\"warn\">needs verification</span>"
         } else {
             "verified"
-        };
+        }
+        .to_string();
+        // Rows of the state that no verified evidence record backs.
+        match &p.evidence {
+            Some(e) if e.state == "unverified" => ver.push_str(&format!(
+                "<br><span class=\"tag\">unverified</span> {} backup(s), {} drill(s)",
+                e.unverified_backups.len(),
+                e.unverified_drills.len()
+            )),
+            Some(e) if e.state == "unchecked" => ver.push_str("<br><span class=\"tag\">evidence unchecked</span>"),
+            _ => {}
+        }
         t.row_with_class(
             p.status.as_str(),
             &[
-                format!("<a href=\"#policy-{0}\">{0}</a>{removed}", esc(&p.name)),
+                format!("<a href=\"#{}\">{}</a>{removed}", esc(&p.anchor()), esc(&p.label())),
                 badge(p.status),
                 cov,
                 b.failed.to_string(),
@@ -158,7 +195,7 @@ fn summary(w: &mut String, r: &Report) {
                     human_opt_against(p.drills.rto_worst_s, p.objectives.rto_s),
                     human_opt(p.objectives.rto_s)
                 ),
-                ver.to_string(),
+                ver,
             ],
         );
     }
@@ -194,7 +231,7 @@ fn coverage(w: &mut String, r: &Report) {
             .policies
             .iter()
             .filter(|p| f(p))
-            .map(|p| format!("<a href=\"#policy-{0}\">{0}</a>", esc(&p.name)))
+            .map(|p| format!("<a href=\"#{}\">{}</a>", esc(&p.anchor()), esc(&p.label())))
             .collect();
         if v.is_empty() {
             "<span class=\"muted\">none</span>".into()
@@ -254,16 +291,79 @@ fn stat(w: &mut String, k: &str, v: String) {
     let _ = write!(w, "<div class=\"stat\"><span class=\"k\">{k}</span><span class=\"v\">{v}</span></div>");
 }
 
-fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
-    let removed = if p.in_policy_dir { "" } else { " <span class=\"tag\">not in the policy directory</span>" };
+/// The per-host table of a report from evidence.
+fn hosts(w: &mut String, r: &Report) {
+    if r.hosts.is_empty() {
+        return;
+    }
     let _ = write!(
         w,
-        "<section class=\"policy {}\" id=\"policy-{}\"><h2>Policy <code>{}</code> {}{removed}</h2>",
-        p.status.as_str(),
-        esc(&p.name),
-        esc(&p.name),
-        badge(p.status)
+        "<section id=\"hosts\"><h2>Hosts</h2><p class=\"lead\">Every host with a record that counts under the \
+         trusted keys, the worst first. A host is silent when it has no such record in the {} before the end of \
+         the period.</p>",
+        r.evidence.as_ref().map(|e| human_duration(e.silent_after_s)).unwrap_or_default()
     );
+    let mut t = Table::new(
+        "hosts",
+        &[
+            col("Host"),
+            col("Status"),
+            num("Policies"),
+            col("Green / amber / red"),
+            col("Last verified backup"),
+            col("Last drill"),
+            col("Last record"),
+            num("Records"),
+            col("Keys"),
+        ],
+    );
+    let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(when).unwrap_or_else(|| "—".into());
+    // The worst news first, as on the handover screen.
+    let mut rows: Vec<&HostRow> = r.hosts.iter().collect();
+    rows.sort_by(|a, b| (std::cmp::Reverse(a.status), &a.host).cmp(&(std::cmp::Reverse(b.status), &b.host)));
+    for h in rows {
+        let last = if h.silent {
+            format!("{} <span class=\"tag\">silent</span>", opt(h.last_record))
+        } else {
+            opt(h.last_record)
+        };
+        t.row_with_class(
+            h.status.as_str(),
+            &[
+                esc(&h.host),
+                badge(h.status),
+                h.policies.to_string(),
+                format!("{} / {} / {}", h.green, h.amber, h.red),
+                opt(h.last_backup),
+                opt(h.last_drill),
+                last,
+                h.records.to_string(),
+                format!("<code>{}</code>", esc(&h.keys.join(", "))),
+            ],
+        );
+    }
+    let _ = writeln!(w, "{}</section>", t.finish());
+}
+
+fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod, source: ReportSource, fold: bool) {
+    let removed = if p.in_policy_dir || source == ReportSource::Evidence {
+        ""
+    } else {
+        " <span class=\"tag\">not in the policy directory</span>"
+    };
+    let heading = format!("Policy <code>{}</code> {}{removed}", esc(&p.label()), badge(p.status));
+    if fold {
+        let _ = write!(
+            w,
+            "<details class=\"policy {}\" id=\"{}\"{}><summary><h2>{heading}</h2></summary>",
+            p.status.as_str(),
+            esc(&p.anchor()),
+            if p.status == Status::Green { "" } else { " open" }
+        );
+    } else {
+        let _ =
+            write!(w, "<section class=\"policy {}\" id=\"{}\"><h2>{heading}</h2>", p.status.as_str(), esc(&p.anchor()));
+    }
     if !p.description.is_empty() {
         let _ = write!(w, "<p class=\"lead\">{}</p>", esc(&p.description));
     }
@@ -357,9 +457,10 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
         );
         for x in d.list.iter().take(LIST_MAX) {
             let verdict = if x.verdict == "pass" { "green" } else { "red" };
+            let unverified = if x.verified == Some(false) { " <span class=\"tag\">unverified</span>" } else { "" };
             t.row(&[
                 when(x.started_at),
-                format!("<span class=\"badge {verdict}\">{}</span>", esc(&x.verdict)),
+                format!("<span class=\"badge {verdict}\">{}</span>{unverified}", esc(&x.verdict)),
                 human_opt_against(x.rto_measured_s, x.rto_objective_s),
                 human_opt(x.rto_objective_s),
                 human_opt(x.rpo_achieved_s),
@@ -380,5 +481,5 @@ fn policy(w: &mut String, p: &PolicyReport, period: &ReportPeriod) {
     stat(w, "Above objective", format!("{} of {}", d.rto_exceeded, d.count));
     let _ = write!(w, "</div>");
     chart(w, "rto-chart", charts::rto_chart(p, period), "No drill measured a restore time in the period.");
-    let _ = writeln!(w, "</section>");
+    let _ = writeln!(w, "{}", if fold { "</details>" } else { "</section>" });
 }

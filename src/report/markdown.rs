@@ -33,14 +33,23 @@ pub fn render(r: &Report) -> String {
         ("Generated at", when(r.generated_at)),
         ("Host", cell(&r.host)),
         ("cairn version", r.cairn_version.clone()),
-        ("State directory", format!("`{}`", cell(&r.state_dir))),
-        ("Policy directory", format!("`{}`", cell(&r.policies_dir))),
-        ("Overall status", format!("**{}** ({})", badge(r.status), r.status.label())),
     ]);
+    if let Some(e) = &r.evidence {
+        head.push((
+            "Source",
+            format!("verified evidence of {} repositories (no state database)", e.repositories.len()),
+        ));
+        head.push(("Hosts", r.hosts.len().to_string()));
+    } else {
+        head.push(("State directory", format!("`{}`", cell(&r.state_dir))));
+        head.push(("Policy directory", format!("`{}`", cell(&r.policies_dir))));
+    }
+    head.push(("Overall status", format!("**{}** ({})", badge(r.status), r.status.label())));
     let _ = writeln!(w, "{}", key_values(&head));
     for n in &r.notices {
         let _ = writeln!(w, "> **Note:** {}\n", n.replace('\n', " "));
     }
+    hosts(w, r);
 
     let _ = writeln!(w, "## Summary\n");
     let s = &r.summary;
@@ -73,7 +82,7 @@ pub fn render(r: &Report) -> String {
         ]);
         for p in &r.policies {
             t.row(&[
-                format!("{}{}", p.name, if p.in_policy_dir { "" } else { " (removed)" }),
+                format!("{}{}", p.label(), if p.in_policy_dir || p.host.is_some() { "" } else { " (removed)" }),
                 badge(p.status),
                 coverage(&p.backups),
                 p.backups.failed.to_string(),
@@ -107,15 +116,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(w, "{}", t.finish());
 
     let _ = writeln!(w, "## Drill coverage\n");
-    let never: Vec<&str> =
-        r.policies.iter().filter(|p| p.verification.never_drilled).map(|p| p.name.as_str()).collect();
-    let verify: Vec<&str> = r
-        .policies
-        .iter()
-        .filter(|p| p.verification.needs_verification == Some(true))
-        .map(|p| p.name.as_str())
-        .collect();
-    let list = |v: &[&str]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let never: Vec<String> = r.policies.iter().filter(|p| p.verification.never_drilled).map(|p| p.label()).collect();
+    let verify: Vec<String> =
+        r.policies.iter().filter(|p| p.verification.needs_verification == Some(true)).map(|p| p.label()).collect();
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
     let _ = writeln!(w, "- Never drilled: {}", list(&never));
     let _ = writeln!(w, "- Needs verification (content changed since the last passing drill): {}\n", list(&verify));
 
@@ -173,8 +177,8 @@ fn more_line(w: &mut String, line: Option<String>) {
 }
 
 fn policy(w: &mut String, p: &PolicyReport) {
-    let removed = if p.in_policy_dir { "" } else { " (not in the policy directory any more)" };
-    let _ = writeln!(w, "## Policy `{}`{removed}\n", p.name);
+    let removed = if p.in_policy_dir || p.host.is_some() { "" } else { " (not in the policy directory any more)" };
+    let _ = writeln!(w, "## Policy `{}`{removed}\n", p.label());
     if !p.description.is_empty() {
         let _ = writeln!(w, "{}\n", p.description);
     }
@@ -292,4 +296,62 @@ fn policy(w: &mut String, p: &PolicyReport) {
         d.rto_exceeded,
         d.count
     );
+}
+
+/// The hosts of a report from evidence, and what did not count.
+fn hosts(w: &mut String, r: &Report) {
+    let Some(e) = &r.evidence else { return };
+    let _ = writeln!(w, "## Hosts\n");
+    let mut t = Table::new(&[
+        col("Host"),
+        col("Status"),
+        col("Policies (green / amber / red)"),
+        col("Last verified backup"),
+        col("Last drill"),
+        col("Last record"),
+    ]);
+    let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(when).unwrap_or_else(|| "—".into());
+    for h in &r.hosts {
+        t.row(&[
+            cell(&h.host),
+            badge(h.status),
+            format!("{} ({} / {} / {})", h.policies, h.green, h.amber, h.red),
+            opt(h.last_backup),
+            opt(h.last_drill),
+            format!("{}{}", opt(h.last_record), if h.silent { " **silent**" } else { "" }),
+        ]);
+    }
+    let _ = writeln!(w, "{}", t.finish());
+    let _ = writeln!(w, "## Evidence\n");
+    for x in &e.repositories {
+        let state = match (&x.error, x.intact) {
+            (Some(err), _) => format!("not read: {err}"),
+            (None, true) => "intact".into(),
+            (None, false) => format!("{} problem(s)", x.problem_count),
+        };
+        let _ = writeln!(w, "- `{}`: {state}; {} record(s) verified", cell(&x.location), x.records_verified);
+        for p in &x.problems {
+            let _ = writeln!(w, "  - {}", p.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(w);
+    for u in e.not_counted.iter().take(LIST_MAX) {
+        let what = match (&u.signer, u.seq) {
+            (Some(s), Some(q)) => format!("record {s}/{q}"),
+            (Some(s), None) => format!("every record of key {s}"),
+            _ => "records".into(),
+        };
+        let _ = writeln!(
+            w,
+            "- Not counted ({}): {what} of host {}: {}",
+            u.reason,
+            u.host.as_deref().unwrap_or("?"),
+            u.detail
+        );
+    }
+    for f in e.flagged_snapshots.iter().take(LIST_MAX) {
+        let _ =
+            writeln!(w, "- Flagged snapshot {} of host {}: {}", &f.snapshot[..f.snapshot.len().min(16)], f.host, f.why);
+    }
+    let _ = writeln!(w);
 }

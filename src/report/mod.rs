@@ -17,6 +17,11 @@
 //!   [`markdown`], [`csv`], [`html`], with the SVG charts in [`charts`]);
 //! - the period is evaluated up to `min(until, now)`: slots that have not
 //!   come yet are not "missed", and a recovery point cannot age in the future;
+//! - a report from evidence alone ([`fleet`], `cairn report --repo … --keys`)
+//!   turns each host's verified records into the same rows, and builds each
+//!   host's policies with the same function, adding a per-host table and
+//!   the evidence read; a report from the state can check its rows against
+//!   the evidence (`verified.rs`, `--check-evidence`);
 //! - statuses are green / amber / red, each backed by findings that say why;
 //!   the mapping to audit controls ([`controls`]) derives its statuses from
 //!   the same per-policy figures, so nothing is judged twice differently.
@@ -27,15 +32,19 @@ mod collect;
 pub mod controls;
 pub mod csv;
 mod findings;
+pub mod fleet;
 pub mod html;
+mod html_evidence;
 pub mod json;
 pub mod markdown;
 mod types;
+mod verified;
 
 use chrono::{DateTime, Utc};
 
 pub use build::build;
 pub use collect::collect;
+pub use fleet::{build_fleet, FleetInput};
 pub use types::*;
 
 /// The schema name and version of the JSON form; bumped on any change that

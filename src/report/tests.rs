@@ -74,6 +74,7 @@ pub(super) fn input(policies: Vec<Policy>, state: Option<StateRows>, since: &str
         policies,
         policy_problems: vec![],
         state,
+        evidence: None,
     }
 }
 

@@ -75,6 +75,34 @@ pub struct Input {
     pub policy_problems: Vec<String>,
     /// `None`: there is no state database (nothing was ever recorded).
     pub state: Option<StateRows>,
+    /// What the evidence of each policy's repository backs (`report
+    /// --check-evidence`), by policy; `None`: the rows were not checked.
+    pub evidence: Option<BTreeMap<String, RowEvidence>>,
+}
+
+/// What the verified evidence of a policy's repository backs.
+#[derive(Debug, Clone)]
+pub enum RowEvidence {
+    /// The snapshots that backup records name, and the drill ids of drill
+    /// records, that count.
+    Read { snapshots: std::collections::BTreeSet<String>, drills: std::collections::BTreeSet<String> },
+    /// The repository's evidence could not be read: why.
+    Unread(String),
+}
+
+/// Which of a policy's rows in the state verified evidence records back.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowsEvidence {
+    /// `verified` (every successful backup and drill of the period has its
+    /// record), `unverified` (some have none), `unchecked` (the repository's
+    /// evidence could not be read).
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// The start of each successful backup run of the period that no
+    /// verified record names.
+    pub unverified_backups: Vec<DateTime<Utc>>,
+    /// The drills of the period that no verified record names.
+    pub unverified_drills: Vec<String>,
 }
 
 /// The rows of the state database a report needs.
@@ -90,6 +118,23 @@ pub struct StateRows {
     /// Whether each policy's content changed since its last passing drill
     /// (`State::content_changed_since_drill`), where known.
     pub content_changed: BTreeMap<String, bool>,
+    /// The daemon's last evidence check of each policy's repository.
+    pub evidence_checks: BTreeMap<String, crate::status::EvidenceState>,
+}
+
+impl PolicyReport {
+    /// `host/name` in a report of several hosts, else the name.
+    pub fn label(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The HTML id of its section.
+    pub fn anchor(&self) -> String {
+        format!("policy-{}", self.label())
+    }
 }
 
 /// Green, amber or red; ordered from best to worst.
@@ -138,6 +183,61 @@ pub struct Report {
     pub summary: Summary,
     pub policies: Vec<PolicyReport>,
     pub controls: Vec<controls::Control>,
+    /// What the figures come from.
+    pub source: ReportSource,
+    /// One row per host (a report from evidence).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostRow>,
+    /// The evidence read (a report from evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceSection>,
+}
+
+/// What a report's figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportSource {
+    /// One host's state database (which whoever can write it can change).
+    State,
+    /// The verified evidence of repositories, with the auditor's keys.
+    Evidence,
+}
+
+/// One host of a report from evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub host: String,
+    /// The worst of its policies; red when it has gone silent.
+    pub status: Status,
+    pub policies: usize,
+    pub green: usize,
+    pub amber: usize,
+    pub red: usize,
+    /// The data time of its newest verified backup.
+    pub last_backup: Option<DateTime<Utc>>,
+    pub last_drill: Option<DateTime<Utc>>,
+    /// Its newest record that counts.
+    pub last_record: Option<DateTime<Utc>>,
+    /// No record that counts within the silence threshold before the
+    /// report's end.
+    pub silent: bool,
+    /// Records that count.
+    pub records: usize,
+    /// The key ids that signed them.
+    pub keys: Vec<String>,
+}
+
+/// What a report from evidence read, and what it did not count.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceSection {
+    pub repositories: Vec<crate::evidence::fleet::RepositorySummary>,
+    /// A host with no record for this long is silent.
+    pub silent_after_s: f64,
+    pub silent_hosts: Vec<String>,
+    pub not_counted: Vec<crate::evidence::fleet::Uncounted>,
+    /// Snapshots whose backup record does not count (another host's name,
+    /// dated ahead): named, never counted.
+    pub flagged_snapshots: Vec<crate::evidence::fleet::FlaggedSnapshot>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -171,6 +271,9 @@ pub struct Summary {
 /// One policy's figures for the period.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
+    /// The host whose policy it is (a report from evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub name: String,
     pub description: String,
     /// False when the policy is known only from the state database (it was
@@ -188,6 +291,14 @@ pub struct PolicyReport {
     pub rpo: Rpo,
     pub drills: Drills,
     pub verification: Verification,
+    /// Which rows verified evidence records back (`--check-evidence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<RowsEvidence>,
+    /// The snapshots the daemon's last evidence check flagged (another
+    /// host's name, dated ahead, no record): left out of the recovery point
+    /// and retention until accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flagged_snapshots: Vec<crate::status::FlaggedSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -308,6 +419,9 @@ pub struct DrillOut {
     pub files_checked: u64,
     pub mismatches: u64,
     pub evidence_hash: Option<String>,
+    /// Whether a verified drill record backs it (`--check-evidence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// Whether the policy's restores are proven for its current content.

@@ -2,6 +2,7 @@
 //! temporary directory, the real `cairn` binary, and tree comparison.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod forge;
 
 use std::collections::HashMap;

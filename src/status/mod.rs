@@ -8,6 +8,8 @@
 //! The drill state is the last drill's verdict, or `needs-verification`
 //! when the content changed since the last passing drill, or `never`.
 
+pub mod fleet;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 

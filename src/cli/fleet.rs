@@ -1,0 +1,74 @@
+//! What `cairn report` and `cairn status` read with `--keys`: the verified
+//! evidence of every `--repo` repository, with the read key and the
+//! auditor's trusted keys alone (no password, no state database).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::evidence::fleet::{self, Fleet, Source};
+
+use super::GlobalArgs;
+
+/// The flags of a view built from evidence.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Build it from the verified evidence of the --repo repositories (repeatable) with these
+    /// trusted keys (`HOST KEY [revoked-after=…]`, `@reader KEY` lines: docs/EVIDENCE.md)
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// With --keys: a file holding a read key (`cairn evidence reader-key`); repeatable
+    #[arg(long = "reader-key", value_name = "FILE", requires = "keys")]
+    pub reader_keys: Vec<PathBuf>,
+    /// With --keys: a host with no record that counts for this long is silent
+    #[arg(long, value_name = "DURATION", default_value = "26h")]
+    pub silent_after: crate::duration::Duration,
+}
+
+impl FleetArgs {
+    /// Whether the view is built from evidence.
+    pub fn uses_evidence(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    pub fn silent_after(&self) -> chrono::Duration {
+        self.silent_after.to_chrono()
+    }
+}
+
+/// Reads and verifies the evidence of every `--repo` at `now`. A
+/// repository that cannot be read is part of the result (named, with why),
+/// never a reason to leave the others out.
+pub fn read(g: &GlobalArgs, a: &FleetArgs, now: DateTime<Utc>) -> Result<Fleet> {
+    let keys = a.keys.as_deref().expect("a view from evidence has --keys");
+    let (trust, readers) = super::evidence::trust_from(None, Some(keys), &a.reader_keys)?;
+    if g.repo.is_empty() {
+        return Err(Error::VerifyNeeds(
+            "--keys builds this from the evidence of repositories: give them with --repo URL (repeatable)".into(),
+        ));
+    }
+    if readers.is_empty() {
+        return Err(Error::VerifyNeeds(
+            "reading a repository's evidence without the password needs its read key: --reader-key FILE (or \
+             `@reader KEY` lines in the keys file)"
+                .into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    for url in &g.repo {
+        let read = super::open_backend_url(g, url)
+            .and_then(|b| {
+                // A location with no repository is not one with no evidence.
+                match b.stat("config") {
+                    Err(e) if e.is_not_found() => return Err(Error::NoRepository(b.location())),
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                crate::evidence::check::verify_repository(b.as_ref(), &readers, &trust, now)
+            })
+            .map_err(|e| e.to_string());
+        sources.push(Source { location: url.clone(), read });
+    }
+    Ok(fleet::digest(&sources))
+}
