@@ -1,13 +1,11 @@
 //! The one printer all commands use.
 //!
 //! Stdout carries data only (ids, listings, JSON with `--json`); messages,
-//! summaries, warnings and progress go to stderr. Progress bars appear only
-//! when stderr is a terminal. Errors are rendered as `error:` followed by
-//! `Caused by:` lines and a `hint:`.
+//! summaries, warnings and progress (`progress.rs`) go to stderr. Errors
+//! are rendered as `error:` followed by `Caused by:` lines and a `hint:`.
 
 use std::io::{IsTerminal, Write};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 pub struct Printer {
@@ -62,23 +60,6 @@ pub fn waiting_for_lock(w: &crate::repo::lock::Waiting<'_>) -> String {
         w.holder,
         crate::text::human_duration(w.patience.as_secs_f64())
     )
-}
-
-impl Printer {
-    /// A progress bar on stderr, hidden unless stderr is a terminal.
-    pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
-        if !self.tty || self.quiet {
-            return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        }
-        let pb = ProgressBar::new(total);
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        pb.set_message(what.to_string());
-        pb
-    }
 }
 
 /// Renders an error chain: `error: …`, `Caused by: …`, `hint: …`.

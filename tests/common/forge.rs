@@ -153,6 +153,7 @@ pub fn save_snapshot(repo: &Repository, root: Id) -> Id {
         parent: None,
         tree: root,
         program_version: "0.0.0-test".into(),
+        original: None,
         summary: Summary::default(),
     };
     repo.save_snapshot(&snap).unwrap()

@@ -75,6 +75,7 @@ impl Builder {
             parent: None,
             tree: root,
             program_version: "0.0.0-test".into(),
+            original: None,
             summary: Summary::default(),
         };
         self.repo.save_snapshot(&snap).unwrap()
