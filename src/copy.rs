@@ -129,6 +129,81 @@ impl<'a> Copier<'a> {
         self.trees.clear();
     }
 
+    /// Learns that `dst_root`, a tree of the destination, is the copy of
+    /// `src_root` (the trees of a snapshot and of its earlier copy), so
+    /// that the directories they share with what is copied now are not
+    /// read again. A pair is taken only when both trees hold the same
+    /// entries with the same metadata, every chunk and tree of the copy is
+    /// in the destination's index, and every pair below holds too.
+    pub fn learn(&mut self, src_root: &Id, dst_root: &Id) -> Result<()> {
+        struct Frame {
+            s: Id,
+            d: Id,
+            subs: Vec<(Id, Id)>,
+            next: usize,
+            ok: bool,
+        }
+        let Some(subs) = self.compare(src_root, dst_root)? else { return Ok(()) };
+        let mut stack = vec![Frame { s: *src_root, d: *dst_root, subs, next: 0, ok: true }];
+        while let Some(depth) = stack.len().checked_sub(1) {
+            let top = &mut stack[depth];
+            if !top.ok || top.next == top.subs.len() {
+                let done = stack.pop().expect("not empty");
+                match stack.last_mut() {
+                    _ if done.ok => {
+                        self.trees.insert(done.s, done.d);
+                    }
+                    Some(parent) => parent.ok = false,
+                    None => {}
+                }
+                continue;
+            }
+            let (x, y) = top.subs[top.next];
+            top.next += 1;
+            if let Some(known) = self.trees.get(&x) {
+                top.ok &= *known == y;
+                continue;
+            }
+            if depth + 1 >= MAX_DEPTH {
+                top.ok = false;
+                continue;
+            }
+            match self.compare(&x, &y)? {
+                Some(subs) => stack.push(Frame { s: x, d: y, subs, next: 0, ok: true }),
+                None => top.ok = false,
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs of subtrees of two trees that match as a tree and its
+    /// copy; `None` when they do not.
+    fn compare(&self, s: &Id, d: &Id) -> Result<Option<Vec<(Id, Id)>>> {
+        if !self.dst_index.contains(d) {
+            return Ok(None);
+        }
+        let (st, dt) = (self.src.load_tree(self.src_index, s)?, self.dst.load_tree(self.dst_index, d)?);
+        if st.nodes.len() != dt.nodes.len() {
+            return Ok(None);
+        }
+        let bare = |n: &Node| Node { content: Vec::new(), subtree: None, ..n.clone() };
+        let mut subs = Vec::new();
+        for (a, b) in st.nodes.iter().zip(&dt.nodes) {
+            if bare(a) != bare(b) || !b.content.iter().all(|c| self.dst_index.contains(c)) {
+                return Ok(None);
+            }
+            if self.rechunk.is_none() && a.content.len() != b.content.len() {
+                return Ok(None);
+            }
+            match (a.subtree, b.subtree) {
+                (Some(x), Some(y)) => subs.push((x, y)),
+                (None, None) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(subs))
+    }
+
     /// Copies the tree `root` and everything below it through `writer`
     /// (one session); returns the id of its copy in the destination.
     pub fn copy_tree(&mut self, writer: &RepoWriter, root: &Id, progress: &dyn CopyProgress) -> Result<Id> {
@@ -394,9 +469,51 @@ pub fn run(
     let mut held: HashMap<Id, Id> = existing.snapshots.iter().map(|(id, s)| (origin(*id, s), *id)).collect();
     let mut copier = Copier::new(src, &src_index, dst, &dst_index);
     report.rechunked = copier.rechunks();
+    if chosen.iter().any(|(id, s)| !held.contains_key(&origin(*id, s))) {
+        learn_from_earlier_copies(&mut copier, src, &existing.snapshots, chosen, &mut report.warnings);
+    }
     let result = copy_each(&mut copier, dst, chosen, progress, &mut held, report);
     report.counts = copier.counts;
     result
+}
+
+/// Pairs each snapshot to copy with the newest earlier snapshot of the
+/// same host and paths that the destination holds a copy of, and learns
+/// their trees ([`Copier::learn`]). Only an optimisation: what cannot be
+/// read is a warning, and those directories are read again.
+fn learn_from_earlier_copies(
+    copier: &mut Copier<'_>,
+    src: &Repository,
+    dst_snapshots: &[(Id, Snapshot)],
+    chosen: &[(Id, Snapshot)],
+    warnings: &mut Vec<String>,
+) {
+    let all = match src.list_snapshots() {
+        Ok(l) => l.snapshots,
+        Err(e) => {
+            warnings.push(format!("the source's snapshots could not be listed again, so every file is read: {e}"));
+            return;
+        }
+    };
+    let copies: HashMap<Id, &Snapshot> = dst_snapshots.iter().map(|(id, s)| (origin(*id, s), s)).collect();
+    let mut pairs: Vec<(Id, Id)> = Vec::new();
+    for (id, s) in chosen.iter().filter(|(id, s)| !copies.contains_key(&origin(*id, s))) {
+        let base = all
+            .iter()
+            .filter(|(b, bs)| b != id && bs.time <= s.time && bs.same_source(&s.hostname, &s.paths))
+            .filter_map(|(b, bs)| copies.get(&origin(*b, bs)).map(|c| (bs.time, (bs.tree, c.tree))))
+            .max_by_key(|(time, _)| *time);
+        if let Some((_, pair)) = base.filter(|(_, p)| !pairs.contains(p)) {
+            pairs.push(pair);
+        }
+    }
+    for (s, d) in pairs {
+        if let Err(e) = copier.learn(&s, &d) {
+            warnings.push(format!(
+                "the trees of an earlier copy could not be compared, so their directories are read again: {e}"
+            ));
+        }
+    }
 }
 
 fn copy_each(
