@@ -163,6 +163,7 @@ fn generate(repo_dir: &str, blobs: u64, password: &str) -> Repository {
             parent: None,
             tree,
             program_version: cairn::VERSION.into(),
+            original: None,
             summary: Summary::default(),
         };
         let id = repo.save_snapshot(&snap).expect("snapshot");

@@ -11,6 +11,7 @@ pub mod browse;
 pub mod check;
 pub mod chunk;
 pub mod cli;
+pub mod copy;
 pub mod crypto;
 pub mod daemon;
 pub mod drill;

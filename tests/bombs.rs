@@ -211,6 +211,7 @@ fn a_snapshot_above_its_limit_is_never_written() {
         parent: None,
         tree: root,
         program_version: "x".into(),
+        original: None,
         summary: Default::default(),
     };
     let e = repo.save_snapshot(&snap).unwrap_err();

@@ -208,6 +208,7 @@ fn snapshot_json_is_pinned() {
         parent: Some(id(0x0a)),
         tree: id(0x0b),
         program_version: "0.1.0".into(),
+        original: None,
         summary: cairn::repo::Summary { files_total: 2, bytes_total: 10, duration_secs: 0.5, ..Default::default() },
     };
     let json = serde_json::to_string(&s).unwrap();

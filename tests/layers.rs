@@ -40,7 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("storage", &["backend"]),
     ("format", &["repo"]),
-    ("engine", &["fsmeta", "backup", "restore", "check", "prune", "browse", "find"]),
+    ("engine", &["fsmeta", "backup", "restore", "check", "prune", "browse", "find", "copy"]),
     ("records", &["evidence", "state"]),
     ("policies", &["policy"]),
     ("drill engine", &["drill"]),

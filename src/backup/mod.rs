@@ -42,7 +42,15 @@ pub trait Progress: Sync {
     /// A regular file found by the scan goes to the readers: it was
     /// examined (`lstat`) but is not opened yet. Called on the scan's thread.
     fn queued(&self, _path: &Path) {}
+    /// A regular file is stored (read, or unchanged since the parent), with
+    /// `bytes` as stored: what the summary counts. Called on the scan's
+    /// thread, for each path of a hard-linked file.
     fn file_done(&self, _path: &Path, _bytes: u64) {}
+    /// An entry could not be backed up (it is in the summary's `skipped`):
+    /// `found` is its size when [`Progress::scanned`] had counted it.
+    fn skipped(&self, _path: &Path, _found: Option<u64>) {}
+    /// A stream ([`Source::Stdin`]) gave `bytes` more.
+    fn streamed(&self, _bytes: u64) {}
 }
 
 /// Progress that goes nowhere.
@@ -207,7 +215,7 @@ pub fn run(
                 let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
                 let shared = pipeline::Shared::default();
                 let scanned = std::thread::scope(|s| {
-                    let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, progress, &shared);
+                    let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, &shared);
                     let dirs = dirs::OpenDirs::new(&index, &writer, Encoder::new(repo.config().compression));
                     let excludes = &excludes;
                     let mut w =
@@ -222,7 +230,7 @@ pub fn run(
                 scanned.root
             }
             Source::Stdin { name, reader } => {
-                let content = store_stream(repo, &index, &writer, reader, &counters, &name)?;
+                let content = store_stream(repo, &index, &writer, reader, &counters, &name, progress)?;
                 let mut node = Node::new(name.into_bytes(), NodeKind::File);
                 node.mode = 0o600;
                 node.mtime = time.timestamp();
@@ -263,6 +271,7 @@ pub fn run(
         parent: parent_id,
         tree: root_id,
         program_version: crate::VERSION.to_string(),
+        original: None,
         summary,
     };
     // The report keeps every skipped and changed file; the stored snapshot
@@ -282,6 +291,7 @@ fn store_stream(
     reader: Box<dyn Read + Send + '_>,
     counters: &Counters,
     name: &str,
+    progress: &dyn Progress,
 ) -> Result<Vec<Id>> {
     let mut chunker = crate::chunk::Chunker::new(repo.config().chunker);
     let mut enc = Encoder::new(repo.config().compression);
@@ -289,6 +299,7 @@ fn store_stream(
     let mut store_err = None;
     let r = chunker.chunk_stream::<_, std::io::Error>(reader, |chunk| {
         counters.bytes_read.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        progress.streamed(chunk.len() as u64);
         match writer.store_blob(index, BlobKind::Data, chunk, &mut enc) {
             Ok((id, _)) => {
                 content.push(id);

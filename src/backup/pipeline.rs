@@ -36,8 +36,6 @@ use crate::repo::blob::Encoder;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{BlobKind, Index, Repository};
 
-use super::Progress;
-
 /// Files handed to the readers and not yet reported back, at most. Enough
 /// to keep the readers busy; each holds a path and keeps its directory
 /// open.
@@ -152,7 +150,6 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     writer: &'env RepoWriter,
     threads: usize,
     counters: &'env Counters,
-    progress: &'env dyn Progress,
     shared: &'env Shared,
 ) -> Pipeline<'env, T> {
     let threads = threads.max(1);
@@ -193,7 +190,6 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
                 }
                 match read_file(&job.path, job.size, &mut chunker, repo, index, writer, &chunks, counters) {
                     Ok(outcome) => {
-                        progress.file_done(&job.path, job.size);
                         let report = Done { path: job.path, token: job.token, outcome };
                         if done.send(report).is_err() {
                             break; // the scan stopped

@@ -399,6 +399,7 @@ impl<'a> Walker<'a> {
         if status == FileStatus::Unchanged {
             node.content = pnode.expect("parent node").content.clone();
             self.count(status, node.size);
+            self.progress.file_done(&path, node.size);
             self.dirs.add(dir, node);
             return Ok(());
         }
@@ -477,10 +478,13 @@ impl<'a> Walker<'a> {
                     self.summary.changed_during_backup.push(p);
                 }
                 self.count(t.status, r.size);
+                self.progress.file_done(path, r.size);
                 self.dirs.complete(t.place, true)
             }
             Err(reason) => {
                 self.summary.skipped.push(SkippedFile { path: path.display().to_string(), reason });
+                let found = self.dirs.node_mut(t.place).size;
+                self.progress.skipped(path, Some(found));
                 self.dirs.complete(t.place, false)
             }
         }
@@ -503,6 +507,7 @@ impl<'a> Walker<'a> {
             e.to_string()
         };
         self.summary.skipped.push(SkippedFile { path: path.display().to_string(), reason });
+        self.progress.skipped(path, None);
     }
 
     /// Waits for the last files, writes the remaining trees and returns

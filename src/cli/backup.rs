@@ -1,15 +1,16 @@
 //! `cairn backup`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::backup::{self, BackupOptions, Progress, Source};
+use crate::backup::{self, BackupOptions, Source};
 use crate::error::{Error, Result};
 use crate::{jobs, policy};
 
 use super::output::{human_bytes, Printer};
+use super::progress::{Display, Meter};
 use super::{repo_options, threads, GlobalArgs, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(clap::Args, Debug)]
@@ -65,22 +66,12 @@ pub struct BackupArgs {
     pub state: super::daemon::StateDir,
 }
 
-struct Bar(indicatif::ProgressBar, AtomicU64);
-
-impl Bar {
-    fn new(p: &Printer) -> Bar {
-        Bar(p.progress(0, "backing up"), AtomicU64::new(0))
-    }
-}
-
-impl Progress for Bar {
-    fn scanned(&self, _files: u64, bytes: u64) {
-        self.0.set_length(bytes);
-    }
-    fn file_done(&self, _path: &std::path::Path, bytes: u64) {
-        self.1.fetch_add(bytes, Ordering::Relaxed);
-        self.0.inc(bytes);
-    }
+/// The progress display of a backup ([`super::progress`]).
+fn display(g: &GlobalArgs, p: &Printer, stream: bool) -> (Arc<Meter>, Display) {
+    let meter = Arc::new(Meter::new(stream));
+    let interval = g.progress_interval.unwrap_or(super::progress::DEFAULT_INTERVAL);
+    let shown = Display::start(meter.clone(), p.tty, p.quiet, interval);
+    (meter, shown)
 }
 
 pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
@@ -114,14 +105,14 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
         threads: threads(g),
     };
     let repo = a.retry_lock.apply(repo_options(g), p);
-    let bar = Bar::new(p);
+    let (meter, shown) = display(g, p, a.stdin);
     if a.dry_run {
-        let report = jobs::backup::dry_run(&repo, source, &opts, &bar);
-        bar.0.finish_and_clear();
+        let report = jobs::backup::dry_run(&repo, source, &opts, &*meter);
+        shown.finish();
         return Ok(print_dry_run(&report?, p));
     }
-    let done = jobs::backup::paths(&repo, source, &opts, &bar);
-    bar.0.finish_and_clear();
+    let done = jobs::backup::paths(&repo, source, &opts, &*meter);
+    shown.finish();
     let done = done?;
     super::evidence::note("backup", &done.evidence, p);
     Ok(print_report(&done.result?, p))
@@ -137,13 +128,13 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
         force: a.force,
         ..Default::default()
     };
-    let bar = Bar::new(p);
+    let (meter, shown) = display(g, p, matches!(pol.source, policy::Source::Command { .. }));
     let state = a.state.resolve();
     // Signed with the key of the state directory the run is recorded in.
     let repo =
         crate::jobs::RepoOptions { evidence_state: Some(state.clone()), ..a.retry_lock.apply(repo_options(g), p) };
-    let out = jobs::backup::policy(&repo, &pol, &opts, &bar, Some(&state));
-    bar.0.finish_and_clear();
+    let out = jobs::backup::policy(&repo, &pol, &opts, &*meter, Some(&state));
+    shown.finish();
     if let Some(evidence) = &out.evidence {
         super::evidence::note("backup", evidence, p);
     }

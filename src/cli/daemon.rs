@@ -146,7 +146,7 @@ pub struct RunNowArgs {
     /// The policy's name
     pub policy: String,
     /// Which job to run
-    #[arg(long, default_value = "backup", value_parser = ["backup", "prune", "drill"])]
+    #[arg(long, default_value = "backup", value_parser = ["backup", "prune", "drill", "copy"])]
     pub kind: String,
     /// The daemon's state directory; run-now talks to its control socket there
     #[command(flatten)]

@@ -44,6 +44,9 @@ pub struct DrillArgs {
     /// (default: CAIRN_STATE_DIR, else /var/lib/cairn as root, ~/.local/state/cairn otherwise)
     #[arg(long = "state", value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Restore from the policy's [copy] repository (the off-site copy) instead of its own
+    #[arg(long)]
+    pub from_copy: bool,
     /// Drill the repository as it was at TIME (see `restore --as-of`); the drill is then not
     /// signed, since the past cannot be written to
     #[command(flatten)]
@@ -94,8 +97,14 @@ pub fn run(g: &GlobalArgs, a: &DrillArgs, p: &Printer) -> Result<i32> {
         run_id: None,
         child_output: crate::process::OutputTo::Terminal,
     };
-    p.info(format!("drilling policy `{}`", pol.name));
-    let out = match jobs::drill::drill(&repo, &pol, &state, &opts) {
+    let run = if a.from_copy {
+        p.info(format!("drilling policy `{}` from its copy", pol.name));
+        jobs::drill::from_copy(&repo, &pol, &state, &opts)
+    } else {
+        p.info(format!("drilling policy `{}`", pol.name));
+        jobs::drill::drill(&repo, &pol, &state, &opts)
+    };
+    let out = match run {
         Ok(out) => out,
         Err(DrillError::Refused(e)) => return Ok(refused(&e, p)),
         Err(DrillError::Failed(e)) => return Err(e),

@@ -18,6 +18,7 @@
 mod backup;
 mod check;
 mod completion;
+mod copy;
 mod daemon;
 mod drill;
 mod evidence;
@@ -31,6 +32,7 @@ mod mount;
 pub mod output;
 pub mod password;
 pub mod policy;
+mod progress;
 mod prune;
 mod repair;
 mod report;
@@ -136,6 +138,9 @@ pub struct GlobalArgs {
     /// Send at most this many KiB/s to the repository
     #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit_upload: Option<u64>,
+    /// When stderr is not a terminal, print a progress line this often (default 10s; e.g. 30s, 500ms)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_interval)]
+    pub progress_interval: Option<std::time::Duration>,
     /// Receive at most this many KiB/s from the repository
     #[arg(long, global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit_download: Option<u64>,
@@ -163,6 +168,8 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Check the repository for damage
     Check(check::CheckArgs),
+    /// Copy snapshots into another repository (its own password, key and chunk boundaries)
+    Copy(copy::CopyArgs),
     /// Apply retention rules: keep or forget every snapshot, with the reason
     Forget(forget::ForgetArgs),
     /// Remove data no snapshot uses any more
@@ -228,6 +235,20 @@ pub fn parse_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>,
         return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")));
     }
     Err(format!("`{s}`: give a time as 2025-03-01T02:13:07Z or 2025-03-01 02:13 (UTC)"))
+}
+
+/// `--progress-interval`: a duration (`30s`, `2m`), or milliseconds (`500ms`).
+fn parse_interval(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = match s.strip_suffix("ms") {
+        Some(ms) => {
+            std::time::Duration::from_millis(ms.trim().parse().map_err(|_| format!("`{s}`: expected 500ms or 30s"))?)
+        }
+        None => s.parse::<crate::duration::Duration>()?.to_std(),
+    };
+    if d.is_zero() {
+        return Err(format!("`{s}`: the interval must be longer than zero"));
+    }
+    Ok(d)
 }
 
 #[derive(clap::Args, Debug)]
@@ -340,6 +361,7 @@ fn run(cli: Cli, p: &Printer) -> Result<i32> {
         Command::Restore(a) => restore::run(g, &a, p),
         Command::Mount(a) => mount::run(g, &a, p),
         Command::Check(a) => check::run(g, &a, p),
+        Command::Copy(a) => copy::run(g, &a, p),
         Command::Forget(a) => forget::run(g, &a, p),
         Command::Prune(a) => prune::run(g, &a, p),
         Command::Key(a) => key::run(g, &a, p),

@@ -1,13 +1,12 @@
 //! The one printer all commands use.
 //!
 //! Stdout carries data only (ids, listings, JSON with `--json`); messages,
-//! summaries, warnings and progress go to stderr. Progress bars appear only
-//! when stderr is a terminal. Errors are rendered as `error:` followed by
+//! summaries, warnings and progress (`progress.rs`) go to stderr. Errors are rendered as `error:` followed by
 //! `Caused by:` lines (each cause once: one the message already says is left
 //! out) and a `hint:`.
 //!
-//! This module and `main.rs` are the only places allowed to print or to
-//! exit the process (`clippy::print_stdout`, `print_stderr` and `exit` are
+//! This module, the progress display (`progress.rs`) and `main.rs` are the
+//! only places allowed to print or to exit the process (`clippy::print_stdout`, `print_stderr` and `exit` are
 //! denied everywhere else, in `Cargo.toml`).
 #![allow(
     clippy::print_stdout,
@@ -17,7 +16,6 @@
 
 use std::io::{IsTerminal, Write};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
@@ -122,23 +120,6 @@ pub fn waiting_for_lock(w: &crate::repo::lock::Waiting<'_>) -> String {
         w.holder,
         crate::text::human_duration(w.patience.as_secs_f64())
     )
-}
-
-impl Printer {
-    /// A progress bar on stderr, hidden unless stderr is a terminal.
-    pub fn progress(&self, total: u64, what: &str) -> ProgressBar {
-        if !self.tty || self.quiet {
-            return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        }
-        let pb = ProgressBar::new(total);
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        pb.set_message(what.to_string());
-        pb
-    }
 }
 
 /// Renders an error chain: `error: …`, `Caused by: …`, `hint: …`, in

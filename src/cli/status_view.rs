@@ -81,6 +81,28 @@ fn run_cell(r: Option<&RunRow>, now: DateTime<Utc>, tone: Tone) -> Cell {
     }
 }
 
+/// An age against its objective (the RPO, or a copy's lag); `nothing`
+/// names what is missing when there is no age yet.
+fn objective_cell(state: RpoState, age_s: Option<f64>, objective_s: Option<f64>, nothing: &str) -> Cell {
+    let age = age_s.map(short_duration);
+    let obj = objective_s.map(short_duration);
+    match state {
+        RpoState::Ok => Cell(format!("ok {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Good),
+        RpoState::AtRisk => {
+            Cell(format!("AT RISK {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Warn)
+        }
+        RpoState::Breached => {
+            let text = match age {
+                Some(age) => format!("BREACHED {age}/{}", obj.unwrap_or_default()),
+                None => format!("BREACHED no {nothing} (rpo {})", obj.unwrap_or_default()),
+            };
+            Cell(text, Tone::Bad)
+        }
+        RpoState::NoBackup => Cell(format!("no {nothing} yet (rpo {})", obj.unwrap_or_default()), Tone::Warn),
+        RpoState::NoObjective => Cell(age.map(|a| format!("{a} (no rpo)")).unwrap_or_else(|| "—".into()), Tone::Plain),
+    }
+}
+
 fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
     let last_failure_tone = if p.failing { Tone::Bad } else { Tone::Plain };
     let next = match p.next.first() {
@@ -90,23 +112,7 @@ fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
         Some(n) => Cell(format!("{} in {}", n.kind, short_duration((n.due - now).num_seconds() as f64)), Tone::Plain),
         None => Cell("not scheduled".into(), Tone::Plain),
     };
-    let age = p.rpo.age_s.map(short_duration);
-    let obj = p.rpo.objective_s.map(short_duration);
-    let rpo = match p.rpo.state {
-        RpoState::Ok => Cell(format!("ok {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Good),
-        RpoState::AtRisk => {
-            Cell(format!("AT RISK {}/{}", age.unwrap_or_default(), obj.unwrap_or_default()), Tone::Warn)
-        }
-        RpoState::Breached => {
-            let text = match age {
-                Some(age) => format!("BREACHED {age}/{}", obj.unwrap_or_default()),
-                None => format!("BREACHED no backup (rpo {})", obj.unwrap_or_default()),
-            };
-            Cell(text, Tone::Bad)
-        }
-        RpoState::NoBackup => Cell(format!("no backup yet (rpo {})", obj.unwrap_or_default()), Tone::Warn),
-        RpoState::NoObjective => Cell(age.map(|a| format!("{a} (no rpo)")).unwrap_or_else(|| "—".into()), Tone::Plain),
-    };
+    let rpo = objective_cell(p.rpo.state, p.rpo.age_s, p.rpo.objective_s, "backup");
     let last_drill = p.drill.last.as_ref().map(|d| ago(d.started_at, now)).unwrap_or_default();
     let drill = match p.drill.state {
         DrillState::Pass => Cell(format!("pass {last_drill}"), Tone::Good),
@@ -126,12 +132,24 @@ fn row(p: &PolicyStatus, now: DateTime<Utc>, daemon_up: bool) -> Vec<Cell> {
     ]
 }
 
-fn progress_text(r: &RunRow) -> String {
+/// A running job's progress, with the time left at its rate so far.
+fn progress_text(r: &RunRow, now: DateTime<Utc>) -> String {
     let Some(v) = &r.progress else { return "starting".into() };
     let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     let (fd, ft, bd, bt) = (n("files_done"), n("files_total"), n("bytes_done"), n("bytes_total"));
     if bt > 0 {
-        format!("{fd}/{ft} files, {}/{} ({:.0}%)", human_bytes(bd), human_bytes(bt), 100.0 * bd as f64 / bt as f64)
+        let elapsed = (now - r.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+        let eta = (bd > 0 && bt > bd && elapsed > 0.0).then(|| (bt - bd) as f64 * elapsed / bd as f64);
+        format!(
+            "{fd}/{ft} files, {}/{} ({:.0}%){}",
+            human_bytes(bd),
+            human_bytes(bt),
+            100.0 * bd as f64 / bt as f64,
+            eta.map(|s| format!(", ETA {}", short_duration(s))).unwrap_or_default()
+        )
+    } else if bd > 0 {
+        // A stream: no total, so no share or time left.
+        format!("{} read", human_bytes(bd))
     } else {
         v.to_string()
     }
@@ -187,6 +205,15 @@ pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
     let rows: Vec<Vec<Cell>> = r.policies.iter().map(|p| row(p, now, daemon_up)).collect();
     out.push('\n');
     let widths = table(&mut out, &header, &rows, color);
+    let copies: Vec<_> = r.policies.iter().filter_map(|p| p.copy.as_ref().map(|c| (p.name.as_str(), c))).collect();
+    if !copies.is_empty() {
+        out.push_str("\nCopies (lag of the newest snapshot copied/objective):\n");
+        for (name, c) in copies {
+            let cell = objective_cell(c.state, c.lag_s, c.objective_s, "copy");
+            let to = c.newest.as_ref().map(|n| format!(" in {}", n.to)).unwrap_or_default();
+            out.push_str(&format!("  {name:<w$}  {}{to}\n", paint(&cell.0, cell.1, color), w = widths[0]));
+        }
+    }
     let running: Vec<&RunRow> = r.policies.iter().flat_map(|p| &p.running).collect();
     if !running.is_empty() {
         out.push_str("\nRunning now:\n");
@@ -198,7 +225,7 @@ pub fn render(r: &StatusReport, color: bool, no_state: bool) -> String {
                 j.trigger.as_str(),
                 j.attempt,
                 short_duration((now - j.started_at).num_seconds() as f64),
-                progress_text(j),
+                progress_text(j, now),
                 w = widths[0]
             ));
         }
@@ -278,7 +305,10 @@ mod tests {
         assert_eq!(web.attention(), ["never drilled"]);
         let screen = render(&r, false, false);
         assert!(screen.contains("FAILING · running backup") && screen.contains("never drilled"), "{screen}");
-        assert!(screen.contains("Running now:") && screen.contains("3/4 files, 512 B/1.0 KiB (50%)"), "{screen}");
+        assert!(
+            screen.contains("Running now:") && screen.contains("3/4 files, 512 B/1.0 KiB (50%), ETA 1h"),
+            "{screen}"
+        );
         assert!(screen.contains("prune 2h ago") && !screen.contains('\x1b'), "no colour when asked for none: {screen}");
     }
 

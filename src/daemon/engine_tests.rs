@@ -224,3 +224,36 @@ fn runs_interrupted_by_a_stop_run_again_at_start_up_unless_catch_up_is_off() {
     assert_eq!(names(&started), ["web:backup:catch-up"], "once, and not for the policy that lets slots go");
     assert_eq!(started[0].slot, Some(at(2, 3, 0)));
 }
+
+#[test]
+fn a_copy_with_a_schedule_runs_at_its_slots_after_the_backup_and_one_without_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let mut e = Engine::new(Limits::default());
+    let copy = "[copy]\nto = \"/offsite\"\npassword_env = \"PW\"\nschedule = \"30 2 * * *\"\n";
+    let unscheduled = "[copy]\nto = \"/offsite\"\npassword_env = \"PW\"\n";
+    e.load(
+        vec![
+            policy("web", "/r", &(every("0 2 * * *") + copy)),
+            policy("db", "/d", &(every("0 2 * * *") + unscheduled)),
+        ],
+        &state,
+        at(1, 0, 0),
+    );
+    let jobs = simulate(&mut e, &state, at(1, 0, 0), at(2, 23, 0));
+    let seen: Vec<String> =
+        jobs.iter().map(|(t, j)| format!("{} {}:{}", t.format("%d %H:%M"), j.policy.name, j.kind)).collect();
+    assert_eq!(
+        seen,
+        [
+            "01 02:00 db:backup",
+            "01 02:00 web:backup",
+            "01 02:30 web:copy",
+            "02 02:00 db:backup",
+            "02 02:00 web:backup",
+            "02 02:30 web:copy"
+        ]
+    );
+    assert_eq!(state.next_due("web", JobKind::Copy).unwrap().map(|d| d.0), Some(at(3, 2, 30)));
+    assert_eq!(state.next_due("db", JobKind::Copy).unwrap(), None);
+}

@@ -50,6 +50,7 @@ impl Executor for RepoExecutor {
             }
             JobKind::Prune => self.prune(job),
             JobKind::Drill => self.drill(job, run),
+            JobKind::Copy => self.copy(job, run.state),
         }
     }
 }
@@ -83,6 +84,42 @@ impl RepoExecutor {
                 log_evidence(p, failed.evidence.as_deref());
                 RunSummary::failed(failed.error.to_string())
             }
+        }
+    }
+
+    /// A scheduled copy of the policy's snapshots into its `[copy]`
+    /// repository, with evidence in both, and the copy's lag for `status`.
+    fn copy(&self, job: &JobSpec, state: &State) -> RunSummary {
+        let p = &job.policy;
+        let out = jobs::copy::policy(&self.repo, p, &crate::copy::NoCopyProgress);
+        log_evidence(p, out.evidence_from.as_ref());
+        log_evidence(p, out.evidence_to.as_ref());
+        for w in &out.report.warnings {
+            tracing::warn!(policy = %p.name, "{w}");
+        }
+        for (id, why) in &out.held {
+            tracing::warn!(policy = %p.name, snapshot = %id.short(), reason = %why, "held by the evidence check: not copied");
+        }
+        if let Some(point) = out.copy_point() {
+            let key = format!("{}{}", crate::status::COPY_KEY_PREFIX, p.name);
+            let text = serde_json::to_string(&point).expect("a copy point serialises");
+            if let Err(e) = state.set_daemon_value(&key, Some(&text)) {
+                tracing::warn!(policy = %p.name, error = %e, "cannot record the copy's recovery point");
+            }
+        }
+        let r = &out.report;
+        match &out.error {
+            None => {
+                tracing::info!(policy = %p.name, copied = r.copied.len(), present = r.present.len(),
+                    bytes_added = r.stored.stored_bytes, "copy done");
+                RunSummary {
+                    ok: true,
+                    snapshot_id: r.copied.last().map(|c| c.snapshot.to_hex()),
+                    bytes: Some(r.stored.stored_bytes),
+                    ..Default::default()
+                }
+            }
+            Some(e) => RunSummary::failed(e.to_string()),
         }
     }
 
@@ -187,11 +224,16 @@ fn record_evidence_check(
 pub fn enroll_everywhere(policies: &[std::sync::Arc<crate::policy::Policy>], repo: &RepoOptions) {
     let state_dir = crate::state::resolve_dir(repo.evidence_state.as_deref());
     let mut done = std::collections::BTreeSet::new();
-    for p in policies {
-        if !done.insert(p.repository.url.clone()) {
+    // Each policy's repository, and its copy's, once.
+    let targets = policies.iter().flat_map(|p| {
+        let copy = repo.for_copy(p).map(|o| (p, o, p.copy.as_ref().map(|c| c.to.url.clone()).unwrap_or_default()));
+        [Some((p, repo.for_policy(p), p.repository.url.clone())), copy].into_iter().flatten()
+    });
+    for (p, options, url) in targets {
+        if !done.insert(url) {
             continue;
         }
-        match repo.open_policy(p).and_then(|r| crate::evidence::append::ensure_enrolled(&r, &state_dir)) {
+        match options.open().and_then(|r| crate::evidence::append::ensure_enrolled(&r, &state_dir)) {
             Ok(e) if e.newly => {
                 tracing::info!(policy = %p.name, key = %e.key_id, host = %e.host, "evidence key enrolled")
             }

@@ -138,6 +138,7 @@ mod tests {
             parent: None,
             tree: Id::hash_of(&days_ago.to_le_bytes()),
             program_version: "0".into(),
+            original: None,
             summary: Summary::default(),
         }
     }

@@ -267,6 +267,18 @@ impl Error {
                     .into(),
             ),
             Error::VerifyNeeds(_) => Some("docs/EVIDENCE.md shows how an auditor verifies".into()),
+            Error::CopyNeedsPassword => Some(
+                "give it with --to-password-file FILE, CAIRN_TO_PASSWORD or --to-password-command CMD; the \
+                 source's password is never used for the destination"
+                    .into(),
+            ),
+            Error::CopyIntoItself { .. } => Some("give the other repository's URL with --to".into()),
+            Error::NoCopySection { .. } => {
+                Some("add a [copy] table with `to = \"URL\"` and its password source (docs/POLICIES.md)".into())
+            }
+            Error::SnapshotHeld { snapshot, .. } => Some(format!(
+                "`cairn check` names why; once you have checked it, `cairn evidence accept {snapshot}` lets it be copied"
+            )),
             Error::NotImmutable { .. } => Some(
                 "only a repository made with `cairn init --immutable` on a bucket with Object Lock has retention \
                  to extend"

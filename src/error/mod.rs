@@ -362,6 +362,25 @@ pub enum Error {
     #[error("{0}")]
     VerifyNeeds(String),
 
+    // ---- Copies ----
+    /// `cairn copy` with no password source for the destination.
+    #[error("no password for the destination repository")]
+    CopyNeedsPassword,
+
+    /// The destination of a copy is its source.
+    #[error("the destination is the source repository ({repository}): a copy goes to another repository")]
+    CopyIntoItself { repository: String },
+
+    /// A policy's copy, or a drill from it, for a policy without `[copy]`.
+    #[error("policy `{policy}` has no [copy] section: {consequence}")]
+    NoCopySection { policy: String, consequence: &'static str },
+
+    /// A snapshot the source's evidence check holds, named for a copy.
+    #[error(
+        "snapshot {snapshot} is held by the evidence check of the source ({why}): it is not copied until accepted"
+    )]
+    SnapshotHeld { snapshot: String, why: String },
+
     // ---- Object Lock ----
     #[error("the repository at {location} has no Object Lock (it was made without `init --immutable`)")]
     NotImmutable { location: String },

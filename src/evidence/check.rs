@@ -201,6 +201,10 @@ pub fn crosscheck(
         .collect();
     let adopted: BTreeSet<String> =
         counting.iter().filter(|r| r.kind == "init").flat_map(|r| ids(&r.payload, "adopted_snapshots")).collect();
+    // A copy (`cairn copy`) records the snapshots it wrote into the
+    // destination; they claim the host of the backup they copy.
+    let copied: BTreeSet<String> =
+        counting.iter().filter(|r| r.kind == "copy").flat_map(|r| ids(&r.payload, "snapshots_written")).collect();
     let removed: BTreeSet<String> = counting
         .iter()
         .filter(|r| matches!(r.kind.as_str(), "forget" | "prune"))
@@ -223,7 +227,7 @@ pub fn crosscheck(
             continue;
         }
         let record = backed.get(&id);
-        if record.is_none() && !adopted.contains(&id) {
+        if record.is_none() && !adopted.contains(&id) && !copied.contains(&id) {
             flagged.insert(s.id, Flag::Unrecorded);
             problems.push(Problem {
                 object,

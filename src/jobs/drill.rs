@@ -67,3 +67,26 @@ pub fn drill(
     let opts = DrillOptions { evidence, child_output: repo.child_output, ..opts.clone() };
     drill::run(policy, || repo.open_policy(policy), state, &opts)
 }
+
+/// A drill of `policy` that restores from its `[copy]` repository (`cairn
+/// drill --from-copy`): the off-site copy is the one a disaster leaves.
+/// Signed into the copy's evidence chain, recorded under the policy's
+/// name, with the copy's location in the report. A policy without
+/// `[copy]` is a refused input.
+pub fn from_copy(
+    repo: &RepoOptions,
+    policy: &Policy,
+    state: &State,
+    opts: &DrillOptions<'_>,
+) -> Result<DrillOutcome, DrillError> {
+    let Some(copy) = &policy.copy else {
+        return Err(DrillError::Refused(crate::Error::NoCopySection {
+            policy: policy.name.clone(),
+            consequence: "there is no copy to drill",
+        }));
+    };
+    let on_copy = Policy { repository: copy.to.clone(), ..policy.clone() };
+    // The copy has its own password source; never the first repository's.
+    let repo = RepoOptions { password_file: None, prompt: None, ..repo.clone() };
+    drill(&repo, &on_copy, state, opts)
+}

@@ -9,7 +9,8 @@
 //! | forget snapshots by retention rules | [`forget::forget`] | `forget` (not for a dry run) |
 //! | remove unused data | [`prune::prune`] | `prune` (not for a dry run) |
 //! | a policy's scheduled forget and prune | [`prune::policy`] | `prune` |
-//! | a restore drill | [`drill::drill`] | `drill` |
+//! | a restore drill (of the policy's copy: [`drill::from_copy`]) | [`drill::drill`] | `drill` |
+//! | copy snapshots into another repository | [`copy::copy`], a policy's [`copy::policy`] | `copy`, in both |
 //!
 //! Each opens the repository through [`open::RepoOptions`] (the global
 //! flags, with a policy's own settings in their place), takes the lock
@@ -19,6 +20,7 @@
 //! log. Nothing here prints.
 
 pub mod backup;
+pub mod copy;
 pub mod drill;
 pub mod forget;
 pub mod init;

@@ -74,9 +74,26 @@ pub struct RepoOptions {
 impl RepoOptions {
     /// These options with a policy's repository settings in their place.
     pub fn for_policy(&self, policy: &Policy) -> RepoOptions {
+        self.for_spec(&policy.repository, policy)
+    }
+
+    /// These options with the settings of the policy's `[copy]` repository
+    /// in their place (its own URL, password source and S3 settings);
+    /// `None` when the policy has no copy.
+    pub fn for_copy(&self, policy: &Policy) -> Option<RepoOptions> {
+        policy.copy.as_ref().map(|c| {
+            let mut o = self.for_spec(&c.to, policy);
+            // Never the first repository's password: the copy names its own.
+            o.password_file = None;
+            o.prompt = None;
+            o
+        })
+    }
+
+    fn for_spec(&self, spec: &crate::policy::RepositorySpec, policy: &Policy) -> RepoOptions {
         let mut o = self.clone();
-        o.url = Some(policy.repository.url.clone());
-        if let Some(s3) = &policy.repository.s3 {
+        o.url = Some(spec.url.clone());
+        if let Some(s3) = &spec.s3 {
             let b = &mut o.backend;
             b.s3_endpoint = s3.endpoint.clone().or(b.s3_endpoint.take());
             b.s3_path_style = s3.path_style.or(b.s3_path_style);
@@ -84,7 +101,7 @@ impl RepoOptions {
             b.s3_concurrency = s3.concurrency.or(b.s3_concurrency);
             b.s3_profile = s3.profile.clone().or(b.s3_profile.take());
         }
-        if let Some(src) = &policy.repository.password {
+        if let Some(src) = &spec.password {
             o.password = Some(src.clone());
         }
         o.env = policy.env.clone();

@@ -127,6 +127,11 @@ impl Progress for RunRecord<'_> {
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
         self.progress(self.backup_progress());
     }
+
+    fn streamed(&self, bytes: u64) {
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
 }
 
 /// Records, in the state in `dir`, a run of `kind` a command started at
@@ -222,6 +227,7 @@ mod tests {
             parent: None,
             tree: crate::id::Id::random(),
             program_version: "test".into(),
+            original: None,
             summary: Default::default(),
         }
     }

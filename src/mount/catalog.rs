@@ -239,6 +239,7 @@ mod tests {
             parent: None,
             tree: Id::hash_of(b"t"),
             program_version: "test".into(),
+            original: None,
             summary: Default::default(),
         })
     }

@@ -68,6 +68,9 @@ pub struct Policy {
     pub objectives: Objectives,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<Drill>,
+    /// `[copy]`: a second repository the policy's snapshots are copied to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopySpec>,
     #[serde(default)]
     pub hooks: Hooks,
     #[serde(default)]
@@ -259,6 +262,21 @@ pub struct Objectives {
     /// Recovery time objective: a restore must finish within this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto: Option<Duration>,
+}
+
+/// `[copy]`: the policy's snapshots copied into a second repository (an
+/// off-site copy), which has its own URL, password source and S3 settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopySpec {
+    /// The second repository: `to`, its password source and `[copy.s3]`.
+    pub to: RepositorySpec,
+    /// When the daemon copies; `None`: only `cairn run-now --kind copy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<CronExpr>,
+    /// The copy's own RPO: how far the newest snapshot in the copy may lag
+    /// (default: the policy's `rpo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Duration>,
 }
 
 /// Timed restore drills.

@@ -79,11 +79,13 @@ const ROOT: &[&str] = &[
     "retention",
     "objectives",
     "drill",
+    "copy",
     "hooks",
     "notify",
 ];
 const SOURCE: &[&str] = &["paths", "exclude", "exclude_if_present", "one_file_system", "command", "stored_as"];
 const REPOSITORY: &[&str] = &["url", "password_env", "password_file", "password_command", "s3"];
+const COPY: &[&str] = &["to", "password_env", "password_file", "password_command", "s3", "schedule", "rpo"];
 const S3: &[&str] = &["endpoint", "path_style", "storage_class", "concurrency", "profile", "maintenance_profile"];
 const SCHEDULE: &[&str] = &["backup", "timezone", "jitter", "catch_up", "retries", "retry_delay"];
 /// The keep rules of `[retention]`; `cairn forget` has a flag for each.
@@ -118,7 +120,7 @@ const PASSWORDS: &[&str] = &["password_env", "password_file", "password_command"
 
 /// The table a field name belongs to, for "belongs in [retention]".
 pub(crate) fn section_of(key: &str) -> Option<&'static str> {
-    let sections: [(&str, &[&str]); 8] = [
+    let sections: [(&str, &[&str]); 9] = [
         ("source", SOURCE),
         ("repository", REPOSITORY),
         ("repository.s3", S3),
@@ -126,6 +128,7 @@ pub(crate) fn section_of(key: &str) -> Option<&'static str> {
         ("retention", RETENTION),
         ("objectives", OBJECTIVES),
         ("drill", DRILL),
+        ("copy", COPY),
         ("notify", NOTIFY),
     ];
     sections.iter().find(|(_, keys)| keys.contains(&key)).map(|(s, _)| *s)
@@ -184,6 +187,7 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
     let retention = optional(cx, root, "retention", |cx, t| Some(retention(cx, t)));
     let objectives = optional(cx, root, "objectives", |cx, t| Some(objectives(cx, t)));
     let drill = optional(cx, root, "drill", drill);
+    let copy = optional(cx, root, "copy", copy);
     let hooks = optional(cx, root, "hooks", |cx, t| Some(hooks(cx, t)));
     let notify = optional(cx, root, "notify", |cx, t| Some(notify(cx, t)));
     Some(Policy {
@@ -196,6 +200,7 @@ pub(crate) fn policy(cx: &mut Cx<'_>, root: &Tbl<'_, '_>) -> Option<Policy> {
         retention: retention.unwrap_or_default(),
         objectives: objectives.unwrap_or_default(),
         drill,
+        copy,
         hooks: hooks.unwrap_or_default(),
         notify: notify.unwrap_or_default(),
         file: PathBuf::new(),
@@ -297,9 +302,32 @@ fn source(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Source> {
 
 fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
     cx.known_keys(t, REPOSITORY);
+    repository_at(cx, t, "url", "the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\"")
+}
+
+/// `[copy]`: the second repository (`to`, with the password and S3 keys of
+/// `[repository]`), its schedule and its own RPO.
+fn copy(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<CopySpec> {
+    cx.known_keys(t, COPY);
+    let to = repository_at(cx, t, "to", "the repository to copy to, e.g. to = \"s3://offsite/web\"");
+    if !PASSWORDS.iter().any(|k| t.has(k)) {
+        // The usual sources hold the first repository's password.
+        cx.error(
+            t.at,
+            t.field("password_file"),
+            "missing: expected the copy's own password_env, password_file or password_command in [copy]",
+        );
+    }
+    let schedule = cx.cron(t, "schedule");
+    let rpo = cx.duration(t, "rpo", true);
+    Some(CopySpec { to: to?, schedule, rpo })
+}
+
+/// A repository's URL under `url_key`, password source and S3 settings.
+fn repository_at(cx: &mut Cx<'_>, t: &Tbl<'_, '_>, url_key: &str, hint: &str) -> Option<RepositorySpec> {
     let mut url = None;
-    if cx.require(t, "url", "the repository, e.g. url = \"s3://bucket/prefix\" or \"/srv/backup\"") {
-        if let Some((u, at)) = cx.string(t, "url") {
+    if cx.require(t, url_key, hint) {
+        if let Some((u, at)) = cx.string(t, url_key) {
             let ok = match u.strip_prefix("s3://") {
                 Some(rest) => !rest.is_empty() && !rest.starts_with('/'),
                 None => u.strip_prefix("file://").unwrap_or(&u).starts_with('/'),
@@ -307,7 +335,7 @@ fn repository(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<RepositorySpec> {
             if !ok {
                 cx.error(
                     at,
-                    t.field("url"),
+                    t.field(url_key),
                     format!("expected an absolute path, file:///path or s3://bucket/prefix, found \"{u}\""),
                 );
             }

@@ -14,6 +14,7 @@ pub fn cron_of(p: &Policy, kind: JobKind) -> Option<&CronExpr> {
         JobKind::Backup => p.schedule.backup.as_ref(),
         JobKind::Prune => p.retention.prune.as_ref(),
         JobKind::Drill => p.drill.as_ref().map(|d| &d.schedule),
+        JobKind::Copy => p.copy.as_ref().and_then(|c| c.schedule.as_ref()),
     }
 }
 

@@ -432,3 +432,25 @@ fn a_policy_retention_becomes_the_keep_rules_retention_applies() {
     );
     assert!(Retention::default().keep_rules().is_empty());
 }
+
+#[test]
+fn a_copy_table_names_the_second_repository_its_own_password_schedule_and_rpo() {
+    let p = load(&format!(
+        "{MINIMAL}[copy]\nto = \"s3://offsite/web\"\npassword_file = \"/etc/cairn/offsite.pw\"\nschedule = \"30 3 * * *\"\n\
+         rpo = \"2d\"\n[copy.s3]\nendpoint = \"http://127.0.0.1:3900\"\n"
+    ));
+    let c = p.copy.expect("[copy] loaded");
+    assert_eq!(c.to.url, "s3://offsite/web");
+    assert_eq!(c.to.password, Some(PasswordSource::File("/etc/cairn/offsite.pw".into())));
+    assert_eq!(c.to.s3.unwrap().endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+    assert!(c.schedule.is_some());
+    assert_eq!(c.rpo, Some(Duration::from_secs(2 * 86400)));
+    assert_eq!(cron_of(&load(MINIMAL), crate::state::JobKind::Copy), None, "no [copy], no copy schedule");
+
+    // The usual sources hold the first repository's password: the copy names its own.
+    let d = diags(&format!("{MINIMAL}[copy]\nto = \"/srv/offsite\"\n"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].contains("copy.password_file") && d[0].contains("the copy's own password"), "{d:?}");
+    let d = diags(&format!("{MINIMAL}[copy]\nto = \"relative\"\npassword_env = \"PW\"\n"));
+    assert!(d.len() == 1 && d[0].contains("copy.to") && d[0].contains("expected an absolute path"), "{d:?}");
+}

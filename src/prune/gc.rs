@@ -620,6 +620,7 @@ mod tests {
             parent: None,
             tree,
             program_version: String::new(),
+            original: None,
             summary: Summary::default(),
         };
         repo.save_snapshot(&snap).unwrap();

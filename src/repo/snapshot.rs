@@ -95,6 +95,11 @@ pub struct Snapshot {
     pub parent: Option<Id>,
     pub tree: Id,
     pub program_version: String,
+    /// The snapshot this one is a copy of, as first backed up (`cairn
+    /// copy` sets it; a copy of a copy names the first); `None` for a
+    /// backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
     pub summary: Summary,
 }
 

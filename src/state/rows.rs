@@ -13,16 +13,19 @@ pub enum JobKind {
     Backup,
     Prune,
     Drill,
+    /// A policy's copy into its second repository (`[copy]`).
+    Copy,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Backup, JobKind::Prune, JobKind::Drill];
+    pub const ALL: [JobKind; 4] = [JobKind::Backup, JobKind::Prune, JobKind::Drill, JobKind::Copy];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Backup => "backup",
             JobKind::Prune => "prune",
             JobKind::Drill => "drill",
+            JobKind::Copy => "copy",
         }
     }
 }
@@ -39,7 +42,7 @@ impl std::str::FromStr for JobKind {
         JobKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown job kind `{s}` (expected backup, prune or drill)"))
+            .ok_or_else(|| format!("unknown job kind `{s}` (expected backup, prune, drill or copy)"))
     }
 }
 

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::jobs::copy::CopyPoint;
 use crate::policy::{next_slot, Diagnostic, Policy};
 use crate::state::{DrillRow, JobKind, Outcome, RecoveryPoint, RunRow, State};
 
@@ -75,6 +76,23 @@ fn interval_s(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<f64> {
 /// values in the state (followed by the policy's name).
 pub const EVIDENCE_KEY_PREFIX: &str = "evidence:";
 
+/// Where the daemon records how far a policy's copy has come among its
+/// values in the state (followed by the policy's name), as a
+/// [`CopyPoint`].
+pub const COPY_KEY_PREFIX: &str = "copy:";
+
+/// How far a policy's `[copy]` lags: the age of the newest of its
+/// snapshots the copy holds, judged against the copy's own `rpo` (else the
+/// policy's) as the RPO is.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyLag {
+    pub state: RpoState,
+    pub lag_s: Option<f64>,
+    pub objective_s: Option<f64>,
+    /// The newest snapshot in the copy, when a copy ran.
+    pub newest: Option<CopyPoint>,
+}
+
 /// A snapshot the evidence check flagged.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlaggedSnapshot {
@@ -114,6 +132,8 @@ pub struct PolicyStatus {
     pub drill: Drill,
     /// The last evidence check, when the daemon made one.
     pub evidence: Option<EvidenceState>,
+    /// The copy's lag, for a policy with `[copy]` (or a copy recorded).
+    pub copy: Option<CopyLag>,
 }
 
 impl PolicyStatus {
@@ -139,6 +159,14 @@ impl PolicyStatus {
             }
             DrillState::Never => v.push("never drilled".into()),
             _ => {}
+        }
+        if let Some(c) = &self.copy {
+            match c.state {
+                RpoState::Breached => v.push("copy lag past its RPO".into()),
+                RpoState::AtRisk => v.push("copy lag at risk".into()),
+                RpoState::NoBackup if c.objective_s.is_some() => v.push("no copy yet".into()),
+                _ => {}
+            }
         }
         if !self.configured {
             v.push("no valid policy file defines it".into());
@@ -231,7 +259,11 @@ fn policy_status(
     let (mut last_success, mut last_failure, mut next) = (None, None, Vec::new());
     let (mut rp, mut drills) = (None, (None, None));
     let mut evidence = None;
+    let mut copy_point = None;
     if let Some(s) = state {
+        copy_point = s
+            .daemon_value(&format!("{COPY_KEY_PREFIX}{name}"))?
+            .and_then(|v| serde_json::from_str::<CopyPoint>(&v).ok());
         evidence = s
             .daemon_value(&format!("{}{name}", EVIDENCE_KEY_PREFIX))?
             .and_then(|v| serde_json::from_str::<EvidenceState>(&v).ok());
@@ -271,14 +303,14 @@ fn policy_status(
         None => None,
     };
     let waiting_s = first_run.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
-    let rpo_state = match (objective, age) {
-        (None, _) => RpoState::NoObjective,
-        (Some(o), None) if waiting_s.is_some_and(|w| w > o) => RpoState::Breached,
-        (Some(_), None) => RpoState::NoBackup,
-        (Some(o), Some(a)) if a > o => RpoState::Breached,
-        (Some(o), Some(a)) if a > AT_RISK * o => RpoState::AtRisk,
-        _ => RpoState::Ok,
-    };
+    let rpo_state = judge(objective, age, waiting_s);
+    let copy = (policy.is_some_and(|p| p.copy.is_some()) || copy_point.is_some()).then(|| {
+        let objective = policy
+            .and_then(|p| p.copy.as_ref().and_then(|c| c.rpo).or(p.objectives.rpo))
+            .map(|d| d.to_std().as_secs_f64());
+        let lag = copy_point.as_ref().map(|c| (now - c.time).num_milliseconds().max(0) as f64 / 1000.0);
+        CopyLag { state: judge(objective, lag, waiting_s), lag_s: lag, objective_s: objective, newest: copy_point }
+    });
     let (last, pass) = drills;
     // A failed drill is the worse news, whatever changed since.
     let drill_state = match (&last, changed) {
@@ -299,6 +331,7 @@ fn policy_status(
         rpo: Rpo { state: rpo_state, age_s: age, objective_s: objective, newest: rp },
         drill: Drill { state: drill_state, last, last_pass: pass.map(|d| d.started_at) },
         evidence,
+        copy,
     })
 }
 
@@ -307,6 +340,19 @@ fn pick_newest(slot: &mut Option<RunRow>, candidate: Option<RunRow>) {
         if slot.as_ref().is_none_or(|s| c.started_at > s.started_at) {
             *slot = Some(c);
         }
+    }
+}
+
+/// An age against its objective: `waiting_s` is how long the policy has
+/// existed (no recovery point yet is a breach once it exceeds the objective).
+fn judge(objective: Option<f64>, age: Option<f64>, waiting_s: Option<f64>) -> RpoState {
+    match (objective, age) {
+        (None, _) => RpoState::NoObjective,
+        (Some(o), None) if waiting_s.is_some_and(|w| w > o) => RpoState::Breached,
+        (Some(_), None) => RpoState::NoBackup,
+        (Some(o), Some(a)) if a > o => RpoState::Breached,
+        (Some(o), Some(a)) if a > AT_RISK * o => RpoState::AtRisk,
+        _ => RpoState::Ok,
     }
 }
 

@@ -164,6 +164,7 @@ pub fn save_snapshot_as(repo: &Repository, root: Id, host: &str) -> Id {
         parent: None,
         tree: root,
         program_version: "0.0.0-test".into(),
+        original: None,
         summary: Summary::default(),
     };
     repo.save_snapshot(&snap).unwrap()

@@ -153,6 +153,7 @@ fn seed_snapshot() -> Vec<Vec<u8>> {
         parent: Some(Id::hash_of(b"parent")),
         tree: Id::hash_of(b"tree"),
         program_version: "0.1.0".into(),
+        original: None,
         summary: cairn::repo::Summary {
             files_new: 3,
             bytes_total: 1 << 20,

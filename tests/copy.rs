@@ -1,0 +1,378 @@
+//! `cairn copy`: snapshots copied into a second repository with its own
+//! password, key and chunker parameters, checked and restored from there;
+//! a second copy sends nothing; a copy killed part way resumes and sends
+//! less; each copy leaves a `copy` evidence record in both repositories.
+//! The kill needs `--features failpoints`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const OTHER_PASSWORD: &str = "another password for the off-site copy";
+
+/// A second repository beside the test's first, with its own password.
+struct Dest {
+    repo: PathBuf,
+}
+
+impl Dest {
+    /// `cairn init` of a second repository with `init` arguments.
+    fn new(env: &Env, name: &str, init: &[&str]) -> Dest {
+        let d = Dest { repo: env.path(name) };
+        let mut args = vec!["init", "--kdf-memory-kib", "19456"];
+        args.extend_from_slice(init);
+        let out = d.command(env).args(&args).output().unwrap();
+        assert!(out.status.success(), "init of {name}: {}", String::from_utf8_lossy(&out.stderr));
+        d
+    }
+
+    /// cairn on this repository, with its password.
+    fn command(&self, env: &Env) -> Command {
+        let mut c = env.command();
+        c.env("CAIRN_REPO", &self.repo).env("CAIRN_PASSWORD", OTHER_PASSWORD);
+        c
+    }
+
+    fn ok(&self, env: &Env, args: &[&str]) -> String {
+        let out = self.command(env).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cairn {args:?} on the destination failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn url(&self) -> &str {
+        self.repo.to_str().unwrap()
+    }
+}
+
+/// `cairn copy --to DEST --json` from the test's repository, the
+/// destination's password in `CAIRN_TO_PASSWORD`.
+fn copy_command(env: &Env, dest: &Dest, extra: &[&str]) -> Command {
+    let mut c = env.command();
+    c.env("CAIRN_TO_PASSWORD", OTHER_PASSWORD).args(["copy", "--json", "--to", dest.url()]).args(extra);
+    c.env_remove("CAIRN_TO_PASSWORD_FILE").env_remove("CAIRN_TO_PASSWORD_COMMAND").env_remove("CAIRN_TO_REPO");
+    c
+}
+
+fn copy(env: &Env, dest: &Dest, extra: &[&str]) -> Value {
+    let out = copy_command(env, dest, extra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "copy failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Files of several sizes (many chunks, one chunk, none), a symlink, a
+/// hard link and a nested directory.
+fn source(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a/b/c")).unwrap();
+    std::fs::write(src.join("big"), random_bytes(3_000_000, 1)).unwrap();
+    std::fs::write(src.join("a/medium"), random_bytes(200_000, 2)).unwrap();
+    std::fs::write(src.join("a/b/c/small"), b"small file").unwrap();
+    std::fs::write(src.join("a/b/empty"), b"").unwrap();
+    let mut repeated = random_bytes(150_000, 3);
+    repeated.extend_from_within(..);
+    std::fs::write(src.join("a/b/repeated"), repeated).unwrap();
+    std::os::unix::fs::symlink("a/medium", src.join("link")).unwrap();
+    std::fs::hard_link(src.join("a/b/c/small"), src.join("a/hardlink")).unwrap();
+    src
+}
+
+/// The evidence records of `kind` that an export of the repository
+/// `command` opens holds.
+fn records(env: &Env, mut command: Command, kind: &str) -> Vec<Value> {
+    let out_dir = env.path(&format!("export-{}", std::process::id() as u128 * 1000 + rand_suffix()));
+    let out = command.args(["evidence", "export", "--out", out_dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    let mut found = Vec::new();
+    for e in walk(&out_dir) {
+        if e.extension().is_some_and(|x| x == "json") {
+            let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(&e).unwrap()) else { continue };
+            if v["kind"] == kind {
+                found.push(v);
+            }
+        }
+    }
+    found
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1000
+}
+
+fn restore_and_compare(env: &Env, dest: &Dest, src: &Path, name: &str) {
+    let target = env.path(name);
+    dest.ok(env, &["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    assert_same_tree(src, &restored(&target, src));
+}
+
+#[test]
+fn a_copy_into_a_repository_with_its_own_password_and_chunk_sizes_checks_and_restores_byte_for_byte() {
+    let env = Env::new();
+    let src = source(&env);
+    let backup = env.backup_json(&[&src], &[]);
+    let source_id = backup["snapshot"].as_str().unwrap().to_string();
+    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+
+    let r = copy(&env, &dest, &[]);
+    assert_eq!(r["rechunked"], true, "{r}");
+    let copied = r["copied"].as_array().unwrap();
+    assert_eq!(copied.len(), 1, "{r}");
+    assert_eq!(copied[0]["source"], source_id.as_str());
+    let copy_id = copied[0]["snapshot"].as_str().unwrap().to_string();
+    assert_ne!(copy_id, source_id, "the destination's key names the copy differently");
+    assert!(r["packs_added"].as_u64().unwrap() > 0, "{r}");
+
+    // The copy is cut by the destination's chunker: the 3 MB file is in
+    // chunks of at most 128 KiB there (at most 256 KiB in the source).
+    let ls: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    // Whole, readable and recorded: check reads every byte, and its evidence
+    // check finds the copy's record for the snapshot.
+    dest.ok(&env, &["check", "--read-data"]);
+    restore_and_compare(&env, &dest, &src, "restored");
+
+    // The source's password does not open the copy.
+    let out = env.command().env("CAIRN_REPO", &dest.repo).args(["snapshots"]).output().unwrap();
+    assert!(!out.status.success(), "the source's password opened the destination");
+
+    // One `copy` record in each repository, naming the snapshots on both sides.
+    let here = records(&env, env.command(), "copy");
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert_eq!(here[0]["payload"]["snapshots_copied"][0], source_id.as_str(), "{}", here[0]);
+    assert_eq!(here[0]["payload"]["outcome"], "success");
+    let there = records(&env, dest.command(&env), "copy");
+    assert_eq!(there.len(), 1, "{there:?}");
+    assert_eq!(there[0]["payload"]["snapshots_written"][0], copy_id.as_str(), "{}", there[0]);
+    assert_eq!(there[0]["payload"]["sources"][0], source_id.as_str());
+}
+
+#[test]
+fn a_second_copy_sends_nothing_and_a_new_snapshot_of_unchanged_files_sends_no_data() {
+    let env = Env::new();
+    let src = source(&env);
+    env.backup_json(&[&src], &[]);
+    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+    let first = copy(&env, &dest, &[]);
+    assert_eq!(first["copied"].as_array().unwrap().len(), 1);
+
+    let again = copy(&env, &dest, &[]);
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["present"].as_array().unwrap().len(), 1, "{again}");
+    assert_eq!((again["blobs_added"].as_u64(), again["packs_added"].as_u64()), (Some(0), Some(0)), "{again}");
+    assert_eq!(again["chunks_added"], 0);
+    assert!(first["chunks_added"].as_u64().unwrap() > 20, "{first}");
+
+    // A new snapshot of the same files, every one read again: all their
+    // chunks are there. (The trees of the directories above the source,
+    // whose times other tests change, may be new.)
+    let second = env.backup_json(&[&src], &["--force"]);
+    let r = copy(&env, &dest, &["latest"]);
+    let copied = r["copied"].as_array().unwrap();
+    assert_eq!(copied.len(), 1, "{r}");
+    assert_eq!(copied[0]["source"], second["snapshot"]);
+    assert_eq!(r["chunks_added"], 0, "{r}");
+    assert!(r["data_added"].as_u64().unwrap() < 4096, "only trees: {r}");
+    // The source directory is the same as in the first copy: it is not read again.
+    assert_eq!((r["files"].as_u64(), r["bytes"].as_u64()), (Some(0), Some(0)), "{r}");
+    let ls: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 2, "{ls}");
+    dest.ok(&env, &["check", "--read-data"]);
+}
+
+/// A copy killed after some of its packs were stored: the next copy
+/// indexes and reuses them, sends less than a whole copy does, and the
+/// result checks and restores.
+#[test]
+fn a_copy_killed_part_way_resumes_and_sends_less() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in 0..12 {
+        std::fs::write(src.join(format!("f{f}")), random_bytes(1_000_000, 100 + f)).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    let init = ["--chunk-sizes", "8192,32768,131072", "--pack-size-mib", "1"];
+
+    // A whole copy, for comparison.
+    let whole = Dest::new(&env, "whole", &init);
+    let full = copy(&env, &whole, &[]);
+    let full_bytes = full["bytes_added"].as_u64().unwrap();
+    assert!(full["packs_added"].as_u64().unwrap() >= 10, "{full}");
+
+    let dest = Dest::new(&env, "offsite", &init);
+    killed_at(copy_command(&env, &dest, &[]), "writer::pack_stored", 5);
+    let ls: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
+    assert!(ls.as_array().unwrap().is_empty(), "a killed copy committed a snapshot: {ls}");
+
+    let resumed = copy(&env, &dest, &[]);
+    assert_eq!(resumed["copied"].as_array().unwrap().len(), 1, "{resumed}");
+    assert!(resumed["packs_adopted"].as_u64().unwrap() >= 5, "{resumed}");
+    let resumed_bytes = resumed["bytes_added"].as_u64().unwrap();
+    assert!(
+        resumed_bytes + 4 * 1024 * 1024 < full_bytes,
+        "the resumed copy sent {resumed_bytes} bytes, a whole one {full_bytes}"
+    );
+    dest.ok(&env, &["check", "--read-data"]);
+    restore_and_compare(&env, &dest, &src, "restored");
+}
+
+#[test]
+fn a_copy_without_a_password_for_the_destination_says_how_to_give_one() {
+    let env = Env::new();
+    let dest = Dest::new(&env, "offsite", &[]);
+    let out = env.command().env_remove("CAIRN_TO_PASSWORD").args(["copy", "--to", dest.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--to-password-file") && err.contains("CAIRN_TO_PASSWORD"), "{err}");
+    // A password file works as well as the variable.
+    let pw = env.path("to-pw");
+    std::fs::write(&pw, format!("{OTHER_PASSWORD}\n")).unwrap();
+    env.ok(&["copy", "--to", dest.url(), "--to-password-file", pw.to_str().unwrap()]);
+    // And a command; a wrong one fails without showing what it printed.
+    let cmd = format!("echo '{OTHER_PASSWORD}'");
+    env.ok(&["copy", "--to", dest.url(), "--to-password-command", &cmd]);
+    let out = env
+        .command()
+        .args(["copy", "--to", dest.url(), "--to-password-command", "echo wrong-secret"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("wrong-secret"));
+}
+
+#[test]
+fn copying_a_repository_into_itself_is_refused() {
+    let env = Env::new();
+    let out = env
+        .command()
+        .env("CAIRN_TO_PASSWORD", PASSWORD)
+        .args(["copy", "--to", env.repo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the source repository"));
+}
+
+/// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
+/// copy`, with evidence in both repositories; `status` shows the copy's
+/// lag against its own RPO; `drill --from-copy` restores from the copy and
+/// signs into the copy's chain.
+#[test]
+fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
+    use cairn::state::{JobKind, Outcome, State};
+    use std::time::Duration;
+
+    let env = Env::new();
+    let root = env.dir.path().canonicalize().unwrap();
+    let src = source(&env).canonicalize().unwrap();
+    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+    let (pw, dest_pw) = (root.join("pw"), root.join("dest-pw"));
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(&dest_pw, format!("{OTHER_PASSWORD}\n")).unwrap();
+    let (policies, state) = (root.join("policies"), root.join("state"));
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("web.toml"),
+        format!(
+            "name = \"web\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n\
+             [objectives]\nrpo = \"1d\"\n[copy]\nto = \"{}\"\npassword_file = \"{}\"\nrpo = \"2d\"\n",
+            src.display(),
+            env.repo.display(),
+            pw.display(),
+            dest.repo.canonicalize().unwrap().display(),
+            dest_pw.display()
+        ),
+    )
+    .unwrap();
+    let dirs = ["--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    env.ok(&[&["backup", "--policy", "web"][..], &dirs[..2]].concat());
+
+    // Before any copy: the copy has no point yet.
+    let before: Value = serde_json::from_str(&env.ok(&[&["status", "--json"][..], &dirs].concat())).unwrap();
+    assert_eq!(before["policies"][0]["copy"]["state"], "no-backup", "{before}");
+
+    let mut daemon = env
+        .command()
+        .env_remove("CAIRN_PASSWORD")
+        .args([&["daemon", "--listen", "none"][..], &dirs].concat())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = state.join("daemon.sock");
+    wait_until("the control socket", Duration::from_secs(30), || socket.exists());
+    env.ok(&["run-now", "web", "--kind", "copy", "--state", state.to_str().unwrap()]);
+    let finished = || {
+        State::open_existing(&state)
+            .ok()
+            .flatten()
+            .and_then(|s| s.last_run("web", JobKind::Copy, &[Outcome::Success, Outcome::Failure]).ok().flatten())
+    };
+    wait_until("the copy's run", Duration::from_secs(120), || finished().is_some());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_exit(&mut daemon, Duration::from_secs(60)).success());
+    let run = finished().unwrap();
+    assert_eq!(run.outcome, Outcome::Success, "{run:?}");
+
+    let copies: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
+    let copies = copies.as_array().unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy_id = copies[0]["id"].as_str().unwrap().to_string();
+    dest.ok(&env, &["check", "--read-data"]);
+    assert_eq!(records(&env, env.command(), "copy").len(), 1);
+    let there = records(&env, dest.command(&env), "copy");
+    assert_eq!(there.len(), 1);
+    assert_eq!(there[0]["policy"], "web");
+    assert_eq!(there[0]["payload"]["snapshots_written"][0], copy_id.as_str());
+
+    // The lag: the newest snapshot in the copy, judged against [copy] rpo.
+    let status: Value = serde_json::from_str(&env.ok(&[&["status", "--json"][..], &dirs].concat())).unwrap();
+    let lag = &status["policies"][0]["copy"];
+    assert_eq!(lag["state"], "ok", "{status}");
+    assert_eq!(lag["objective_s"], 2.0 * 86400.0, "{status}");
+    assert_eq!(lag["newest"]["snapshot"], copy_id.as_str(), "{status}");
+    assert!(lag["lag_s"].as_f64().unwrap() < 2.0 * 86400.0);
+    let text = env.ok(&[&["status"][..], &dirs].concat());
+    assert!(text.contains("Copies") && text.contains("ok "), "{text}");
+
+    // A drill from the copy: restored from the off-site repository, signed there.
+    let out = env
+        .command()
+        .env("CAIRN_REPO", "/nonexistent")
+        .args([&["drill", "--policy", "web", "--from-copy", "--json"][..], &dirs].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drill --from-copy: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"]["result"], "pass", "{report}");
+    assert_eq!(report["recovery_point"]["snapshot_id"], copy_id.as_str(), "{report}");
+    assert!(report["repository"]["location"].as_str().unwrap().ends_with("offsite"), "{}", report["repository"]);
+    assert_eq!(records(&env, dest.command(&env), "drill").len(), 1, "the drill is signed into the copy's chain");
+    assert!(records(&env, env.command(), "drill").is_empty());
+}
