@@ -27,6 +27,11 @@ pub struct RestoreArgs {
     /// Refuse a snapshot that expands to more entries than N (default 100000000)
     #[arg(long, value_name = "N")]
     pub max_entries: Option<u64>,
+    /// Plan and write at most N items at a time (entries, chunk places and
+    /// directories; default 16384): memory grows with N, not with the
+    /// number of files
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_items: Option<u64>,
     /// As root, also restore set-uid and set-gid bits, file capabilities
     /// and device nodes (left out and listed otherwise, exit code 3)
     #[arg(long)]
@@ -55,7 +60,8 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
     ));
     let started = std::time::Instant::now();
     let limits = crate::repo::walk::Limits::with_max_entries(a.max_entries);
-    let r = restore::run_within(&repo, &index, &snap.tree, &opts, &limits)?;
+    let batch = a.batch_items.map_or(restore::plan::BATCH_ITEMS, |n| n.try_into().unwrap_or(usize::MAX));
+    let r = restore::run_in_batches(&repo, &index, &snap.tree, &opts, &limits, batch)?;
     for w in &r.warnings {
         p.warn(w);
     }

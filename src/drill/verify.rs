@@ -210,7 +210,7 @@ pub fn verify(
             };
         }
     };
-    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
+    let dirs = Handles::new(root, plan.dirs.iter().map(|d| d.rel.as_path()));
     let bytes = AtomicU64::new(0);
     let mismatches = Mutex::new(Vec::new());
     parallel_with(threads, files.len(), Vec::new, |buf, i| {
@@ -228,14 +228,16 @@ pub fn verify(
     };
     if entries {
         let mut bad = |rel: &Path, reason: String| out.mismatches.push(Mismatch { path: snapshot_path(rel), reason });
-        for (rel, first) in &plan.hardlinks {
-            match (dirs.lstat(rel), dirs.lstat(&plan.files[*first].rel)) {
+        for link in &plan.hardlinks {
+            let (rel, first) = (&link.rel, &plan.link_source(link).rel);
+            match (dirs.lstat(rel), dirs.lstat(first)) {
                 (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => {}
-                (Ok(_), Ok(_)) => bad(rel, format!("not a hard link of {}", snapshot_path(&plan.files[*first].rel))),
+                (Ok(_), Ok(_)) => bad(rel, format!("not a hard link of {}", snapshot_path(first))),
                 (Err(e), _) | (_, Err(e)) => bad(rel, format!("hard link missing from the restore: {e}")),
             }
         }
-        for (rel, node) in plan.dirs.iter().chain(plan.others.iter()) {
+        let dir_entries = plan.dirs.iter().map(|d| (&d.rel, &d.node));
+        for (rel, node) in dir_entries.chain(plan.others.iter().map(|(rel, node)| (rel, node))) {
             if let Some(reason) = check_entry(&dirs, rel, node, as_root) {
                 bad(rel, reason);
             }

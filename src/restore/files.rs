@@ -32,13 +32,10 @@ use nix::unistd::UnlinkatFlags;
 use crate::fsmeta;
 use crate::repo::{Node, NodeKind, Repository};
 
-use super::execute::State;
 use super::handles::open_at;
 use super::plan::PlannedFile;
 use super::privileged;
-
-/// A file's (device, inode): what it must still be when opened again.
-pub(super) type Ident = (u64, u64);
+use super::state::{Ident, State};
 
 /// Flags for opening an existing entry by name: never through a symlink,
 /// and never blocking on a FIFO or adopting a terminal put in its place.
@@ -81,8 +78,9 @@ pub(super) fn clear_entry(dir: RawFd, name: &OsStr) -> std::io::Result<()> {
 
 /// The handle of the directory file `fi` lies in, and its name there.
 fn place<'p>(st: &'p State<'_>, fi: usize) -> std::io::Result<(std::sync::Arc<OwnedFd>, &'p OsStr)> {
-    let (d, name) = st.dirs.locate(&st.plan.files[fi].rel);
-    Ok((st.dirs.dir(d)?, name))
+    let rel = &st.plan.files[fi].rel;
+    let name = rel.file_name().unwrap_or(rel.as_os_str());
+    Ok((st.dirs.dir(st.file_dir[fi])?, name))
 }
 
 fn recorded(st: &State<'_>, fi: usize) -> std::io::Result<Ident> {

@@ -14,7 +14,11 @@
 //! A tree may hold more directories than a process may keep open, so the
 //! handles live in a bounded cache: when it is full, the least recently
 //! used half is closed, and a directory needed again is looked up again
-//! (from its nearest open ancestor).
+//! (from its nearest open ancestor). A restore in batches lists only the
+//! directories of one batch; an entry in a directory the batch does not
+//! list (the file a hard link links to, restored by an earlier batch) is
+//! reached with [`Handles::parent_of`], which looks its directory up from
+//! the target, the same way.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -29,6 +33,9 @@ use nix::sys::stat::Mode;
 
 /// The parent of an entry directly in the target.
 pub(crate) const ROOT: u32 = u32::MAX;
+/// The parent of an entry whose directory is not listed: [`Handles::dir`]
+/// refuses it (see [`Handles::parent_of`]).
+pub(crate) const UNLISTED: u32 = u32::MAX - 1;
 
 /// How every directory handle is opened.
 pub(crate) fn dir_flags() -> OFlag {
@@ -157,11 +164,23 @@ impl<'a> Handles<'a> {
     }
 
     /// The directory a relative path lies in (an index into the
-    /// directories, or [`ROOT`]) and its last component.
+    /// directories, [`ROOT`], or [`UNLISTED`]) and its last component.
     pub fn locate<'p>(&self, rel: &'p Path) -> (u32, &'p OsStr) {
         let parent = rel.parent().map(|p| p.as_os_str().as_bytes()).unwrap_or_default();
-        let d = if parent.is_empty() { ROOT } else { self.index.get(parent).copied().unwrap_or(ROOT) };
+        let d = if parent.is_empty() { ROOT } else { self.index.get(parent).copied().unwrap_or(UNLISTED) };
         (d, rel.file_name().unwrap_or(rel.as_os_str()))
+    }
+
+    /// A handle of the directory `rel` lies in, and its last component; a
+    /// directory not listed is looked up from the target (not kept).
+    pub fn parent_of<'p>(&self, rel: &'p Path) -> std::io::Result<(Arc<OwnedFd>, &'p OsStr)> {
+        match self.locate(rel) {
+            (UNLISTED, name) => {
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                Ok((Arc::new(self.resolve(self.root.as_raw_fd(), parent)?), name))
+            }
+            (d, name) => Ok((self.dir(d)?, name)),
+        }
     }
 
     /// Keeps a handle the caller opened for directory `d` (say, right after
@@ -178,6 +197,9 @@ impl<'a> Handles<'a> {
     pub fn dir(&self, d: u32) -> std::io::Result<Arc<OwnedFd>> {
         if d == ROOT {
             return Ok(self.root.clone());
+        }
+        if d == UNLISTED {
+            return Err(std::io::Error::other("its directory is not among those this restore reaches"));
         }
         let (base, from) = {
             let mut cache = self.cache.lock().unwrap();
@@ -206,8 +228,7 @@ impl<'a> Handles<'a> {
     /// refused before it is opened.
     pub fn open_file(&self, rel: &Path) -> std::io::Result<std::fs::File> {
         use std::os::unix::fs::MetadataExt;
-        let (d, name) = self.locate(rel);
-        let dir = self.dir(d)?;
+        let (dir, name) = self.parent_of(rel)?;
         let seen = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let not_regular = || std::io::Error::other("not a regular file");
         if nix::sys::stat::SFlag::from_bits_truncate(seen.st_mode) & nix::sys::stat::SFlag::S_IFMT
@@ -226,15 +247,13 @@ impl<'a> Handles<'a> {
 
     /// What `lstat` says about `rel`, asked through its directory's handle.
     pub fn lstat(&self, rel: &Path) -> std::io::Result<std::fs::Metadata> {
-        let (d, name) = self.locate(rel);
-        let dir = self.dir(d)?;
+        let (dir, name) = self.parent_of(rel)?;
         std::fs::File::from(open_at(dir.as_raw_fd(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW, 0)?).metadata()
     }
 
     /// The target of the symlink `rel`, read through its directory's handle.
     pub fn read_link(&self, rel: &Path) -> std::io::Result<std::ffi::OsString> {
-        let (d, name) = self.locate(rel);
-        let dir = self.dir(d)?;
+        let (dir, name) = self.parent_of(rel)?;
         Ok(nix::fcntl::readlinkat(Some(dir.as_raw_fd()), name)?)
     }
 
@@ -329,6 +348,40 @@ mod tests {
             assert!(h.cache.lock().unwrap().open <= 2);
             assert_eq!(h.locate(Path::new("a/b/file")), (1, OsStr::new("file")));
             assert_eq!(h.locate(Path::new("top")), (ROOT, OsStr::new("top")));
+        }
+    }
+
+    #[test]
+    fn an_entry_in_a_directory_not_listed_is_reached_from_the_target_never_through_a_symlink() {
+        let (d, _) = tree();
+        std::fs::write(d.path().join("a/b/c/file"), b"x").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("c")).unwrap();
+        std::fs::write(outside.path().join("c/file"), b"outside").unwrap();
+        for fallback in [false, true] {
+            // Only `e` is listed, as in a later batch.
+            let mut h = Handles::new(Handles::open_root(d.path()).unwrap(), [Path::new("e")]);
+            if fallback {
+                h = h.without_openat2();
+            }
+            let file = Path::new("a/b/c/file");
+            let (place, name) = h.locate(file);
+            assert_eq!((place, name), (UNLISTED, OsStr::new("file")));
+            assert!(h.dir(place).is_err(), "an unlisted directory is never taken for the target");
+            let (dir, name) = h.parent_of(file).unwrap();
+            assert_eq!(ino(&dir), ino_of(&d.path().join("a/b/c")));
+            assert_eq!(name, "file");
+            let mut content = String::new();
+            std::io::Read::read_to_string(&mut h.open_file(file).unwrap(), &mut content).unwrap();
+            assert_eq!(content, "x");
+            // `b` swapped for a symlink to a tree with the same names.
+            std::fs::rename(d.path().join("a/b"), d.path().join("a/b.real")).unwrap();
+            std::os::unix::fs::symlink(outside.path(), d.path().join("a/b")).unwrap();
+            let e = h.parent_of(file).unwrap_err();
+            assert!(e.to_string().contains("(never followed)"), "{e}");
+            assert!(h.open_file(file).is_err() && h.lstat(file).is_err());
+            std::fs::remove_file(d.path().join("a/b")).unwrap();
+            std::fs::rename(d.path().join("a/b.real"), d.path().join("a/b")).unwrap();
         }
     }
 

@@ -1,12 +1,17 @@
-//! Restore: plan, then fetch, write, set metadata, and optionally verify.
+//! Restore: plan, then fetch, write, set metadata, and optionally verify,
+//! one bounded batch at a time.
 //!
-//! The plan ([`plan`]) lists what to create; execution ([`execute`])
-//! creates directories, prepares files (reusing content already in the
-//! target when a chunk there hashes to the right id), fetches each needed
-//! pack once with a few coalesced range reads, several packs in parallel,
-//! writes every place that needs each chunk, and sets metadata after
-//! contents, directories last. A file that cannot be restored exactly is
-//! named in the report and the restore exits non-zero (invariant 5).
+//! The plan ([`plan`]) lists what to create, in batches of at most
+//! [`plan::BATCH_ITEMS`] items: each batch is planned, executed, verified
+//! and dropped before the next, so memory does not grow with the number
+//! of files. Execution ([`execute`]) creates directories, prepares files
+//! (reusing content already in the target when a chunk there hashes to
+//! the right id), fetches each needed pack once per batch with a few
+//! coalesced range reads, several packs in parallel, writes every place
+//! that needs each chunk, files in several directories at once
+//! ([`transfer`]), and sets metadata after contents, each directory's
+//! after its entries. A file that cannot be restored exactly is named in
+//! the report and the restore exits non-zero (invariant 5).
 //! Every entry is reached through directory handles opened beneath the
 //! target, never through a symlink ([`handles`], invariant 4), and a root
 //! restore leaves out set-id bits and device nodes unless asked
@@ -14,9 +19,12 @@
 
 pub mod execute;
 mod files;
+mod filter;
 pub(crate) mod handles;
 pub mod plan;
 mod privileged;
+mod state;
+mod transfer;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -27,7 +35,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::Id;
 use crate::pool::{parallel, parallel_with};
-use crate::repo::{Index, Repository};
+use crate::repo::{walk, Index, Repository};
 
 pub use plan::{Filter, Plan};
 
@@ -82,6 +90,12 @@ pub struct RestoreReport {
     pub withheld: Vec<Failure>,
     pub warnings: Vec<String>,
     pub verified_files: u64,
+    /// Batches the restore was planned and written in.
+    pub batches: u64,
+    /// Items in the largest batch ([`Plan::items`]), what restore memory
+    /// grows with: at most [`plan::BATCH_ITEMS`], unless one file has more
+    /// chunks.
+    pub largest_batch: u64,
     #[serde(skip)]
     pub timings: Timings,
 }
@@ -91,39 +105,89 @@ impl RestoreReport {
     pub fn ok(&self) -> bool {
         self.failures.is_empty() && self.withheld.is_empty()
     }
+
+    /// Adds the report of one more batch.
+    fn add(&mut self, b: RestoreReport) {
+        self.files += b.files;
+        self.dirs += b.dirs;
+        self.links += b.links;
+        self.others += b.others;
+        self.bytes += b.bytes;
+        self.bytes_written += b.bytes_written;
+        self.files_unchanged += b.files_unchanged;
+        self.packs_fetched += b.packs_fetched;
+        self.bytes_fetched += b.bytes_fetched;
+        self.failures.extend(b.failures);
+        self.withheld.extend(b.withheld);
+        self.warnings.extend(b.warnings);
+        self.verified_files += b.verified_files;
+        self.batches += b.batches;
+        self.largest_batch = self.largest_batch.max(b.largest_batch);
+        let t = &mut self.timings;
+        t.plan += b.timings.plan;
+        // From the start of the first batch's transfer.
+        t.first_byte = t.first_byte.or(b.timings.first_byte.map(|fb| t.transfer + fb));
+        t.transfer += b.timings.transfer;
+        t.metadata += b.timings.metadata;
+        t.verify += b.timings.verify;
+    }
 }
 
 /// Restores the tree `root` into `opts.target`, within the default limits.
 pub fn run(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<RestoreReport> {
-    run_within(repo, index, root, opts, &crate::repo::walk::Limits::default())
+    run_within(repo, index, root, opts, &walk::Limits::default())
 }
 
 /// Restores the tree `root` into `opts.target`; a tree past `limits` is
-/// refused before anything is written (see [`plan::plan_within`]).
+/// refused before anything is written (see [`plan::Batches::new`]).
 pub fn run_within(
     repo: &Repository,
     index: &Index,
     root: &Id,
     opts: &RestoreOptions,
-    limits: &crate::repo::walk::Limits,
+    limits: &walk::Limits,
+) -> Result<RestoreReport> {
+    run_in_batches(repo, index, root, opts, limits, plan::BATCH_ITEMS)
+}
+
+/// [`run_within`], in batches of at most `batch_items` items
+/// ([`Plan::items`]).
+pub fn run_in_batches(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    opts: &RestoreOptions,
+    limits: &walk::Limits,
+    batch_items: usize,
 ) -> Result<RestoreReport> {
     let t0 = std::time::Instant::now();
     let filter = Filter::new(&opts.include, &opts.exclude)?;
-    let plan = plan::plan_within(repo, index, root, &filter, limits)?;
-    let plan_time = t0.elapsed();
-    let mut report = execute::execute(repo, index, &plan, opts)?;
-    report.timings.plan = plan_time;
-    if opts.verify {
-        let t = std::time::Instant::now();
-        let failures = verify::verify(repo, &plan, &opts.target, opts.threads);
-        report.verified_files = (plan.files.len() + plan.hardlinks.len() - failures.len()) as u64;
-        for f in failures {
-            if !report.failures.iter().any(|x| x.path == f.path) {
-                report.failures.push(f);
+    let mut batches = plan::Batches::new(repo, index, root, &filter, limits, batch_items)?;
+    let target = execute::Target::open(&opts.target, opts.privileged)?;
+    let mut report = RestoreReport::default();
+    let mut planned = t0;
+    while let Some(plan) = batches.next_batch()? {
+        let plan_time = planned.elapsed();
+        let (mut r, written) = execute::execute_batch(repo, index, &target, plan, opts.threads)?;
+        r.timings.plan = plan_time;
+        r.batches = 1;
+        r.largest_batch = plan.items() as u64;
+        if opts.verify {
+            let t = std::time::Instant::now();
+            let failures = verify::verify(repo, plan, &opts.target, opts.threads);
+            r.verified_files = (plan.files.len() + plan.hardlinks.len() - failures.len()) as u64;
+            for f in failures {
+                if !r.failures.iter().any(|x| x.path == f.path) {
+                    r.failures.push(f);
+                }
             }
+            r.timings.verify = t.elapsed();
         }
-        report.timings.verify = t.elapsed();
+        batches.written(written);
+        report.add(r);
+        planned = std::time::Instant::now();
     }
+    report.timings.plan += planned.elapsed();
     report.failures.sort_by(|a, b| a.path.cmp(&b.path));
     report.withheld.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)

@@ -1,23 +1,40 @@
-//! Restore planning: from a snapshot tree to a list of things to create.
+//! Restore planning: from a snapshot tree to batches of things to create.
 //!
-//! The plan is pure data: which directories, files (with every chunk's
+//! A plan is pure data: which directories, files (with every chunk's
 //! place in the file), hard links, symlinks and special files to create,
 //! all under relative paths built only from names that passed
 //! [`safe_name`]. Names with `/`, NUL, `.`, `..`, empty names, and
 //! duplicate names in one directory are refused here, whatever the
 //! repository says, so no planned path can leave the target or pass
 //! through a restored symlink (invariant 4).
+//!
+//! A snapshot is planned in batches ([`Batches`]): the walk stops once a
+//! batch holds [`BATCH_ITEMS`] items, the batch is executed and dropped,
+//! and the walk goes on where it stopped. What lives from one batch to the
+//! next is the current path (each directory's tree, with the node to give
+//! it once its last entry is written), and the hard-link groups with
+//! members not seen yet; so restore memory does not grow with the number
+//! of files. A directory is planned only once something below it is (or an
+//! include pattern names it), and finished (given its metadata) in the
+//! batch that plans its last entry, after its children.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::{walk, Index, Node, NodeKind, Repository, Tree};
+
+pub use super::filter::Filter;
+
+/// The items one batch holds at most: entries, the places of their chunks,
+/// directories made or reached, and directories finished. A single file
+/// with more chunks than this is a batch of its own. While a batch is
+/// planned and written, an item costs a few hundred bytes.
+pub const BATCH_ITEMS: usize = 16_384;
 
 /// One chunk's place in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +52,85 @@ pub struct PlannedFile {
     pub size: u64,
 }
 
+/// A directory a batch makes or works in.
+#[derive(Debug, Clone)]
+pub struct PlannedDir {
+    pub rel: PathBuf,
+    pub node: Node,
+    pub made: Made,
+}
+
+/// Which batch makes a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    /// This batch.
+    Here,
+    /// An earlier batch: this one only reaches it again, through handles.
+    Earlier,
+    /// An earlier batch could not make it: nothing below it is touched.
+    Failed,
+}
+
+/// A hard link to make, and the file it links to.
+#[derive(Debug, Clone)]
+pub struct PlannedLink {
+    pub rel: PathBuf,
+    pub to: LinkTo,
+}
+
+#[derive(Debug, Clone)]
+pub enum LinkTo {
+    /// A file of this batch (an index into [`Plan::files`]).
+    File(usize),
+    /// A file an earlier batch restored (or failed to).
+    Earlier { file: Arc<PlannedFile>, restored: bool },
+}
+
+/// One batch of a restore (or, from [`plan`], the whole snapshot).
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Directories, parents before children.
-    pub dirs: Vec<(PathBuf, Node)>,
+    /// Directories this batch makes or works in, parents first.
+    pub dirs: Vec<PlannedDir>,
     pub files: Vec<PlannedFile>,
-    /// `(path, index into files)`: hard links to an earlier file.
-    pub hardlinks: Vec<(PathBuf, usize)>,
+    pub hardlinks: Vec<PlannedLink>,
     /// Symlinks, FIFOs, devices, sockets.
     pub others: Vec<(PathBuf, Node)>,
     /// Entries refused while planning, with the reason.
     pub refused: Vec<(String, String)>,
+    /// Directories (indices into `dirs`) whose last entry is in this batch
+    /// or an earlier one, children first: their metadata is set after this
+    /// batch's entries.
+    pub finished: Vec<usize>,
     pub total_bytes: u64,
+}
+
+impl Plan {
+    /// What the batch holds, counted as [`BATCH_ITEMS`] counts it.
+    pub fn items(&self) -> usize {
+        self.dirs.len()
+            + self.files.iter().map(|f| 1 + f.chunks.len()).sum::<usize>()
+            + self.hardlinks.len()
+            + self.others.len()
+            + self.refused.len()
+            + self.finished.len()
+    }
+
+    /// The file a hard link links to.
+    pub fn link_source<'a>(&'a self, link: &'a PlannedLink) -> &'a PlannedFile {
+        match &link.to {
+            LinkTo::File(i) => &self.files[*i],
+            LinkTo::Earlier { file, .. } => file,
+        }
+    }
+}
+
+/// What executing a batch did, for the batches after it.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Per directory of the batch: whether it is in place.
+    pub dirs_ok: Vec<bool>,
+    /// Per file of the batch: whether it was restored.
+    pub files_ok: Vec<bool>,
 }
 
 /// Whether a name from a tree may be created in a directory.
@@ -64,64 +148,89 @@ pub fn safe_name(name: &[u8]) -> std::result::Result<(), &'static str> {
     }
 }
 
-/// Include and exclude patterns, matched against snapshot paths like
-/// `/home/a/file`. A pattern without `/` matches a name anywhere.
-pub struct Filter {
-    include: Option<(GlobSet, GlobSet)>,
-    exclude: (GlobSet, GlobSet),
+/// A directory being planned: the entries of its tree not planned yet.
+struct DirFrame {
+    /// Its tree's nodes, last first (the next entry is popped).
+    nodes: Vec<Node>,
+    /// Length of the snapshot path (in the planner's buffer) of this directory.
+    path_len: usize,
+    rel: PathBuf,
+    /// Whether an include pattern matched this directory or one above it.
+    included: bool,
+    /// Its own node (none for the target itself).
+    node: Option<Node>,
+    /// Whether it is to be made: something below it was planned, or an
+    /// include pattern named it. Until then no batch holds it.
+    made: bool,
+    /// An earlier batch could not make it.
+    failed: bool,
+    /// The last batch that lists it, and its place in that batch's `dirs`.
+    listed: Option<(u64, usize)>,
+    seen: HashSet<Vec<u8>>,
 }
 
-fn build(patterns: &[String]) -> Result<(GlobSet, GlobSet)> {
-    let mut by_name = GlobSetBuilder::new();
-    let mut by_path = GlobSetBuilder::new();
-    for p in patterns {
-        let g = GlobBuilder::new(p).literal_separator(p.contains('/')).build().map_err(|e| Error::BadPattern {
-            what: "pattern",
-            pattern: p.to_string(),
-            detail: e.to_string(),
-        })?;
-        if p.contains('/') {
-            by_path.add(g);
-        } else {
-            by_name.add(g);
+impl DirFrame {
+    fn new(tree: Tree, path_len: usize, rel: PathBuf, included: bool, node: Option<Node>) -> DirFrame {
+        let mut nodes = tree.nodes;
+        nodes.reverse();
+        DirFrame {
+            nodes,
+            path_len,
+            rel,
+            included,
+            node,
+            made: false,
+            failed: false,
+            listed: None,
+            seen: HashSet::new(),
         }
     }
-    let b = |s: GlobSetBuilder| {
-        s.build().map_err(|e| Error::BadPattern {
-            what: "patterns",
-            pattern: patterns.join(" "),
-            detail: e.to_string(),
-        })
-    };
-    Ok((b(by_name)?, b(by_path)?))
 }
 
-fn matches(sets: &(GlobSet, GlobSet), path: &[u8], name: &[u8]) -> bool {
-    sets.0.is_match(OsStr::from_bytes(name)) || sets.1.is_match(OsStr::from_bytes(path))
+/// A file planned as a member of a hard-link group.
+enum Member {
+    /// A file of the batch being planned.
+    InBatch(usize),
+    /// A file of an earlier batch.
+    Done { file: Arc<PlannedFile>, restored: bool },
 }
 
-impl Filter {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Filter> {
-        Ok(Filter { include: if include.is_empty() { None } else { Some(build(include)?) }, exclude: build(exclude)? })
-    }
-
-    pub fn excluded(&self, path: &[u8], name: &[u8]) -> bool {
-        matches(&self.exclude, path, name)
-    }
-
-    pub fn included(&self, path: &[u8], name: &[u8]) -> bool {
-        self.include.as_ref().is_none_or(|s| matches(s, path, name))
-    }
+/// The members of one hard-link group `(device, inode)` seen so far: more
+/// than one when members disagree about their content.
+struct LinkGroup {
+    /// Names seen, and the most links a member claimed: once as many
+    /// names are seen, the group is complete and forgotten.
+    seen: u64,
+    links: u64,
+    members: Vec<Member>,
 }
 
-struct Planner<'a> {
+/// The plan of a snapshot, batch by batch: [`Batches::next_batch`] plans
+/// the next batch, the caller executes it and tells what it did with
+/// [`Batches::written`] before asking for the next.
+pub struct Batches<'a> {
     repo: &'a Repository,
     index: &'a Index,
     filter: &'a Filter,
-    plan: Plan,
-    /// The files planned for each hard-link identity `(device, inode)`:
-    /// more than one when members disagree about their content.
-    linked: HashMap<(u64, u64), Vec<usize>>,
+    root: Id,
+    max_depth: usize,
+    max_items: usize,
+    stack: Vec<DirFrame>,
+    /// The snapshot path of the entry being planned.
+    path: Vec<u8>,
+    /// Whether every directory on the stack is listed in the current batch.
+    path_listed: bool,
+    linked: HashMap<(u64, u64), LinkGroup>,
+    /// Hard-link groups with a member in the current batch.
+    touched: Vec<(u64, u64)>,
+    batch: Plan,
+    /// Items in `batch`.
+    items: usize,
+    /// The current batch's number, from 1.
+    number: u64,
+    /// Whether the current batch was handed out.
+    handed_out: bool,
+    written: Option<Written>,
     /// The trees the measure before the plan loaded, taken as planned.
     trees: walk::TreeCache,
 }
@@ -131,32 +240,14 @@ struct Planner<'a> {
 /// decrypted and decoded once, not twice; a larger one loads the rest again.
 const PLAN_TREE_CACHE_NODES: usize = 1 << 17;
 
-/// A directory being planned: its tree and how far through it.
-struct DirFrame {
-    tree: Tree,
-    next: usize,
-    /// Length of the snapshot path (in the planner's buffer) of this directory.
-    path_len: usize,
-    rel: PathBuf,
-    /// Whether an include pattern matched this directory or one above it.
-    included: bool,
-    /// Where this directory's own entry is in `plan.dirs` (none for the root).
-    at: Option<usize>,
-    /// Whether anything was planned below it.
-    any: bool,
-    seen: HashSet<Vec<u8>>,
-}
-
 /// Plans the restore of the tree `root` within the default limits
-/// ([`walk::Limits::default`]).
+/// ([`walk::Limits::default`]), as one batch.
 pub fn plan(repo: &Repository, index: &Index, root: &Id, filter: &Filter) -> Result<Plan> {
     plan_within(repo, index, root, filter, &walk::Limits::default())
 }
 
-/// Plans the restore of the tree `root`. The tree is measured first
-/// ([`walk::measure`]): one that nests deeper than `limits.max_depth` or
-/// expands to more than `limits.max_entries` entries is refused before
-/// anything is planned, since the plan holds every path.
+/// Plans the restore of the whole tree `root` as one batch, which holds
+/// every path (see [`Batches::new`] for the limits).
 pub fn plan_within(
     repo: &Repository,
     index: &Index,
@@ -164,11 +255,9 @@ pub fn plan_within(
     filter: &Filter,
     limits: &walk::Limits,
 ) -> Result<Plan> {
-    let mut trees = walk::TreeCache::with_budget(PLAN_TREE_CACHE_NODES);
-    walk::measure_keeping(repo, index, root, limits, &mut trees)?;
-    let mut p = Planner { repo, index, filter, plan: Plan::default(), linked: HashMap::new(), trees };
-    p.walk(root, limits.max_depth)?;
-    Ok(p.plan)
+    let mut b = Batches::new(repo, index, root, filter, limits, usize::MAX)?;
+    b.fill()?;
+    Ok(std::mem::take(&mut b.batch))
 }
 
 fn shown(path: &[u8]) -> String {
@@ -179,105 +268,267 @@ fn shown(path: &[u8]) -> String {
     }
 }
 
-impl Planner<'_> {
-    /// The tree at `path`, or `None` when it cannot be read (then it is
-    /// refused, and the rest goes on).
-    fn load(&mut self, tree: &Id, path: &[u8]) -> Option<Tree> {
+impl<'a> Batches<'a> {
+    /// Plans the restore of the tree `root` in batches of at most
+    /// `max_items` items. The tree is measured first ([`walk::measure`]):
+    /// one that nests deeper than `limits.max_depth` or expands to more
+    /// than `limits.max_entries` entries is refused before anything is
+    /// planned.
+    pub fn new(
+        repo: &'a Repository,
+        index: &'a Index,
+        root: &Id,
+        filter: &'a Filter,
+        limits: &walk::Limits,
+        max_items: usize,
+    ) -> Result<Batches<'a>> {
+        let mut trees = walk::TreeCache::with_budget(PLAN_TREE_CACHE_NODES);
+        walk::measure_keeping(repo, index, root, limits, &mut trees)?;
+        let mut b = Batches {
+            repo,
+            index,
+            filter,
+            root: *root,
+            max_depth: limits.max_depth,
+            max_items: max_items.max(1),
+            stack: Vec::new(),
+            path: Vec::new(),
+            path_listed: false,
+            linked: HashMap::new(),
+            touched: Vec::new(),
+            batch: Plan::default(),
+            items: 0,
+            number: 1,
+            handed_out: false,
+            written: None,
+            trees,
+        };
+        if let Some(tree) = b.load(root) {
+            b.stack.push(DirFrame::new(tree, 0, PathBuf::new(), false, None));
+            b.stack[0].made = true;
+        }
+        Ok(b)
+    }
+
+    /// Drops the batch handed out last and plans the next one; `None` once
+    /// the whole tree is planned.
+    pub fn next_batch(&mut self) -> Result<Option<&Plan>> {
+        if self.handed_out {
+            self.close_batch();
+        }
+        self.fill()?;
+        if self.items == 0 {
+            return Ok(None);
+        }
+        self.handed_out = true;
+        Ok(Some(&self.batch))
+    }
+
+    /// Records what executing the batch handed out last did: later hard
+    /// links to its files, and entries below its directories, depend on it.
+    /// A batch not recorded counts as failed entirely.
+    pub fn written(&mut self, written: Written) {
+        self.written = Some(written);
+    }
+
+    /// Remembers what the batches after the current one need of it, and
+    /// starts the next.
+    fn close_batch(&mut self) {
+        let written = self.written.take().unwrap_or_default();
+        let mut batch = std::mem::take(&mut self.batch);
+        for f in &mut self.stack {
+            if let Some((n, at)) = f.listed {
+                if n == self.number && !written.dirs_ok.get(at).copied().unwrap_or(false) {
+                    f.failed = true;
+                }
+            }
+        }
+        for identity in self.touched.drain(..) {
+            let Some(group) = self.linked.get_mut(&identity) else { continue };
+            for m in &mut group.members {
+                if let Member::InBatch(i) = *m {
+                    let file = std::mem::replace(
+                        &mut batch.files[i],
+                        PlannedFile {
+                            rel: PathBuf::new(),
+                            node: Node::new(Vec::new(), NodeKind::File),
+                            chunks: vec![],
+                            size: 0,
+                        },
+                    );
+                    let restored = written.files_ok.get(i).copied().unwrap_or(false);
+                    *m = Member::Done { file: Arc::new(file), restored };
+                }
+            }
+        }
+        self.items = 0;
+        self.number += 1;
+        self.path_listed = false;
+        self.handed_out = false;
+    }
+
+    /// Plans until the walk ends or the next step would not fit the batch.
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            let depth = self.stack.len();
+            let Some(top) = self.stack.last() else { return Ok(()) };
+            // An upper bound of what the next step adds: the entry, its
+            // chunks, and the directories on its path listed again.
+            let cost = 1 + depth + top.nodes.last().map_or(0, |n| n.content.len());
+            if self.items > 0 && self.items.saturating_add(cost) > self.max_items {
+                return Ok(());
+            }
+            self.step()?;
+        }
+    }
+
+    /// The tree at the current path, or `None` when it cannot be read
+    /// (then it is refused, and the rest goes on).
+    fn load(&mut self, tree: &Id) -> Option<Tree> {
         if let Some(t) = self.trees.take(tree) {
             return Some(t);
         }
         match self.repo.load_tree(self.index, tree) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.plan.refused.push((shown(path), e.to_string()));
+                self.refuse(shown(&self.path), e.to_string());
                 None
             }
         }
     }
 
-    /// Plans every entry below `root`, depth first with an explicit stack.
-    fn walk(&mut self, root: &Id, max_depth: usize) -> Result<()> {
-        let mut path: Vec<u8> = Vec::new();
-        let Some(tree) = self.load(root, b"") else { return Ok(()) };
-        let frame = |tree, path_len, rel, included, at| DirFrame {
-            tree,
-            next: 0,
-            path_len,
-            rel,
-            included,
-            at,
-            any: false,
-            seen: HashSet::new(),
-        };
-        let mut stack = vec![frame(tree, 0, PathBuf::new(), false, None)];
-        while let Some(top) = stack.last_mut() {
-            let Some(n) = top.tree.nodes.get(top.next) else {
-                let done = stack.pop().expect("not empty");
-                let (Some(at), Some(parent)) = (done.at, stack.last_mut()) else { continue };
-                if done.any || done.included {
-                    parent.any = true;
-                } else {
-                    // Nothing below was included: drop it and everything after it.
-                    self.plan.dirs.truncate(at);
-                }
+    fn refuse(&mut self, path: String, why: String) {
+        self.batch.refused.push((path, why));
+        self.items += 1;
+    }
+
+    /// Lists every directory on the current path in the current batch,
+    /// making those not made yet: an entry below them is being planned.
+    fn list_path(&mut self) {
+        if self.path_listed {
+            return;
+        }
+        // The first frame is the target itself.
+        for f in self.stack.iter_mut().skip(1) {
+            if matches!(f.listed, Some((n, _)) if n == self.number) {
                 continue;
+            }
+            let made = match (f.made, f.failed) {
+                (false, _) => Made::Here,
+                (true, false) => Made::Earlier,
+                (true, true) => Made::Failed,
             };
-            top.next += 1;
-            path.truncate(top.path_len);
-            path.push(b'/');
-            path.extend_from_slice(&n.name);
-            let shown = String::from_utf8_lossy(&path).into_owned();
-            if let Err(why) = safe_name(&n.name) {
-                self.plan.refused.push((shown, format!("refused: {why}")));
-                continue;
-            }
-            if !top.seen.insert(n.name.clone()) {
-                self.plan.refused.push((shown, "refused: duplicate name in its directory".into()));
-                continue;
-            }
-            if self.filter.excluded(&path, &n.name) {
-                continue;
-            }
-            let included = top.included || self.filter.included(&path, &n.name);
-            let child_rel = top.rel.join(OsStr::from_bytes(&n.name));
-            match n.kind {
-                NodeKind::Dir => {
-                    let at = self.plan.dirs.len();
-                    self.plan.dirs.push((child_rel.clone(), n.clone()));
-                    let sub = n.subtree;
-                    if stack.len() >= max_depth {
-                        return Err(Error::TreeTooDeep {
-                            tree: root.short(),
-                            path: walk::abbreviate(&path, 120),
-                            limit: max_depth,
-                        });
+            f.made = true;
+            f.listed = Some((self.number, self.batch.dirs.len()));
+            let node = f.node.clone().expect("only the target has no node");
+            self.batch.dirs.push(PlannedDir { rel: f.rel.clone(), node, made });
+            self.items += 1;
+        }
+        self.path_listed = true;
+    }
+
+    /// Plans the next entry of the directory on top of the stack, or
+    /// finishes that directory when it has none left.
+    fn step(&mut self) -> Result<()> {
+        let top = self.stack.last_mut().expect("not empty");
+        let Some(n) = top.nodes.pop() else {
+            self.pop();
+            return Ok(());
+        };
+        self.path.truncate(top.path_len);
+        self.path.push(b'/');
+        self.path.extend_from_slice(&n.name);
+        let shown = String::from_utf8_lossy(&self.path).into_owned();
+        if let Err(why) = safe_name(&n.name) {
+            self.refuse(shown, format!("refused: {why}"));
+            return Ok(());
+        }
+        if !top.seen.insert(n.name.clone()) {
+            self.refuse(shown, "refused: duplicate name in its directory".into());
+            return Ok(());
+        }
+        if self.filter.excluded(&self.path, &n.name) {
+            return Ok(());
+        }
+        let included = top.included || self.filter.included(&self.path, &n.name);
+        let rel = top.rel.join(OsStr::from_bytes(&n.name));
+        match n.kind {
+            NodeKind::Dir => {
+                if self.stack.len() >= self.max_depth {
+                    return Err(Error::TreeTooDeep {
+                        tree: self.root.short(),
+                        path: walk::abbreviate(&self.path, 120),
+                        limit: self.max_depth,
+                    });
+                }
+                let path_len = self.path.len();
+                match n.subtree.and_then(|s| self.load(&s)) {
+                    Some(tree) => {
+                        self.stack.push(DirFrame::new(tree, path_len, rel, included, Some(n)));
+                        self.path_listed = false;
                     }
-                    match sub.and_then(|s| self.load(&s, &path)) {
-                        Some(tree) => stack.push(frame(tree, path.len(), child_rel, included, Some(at))),
-                        None if included => stack.last_mut().expect("not empty").any = true,
-                        None => self.plan.dirs.truncate(at),
+                    // An included directory whose tree cannot be read is
+                    // made, empty.
+                    None if included => {
+                        self.list_path();
+                        let at = self.batch.dirs.len();
+                        self.batch.dirs.push(PlannedDir { rel, node: n, made: Made::Here });
+                        self.batch.finished.push(at);
+                        self.items += 2;
                     }
+                    None => {}
                 }
-                _ if !included => {}
-                NodeKind::File => {
-                    let n = n.clone();
-                    top.any = true;
-                    self.file(&n, child_rel, shown);
-                }
-                _ => {
-                    top.any = true;
-                    self.plan.others.push((child_rel, n.clone()));
-                }
+            }
+            _ if !included => {}
+            NodeKind::File => {
+                self.list_path();
+                self.file(n, rel, shown);
+            }
+            _ => {
+                self.list_path();
+                self.batch.others.push((rel, n));
+                self.items += 1;
             }
         }
         Ok(())
+    }
+
+    /// Leaves the directory on top of the stack, all its entries planned:
+    /// one that is made is finished in this batch.
+    fn pop(&mut self) {
+        if self.stack.len() == 1 {
+            // The target itself: the walk is over.
+            self.stack.pop();
+            return;
+        }
+        let top = self.stack.last().expect("not empty");
+        if top.included && !top.made {
+            // Named by an include pattern, with nothing planned below: made empty.
+            self.list_path();
+        }
+        let done = self.stack.pop().expect("not empty");
+        if !done.made || done.failed {
+            return;
+        }
+        let at = match done.listed {
+            Some((n, at)) if n == self.number => at,
+            _ => {
+                let at = self.batch.dirs.len();
+                let node = done.node.expect("only the target has no node");
+                self.batch.dirs.push(PlannedDir { rel: done.rel, node, made: Made::Earlier });
+                self.items += 1;
+                at
+            }
+        };
+        self.batch.finished.push(at);
+        self.items += 1;
     }
 
     /// Plans one file. Its size is what its chunks hold; a node that says
     /// otherwise is damage, and is named. A hard link whose content list
     /// differs from the other members' is damage too: it is restored from
     /// its own content, not linked, and named.
-    fn file(&mut self, n: &Node, rel: PathBuf, shown: String) {
+    fn file(&mut self, n: Node, rel: PathBuf, shown: String) {
         let mut chunks = Vec::with_capacity(n.content.len());
         let mut offset = 0u64;
         for id in &n.content {
@@ -287,42 +538,66 @@ impl Planner<'_> {
                     offset += l.raw_length as u64;
                 }
                 None => {
-                    self.plan.refused.push((shown, format!("chunk {} is missing from the repository", id.short())));
+                    self.refuse(shown, format!("chunk {} is missing from the repository", id.short()));
                     return;
                 }
             }
         }
         if offset != n.size {
-            self.plan.refused.push((
+            self.refuse(
                 shown.clone(),
                 format!(
                     "its size says {} bytes, its chunks hold {offset}: restored from its chunks (the snapshot is damaged)",
                     n.size
                 ),
-            ));
+            );
         }
-        let identity = (n.device, n.inode);
         if n.links > 1 {
-            if let Some(members) = self.linked.get(&identity) {
-                let files = &self.plan.files;
-                if let Some(&same) = members.iter().find(|&&i| files[i].node.content == n.content) {
-                    self.plan.hardlinks.push((rel, same));
-                    return;
-                }
-                let first = &files[members[0]];
-                self.plan.refused.push((
-                    shown,
-                    format!(
+            let identity = (n.device, n.inode);
+            let group =
+                self.linked.entry(identity).or_insert_with(|| LinkGroup { seen: 0, links: 0, members: Vec::new() });
+            group.seen += 1;
+            group.links = group.links.max(n.links);
+            let files = &self.batch.files;
+            let same = |m: &&Member| match m {
+                Member::InBatch(i) => files[*i].node.content == n.content,
+                Member::Done { file, .. } => file.node.content == n.content,
+            };
+            let to = group.members.iter().find(same).map(|m| match m {
+                Member::InBatch(i) => LinkTo::File(*i),
+                Member::Done { file, restored } => LinkTo::Earlier { file: file.clone(), restored: *restored },
+            });
+            let mut differs = None;
+            if to.is_none() {
+                if let Some(first) = group.members.first() {
+                    let first = match first {
+                        Member::InBatch(i) => &files[*i].rel,
+                        Member::Done { file, .. } => &file.rel,
+                    };
+                    differs = Some(format!(
                         "hard link to /{} not made: their contents differ (the snapshot is damaged); restored from \
                          its own content",
-                        first.rel.display()
-                    ),
-                ));
+                        first.display()
+                    ));
+                }
+                group.members.push(Member::InBatch(files.len()));
+                self.touched.push(identity);
             }
-            self.linked.entry(identity).or_default().push(self.plan.files.len());
+            if group.seen >= group.links {
+                self.linked.remove(&identity);
+            }
+            if let Some(to) = to {
+                self.batch.hardlinks.push(PlannedLink { rel, to });
+                self.items += 1;
+                return;
+            }
+            if let Some(why) = differs {
+                self.refuse(shown, why);
+            }
         }
-        self.plan.total_bytes += offset;
-        self.plan.files.push(PlannedFile { rel, node: n.clone(), chunks, size: offset });
+        self.batch.total_bytes += offset;
+        self.items += 1 + chunks.len();
+        self.batch.files.push(PlannedFile { rel, node: n, chunks, size: offset });
     }
 }
 
@@ -338,16 +613,5 @@ mod tests {
         for good in [&b"a"[..], b"...", b"a\nb", b"\xff\xfe", &[b'x'; 255]] {
             assert!(safe_name(good).is_ok(), "{good:?} refused");
         }
-    }
-
-    #[test]
-    fn filters_match_names_and_paths() {
-        let f = Filter::new(&["*.c".into()], &["/src/skip/**".into()]).unwrap();
-        assert!(f.included(b"/src/a.c", b"a.c"));
-        assert!(!f.included(b"/src/a.h", b"a.h"));
-        assert!(f.excluded(b"/src/skip/x.c", b"x.c"));
-        assert!(!f.excluded(b"/src/keep/x.c", b"x.c"));
-        let all = Filter::new(&[], &[]).unwrap();
-        assert!(all.included(b"/x", b"x") && !all.excluded(b"/x", b"x"));
     }
 }

@@ -75,7 +75,8 @@ fn check_link(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile
     }
 }
 
-/// Verifies every planned file and hard link under `target`, in parallel.
+/// Verifies every planned file and hard link under `target`, in parallel
+/// (a hard link's file may be one an earlier batch restored).
 pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> Vec<Failure> {
     let root = match Handles::open_root(target) {
         Ok(root) => root,
@@ -85,12 +86,12 @@ pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> 
                 .files
                 .iter()
                 .map(|f| &f.rel)
-                .chain(plan.hardlinks.iter().map(|(rel, _)| rel))
+                .chain(plan.hardlinks.iter().map(|l| &l.rel))
                 .map(|rel| Failure { path: rel.display().to_string(), reason: reason.clone() })
                 .collect();
         }
     };
-    let dirs = Handles::new(root, plan.dirs.iter().map(|(rel, _)| rel.as_path()));
+    let dirs = Handles::new(root, plan.dirs.iter().map(|d| d.rel.as_path()));
     let failures = Mutex::new(Vec::new());
     let files = plan.files.len();
     super::parallel_with(threads, files + plan.hardlinks.len(), Vec::new, |buf, i| {
@@ -98,8 +99,8 @@ pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> 
             let f = &plan.files[i];
             (&f.rel, check_file(repo, &dirs, f, buf))
         } else {
-            let (rel, first) = &plan.hardlinks[i - files];
-            (rel, check_link(repo, &dirs, rel, &plan.files[*first], buf))
+            let link = &plan.hardlinks[i - files];
+            (&link.rel, check_link(repo, &dirs, &link.rel, plan.link_source(link), buf))
         };
         if let Some(reason) = why {
             failures.lock().unwrap().push(Failure { path: rel.display().to_string(), reason });
@@ -114,6 +115,7 @@ mod tests {
 
     use super::*;
     use crate::repo::{Node, NodeKind};
+    use crate::restore::plan::{LinkTo, PlannedLink};
 
     #[test]
     fn a_hard_link_is_verified_by_its_content_then_by_its_inode() {
@@ -125,7 +127,8 @@ mod tests {
             chunks: vec![chunk],
             size: 3,
         };
-        let plan = Plan { files: vec![file], hardlinks: vec![(PathBuf::from("b"), 0)], ..Default::default() };
+        let link = PlannedLink { rel: PathBuf::from("b"), to: LinkTo::File(0) };
+        let plan = Plan { files: vec![file], hardlinks: vec![link], ..Default::default() };
         let target = dir.path().join("t");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("a"), b"xyz").unwrap();

@@ -1,0 +1,186 @@
+//! Fetching a batch's chunks and writing them where they go.
+//!
+//! The needed blobs are grouped by pack, and each pack's blobs, sorted by
+//! offset, are read with as few range requests as possible: one for the
+//! span when they fill at least half of it, otherwise one per run of blobs
+//! less than [`COALESCE_GAP`] apart. Each range is fetched once. Its writes
+//! are then split by the directory of the file they go to, and every
+//! worker takes waiting writes before it fetches another range
+//! ([`crate::pool::produce_consume`]): files are created in several
+//! directories at once even when one pack holds all the batch's files,
+//! which is what a tree of small files needs on a disk file system, and at
+//! most one fetched range per worker is held. Each blob is opened and
+//! checked against its id by the worker that writes it
+//! ([`super::files::write_chunk`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::id::Id;
+use crate::pool::produce_consume;
+use crate::repo::{blob, pack_key, Index, Repository};
+
+use super::files::write_chunk;
+use super::state::State;
+
+/// Largest gap between two needed blobs that is read rather than skipped.
+const COALESCE_GAP: u64 = 256 * 1024;
+
+/// Most writes in one task: the files of a larger directory are shared out.
+const WRITES_PER_TASK: usize = 64;
+
+/// One place a chunk must be written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dest {
+    pub file: u32,
+    pub offset: u64,
+}
+
+/// A blob to fetch, and every place it goes.
+pub(super) struct BlobWork {
+    pub id: Id,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub dests: Vec<Dest>,
+}
+
+/// Blobs of one pack read with one range request.
+pub(super) struct Range {
+    pack: u32,
+    start: u64,
+    end: u64,
+    blobs: Vec<BlobWork>,
+}
+
+/// The range requests that fetch `by_pack` (the blobs needed from each
+/// pack), packs in order.
+pub(super) fn ranges(by_pack: HashMap<u32, Vec<BlobWork>>) -> Vec<Range> {
+    let mut packs: Vec<(u32, Vec<BlobWork>)> = by_pack.into_iter().collect();
+    packs.sort_by_key(|(p, _)| *p);
+    let mut out: Vec<Range> = Vec::new();
+    for (pack, mut work) in packs {
+        work.sort_by_key(|w| w.offset);
+        let needed: u64 = work.iter().map(|w| w.length as u64).sum();
+        let end_of = |w: &BlobWork| w.offset as u64 + w.length as u64;
+        let span = work.iter().map(end_of).max().unwrap_or(0) - work.first().map_or(0, |w| w.offset as u64);
+        let gap = if needed * 2 >= span { u64::MAX } else { COALESCE_GAP };
+        for w in work {
+            match out.last_mut() {
+                Some(r) if r.pack == pack && (w.offset as u64) <= r.end.saturating_add(gap) => {
+                    r.end = r.end.max(end_of(&w));
+                    r.blobs.push(w);
+                }
+                _ => out.push(Range { pack, start: w.offset as u64, end: end_of(&w), blobs: vec![w] }),
+            }
+        }
+    }
+    out
+}
+
+/// Writes from one fetched range into the files of one directory.
+struct Task {
+    range: usize,
+    data: Arc<Vec<u8>>,
+    /// (blob of the range, where it goes), by file.
+    writes: Vec<(u32, Dest)>,
+}
+
+/// Fetches `ranges` with `fetchers` workers and writes every blob to each
+/// of its places. A failure fails the files it concerns, and the rest goes
+/// on.
+pub(super) fn transfer(repo: &Repository, index: &Index, ranges: &[Range], st: &State<'_>, fetchers: usize) {
+    produce_consume(
+        fetchers,
+        ranges.len(),
+        |i| fetch(repo, index, ranges, i, st),
+        |t| write(repo, index, ranges, t, st),
+    );
+}
+
+fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &State<'_>) -> Vec<Task> {
+    let r = &ranges[i];
+    let key = pack_key(&index.pack(r.pack).id);
+    let data = match repo.backend().get_range(&key, r.start, r.end - r.start) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            for d in r.blobs.iter().flat_map(|w| &w.dests) {
+                st.fail(d.file as usize, format!("reading pack `{key}`: {e}"));
+            }
+            return Vec::new();
+        }
+    };
+    st.bytes_fetched.fetch_add(data.len() as u64, Ordering::Relaxed);
+    let mut writes: Vec<(u32, u32, Dest)> = r
+        .blobs
+        .iter()
+        .enumerate()
+        .flat_map(|(b, w)| w.dests.iter().map(move |d| (b as u32, *d)))
+        .map(|(b, d)| (st.file_dir[d.file as usize], b, d))
+        .collect();
+    writes.sort_by_key(|(dir, _, d)| (*dir, d.file, d.offset));
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut last_dir = None;
+    for (dir, b, d) in writes {
+        match tasks.last_mut() {
+            Some(t) if last_dir == Some(dir) && t.writes.len() < WRITES_PER_TASK => t.writes.push((b, d)),
+            _ => tasks.push(Task { range: i, data: data.clone(), writes: vec![(b, d)] }),
+        }
+        last_dir = Some(dir);
+    }
+    tasks
+}
+
+fn write(repo: &Repository, index: &Index, ranges: &[Range], task: Task, st: &State<'_>) {
+    let r = &ranges[task.range];
+    // The blob opened last, which the next write often needs again.
+    let mut opened: Option<(u32, Result<Vec<u8>, String>)> = None;
+    for (b, d) in task.writes {
+        let fi = d.file as usize;
+        if st.failed[fi].get().is_some() {
+            continue;
+        }
+        if opened.as_ref().is_none_or(|(ob, _)| *ob != b) {
+            let w = &r.blobs[b as usize];
+            let at = (w.offset as u64 - r.start) as usize;
+            let sealed = &task.data[at..at + w.length as usize];
+            let plain = blob::decode(repo.key(), sealed, &w.id, w.raw_length as u64).map_err(|e| {
+                let key = pack_key(&index.pack(r.pack).id);
+                format!("chunk {} in pack `{key}` is damaged: {e}", w.id.short())
+            });
+            opened = Some((b, plain));
+        }
+        match &opened.as_ref().expect("just opened").1 {
+            Ok(plain) => {
+                if let Err(e) = write_chunk(st, fi, d.offset, plain) {
+                    st.fail(fi, format!("write at {}: {e}", d.offset));
+                }
+            }
+            Err(why) => st.fail(fi, why.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(offset: u32, length: u32) -> BlobWork {
+        BlobWork { id: Id::default(), offset, length, raw_length: length, dests: vec![] }
+    }
+
+    #[test]
+    fn blobs_that_fill_half_their_span_are_one_read_and_sparse_ones_are_split_at_gaps() {
+        let spans = |by_pack: HashMap<u32, Vec<BlobWork>>| -> Vec<(u32, u64, u64, usize)> {
+            ranges(by_pack).iter().map(|r| (r.pack, r.start, r.end, r.blobs.len())).collect()
+        };
+        // Dense: one read for the whole span, whatever the gaps.
+        let dense = HashMap::from([(3, vec![work(1_000_000, 900_000), work(0, 800_000)])]);
+        assert_eq!(spans(dense), [(3, 0, 1_900_000, 2)]);
+        // Sparse: neighbours closer than the gap are merged, the far one is not.
+        let far = 10_000_000;
+        let sparse = HashMap::from([(1, vec![work(far, 10), work(0, 10), work(100, 10)]), (0, vec![work(5, 5)])]);
+        assert_eq!(spans(sparse), [(0, 5, 10, 1), (1, 0, 110, 2), (1, far as u64, far as u64 + 10, 1)]);
+    }
+}

@@ -1,0 +1,155 @@
+//! Restore in bounded batches: a snapshot restored a few items at a time
+//! is the same tree, metadata and hard links included, as one restored in
+//! a single batch, into a fresh target and over an existing one, with and
+//! without include patterns.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use cairn::repo::walk::Limits;
+use cairn::restore::{run_in_batches, RestoreOptions, RestoreReport};
+use common::*;
+
+/// Directories at several depths with files of one and of several chunks,
+/// empty files and directories, hard-link groups whose members lie far
+/// apart in the walk (so in different batches), symlinks, a FIFO, user
+/// xattrs, a read-only directory with files in it, and set times.
+fn varied_tree(src: &Path) {
+    for d in 0..6 {
+        let dir = src.join(format!("d{d}/inner"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..9 {
+            std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f} ").repeat(f * 3)).unwrap();
+        }
+        std::fs::write(src.join(format!("d{d}/big")), random_bytes(200_000 + d * 10_000, d as u64)).unwrap();
+    }
+    std::fs::create_dir_all(src.join("empty/deeper/still")).unwrap();
+    // A group of three and a group of two, their members batches apart.
+    std::fs::hard_link(src.join("d0/big"), src.join("d5/inner/big-again")).unwrap();
+    std::fs::hard_link(src.join("d0/big"), src.join("zz-last-big")).unwrap();
+    std::fs::hard_link(src.join("d1/inner/f4"), src.join("d4/f4-link")).unwrap();
+    std::os::unix::fs::symlink("d1/inner/f2", src.join("d2/link")).unwrap();
+    std::os::unix::fs::symlink("/nowhere", src.join("dangling")).unwrap();
+    nix::unistd::mkfifo(&src.join("d3/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    let _ = xattr::set(src.join("d2/inner/f5"), "user.note", b"kept");
+    let _ = xattr::set(src.join("d3"), "user.dir", b"on a directory");
+    std::fs::set_permissions(src.join("d4/inner/f1"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(src.join("d3/inner"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Times that a later write into the directory would change.
+    let t = nix::sys::time::TimeSpec::new(1_500_000_000, 123_456_789);
+    for d in ["d1", "d1/inner", "empty/deeper", "d3/inner", ""] {
+        nix::sys::stat::utimensat(None, &src.join(d), &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
+    }
+}
+
+fn restore(env: &Env, target: &Path, include: &[&str], batch_items: usize, verify: bool) -> RestoreReport {
+    let repo = forge::open(&env.repo, PASSWORD);
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let index = repo.load_index().unwrap();
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        include: include.iter().map(|s| s.to_string()).collect(),
+        exclude: Vec::new(),
+        verify,
+        threads: 3,
+        privileged: false,
+    };
+    run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), batch_items).unwrap()
+}
+
+fn backed_up(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    varied_tree(&src);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    src
+}
+
+/// Makes the read-only directories of a restored tree writable again, so
+/// that the temporary directory can be removed when not running as root.
+fn writable(p: &Path) {
+    for e in walkdir(p) {
+        if e.is_dir() && !e.is_symlink() {
+            std::fs::set_permissions(&e, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+fn walkdir(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![p.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let d = out[i].clone();
+        i += 1;
+        if d.is_dir() && !d.is_symlink() {
+            out.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restore_in_batches_of_five_items_is_the_tree_a_single_batch_restores() {
+    let env = Env::new();
+    let src = backed_up(&env);
+
+    let whole = env.path("whole");
+    let one = restore(&env, &whole, &[], usize::MAX, false);
+    assert!(one.ok(), "{:?}", one.failures);
+    assert_eq!(one.batches, 1);
+    assert_same_tree(&src, &restored(&whole, &src));
+
+    let small = env.path("small");
+    let r = restore(&env, &small, &[], 5, true);
+    assert!(r.ok(), "{:?}", r.failures);
+    assert_same_tree(&src, &restored(&small, &src));
+    assert_eq!((r.files, r.dirs, r.links, r.others), (one.files, one.dirs, one.links, one.others));
+    assert_eq!(r.links, 3, "three names are hard links to files restored before them");
+    assert_eq!(r.verified_files, r.files + r.links);
+    // Every batch but one holding a file of several chunks stays within the bound.
+    assert!(r.batches > 30, "{} batches", r.batches);
+    let big_file_items = 1 + 16 + 8;
+    assert!(r.largest_batch <= big_file_items, "a batch held {} items", r.largest_batch);
+
+    // Again over the restored tree: everything is in place already, but
+    // for the two files with other links, which are replaced, never
+    // written into.
+    let again = restore(&env, &small, &[], 5, true);
+    assert!(again.ok(), "{:?}", again.failures);
+    assert_eq!(again.files_unchanged, again.files - 2);
+    assert_same_tree(&src, &restored(&small, &src));
+    writable(&whole);
+    writable(&small);
+}
+
+#[test]
+fn include_patterns_pick_the_same_entries_in_batches_as_in_one() {
+    let env = Env::new();
+    backed_up(&env);
+    let names = |root: &Path| -> Vec<(PathBuf, u32, i64)> {
+        let mut v: Vec<_> = walkdir(root)
+            .into_iter()
+            .skip(1) // the target itself
+            .map(|p| {
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                (p.strip_prefix(root).unwrap().to_path_buf(), m.mode(), if m.is_dir() { m.mtime() } else { 0 })
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for include in [&["f4*"][..], &["/**/d3/**"], &["still"], &["big", "link"]] {
+        let (a, b) = (env.path("a"), env.path("b"));
+        let one = restore(&env, &a, include, usize::MAX, false);
+        let many = restore(&env, &b, include, 3, false);
+        assert!(one.ok() && many.ok(), "{include:?}: {:?} {:?}", one.failures, many.failures);
+        assert!(many.batches > 1, "{include:?}");
+        assert!(one.files + one.dirs > 2, "{include:?} picked almost nothing");
+        assert_eq!(names(&a), names(&b), "{include:?}");
+        writable(&a);
+        writable(&b);
+        std::fs::remove_dir_all(&a).unwrap();
+        std::fs::remove_dir_all(&b).unwrap();
+    }
+}
