@@ -236,9 +236,10 @@ pub struct Batches<'a> {
 }
 
 /// How many nodes of the trees measured before planning are kept for the
-/// plan (some tens of MB at most): a tree of up to this size is read,
-/// decrypted and decoded once, not twice; a larger one loads the rest again.
-const PLAN_TREE_CACHE_NODES: usize = 1 << 17;
+/// plan (about 8 MB, within the restore's fixed memory bound, see
+/// `tests/scale.rs`): the first trees, up to this many nodes, are read,
+/// decrypted and decoded once, not twice; the rest load again.
+const PLAN_TREE_CACHE_NODES: usize = 1 << 15;
 
 /// Plans the restore of the tree `root` within the default limits
 /// ([`walk::Limits::default`]), as one batch.
