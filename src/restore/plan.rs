@@ -283,7 +283,10 @@ impl<'a> Batches<'a> {
         limits: &walk::Limits,
         max_items: usize,
     ) -> Result<Batches<'a>> {
-        let mut trees = walk::TreeCache::with_budget(PLAN_TREE_CACHE_NODES);
+        // One batch of everything (a drill's plan) holds every path anyway,
+        // so it may as well keep every tree it measured.
+        let budget = if max_items == usize::MAX { usize::MAX } else { PLAN_TREE_CACHE_NODES };
+        let mut trees = walk::TreeCache::with_budget(budget);
         walk::measure_keeping(repo, index, root, limits, &mut trees)?;
         let mut b = Batches {
             repo,
