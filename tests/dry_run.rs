@@ -56,8 +56,12 @@ fn assert_same_counts(dry: &Value, real: &Value) {
     for k in COUNTS {
         assert_eq!(dry["summary"][k], real["summary"][k], "{k}: dry {} real {}", dry["summary"], real["summary"]);
     }
-    // The same data, sealed with other nonces: the same stored size.
-    assert_eq!(dry["summary"]["bytes_added"], real["summary"]["bytes_added"]);
+    // The same data, sealed with other nonces: the same stored size, but
+    // for the trees. A snapshot's trees hold its paths' ancestors too
+    // (`/tmp` here), whose times other processes change between the two
+    // runs; a time's encoding and its compression move by a few bytes.
+    let (d, r) = (dry["summary"]["bytes_added"].as_u64().unwrap(), real["summary"]["bytes_added"].as_u64().unwrap());
+    assert!(d.abs_diff(r) <= 32, "stored size: dry {d} real {r}");
 }
 
 #[test]
