@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -45,18 +44,9 @@ pub fn run_chromium(page: &Path, work: &Path, args: &[&str]) -> (String, String)
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("start chromium");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within two minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // Waits for chromium to exit, however loaded the machine: no time limit
+    // of its own (CI's limit stops a hang).
+    let status = child.wait().expect("wait for chromium");
     let err = std::fs::read_to_string(&err).unwrap_or_default();
     assert!(status.success(), "chromium {args:?} failed ({status}): {err}");
     (std::fs::read_to_string(&out).unwrap(), err)

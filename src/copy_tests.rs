@@ -1,0 +1,91 @@
+//! Tests of the copy engine: chunks copied as they are, or cut again.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::LocalBackend;
+use crate::backup::{BackupOptions, NoProgress, Source};
+use crate::chunk::ChunkerParams;
+use crate::crypto::KdfParams;
+use crate::repo::InitOptions;
+
+fn repo(dir: &std::path::Path, name: &str, seed: u64, avg: u32) -> Repository {
+    let opts = InitOptions {
+        chunker: ChunkerParams { min_size: avg / 4, avg_size: avg, max_size: avg * 4, seed },
+        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
+        ..Default::default()
+    };
+    Repository::init(Arc::new(LocalBackend::new(dir.join(name))), name.as_bytes(), opts).unwrap()
+}
+
+/// The content of the one file of `snapshot`'s tree, and its chunk count.
+fn file(repo: &Repository, snapshot: &Snapshot) -> (Vec<u8>, usize) {
+    let index = repo.load_index().unwrap();
+    let tree = repo.load_tree(&index, &snapshot.tree).unwrap();
+    let node = &tree.nodes[0];
+    let mut out = Vec::new();
+    for id in &node.content {
+        out.extend(repo.read_blob(&index, id).unwrap());
+    }
+    assert_eq!(out.len() as u64, node.size);
+    (out, node.content.len())
+}
+
+fn copy_one(src: &Repository, dst: &Repository) -> (CopyReport, Snapshot) {
+    let list = src.list_snapshots().unwrap().snapshots;
+    let mut report = CopyReport::default();
+    run(src, dst, &list, &NoCopyProgress, &mut report).unwrap();
+    let copied = dst.load_snapshot(&report.copied[0].snapshot).unwrap();
+    (report, copied)
+}
+
+#[test]
+fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let data = {
+        let mut x = 1u64;
+        (0..600_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(data.clone())) };
+    let b = crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
+    let (original, chunks) = file(&src, &b.snapshot);
+    assert_eq!(original, data);
+    assert!(chunks > 4, "{chunks} chunks");
+
+    // Same sizes and seed, another key: the same cuts, other ids.
+    let same = repo(dir.path(), "same", 7, 16 * 1024);
+    let (r, copied) = copy_one(&src, &same);
+    assert!(!r.rechunked);
+    assert_eq!(file(&same, &copied), (data.clone(), chunks));
+    assert_ne!(copied.tree, b.snapshot.tree, "the destination's key names the tree");
+    assert_eq!(copied.original, Some(b.snapshot_id));
+    assert_eq!(
+        (copied.time, &copied.hostname, &copied.paths),
+        (b.snapshot.time, &b.snapshot.hostname, &b.snapshot.paths)
+    );
+
+    // Smaller chunks: the content is cut again by the destination's chunker.
+    let other = repo(dir.path(), "other", 9, 4 * 1024);
+    let (r, copied) = copy_one(&src, &other);
+    assert!(r.rechunked);
+    let (content, n) = file(&other, &copied);
+    assert_eq!(content, data);
+    assert!(n > 2 * chunks, "{n} chunks of about 4 KiB against {chunks} of 16 KiB");
+
+    // A copy of the copy still names the first snapshot, and is
+    // recognised as held by the first copy's destination.
+    let (_, again) = copy_one(&other, &repo(dir.path(), "third", 9, 4 * 1024));
+    assert_eq!(again.original, Some(b.snapshot_id));
+    let mut report = CopyReport::default();
+    let list = other.list_snapshots().unwrap().snapshots;
+    run(&other, &same, &list, &NoCopyProgress, &mut report).unwrap();
+    assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
+}
