@@ -23,24 +23,27 @@
 //! and writes a head too. A host without a key, in a repository without the
 //! legacy key, is enrolled at its first append with a new key in its state
 //! directory.
+//!
+//! The head is written by [`super::append_head`], the legacy chain is
+//! appended by [`super::append_legacy`].
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::append_head::{finish, finish_with, newest_head};
+use super::append_legacy::legacy_append;
+use super::canonical;
 use super::key::{self, read_key, LEGACY_KEY_ID};
-use super::objects::{self, ChainHead, Chains, CheckedHead};
+use super::objects::{self, ChainHead};
 use super::record::{self, RECORD_VERSION};
 use super::signer::{self, KeySource, PrivateDir, Signer};
 use super::store::{self, Name};
-use super::{canonical, LOCKS_DIR, LOCK_WAIT};
 use crate::error::{Error, Result};
-use crate::repo::{blob, limits, lock, Repository};
+use crate::repo::{blob, limits, Repository};
 
 /// A record that was appended.
 #[derive(Debug, Clone, Serialize)]
@@ -331,7 +334,7 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-fn init_payload() -> Value {
+pub(super) fn init_payload() -> Value {
     json!({
         "program_version": crate::VERSION,
         "hostname": crate::host::hostname(),
@@ -351,7 +354,7 @@ fn enrolment_payload(s: &Signer) -> Value {
 
 /// With no record at all, a repository that holds snapshots had its chain
 /// erased (or predates evidence): never start a new one under them.
-fn refuse_restart(repo: &Repository) -> Result<()> {
+pub(super) fn refuse_restart(repo: &Repository) -> Result<()> {
     let snapshots = repo.backend().list("snapshots/")?.len();
     if snapshots > 0 {
         return Err(Error::EvidenceChainMissing { snapshots });
@@ -414,7 +417,7 @@ fn own_record_hash(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_record(
+pub(super) fn write_record(
     repo: &Repository,
     s: &Signer,
     rk: &crate::crypto::MasterKey,
@@ -475,106 +478,6 @@ fn write_key_object(repo: &Repository, s: &Signer, rk: &crate::crypto::MasterKey
     Ok(())
 }
 
-/// Writes the head after a first `init` record.
-fn finish(
-    repo: &Repository,
-    s: &Signer,
-    rk: &crate::crypto::MasterKey,
-    r: AppendedRecord,
-    warnings: Vec<String>,
-) -> Result<AppendedRecord> {
-    let mut chains = Chains::new();
-    chains.insert(r.signer.clone(), ChainHead { seq: r.seq, hash: r.hash.clone() });
-    finish_with(repo, s, rk, r, warnings, chains)
-}
-
-/// Writes the head for `r`; a head that cannot be written is a warning
-/// (the record stands, and the next append's head covers it).
-fn finish_with(
-    repo: &Repository,
-    s: &Signer,
-    rk: &crate::crypto::MasterKey,
-    mut r: AppendedRecord,
-    mut warnings: Vec<String>,
-    chains: Chains,
-) -> Result<AppendedRecord> {
-    let now = Utc::now();
-    let written = objects::sign_head(s, &repo.id().to_hex(), now, &chains)
-        .map_err(|e| Error::EvidenceSigner { detail: e })
-        .and_then(|(bytes, hash)| {
-            repo.backend().put(&store::head_key(now, s.key_id(), r.seq), &blob::seal_object(rk, &bytes))?;
-            Ok(hash)
-        });
-    match written {
-        Ok(h) => r.head = Some(objects::head_text(&h)),
-        Err(e) => warnings.push(format!("the evidence head was not written: {e}")),
-    }
-    r.warnings = warnings;
-    Ok(r)
-}
-
-/// The newest head that verifies, looked for in the buckets of the last
-/// week first, then among all heads.
-pub fn newest_head(repo: &Repository, rk: &crate::crypto::MasterKey) -> Result<Option<CheckedHead>> {
-    newest_head_with(repo, rk, None)
-}
-
-/// [`newest_head`], with the legacy public key when the caller has it.
-fn newest_head_with(
-    repo: &Repository,
-    rk: &crate::crypto::MasterKey,
-    legacy_key: Option<ed25519_dalek::VerifyingKey>,
-) -> Result<Option<CheckedHead>> {
-    let now = Utc::now();
-    let mut names: Vec<String> = Vec::new();
-    for days in 0..=7 {
-        names = repo
-            .backend()
-            .list(&store::head_bucket(now - chrono::Duration::days(days)))?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        if !names.is_empty() {
-            break;
-        }
-    }
-    if names.is_empty() {
-        names = repo.backend().list(&format!("{}/", store::HEADS_DIR))?.into_iter().map(|o| o.key).collect();
-    }
-    names.retain(|n| matches!(store::classify(n), Name::Head(_)));
-    names.sort();
-    let mut legacy: Option<Option<ed25519_dalek::VerifyingKey>> = legacy_key.map(Some);
-    for name in names.iter().rev().take(5) {
-        let Ok(sealed) = repo.backend().get(name) else { continue };
-        let Ok(plain) = blob::open_object(rk, &sealed, limits::EVIDENCE_RECORD) else { continue };
-        let Some(signer) = objects::claimed_head_signer(&plain) else { continue };
-        let public = if signer == LEGACY_KEY_ID {
-            let k = legacy.get_or_insert_with(|| key::load(repo).ok().flatten().map(|k| k.verifying_key()));
-            *k
-        } else {
-            enrolled_key(repo, rk, &signer).map(|k| k.public)
-        };
-        let Some(public) = public else { continue };
-        if let Ok(h) = objects::check_head(&plain, &public) {
-            if h.repository == repo.id().to_hex() {
-                return Ok(Some(h));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The enrolled key object of `key_id`, when it is there and checks.
-pub(super) fn enrolled_key(
-    repo: &Repository,
-    rk: &crate::crypto::MasterKey,
-    key_id: &str,
-) -> Option<objects::EnrolledKey> {
-    let sealed = repo.backend().get(&store::key_object(key_id)).ok()?;
-    let plain = blob::open_object(rk, &sealed, limits::EVIDENCE_RECORD).ok()?;
-    objects::check_key_object(&plain).ok().filter(|k| k.key_id == key_id)
-}
-
 /// `tails/<repository id>` in the private state directory.
 #[derive(Serialize, serde::Deserialize)]
 struct Tail {
@@ -600,95 +503,4 @@ fn remember(private: Option<&PrivateDir>, repo: &Repository, chain: &str, seq: u
     if let Err(e) = r {
         repo.warn(format!("could not remember the evidence tail in {}: {e}", p.path().display()));
     }
-}
-
-/// Takes the legacy chain's append lock, retrying with random back-off
-/// while another appender holds it (or races for it), for up to [`LOCK_WAIT`].
-fn lock_appends(repo: &Repository, kind: &str) -> Result<lock::Lock> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut delay_ms = 20u64;
-    loop {
-        match lock::acquire_in(repo, LOCKS_DIR, true, &format!("evidence append ({kind})")) {
-            Err(Error::Locked { .. }) if Instant::now() < deadline => {
-                let ms = rand::thread_rng().gen_range(delay_ms / 2..=delay_ms * 3 / 2);
-                std::thread::sleep(Duration::from_millis(ms));
-                delay_ms = (delay_ms * 2).min(1000);
-            }
-            r => return r,
-        }
-    }
-}
-
-/// Appends to the legacy chain under the evidence lock. `None`: the
-/// repository has no legacy key and its evidence is signed by host keys,
-/// so this host needs one.
-pub(super) fn legacy_append(
-    repo: &Repository,
-    kind: &str,
-    policy: Option<&str>,
-    payload: &Value,
-    adopting: bool,
-) -> Result<Option<AppendedRecord>> {
-    let _lock = lock_appends(repo, kind)?;
-    let all = repo.backend().list(&format!("{}/", store::RECORDS_DIR))?;
-    let mut host_chains = false;
-    let mut seqs: Vec<u64> = Vec::new();
-    for o in &all {
-        match store::classify(&o.key) {
-            Name::Record { chain, seq } if chain == LEGACY_KEY_ID => seqs.push(seq),
-            Name::Record { .. } => host_chains = true,
-            _ => {}
-        }
-    }
-    seqs.sort_unstable();
-    let signing = match key::load(repo)? {
-        Some(k) => k,
-        None if seqs.is_empty() && !host_chains => {
-            if kind != "init" && !adopting {
-                refuse_restart(repo)?;
-            }
-            key::create(repo)?
-        }
-        None if seqs.is_empty() => return Ok(None),
-        // A new key would make every older record fail verification.
-        None => return Err(Error::EvidenceKeyMissing { records: seqs.len() as u64 }),
-    };
-    if seqs.is_empty() && host_chains {
-        // The legacy chain is empty while host chains exist: it never
-        // starts now (its record 0 would be no `init`).
-        return Ok(None);
-    }
-    let s = Signer::legacy(signing);
-    let rk = read_key(repo);
-    let mut warnings = Vec::new();
-    let (seq, prev) = match seqs.last() {
-        None if kind == "init" => (0, None),
-        None => {
-            if !adopting {
-                refuse_restart(repo)?;
-            }
-            let first = write_record(repo, &s, &rk, LEGACY_KEY_ID, 0, None, "init", None, init_payload())?;
-            (1, Some(first.hash))
-        }
-        Some(&last) => {
-            let bytes = load_record(repo, LEGACY_KEY_ID, last)?;
-            (last + 1, Some(blake3::hash(&bytes).to_hex().to_string()))
-        }
-    };
-    let head = newest_head_with(repo, &rk, Some(*s.public())).ok().flatten();
-    let (mut seq, mut prev) = (seq, prev);
-    if let Some(h) = head.as_ref().and_then(|h| h.chains.get(LEGACY_KEY_ID)) {
-        if h.seq >= seq {
-            warnings.push(format!(
-                "legacy evidence records {seq} to {} are missing from the repository, but the newest head names \
-                 record {}: they were removed; appending after them",
-                h.seq, h.seq
-            ));
-            (seq, prev) = (h.seq + 1, Some(h.hash.clone()));
-        }
-    }
-    let r = write_record(repo, &s, &rk, LEGACY_KEY_ID, seq, prev.as_deref(), kind, policy, payload.clone())?;
-    let mut chains = head.map(|h| h.chains).unwrap_or_default();
-    chains.insert(LEGACY_KEY_ID.into(), ChainHead { seq, hash: r.hash.clone() });
-    finish_with(repo, &s, &rk, r, warnings, chains).map(Some)
 }

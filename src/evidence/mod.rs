@@ -43,6 +43,8 @@
 //! auditor who keeps the head of each audit detects that too.
 
 pub mod append;
+mod append_head;
+mod append_legacy;
 pub mod canonical;
 pub mod check;
 mod export;
@@ -66,7 +68,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 
-pub use append::{newest_head, AppendedRecord, Appender};
+pub use append::{AppendedRecord, Appender};
+pub use append_head::newest_head;
 pub use store::RECORDS_DIR;
 pub use trust::{read_keys_file, Trust};
 pub use verify::{verify_dir, Anchor, Head, Problem, ProblemKind, VerifiedRecord, VerifyReport};
@@ -161,7 +164,7 @@ pub fn public_key_text(repo: &Repository) -> Result<String> {
                 .into(),
         ));
     }
-    match append::legacy_append(repo, "init", None, &init_payload(), false)? {
+    match append_legacy::legacy_append(repo, "init", None, &init_payload(), false)? {
         Some(_) => Ok(key::public_text(&key::load(repo)?.expect("just made").verifying_key())),
         None => Err(Error::NoEvidence("this repository has no legacy key".into())),
     }

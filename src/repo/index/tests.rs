@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+
 use super::*;
 
 fn id(i: u64) -> Id {
