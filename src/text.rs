@@ -114,8 +114,24 @@ pub fn markdown_cell(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// The first `chars` characters of `s`, for showing an id that came from a
+/// record or a snapshot (which anyone who signs may fill with any text):
+/// cut at a character, never inside one, with control characters shown as
+/// `?` so that no name can move a terminal's cursor or forge a line.
+pub fn id_prefix(s: &str, chars: usize) -> String {
+    s.chars().take(chars).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_id_prefix_cuts_at_a_character_and_shows_no_control_character() {
+        assert_eq!(super::id_prefix("0123456789abcdef", 8), "01234567");
+        assert_eq!(super::id_prefix("éééééééééé", 8), "éééééééé");
+        assert_eq!(super::id_prefix("ab\u{1b}[2J\nforged", 8), "ab?[2J?f");
+        assert_eq!(super::id_prefix("abc", 8), "abc");
+    }
+
     #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(super::human_bytes(512), "512 B");

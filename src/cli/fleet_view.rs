@@ -46,7 +46,7 @@ fn row(h: &HostStatus, p: &HostPolicy, now: chrono::DateTime<chrono::Utc>) -> Ve
             format!(
                 "{} ({})",
                 ago(b.data_as_of, now),
-                b.snapshot.as_deref().map(|s| &s[..s.len().min(8)]).unwrap_or("-")
+                b.snapshot.as_deref().map_or_else(|| "-".into(), |s| crate::text::id_prefix(s, 8))
             ),
             Tone::Plain,
         ),
@@ -118,7 +118,7 @@ pub fn render(s: &FleetStatus, color: bool) -> String {
         out.push_str(&format!("\n{}\n", paint("Flagged snapshots:", Tone::Bad, color)));
         for f in &s.flagged {
             let policy = f.policy.as_deref().map(|p| format!(" policy {p}")).unwrap_or_default();
-            out.push_str(&format!("  {} host {}{policy}: {}\n", &f.snapshot[..f.snapshot.len().min(8)], f.host, f.why));
+            out.push_str(&format!("  {} host {}{policy}: {}\n", crate::text::id_prefix(&f.snapshot, 8), f.host, f.why));
         }
     }
     out.push_str("\nEvidence:\n");

@@ -32,36 +32,20 @@ use std::sync::OnceLock;
 
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::append_head::{finish, finish_with, newest_head};
 use super::append_legacy::legacy_append;
 use super::canonical;
-use super::key::{self, read_key, LEGACY_KEY_ID};
+use super::chain_record::{init_payload, own_record_hash, refuse_restart, write_record};
+pub use super::chain_record::{list_chain, load_record, AppendedRecord};
+use super::key::read_key;
 use super::objects::{self, ChainHead};
-use super::record::{self, RECORD_VERSION};
+use super::record;
 use super::signer::{self, KeySource, PrivateDir, Signer};
-use super::store::{self, Name};
+use super::store;
 use crate::error::{Error, Result};
-use crate::repo::{blob, limits, Repository};
-
-/// A record that was appended.
-#[derive(Debug, Clone, Serialize)]
-pub struct AppendedRecord {
-    /// The chain: `legacy` or the signer's key id.
-    pub signer: String,
-    pub seq: u64,
-    /// Hex BLAKE3 of the signed record's canonical bytes.
-    pub hash: String,
-    /// Base64 (standard, padded) ed25519 signature.
-    pub signature: String,
-    /// The signed record, `sig` included.
-    pub record: Value,
-    /// The head written with it (`head:<hash>`), if writing one succeeded.
-    pub head: Option<String>,
-    /// What the append noticed and went past (records missing behind it).
-    pub warnings: Vec<String>,
-}
+use crate::repo::{blob, Repository};
 
 /// Appends records for one process: with this host's key when it has one.
 pub struct Appender {
@@ -334,14 +318,6 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-pub(super) fn init_payload() -> Value {
-    json!({
-        "program_version": crate::VERSION,
-        "hostname": crate::host::hostname(),
-        "username": crate::host::username(),
-    })
-}
-
 fn enrolment_payload(s: &Signer) -> Value {
     json!({
         "key_id": s.key_id(),
@@ -351,118 +327,6 @@ fn enrolment_payload(s: &Signer) -> Value {
         "program_version": crate::VERSION,
     })
 }
-
-/// With no record at all, a repository that holds snapshots had its chain
-/// erased (or predates evidence): never start a new one under them.
-pub(super) fn refuse_restart(repo: &Repository) -> Result<()> {
-    let snapshots = repo.backend().list("snapshots/")?.len();
-    if snapshots > 0 {
-        return Err(Error::EvidenceChainMissing { snapshots });
-    }
-    Ok(())
-}
-
-/// The seqs stored in `chain`, ascending.
-pub fn list_chain(repo: &Repository, chain: &str) -> Result<Vec<u64>> {
-    let prefix = if chain == LEGACY_KEY_ID {
-        format!("{}/", store::RECORDS_DIR)
-    } else {
-        format!("{}/{chain}/", store::RECORDS_DIR)
-    };
-    let mut seqs: Vec<u64> = repo
-        .backend()
-        .list(&prefix)?
-        .into_iter()
-        .filter_map(|o| match store::classify(&o.key) {
-            Name::Record { chain: c, seq } if c == chain => Some(seq),
-            _ => None,
-        })
-        .collect();
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
-/// Loads and opens record `seq` of `chain` (read key first, then the
-/// master key, which sealed legacy records before the read key existed);
-/// its name must match its seq.
-pub fn load_record(repo: &Repository, chain: &str, seq: u64) -> Result<Vec<u8>> {
-    let k = store::record_key(chain, seq);
-    let sealed = repo.backend().get(&k)?;
-    let rk = read_key(repo);
-    let plain = match blob::open_object(&rk, &sealed, limits::EVIDENCE_RECORD) {
-        Ok(p) => p,
-        Err(e) if e.is_size_limit() => return Err(crate::repo::blob_error(format!("evidence record `{k}`"), e)),
-        Err(_) => blob::open_object(repo.key(), &sealed, limits::EVIDENCE_RECORD)
-            .map_err(|e| crate::repo::blob_error(format!("evidence record `{k}`"), e))?,
-    };
-    let v: Value = serde_json::from_slice(&plain).map_err(|e| Error::format(format!("evidence record `{k}`"), e))?;
-    if v.get("seq").and_then(Value::as_u64) != Some(seq) {
-        return Err(Error::format(format!("evidence record `{k}`"), "its seq differs from its name"));
-    }
-    Ok(plain)
-}
-
-/// The hash of this key's own record `seq`, which must verify with it.
-fn own_record_hash(
-    repo: &Repository,
-    s: &Signer,
-    _rk: &crate::crypto::MasterKey,
-    chain: &str,
-    seq: u64,
-) -> Result<String> {
-    let bytes = load_record(repo, chain, seq)?;
-    let c = record::check(&bytes, s.public())
-        .map_err(|e| Error::Integrity { what: format!("evidence record `{}` ({e})", store::record_key(chain, seq)) })?;
-    Ok(c.hash)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_record(
-    repo: &Repository,
-    s: &Signer,
-    rk: &crate::crypto::MasterKey,
-    chain: &str,
-    seq: u64,
-    prev: Option<&str>,
-    kind: &str,
-    policy: Option<&str>,
-    payload: Value,
-) -> Result<AppendedRecord> {
-    let mut rec: Map<String, Value> = Map::new();
-    if s.is_legacy() {
-        rec.insert("v".into(), json!(record::LEGACY_RECORD_VERSION));
-    } else {
-        rec.insert("v".into(), json!(RECORD_VERSION));
-        rec.insert("signer".into(), json!(s.key_id()));
-    }
-    rec.insert("seq".into(), json!(seq));
-    rec.insert("time".into(), json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
-    rec.insert("kind".into(), json!(kind));
-    rec.insert("policy".into(), json!(policy));
-    rec.insert("repository".into(), json!(repo.id().to_hex()));
-    rec.insert("prev".into(), json!(prev));
-    rec.insert("payload".into(), payload);
-    let (sig, signed) = record::sign(s, &mut rec).map_err(|e| Error::EvidenceSigner { detail: e })?;
-    if signed.len() as u64 > limits::EVIDENCE_RECORD {
-        // No reader would open it, and the chain could not go on past it.
-        return Err(Error::TooLarge {
-            what: format!("evidence record {seq}"),
-            detail: format!("{} bytes, above the limit of {}", signed.len(), limits::EVIDENCE_RECORD),
-        });
-    }
-    repo.backend().put(&store::record_key(chain, seq), &blob::seal_object(rk, &signed))?;
-    Ok(AppendedRecord {
-        signer: chain.to_string(),
-        seq,
-        hash: blake3::hash(&signed).to_hex().to_string(),
-        signature: key::B64.encode(sig.to_bytes()),
-        record: Value::Object(rec),
-        head: None,
-        warnings: Vec::new(),
-    })
-}
-
-use base64::Engine;
 
 /// Registers `s` in `evidence/keys/` unless it is there.
 fn write_key_object(repo: &Repository, s: &Signer, rk: &crate::crypto::MasterKey) -> Result<()> {

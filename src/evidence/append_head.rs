@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 
-use super::append::AppendedRecord;
+use super::chain_record::AppendedRecord;
 use super::key::{self, LEGACY_KEY_ID};
 use super::objects::{self, ChainHead, Chains, CheckedHead};
 use super::signer::Signer;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use super::append::{init_payload, load_record, refuse_restart, write_record, AppendedRecord};
 use super::append_head::{finish_with, newest_head_with};
+use super::chain_record::{init_payload, load_record, refuse_restart, write_record, AppendedRecord};
 use super::key::{self, read_key, LEGACY_KEY_ID};
 use super::objects::ChainHead;
 use super::signer::Signer;

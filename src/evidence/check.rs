@@ -281,7 +281,7 @@ pub fn crosscheck(
             message: format!(
                 "snapshot {} of backup record {}/{} ({}) is gone, and no forget or prune record removed it: it \
                  was deleted",
-                &id[..id.len().min(8)],
+                crate::text::id_prefix(id, 8),
                 r.signer,
                 r.seq,
                 r.time

@@ -51,6 +51,9 @@ pub struct RepositorySummary {
     pub records_verified: usize,
     pub chains: usize,
     pub problem_count: usize,
+    /// Whether any of its problems, listed or not, is damage
+    /// ([`super::ProblemKind::is_damage`]).
+    pub damaged: bool,
     /// The first problems, each `kind: object: detail`.
     pub problems: Vec<String>,
     /// The newest head it can prove (`head:<hash>`).
@@ -128,8 +131,12 @@ pub struct HostFacts {
     pub keys: BTreeSet<String>,
     /// The repositories it wrote to (locations).
     pub repositories: BTreeSet<String>,
-    /// Its newest record that counts, of any kind.
+    /// Its newest record that counts, of any kind, whatever its date: a
+    /// view judges silence with [`HostFacts::last_record_until`].
     pub last_record: Option<DateTime<Utc>>,
+    /// When each of its records that count was made.
+    #[serde(skip)]
+    pub record_times: Vec<DateTime<Utc>>,
     /// Its records that count, of any kind.
     pub records: usize,
     pub policies: BTreeMap<String, PolicyFacts>,
@@ -177,6 +184,15 @@ impl Fleet {
     }
 }
 
+impl HostFacts {
+    /// Its newest record that counts made by `end`: a record dated after
+    /// it (a clock that jumped ahead once) never keeps a host from being
+    /// silent.
+    pub fn last_record_until(&self, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.record_times.iter().copied().filter(|t| *t <= end).max()
+    }
+}
+
 /// Whether a host whose newest record that counts is at `last` is silent
 /// at `end`: no record within `after` before it.
 pub fn silent(last: Option<DateTime<Utc>>, end: DateTime<Utc>, after: chrono::Duration) -> bool {
@@ -220,6 +236,7 @@ pub fn digest(sources: &[Source]) -> Fleet {
                     records_verified: 0,
                     chains: 0,
                     problem_count: 0,
+                    damaged: false,
                     problems: Vec::new(),
                     newest_head: None,
                 });
@@ -234,6 +251,7 @@ pub fn digest(sources: &[Source]) -> Fleet {
             records_verified: report.records.len(),
             chains: report.chains.len(),
             problem_count: report.problems.len(),
+            damaged: report.problems.iter().any(|p| p.kind.is_damage()),
             problems: report
                 .problems
                 .iter()
@@ -323,6 +341,7 @@ fn add_record(f: &mut Fleet, location: &str, report: &VerifyReport, r: &Verified
     h.repositories.insert(location.to_string());
     h.records += 1;
     h.last_record = h.last_record.max(Some(at));
+    h.record_times.push(at);
     let Some(policy) = r.policy.clone() else { return };
     let p = &r.payload;
     match r.kind.as_str() {

@@ -46,6 +46,7 @@ pub mod append;
 mod append_head;
 mod append_legacy;
 pub mod canonical;
+mod chain_record;
 pub mod check;
 mod export;
 pub mod fleet;

@@ -170,7 +170,7 @@ pub fn verify_loaded(l: &Loaded, trust: &Trust, now: DateTime<Utc>) -> VerifyRep
     let hosts = chain_hosts(&verified, trust, &mut r);
     let revoked = revocations(&verified, trust, &mut r);
     super::verify_heads::check_heads(l, trust, &verified, &accounted, repository.as_deref(), &mut r);
-    let (host_flags, future_flags) = snapshot_flags(&verified, &hosts, now, &mut r);
+    let (host_flags, future_flags) = snapshot_flags(&verified, &hosts, &revoked, now, &mut r);
     for (chain, m) in &verified {
         for (seq, (c, name)) in m {
             let key = (chain.clone(), *seq);
@@ -496,17 +496,21 @@ fn revocations(
 
 /// Backup records whose snapshot claims another host than the signer's,
 /// or a time ahead of the record's own or of `now` by more than the
-/// allowed skew; an `accept` record of a trusted key clears a snapshot.
+/// allowed skew; an `accept` record of a trusted key, signed before any
+/// revocation of it, clears a snapshot.
 fn snapshot_flags(
     verified: &BTreeMap<String, BTreeMap<u64, (Checked, String)>>,
     hosts: &BTreeMap<String, Option<String>>,
+    revoked: &RecordSet,
     now: DateTime<Utc>,
     r: &mut VerifyReport,
 ) -> (RecordSet, RecordSet) {
     let skew = chrono::Duration::from_std(crate::repo::lock::MAX_CLOCK_SKEW).expect("small");
     let accepted: BTreeSet<&str> = verified
-        .values()
-        .flat_map(|m| m.values())
+        .iter()
+        .flat_map(|(chain, m)| m.iter().map(move |(seq, rec)| (chain, seq, rec)))
+        .filter(|(chain, seq, _)| !revoked.contains(&((*chain).clone(), **seq)))
+        .map(|(_, _, rec)| rec)
         .filter(|(c, _)| c.kind == "accept")
         .filter_map(|(c, _)| c.payload.get("snapshot").and_then(Value::as_str))
         .collect();
@@ -520,7 +524,7 @@ fn snapshot_flags(
             if accepted.contains(snapshot) {
                 continue;
             }
-            let short = &snapshot[..snapshot.len().min(8)];
+            let short = crate::text::id_prefix(snapshot, 8);
             let claimed = c.payload.get("hostname").and_then(Value::as_str);
             if let (Some(Some(signer_host)), Some(claimed)) = (hosts.get(chain), claimed) {
                 if signer_host != claimed {

@@ -52,6 +52,21 @@ impl ProblemKind {
             ProblemKind::Future => "future",
         }
     }
+
+    /// Whether the problem is damage to the record (removed, reordered,
+    /// altered, replayed or restarted), rather than a record that merely
+    /// does not count (an untrusted or revoked signer, a wrong host, a
+    /// future date).
+    pub fn is_damage(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::Removed
+                | ProblemKind::Reordered
+                | ProblemKind::Altered
+                | ProblemKind::Replayed
+                | ProblemKind::Restarted
+        )
+    }
 }
 
 /// One problem, naming the chain, seq and object or file at fault.

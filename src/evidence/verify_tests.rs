@@ -353,9 +353,17 @@ fn revoked_keys_other_hosts_and_future_snapshots_are_named() {
     assert!(rec(&b, other).host_mismatch && !rec(&b, other).counts());
     assert!(rec(&b, future).future);
     // An accept record of a trusted key clears a snapshot.
-    f.add(&a, "accept", json!({"snapshot": "3".repeat(64)}), "2026-03-01T00:00:01Z");
+    let accept = f.add(&a, "accept", json!({"snapshot": "3".repeat(64)}), "2026-03-01T00:00:01Z");
     let r = f.verify(&f.keys(&[line("db1", &a), line("web1", &b)]));
     assert!(!problems(&r).iter().any(|p| p.0 == ProblemKind::Host), "{:?}", r.problems);
+    // The same accept record, signed after the key's revocation, clears nothing.
+    let r = f.verify(&f.keys(&[format!("{} revoked-after={before}", line("db1", &a)), line("web1", &b)]));
+    assert!(r.records.iter().any(|x| x.signer == a.key_id() && x.seq == accept && x.revoked));
+    assert!(
+        problems(&r).contains(&(ProblemKind::Host, Some(b.key_id().into()), Some(other))),
+        "bug: a revoked key's accept cleared the flag: {:?}",
+        r.problems
+    );
 }
 
 #[test]

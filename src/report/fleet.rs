@@ -148,9 +148,7 @@ pub fn build_fleet(input: &FleetInput) -> Report {
                 ));
             }
             (None, false) => {
-                let damaged = r.problems.iter().any(|p| {
-                    ["removed", "reordered", "altered", "replayed", "restarted"].iter().any(|k| p.starts_with(k))
-                });
+                let damaged = r.damaged;
                 worst = worst.max(if damaged { Status::Red } else { Status::Amber });
                 notices.push(format!(
                     "The evidence of {} has {} problem(s){}: only the records that verified under the trusted keys \
@@ -196,7 +194,7 @@ pub fn build_fleet(input: &FleetInput) -> Report {
 
 fn host_row(h: &HostFacts, policies: &[PolicyReport], end: DateTime<Utc>, after: chrono::Duration) -> HostRow {
     let count = |s: Status| policies.iter().filter(|p| p.status == s).count();
-    let silent = silent(h.last_record, end, after);
+    let silent = silent(h.last_record_until(end), end, after);
     let worst = policies.iter().map(|p| p.status).max().unwrap_or(Status::Amber);
     let by_policy: BTreeMap<&str, _> = h.policies.iter().map(|(k, v)| (k.as_str(), v)).collect();
     HostRow {
@@ -211,7 +209,7 @@ fn host_row(h: &HostFacts, policies: &[PolicyReport], end: DateTime<Utc>, after:
             .flat_map(|p| p.backups.iter().filter(|b| b.saved() && b.time <= end).map(|b| b.started()))
             .max(),
         last_drill: by_policy.values().flat_map(|p| p.drills.iter().map(|d| d.started_at)).filter(|t| *t < end).max(),
-        last_record: h.last_record,
+        last_record: h.last_record_until(end),
         silent,
         records: h.records,
         keys: h.keys.iter().cloned().collect(),

@@ -6,6 +6,7 @@ use chrono::{Duration, TimeZone};
 use super::*;
 use crate::evidence::fleet::{digest, Source};
 use crate::evidence::synthetic::Synthetic;
+use crate::evidence::{Problem, ProblemKind};
 
 fn day(d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap()
@@ -138,4 +139,74 @@ fn untrusted_keys_forged_snapshots_and_unreadable_repositories_are_named_and_nev
     assert!(ev.contains(&rogue_id) && ev.contains("rogue") && ev.contains("not among the trusted keys"), "{ev}");
     assert!(ev.contains("id=\"flagged\"") && ev.contains("claims another host"), "{ev}");
     assert!(ev.contains("<strong>not read</strong>: connection refused"), "{ev}");
+}
+
+#[test]
+fn bug_damage_past_the_first_listed_problems_turned_the_report_amber_not_red() {
+    let s = fleet(2, |_| 30);
+    let mut report = s.verify(day(31, 0));
+    assert!(report.is_intact(), "{:?}", report.problems);
+    let untrusted = Problem {
+        kind: ProblemKind::Untrusted,
+        signer: Some("0000".into()),
+        seq: Some(1),
+        file: None,
+        detail: "not among the trusted keys".into(),
+    };
+    // More problems that are no damage than the summary lists, sorted
+    // before the one that is.
+    report.problems = vec![untrusted; crate::evidence::fleet::PROBLEMS_LISTED + 5];
+    report.problems.push(Problem {
+        kind: ProblemKind::Removed,
+        signer: Some("ffff".into()),
+        seq: Some(7),
+        file: None,
+        detail: "record 7 is missing".into(),
+    });
+    let r = build_fleet(&input(vec![Source { location: "/srv/cairn/fleet".into(), read: Ok(report) }]));
+    let repo = &r.evidence.as_ref().unwrap().repositories[0];
+    assert!(repo.damaged && repo.problems.iter().all(|p| !p.starts_with("removed")), "{repo:?}");
+    assert_eq!(r.status, Status::Red, "{:?}", r.notices);
+    assert!(r.notices.iter().any(|n| n.contains("some of them damage")), "{:?}", r.notices);
+}
+
+#[test]
+fn bug_one_record_dated_ahead_kept_a_host_from_ever_being_silent() {
+    // host-01 stopped on March 20, after one record its clock dated in 2099.
+    let mut s = fleet(2, |i| if i == 1 { 20 } else { 30 });
+    s.append(1, "enroll", None, Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap(), serde_json::json!({}));
+    let r = build_fleet(&input(vec![Source { location: "/srv/cairn/fleet".into(), read: Ok(s.verify(day(31, 0))) }]));
+    let h = r.hosts.iter().find(|h| h.host == "host-01").unwrap();
+    assert!(h.silent, "{h:?}");
+    assert!(h.last_record.is_some_and(|t| t < day(21, 0)), "{:?}", h.last_record);
+    assert!(!r.hosts.iter().find(|h| h.host == "host-00").unwrap().silent);
+}
+
+#[test]
+fn bug_a_signed_snapshot_name_of_multibyte_characters_made_every_view_of_the_evidence_panic() {
+    let mut s = Synthetic::new(0x7b);
+    let db = s.host("db1", true, day(1, 0));
+    s.backup(db, "pg", day(2, 2), 5);
+    // A trusted but compromised host signs a backup whose snapshot is no
+    // hex id: byte 8 and byte 16 fall inside a character, and it holds a
+    // terminal escape.
+    let payload = serde_json::json!({
+        "outcome": "success", "snapshot": "ééééééééé\u{1b}[2Jéééééééé", "snapshot_time": crate::evidence::synthetic::stamp(day(3, 2)),
+        "hostname": "web1", "duration_ms": 60_000, "error": null,
+    });
+    s.append(db, "backup", Some("pg"), day(3, 3), payload);
+    let report = s.verify(day(4, 0));
+    assert!(
+        report.problems.iter().any(|p| p.kind == ProblemKind::Host && p.detail.contains("éééééééé")),
+        "{:?}",
+        report.problems
+    );
+    let r = build_fleet(&input(vec![Source { location: "/srv/cairn/fleet".into(), read: Ok(report) }]));
+    let e = r.evidence.as_ref().unwrap();
+    assert_eq!(e.flagged_snapshots.len(), 1);
+    let html = html::render(&r);
+    assert!(section(&html, "evidence").contains("<code>ééééééééé?[2Jééé</code>"));
+    let md = markdown::render(&r);
+    assert!(md.contains("Flagged snapshot ééééééééé?[2Jééé of host db1"), "{md}");
+    assert!(!md.contains('\u{1b}') && !html.contains('\u{1b}'));
 }

@@ -43,7 +43,7 @@ pub(super) fn evidence(w: &mut String, e: &EvidenceSection) {
                     esc(&r.location),
                     r.repository
                         .as_ref()
-                        .map(|id| format!("<br><span class=\"muted\">{}</span>", esc(&id[..id.len().min(16)])))
+                        .map(|id| format!("<br><span class=\"muted\">{}</span>", esc(&crate::text::id_prefix(id, 16))))
                         .unwrap_or_default()
                 ),
                 state,
@@ -100,7 +100,7 @@ pub(super) fn evidence(w: &mut String, e: &EvidenceSection) {
         let mut t = Table::new("flagged", &[col("Snapshot"), col("Host"), col("Policy"), col("Why")]);
         for f in e.flagged_snapshots.iter().take(LIST_MAX) {
             t.row(&[
-                format!("<code>{}</code>", esc(&f.snapshot[..f.snapshot.len().min(16)])),
+                format!("<code>{}</code>", esc(&crate::text::id_prefix(&f.snapshot, 16))),
                 esc(&f.host),
                 esc(f.policy.as_deref().unwrap_or("—")),
                 esc(&f.why),

@@ -351,7 +351,7 @@ fn hosts(w: &mut String, r: &Report) {
     }
     for f in e.flagged_snapshots.iter().take(LIST_MAX) {
         let _ =
-            writeln!(w, "- Flagged snapshot {} of host {}: {}", &f.snapshot[..f.snapshot.len().min(16)], f.host, f.why);
+            writeln!(w, "- Flagged snapshot {} of host {}: {}", crate::text::id_prefix(&f.snapshot, 16), f.host, f.why);
     }
     let _ = writeln!(w);
 }

@@ -52,7 +52,7 @@ pub(super) fn mark(
             message: format!(
                 "snapshot {} flagged by the evidence check ({}): left out of the recovery point and retention until \
                  accepted",
-                &f.snapshot[..f.snapshot.len().min(8)],
+                crate::text::id_prefix(&f.snapshot, 8),
                 f.why
             ),
         });

@@ -133,8 +133,8 @@ pub fn build(fleet: &Fleet, now: DateTime<Utc>, silent_after: chrono::Duration) 
         .values()
         .map(|h| HostStatus {
             host: h.host.clone(),
-            last_record: h.last_record,
-            silent: silent(h.last_record, now, silent_after),
+            last_record: h.last_record_until(now),
+            silent: silent(h.last_record_until(now), now, silent_after),
             keys: h.keys.iter().cloned().collect(),
             policies: h.policies.iter().map(|(n, p)| policy(n, p, now)).collect(),
         })
@@ -195,5 +195,16 @@ mod tests {
         let json = serde_json::to_value(&st).unwrap();
         assert_eq!(json["schema"], SCHEMA);
         assert_eq!(json["hosts"][0]["policies"][0]["rpo_state"], "ok");
+    }
+    #[test]
+    fn bug_a_record_dated_ahead_kept_a_host_from_going_silent_on_the_handover_screen() {
+        let mut s = Synthetic::new(0x32);
+        let quiet = s.host("quiet", true, day(1, 0));
+        s.backup(quiet, "pg", day(2, 2), 5);
+        s.append(quiet, "enroll", None, Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap(), serde_json::json!({}));
+        let fleet = digest(&[Source { location: "/srv/r".into(), read: Ok(s.verify(day(10, 12))) }]);
+        let st = build(&fleet, day(10, 12), Duration::hours(26));
+        assert_eq!(st.silent, ["quiet"]);
+        assert_eq!(st.hosts[0].last_record, Some(day(2, 2) + Duration::minutes(5)));
     }
 }

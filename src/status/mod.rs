@@ -176,7 +176,7 @@ impl PolicyStatus {
             v.push(format!("evidence damaged ({} problem(s)){first}", e.problems));
         }
         for f in self.evidence.iter().flat_map(|e| &e.flagged) {
-            v.push(format!("snapshot {} flagged: {}", &f.snapshot[..f.snapshot.len().min(8)], f.why));
+            v.push(format!("snapshot {} flagged: {}", crate::text::id_prefix(&f.snapshot, 8), f.why));
         }
         v
     }
