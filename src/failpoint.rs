@@ -21,6 +21,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("writer::pack_stored", "a pack is stored; no index file lists it yet"),
     ("writer::index_stored", "an index file of stored packs is stored"),
     ("backup::index_loaded", "a backup holds its lock and has loaded the index it deduplicates against"),
+    ("backup::reading", "a reader took a file to read and the progress names it; the file is not opened yet"),
     ("backup::before_snapshot", "a backup's packs and index files are stored; its snapshot is not"),
     ("backup::after_snapshot", "the snapshot is stored; the lock is still held, no evidence record yet"),
     ("prune::packs_written", "prune stored its repacked packs (and their index file)"),

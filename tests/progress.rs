@@ -1,7 +1,10 @@
 //! The progress of a backup when stderr is not a terminal: a plain line
 //! every `--progress-interval`, with exact byte counts that parse; a stream
 //! (`--stdin`) shows the bytes read and no total; the last line's totals
-//! are the summary's, unchanged files included.
+//! are the summary's, unchanged files included. On a terminal (a
+//! pseudo-terminal): the bar with the file count and the file being read,
+//! held mid-way at a failpoint, and a last line equal to the summary.
+#![allow(clippy::print_stderr, reason = "a test prints what it measured")]
 
 mod common;
 
@@ -104,6 +107,7 @@ fn a_slow_stream_shows_bytes_read_as_it_goes_with_no_total_and_ends_at_the_summa
     assert!(mid.bytes <= first.len() as u64, "counted only what was read: {mid:?}");
     assert!(parsed.windows(2).all(|w| w[0].bytes <= w[1].bytes), "{seen:?}");
     assert_eq!(parsed.last().unwrap().bytes, stored, "the last line is the summary's count");
+    assert!(seen.iter().rev().find(|l| l.starts_with("progress:")).unwrap().contains(", done, "), "{seen:?}");
 }
 
 #[test]
@@ -132,6 +136,11 @@ fn the_last_line_of_a_backup_and_of_an_incremental_one_has_the_summarys_files_an
             (s["summary"]["files_total"].as_u64().unwrap(), s["summary"]["bytes_total"].as_u64().unwrap());
         let parsed = lines(&out.stderr);
         let last = parsed.last().unwrap_or_else(|| panic!("{round}: no progress line"));
+        let text = String::from_utf8_lossy(&out.stderr);
+        let raw: Vec<&str> = text.lines().filter(|l| l.starts_with("progress:")).collect();
+        // The last line says the backup is done, not that it has 0 s left.
+        assert!(raw.last().unwrap().contains(", done, ") && !raw.last().unwrap().contains("ETA"), "{round}: {raw:?}");
+        assert!(raw[..raw.len() - 1].iter().all(|l| l.contains(", ETA ")), "{round}: {raw:?}");
         assert_eq!(last.files, Some((files, files)), "{round}: {parsed:?}");
         assert_eq!((last.bytes, last.total), (bytes, Some(bytes)), "{round}: {parsed:?}");
         assert_eq!(last.errors, 0);
@@ -152,4 +161,108 @@ fn a_zero_or_malformed_interval_is_refused() {
         let out = env.cairn(&["backup", "--progress-interval", bad, "/nonexistent"]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// The bar of a terminal frame: `(files done, files in all, "done/in all" bytes, the rest)`.
+fn bar(line: &str) -> Option<(u64, u64, String, String)> {
+    let rest = line.strip_prefix('[')?.split_once("] ")?.1;
+    let (files, rest) = rest.split_once(" files  ")?;
+    let (done, total) = files.split_once('/')?;
+    let (bytes, rest) = rest.split_once("  ")?;
+    Some((done.parse().ok()?, total.parse().ok()?, bytes.to_string(), rest.to_string()))
+}
+
+/// A 2 GiB backup on a terminal, held while a reader has just taken the
+/// eleventh of 32 files (the failpoint `backup::reading`): the two lines
+/// redrawn in place show the ten files stored, their bytes against the
+/// 2 GiB found, and the file being read. Once released, the last line
+/// left on the screen has the totals of the summary printed under it,
+/// and says `done`.
+///
+/// Cheap on disk and CPU: the files are sparse, so they take no space and
+/// reading them costs the kernel little, but cairn reads, chunks and
+/// hashes every one of the 2 GiB (all chunks but one deduplicate). One
+/// reader (`--threads 1`), so that the files are taken in order.
+#[test]
+fn on_a_terminal_a_2_gib_backup_shows_the_file_count_and_the_file_being_read_then_the_summarys_totals() {
+    use cairn::text::human_bytes;
+    use std::time::Instant;
+    const FILE: u64 = 64 << 20;
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..4 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..8 {
+            std::fs::File::create(src.join(format!("d{d}/f{f}"))).unwrap().set_len(FILE).unwrap();
+        }
+    }
+    let total = 32 * FILE;
+    assert_eq!(total, 2 << 30);
+    let mut pause = Pause::new(env.path("pause"));
+    let mut command = env.command();
+    command.args(["--threads", "1", "backup", src.to_str().unwrap()]);
+    // Files are taken in the order of their names: d0/f0 … d0/f7, d1/f0, …
+    pause.arm(&mut command, "backup::reading:11");
+    let started = Instant::now();
+    let (mut child, output) = common::pty::Pty::new(200, 50).spawn(command);
+    let mut screen = common::pty::Screen::default();
+    // Guards against a hang, not timings: the backup takes seconds, and a
+    // frame is drawn every quarter of a second.
+    let limit = Duration::from_secs(600);
+    pause.wait_paused(limit);
+
+    let being_read = src.join("d1/f2").display().to_string();
+    let held = format!("10/32 files  {}/{}", human_bytes(10 * FILE), human_bytes(total));
+    // The backup stays held, so the frame it waits for, once drawn, is
+    // drawn again every quarter of a second: a deadline, not a timing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let frame = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(piece) = output.recv_timeout(left) else {
+            panic!("no frame shows `{held}` over `{being_read}` while the backup is held: {:#?}", screen.lines())
+        };
+        screen.feed(&piece);
+        let lines = screen.lines();
+        // The frame drawn last: the bar, and the file under it.
+        if let Some(i) = lines.iter().rposition(|l| bar(l).is_some()) {
+            if lines[i].contains(&held) && lines.get(i + 1).is_some_and(|l| l.trim() == being_read) {
+                break lines[i..].to_vec();
+            }
+        }
+    };
+    let (done, found, _, rest) = bar(&frame[0]).unwrap();
+    assert_eq!((done, found), (10, 32), "{frame:?}");
+    assert!(frame[0].starts_with("[======  "), "the bar is at 10/32 of the bytes: {frame:?}");
+    assert!(rest.contains("/s") && rest.contains("ETA "), "rate and time left: {frame:?}");
+    pause.release();
+
+    let status = wait_exit(&mut child, limit);
+    for piece in output.iter() {
+        screen.feed(&piece);
+    }
+    let took = started.elapsed();
+    let lines = screen.lines();
+    assert!(status.success(), "{status:?}: {lines:#?}");
+    // What the terminal shows at the end: the last line of the progress in
+    // place of the two redrawn ones, then the snapshot id and the summary.
+    let last = lines.iter().position(|l| bar(l).is_some()).expect("a progress line stays on the screen");
+    assert_eq!(lines.iter().filter(|l| bar(l).is_some()).count(), 1, "one bar on the screen: {lines:#?}");
+    let (done, found, bytes, rest) = bar(&lines[last]).unwrap();
+    assert!(rest.ends_with("  done") && !rest.contains("ETA"), "{lines:#?}");
+    assert!(lines[last].starts_with("[====================] "), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.trim() == being_read), "the line of the file being read is gone: {lines:#?}");
+    let id = lines[last + 1].trim();
+    assert_eq!(id.len(), 64, "the snapshot id follows: {lines:#?}");
+    assert!(lines[last + 2].starts_with(&format!("snapshot {} saved", &id[..8])), "{lines:#?}");
+    let in_all = lines[last + 3].split_once(" unchanged (").and_then(|(_, r)| r.strip_suffix(')')).unwrap();
+    let (files, size) = in_all.split_once(" in all, ").unwrap();
+    assert_eq!((done, found), (files.parse().unwrap(), files.parse().unwrap()), "bar and summary: {lines:#?}");
+    assert_eq!(bytes, format!("{size}/{size}"), "bar and summary: {lines:#?}");
+    // And the summary is the whole 2 GiB, to the byte.
+    let snaps: Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps[0]["summary"]["files_total"], 32);
+    assert_eq!(snaps[0]["summary"]["bytes_total"], total);
+    assert_eq!(snaps[0]["summary"]["bytes_read"], total, "every byte was read");
+    assert_eq!(size, human_bytes(total));
+    eprintln!("2 GiB backup on a pseudo-terminal, held and released: {took:.1?}");
 }

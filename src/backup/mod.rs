@@ -42,6 +42,10 @@ pub trait Progress: Sync {
     /// A regular file found by the scan goes to the readers: it was
     /// examined (`lstat`) but is not opened yet. Called on the scan's thread.
     fn queued(&self, _path: &Path) {}
+    /// A reader takes a regular file to read it now (several files are
+    /// read at once, one per reader). Called on the reader's thread, just
+    /// before it opens the file.
+    fn reading(&self, _path: &Path) {}
     /// A regular file is stored (read, or unchanged since the parent), with
     /// `bytes` as stored: what the summary counts. Called on the scan's
     /// thread, for each path of a hard-linked file.
@@ -215,7 +219,7 @@ pub fn run(
                 let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
                 let shared = pipeline::Shared::default();
                 let scanned = std::thread::scope(|s| {
-                    let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, &shared);
+                    let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, &shared, progress);
                     let dirs = dirs::OpenDirs::new(&index, &writer, Encoder::new(repo.config().compression));
                     let excludes = &excludes;
                     let mut w =

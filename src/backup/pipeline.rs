@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 
+use super::Progress;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -151,6 +152,7 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     threads: usize,
     counters: &'env Counters,
     shared: &'env Shared,
+    progress: &'env dyn Progress,
 ) -> Pipeline<'env, T> {
     let threads = threads.max(1);
     let key = repo.key();
@@ -188,6 +190,8 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
                 if shared.stopped() {
                     break;
                 }
+                progress.reading(&job.path);
+                crate::failpoint::hit!("backup::reading");
                 match read_file(&job.path, job.size, &mut chunker, repo, index, writer, &chunks, counters) {
                     Ok(outcome) => {
                         let report = Done { path: job.path, token: job.token, outcome };

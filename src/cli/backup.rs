@@ -108,11 +108,11 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     let (meter, shown) = display(g, p, a.stdin);
     if a.dry_run {
         let report = jobs::backup::dry_run(&repo, source, &opts, &*meter);
-        shown.finish();
+        shown.finish(report.is_ok());
         return Ok(print_dry_run(&report?, p));
     }
     let done = jobs::backup::paths(&repo, source, &opts, &*meter);
-    shown.finish();
+    shown.finish(done.as_ref().is_ok_and(|d| d.result.is_ok()));
     let done = done?;
     super::evidence::note("backup", &done.evidence, p);
     Ok(print_report(&done.result?, p))
@@ -134,7 +134,7 @@ fn policy_backup(g: &GlobalArgs, a: &BackupArgs, name: &str, p: &Printer) -> Res
     let repo =
         crate::jobs::RepoOptions { evidence_state: Some(state.clone()), ..a.retry_lock.apply(repo_options(g), p) };
     let out = jobs::backup::policy(&repo, &pol, &opts, &*meter, Some(&state));
-    shown.finish();
+    shown.finish(out.report.is_some());
     if let Some(evidence) = &out.evidence {
         super::evidence::note("backup", evidence, p);
     }

@@ -2,10 +2,15 @@
 //! and in all, the rate, the time left, the file being read (shortened)
 //! and the errors so far.
 //!
-//! - On a terminal: two lines redrawn in place a few times a second.
+//! - On a terminal: two lines redrawn in place a few times a second; when
+//!   the backup is done, one last line with its totals, which stays.
 //! - Otherwise (a log, a pipe): one plain line every `--progress-interval`
 //!   (10 s by default), and a last one when the backup ends, so the logs of
 //!   long runs show how far they came.
+//!
+//! The file shown is one a reader is reading now (several are read at
+//! once; the newest taken is shown), not the last one the scan found,
+//! which can be a thousand files ahead.
 //! - A stream (`--stdin`, a command source) has no size known in advance:
 //!   its lines show the bytes read and the rate, never a total or a bar.
 //!
@@ -42,6 +47,15 @@ pub struct Meter {
     started: Instant,
 }
 
+/// How a backup ended, for the last line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Everything found is stored or counted as an error.
+    Done,
+    /// The backup failed part of the way.
+    Stopped,
+}
+
 /// The counters at one instant.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snap {
@@ -53,6 +67,8 @@ pub struct Snap {
     pub bytes_total: Option<u64>,
     pub errors: u64,
     pub elapsed: Duration,
+    /// `None` while the backup runs.
+    pub end: Option<End>,
 }
 
 impl Snap {
@@ -62,8 +78,12 @@ impl Snap {
         (s >= 0.1).then(|| self.bytes_done as f64 / s)
     }
 
-    /// The time left at the rate so far; `None` without a total or a rate.
+    /// The time left at the rate so far; `None` without a total or a
+    /// rate, or once the backup has ended.
     pub fn eta(&self) -> Option<Duration> {
+        if self.end.is_some() {
+            return None;
+        }
         let total = self.bytes_total?;
         let rate = self.rate().filter(|r| *r > 0.0)?;
         Some(Duration::from_secs_f64(total.saturating_sub(self.bytes_done) as f64 / rate))
@@ -103,7 +123,29 @@ impl Meter {
                 self.bytes_found.load(Ordering::Relaxed).saturating_sub(self.bytes_skipped.load(Ordering::Relaxed));
             (Some(files), Some(bytes.max(bytes_done)))
         };
-        Snap { files_done: done, files_total, bytes_done, bytes_total, errors, elapsed: self.started.elapsed() }
+        Snap {
+            files_done: done,
+            files_total,
+            bytes_done,
+            bytes_total,
+            errors,
+            elapsed: self.started.elapsed(),
+            end: None,
+        }
+    }
+
+    /// The counters when the backup has ended. When it is done, everything
+    /// the scan found is stored or counted as an error, so its totals are
+    /// what was stored: the summary's (a file that grew or shrank while it
+    /// was read counts at the size it was stored with).
+    pub fn last(&self, end: End) -> Snap {
+        let mut s = self.snap();
+        s.end = Some(end);
+        if end == End::Done && s.bytes_total.is_some() {
+            s.files_total = Some(s.files_done);
+            s.bytes_total = Some(s.bytes_done);
+        }
+        s
     }
 
     fn set_current(&self, path: &Path) {
@@ -122,7 +164,7 @@ impl Progress for Meter {
         self.files_found.store(files, Ordering::Relaxed);
         self.bytes_found.store(bytes, Ordering::Relaxed);
     }
-    fn queued(&self, path: &Path) {
+    fn reading(&self, path: &Path) {
         self.set_current(path);
     }
     fn file_done(&self, _path: &Path, bytes: u64) {
@@ -139,6 +181,15 @@ impl Progress for Meter {
     }
     fn streamed(&self, bytes: u64) {
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The time left (`ETA 3s`, `ETA -` while unknown), or how the backup ended.
+fn eta_text(s: &Snap) -> String {
+    match s.end {
+        Some(End::Done) => "done".into(),
+        Some(End::Stopped) => "stopped".into(),
+        None => format!("ETA {}", s.eta().map(duration).unwrap_or_else(|| "-".into())),
     }
 }
 
@@ -172,13 +223,14 @@ pub fn shorten(path: &str, max: usize) -> String {
 ///
 /// `progress: 12/40 files, 1.0 MiB/4.0 MiB (1048576/4194304 bytes), 1.0 MiB/s, ETA 3s, 0 errors, /src/a`
 /// and for a stream `progress: 3.0 MiB (3145728 bytes) read, 1.0 MiB/s, 0 errors`.
+/// The last line says `done` (or `stopped`) where the time left was.
 pub fn plain_line(s: &Snap, current: &str) -> String {
     let rate = s.rate().map(|r| format!("{}/s", human_bytes(r as u64))).unwrap_or_else(|| "-".into());
     match (s.files_total, s.bytes_total) {
         (Some(files), Some(bytes)) => {
-            let eta = s.eta().map(duration).unwrap_or_else(|| "-".into());
+            let eta = eta_text(s);
             let mut line = format!(
-                "progress: {}/{files} files, {}/{} ({}/{bytes} bytes), {rate}, ETA {eta}, {} errors",
+                "progress: {}/{files} files, {}/{} ({}/{bytes} bytes), {rate}, {eta}, {} errors",
                 s.files_done,
                 human_bytes(s.bytes_done),
                 human_bytes(bytes),
@@ -190,12 +242,15 @@ pub fn plain_line(s: &Snap, current: &str) -> String {
             }
             line
         }
-        _ => format!(
-            "progress: {} ({} bytes) read, {rate}, {} errors",
-            human_bytes(s.bytes_done),
-            s.bytes_done,
-            s.errors
-        ),
+        _ => {
+            let end = if s.end.is_some() { format!(", {}", eta_text(s)) } else { String::new() };
+            format!(
+                "progress: {} ({} bytes) read, {rate}{end}, {} errors",
+                human_bytes(s.bytes_done),
+                s.bytes_done,
+                s.errors
+            )
+        }
     }
 }
 
@@ -206,7 +261,10 @@ pub fn terminal_lines(s: &Snap, current: &str, width: usize) -> (String, String)
     let errors = if s.errors > 0 { format!("  {} errors", s.errors) } else { String::new() };
     let first = match (s.files_total, s.bytes_total) {
         (Some(files), Some(bytes)) => {
-            let eta = s.eta().map(|d| format!("  ETA {}", duration(d))).unwrap_or_default();
+            let eta = match (s.end, s.eta()) {
+                (None, None) => String::new(),
+                _ => format!("  {}", eta_text(s)),
+            };
             let share = if bytes == 0 { 1.0 } else { (s.bytes_done as f64 / bytes as f64).min(1.0) };
             let filled = (share * 20.0).round() as usize;
             format!(
@@ -218,7 +276,10 @@ pub fn terminal_lines(s: &Snap, current: &str, width: usize) -> (String, String)
                 human_bytes(bytes)
             )
         }
-        _ => format!("{} read  {rate}  {}{errors}", human_bytes(s.bytes_done), duration(s.elapsed)),
+        _ => {
+            let end = if s.end.is_some() { format!("  {}", eta_text(s)) } else { String::new() };
+            format!("{} read  {rate}  {}{end}{errors}", human_bytes(s.bytes_done), duration(s.elapsed))
+        }
     };
     let second = format!("  {}", shorten(current, width.saturating_sub(3).max(10)));
     (shorten(&first, width.max(10)), second)
@@ -228,14 +289,19 @@ pub fn terminal_lines(s: &Snap, current: &str, width: usize) -> (String, String)
 pub struct Display {
     meter: Arc<Meter>,
     stop: Option<crossbeam_channel::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    plain: bool,
+    /// Says whether it drew the two lines of a terminal.
+    thread: Option<std::thread::JoinHandle<bool>>,
+    tty: bool,
+    quiet: bool,
 }
+
+/// Moves up to the first of the two lines drawn and clears both.
+const CLEAR_TWO: &str = "\x1b[2A\r\x1b[2K\n\x1b[2K\x1b[1A\r";
 
 impl Display {
     /// Nothing is drawn when `quiet`. `interval`: between plain lines.
     pub fn start(meter: Arc<Meter>, tty: bool, quiet: bool, interval: Duration) -> Display {
-        let mut d = Display { meter: meter.clone(), stop: None, thread: None, plain: !tty && !quiet };
+        let mut d = Display { meter: meter.clone(), stop: None, thread: None, tty, quiet };
         if quiet {
             return d;
         }
@@ -255,41 +321,50 @@ impl Display {
                     let _ = writeln!(err, "{}", plain_line(&s, &meter.current()));
                 }
             }
-            if drawn {
-                // Clear both lines and leave the cursor where they began.
-                let _ = write!(std::io::stderr().lock(), "\x1b[2A\r\x1b[2K\n\x1b[2K\x1b[1A\r");
-            }
+            drawn
         }));
         d.stop = Some(tx);
         d
     }
 
-    /// Stops drawing. A plain display writes its last line: everything the
-    /// scan found is stored or counted as an error by then, so its totals
-    /// are what was stored, the summary's.
-    pub fn finish(mut self) {
-        self.stop_thread();
-        if self.plain {
-            let mut s = self.meter.snap();
-            if s.bytes_total.is_some() {
-                s.files_total = Some(s.files_done);
-                s.bytes_total = Some(s.bytes_done);
-            }
-            eprintln!("{}", plain_line(&s, ""));
+    /// Stops drawing and writes the last line, which says `done` when
+    /// the backup `completed` (with the summary's totals, see
+    /// [`Meter::last`]) and `stopped` when it failed. On a terminal the
+    /// last line takes the place of the two redrawn ones and stays; a
+    /// failed backup leaves nothing there (its error follows).
+    pub fn finish(mut self, completed: bool) {
+        let drawn = self.stop_thread();
+        if self.quiet {
+            return;
+        }
+        let end = if completed { End::Done } else { End::Stopped };
+        let s = self.meter.last(end);
+        let mut err = std::io::stderr().lock();
+        if !self.tty {
+            let _ = writeln!(err, "{}", plain_line(&s, ""));
+            return;
+        }
+        if drawn {
+            let _ = write!(err, "{CLEAR_TWO}");
+        }
+        if completed {
+            let (line, _) = terminal_lines(&s, "", terminal_width());
+            let _ = writeln!(err, "{line}");
         }
     }
 
-    fn stop_thread(&mut self) {
+    /// Stops the drawing thread; true when it left two lines on a terminal.
+    fn stop_thread(&mut self) -> bool {
         drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.take().is_some_and(|t| t.join().unwrap_or(false))
     }
 }
 
 impl Drop for Display {
     fn drop(&mut self) {
-        self.stop_thread();
+        if self.stop_thread() {
+            let _ = write!(std::io::stderr().lock(), "{CLEAR_TWO}");
+        }
     }
 }
 
@@ -316,6 +391,7 @@ mod tests {
             bytes_total: total,
             errors: 1,
             elapsed: Duration::from_secs(secs),
+            end: None,
         }
     }
 
@@ -367,5 +443,57 @@ mod tests {
         let s = m.snap();
         assert_eq!((s.files_done, s.files_total, s.errors), (2, Some(2), 2));
         assert_eq!((s.bytes_done, s.bytes_total), (250, Some(250)));
+    }
+
+    #[test]
+    fn the_last_line_says_done_where_the_time_left_was_and_has_the_totals_of_what_was_stored() {
+        let m = Meter::new(false);
+        m.scanned(2, 300);
+        m.file_done(Path::new("/a"), 100);
+        // The second file shrank while it was read: stored with 150 bytes.
+        m.file_done(Path::new("/b"), 150);
+        let last = m.last(End::Done);
+        assert_eq!((last.files_total, last.bytes_total, last.eta()), (Some(2), Some(250), None));
+        let line = plain_line(&last, "");
+        assert!(line.starts_with("progress: 2/2 files, 250 B/250 B (250/250 bytes), "), "{line}");
+        assert!(line.ends_with(", done, 0 errors"), "{line}");
+        assert!(!line.contains("ETA"), "{line}");
+        let (bar, _) = terminal_lines(&last, "", 100);
+        assert!(bar.starts_with("[====================] 2/2 files  250 B/250 B  "), "{bar}");
+        assert!(bar.ends_with("  done"), "{bar}");
+        // While it runs, the line says how long is left.
+        let mut running = last;
+        running.end = None;
+        running.bytes_done = 125;
+        running.elapsed = Duration::from_secs(1);
+        assert!(plain_line(&running, "").contains(", ETA 1s, "), "{}", plain_line(&running, ""));
+    }
+
+    #[test]
+    fn a_failed_backup_ends_with_stopped_and_the_totals_it_found_and_a_stream_with_done() {
+        let m = Meter::new(false);
+        m.scanned(3, 300);
+        m.file_done(Path::new("/a"), 100);
+        let last = m.last(End::Stopped);
+        let line = plain_line(&last, "");
+        assert!(line.starts_with("progress: 1/3 files, 100 B/300 B (100/300 bytes), "), "{line}");
+        assert!(line.ends_with(", stopped, 0 errors"), "{line}");
+        let stream = Meter::new(true);
+        stream.streamed(3 << 20);
+        let line = plain_line(&stream.last(End::Done), "");
+        assert!(
+            line.starts_with("progress: 3.0 MiB (3145728 bytes) read, ") && line.ends_with(", done, 0 errors"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_file_shown_is_one_being_read_not_the_last_one_the_scan_queued() {
+        let m = Meter::new(false);
+        m.reading(Path::new("/src/being-read"));
+        m.queued(Path::new("/src/queued-far-ahead"));
+        assert_eq!(m.current(), "/src/being-read");
+        m.reading(Path::new("/src/next"));
+        assert_eq!(m.current(), "/src/next");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod chromium;
 pub mod forge;
+pub mod pty;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
