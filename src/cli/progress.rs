@@ -203,8 +203,12 @@ fn duration(d: Duration) -> String {
 }
 
 /// `path` in at most `max` characters: its start and its end, with `…`
-/// between.
+/// between. Control characters show as `?`: a file name is anyone's to
+/// choose, and must neither move the terminal's cursor nor forge a line
+/// of the log.
 pub fn shorten(path: &str, max: usize) -> String {
+    let shown: String = path.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let path = shown.as_str();
     let n = path.chars().count();
     if n <= max {
         return path.to_string();
@@ -429,6 +433,13 @@ mod tests {
         assert_eq!(s.chars().count(), 30);
         assert!(s.starts_with("/home/som") && s.ends_with("-file.rlib") && s.contains('…'), "{s}");
         assert_eq!(shorten("/short", 30), "/short");
+    }
+
+    #[test]
+    fn bug_a_file_name_with_control_characters_reached_the_terminal_and_the_log_raw() {
+        let name = "/a\u{1b}]0;owned\u{7}\nprogress: 40/40 files";
+        assert_eq!(shorten(name, 60), "/a?]0;owned??progress: 40/40 files");
+        assert!(!shorten(name, 12).chars().any(char::is_control));
     }
 
     #[test]
