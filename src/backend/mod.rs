@@ -19,6 +19,8 @@
 
 pub mod as_of;
 pub mod discard;
+#[cfg(test)]
+mod forwarding_tests;
 pub mod limit;
 pub mod local;
 pub mod object_lock;
