@@ -476,7 +476,7 @@ fn a_prune_safety_margin_is_a_duration_above_zero_and_defaults_to_23_hours() {
     );
     assert_eq!(
         diags(&(MINIMAL.to_string() + "[retention]\nprune_safety_margin = \"a day\"\n")),
-        [format!("p.toml:7:24: retention.prune_safety_margin: {}", crate::duration::EXPECTED)]
+        [format!("p.toml:7:24: retention.prune_safety_margin: {}, found \"a day\"", crate::duration::EXPECTED)]
     );
     assert_eq!(
         diags(&(MINIMAL.to_string() + "[schedule]\nprune_safety_margin = \"2h\"\n")),
