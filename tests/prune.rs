@@ -8,6 +8,7 @@
 //! remove that setting.
 
 mod common;
+mod prune_rounds;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -335,11 +336,10 @@ fn a_planted_mark_on_used_packs_makes_prune_delete_nothing_a_snapshot_needs() {
     restore_all_exactly(&env, &src, "p");
 }
 
-/// Twenty rounds, each making garbage and then running a backup and a
-/// prune side by side (every other round with the backup held right after
-/// it loaded its index while the whole prune runs): every command exits 0,
-/// whatever a prune marked is deleted by the end of the next round, and
-/// afterwards the data checks and every snapshot restores.
+/// The twenty rounds of `tests/prune_rounds` on a local repository: every
+/// backup and prune exits 0, each round's prune deletes the packs that a
+/// forgotten snapshot alone held (and only garbage), then `check
+/// --read-data` passes and every snapshot restores byte-exact.
 #[test]
 fn twenty_overlapping_backups_and_prunes_all_succeed_and_free_the_garbage() {
     let env = small_packs();
@@ -350,46 +350,66 @@ fn twenty_overlapping_backups_and_prunes_all_succeed_and_free_the_garbage() {
     }
     env.ok(&["backup", src.to_str().unwrap()]);
     let mut pause = Pause::new(env.path("pause"));
-    let mut deleted = 0;
-    for round in 0..20u64 {
-        // Garbage: a scratch file in one snapshot, forgotten below.
-        std::fs::write(src.join("scratch"), random_bytes(300_000, 1000 + round)).unwrap();
-        env.ok(&["backup", src.to_str().unwrap()]);
-        std::fs::remove_file(src.join("scratch")).unwrap();
-        std::fs::write(src.join(format!("f{}", round % 4)), random_bytes(300_000, 2000 + round)).unwrap();
-        env.ok(&["forget", "--keep-last", "1"]);
-        let marked_before = marked_packs(&env);
-        // The previous round held its backup under the whole prune, whose
-        // second pass could then delete nothing: its mark is still there.
-        assert!(round % 2 == 0 || round < 3 || !marked_before.is_empty(), "round {round}: nothing marked");
-        let (prune, backup) = if round % 2 == 0 {
-            let backup = paused_backup(&env, &mut pause, &src);
-            let prune = env.cairn(&["prune", "--json", "--max-unused", "0%"]);
-            pause.release();
-            (prune, backup)
-        } else {
-            let backup = env
-                .command()
-                .args(["backup", src.to_str().unwrap()])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            (env.cairn(&["prune", "--json", "--max-unused", "0%"]), backup)
-        };
-        let b = backup.wait_with_output().unwrap();
-        assert!(b.status.success(), "round {round}: backup: {}", String::from_utf8_lossy(&b.stderr));
-        let out = json(&prune, &format!("round {round}: prune"));
-        deleted += out["report"]["packs_deleted"].as_u64().unwrap();
-        // What the previous round's prune marked is gone now (its mark was
-        // ripe: the backup of this round honours it).
-        let left: Vec<_> = marked_before.iter().filter(|p| env.repo.join(cairn::repo::pack_key(p)).exists()).collect();
-        assert!(left.is_empty(), "round {round}: marked packs still there: {left:?}; {out}");
-    }
-    assert!(deleted > 0, "no prune deleted anything in 20 rounds");
+    prune_rounds::run(&|| env.command(), &src, &mut pause, LIMIT);
     env.ok(&["prune"]);
+    assert!(marked_packs(&env).is_empty(), "the last prune used up every mark");
     assert!(env.ok(&["check", "--read-data"]).is_empty());
     restore_all_exactly(&env, &src, "t");
+}
+
+/// A policy's scheduled prune (the daemon's, `run-now --kind prune`) takes
+/// its margin from `[retention] prune_safety_margin`: a mark two hours old
+/// is ripe under a margin of one hour, and waits under the default 23 h.
+#[test]
+fn a_policys_scheduled_prune_deletes_after_the_policys_own_safety_margin() {
+    let env = small_packs();
+    let (src, s1, _) = two_generations(&env);
+    forget(&env, &s1);
+    let dry = json(&env.cairn(&["prune", "--dry-run", "--json"]), "dry run");
+    let garbage: Vec<cairn::Id> = dry["plan"]["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "delete")
+        .map(|p| p["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(!garbage.is_empty(), "{dry}");
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    // Dated by this host's clock, the only one a local repository has.
+    let planted =
+        cairn::repo::marks::save(&repo, chrono::Utc::now() - chrono::Duration::hours(2), garbage.clone()).unwrap();
+    let pw = env.path("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let policy = |retention: &str| {
+        let text = format!(
+            "name = \"p\"\n[source]\npaths = [\"{}\"]\n[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n\
+             [retention]\nprune = \"@daily\"\n{retention}",
+            src.display(),
+            env.repo.display(),
+            pw.display()
+        );
+        cairn::policy::load_str(&text, Path::new("p.toml")).unwrap_or_else(|d| panic!("{d:?}"))
+    };
+    let opts = cairn::jobs::RepoOptions { evidence_state: Some(env.path("state")), ..Default::default() };
+    let prune = |p: &cairn::policy::Policy| {
+        cairn::jobs::prune::policy(&opts, p, chrono::Utc::now()).unwrap_or_else(|f| panic!("{}", f.error)).report
+    };
+    let stored = |id: &cairn::Id| env.repo.join(cairn::repo::pack_key(id)).exists();
+    let waited = prune(&policy(""));
+    assert_eq!(waited.packs_deleted, 0, "the default margin is 23 h: {waited:?}");
+    assert!(garbage.iter().all(stored));
+    let deleted = prune(&policy("prune_safety_margin = \"1h\""));
+    assert_eq!(deleted.packs_deleted, garbage.len() as u64, "{deleted:?}");
+    assert!(deleted.bytes_freed > 0);
+    assert!(!garbage.iter().any(stored), "every marked pack is gone");
+    let marks = cairn::repo::marks::list(&repo).unwrap().ids();
+    assert!(!planted.iter().any(|m| marks.contains(m)), "the ripe mark is used up");
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_all_exactly(&env, &src, "m");
 }
 
 #[test]

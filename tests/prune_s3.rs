@@ -1,15 +1,16 @@
-//! Backups and prunes side by side on S3 (a real Garage server): twenty
-//! rounds, each making garbage and then running a backup and a prune
-//! together. Every command exits 0, no mark outlives the round after the
-//! one that made it (its packs are deleted), and afterwards the data checks
-//! and every snapshot restores byte-exact. Marks are dated by Garage's
-//! clock (its `Date` headers), the rounds by this host's, on one machine.
+//! Backups and prunes side by side on S3 (a real Garage server): the twenty
+//! rounds of `tests/prune_rounds`, each making garbage and then running a
+//! backup and a prune together. Every command exits 0, each round's prune
+//! deletes the packs a forgotten snapshot alone held (and nothing but
+//! garbage), and afterwards the data checks and every snapshot restores
+//! byte-exact. Marks are dated by Garage's clock (its `Date` headers).
 
 mod common;
 mod garage;
+mod prune_rounds;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{assert_same_tree, random_bytes, restored, Pause, PASSWORD};
@@ -55,11 +56,6 @@ impl S3Env {
     }
 }
 
-fn json(out: &Output, what: &str) -> serde_json::Value {
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn restore_all_exactly(e: &S3Env, src: &Path) {
     let snaps: serde_json::Value = serde_json::from_str(&e.ok(&["snapshots", "--json"])).unwrap();
     let snaps = snaps.as_array().unwrap();
@@ -84,42 +80,7 @@ fn twenty_overlapping_backups_and_prunes_on_garage_all_succeed_and_free_the_garb
     }
     e.ok(&["backup", src.to_str().unwrap()]);
     let mut pause = Pause::new(e.path("pause"));
-    let mut deleted = 0;
-    for round in 0..20u64 {
-        std::fs::write(src.join("scratch"), random_bytes(300_000, 1000 + round)).unwrap();
-        e.ok(&["backup", src.to_str().unwrap()]);
-        std::fs::remove_file(src.join("scratch")).unwrap();
-        std::fs::write(src.join(format!("f{}", round % 4)), random_bytes(300_000, 2000 + round)).unwrap();
-        e.ok(&["forget", "--keep-last", "1"]);
-        // Marks made from here on belong to this round (a second of slack
-        // for the clocks' resolution).
-        let started = chrono::Utc::now() - chrono::Duration::seconds(1);
-        let mut backup = e.command();
-        backup.args(["backup", src.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped());
-        let (prune, backup) = if round % 2 == 0 {
-            // Held right after it loaded its index, while the whole prune runs.
-            pause.arm(&mut backup, "backup::index_loaded");
-            let child = backup.spawn().unwrap();
-            pause.wait_paused(LIMIT);
-            let prune = e.command().args(["prune", "--json", "--max-unused", "0%"]).output().unwrap();
-            pause.release();
-            (prune, child)
-        } else {
-            let child = backup.spawn().unwrap();
-            (e.command().args(["prune", "--json", "--max-unused", "0%"]).output().unwrap(), child)
-        };
-        let b = backup.wait_with_output().unwrap();
-        assert!(b.status.success(), "round {round}: backup: {}", String::from_utf8_lossy(&b.stderr));
-        deleted += json(&prune, &format!("round {round}: prune"))["report"]["packs_deleted"].as_u64().unwrap();
-        // No mark of an earlier round is left: each was ripe for this
-        // round's prune (its backup honours it), which deleted its packs.
-        let dry = json(&e.command().args(["prune", "--dry-run", "--json"]).output().unwrap(), "dry run");
-        for m in dry["plan"]["marks"].as_array().unwrap() {
-            let made: chrono::DateTime<chrono::Utc> = m["time"].as_str().unwrap().parse().unwrap();
-            assert!(made >= started, "round {round}: a mark from an earlier round is left: {m}");
-        }
-    }
-    assert!(deleted > 0, "no prune deleted anything in 20 rounds");
+    prune_rounds::run(&|| e.command(), &src, &mut pause, LIMIT);
     e.ok(&["prune"]);
     let check = e.command().args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));

@@ -226,3 +226,83 @@ fn permanent_errors_name_the_bucket_and_key_and_never_the_secret() {
     );
     assert!(!stderr.contains(&"0".repeat(64)) && !stderr.contains(&e.garage.secret), "no secret in: {stderr}");
 }
+
+/// Which credential a command uses (`docs/STORAGE.md`, "Credentials"). A
+/// profile named with `--s3-profile` or `CAIRN_S3_PROFILE` is the one used,
+/// whatever credential the environment holds, and one that is refused or
+/// missing is an error, never a fall-back to the environment's. Without
+/// one, the standard chain: its environment variables before `AWS_PROFILE`.
+#[test]
+fn a_named_profile_wins_over_the_credential_in_the_environment_and_never_falls_back() {
+    let e = S3Env::new();
+    e.ok(&["init", "--kdf-memory-kib", "19456"]);
+    let owner = (e.garage.key_id.clone(), e.garage.secret.clone());
+    let stranger = e.garage.key_without_access("stranger");
+    let aws = e.path("aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[owner]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n\
+             [stranger]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            owner.0, owner.1, stranger.0, stranger.1
+        ),
+    )
+    .unwrap();
+    std::fs::write(aws.join("config"), "").unwrap();
+    // `in_env`: the key in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, if any;
+    // `vars`: more variables (CAIRN_S3_PROFILE, AWS_PROFILE).
+    let run = |in_env: Option<&(String, String)>, vars: &[(&str, &str)], args: &[&str]| {
+        let mut c = e.command();
+        c.env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .env_remove("CAIRN_S3_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        match in_env {
+            Some((id, secret)) => c.env("AWS_ACCESS_KEY_ID", id).env("AWS_SECRET_ACCESS_KEY", secret),
+            None => c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY"),
+        };
+        c.envs(vars.iter().copied()).args(args).output().unwrap()
+    };
+    let lists = |out: &Output, what: &str| {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(snaps.as_array().is_some(), "{what}: {snaps}");
+    };
+    let refused = |out: &Output, what: &str, says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: it ran with another credential than the one named");
+        assert!(err.contains(says), "{what}: the error does not say `{says}`: {err}");
+        for secret in [&owner.1, &stranger.1] {
+            assert!(!err.contains(secret.as_str()), "{what}: a secret in the error: {err}");
+        }
+    };
+    let snapshots = ["snapshots", "--json"];
+
+    // The environment holds a key the bucket refuses: the profile named is used.
+    let out = run(Some(&stranger), &[], &snapshots);
+    refused(&out, "the stranger's key alone", "403");
+    lists(
+        &run(Some(&stranger), &[], &["--s3-profile", "owner", "snapshots", "--json"]),
+        "--s3-profile owner over the stranger's key",
+    );
+    lists(&run(Some(&stranger), &[("CAIRN_S3_PROFILE", "owner")], &snapshots), "CAIRN_S3_PROFILE=owner");
+    // The environment holds the owner's key: a profile the bucket refuses
+    // is still the one used.
+    let out = run(Some(&owner), &[], &["--s3-profile", "stranger", "snapshots", "--json"]);
+    refused(&out, "--s3-profile stranger over the owner's key", "403");
+    let out = run(Some(&owner), &[("CAIRN_S3_PROFILE", "stranger")], &snapshots);
+    refused(&out, "CAIRN_S3_PROFILE=stranger over the owner's key", "403");
+    // A profile that does not exist is an error that names it.
+    let out = run(Some(&owner), &[], &["--s3-profile", "nowhere", "snapshots", "--json"]);
+    refused(&out, "--s3-profile nowhere", "nowhere");
+    // The flag wins over the variable.
+    let out = run(None, &[("CAIRN_S3_PROFILE", "stranger")], &["--s3-profile", "owner", "snapshots", "--json"]);
+    lists(&out, "--s3-profile owner over CAIRN_S3_PROFILE=stranger");
+    // No profile named: the standard chain, environment variables first.
+    lists(&run(Some(&owner), &[("AWS_PROFILE", "stranger")], &snapshots), "the owner's key before AWS_PROFILE");
+    let out = run(Some(&stranger), &[("AWS_PROFILE", "owner")], &snapshots);
+    refused(&out, "the stranger's key before AWS_PROFILE=owner", "403");
+    lists(&run(None, &[("AWS_PROFILE", "owner")], &snapshots), "AWS_PROFILE=owner alone");
+}

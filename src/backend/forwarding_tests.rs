@@ -105,15 +105,15 @@ fn every_wrapper_forwards_what_the_storage_says() {
     assert!(want.contains(&"clock Some(2031-05-06T07:08:09Z)".to_string()), "{want:?}");
     assert!(want.contains(&"policy true".to_string()) && want.contains(&"extend data/00/x".to_string()));
 
-    struct Shared(Arc<Probe>);
-    let wrappers: Vec<(&str, Box<dyn Fn(Shared) -> Box<dyn Backend>>)> = vec![
-        ("Arc", Box::new(|p: Shared| Box::new(p.0 as Arc<dyn Backend>))),
-        ("counting", Box::new(|p: Shared| Box::new(CountingBackend::new(p.0)))),
-        ("rate-limited", Box::new(|p: Shared| Box::new(RateLimited::new(p.0, RateLimits::default())))),
+    type Wrap = fn(Arc<Probe>) -> Box<dyn Backend>;
+    let wrappers: [(&str, Wrap); 3] = [
+        ("Arc", |p| Box::new(p as Arc<dyn Backend>)),
+        ("counting", |p| Box::new(CountingBackend::new(p))),
+        ("rate-limited", |p| Box::new(RateLimited::new(p, RateLimits::default()))),
     ];
     for (name, wrap) in wrappers {
         let probe = Arc::new(Probe::default());
-        let b = wrap(Shared(probe.clone()));
+        let b = wrap(probe.clone());
         assert_eq!(answers(b.as_ref(), &probe), want, "{name} does not forward everything");
     }
     // A dry run's layer forwards every question and no write (probing

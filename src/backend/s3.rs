@@ -9,9 +9,10 @@
 //! timeouts, connection resets and truncated bodies are retried with
 //! exponential backoff and full jitter; 403, NoSuchBucket, a missing object
 //! and other 4xx fail at once with the bucket and key named. Every attempt
-//! has its own timeout. Credentials come from the standard AWS chain (or
-//! a named profile of it, [`S3Options::profile`]) and never appear in
-//! messages: errors name the bucket, key and status only.
+//! has its own timeout. Credentials come from the standard AWS chain, or
+//! from a named profile alone ([`S3Options::profile`]: the environment's
+//! credential then plays no part), and never appear in messages: errors
+//! name the bucket, key and status only.
 //!
 //! Writes never replace an object: every `put` carries `If-None-Match: *`
 //! (on `PutObject` and on `CompleteMultipartUpload`). A 412 means the key
@@ -56,8 +57,11 @@ pub struct S3Options {
     /// Requests in flight at most.
     pub concurrency: usize,
     /// A named profile of the AWS shared config and credentials files
-    /// instead of the default chain's choice (`AWS_PROFILE`), so that one
-    /// host can hold a second credential, e.g. for maintenance.
+    /// instead of the default chain, so that one host can hold a second
+    /// credential, e.g. for maintenance. It wins over the credential
+    /// variables of the environment (`AWS_ACCESS_KEY_ID`, …) and over
+    /// `AWS_PROFILE`; a profile that does not exist is an error, never a
+    /// fall-back to another credential.
     pub profile: Option<String>,
     /// Timeout of one attempt (connect, send, and read the whole body).
     pub attempt_timeout: Duration,
@@ -215,13 +219,32 @@ impl S3Backend {
         let shared = rt.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             if let Some(p) = profile {
-                loader = loader.profile_name(p);
+                // A profile named on purpose is the credential used. The
+                // default chain would let AWS_ACCESS_KEY_ID and the rest of
+                // the environment, which it tries first, win over it: a
+                // host's ambient credential in place of the one asked for.
+                let named = aws_config::profile::ProfileFileCredentialsProvider::builder().profile_name(&p).build();
+                // Resolved once now, so that a missing or incomplete
+                // profile is one error that names it, not a failed request.
+                if let Err(e) = aws_sdk_s3::config::ProvideCredentials::provide_credentials(&named).await {
+                    return Err(BackendError::new(
+                        BackendErrorKind::Permanent,
+                        "read the credential of",
+                        format!("AWS profile `{p}`"),
+                        format!(
+                            "{e}: {} (the shared files are ~/.aws/credentials and ~/.aws/config, or \
+                             AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE)",
+                            causes(&e)
+                        ),
+                    ));
+                }
+                loader = loader.profile_name(p).credentials_provider(named);
             }
             if let Some(r) = region {
                 loader = loader.region(aws_config::Region::new(r));
             }
-            loader.load().await
-        });
+            Ok(loader.load().await)
+        })?;
         let mut b = aws_sdk_s3::config::Builder::from(&shared)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(

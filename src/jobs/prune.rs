@@ -42,7 +42,8 @@ pub struct PruneOptions {
 }
 
 impl Default for PruneOptions {
-    /// What `cairn prune` does without flags, and every scheduled prune.
+    /// What `cairn prune` does without flags, and every scheduled prune of
+    /// a policy that sets no `prune_safety_margin`.
     fn default() -> PruneOptions {
         PruneOptions { max_unused: default_max_unused(), margin: DEFAULT_SAFETY_MARGIN }
     }
@@ -157,8 +158,9 @@ pub struct PolicyPruned {
 
 /// A policy's scheduled prune: forget its snapshots by its retention rules
 /// (under a shared lock; skipped when it has no rule), then remove unused
-/// data (under the prune lock), with the default unused share and margin. One
-/// `prune` evidence record covers both.
+/// data (under the prune lock), with the default unused share and the
+/// policy's safety margin (`[retention] prune_safety_margin`, else the
+/// default). One `prune` evidence record covers both.
 pub fn policy(repo: &RepoOptions, policy: &Policy, now: DateTime<Utc>) -> Result<PolicyPruned, Failed> {
     let repository = repo.open_maintenance(policy)?;
     // A credential that may not delete fails here, before anything changes.
@@ -197,7 +199,8 @@ fn forget_then_prune(repo: &Repository, policy: &Policy, now: DateTime<Utc>) -> 
         report.forgotten = Some(removed.len());
         report.removed = removed;
     }
-    let (_, done) = plan_and_execute(repo, &PruneOptions::default(), false, &mut |_| {})?;
+    let opts = PruneOptions { margin: policy.retention.prune_safety_margin(), ..PruneOptions::default() };
+    let (_, done) = plan_and_execute(repo, &opts, false, &mut |_| {})?;
     let done = done.expect("executed");
     extend_retention(repo)?;
     report.packs_deleted = done.packs_deleted as u64;

@@ -234,6 +234,12 @@ pub struct Retention {
     /// When `forget` and `prune` run for this policy; `None`: never by the daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<CronExpr>,
+    /// How old a prune's mark must be before the policy's scheduled prune
+    /// deletes its packs; `None`: [`crate::prune::marking::DEFAULT_SAFETY_MARGIN`].
+    /// Never zero: restores, checks and mounts take no lock, and only the
+    /// margin keeps an unattended prune from deleting packs under them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_safety_margin: Option<Duration>,
 }
 
 impl Retention {
@@ -250,6 +256,11 @@ impl Retention {
             keep_within: self.keep_within.map(|d| d.to_chrono()),
             keep_tags: self.keep_tags.clone(),
         }
+    }
+
+    /// The safety margin of the policy's scheduled prunes.
+    pub fn prune_safety_margin(&self) -> std::time::Duration {
+        self.prune_safety_margin.map_or(crate::prune::marking::DEFAULT_SAFETY_MARGIN, |d| d.to_std())
     }
 }
 

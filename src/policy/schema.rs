@@ -100,13 +100,14 @@ pub const KEEP_RULES: [&str; 8] = [
     "keep_tags",
 ];
 const RETENTION: &[&str] = &{
-    let mut all = [""; KEEP_RULES.len() + 1];
+    let mut all = [""; KEEP_RULES.len() + 2];
     let mut i = 0;
     while i < KEEP_RULES.len() {
         all[i] = KEEP_RULES[i];
         i += 1;
     }
     all[KEEP_RULES.len()] = "prune";
+    all[KEEP_RULES.len() + 1] = "prune_safety_margin";
     all
 };
 const OBJECTIVES: &[&str] = &["rpo", "rto"];
@@ -425,7 +426,28 @@ fn retention(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Retention {
         keep_within: cx.duration(t, "keep_within", true),
         keep_tags: check_each(cx, t, "keep_tags", |s| s.is_empty().then(|| "expected a non-empty tag".into())),
         prune: cx.cron(t, "prune"),
+        prune_safety_margin: prune_safety_margin(cx, t),
     }
+}
+
+/// The margin of the policy's scheduled prunes: above zero, since a prune
+/// nobody watches must leave the commands that take no lock (restore,
+/// check, mount) the time the margin gives them.
+fn prune_safety_margin(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Duration> {
+    const KEY: &str = "prune_safety_margin";
+    let d = cx.duration(t, KEY, false)?;
+    if !d.is_zero() {
+        return Some(d);
+    }
+    let (_, at) = cx.string(t, KEY)?;
+    cx.error(
+        at,
+        t.field(KEY),
+        "expected a duration above zero: a scheduled prune with no margin could delete packs under a restore, \
+         check or mount, which take no lock (`cairn prune --safety-margin 0s` is for a prune you watch); \
+         the default is 23h",
+    );
+    None
 }
 
 fn objectives(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Objectives {

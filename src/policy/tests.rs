@@ -74,6 +74,7 @@ keep_yearly = 6
 keep_within = "7d"
 keep_tags = ["keep"]
 prune = "0 5 * * 0"
+prune_safety_margin = "36h"
 [objectives]
 rpo = "5h"
 rto = "30m"
@@ -116,6 +117,8 @@ webhooks = ["https://example.com/hook"]
     assert_eq!(r.keep_within, Some(Duration::from_secs(7 * 86400)));
     assert_eq!(r.keep_tags, ["keep"]);
     assert_eq!(r.prune.as_ref().unwrap().source(), "0 5 * * 0");
+    assert_eq!(r.prune_safety_margin, Some(Duration::from_secs(36 * 3600)));
+    assert_eq!(r.prune_safety_margin(), std::time::Duration::from_secs(36 * 3600));
     assert_eq!(p.objectives.rpo, Some(Duration::from_secs(5 * 3600)));
     assert_eq!(p.objectives.rto, Some(Duration::from_secs(1800)));
     let d = p.drill.as_ref().unwrap();
@@ -189,7 +192,7 @@ fn unknown_fields_get_suggestions() {
             "p.toml:7:1: retention.keep_dialy: unknown field; did you mean `keep_daily`?",
             "p.toml:8:1: retention.keep_daly: unknown field; did you mean `keep_daily`?",
             "p.toml:9:1: retention.keep_forever: unknown field; expected one of: keep_last, keep_hourly, keep_daily, \
-             keep_weekly, keep_monthly, keep_yearly, keep_within, keep_tags, prune",
+             keep_weekly, keep_monthly, keep_yearly, keep_within, keep_tags, prune, prune_safety_margin",
             "p.toml:11:1: schedule.keep_daily: unknown field here; `keep_daily` belongs in [retention]",
             "p.toml:12:2: scheduel: unknown field; did you mean `schedule`?",
         ]
@@ -453,4 +456,30 @@ fn a_copy_table_names_the_second_repository_its_own_password_schedule_and_rpo() 
     assert!(d[0].contains("copy.password_file") && d[0].contains("the copy's own password"), "{d:?}");
     let d = diags(&format!("{MINIMAL}[copy]\nto = \"relative\"\npassword_env = \"PW\"\n"));
     assert!(d.len() == 1 && d[0].contains("copy.to") && d[0].contains("expected an absolute path"), "{d:?}");
+}
+
+#[test]
+fn a_prune_safety_margin_is_a_duration_above_zero_and_defaults_to_23_hours() {
+    let p = load_str(MINIMAL, Path::new("p.toml")).unwrap();
+    assert_eq!(p.retention.prune_safety_margin, None);
+    assert_eq!(p.retention.prune_safety_margin(), crate::prune::marking::DEFAULT_SAFETY_MARGIN);
+    let p =
+        load_str(&(MINIMAL.to_string() + "[retention]\nprune_safety_margin = \"2h\"\n"), Path::new("p.toml")).unwrap();
+    assert_eq!(p.retention.prune_safety_margin(), std::time::Duration::from_secs(7200));
+    let zero = diags(&(MINIMAL.to_string() + "[retention]\nprune_safety_margin = \"0s\"\n"));
+    assert_eq!(zero.len(), 1, "{zero:?}");
+    assert!(
+        zero[0].starts_with("p.toml:7:24: retention.prune_safety_margin: expected a duration above zero")
+            && zero[0].contains("take no lock")
+            && zero[0].contains("--safety-margin 0s"),
+        "{zero:?}"
+    );
+    assert_eq!(
+        diags(&(MINIMAL.to_string() + "[retention]\nprune_safety_margin = \"a day\"\n")),
+        [format!("p.toml:7:24: retention.prune_safety_margin: {}, found \"a day\"", crate::duration::EXPECTED)]
+    );
+    assert_eq!(
+        diags(&(MINIMAL.to_string() + "[schedule]\nprune_safety_margin = \"2h\"\n")),
+        ["p.toml:7:1: schedule.prune_safety_margin: unknown field here; `prune_safety_margin` belongs in [retention]"]
+    );
 }

@@ -166,6 +166,13 @@ impl Garage {
         format!("s3://{}/{prefix}", self.bucket)
     }
 
+    /// Another access key, with no permission on any bucket: the bucket
+    /// refuses it (HTTP 403). Returns its id and secret.
+    pub fn key_without_access(&self, name: &str) -> (String, String) {
+        let key = run(&self.bin, &self.nodes[0].config, &["key", "create", name]).unwrap();
+        (field(&key, "Key ID:"), field(&key, "Secret key:"))
+    }
+
     /// Sets the credentials, region and endpoint for a cairn command.
     pub fn apply_env(&self, cmd: &mut Command) {
         cmd.env("AWS_ACCESS_KEY_ID", &self.key_id)
