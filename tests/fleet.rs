@@ -279,8 +279,11 @@ fn a_view_from_evidence_needs_the_read_key_and_names_a_repository_it_cannot_read
 fn a_report_from_the_state_marks_the_rows_no_verified_record_backs() {
     use cairn::state::{JobKind, NewRun, Outcome, RunFinish, State, Trigger};
     let f = Fleet::local();
-    f.enroll("alpha");
+    let alpha = f.enroll("alpha");
     f.backup("alpha");
+    // mallory has the password: its key is enrolled in the repository, but
+    // the auditor never pinned it.
+    let mallory = f.enroll("mallory");
     // Whoever can write alpha's state database adds a backup that never happened.
     let state = State::open(&f.path("state-alpha")).unwrap();
     let started_at = Utc::now() - chrono::Duration::hours(1);
@@ -316,7 +319,14 @@ fn a_report_from_the_state_marks_the_rows_no_verified_record_backs() {
     };
     let policy = |r: &Value, name: &str| r["policies"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
 
-    let r = report(&["--check-evidence"]);
+    let keys = |name: &str, lines: &[&str]| -> String {
+        let path = f.path(name);
+        std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        path.display().to_string()
+    };
+    let trusted = keys("keys-alpha", &[&alpha]);
+    let r = report(&["--check-evidence", "--keys", &trusted]);
+    assert!(r["notices"].to_string().contains("verify under the keys pinned in"), "{}", r["notices"]);
     let web = policy(&r, "web").unwrap();
     assert_eq!(web["backups"]["succeeded"], 2, "the figures stay as the state has them");
     assert_eq!(web["evidence"]["state"], "unverified", "{}", web["evidence"]);
@@ -325,6 +335,27 @@ fn a_report_from_the_state_marks_the_rows_no_verified_record_backs() {
     let gone = policy(&r, "gone").unwrap();
     assert_eq!(gone["evidence"]["state"], "unchecked", "{}", gone["evidence"]);
     assert!(gone["evidence"]["error"].is_string());
+
+    // The repository's own list of enrolled keys is no trust root: under
+    // a keys file that pins only mallory's key, or alpha's revoked before
+    // its backup (its enrolment is record 0), alpha's real backup is
+    // unverified too.
+    let revoked = format!("{alpha} revoked-after=0");
+    for (name, line) in [("keys-mallory", mallory.as_str()), ("keys-revoked", revoked.as_str())] {
+        let r = report(&["--check-evidence", "--keys", &keys(name, &[line])]);
+        let web = policy(&r, "web").unwrap();
+        assert_eq!(web["evidence"]["state"], "unverified", "{name}: {}", web["evidence"]);
+        assert_eq!(web["evidence"]["unverified_backups"].as_array().unwrap().len(), 2, "{name}: both rows");
+    }
+
+    // Without the auditor's keys there is nothing to check against: refused, saying what to give.
+    let p = f.policies.to_str().unwrap();
+    let out =
+        f.host("alpha").args(["report", "--format", "json", "--policies", p, "--check-evidence"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--keys FILE") && err.contains("not a trust root"), "{err}");
+    assert!(out.stdout.is_empty(), "no report is written");
 
     let r = report(&[]);
     assert!(policy(&r, "web").unwrap().get("evidence").is_none());

@@ -15,7 +15,8 @@ use super::GlobalArgs;
 #[derive(clap::Args, Debug, Clone)]
 pub struct FleetArgs {
     /// Build it from the verified evidence of the --repo repositories (repeatable) with these
-    /// trusted keys (`HOST KEY [revoked-after=…]`, `@reader KEY` lines: docs/EVIDENCE.md)
+    /// trusted keys (`HOST KEY [revoked-after=…]`, `@reader KEY` lines: docs/EVIDENCE.md); with
+    /// `report --check-evidence`, the keys the state's rows are checked against
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
     /// With --keys: a file holding a read key (`cairn evidence reader-key`); repeatable

@@ -38,8 +38,9 @@ pub struct ReportArgs {
     pub now: Option<DateTime<Utc>>,
     #[command(flatten)]
     pub fleet: super::fleet::FleetArgs,
-    /// Check the state's rows against each policy's repository's evidence (opens the repositories)
-    #[arg(long, conflicts_with = "keys")]
+    /// Check the state's rows against each policy's repository's evidence, counting only the records
+    /// that verify under the auditor's --keys FILE (opens the repositories; needs --keys)
+    #[arg(long)]
     pub check_evidence: bool,
 }
 
@@ -48,7 +49,7 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     let now = a.now.unwrap_or_else(Utc::now);
     let period = Period::from_flags(a.since.as_deref(), a.until.as_deref(), now)?;
     let host = crate::host::hostname();
-    let built = if a.fleet.uses_evidence() {
+    let built = if a.fleet.uses_evidence() && !a.check_evidence {
         // From the verified evidence alone: no state database, no policy files.
         let fleet = super::fleet::read(g, &a.fleet, now)?;
         report::build_fleet(&report::FleetInput {
@@ -61,10 +62,22 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     } else {
         let state_dir = crate::state::resolve_dir(a.state.as_deref());
         let mut input = report::collect(&state_dir, &a.policies.dir, period, now, host)?;
+        let mut checked_against = None;
         if a.check_evidence {
-            input.evidence = Some(check_evidence(g, &input.policies, now));
+            let keys = a.fleet.keys.as_deref().ok_or_else(check_evidence_needs_keys)?;
+            let (trust, _) = super::evidence::trust_from(None, Some(keys), &[])?;
+            input.evidence = Some(check_evidence(g, &input.policies, &trust, now));
+            checked_against = Some(keys.display().to_string());
         }
-        report::build(&input)
+        let mut built = report::build(&input);
+        if let Some(keys) = checked_against {
+            built.notices.push(format!(
+                "The rows of the state database were checked against the evidence records that verify under the \
+                 keys pinned in {keys}, made before each key's revocation; the repositories' own lists of \
+                 enrolled keys were not trusted."
+            ));
+        }
+        built
     };
     let text = report::render(&built, format);
     match &a.out {
@@ -88,18 +101,32 @@ pub fn run(g: &GlobalArgs, a: &ReportArgs, p: &Printer) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// What each policy's repository's evidence backs; a repository that
-/// cannot be opened or read leaves its policy's rows unchecked, with why.
+/// `--check-evidence` without `--keys`: refused. Checking the rows against
+/// the keys a repository enrolled would let whoever holds the password
+/// (every backup host) enrol a key and back any row they forged.
+fn check_evidence_needs_keys() -> Error {
+    Error::VerifyNeeds(
+        "--check-evidence counts only the evidence records that verify under the auditor's trusted keys: give \
+         them with --keys FILE (a repository's own list of enrolled keys is not a trust root; `cairn evidence \
+         keys` prints its lines, to check with each host)"
+            .into(),
+    )
+}
+
+/// What each policy's repository's evidence backs under the auditor's
+/// keys `trust`; a repository that cannot be opened or read leaves its
+/// policy's rows unchecked, with why.
 fn check_evidence(
     g: &GlobalArgs,
     policies: &[crate::policy::Policy],
+    trust: &crate::evidence::trust::Trust,
     now: DateTime<Utc>,
 ) -> std::collections::BTreeMap<String, report::RowEvidence> {
     let opts = super::repo_options(g);
     policies
         .iter()
         .map(|pol| {
-            let read = opts.open_policy(pol).and_then(|repo| crate::evidence::check::backing(&repo, now));
+            let read = opts.open_policy(pol).and_then(|repo| crate::evidence::check::backing(&repo, trust, now));
             let e = match read {
                 Ok((snapshots, drills)) => report::RowEvidence::Read { snapshots, drills },
                 Err(e) => report::RowEvidence::Unread(e.to_string()),

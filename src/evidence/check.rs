@@ -304,18 +304,20 @@ pub fn verify_repository(
     Ok(verify_loaded(&loaded, trust, now))
 }
 
-/// What the verified evidence of `repo` backs, read with the password as
-/// `cairn check` reads it (the keys the repository enrolled, and its legacy
-/// key): the snapshots that backup records name, and the drill ids of drill
-/// records, that count.
+/// What the verified evidence of `repo` backs under the auditor's pinned
+/// keys `trust` (never the repository's own list of enrolled keys, which
+/// anyone with the password can add to): the snapshots that backup records
+/// name, and the drill ids of drill records, that count (verified under a
+/// pinned key, before its revocation, with an honest host and time). The
+/// repository is opened with the password, so no read key is needed.
 pub fn backing(
     repo: &Repository,
+    trust: &Trust,
     now: DateTime<Utc>,
 ) -> Result<(std::collections::BTreeSet<String>, std::collections::BTreeSet<String>)> {
     let rk = read_key(repo);
     let loaded = load_repository(repo.backend().as_ref(), &[&rk, repo.key()], Some(1), repo.backend().concurrency())?;
-    let legacy = key::load(repo)?.map(|k| k.verifying_key());
-    let report = verify_loaded(&loaded, &enrolled_trust(&loaded, legacy), now);
+    let report = verify_loaded(&loaded, trust, now);
     let (mut snapshots, mut drills) = (BTreeSet::new(), BTreeSet::new());
     for r in report.records.iter().filter(|r| r.counts()) {
         let field = |f: &str| r.payload.get(f).and_then(Value::as_str).map(str::to_string);

@@ -1,9 +1,9 @@
 //! In a report from the state database: which rows verified evidence
 //! records back, and what the daemon's last evidence check found.
 //!
-//! With `--check-evidence`, each policy's repository's evidence is read and
-//! verified (as `cairn check` does: the keys the repository enrolled and
-//! its legacy key). A successful backup run whose snapshot no backup record
+//! With `--check-evidence --keys FILE`, each policy's repository's evidence
+//! is read and verified under the auditor's pinned keys (never the keys the
+//! repository enrolled, which any password holder can add to). A successful backup run whose snapshot no backup record
 //! that counts names, or a drill whose id no drill record names, is
 //! **unverified**: the state says it happened, the evidence does not. When
 //! the repository's evidence cannot be read, the policy's rows are
