@@ -13,7 +13,7 @@
 //! CI runs a short slice (the defaults). `CAIRN_TORTURE_SEED`,
 //! `CAIRN_TORTURE_KILLS` and `CAIRN_TORTURE_CORRUPTIONS` make the full run
 //! recorded in docs/RELIABILITY.md. Needs `--features failpoints`.
-#![allow(clippy::print_stdout, reason = "the torture harness prints its statistics")]
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the torture harness prints its statistics and progress")]
 
 mod common;
 mod torture_support;

@@ -8,7 +8,7 @@
 //! environment, which the S3 client of the harness reads.
 //! `CAIRN_TORTURE_SEED`, `CAIRN_TORTURE_KILLS` and
 //! `CAIRN_TORTURE_CORRUPTIONS` size it, as for `tests/torture.rs`.
-#![allow(clippy::print_stdout, reason = "the torture harness prints its statistics")]
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the torture harness prints its statistics and progress")]
 
 mod common;
 mod garage;

@@ -329,6 +329,9 @@ pub fn run(repo: &Repo, seed: u64, rounds: u64) -> KillStats {
         // The follow-up backup.
         m.change_source(&mut rng);
         m.backup();
+        if (r + 1) % 25 == 0 {
+            eprintln!("torture kills on {}: {} of {rounds} rounds", repo.store.url(), r + 1);
+        }
     }
     let out = m.repo.cairn(&["check", "--read-data"]);
     assert!(out.status.success(), "check --read-data at the end: {}", text(&out.stdout));
