@@ -51,6 +51,12 @@ fi
 export CAIRN_FUZZ_SEED=1 CAIRN_FUZZ_ITERS=2000
 unset CAIRN_FUZZ_SECS
 
+# The torture harness (tests/torture.rs locally, tests/torture_garage.rs on
+# Garage) runs its short seeded slice: seed 1, the rounds and trials each
+# file defaults to. The full run and its figures: docs/RELIABILITY.md.
+export CAIRN_TORTURE_SEED=1
+unset CAIRN_TORTURE_KILLS CAIRN_TORTURE_CORRUPTIONS
+
 # The crash tests kill cairn at named failpoints (src/failpoint.rs), which
 # exist only with the test-only `failpoints` feature; without it they fail.
 cargo test --all-targets --features failpoints "$@"

@@ -9,6 +9,11 @@
 //! first by default) any thread passes the point NAME: no destructor runs,
 //! no lock is released, exactly as a crash or `kill -9` would leave it.
 //!
+//! `CAIRN_TEST_HITS_FILE=PATH` appends the name of every point passed to
+//! PATH, one a line: a test counts the passes of a command that is not
+//! killed, then kills the same command on the same repository at a pass
+//! it knows will come.
+//!
 //! `CAIRN_TEST_PAUSE_AT=NAME[:N]` with `CAIRN_TEST_PAUSE_FIFO=PATH` (a
 //! named pipe the test made) pauses there instead: the process opens the
 //! pipe for reading, which the test sees when its own non-blocking open for
@@ -54,35 +59,70 @@ pub const KILL_AT_ENV: &str = "CAIRN_TEST_KILL_AT";
 pub const PAUSE_AT_ENV: &str = "CAIRN_TEST_PAUSE_AT";
 /// The named pipe a pause waits on.
 pub const PAUSE_FIFO_ENV: &str = "CAIRN_TEST_PAUSE_FIFO";
+/// The file every pass of every point is appended to, one name a line.
+pub const HITS_FILE_ENV: &str = "CAIRN_TEST_HITS_FILE";
 
-/// Arms the point named by `CAIRN_TEST_KILL_AT`, if set. Refuses a name
+/// Arms the points named by `CAIRN_TEST_KILL_AT` and `CAIRN_TEST_PAUSE_AT`,
+/// and the record of passes `CAIRN_TEST_HITS_FILE`, if set. Refuses a name
 /// that is not in [`POINTS`], so that a test with a typo fails instead of
 /// waiting for a kill that cannot come.
+///
+/// The record lets a test learn which points a command passes, and how
+/// often, in a run that is not killed, and then choose a kill that is
+/// certain to come in the same command on the same repository: each pass
+/// is appended (one `write` of `NAME\n` to a file opened for appending)
+/// before the kill or pause of that pass, so a killed run's record ends
+/// with the point it died at.
 #[cfg(feature = "failpoints")]
 pub fn arm_from_env() -> Result<(), String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    if let Some((name, nth)) = point_from_env(KILL_AT_ENV)? {
+    let kill = point_from_env(KILL_AT_ENV)?;
+    let pause = point_from_env(PAUSE_AT_ENV)?;
+    let fifo = match pause {
+        Some(_) => {
+            Some(std::env::var_os(PAUSE_FIFO_ENV).ok_or_else(|| format!("{PAUSE_AT_ENV} needs {PAUSE_FIFO_ENV}"))?)
+        }
+        None => None,
+    };
+    let hits = std::env::var_os(HITS_FILE_ENV).map(std::path::PathBuf::from);
+    for &(name, _) in POINTS {
+        let kill_nth = kill.filter(|(p, _)| *p == name).map(|(_, n)| n);
+        let pause_nth = pause.filter(|(p, _)| *p == name).map(|(_, n)| n);
+        if kill_nth.is_none() && pause_nth.is_none() && hits.is_none() {
+            continue;
+        }
         let passed = AtomicUsize::new(0);
+        let (hits, fifo) = (hits.clone(), fifo.clone());
         fail::cfg_callback(name, move || {
-            if passed.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            let pass = passed.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(path) = &hits {
+                record_hit(path, name);
+            }
+            if kill_nth == Some(pass) {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
-        })?;
-    }
-    if let Some((name, nth)) = point_from_env(PAUSE_AT_ENV)? {
-        let fifo = std::env::var_os(PAUSE_FIFO_ENV).ok_or_else(|| format!("{PAUSE_AT_ENV} needs {PAUSE_FIFO_ENV}"))?;
-        let passed = AtomicUsize::new(0);
-        fail::cfg_callback(name, move || {
-            if passed.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            if let (Some(fifo), true) = (&fifo, pause_nth == Some(pass)) {
                 use std::io::Read;
                 // Blocks until the test opens its end, then until it closes it.
-                if let Ok(mut f) = std::fs::File::open(&fifo) {
+                if let Ok(mut f) = std::fs::File::open(fifo) {
                     let _ = f.read_to_end(&mut Vec::new());
                 }
             }
         })?;
     }
     Ok(())
+}
+
+/// Appends `NAME\n` to the record of passes in one write, so that lines of
+/// threads passing at once never interleave. A pass that cannot be recorded
+/// is left out: a record that undercounts only makes a test choose among
+/// fewer passes, each still certain to come.
+#[cfg(feature = "failpoints")]
+fn record_hit(path: &std::path::Path, name: &str) {
+    use std::io::Write;
+    let line = format!("{name}\n");
+    let _ =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// The point and count a variable names, checked against [`POINTS`], so

@@ -239,3 +239,46 @@ fn an_unknown_failpoint_name_is_refused_rather_than_never_reached() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such failpoint"));
 }
+
+/// `CAIRN_TEST_HITS_FILE` records every pass of every point, so that a
+/// harness (tests/torture.rs) can count the passes of a command that is not
+/// killed and then choose a kill that is certain to come. The record of a
+/// killed run ends with the pass it died at.
+#[test]
+fn the_record_of_passes_names_every_pass_and_a_killed_run_ends_with_its_kill() {
+    if !cfg!(feature = "failpoints") {
+        panic!("this test needs the `failpoints` feature: run `cargo test --features failpoints` (scripts/test.sh)");
+    }
+    let env = Env::new();
+    let (src, _) = source(&env);
+    let src = src.to_str().unwrap();
+    let record = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+    };
+    let passes = |lines: &[String], point: &str| lines.iter().filter(|l| *l == point).count();
+
+    let hits = env.path("hits-backup");
+    let out = env.command().args(["backup", src]).env("CAIRN_TEST_HITS_FILE", &hits).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = record(&hits);
+    for l in &lines {
+        assert!(cairn::failpoint::POINTS.iter().any(|(p, _)| p == l), "`{l}` is no failpoint");
+    }
+    // 24 MB of new data in packs of 1 MiB, and one pack of trees, each
+    // stored once; the index files list them all.
+    assert_eq!(passes(&lines, "writer::pack_stored"), count(&env, "data"), "{lines:?}");
+    assert_eq!(passes(&lines, "writer::index_stored"), count(&env, "index"), "{lines:?}");
+    for once in ["backup::index_loaded", "backup::before_snapshot", "backup::after_snapshot"] {
+        assert_eq!(passes(&lines, once), 1, "{once}: {lines:?}");
+    }
+    assert_eq!(passes(&lines, "prune::superseded"), 0, "a backup passed a point of prune: {lines:?}");
+
+    // Killed at a pass the record names: the record stops there.
+    let killed = env.path("hits-killed");
+    let mut c = env.command();
+    c.args(["backup", src]).env("CAIRN_TEST_HITS_FILE", &killed);
+    killed_at(c, "backup::before_snapshot", 1);
+    let lines = record(&killed);
+    assert_eq!(lines.last().map(String::as_str), Some("backup::before_snapshot"), "{lines:?}");
+    assert_eq!(passes(&lines, "backup::after_snapshot"), 0, "{lines:?}");
+}
