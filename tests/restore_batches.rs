@@ -153,3 +153,112 @@ fn include_patterns_pick_the_same_entries_in_batches_as_in_one() {
         std::fs::remove_dir_all(&b).unwrap();
     }
 }
+
+const NOBODY: u32 = 65534;
+
+/// A forged snapshot of `a/f`, twenty files in `m`, and `z/g`, a hard
+/// link of `f`: with `--batch-items 5`, `a/f` is restored and `a`
+/// finished batches before `z/g` links to it. `a` gets `a_mode`.
+fn linked_across_batches(env: &Env, a_mode: u32) {
+    let repo = forge::open(&env.repo, PASSWORD);
+    let mut b = forge::Builder::new(&repo);
+    let f = b.hard_linked(b"f", b"the first name's content\n", 42, 7, 2);
+    let mut a = b.dir(b"a", vec![f]);
+    a.mode = a_mode;
+    let pad = (0..20).map(|i| b.file(format!("p{i:02}").as_bytes(), format!("pad {i}\n").as_bytes())).collect();
+    let m = b.dir(b"m", pad);
+    let g = b.hard_linked(b"g", b"the first name's content\n", 42, 7, 2);
+    let z = b.dir(b"z", vec![g]);
+    b.snapshot(vec![a, m, z]);
+}
+
+fn ino(p: &Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+#[test]
+fn bug_a_hard_link_of_a_later_batch_is_never_made_to_a_file_swapped_in_at_the_first_name() {
+    let env = Env::new();
+    linked_across_batches(&env, 0o755);
+    let t = env.path("t");
+    let mut pause = Pause::new(env.path("pause"));
+    let mut cmd = env.command();
+    cmd.args(["--json", "restore", "latest", "--verify", "--batch-items", "5", "--target"]).arg(&t);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    pause.arm(&mut cmd, "restore::between_batches");
+    let child = cmd.spawn().unwrap();
+    pause.wait_paused(std::time::Duration::from_secs(120));
+    // After the first batch: `a/f` is restored, `z/g` not yet linked.
+    assert!(t.join("a/f").is_file() && !t.join("z").exists());
+    // Whoever may write to `a` replaces `f` by a copy of the same content.
+    std::fs::rename(t.join("a/f"), t.join("a/f.restored")).unwrap();
+    std::fs::copy(t.join("a/f.restored"), t.join("a/f")).unwrap();
+    pause.release();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failures = report["report"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["path"], "z/g");
+    let reason = failures[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("hard link to /a/f not made") && reason.contains("restored from its own content"),
+        "{reason}"
+    );
+    // `z/g` is its own file with its own content, not the file swapped in.
+    assert_ne!(ino(&t.join("z/g")), ino(&t.join("a/f")));
+    assert_eq!(std::fs::read(t.join("z/g")).unwrap(), b"the first name's content\n");
+    assert_eq!(std::fs::symlink_metadata(t.join("z/g")).unwrap().nlink(), 1);
+}
+
+/// Runs `cairn --json restore latest ARGS` as a user other than root: as
+/// `nobody` when the test runs as root (root searches any directory), or
+/// as the test's own user.
+fn restore_unprivileged(env: &Env, target: &Path, args: &[&str]) -> std::process::Output {
+    if !is_root() {
+        let mut cmd = env.command();
+        return cmd.args(["--json", "restore", "latest"]).args(args).arg("--target").arg(target).output().unwrap();
+    }
+    let base = env.dir.path();
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in walkdir(&env.repo) {
+        let mode = if e.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::create_dir(target).unwrap();
+    std::os::unix::fs::chown(target, Some(NOBODY), Some(NOBODY)).unwrap();
+    let cairn = cairn_for_other_users();
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&cairn.path)
+        .args(["--json", "restore", "latest"])
+        .args(args)
+        .arg("--target")
+        .arg(target)
+        .env("CAIRN_REPO", &env.repo)
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bug_a_directory_its_owner_may_not_search_still_lets_a_later_batch_link_to_a_file_in_it() {
+    let env = Env::new();
+    linked_across_batches(&env, 0o600);
+    let t = env.path("t");
+    let out = restore_unprivileged(&env, &t, &["--batch-items", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["report"]["links"], 1);
+    assert!(report["report"]["batches"].as_u64().unwrap() > 2);
+    // `a` has its mode, given once nothing needed to reach into it.
+    assert_eq!(std::fs::symlink_metadata(t.join("a")).unwrap().mode() & 0o7777, 0o600);
+    std::fs::set_permissions(t.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(ino(&t.join("z/g")), ino(&t.join("a/f")));
+    assert_eq!(std::fs::read(t.join("z/g")).unwrap(), b"the first name's content\n");
+}

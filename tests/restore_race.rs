@@ -390,3 +390,99 @@ fn drills_and_their_cleanup_raced_by_the_owner_of_the_scratch_target_never_touch
     assert!(completed >= MIN_ROUNDS);
     a.assert_outside_unchanged(&before);
 }
+
+/// A forged snapshot where root's file `home/user/f` lies in the user's
+/// own directory and `srv/g`, a hard link of it, comes batches later.
+fn snapshot_with_a_root_file_linked_from_a_users_directory(env: &Env) {
+    let repo = common::forge::open(&env.repo, PASSWORD);
+    let mut b = common::forge::Builder::new(&repo);
+    let f = b.hard_linked(b"f", b"root's file\n", 42, 7, 2);
+    let mut user = b.dir(b"user", vec![f]);
+    user.uid = NOBODY;
+    user.gid = NOBODY;
+    let home = b.dir(b"home", vec![user]);
+    let pad = (0..20).map(|i| b.file(format!("p{i:02}").as_bytes(), format!("pad {i}\n").as_bytes())).collect();
+    let pad = b.dir(b"pad", pad);
+    let g = b.hard_linked(b"g", b"root's file\n", 42, 7, 2);
+    let srv = b.dir(b"srv", vec![g]);
+    b.snapshot(vec![home, pad, srv]);
+}
+
+/// A root restore in batches gives `home/user` to its user in the batch
+/// that restores `home/user/f`; before the batch that links `srv/g` to
+/// `f`, the user (as `nobody`, at the failpoint `restore::between_batches`)
+/// replaces `f` by her own copy. `srv/g` must never become her inode: it
+/// is restored from its own content, root's, and named (exit 3).
+#[test]
+fn bug_a_user_who_swaps_a_file_between_batches_never_gets_a_later_hard_link_to_her_inode() {
+    require_root();
+    let env = Env::new();
+    let base = env.dir.path().canonicalize().unwrap();
+    chmod(&base, 0o755);
+    snapshot_with_a_root_file_linked_from_a_users_directory(&env);
+    let restore = |target: &Path, pause: Option<(&Pause, usize)>| {
+        let mut cmd = env.command();
+        cmd.args(["--json", "restore", "latest", "--verify", "--batch-items", "7", "--target"]).arg(target);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some((p, n)) = pause {
+            p.arm(&mut cmd, &format!("restore::between_batches:{n}"));
+        }
+        cmd.spawn().unwrap()
+    };
+    let first = restore(&base.join("t0"), None).wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let batches = serde_json::from_slice::<serde_json::Value>(&first.stdout).unwrap()["report"]["batches"]
+        .as_u64()
+        .unwrap() as usize;
+    // The batch after which the user owns `home/user` and may reach it,
+    // and `srv/g` is not linked yet.
+    let mut swapped = None;
+    for n in 1..batches {
+        let target = base.join(format!("t{n}"));
+        mkdir(&target, 0o755, 0);
+        let mut pause = Pause::new(base.join(format!("pause{n}")));
+        let child = restore(&target, Some((&pause, n)));
+        pause.wait_paused(Duration::from_secs(120));
+        let user = std::fs::symlink_metadata(target.join("home/user")).ok();
+        let home = std::fs::symlink_metadata(target.join("home")).ok();
+        let ready = user.is_some_and(|m| m.uid() == NOBODY)
+            && home.is_some_and(|m| m.mode() & 0o777 == 0o755)
+            && !target.join("srv/g").exists();
+        if ready {
+            let f = target.join("home/user/f");
+            let racer = Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"])
+                .arg(r#"cat "$1" > "$1.mine" && mv -f "$1.mine" "$1""#)
+                .arg("racer")
+                .arg(&f)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .output()
+                .unwrap();
+            assert!(racer.status.success(), "the racer failed: {}", String::from_utf8_lossy(&racer.stderr));
+            assert_eq!(std::fs::symlink_metadata(&f).unwrap().uid(), NOBODY);
+        }
+        pause.release();
+        let out = child.wait_with_output().unwrap();
+        if ready {
+            swapped = Some((target, out));
+            break;
+        }
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (target, out) = swapped.expect("no batch left `home/user` to its user before `srv/g` was linked");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failures = report["report"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["path"], "srv/g");
+    let reason = failures[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not made") && reason.contains("restored from its own content"), "{reason}");
+    let (f, g) = (target.join("home/user/f"), target.join("srv/g"));
+    let (fm, gm) = (std::fs::symlink_metadata(&f).unwrap(), std::fs::symlink_metadata(&g).unwrap());
+    assert_eq!(fm.uid(), NOBODY, "the user's own file stays hers");
+    assert_eq!((gm.uid(), gm.nlink()), (0, 1), "`srv/g` is root's own inode");
+    assert_ne!((gm.dev(), gm.ino()), (fm.dev(), fm.ino()));
+    assert_eq!(std::fs::read(&g).unwrap(), b"root's file\n");
+}

@@ -88,6 +88,50 @@ fn a_backup_and_a_restore_of_200_000_empty_files_stay_within_a_fixed_memory_boun
     assert_eq!(n, 200_000);
 }
 
+/// Peak memory of the restore of 100,000 files that each have a second
+/// name outside the backed-up path (a partial backup of an rsnapshot store,
+/// say): no hard-link group ever completes, so the planner keeps one entry
+/// per file to the end. While each pending group kept its first member's
+/// whole planned file (node and chunk list), the restore peaked at
+/// 88,792 KiB even as a release build (a debug build holds more); keeping
+/// only its path, identity and a hash of its content list, this test's
+/// debug build peaked at 75,400 KiB.
+const PENDING_LINKS_PEAK_KIB: i64 = 80 * 1024;
+
+#[test]
+fn bug_a_restore_of_100_000_files_linked_from_outside_the_snapshot_keeps_little_per_pending_link() {
+    let env = Env::new();
+    let src = env.path("src");
+    let outside = env.path("outside");
+    for d in 0..1000 {
+        let (dir, other) = (src.join(format!("d{d:03}")), outside.join(format!("d{d:03}")));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        for f in 0..100 {
+            let name = format!("linked-file-number-{f:03}");
+            // One shared chunk: the backup stores it once.
+            std::fs::write(dir.join(&name), b"the same few bytes\n").unwrap();
+            std::fs::hard_link(dir.join(&name), other.join(&name)).unwrap();
+        }
+    }
+    let mut backup = env.command();
+    backup.args(["--threads", "2", "backup", src.to_str().unwrap()]);
+    peak_rss_kib(backup, &env.path("backup.log"));
+    // The second names are not needed any more.
+    std::fs::remove_dir_all(&outside).unwrap();
+
+    let t = env.path("t");
+    let mut restore = env.command();
+    restore.args(["--threads", "2", "--json", "restore", "latest", "--target", t.to_str().unwrap()]);
+    let (restore_peak, out) = peak_rss_kib(restore, &env.path("restore.log"));
+    eprintln!("peak RSS of the restore of 100,000 files linked from outside: {restore_peak} KiB");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = &report["report"];
+    assert_eq!((report["files"].as_u64(), report["links"].as_u64()), (Some(100_000), Some(0)));
+    assert!(report["batches"].as_u64().unwrap() > 1);
+    assert!(restore_peak < PENDING_LINKS_PEAK_KIB, "the restore peaked at {restore_peak} KiB");
+}
+
 /// The tree of directory `dir` as the format defines it, computed from the
 /// file system alone: nodes from `lstat`, content cut by the repository's
 /// chunker, children first. This is what the whole-tree scan wrote before

@@ -229,7 +229,7 @@ pub fn verify(
     if entries {
         let mut bad = |rel: &Path, reason: String| out.mismatches.push(Mismatch { path: snapshot_path(rel), reason });
         for link in &plan.hardlinks {
-            let (rel, first) = (&link.rel, &plan.link_source(link).rel);
+            let (rel, first) = (&link.rel, plan.link_first(link));
             match (dirs.lstat(rel), dirs.lstat(first)) {
                 (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => {}
                 (Ok(_), Ok(_)) => bad(rel, format!("not a hard link of {}", snapshot_path(first))),

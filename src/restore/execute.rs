@@ -22,7 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::unistd::UnlinkatFlags;
 
@@ -33,7 +33,7 @@ use crate::repo::{Index, NodeKind, Repository};
 
 use super::files::{clear_entry, create_other, finish_unwritten, prepare_file};
 use super::handles::{dir_flags, open_at, Handles};
-use super::plan::{LinkTo, Made, Plan, Written};
+use super::plan::{Ident, LinkTo, Made, Plan, PlannedDir, Written};
 use super::state::State;
 use super::transfer::{self, BlobWork, Dest};
 use super::{parallel, privileged};
@@ -304,22 +304,37 @@ pub(super) fn execute_batch(
         }
     }
     report.warnings.append(&mut state.warnings.lock().unwrap());
+    // Links whose file is no longer the inode restored, restored from
+    // their own content instead.
+    let mut own_content = Vec::new();
     for link in &plan.hardlinks {
         let rel = &link.rel;
-        let source_restored = match &link.to {
-            LinkTo::File(first) => state.failed[*first].get().is_none(),
-            LinkTo::Earlier { restored, .. } => *restored,
+        let first = plan.link_first(link);
+        let ident = match &link.to {
+            LinkTo::File(i) if state.failed[*i].get().is_none() => *state.ident[*i].lock().unwrap(),
+            LinkTo::File(_) => None,
+            LinkTo::Earlier { ident, .. } => *ident,
         };
         let r = if below_failed(rel, &failed_dirs) {
-            Err(std::io::Error::other("its directory could not be created"))
-        } else if !source_restored {
-            Err(std::io::Error::other("the file it links to was not restored"))
+            Err(LinkError::Io(std::io::Error::other("its directory could not be created")))
+        } else if let Some(ident) = ident {
+            hard_link(&dirs, first, ident, rel)
         } else {
-            hard_link(&dirs, &plan.link_source(link).rel, rel)
+            Err(LinkError::Io(std::io::Error::other("the file it links to was not restored")))
         };
         match r {
             Ok(()) => report.links += 1,
-            Err(e) => report.failures.push(Failure { path: shown(rel), reason: format!("hard link: {e}") }),
+            Err(LinkError::Io(e)) => {
+                report.failures.push(Failure { path: shown(rel), reason: format!("hard link: {e}") })
+            }
+            Err(LinkError::Replaced(why)) => {
+                let reason = format!(
+                    "hard link to /{} not made: {why} since it was restored; restored from its own content",
+                    first.display()
+                );
+                report.failures.push(Failure { path: shown(rel), reason });
+                own_content.push(plan.link_as_file(link));
+            }
         }
     }
     for (rel, node) in &plan.others {
@@ -359,18 +374,152 @@ pub(super) fn execute_batch(
     report.timings.metadata = meta_start.elapsed();
     report.bytes_written = state.bytes_written.load(Ordering::Relaxed);
     report.bytes_fetched = state.bytes_fetched.load(Ordering::Relaxed);
-    let files_ok = state.failed.iter().map(|f| f.get().is_none()).collect();
-    Ok((report, Written { dirs_ok: dir_ok, files_ok }))
+    let files = state.failed.iter().zip(&state.ident).map(|(f, id)| f.get().map_or(*id.lock().unwrap(), |_| None));
+    let written = Written { dirs_ok: dir_ok, files: files.collect() };
+    drop(state);
+    if !own_content.is_empty() {
+        // Into the directories this batch made or reached, none finished
+        // yet (a link's directory is finished after its last entry).
+        let dirs = plan.dirs.iter().zip(&written.dirs_ok);
+        let own = Plan {
+            dirs: dirs
+                .map(|(d, ok)| PlannedDir { made: if *ok { Made::Earlier } else { Made::Failed }, ..d.clone() })
+                .collect(),
+            total_bytes: own_content.iter().map(|f| f.size).sum(),
+            files: own_content,
+            ..Plan::default()
+        };
+        let (r, _) = execute_batch(repo, index, target, &own, threads)?;
+        report.add(r);
+    }
+    Ok((report, written))
 }
 
-/// Links `rel` to the restored file `first`, both by name relative to
-/// their directories' handles (`first`'s may be one an earlier batch
-/// made); a symlink at `first` would be linked as a link, never followed.
-fn hard_link(dirs: &Handles<'_>, first: &Path, rel: &Path) -> std::io::Result<()> {
+/// Why a hard link was not made.
+#[derive(Debug)]
+enum LinkError {
+    /// The name of the file it links to holds another inode than the one
+    /// restored (someone who may write to that directory replaced it).
+    Replaced(&'static str),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for LinkError {
+    fn from(e: std::io::Error) -> LinkError {
+        LinkError::Io(e)
+    }
+}
+
+impl From<Errno> for LinkError {
+    fn from(e: Errno) -> LinkError {
+        LinkError::Io(e.into())
+    }
+}
+
+/// Links `rel` to the restored file `first`, which must still be the
+/// inode `ident` that restore created: `first` is opened through its
+/// directory's handle (`O_PATH | O_NOFOLLOW`, so a symlink is never
+/// followed), checked on that descriptor, and the link is made from the
+/// descriptor, so the check and the link are about the same inode. The
+/// directory of `first` may be one an earlier batch finished and gave to
+/// its owner, who may have replaced the name since.
+fn hard_link(dirs: &Handles<'_>, first: &Path, ident: Ident, rel: &Path) -> std::result::Result<(), LinkError> {
     let (from, sname) = dirs.parent_of(first)?;
     let (dd, dname) = dirs.locate(rel);
     let to = dirs.dir(dd)?;
+    let source = match open_at(from.as_raw_fd(), sname, OFlag::O_PATH | OFlag::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            clear_entry(to.as_raw_fd(), dname)?;
+            return Err(LinkError::Replaced("it was removed"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = nix::sys::stat::fstat(source.as_raw_fd())?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG || (st.st_dev, st.st_ino) != ident {
+        clear_entry(to.as_raw_fd(), dname)?;
+        return Err(LinkError::Replaced("its name holds another file"));
+    }
     clear_entry(to.as_raw_fd(), dname)?;
-    nix::unistd::linkat(Some(from.as_raw_fd()), sname, Some(to.as_raw_fd()), dname, AtFlags::empty())?;
+    link_descriptor(&source, to.as_raw_fd(), dname)?;
     Ok(())
+}
+
+/// Makes `name` in `dir` a hard link of the inode `source` (an `O_PATH`
+/// descriptor) is: with `AT_EMPTY_PATH` where the process may
+/// (`CAP_DAC_READ_SEARCH`, which root has), else through
+/// `/proc/self/fd` with `AT_SYMLINK_FOLLOW`, which names the descriptor's
+/// inode and nothing else.
+fn link_descriptor(source: &OwnedFd, dir: RawFd, name: &OsStr) -> std::io::Result<()> {
+    match nix::unistd::linkat(
+        Some(source.as_raw_fd()),
+        Path::new(""),
+        Some(dir),
+        Path::new(name),
+        AtFlags::AT_EMPTY_PATH,
+    ) {
+        Err(Errno::ENOENT | Errno::EPERM | Errno::EACCES) => {}
+        r => return Ok(r?),
+    }
+    let proc = format!("/proc/self/fd/{}", source.as_raw_fd());
+    nix::unistd::linkat(None, Path::new(&proc), Some(dir), Path::new(name), AtFlags::AT_SYMLINK_FOLLOW)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn ident(p: &Path) -> Ident {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    #[test]
+    fn bug_a_hard_link_is_made_to_the_inode_restored_and_never_to_another_at_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("first"), b"content").unwrap();
+        let restored = ident(&p("first"));
+        for fallback in [false, true] {
+            let h = Handles::new(Handles::open_root(d.path()).unwrap(), []);
+            let name = if fallback { "via-proc" } else { "link" };
+            if fallback {
+                // What a process without CAP_DAC_READ_SEARCH does.
+                let source = open_at(h.root().as_raw_fd(), OsStr::new("first"), OFlag::O_PATH, 0).unwrap();
+                let proc = format!("/proc/self/fd/{}", source.as_raw_fd());
+                nix::unistd::linkat(
+                    None,
+                    Path::new(&proc),
+                    Some(h.root().as_raw_fd()),
+                    Path::new(name),
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .unwrap();
+            } else {
+                hard_link(&h, Path::new("first"), restored, Path::new(name)).unwrap();
+            }
+            assert_eq!(ident(&p(name)), restored);
+        }
+        let h = Handles::new(Handles::open_root(d.path()).unwrap(), []);
+        // The same content at the name, but another inode.
+        std::fs::rename(p("first"), p("restored")).unwrap();
+        std::fs::write(p("first"), b"content").unwrap();
+        std::fs::write(p("second"), b"was here").unwrap();
+        let e = hard_link(&h, Path::new("first"), restored, Path::new("second")).unwrap_err();
+        assert!(matches!(e, LinkError::Replaced("its name holds another file")), "{e:?}");
+        assert!(!p("second").exists(), "what was at the link's name is removed, for its own content");
+        // A symlink to the restored inode is not followed.
+        std::fs::remove_file(p("first")).unwrap();
+        std::os::unix::fs::symlink(p("restored"), p("first")).unwrap();
+        let e = hard_link(&h, Path::new("first"), restored, Path::new("second")).unwrap_err();
+        assert!(matches!(e, LinkError::Replaced(_)), "{e:?}");
+        // Gone.
+        std::fs::remove_file(p("first")).unwrap();
+        let e = hard_link(&h, Path::new("first"), restored, Path::new("second")).unwrap_err();
+        assert!(matches!(e, LinkError::Replaced("it was removed")), "{e:?}");
+        assert!(!p("second").exists());
+    }
 }

@@ -136,6 +136,10 @@ pub(super) fn write_chunk(st: &State<'_>, fi: usize, offset: u64, data: &[u8]) -
 pub(super) fn finish(st: &State<'_>, fi: usize, file: &File) -> std::io::Result<()> {
     let node = &st.plan.files[fi].node;
     let node = if st.strip { privileged::strip(node) } else { std::borrow::Cow::Borrowed(node) };
+    if node.links > 1 {
+        // Hard links (of this batch or a later one) link to this inode only.
+        *st.ident[fi].lock().unwrap() = Some(ident_of(file)?);
+    }
     let warnings = fsmeta::apply_metadata_fd(file.as_fd(), &node, st.as_root)?;
     if !warnings.is_empty() {
         let p = st.plan.files[fi].rel.display().to_string();

@@ -185,6 +185,7 @@ pub fn run_in_batches(
         }
         batches.written(written);
         report.add(r);
+        crate::failpoint::hit!("restore::between_batches");
         planned = std::time::Instant::now();
     }
     report.timings.plan += planned.elapsed();

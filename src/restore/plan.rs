@@ -18,8 +18,7 @@
 //! include pattern names it), and finished (given its metadata) in the
 //! batch that plans its last entry, after its children.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use crate::id::Id;
 use crate::repo::Node;
@@ -77,12 +76,18 @@ pub struct PlannedLink {
     pub to: LinkTo,
 }
 
+/// A file's (device, inode) in the target, as restore created it.
+pub type Ident = (u64, u64);
+
 #[derive(Debug, Clone)]
 pub enum LinkTo {
     /// A file of this batch (an index into [`Plan::files`]).
     File(usize),
-    /// A file an earlier batch restored (or failed to).
-    Earlier { file: Arc<PlannedFile>, restored: bool },
+    /// A file an earlier batch restored (or failed to). Its directory may
+    /// have been given its owner since, so the name is linked only while it
+    /// is still the inode that batch created (`ident`); otherwise this
+    /// member is restored from its own content (`own`).
+    Earlier { first: PathBuf, ident: Option<Ident>, own: Box<PlannedFile> },
 }
 
 /// One batch of a restore (or, from [`plan`], the whole snapshot).
@@ -108,17 +113,43 @@ impl Plan {
     pub fn items(&self) -> usize {
         self.dirs.len()
             + self.files.iter().map(|f| 1 + f.chunks.len()).sum::<usize>()
-            + self.hardlinks.len()
+            + self.hardlinks.iter().map(PlannedLink::items).sum::<usize>()
             + self.others.len()
             + self.refused.len()
             + self.finished.len()
     }
 
-    /// The file a hard link links to.
-    pub fn link_source<'a>(&'a self, link: &'a PlannedLink) -> &'a PlannedFile {
+    /// The path of the file a hard link links to.
+    pub fn link_first<'a>(&'a self, link: &'a PlannedLink) -> &'a Path {
+        match &link.to {
+            LinkTo::File(i) => &self.files[*i].rel,
+            LinkTo::Earlier { first, .. } => first,
+        }
+    }
+
+    /// The content a hard link must show (the file it links to has the
+    /// same content list); `size` and `chunks` are what matter.
+    pub fn link_content<'a>(&'a self, link: &'a PlannedLink) -> &'a PlannedFile {
         match &link.to {
             LinkTo::File(i) => &self.files[*i],
-            LinkTo::Earlier { file, .. } => file,
+            LinkTo::Earlier { own, .. } => own,
+        }
+    }
+
+    /// A hard link as a file of its own: its path, with its content and
+    /// node (hard links share their inode's metadata).
+    pub fn link_as_file(&self, link: &PlannedLink) -> PlannedFile {
+        PlannedFile { rel: link.rel.clone(), ..self.link_content(link).clone() }
+    }
+}
+
+impl PlannedLink {
+    /// What it holds, counted as [`BATCH_ITEMS`] counts it: a link to an
+    /// earlier batch's file carries its own chunk list.
+    pub fn items(&self) -> usize {
+        match &self.to {
+            LinkTo::File(_) => 1,
+            LinkTo::Earlier { own, .. } => 1 + own.chunks.len(),
         }
     }
 }
@@ -128,8 +159,10 @@ impl Plan {
 pub struct Written {
     /// Per directory of the batch: whether it is in place.
     pub dirs_ok: Vec<bool>,
-    /// Per file of the batch: whether it was restored.
-    pub files_ok: Vec<bool>,
+    /// Per file of the batch with other links (hard links of later
+    /// batches may link to it): its identity once restored; `None` when it
+    /// was not restored, and for the other files.
+    pub files: Vec<Option<Ident>>,
 }
 
 /// Whether a name from a tree may be created in a directory.

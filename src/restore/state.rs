@@ -9,7 +9,7 @@ use super::handles::Handles;
 use super::plan::Plan;
 
 /// A file's (device, inode): what it must still be when opened again.
-pub(super) type Ident = (u64, u64);
+pub(super) use super::plan::Ident;
 
 pub(super) struct State<'a> {
     pub plan: &'a Plan,

@@ -11,7 +11,7 @@ use crate::id::Id;
 use crate::repo::Repository;
 
 use super::handles::Handles;
-use super::plan::{ChunkRef, Plan, PlannedFile};
+use super::plan::{ChunkRef, LinkTo, Plan, PlannedFile, PlannedLink};
 use super::Failure;
 
 /// Where a file's content departs from its chunks.
@@ -60,17 +60,29 @@ fn check_at(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, 
     }
 }
 
-/// Checks a restored hard link at `rel`: its content against the file
-/// `f` it links to (not only that it is a link), then that it is that
-/// file's inode.
-fn check_link(repo: &Repository, dirs: &Handles<'_>, rel: &Path, f: &PlannedFile, buf: &mut Vec<u8>) -> Option<String> {
-    if let Some(why) = check_at(repo, dirs, rel, f, buf) {
+/// Checks a restored hard link: its content against the content planned
+/// for it (not only that it is a link), then that it is the inode of the
+/// file it links to: the one an earlier batch restored, when the link is
+/// to such a file, else the one now at that file's name.
+fn check_link(
+    repo: &Repository,
+    dirs: &Handles<'_>,
+    plan: &Plan,
+    link: &PlannedLink,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    let (rel, first) = (&link.rel, plan.link_first(link));
+    if let Some(why) = check_at(repo, dirs, rel, plan.link_content(link), buf) {
         return Some(why);
     }
     use std::os::unix::fs::MetadataExt;
-    match (dirs.lstat(rel), dirs.lstat(&f.rel)) {
-        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => None,
-        (Ok(_), Ok(_)) => Some(format!("content matches, but it is not a hard link to /{}", f.rel.display())),
+    let expected = match &link.to {
+        LinkTo::Earlier { ident: Some(ident), .. } => Ok(*ident),
+        _ => dirs.lstat(first).map(|b| (b.dev(), b.ino())),
+    };
+    match (dirs.lstat(rel), expected) {
+        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == b => None,
+        (Ok(_), Ok(_)) => Some(format!("content matches, but it is not a hard link to /{}", first.display())),
         (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
     }
 }
@@ -100,7 +112,7 @@ pub fn verify(repo: &Repository, plan: &Plan, target: &Path, threads: usize) -> 
             (&f.rel, check_file(repo, &dirs, f, buf))
         } else {
             let link = &plan.hardlinks[i - files];
-            (&link.rel, check_link(repo, &dirs, &link.rel, plan.link_source(link), buf))
+            (&link.rel, check_link(repo, &dirs, plan, link, buf))
         };
         if let Some(reason) = why {
             failures.lock().unwrap().push(Failure { path: rel.display().to_string(), reason });
@@ -115,7 +127,6 @@ mod tests {
 
     use super::*;
     use crate::repo::{Node, NodeKind};
-    use crate::restore::plan::{LinkTo, PlannedLink};
 
     #[test]
     fn a_hard_link_is_verified_by_its_content_then_by_its_inode() {

@@ -2,13 +2,13 @@
 //! out the plan batch by batch ([`Batches`]), keeping between batches only
 //! the current path and the hard-link groups with members not seen yet.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use super::{safe_name, ChunkRef, Filter, LinkTo, Made, Plan, PlannedDir, PlannedFile, PlannedLink, Written};
+use super::{safe_name, ChunkRef, Filter, Ident, LinkTo, Made, Plan, PlannedDir, PlannedFile, PlannedLink, Written};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::{walk, Index, Node, NodeKind, Repository, Tree};
@@ -31,6 +31,8 @@ struct DirFrame {
     failed: bool,
     /// The last batch that lists it, and its place in that batch's `dirs`.
     listed: Option<(u64, usize)>,
+    /// A directory below it is finished only at the end ([`Batches::pop`]).
+    holds_deferred: bool,
     seen: HashSet<Vec<u8>>,
 }
 
@@ -47,6 +49,7 @@ impl DirFrame {
             made: false,
             failed: false,
             listed: None,
+            holds_deferred: false,
             seen: HashSet::new(),
         }
     }
@@ -56,8 +59,27 @@ impl DirFrame {
 enum Member {
     /// A file of the batch being planned.
     InBatch(usize),
-    /// A file of an earlier batch.
-    Done { file: Arc<PlannedFile>, restored: bool },
+    /// A file of an earlier batch: only what later members need of it, so
+    /// that a group that never completes (its other names lie outside the
+    /// snapshot) costs a path and a few words, not a planned file.
+    Done {
+        rel: PathBuf,
+        /// Its identity in the target; `None` when it was not restored.
+        ident: Option<Ident>,
+        /// [`content_hash`] of its content list.
+        content: [u8; 32],
+    },
+}
+
+/// A hash of a file's content list: members of a group are linked only
+/// when theirs agree.
+fn content_hash(content: &[Id]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&(content.len() as u64).to_le_bytes());
+    for id in content {
+        h.update(id.as_bytes());
+    }
+    *h.finalize().as_bytes()
 }
 
 /// The members of one hard-link group `(device, inode)` seen so far: more
@@ -96,6 +118,10 @@ pub struct Batches<'a> {
     /// Whether the current batch was handed out.
     handed_out: bool,
     written: Option<Written>,
+    /// Directories finished only once the walk is over, children first:
+    /// their owner may not search them (no `x` for the owner), and they
+    /// held files that later hard links link to ([`Batches::pop`]).
+    deferred: VecDeque<(PathBuf, Node)>,
     /// The trees the measure before the plan loaded, taken as planned.
     trees: walk::TreeCache,
 }
@@ -170,6 +196,7 @@ impl<'a> Batches<'a> {
             number: 1,
             handed_out: false,
             written: None,
+            deferred: VecDeque::new(),
             trees,
         };
         if let Some(tree) = b.load(root) {
@@ -216,17 +243,13 @@ impl<'a> Batches<'a> {
             let Some(group) = self.linked.get_mut(&identity) else { continue };
             for m in &mut group.members {
                 if let Member::InBatch(i) = *m {
-                    let file = std::mem::replace(
-                        &mut batch.files[i],
-                        PlannedFile {
-                            rel: PathBuf::new(),
-                            node: Node::new(Vec::new(), NodeKind::File),
-                            chunks: vec![],
-                            size: 0,
-                        },
-                    );
-                    let restored = written.files_ok.get(i).copied().unwrap_or(false);
-                    *m = Member::Done { file: Arc::new(file), restored };
+                    let file = &mut batch.files[i];
+                    let ident = written.files.get(i).copied().flatten();
+                    *m = Member::Done {
+                        rel: std::mem::take(&mut file.rel),
+                        ident,
+                        content: content_hash(&file.node.content),
+                    };
                 }
             }
         }
@@ -366,7 +389,15 @@ impl<'a> Batches<'a> {
     /// one that is made is finished in this batch.
     fn pop(&mut self) {
         if self.stack.len() == 1 {
-            // The target itself: the walk is over.
+            // The target itself: the directories left for the end are
+            // finished, one a step, and the walk is over.
+            if let Some((rel, node)) = self.deferred.pop_front() {
+                let at = self.batch.dirs.len();
+                self.batch.dirs.push(PlannedDir { rel, node, made: Made::Earlier });
+                self.batch.finished.push(at);
+                self.items += 2;
+                return;
+            }
             self.stack.pop();
             return;
         }
@@ -378,6 +409,19 @@ impl<'a> Batches<'a> {
         let done = self.stack.pop().expect("not empty");
         if !done.made || done.failed {
             return;
+        }
+        // A directory its owner may not search (mode 0600, say) is given
+        // that mode only at the end while it holds a file that a later
+        // hard link links to: a restore not run as root could not reach
+        // that file through it any more.
+        let searchable = done.node.as_ref().is_some_and(|n| n.mode & 0o100 != 0);
+        if !searchable && (done.holds_deferred || self.holds_link_source(&done.rel)) {
+            self.stack.last_mut().expect("the target is below").holds_deferred = true;
+            self.deferred.push_back((done.rel, done.node.expect("only the target has no node")));
+            return;
+        }
+        if done.holds_deferred {
+            self.stack.last_mut().expect("the target is below").holds_deferred = true;
         }
         let at = match done.listed {
             Some((n, at)) if n == self.number => at,
@@ -391,6 +435,16 @@ impl<'a> Batches<'a> {
         };
         self.batch.finished.push(at);
         self.items += 1;
+    }
+
+    /// Whether a member of a hard-link group with names still to come lies
+    /// below `dir`. Asked only of directories their owner may not search,
+    /// which are rare.
+    fn holds_link_source(&self, dir: &Path) -> bool {
+        self.linked.values().flat_map(|g| &g.members).any(|m| match m {
+            Member::InBatch(i) => self.batch.files[*i].rel.starts_with(dir),
+            Member::Done { rel, .. } => rel.starts_with(dir),
+        })
     }
 
     /// Plans one file. Its size is what its chunks hold; a node that says
@@ -428,20 +482,30 @@ impl<'a> Batches<'a> {
             group.seen += 1;
             group.links = group.links.max(n.links);
             let files = &self.batch.files;
+            let hash = OnceCell::new();
             let same = |m: &&Member| match m {
                 Member::InBatch(i) => files[*i].node.content == n.content,
-                Member::Done { file, .. } => file.node.content == n.content,
+                Member::Done { content, .. } => *content == *hash.get_or_init(|| content_hash(&n.content)),
             };
             let to = group.members.iter().find(same).map(|m| match m {
                 Member::InBatch(i) => LinkTo::File(*i),
-                Member::Done { file, restored } => LinkTo::Earlier { file: file.clone(), restored: *restored },
+                Member::Done { rel: first, ident, .. } => LinkTo::Earlier {
+                    first: first.clone(),
+                    ident: *ident,
+                    own: Box::new(PlannedFile {
+                        rel: rel.clone(),
+                        node: n.clone(),
+                        chunks: chunks.clone(),
+                        size: offset,
+                    }),
+                },
             });
             let mut differs = None;
             if to.is_none() {
                 if let Some(first) = group.members.first() {
                     let first = match first {
                         Member::InBatch(i) => &files[*i].rel,
-                        Member::Done { file, .. } => &file.rel,
+                        Member::Done { rel, .. } => rel,
                     };
                     differs = Some(format!(
                         "hard link to /{} not made: their contents differ (the snapshot is damaged); restored from \
@@ -456,8 +520,9 @@ impl<'a> Batches<'a> {
                 self.linked.remove(&identity);
             }
             if let Some(to) = to {
-                self.batch.hardlinks.push(PlannedLink { rel, to });
-                self.items += 1;
+                let link = PlannedLink { rel, to };
+                self.items += link.items();
+                self.batch.hardlinks.push(link);
                 return;
             }
             if let Some(why) = differs {
