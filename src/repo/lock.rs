@@ -25,7 +25,9 @@
 //! longer exists (a crashed backup), or when its time is more than
 //! [`MAX_CLOCK_SKEW`] in the future: no honest holder writes that, so it is
 //! also named suspicious. A lock that does not open with the repository key
-//! is ignored too. Holders refresh their lock every [`REFRESH_EVERY`] from
+//! is ignored too. A prune deciding what it may delete judges otherwise, by
+//! the storage's clock alone ([`judge_by_storage`]): there no host's clock,
+//! the prune's or the holder's, may make a running backup's lock not count. Holders refresh their lock every [`REFRESH_EVERY`] from
 //! a background thread, and remove it when done. Whoever takes a lock
 //! removes the locks of dead processes of this host that it sees (a killed
 //! backup's), so they do not pile up. [`remove_stale`] (`cairn unlock`)
