@@ -14,6 +14,22 @@ pub fn username() -> String {
     nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 
+/// This host's clock, which locks record and which judges them where the
+/// storage has no clock of its own. In a `failpoints` build (tests only),
+/// `CAIRN_TEST_CLOCK_OFFSET_SECS` shifts it, so that a test can run one
+/// process with a clock that is wrong by a known amount.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    #[cfg(feature = "failpoints")]
+    if let Some(secs) = std::env::var(CLOCK_OFFSET_ENV).ok().and_then(|s| s.parse::<i64>().ok()) {
+        return now + chrono::Duration::seconds(secs);
+    }
+    now
+}
+
+/// The variable a `failpoints` build shifts [`now`] by, in seconds.
+pub const CLOCK_OFFSET_ENV: &str = "CAIRN_TEST_CLOCK_OFFSET_SECS";
+
 /// Whether a process exists on this host (one of another user counts).
 pub fn process_alive(pid: u32) -> bool {
     // kill(pid, 0): ESRCH means gone; EPERM means it exists (another user).

@@ -246,6 +246,122 @@ fn a_backup_from_before_a_mark_keeps_the_marked_blobs_it_found() {
     restore_exactly(&env, &id, &again);
 }
 
+/// Runs a prune whose clock is `offset_secs` off (a test-only setting of
+/// `failpoints` builds) with no safety margin; returns its JSON report.
+fn prune_with_clock_off_by(env: &Env, offset_secs: i64) -> serde_json::Value {
+    let mut c = env.command();
+    c.env(cairn::host::CLOCK_OFFSET_ENV, offset_secs.to_string());
+    c.args(["prune", "--json", "--max-unused", "0%", "--safety-margin", "0s"]);
+    json(&c.output().unwrap(), "prune with a wrong clock")
+}
+
+/// Holds a backup after it loaded its index (it names no mark), lets
+/// `prunes` run beside it, then checks that nothing it found was deleted:
+/// `check --read-data` passes and every snapshot restores.
+fn backup_survives(env: &Env, prunes: impl FnOnce(&Env)) {
+    let (src, again) = forgotten_scratch(env);
+    let mut pause = Pause::new(env.path("pause"));
+    let backup = paused_backup(env, &mut pause, &again);
+    prunes(env);
+    let id = finish(backup, &mut pause);
+    let problems = env.ok(&["check", "--read-data"]);
+    assert!(problems.is_empty(), "a pack the running backup used was deleted: {problems}");
+    restore_exactly(env, &id, &again);
+    restore_all_exactly(env, &src, "after");
+}
+
+/// Bug: a prune judged other hosts' locks by its own clock. With its clock
+/// 40 min ahead, a running backup's lock, refreshed a moment before, looked
+/// 40 min old: stale. The mark that backup does not name was then ripe,
+/// and a pack the backup had found in its index was deleted under it.
+/// Locks are now judged by the storage's clock (`repo::lock`).
+#[test]
+fn bug_a_prune_whose_clock_runs_ahead_still_honours_a_running_backups_lock() {
+    let env = small_packs();
+    backup_survives(&env, |env| {
+        let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%"]), "prune");
+        assert_eq!(out["report"]["packs_deleted"], 0, "{out}");
+        let marked = marked_packs(env);
+        assert!(!marked.is_empty(), "{out}");
+        let out = prune_with_clock_off_by(env, 40 * 60);
+        assert_eq!(out["report"]["packs_deleted"], 0, "a pack deleted under a running backup: {out}");
+        assert!(marked.iter().all(|p| env.repo.join(cairn::repo::pack_key(p)).exists()), "{out}");
+        let waits = out["plan"]["marks"].as_array().unwrap();
+        assert!(
+            waits.iter().any(|m| m["waiting_for"][0].as_str().is_some_and(|w| w.starts_with("backup of"))),
+            "the mark waits for the backup: {out}"
+        );
+    });
+}
+
+/// Bug: the same with the prune's clock 10 min behind the backup's: the
+/// backup's lock looked dated in the future, was taken for a forgery and
+/// ignored, and the prune's own second pass deleted what it had marked.
+#[test]
+fn bug_a_prune_whose_clock_runs_behind_still_honours_a_running_backups_lock() {
+    let env = small_packs();
+    backup_survives(&env, |env| {
+        let out = prune_with_clock_off_by(env, -10 * 60);
+        assert!(out["report"]["packs_marked"].as_u64().unwrap() > 0, "{out}");
+        assert_eq!(out["report"]["packs_deleted"], 0, "a pack deleted under a running backup: {out}");
+    });
+}
+
+/// Bug: a mark dated far in the future (written by a host whose clock was
+/// wrong) never ripened and was never removed, and every backup left its
+/// packs out of its dedup until that date. A prune now names it, deletes
+/// nothing by it, marks the packs still unused again with a mark dated by
+/// the storage's clock, and removes it.
+#[test]
+fn bug_a_mark_dated_in_the_future_is_named_replaced_by_a_dated_mark_and_removed() {
+    let env = small_packs();
+    let (src, s1, _) = two_generations(&env);
+    forget(&env, &s1);
+    let repo = cairn::repo::Repository::open(
+        std::sync::Arc::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    let packs: Vec<cairn::Id> = objects(&env.repo.join("data"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().parse().unwrap())
+        .collect();
+    let year_2100 = chrono::DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z").unwrap().to_utc();
+    let bogus = cairn::repo::marks::save(&repo, year_2100, packs.clone()).unwrap();
+    let dry = json(&env.cairn(&["prune", "--json", "--dry-run", "--max-unused", "0%"]), "dry run");
+    let unused: Vec<String> = dry["plan"]["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] != "keep")
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!unused.is_empty() && unused.len() < packs.len(), "{dry}");
+
+    let out = env.command().args(["prune", "--json", "--max-unused", "0%", "--safety-margin", "1h"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let out = json(&out, "prune");
+    assert_eq!(out["report"]["packs_deleted"], 0, "nothing is deleted by a mark from the future: {out}");
+    assert_eq!(out["report"]["suspicious_marks_removed"], 1, "{out}");
+    assert!(said.contains(&format!("mark {}", bogus[0].short())) && said.contains("in the future"), "{said}");
+    let marks = cairn::repo::marks::list(&repo).unwrap();
+    assert!(marks.marks.iter().all(|m| m.id != bogus[0]), "the bogus mark is gone");
+    assert!(marks.marks.iter().all(|m| m.mark.time < chrono::Utc::now() + chrono::Duration::minutes(5)));
+    let mut marked: Vec<String> = marks.packs().iter().map(|p| p.to_string()).collect();
+    marked.sort();
+    let mut want = unused.clone();
+    want.sort();
+    assert_eq!(marked, want, "the packs still unused, and only they, are marked again");
+    assert!(packs.iter().all(|p| env.repo.join(cairn::repo::pack_key(p)).exists()));
+
+    // The new mark ripens like any other.
+    let out = json(&env.cairn(&["prune", "--json", "--max-unused", "0%"]), "prune");
+    let gone = |p: &String| !env.repo.join(cairn::repo::pack_key(&p.parse().unwrap())).exists();
+    assert!(unused.iter().all(gone), "{out}");
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_all_exactly(&env, &src, "after");
+}
+
 /// A backup that honours a mark stores again what only the marked packs
 /// hold, so a prune may delete them while it runs.
 #[test]
@@ -326,7 +442,11 @@ fn a_planted_mark_on_used_packs_makes_prune_delete_nothing_a_snapshot_needs() {
         .map(|o| o.key.rsplit('/').next().unwrap().parse().unwrap())
         .collect();
     let old = chrono::Utc::now() - chrono::Duration::days(30);
-    cairn::repo::marks::save(&repo, old, packs).unwrap();
+    let planted = cairn::repo::marks::save(&repo, old, packs).unwrap();
+    // A mark counts from the later of its time and its store time: the
+    // planted file is backdated too, so that the mark is ripe.
+    let file = std::fs::File::options().write(true).open(env.repo.join(format!("marks/{}", planted[0]))).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600)).unwrap();
     let data = objects(&env.repo.join("data"));
     let out = json(&env.cairn(&["prune", "--json", "--safety-margin", "1h"]), "prune");
     assert_eq!(out["report"]["packs_deleted"], 0, "{out}");

@@ -66,7 +66,7 @@ fn summary(plan: &PrunePlan) -> String {
 /// and which running commands they wait for.
 fn waiting_marks(plan: &PrunePlan) -> Vec<String> {
     let mut lines = Vec::new();
-    for m in plan.marks.iter().filter(|m| !m.ripe) {
+    for m in plan.marks.iter().filter(|m| !m.ripe && !m.suspicious) {
         let mut l = format!(
             "mark {} ({} packs, made {}): deletable from {}",
             m.id.short(),
@@ -74,11 +74,7 @@ fn waiting_marks(plan: &PrunePlan) -> Vec<String> {
             m.time.format("%Y-%m-%d %H:%M UTC"),
             m.deletable_from.format("%Y-%m-%d %H:%M UTC")
         );
-        if m.suspicious {
-            l.push_str(
-                ", but it is dated in the future (a wrong clock or a forged mark): ignored, its packs are marked again",
-            );
-        } else if !m.waiting_for.is_empty() {
+        if !m.waiting_for.is_empty() {
             l.push_str(&format!(" and once these end: {}", m.waiting_for.join("; ")));
         }
         lines.push(l);
@@ -87,6 +83,24 @@ fn waiting_marks(plan: &PrunePlan) -> Vec<String> {
         lines.push(format!("mark {} does not open ({e}): ignored, its packs are marked again", id.short()));
     }
     lines
+}
+
+/// What a prune found that someone must look into: marks and locks dated
+/// in the future (a host with a wrong clock, or a forgery).
+fn suspicious(plan: &PrunePlan) -> Vec<String> {
+    let marks = plan.marks.iter().filter(|m| m.suspicious).map(|m| {
+        format!(
+            "mark {} ({} packs) is dated {}, in the future (a wrong clock or a forged mark): nothing is deleted by \
+             it; its unused packs are marked again and it is removed",
+            m.id.short(),
+            m.packs,
+            m.time.format("%Y-%m-%d %H:%M UTC")
+        )
+    });
+    let locks = plan.suspicious_locks.iter().map(|l| {
+        format!("lock {l}: its holder's clock is wrong, or it is forged; it still counts while the storage sees it refreshed")
+    });
+    marks.chain(locks).collect()
 }
 
 pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
@@ -98,6 +112,9 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
             p.info(summary(plan));
             for l in waiting_marks(plan) {
                 p.info(l);
+            }
+            for l in suspicious(plan) {
+                p.warn(l);
             }
             if let Some(latest) = plan.locked.iter().map(|(_, t)| t).max() {
                 p.info(format!(
@@ -130,6 +147,9 @@ pub fn run(g: &GlobalArgs, a: &PruneArgs, p: &Printer) -> Result<i32> {
                 p.info(format!("dry run: {}", summary(plan)));
                 for l in waiting_marks(plan) {
                     p.info(l);
+                }
+                for l in suspicious(plan) {
+                    p.warn(l);
                 }
                 let locked: std::collections::HashMap<&str, _> =
                     plan.locked.iter().map(|(k, t)| (k.as_str(), t)).collect();

@@ -105,6 +105,7 @@ fn add_reports(a: PruneReport, b: PruneReport) -> PruneReport {
         packs_deleted: a.packs_deleted + b.packs_deleted,
         packs_marked: a.packs_marked + b.packs_marked,
         marks_removed: a.marks_removed + b.marks_removed,
+        suspicious_marks_removed: a.suspicious_marks_removed + b.suspicious_marks_removed,
         packs_written: a.packs_written + b.packs_written,
         bytes_freed: a.bytes_freed + b.bytes_freed,
         index_files_written: a.index_files_written + b.index_files_written,

@@ -42,7 +42,7 @@ use crate::id::Id;
 use crate::repo::index::{split_into_files, MAX_BLOBS_PER_FILE};
 use crate::repo::index::{IndexVisitor, PackEntries};
 use crate::repo::keyset::key_of;
-use crate::repo::lock::{self, LockInfo, REPOSITORY_LOCKS};
+use crate::repo::lock::{self, REPOSITORY_LOCKS};
 use crate::repo::marks::{self, MarkList};
 use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
@@ -99,18 +99,22 @@ pub struct Marking {
     pub margin: std::time::Duration,
     pub list: MarkList,
     pub states: Vec<MarkState>,
+    /// Live locks whose own time is in the future: they count all the
+    /// same, and are named.
+    pub suspicious_locks: Vec<String>,
 }
 
 impl Marking {
     /// Lists the live locks under `locks/` first, then the marks, and
     /// judges the marks. The walk of the snapshots must come after this.
     pub fn read(repo: &Repository, margin: std::time::Duration) -> Result<Marking> {
-        let now = marks::clock(repo);
-        let locks: Vec<LockInfo> =
-            lock::live_locks_in(repo, REPOSITORY_LOCKS, None)?.into_iter().map(|(_, l)| l).collect();
+        let locks = lock::judge_by_storage(repo, REPOSITORY_LOCKS)?;
+        let now = locks.now;
         let list = marks::list(repo)?;
-        let states = marking::judge(&list.marks, &locks, now, margin);
-        Ok(Marking { now, margin, list, states })
+        let states = marking::judge(&list.marks, &locks.live, now, margin);
+        let suspicious_locks =
+            locks.suspicious.into_iter().map(|(key, l, why)| format!("{key}: {} ({why})", l.describe())).collect();
+        Ok(Marking { now, margin, list, states, suspicious_locks })
     }
 }
 
@@ -127,6 +131,9 @@ pub struct PrunePlan {
     pub marks: Vec<MarkState>,
     /// Marks that do not open, with why: ignored (their packs are marked again).
     pub damaged_marks: Vec<(Id, String)>,
+    /// Live locks dated in the future (a wrong clock, or forged): they
+    /// count all the same.
+    pub suspicious_locks: Vec<String>,
     /// The safety margin, in seconds.
     pub margin_secs: u64,
     pub keep_bytes: u64,
@@ -223,6 +230,9 @@ pub struct PruneReport {
     pub packs_marked: usize,
     /// Ripe marks removed once their packs were deleted.
     pub marks_removed: usize,
+    /// Marks dated in the future removed once their unused packs were
+    /// marked again.
+    pub suspicious_marks_removed: usize,
     pub packs_written: u64,
     pub bytes_freed: u64,
     pub index_files_written: usize,
@@ -315,6 +325,7 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
         old_index_files,
         marks: marking.states.clone(),
         damaged_marks: marking.list.damaged.clone(),
+        suspicious_locks: marking.suspicious_locks.clone(),
         margin_secs: marking.margin.as_secs(),
         ..Default::default()
     };
@@ -471,6 +482,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     for m in plan.marks.iter().filter(|m| m.ripe) {
         marks::remove(repo, &m.id)?;
         report.marks_removed += 1;
+    }
+    // A mark dated in the future would keep backups from deduplicating
+    // against its packs until that date. Its packs still unused were marked
+    // again above, correctly dated: it goes now.
+    for m in plan.marks.iter().filter(|m| m.suspicious) {
+        marks::remove(repo, &m.id)?;
+        report.suspicious_marks_removed += 1;
     }
     if let Some(c) = repo.cache() {
         let keep: HashSet<Id> = repo.list_ids("index")?.into_iter().collect();

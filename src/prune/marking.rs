@@ -8,13 +8,22 @@
 //! it listed the locks, still finds the pack unused:
 //!
 //! - **the margin:** the mark is at least `margin` old by the storage's
-//!   clock where it has one ([`crate::repo::marks::clock`]);
+//!   own clock ([`crate::repo::lock::storage_clock`]): from the later of
+//!   the time it says and the time the storage stored it ([`made`]);
 //! - **the locks:** every live lock under `locks/` names the mark among
 //!   those its holder honours (a forget's and a prune's excepted: they
 //!   store nothing a snapshot refers to). A backup that started before the
 //!   mark existed cannot name it, so its packs wait until it ends;
 //! - **not plausible:** a mark dated more than the lock clock skew in the
-//!   future is never ripe, and its packs are marked again.
+//!   future is never ripe; its packs still unused are marked again, and
+//!   the prune removes it once the new mark is stored, so that backups do
+//!   not leave its packs out of their dedup until a date that may never
+//!   come.
+//!
+//! The live locks are those the storage wrote within the lock staleness
+//! time by its own clock ([`crate::repo::lock::judge_by_storage`]): no
+//! host's clock, neither the prune's nor the holder's, decides that a
+//! running backup's lock no longer counts.
 //!
 //! Why this is enough, for a blob `u` that only a marked pack `P` holds,
 //! and a backup `B` whose snapshot would refer to `u`: `B` could only take
@@ -77,11 +86,12 @@ pub fn judge(marks: &[Marked], locks: &[LockInfo], now: DateTime<Utc>, margin: D
                 .filter(|l| !l.marks.as_ref().is_some_and(|ms| ms.contains(&m.id)))
                 .map(|l| l.describe())
                 .collect();
-            let suspicious = m.mark.time > now + skew;
-            let deletable_from = m.mark.time.checked_add_signed(margin).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let made = made(m);
+            let suspicious = made > now + skew;
+            let deletable_from = made.checked_add_signed(margin).unwrap_or(DateTime::<Utc>::MAX_UTC);
             MarkState {
                 id: m.id,
-                time: m.mark.time,
+                time: made,
                 packs: m.mark.packs.len(),
                 ripe: !suspicious && now >= deletable_from && waiting_for.is_empty(),
                 deletable_from,
@@ -90,6 +100,19 @@ pub fn judge(marks: &[Marked], locks: &[LockInfo], now: DateTime<Utc>, margin: D
             }
         })
         .collect()
+}
+
+/// When a mark counts as made: the later of the time it says (the marking
+/// prune's storage clock, or an older build's host clock) and the time the
+/// storage stored it, by the storage's clock. Neither a wrong clock of the
+/// marking host nor of this one makes a mark ripen early. The storage's
+/// time is taken one second early: HTTP `Date` headers, which give "now"
+/// on S3, have whole seconds, while the stored times may not.
+pub fn made(m: &Marked) -> DateTime<Utc> {
+    match m.stored {
+        Some(stored) => m.mark.time.max(stored - chrono::Duration::seconds(1)),
+        None => m.mark.time,
+    }
 }
 
 /// Where a pack that prune would remove stands in the two phases.
@@ -161,7 +184,7 @@ mod tests {
     }
 
     fn mark(n: u8, time: DateTime<Utc>, packs: &[Id]) -> Marked {
-        Marked { id: Id::hash_of(&[n]), mark: Mark { v: MARK_VERSION, time, packs: packs.to_vec() } }
+        Marked { id: Id::hash_of(&[n]), mark: Mark { v: MARK_VERSION, time, packs: packs.to_vec() }, stored: None }
     }
 
     fn lock(purpose: &str, marks: Option<Vec<Id>>) -> LockInfo {

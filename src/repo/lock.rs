@@ -25,7 +25,9 @@
 //! longer exists (a crashed backup), or when its time is more than
 //! [`MAX_CLOCK_SKEW`] in the future: no honest holder writes that, so it is
 //! also named suspicious. A lock that does not open with the repository key
-//! is ignored too. Holders refresh their lock every [`REFRESH_EVERY`] from
+//! is ignored too. A prune deciding what it may delete judges otherwise, by
+//! the storage's clock alone ([`judge_by_storage`]): there no host's clock,
+//! the prune's or the holder's, may make a running backup's lock not count. Holders refresh their lock every [`REFRESH_EVERY`] from
 //! a background thread, and remove it when done. Whoever takes a lock
 //! removes the locks of dead processes of this host that it sees (a killed
 //! backup's), so they do not pile up. [`remove_stale`] (`cairn unlock`)
@@ -149,6 +151,28 @@ impl LockInfo {
         None
     }
 
+    /// Why the lock is stale by the storage's clock: `stored` is when the
+    /// storage last wrote it and `now` the storage's time, both by its own
+    /// clock ([`judge_by_storage`]). The lock's own times are not looked at
+    /// (a holder's wrong clock neither ages nor forges a lock here), unless
+    /// the storage does not say when it stored the lock.
+    pub fn staleness_by_storage(
+        &self,
+        stored: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        host: &Host<'_>,
+    ) -> Option<Staleness> {
+        let Some(stored) = stored else { return self.staleness(now, host) };
+        let age = (now - stored).to_std().unwrap_or_default();
+        if age > STALE_AFTER {
+            return Some(Staleness::Old { minutes: (age.as_secs() / 60) as i64 });
+        }
+        if self.hostname == host.name && !(host.alive)(self.pid) {
+            return Some(Staleness::DeadProcess { pid: self.pid });
+        }
+        None
+    }
+
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         self.staleness(now, &this_host_ref(&hostname())).is_some()
     }
@@ -196,7 +220,7 @@ impl LockInfo {
     }
 }
 
-fn this_host_ref(name: &str) -> Host<'_> {
+pub(super) fn this_host_ref(name: &str) -> Host<'_> {
     Host { name, alive: &process_alive }
 }
 
@@ -217,7 +241,8 @@ pub enum FoundState {
     Unreadable,
 }
 
-/// Every lock under `dir` (other than `except`), judged at `now` on `host`.
+/// Every lock under `dir` (other than `except`), judged at `now` on `host`
+/// by the times the locks say.
 pub fn find_locks(
     repo: &Repository,
     dir: &str,
@@ -225,24 +250,47 @@ pub fn find_locks(
     now: DateTime<Utc>,
     host: &Host<'_>,
 ) -> Result<Vec<Found>> {
+    let listed = list_locks(repo, dir, except)?;
+    Ok(listed.into_iter().map(|l| l.judged(|i, _| i.staleness(now, host))).collect())
+}
+
+/// A lock object read from storage, not judged yet.
+pub(super) struct Listed {
+    id: Id,
+    key: String,
+    /// When the storage last wrote it, by the storage's clock.
+    stored: Option<DateTime<Utc>>,
+    info: Option<LockInfo>,
+}
+
+impl Listed {
+    pub(super) fn judged(self, staleness: impl Fn(&LockInfo, Option<DateTime<Utc>>) -> Option<Staleness>) -> Found {
+        let state = match self.info {
+            Some(i) => match staleness(&i, self.stored) {
+                None => FoundState::Live(i),
+                Some(s) => FoundState::Stale(i, s),
+            },
+            None => FoundState::Unreadable,
+        };
+        Found { id: self.id, key: self.key, state }
+    }
+}
+
+/// Lists and reads the locks directly under `dir` (other than `except`).
+pub(super) fn list_locks(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<Listed>> {
+    let prefix = format!("{dir}/");
     let mut out = Vec::new();
-    for id in repo.list_ids(dir)? {
+    for o in repo.backend().list(&prefix)? {
+        let Some(id) = o.key.strip_prefix(&prefix).and_then(|n| n.parse::<Id>().ok()) else { continue };
         if Some(id) == except {
             continue;
         }
-        let key = format!("{dir}/{id}");
-        let state = match repo.backend().get(&key) {
-            Ok(b) => match repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()) {
-                Some(i) => match i.staleness(now, host) {
-                    None => FoundState::Live(i),
-                    Some(s) => FoundState::Stale(i, s),
-                },
-                None => FoundState::Unreadable,
-            },
+        let info = match repo.backend().get(&o.key) {
+            Ok(b) => repo.key().open(&b).ok().and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok()),
             Err(e) if e.is_not_found() => continue, // removed meanwhile
             Err(e) => return Err(e.into()),
         };
-        out.push(Found { id, key, state });
+        out.push(Listed { id, key: o.key, stored: o.modified, info });
     }
     Ok(out)
 }
@@ -250,7 +298,7 @@ pub fn find_locks(
 /// All live locks under `dir` other than `except`.
 pub fn live_locks_in(repo: &Repository, dir: &str, except: Option<Id>) -> Result<Vec<(Id, LockInfo)>> {
     let host = hostname();
-    Ok(find_locks(repo, dir, except, Utc::now(), &this_host_ref(&host))?
+    Ok(find_locks(repo, dir, except, crate::host::now(), &this_host_ref(&host))?
         .into_iter()
         .filter_map(|f| match f.state {
             FoundState::Live(i) => Some((f.id, i)),
@@ -384,7 +432,7 @@ impl<'r> Claim<'r> {
     ) -> Result<Claim<'r>> {
         let id = Id::random();
         let object = format!("{dir}/{id}");
-        let now = Utc::now();
+        let now = crate::host::now();
         let info = LockInfo {
             exclusive,
             hostname: hostname(),
@@ -405,7 +453,7 @@ impl<'r> Claim<'r> {
     pub fn look(&self) -> Verdict {
         let host_name = hostname();
         let host = this_host_ref(&host_name);
-        let now = Utc::now();
+        let now = crate::host::now();
         Verdict(find_locks(self.repo, &self.dir, Some(self.id), now, &host).map(|found| {
             let mut conflict = None;
             for f in found {
@@ -451,7 +499,7 @@ impl<'r> Claim<'r> {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    info.refreshed = Utc::now();
+                    info.refreshed = crate::host::now();
                     if let Err(e) = write_lock(&repo, &object, &info) {
                         repo.warn(format!("could not refresh lock {}: {e}", id.short()));
                     }
@@ -494,7 +542,7 @@ pub struct KeptLock {
 /// process running on this host is always kept, and listed.
 pub fn remove_stale(repo: &Repository, remove_all: bool) -> Result<UnlockReport> {
     let host_name = hostname();
-    remove_stale_at(repo, remove_all, Utc::now(), &this_host_ref(&host_name))
+    remove_stale_at(repo, remove_all, crate::host::now(), &this_host_ref(&host_name))
 }
 
 fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host: &Host<'_>) -> Result<UnlockReport> {
@@ -541,5 +589,7 @@ fn remove_stale_at(repo: &Repository, remove_all: bool, now: DateTime<Utc>, host
 #[cfg(test)]
 mod tests;
 
+mod storage_clock;
 mod wait;
+pub use storage_clock::{judge_by_storage, storage_clock, StorageJudgement, CLOCK_PROBES};
 pub use wait::{LockWait, Waiting, DAEMON_LOCK_WAIT};

@@ -48,6 +48,8 @@ pub struct Mark {
 pub struct Marked {
     pub id: Id,
     pub mark: Mark,
+    /// When the storage stored it, by its own clock, where it says.
+    pub stored: Option<DateTime<Utc>>,
 }
 
 /// Every mark of the repository, and those that do not open (damaged or
@@ -72,14 +74,20 @@ impl MarkList {
 /// Lists and opens every mark.
 pub fn list(repo: &Repository) -> Result<MarkList> {
     let mut out = MarkList::default();
-    let ids = repo.list_ids(MARKS)?;
+    let prefix = format!("{MARKS}/");
+    let listed: Vec<(Id, Option<DateTime<Utc>>)> = repo
+        .backend()
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|o| Some((o.key.strip_prefix(&prefix)?.parse().ok()?, o.modified)))
+        .collect();
     if let Some(c) = repo.cache() {
-        c.retain(MARKS, &ids.iter().copied().collect());
+        c.retain(MARKS, &listed.iter().map(|(id, _)| *id).collect());
     }
-    for id in ids {
+    for (id, stored) in listed {
         match repo.load_object(MARKS, &id, limits::MARK) {
             Ok(plain) => match serde_json::from_slice::<Mark>(&plain) {
-                Ok(mark) => out.marks.push(Marked { id, mark }),
+                Ok(mark) => out.marks.push(Marked { id, mark, stored }),
                 Err(e) => out.damaged.push((id, e.to_string())),
             },
             Err(Error::Backend(e)) if e.is_not_found() => {} // a prune removed it meanwhile
@@ -118,10 +126,10 @@ pub fn remove(repo: &Repository, id: &Id) -> Result<()> {
     }
 }
 
-/// The time marks are made and judged by: the storage server's clock where
-/// the backend reads one, else this host's.
+/// The time marks are made and judged by: the storage's own clock
+/// ([`super::lock::storage_clock`]), the one that stamps every object.
 pub fn clock(repo: &Repository) -> DateTime<Utc> {
-    repo.backend().server_time().unwrap_or_else(Utc::now)
+    super::lock::storage_clock(repo)
 }
 
 #[cfg(test)]

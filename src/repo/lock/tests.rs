@@ -257,3 +257,54 @@ fn prunes_exclude_each_other_and_nothing_else_and_an_older_builds_prune_keeps_th
     drop(older);
     assert!(r.list_ids(PRUNE_LOCKS).unwrap().is_empty(), "the refused prune removed its lock");
 }
+
+/// Bug: a prune judged other hosts' locks by its own clock (and by the
+/// times the locks say), so a wrong clock on either side aged a running
+/// backup's lock, or made it look forged. By the storage's clock, a lock
+/// the storage wrote a moment ago is live whatever time it says, and one
+/// the storage last wrote 40 min ago is stale whatever time it says.
+#[test]
+fn bug_a_prune_judges_locks_by_the_storage_clock_not_by_the_times_they_say() {
+    let (d, r) = repo();
+    let dir = REPOSITORY_LOCKS;
+    // Fresh on storage, but saying 40 min ago (its holder's clock is behind):
+    plant(&r, dir, &info("there", 7, false, 40));
+    // Fresh on storage, saying 40 min ahead (its holder's clock is ahead):
+    let ahead = plant(&r, dir, &info("there", 8, false, -40));
+    // Saying now, but last written 40 min ago by the file system's clock:
+    let silent = plant(&r, dir, &info("there", 9, false, 0));
+    let forty_min_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 60);
+    let path = d.path().join("repo").join(&silent);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(forty_min_ago).unwrap();
+
+    let by_host: Vec<u32> = live_locks_in(&r, dir, None).unwrap().into_iter().map(|(_, l)| l.pid).collect();
+    assert_eq!(by_host, [9], "the times the locks say (the old judgement, kept for unlock)");
+
+    let j = judge_by_storage(&r, dir).unwrap();
+    let mut live: Vec<u32> = j.live.iter().map(|l| l.pid).collect();
+    live.sort();
+    assert_eq!(live, [7, 8], "refreshed on storage within the stale time: live, whatever they say");
+    assert_eq!(j.suspicious.len(), 1, "{:?}", j.suspicious);
+    assert_eq!(j.suspicious[0].0, ahead);
+    assert!(matches!(j.suspicious[0].2, Staleness::Future { minutes } if minutes >= 34), "{:?}", j.suspicious);
+    let probe_age = (Utc::now() - j.now).num_seconds().abs();
+    assert!(probe_age < 600, "the file system's clock is this machine's: {} vs now", j.now);
+    assert!(r.backend().list(&format!("{CLOCK_PROBES}/")).unwrap().is_empty(), "the clock probe is removed");
+}
+
+/// The storage's clock on a local repository is the file system's: a probe
+/// file's time. A probe left by a killed prune goes with the next probe.
+#[test]
+fn the_storage_clock_of_a_local_repository_is_a_probe_files_time_and_old_probes_are_swept() {
+    let (d, r) = repo();
+    let old = format!("{CLOCK_PROBES}/{}", Id::random());
+    r.backend().put_mutable(&old, b"").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    let path = d.path().join("repo").join(&old);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(two_hours_ago).unwrap();
+    let before = Utc::now() - Span::seconds(1);
+    let t = storage_clock(&r);
+    assert!(t >= before && t <= Utc::now() + Span::seconds(1), "{t}");
+    assert!(r.backend().list(&format!("{CLOCK_PROBES}/")).unwrap().is_empty(), "the old probe is swept");
+    assert!(find_locks(&r, REPOSITORY_LOCKS, None, Utc::now(), &HERE).unwrap().is_empty(), "a probe is no lock");
+}
