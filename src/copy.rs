@@ -75,6 +75,8 @@ pub struct Copier<'a> {
     /// Source tree id → destination tree id, for this session.
     trees: HashMap<Id, Id>,
     pub counts: CopyCounts,
+    /// The largest tree written, as readers accept ([`crate::repo::limits::TREE`]).
+    tree_limit: u64,
 }
 
 impl<'a> Copier<'a> {
@@ -93,6 +95,7 @@ impl<'a> Copier<'a> {
             enc: Encoder::new(dst.config().compression),
             trees: HashMap::new(),
             counts: CopyCounts::default(),
+            tree_limit: crate::repo::limits::TREE,
         }
     }
 
@@ -103,6 +106,7 @@ impl<'a> Copier<'a> {
 
     /// Stores a blob through `writer` unless the destination has it.
     fn store(&mut self, writer: &RepoWriter, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        too_large(kind, data, if kind == BlobKind::Tree { self.tree_limit } else { u32::MAX as u64 })?;
         let id = self.dst.key().blob_id(data);
         if !self.stored.contains(&id) && writer.claim(self.dst_index, &id) {
             let mut sealed = Vec::with_capacity(data.len() / 2 + 64);
@@ -389,6 +393,23 @@ pub fn copied_snapshot(source_id: Id, source: &Snapshot, tree: Id, parent: Optio
         program_version: crate::VERSION.to_string(),
         ..source.clone()
     }
+}
+
+/// Refuses a blob of `kind` above `limit` bytes before it is stored: a tree
+/// a re-chunked copy makes larger than readers accept, or any blob whose
+/// length its index entry cannot hold.
+fn too_large(kind: BlobKind, data: &[u8], limit: u64) -> Result<()> {
+    if data.len() as u64 <= limit {
+        return Ok(());
+    }
+    Err(Error::TooLarge {
+        what: format!("a {} blob of the copy", if kind == BlobKind::Tree { "tree" } else { "data" }),
+        detail: format!(
+            "{} bytes, above the limit of {limit}: the destination could not read it back, so nothing of it is \
+             stored (copy into a repository with larger chunk sizes, or split the directory in the source)",
+            data.len()
+        ),
+    })
 }
 
 /// The snapshot a snapshot started as: itself, or the one it was copied from.

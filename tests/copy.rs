@@ -376,3 +376,37 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     assert_eq!(records(&env, dest.command(&env), "drill").len(), 1, "the drill is signed into the copy's chain");
     assert!(records(&env, env.command(), "drill").is_empty());
 }
+
+/// A copied snapshot deleted from the destination behind cairn's back:
+/// the destination's `copy` record names it, so `check` there exits 5 and
+/// says it was deleted. One removed by forget and prune in the destination
+/// is covered by their records and stays clean.
+#[test]
+fn bug_a_copied_snapshot_deleted_from_the_destination_fails_its_check_and_a_forgotten_one_does_not() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), random_bytes(100_000, 7)).unwrap();
+    env.backup_json(&[&src], &[]);
+    std::fs::write(src.join("g"), b"second").unwrap();
+    env.backup_json(&[&src], &[]);
+    let dest = Dest::new(&env, "offsite", &[]);
+    let r = copy(&env, &dest, &[]);
+    let copied: Vec<String> =
+        r["copied"].as_array().unwrap().iter().map(|c| c["snapshot"].as_str().unwrap().to_string()).collect();
+    assert_eq!(copied.len(), 2, "{r}");
+    dest.ok(&env, &["check"]);
+
+    // The older copy forgotten and pruned in the destination: recorded, clean.
+    dest.ok(&env, &["forget", "--keep-last", "1"]);
+    dest.ok(&env, &["prune"]);
+    dest.ok(&env, &["check"]);
+
+    // The newer one deleted as an object.
+    std::fs::remove_file(dest.repo.join("snapshots").join(&copied[1])).unwrap();
+    let out = dest.command(&env).args(["check"]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains(&copied[1][..8]) && text.contains("deleted"), "{text}");
+    assert!(!text.contains(&copied[0][..8]), "the forgotten copy is reported: {text}");
+}

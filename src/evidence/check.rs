@@ -201,10 +201,6 @@ pub fn crosscheck(
         .collect();
     let adopted: BTreeSet<String> =
         counting.iter().filter(|r| r.kind == "init").flat_map(|r| ids(&r.payload, "adopted_snapshots")).collect();
-    // A copy (`cairn copy`) records the snapshots it wrote into the
-    // destination; they claim the host of the backup they copy.
-    let copied: BTreeSet<String> =
-        counting.iter().filter(|r| r.kind == "copy").flat_map(|r| ids(&r.payload, "snapshots_written")).collect();
     let removed: BTreeSet<String> = counting
         .iter()
         .filter(|r| matches!(r.kind.as_str(), "forget" | "prune"))
@@ -214,6 +210,16 @@ pub fn crosscheck(
     for r in counting.iter().filter(|r| r.kind == "backup") {
         if let Some(s) = r.payload.get("snapshot").and_then(Value::as_str) {
             backed.entry(s.to_string()).or_insert(r);
+        }
+    }
+    // A copy (`cairn copy`) records the snapshots it wrote into the
+    // destination (they claim the host of the backup they copy), and stands
+    // for them as a backup record does for its own: one of them gone
+    // without a forget or prune was deleted.
+    let mut written: BTreeMap<String, &VerifiedRecord> = BTreeMap::new();
+    for r in counting.iter().filter(|r| r.kind == "copy") {
+        for s in ids(&r.payload, "snapshots_written") {
+            written.entry(s).or_insert(r);
         }
     }
     let mut problems = Vec::new();
@@ -227,7 +233,7 @@ pub fn crosscheck(
             continue;
         }
         let record = backed.get(&id);
-        if record.is_none() && !adopted.contains(&id) && !copied.contains(&id) {
+        if record.is_none() && !adopted.contains(&id) && !written.contains_key(&id) {
             flagged.insert(s.id, Flag::Unrecorded);
             problems.push(Problem {
                 object,
@@ -272,14 +278,18 @@ pub fn crosscheck(
             });
         }
     }
-    for (id, r) in &backed {
+    let recorded = backed
+        .iter()
+        .map(|(id, r)| (id, r, "backup"))
+        .chain(written.iter().filter(|(id, _)| !backed.contains_key(*id)).map(|(id, r)| (id, r, "copy")));
+    for (id, r, kind) in recorded {
         if present.contains(id) || removed.contains(id) || accepted.contains(id) {
             continue;
         }
         problems.push(Problem {
             object: format!("snapshots/{id}"),
             message: format!(
-                "snapshot {} of backup record {}/{} ({}) is gone, and no forget or prune record removed it: it \
+                "snapshot {} of {kind} record {}/{} ({}) is gone, and no forget or prune record removed it: it \
                  was deleted",
                 crate::text::id_prefix(id, 8),
                 r.signer,
