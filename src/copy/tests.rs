@@ -34,7 +34,7 @@ fn file(repo: &Repository, snapshot: &Snapshot) -> (Vec<u8>, usize) {
 fn copy_one(src: &Repository, dst: &Repository) -> (CopyReport, Snapshot) {
     let list = src.list_snapshots().unwrap().snapshots;
     let mut report = CopyReport::default();
-    run(src, dst, &list, &NoCopyProgress, &mut report).unwrap();
+    run(src, dst, &list, 2, &NoCopyProgress, &mut report).unwrap();
     let copied = dst.load_snapshot(&report.copied[0].snapshot).unwrap();
     (report, copied)
 }
@@ -86,6 +86,6 @@ fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
     assert_eq!(again.original, Some(b.snapshot_id));
     let mut report = CopyReport::default();
     let list = other.list_snapshots().unwrap().snapshots;
-    run(&other, &same, &list, &NoCopyProgress, &mut report).unwrap();
+    run(&other, &same, &list, 2, &NoCopyProgress, &mut report).unwrap();
     assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
 }
