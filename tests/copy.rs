@@ -280,19 +280,11 @@ fn copying_a_repository_into_itself_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the source repository"));
 }
 
-/// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
-/// copy`, with evidence in both repositories; `status` shows the copy's
-/// lag against its own RPO; `drill --from-copy` restores from the copy and
-/// signs into the copy's chain.
-#[test]
-fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
-    use cairn::state::{JobKind, Outcome, State};
-    use std::time::Duration;
-
-    let env = Env::new();
+/// A policy `web` of the test's repository, with a `[copy]` into `dest`
+/// (its password in a file): the policy directory and the state directory.
+fn policy_with_copy(env: &Env, dest: &Dest) -> (PathBuf, PathBuf) {
     let root = env.dir.path().canonicalize().unwrap();
-    let src = source(&env).canonicalize().unwrap();
-    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+    let src = source(env).canonicalize().unwrap();
     let (pw, dest_pw) = (root.join("pw"), root.join("dest-pw"));
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     std::fs::write(&dest_pw, format!("{OTHER_PASSWORD}\n")).unwrap();
@@ -311,6 +303,84 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
         ),
     )
     .unwrap();
+    (policies, state)
+}
+
+/// `cairn copy --policy web` runs the policy's `[copy]` by hand as the
+/// daemon would: into the copy's repository with the copy's password
+/// (none given on the command line), a `copy` record under the policy in
+/// both chains, the run and the copy's point in the state (so `status`
+/// shows the lag); a second run finds the snapshot there; `--to` beside
+/// `--policy` is refused.
+#[test]
+fn copy_policy_runs_the_policys_copy_by_hand_with_the_daemons_evidence_and_lag() {
+    use cairn::state::{JobKind, Outcome, State};
+
+    let env = Env::new();
+    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+    let (policies, state) = policy_with_copy(&env, &dest);
+    let dirs = ["--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    env.ok(&[&["backup", "--policy", "web"][..], &dirs[..2]].concat());
+    // No destination password anywhere but in the policy; the first
+    // repository named only there too.
+    let by_hand = || {
+        let mut c = env.command();
+        c.env_remove("CAIRN_PASSWORD").env("CAIRN_REPO", "/nonexistent");
+        c.env_remove("CAIRN_TO_PASSWORD").env_remove("CAIRN_TO_REPO");
+        c.args([&["copy", "--policy", "web", "--json"][..], &dirs].concat());
+        c
+    };
+    let out = by_hand().output().unwrap();
+    assert!(out.status.success(), "copy --policy: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copied = r["copied"].as_array().unwrap();
+    assert_eq!(copied.len(), 1, "{r}");
+    let copy_id = copied[0]["snapshot"].as_str().unwrap().to_string();
+    dest.ok(&env, &["check", "--read-data"]);
+    let copies: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
+    assert_eq!(copies[0]["id"], copy_id.as_str(), "{copies}");
+    assert_eq!(copies[0]["policy"], "web", "{copies}");
+
+    // The daemon's evidence: one `copy` record under the policy in each chain.
+    let here = records(&env, env.command(), "copy");
+    assert_eq!((here.len(), &here[0]["policy"]), (1, &Value::from("web")), "{here:?}");
+    let there = records(&env, dest.command(&env), "copy");
+    assert_eq!((there.len(), &there[0]["policy"]), (1, &Value::from("web")), "{there:?}");
+    assert_eq!(there[0]["payload"]["snapshots_written"][0], copy_id.as_str());
+
+    // The run and the copy's point are in the state: status shows the lag.
+    let st = State::open_existing(&state).unwrap().unwrap();
+    let run = st.last_run("web", JobKind::Copy, &[Outcome::Success, Outcome::Failure]).unwrap().unwrap();
+    assert_eq!(run.outcome, Outcome::Success, "{run:?}");
+    let status: Value = serde_json::from_str(&env.ok(&[&["status", "--json"][..], &dirs].concat())).unwrap();
+    let lag = &status["policies"][0]["copy"];
+    assert_eq!((&lag["state"], &lag["newest"]["snapshot"]), (&Value::from("ok"), &Value::from(copy_id.as_str())));
+
+    // Again: the snapshot is there, nothing is sent.
+    let out = by_hand().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((again["copied"].as_array().unwrap().len(), again["present"].as_array().unwrap().len()), (0, 1));
+    assert_eq!(again["packs_added"], 0, "{again}");
+    assert_eq!(records(&env, dest.command(&env), "copy").len(), 2);
+
+    let out = by_hand().args(["--to", dest.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leave out --to"));
+}
+
+/// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
+/// copy`, with evidence in both repositories; `status` shows the copy's
+/// lag against its own RPO; `drill --from-copy` restores from the copy and
+/// signs into the copy's chain.
+#[test]
+fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
+    use cairn::state::{JobKind, Outcome, State};
+    use std::time::Duration;
+
+    let env = Env::new();
+    let dest = Dest::new(&env, "offsite", &["--chunk-sizes", "8192,32768,131072"]);
+    let (policies, state) = policy_with_copy(&env, &dest);
     let dirs = ["--policies", policies.to_str().unwrap(), "--state", state.to_str().unwrap()];
     env.ok(&[&["backup", "--policy", "web"][..], &dirs[..2]].concat());
 

@@ -1,7 +1,8 @@
-//! The progress of a backup when stderr is not a terminal: a plain line
-//! every `--progress-interval`, with exact byte counts that parse; a stream
-//! (`--stdin`) shows the bytes read and no total; the last line's totals
-//! are the summary's, unchanged files included. On a terminal (a
+//! The progress of a backup or a copy when stderr is not a terminal: a
+//! plain line every `--progress-interval`, with exact byte counts that
+//! parse; a stream (`--stdin`) shows the bytes read and no total; the last
+//! line's totals are the summary's, unchanged files (of a copy: files in
+//! directories copied already) included. On a terminal (a
 //! pseudo-terminal): the bar with the file count and the file being read,
 //! held mid-way at a failpoint, and a last line equal to the summary.
 #![allow(clippy::print_stderr, reason = "a test prints what it measured")]
@@ -150,6 +151,69 @@ fn the_last_line_of_a_backup_and_of_an_incremental_one_has_the_summarys_files_an
         }
         if round == "incremental" {
             assert_eq!(s["summary"]["files_unchanged"], 6, "{s}");
+        }
+    }
+}
+
+/// A copy's lines count files and bytes against the copied snapshots'
+/// summaries; its last line is the copy's summary, and for a second copy
+/// that reads no file again, the directories found copied count as done.
+#[test]
+fn the_lines_of_a_copy_count_toward_the_snapshots_and_the_last_is_the_copys_summary() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d/e")).unwrap();
+    for i in 0..8u64 {
+        std::fs::write(src.join("d").join(format!("f{i}")), random_bytes(200_000 + i as usize, i)).unwrap();
+    }
+    std::fs::write(src.join("d/e/small"), b"small").unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    let first = env.backup_json(&[&src], &[]);
+    let dest = env.path("offsite");
+    let out = env
+        .command()
+        .env("CAIRN_REPO", &dest)
+        .env("CAIRN_PASSWORD", "the copy's password")
+        .args(["init", "--kdf-memory-kib", "19456"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for round in ["first", "second"] {
+        if round == "second" {
+            // A new snapshot of the same files: the copy finds every directory copied already.
+            env.backup_json(&[&src], &["--force"]);
+        }
+        let out = env
+            .command()
+            .env("CAIRN_TO_PASSWORD", "the copy's password")
+            .args(["copy", "--json", "--progress-interval", "1ms", "--to", dest.to_str().unwrap(), "latest"])
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (files, bytes) = (s["files_total"].as_u64().unwrap(), s["bytes_total"].as_u64().unwrap());
+        // Every file of the snapshot, whether read or found copied.
+        assert_eq!((files, bytes), (10, 8 * 200_000 + 28 + 5), "{round}: {s}");
+        assert_eq!(
+            (files, bytes),
+            (first["summary"]["files_total"].as_u64().unwrap(), first["summary"]["bytes_total"].as_u64().unwrap())
+        );
+        let parsed = lines(&out.stderr);
+        let last = parsed.last().unwrap_or_else(|| panic!("{round}: no progress line"));
+        assert_eq!(last.files, Some((files, files)), "{round}: {parsed:?}");
+        assert_eq!((last.bytes, last.total, last.errors), (bytes, Some(bytes), 0), "{round}: {parsed:?}");
+        for p in &parsed {
+            let (done, total) = p.files.unwrap();
+            assert!(done <= total && p.bytes <= p.total.unwrap(), "{round}: {p:?}");
+            // The total is the snapshot's from the moment the copy knows what it copies.
+            let before_the_plan = p.total == Some(0) && p.bytes == 0;
+            assert!(p.total == Some(bytes) || before_the_plan, "{round}: {p:?}");
+        }
+        if round == "second" {
+            assert_eq!((s["files"].as_u64(), s["bytes"].as_u64()), (Some(0), Some(0)), "nothing read again: {s}");
+        } else {
+            assert_eq!((s["files"].as_u64(), s["bytes"].as_u64()), (Some(files), Some(bytes)), "{s}");
         }
     }
 }

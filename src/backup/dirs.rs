@@ -32,6 +32,9 @@ struct OpenDir {
     pending: u32,
     /// Still being scanned: more entries may come.
     scanning: bool,
+    /// The tree this directory copies (`crate::copy`), reported with the
+    /// id of its own tree once written ([`OpenDirs::take_copied`]).
+    copy_of: Option<Id>,
 }
 
 /// The open directories, in reusable slots.
@@ -44,17 +47,34 @@ pub struct OpenDirs<'a> {
     /// Directories written (the root not included).
     pub written: u64,
     root: Option<Id>,
+    /// Trees written for directories opened with [`OpenDirs::open_copy`]:
+    /// (the tree copied, the tree written).
+    copied: Vec<(Id, Id)>,
 }
 
 impl<'a> OpenDirs<'a> {
     pub fn new(index: &'a Index, writer: &'a RepoWriter, enc: Encoder) -> OpenDirs<'a> {
-        OpenDirs { slots: Vec::new(), free: Vec::new(), index, writer, enc, written: 0, root: None }
+        OpenDirs { slots: Vec::new(), free: Vec::new(), index, writer, enc, written: 0, root: None, copied: Vec::new() }
     }
 
     /// Opens a directory for scanning. `up` is its pending entry in the
     /// directory above ([`OpenDirs::add_pending`]), `None` for the root.
     pub fn open(&mut self, node: Node, up: Option<Place>) -> u32 {
-        let d = OpenDir { node, up, entries: Vec::new(), pending: 0, scanning: true };
+        self.open_dir(OpenDir { node, up, entries: Vec::new(), pending: 0, scanning: true, copy_of: None })
+    }
+
+    /// Opens a directory that copies the tree `source` of another
+    /// repository: once written, the pair is in [`OpenDirs::take_copied`].
+    pub fn open_copy(&mut self, node: Node, up: Option<Place>, source: Id) -> u32 {
+        self.open_dir(OpenDir { node, up, entries: Vec::new(), pending: 0, scanning: true, copy_of: Some(source) })
+    }
+
+    /// The trees copied and written since the last call: (source, written).
+    pub fn take_copied(&mut self) -> Vec<(Id, Id)> {
+        std::mem::take(&mut self.copied)
+    }
+
+    fn open_dir(&mut self, d: OpenDir) -> u32 {
         match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(d);
@@ -127,6 +147,9 @@ impl<'a> OpenDirs<'a> {
             let bytes = Tree::new(dir.entries.into_iter().flatten().collect()).encode();
             tree_within(&bytes, limits::TREE, || path_of(&self.slots, dir.up, &dir.node.name))?;
             let (id, _) = self.writer.store_blob(self.index, BlobKind::Tree, &bytes, &mut self.enc)?;
+            if let Some(source) = dir.copy_of {
+                self.copied.push((source, id));
+            }
             let Some(up) = dir.up else {
                 self.root = Some(id);
                 return Ok(());
@@ -217,6 +240,7 @@ mod tests {
                 entries: Vec::new(),
                 pending: 0,
                 scanning: true,
+                copy_of: None,
             })
         };
         // Slot 2 is the root, slot 0 `srv` in it, slot 1 `x` in `srv`.

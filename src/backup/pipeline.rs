@@ -14,6 +14,10 @@
 //!         uploaders: put pack → publish index entries
 //! ```
 //!
+//! `cairn copy` runs the same stages ([`start_with`]): its walk of the
+//! source's trees sends jobs, and its readers read chunks back from the
+//! source repository instead of opening files (`crate::copy`).
+//!
 //! The scan hands files over as it finds them and gets one [`Done`] report
 //! per file, so a directory's tree can be written as soon as its last file
 //! is read. Every queue is bounded, so memory stays flat whatever the data
@@ -31,6 +35,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 
 use super::Progress;
 use crate::chunk::Chunker;
+use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::blob::Encoder;
@@ -134,15 +139,67 @@ impl Shared {
     }
 }
 
-/// The scan's end of the pipeline.
-pub struct Pipeline<'a, T> {
-    jobs: Option<Sender<FileJob<T>>>,
-    done: Receiver<Done<T>>,
+/// The feeding end of the pipeline: jobs go in, one report per job comes
+/// back. A backup's scan sends [`FileJob`]s and gets [`Done`] reports
+/// ([`FilePipeline`]); a copy sends the chunk lists of the source's files.
+pub struct Pipeline<'a, J, R> {
+    jobs: Option<Sender<J>>,
+    done: Receiver<R>,
     in_flight: usize,
     shared: &'a Shared,
 }
 
-/// Starts `threads` readers and as many sealers in `scope`.
+/// The pipeline of a backup's scan.
+pub type FilePipeline<'a, T> = Pipeline<'a, FileJob<T>, Done<T>>;
+
+/// A chunk on its way to the sealers.
+pub enum Unsealed {
+    /// Plaintext, compressed (when it pays) and sealed by the sealer.
+    Plain(Vec<u8>),
+    /// A blob's payload as another repository stored it (the codec byte
+    /// and the body, compressed with this repository's level or raw), of
+    /// `raw_length` bytes of plaintext: only sealed.
+    Encoded { raw_length: u32, payload: Vec<u8> },
+}
+
+/// A reader's way into the pipeline: each chunk is hashed with the
+/// repository's key and, when neither the index nor another worker has
+/// it, goes on to the sealers.
+pub struct Chunks<'a> {
+    key: &'a MasterKey,
+    index: &'a Index,
+    writer: &'a RepoWriter,
+    tx: Sender<(Id, Unsealed)>,
+}
+
+impl Chunks<'_> {
+    /// Stores `data` unless it is stored already; returns its id.
+    pub fn plain(&self, data: &[u8]) -> Result<Id> {
+        let id = self.key.blob_id(data);
+        if self.writer.claim(self.index, &id) {
+            self.send(id, Unsealed::Plain(data.to_vec()))?;
+        }
+        Ok(id)
+    }
+
+    /// Stores `data` unless it is stored already, sealing `payload` (its
+    /// encoding, see [`Unsealed::Encoded`]) rather than compressing it
+    /// again; returns its id.
+    pub fn encoded(&self, data: &[u8], payload: Vec<u8>) -> Result<Id> {
+        let id = self.key.blob_id(data);
+        if self.writer.claim(self.index, &id) {
+            self.send(id, Unsealed::Encoded { raw_length: data.len() as u32, payload })?;
+        }
+        Ok(id)
+    }
+
+    fn send(&self, id: Id, chunk: Unsealed) -> Result<()> {
+        self.tx.send((id, chunk)).map_err(|_| Error::Stopped("content pipeline"))
+    }
+}
+
+/// Starts `threads` readers and as many sealers in `scope` for a backup:
+/// each reader opens, reads and chunks the files it is sent.
 #[allow(clippy::too_many_arguments)]
 pub fn start<'scope, 'env, T: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
@@ -153,19 +210,48 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     counters: &'env Counters,
     shared: &'env Shared,
     progress: &'env dyn Progress,
-) -> Pipeline<'env, T> {
+) -> FilePipeline<'env, T> {
+    let read = move |chunker: &mut Chunker, chunks: &Chunks<'_>, job: FileJob<T>| {
+        progress.reading(&job.path);
+        crate::failpoint::hit!("backup::reading");
+        let outcome = read_file(&job.path, job.size, chunker, chunks, counters)?;
+        Ok(Done { path: job.path, token: job.token, outcome })
+    };
+    start_with(scope, repo, index, writer, threads, counters, shared, read)
+}
+
+/// Starts `threads` readers and as many sealers in `scope`. Each reader
+/// turns the jobs it is sent into reports with `read`, which cuts and
+/// hands over content through its [`Chunker`] (the repository's) and
+/// [`Chunks`]; an `Err` from `read` stops the pipeline.
+#[allow(clippy::too_many_arguments)]
+pub fn start_with<'scope, 'env, J, R, F>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    repo: &'env Repository,
+    index: &'env Index,
+    writer: &'env RepoWriter,
+    threads: usize,
+    counters: &'env Counters,
+    shared: &'env Shared,
+    read: F,
+) -> Pipeline<'env, J, R>
+where
+    J: Send + 'scope,
+    R: Send + 'scope,
+    F: Fn(&mut Chunker, &Chunks<'_>, J) -> Result<R> + Clone + Send + 'scope,
+{
     let threads = threads.max(1);
     let key = repo.key();
     let level = repo.config().compression;
-    let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads);
-    let (job_tx, job_rx) = unbounded::<FileJob<T>>();
-    let (done_tx, done_rx) = unbounded::<Done<T>>();
+    let (chunk_tx, chunk_rx) = bounded::<(Id, Unsealed)>(threads);
+    let (job_tx, job_rx) = unbounded::<J>();
+    let (done_tx, done_rx) = unbounded::<R>();
     for _ in 0..threads {
         let rx = chunk_rx.clone();
         scope.spawn(move || {
             let mut enc = Encoder::new(level);
             let mut sealed = Vec::new();
-            for (id, data) in rx {
+            for (id, chunk) in rx {
                 if shared.stopped() {
                     continue; // drain so readers never block
                 }
@@ -173,28 +259,35 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
                     sealed = Vec::new(); // a large chunk's buffer goes back
                 }
                 sealed.clear();
-                enc.encode_into(key, &data, &mut sealed);
+                let raw_length = match &chunk {
+                    Unsealed::Plain(data) => {
+                        enc.encode_into(key, data, &mut sealed);
+                        data.len() as u32
+                    }
+                    Unsealed::Encoded { raw_length, payload } => {
+                        key.seal_into(&[payload], &mut sealed);
+                        *raw_length
+                    }
+                };
                 counters.new_blobs.fetch_add(1, Ordering::Relaxed);
-                counters.new_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                if let Err(e) = writer.add_blob(BlobKind::Data, id, data.len() as u32, &sealed) {
+                counters.new_bytes.fetch_add(raw_length as u64, Ordering::Relaxed);
+                if let Err(e) = writer.add_blob(BlobKind::Data, id, raw_length, &sealed) {
                     shared.fail(e);
                 }
             }
         });
     }
     for _ in 0..threads {
-        let (jobs, done, chunks) = (job_rx.clone(), done_tx.clone(), chunk_tx.clone());
+        let (jobs, done, tx, read) = (job_rx.clone(), done_tx.clone(), chunk_tx.clone(), read.clone());
         scope.spawn(move || {
             let mut chunker = Chunker::new(repo.config().chunker);
+            let chunks = Chunks { key, index, writer, tx };
             for job in jobs {
                 if shared.stopped() {
                     break;
                 }
-                progress.reading(&job.path);
-                crate::failpoint::hit!("backup::reading");
-                match read_file(&job.path, job.size, &mut chunker, repo, index, writer, &chunks, counters) {
-                    Ok(outcome) => {
-                        let report = Done { path: job.path, token: job.token, outcome };
+                match read(&mut chunker, &chunks, job) {
+                    Ok(report) => {
                         if done.send(report).is_err() {
                             break; // the scan stopped
                         }
@@ -210,43 +303,43 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     Pipeline { jobs: Some(job_tx), done: done_rx, in_flight: 0, shared }
 }
 
-impl<T> Pipeline<'_, T> {
+impl<J, R> Pipeline<'_, J, R> {
     /// Files handed over and not yet reported back.
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    /// Hands a file to the readers (call [`Pipeline::wait`] first while
-    /// [`MAX_IN_FLIGHT`] files are out).
-    pub fn send(&mut self, job: FileJob<T>) -> Result<()> {
+    /// Hands a job to the readers (call [`Pipeline::wait`] first while
+    /// [`MAX_IN_FLIGHT`] jobs are out).
+    pub fn send(&mut self, job: J) -> Result<()> {
         let sent = self.jobs.as_ref().expect("the pipeline is open").send(job);
         if sent.is_err() || self.shared.stopped() {
-            return Err(self.shared.error(Error::Stopped("backup pipeline")));
+            return Err(self.shared.error(Error::Stopped("content pipeline")));
         }
         self.in_flight += 1;
         Ok(())
     }
 
     /// A report that is ready, if any.
-    pub fn ready(&mut self) -> Result<Option<Done<T>>> {
+    pub fn ready(&mut self) -> Result<Option<R>> {
         match self.done.try_recv() {
             Ok(d) if !self.shared.stopped() => {
                 self.in_flight -= 1;
                 Ok(Some(d))
             }
             Err(TryRecvError::Empty) if !self.shared.stopped() => Ok(None),
-            _ => Err(self.shared.error(Error::Stopped("backup pipeline"))),
+            _ => Err(self.shared.error(Error::Stopped("content pipeline"))),
         }
     }
 
     /// Waits for the next report (there must be a file out).
-    pub fn wait(&mut self) -> Result<Done<T>> {
+    pub fn wait(&mut self) -> Result<R> {
         match self.done.recv() {
             Ok(d) if !self.shared.stopped() => {
                 self.in_flight -= 1;
                 Ok(d)
             }
-            _ => Err(self.shared.error(Error::Stopped("backup pipeline"))),
+            _ => Err(self.shared.error(Error::Stopped("content pipeline"))),
         }
     }
 
@@ -256,7 +349,7 @@ impl<T> Pipeline<'_, T> {
     }
 }
 
-impl<T> Drop for Pipeline<'_, T> {
+impl<J, R> Drop for Pipeline<'_, J, R> {
     fn drop(&mut self) {
         // Stops the readers when the scan gives up early.
         if self.in_flight > 0 {
@@ -292,15 +385,11 @@ impl<R: Read> Read for Counted<'_, R> {
 
 /// Errors while reading a file are the file's problem (the outcome);
 /// errors while storing are the backup's (the `Err`).
-#[allow(clippy::too_many_arguments)]
 fn read_file(
     path: &Path,
     expected_size: u64,
     chunker: &mut Chunker,
-    repo: &Repository,
-    index: &Index,
-    writer: &RepoWriter,
-    tx: &Sender<(Id, Vec<u8>)>,
+    chunks: &Chunks<'_>,
     counters: &Counters,
 ) -> Result<FileOutcome> {
     let f = match open_noatime(path) {
@@ -314,18 +403,18 @@ fn read_file(
     if !before.file_type().is_file() {
         return Ok(FileOutcome::Failed(std::io::Error::other("no longer a regular file")));
     }
-    let key = repo.key();
     let mut content = Vec::with_capacity((expected_size / (1 << 20)) as usize + 1);
     let mut store_err: Option<Error> = None;
     let reader = Counted { inner: &f, n: &counters.bytes_read };
-    let r = chunker.chunk_stream::<_, std::io::Error>(reader, |chunk| {
-        let id = key.blob_id(chunk);
-        content.push(id);
-        if writer.claim(index, &id) && tx.send((id, chunk.to_vec())).is_err() {
-            store_err = Some(Error::Stopped("backup pipeline"));
-            return Err(std::io::Error::other("pipeline stopped"));
+    let r = chunker.chunk_stream::<_, std::io::Error>(reader, |chunk| match chunks.plain(chunk) {
+        Ok(id) => {
+            content.push(id);
+            Ok(())
         }
-        Ok(())
+        Err(e) => {
+            store_err = Some(e);
+            Err(std::io::Error::other("pipeline stopped"))
+        }
     });
     if let Some(e) = store_err {
         return Err(e);

@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::dirs::{OpenDirs, Place};
-use super::pipeline::{Done, FileJob, FileOutcome, Pipeline, ReadFile, MAX_IN_FLIGHT};
+use super::pipeline::{Done, FileJob, FileOutcome, FilePipeline, ReadFile, MAX_IN_FLIGHT};
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::fsmeta::{self, NameCache};
@@ -165,7 +165,7 @@ pub struct Walker<'a> {
     one_file_system: bool,
     names: NameCache,
     dirs: OpenDirs<'a>,
-    pipe: Pipeline<'a, Token>,
+    pipe: FilePipeline<'a, Token>,
     linked: HashMap<(u64, u64), Link>,
     summary: Summary,
     warnings: Vec<String>,
@@ -187,7 +187,7 @@ impl<'a> Walker<'a> {
         dirs: OpenDirs<'a>,
         excludes: &'a Excludes,
         one_file_system: bool,
-        pipe: Pipeline<'a, Token>,
+        pipe: FilePipeline<'a, Token>,
         progress: &'a dyn Progress,
         parent: Option<Tree>,
     ) -> Walker<'a> {

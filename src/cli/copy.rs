@@ -1,18 +1,22 @@
 //! `cairn copy --to URL [SNAPSHOT…]`: snapshots copied into a second
 //! repository, which has its own password (`--to-password-file`,
 //! `CAIRN_TO_PASSWORD`, `--to-password-command`, in that order, as the
-//! usual sources of the first one).
+//! usual sources of the first one). `cairn copy --policy NAME` runs the
+//! policy's `[copy]` as the daemon does. Both show their progress as a
+//! backup does ([`super::progress`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::jobs::copy::{CopyJob, CopyOptions};
 use crate::jobs::RepoOptions;
-use crate::policy::PasswordSource;
+use crate::policy::{self, PasswordSource};
 
 use super::output::{human_bytes, Printer};
+use super::progress::{Display, Meter};
 use super::{repo_options, GlobalArgs, RetryLock, EXIT_OK};
 
 /// The variable that holds the destination's password itself.
@@ -22,8 +26,8 @@ pub const TO_PASSWORD_ENV: &str = "CAIRN_TO_PASSWORD";
 pub struct CopyArgs {
     /// The repository to copy into: a path, file:///path or s3://bucket/prefix (the global S3
     /// options apply to both)
-    #[arg(long, env = "CAIRN_TO_REPO", value_name = "URL")]
-    pub to: String,
+    #[arg(long, env = "CAIRN_TO_REPO", value_name = "URL", required_unless_present = "policy")]
+    pub to: Option<String>,
     /// Read the destination's password from this file (first line)
     #[arg(long, env = "CAIRN_TO_PASSWORD_FILE", value_name = "FILE")]
     pub to_password_file: Option<PathBuf>,
@@ -36,6 +40,15 @@ pub struct CopyArgs {
     pub snapshots: Vec<String>,
     #[command(flatten)]
     pub retry_lock: RetryLock,
+    /// Run this policy's copy, as the daemon does: its repository, its [copy] repository and
+    /// password, every snapshot of the policy the copy lacks
+    #[arg(long, value_name = "NAME", conflicts_with = "snapshots")]
+    pub policy: Option<String>,
+    #[command(flatten)]
+    pub policies: super::policy::PoliciesDir,
+    /// With --policy: the state directory the run and the copy's point are recorded in
+    #[command(flatten)]
+    pub state: super::daemon::StateDir,
 }
 
 /// Where the destination's password comes from.
@@ -65,10 +78,37 @@ pub fn destination(from: &RepoOptions, url: &str, password: PasswordSource) -> R
 
 pub fn run(g: &GlobalArgs, a: &CopyArgs, p: &Printer) -> Result<i32> {
     let from = a.retry_lock.apply(repo_options(g), p);
-    let to = destination(&from, &a.to, to_password(a)?);
-    let opts = CopyOptions { snapshots: a.snapshots.clone(), policy: None };
-    let job = crate::jobs::copy::copy(&from, &to, &opts, &crate::copy::NoCopyProgress);
+    let meter = Arc::new(Meter::new(false));
+    let interval = g.progress_interval.unwrap_or(super::progress::DEFAULT_INTERVAL);
+    let job = match (&a.policy, &a.to) {
+        (Some(_), Some(_)) => {
+            return Err(Error::FlagConflict(
+                "--policy copies into the policy's [copy] repository: leave out --to (and CAIRN_TO_REPO)".into(),
+            ))
+        }
+        (Some(name), None) => {
+            let pol = policy::find(&a.policies.dir, name)?;
+            let state = a.state.resolve();
+            // Signed with the key of the state directory the run is recorded in.
+            let from = RepoOptions { evidence_state: Some(state.clone()), ..from };
+            let shown = Display::start(meter.clone(), p.tty, p.quiet, interval);
+            let job = crate::jobs::copy::policy(&from, &pol, &*meter, Some(&state));
+            shown.finish(job.error.is_none());
+            job
+        }
+        (None, to) => {
+            let to = destination(&from, to.as_deref().unwrap_or_default(), to_password(a)?);
+            let opts = CopyOptions { snapshots: a.snapshots.clone(), policy: None };
+            let shown = Display::start(meter.clone(), p.tty, p.quiet, interval);
+            let job = crate::jobs::copy::copy(&from, &to, &opts, &*meter);
+            shown.finish(job.error.is_none());
+            job
+        }
+    };
     print(&job, p);
+    if let Some(e) = &job.unrecorded {
+        p.warn(format!("the copy is over, but it was not recorded in the state: {e}"));
+    }
     match job.error {
         Some(e) => Err(e),
         None => Ok(EXIT_OK),
@@ -105,6 +145,8 @@ pub fn print(job: &CopyJob, p: &Printer) {
             "rechunked": r.rechunked,
             "files": r.counts.files,
             "bytes": r.counts.bytes,
+            "files_total": r.counts.files_total(),
+            "bytes_total": r.counts.bytes_total(),
             "blobs_added": r.stored.blobs,
             "chunks_added": r.counts.chunks_added,
             "data_added": r.stored.raw_bytes,
@@ -128,9 +170,11 @@ pub fn print(job: &CopyJob, p: &Printer) {
         p.info(format!("reused {} pack(s) an interrupted run had stored", r.adopted_packs));
     }
     p.info(format!(
-        "{} snapshot(s) copied, {} already there; {} file(s), {} read, {} added in {} pack(s){}",
+        "{} snapshot(s) copied, {} already there; {} file(s) ({}) in all, {} read ({}), {} added in {} pack(s){}",
         r.copied.len(),
         r.present.len(),
+        r.counts.files_total(),
+        human_bytes(r.counts.bytes_total()),
         r.counts.files,
         human_bytes(r.counts.bytes),
         human_bytes(r.stored.stored_bytes),

@@ -1,4 +1,4 @@
-//! The progress of a backup as it runs, on stderr: files and bytes done
+//! The progress of a backup or a copy as it runs, on stderr: files and bytes done
 //! and in all, the rate, the time left, the file being read (shortened)
 //! and the errors so far.
 //!
@@ -17,10 +17,14 @@
 //! The totals are the summary's: a file counts when the backup has stored
 //! it (read, or unchanged since the parent), at the size it was stored
 //! with, and a file that could not be read counts as an error and leaves
-//! the total. What is drawn is a pure function of the counters ([`Snap`]).
+//! the total. A copy's total is what the summaries of the snapshots it
+//! copies hold, and a file counts when its content is copied or its
+//! directory is found copied already. What is drawn is a pure function of
+//! the counters ([`Snap`]).
 #![allow(clippy::print_stderr, reason = "the progress display draws on stderr, beside the printer")]
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -180,6 +184,24 @@ impl Progress for Meter {
         self.set_current(path);
     }
     fn streamed(&self, bytes: u64) {
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl crate::copy::CopyProgress for Meter {
+    fn planned(&self, files: u64, bytes: u64) {
+        self.files_found.store(files, Ordering::Relaxed);
+        self.bytes_found.store(bytes, Ordering::Relaxed);
+    }
+    fn queued(&self, path: &[u8]) {
+        self.set_current(Path::new(std::ffi::OsStr::from_bytes(path)));
+    }
+    fn file_done(&self, _path: &[u8], bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn present(&self, _path: &[u8], files: u64, bytes: u64) {
+        self.files_done.fetch_add(files, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
     }
 }

@@ -91,7 +91,7 @@ impl RepoExecutor {
     /// repository, with evidence in both, and the copy's lag for `status`.
     fn copy(&self, job: &JobSpec, state: &State) -> RunSummary {
         let p = &job.policy;
-        let out = jobs::copy::policy(&self.repo, p, &crate::copy::NoCopyProgress);
+        let out = jobs::copy::policy(&self.repo, p, &crate::copy::NoCopyProgress, None);
         log_evidence(p, out.evidence_from.as_ref());
         log_evidence(p, out.evidence_to.as_ref());
         for w in &out.report.warnings {
@@ -100,27 +100,15 @@ impl RepoExecutor {
         for (id, why) in &out.held {
             tracing::warn!(policy = %p.name, snapshot = %id.short(), reason = %why, "held by the evidence check: not copied");
         }
-        if let Some(point) = out.copy_point() {
-            let key = format!("{}{}", crate::status::COPY_KEY_PREFIX, p.name);
-            let text = serde_json::to_string(&point).expect("a copy point serialises");
-            if let Err(e) = state.set_daemon_value(&key, Some(&text)) {
-                tracing::warn!(policy = %p.name, error = %e, "cannot record the copy's recovery point");
-            }
+        if let Err(e) = out.record_point(&p.name, state) {
+            tracing::warn!(policy = %p.name, error = %e, "cannot record the copy's recovery point");
         }
-        let r = &out.report;
-        match &out.error {
-            None => {
-                tracing::info!(policy = %p.name, copied = r.copied.len(), present = r.present.len(),
-                    bytes_added = r.stored.stored_bytes, "copy done");
-                RunSummary {
-                    ok: true,
-                    snapshot_id: r.copied.last().map(|c| c.snapshot.to_hex()),
-                    bytes: Some(r.stored.stored_bytes),
-                    ..Default::default()
-                }
-            }
-            Some(e) => RunSummary::failed(e.to_string()),
+        if out.error.is_none() {
+            let r = &out.report;
+            tracing::info!(policy = %p.name, copied = r.copied.len(), present = r.present.len(),
+                bytes_added = r.stored.stored_bytes, "copy done");
         }
+        out.summary()
     }
 
     /// A scheduled drill: the policy's own settings, signed into the

@@ -11,6 +11,7 @@
 //! snapshots it wrote (`snapshots_written`), which is what its evidence
 //! check takes as their record.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -23,8 +24,15 @@ use crate::evidence::AppendedRecord;
 use crate::id::Id;
 use crate::policy::Policy;
 use crate::repo::{by_id_prefix, Repository, Snapshot};
+use crate::state::{JobKind, State};
 
 use super::open::RepoOptions;
+use super::record::{record_command_run, RunSummary};
+
+/// Where a policy's copy point is kept among the daemon's values in the
+/// state (followed by the policy's name), as a [`CopyPoint`]: what
+/// `cairn status` reads for the copy's lag.
+pub const COPY_KEY_PREFIX: &str = "copy:";
 
 /// What to copy.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +62,8 @@ pub struct CopyJob {
     pub to_id: Option<Id>,
     /// The destination's location, once opened.
     pub to_url: Option<String>,
+    /// Why a command's copy could not be recorded in the state.
+    pub unrecorded: Option<Error>,
 }
 
 /// How far a policy's copy has come: the newest of its snapshots the
@@ -83,15 +93,57 @@ impl CopyJob {
     }
 }
 
+impl CopyJob {
+    /// How the run row records this copy.
+    pub fn summary(&self) -> RunSummary {
+        let r = &self.report;
+        match &self.error {
+            None => RunSummary {
+                ok: true,
+                snapshot_id: r.copied.last().map(|c| c.snapshot.to_hex()),
+                bytes: Some(r.stored.stored_bytes),
+                ..Default::default()
+            },
+            Some(e) => RunSummary::failed(e.to_string()),
+        }
+    }
+
+    /// Records in `state` how far the copy of `policy` has come (the
+    /// newest snapshot it made or found), for its lag in `cairn status`;
+    /// nothing when it found none.
+    pub fn record_point(&self, policy: &str, state: &State) -> Result<()> {
+        let Some(point) = self.copy_point() else { return Ok(()) };
+        let text = serde_json::to_string(&point).expect("a copy point serialises");
+        state.set_daemon_value(&format!("{COPY_KEY_PREFIX}{policy}"), Some(&text))
+    }
+}
+
 /// A policy's copy into its `[copy]` repository: every snapshot of the
-/// policy the copy lacks.
-pub fn policy(repo: &RepoOptions, policy: &Policy, progress: &dyn CopyProgress) -> CopyJob {
-    let Some(to) = repo.for_copy(policy) else {
-        let e = Error::NoCopySection { policy: policy.name.clone(), consequence: "it copies nowhere" };
-        return CopyJob { error: Some(e), ..Default::default() };
+/// policy the copy lacks. The daemon records its run and point itself
+/// (`record_in` is `None`); a command (`cairn copy --policy`) names the
+/// state directory, where the run and the copy's point are recorded once
+/// it is over.
+pub fn policy(repo: &RepoOptions, policy: &Policy, progress: &dyn CopyProgress, record_in: Option<&Path>) -> CopyJob {
+    let (started, started_at) = (Instant::now(), Utc::now());
+    let mut out = match repo.for_copy(policy) {
+        None => {
+            let e = Error::NoCopySection { policy: policy.name.clone(), consequence: "it copies nowhere" };
+            CopyJob { error: Some(e), ..Default::default() }
+        }
+        Some(to) => {
+            let opts = CopyOptions { snapshots: Vec::new(), policy: Some(policy.name.clone()) };
+            copy(&repo.for_policy(policy), &to, &opts, progress)
+        }
     };
-    let opts = CopyOptions { snapshots: Vec::new(), policy: Some(policy.name.clone()) };
-    copy(&repo.for_policy(policy), &to, &opts, progress)
+    if let Some(dir) = record_in {
+        let summary = out.summary();
+        let name = policy.name.as_str();
+        out.unrecorded = record_command_run(dir, name, JobKind::Copy, started_at, started.elapsed(), &summary)
+            .and_then(|()| State::open(dir))
+            .and_then(|state| out.record_point(name, &state))
+            .err();
+    }
+    out
 }
 
 /// Copies snapshots from the repository `from` opens into the one `to`
@@ -120,7 +172,7 @@ pub fn copy(from: &RepoOptions, to: &RepoOptions, opts: &CopyOptions, progress: 
     job.to_id = Some(dst.id());
     job.to_url = Some(dst.backend().location());
     let result = choose(&src, opts, &mut job.held)
-        .and_then(|chosen| crate::copy::run(&src, &dst, &chosen, progress, &mut job.report));
+        .and_then(|chosen| crate::copy::run(&src, &dst, &chosen, from.threads(), progress, &mut job.report));
     job.error = result.err();
     let elapsed = started.elapsed();
     let out = payload_from(&job.report, Some(dst.id()), job.error.as_ref(), elapsed);

@@ -90,6 +90,18 @@ impl Encoder {
 /// Opens, decompresses and checks a blob against its id and length. A
 /// recorded length above [`limits::TREE`] is refused before anything else.
 pub fn decode(key: &MasterKey, sealed: &[u8], id: &Id, raw_length: u64) -> Result<Vec<u8>, BlobError> {
+    decode_keeping_payload(key, sealed, id, raw_length).map(|(data, _)| data)
+}
+
+/// [`decode`], which also returns the opened payload (the codec byte and
+/// the body as stored): sealed with another key, it is that repository's
+/// blob of the same plaintext, and no compression has to run again.
+pub fn decode_keeping_payload(
+    key: &MasterKey,
+    sealed: &[u8],
+    id: &Id,
+    raw_length: u64,
+) -> Result<(Vec<u8>, Vec<u8>), BlobError> {
     if raw_length > limits::TREE {
         return Err(BlobError::Oversized { claimed: raw_length, limit: limits::TREE });
     }
@@ -102,7 +114,7 @@ pub fn decode(key: &MasterKey, sealed: &[u8], id: &Id, raw_length: u64) -> Resul
     if &actual != id {
         return Err(BlobError::IdMismatch { actual });
     }
-    Ok(data)
+    Ok((data, plain))
 }
 
 /// Undoes the codec byte of an opened payload whose plaintext may hold at
@@ -184,6 +196,22 @@ mod tests {
         assert!(sealed.len() < 1000, "compressed to {}", sealed.len());
         let id = k.blob_id(&data);
         assert_eq!(decode(&k, &sealed, &id, data.len() as u64).unwrap(), data);
+    }
+
+    #[test]
+    fn a_kept_payload_sealed_with_another_key_is_what_that_key_would_have_stored() {
+        let (a, b) = (MasterKey::random(), MasterKey::random());
+        let mut enc = Encoder::new(3);
+        for data in [vec![b'a'; 100_000], (0..=255u8).cycle().take(5000).collect(), b"tiny".to_vec()] {
+            let sealed = enc.encode(&a, &data);
+            let (plain, payload) = decode_keeping_payload(&a, &sealed, &a.blob_id(&data), data.len() as u64).unwrap();
+            assert_eq!(plain, data);
+            let mut resealed = Vec::new();
+            b.seal_into(&[&payload], &mut resealed);
+            assert_eq!(decode(&b, &resealed, &b.blob_id(&data), data.len() as u64).unwrap(), data);
+            // The same payload as compressing again at the same level gives.
+            assert_eq!(b.open(&resealed).unwrap(), b.open(&enc.encode(&b, &data)).unwrap());
+        }
     }
 
     #[test]

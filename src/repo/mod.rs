@@ -510,13 +510,26 @@ impl Repository {
     /// Fetches, opens and checks one data blob (a chunk of file content),
     /// which may be at most the repository's maximum chunk size.
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
-        self.read_blob_within(index, id, self.config.max_chunk(), "chunk")
+        self.read_blob_within(index, id, self.config.max_chunk(), "chunk", blob::decode)
+    }
+
+    /// [`Repository::read_blob`], which also returns the blob's payload as
+    /// stored (the codec byte and the body, see [`blob::decode_keeping_payload`]).
+    pub fn read_blob_and_payload(&self, index: &Index, id: &Id) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.read_blob_within(index, id, self.config.max_chunk(), "chunk", blob::decode_keeping_payload)
     }
 
     /// Fetches, opens and checks one blob whose index entry must record at
     /// most `limit` bytes: an entry that claims more is refused before
     /// anything is fetched.
-    fn read_blob_within(&self, index: &Index, id: &Id, limit: u64, what: &str) -> Result<Vec<u8>> {
+    fn read_blob_within<T>(
+        &self,
+        index: &Index,
+        id: &Id,
+        limit: u64,
+        what: &str,
+        decode_with: fn(&MasterKey, &[u8], &Id, u64) -> std::result::Result<T, blob::BlobError>,
+    ) -> Result<T> {
         let loc =
             index.get(id).ok_or_else(|| Error::Integrity { what: format!("blob {id} (missing from the index)") })?;
         let pack = index.pack(loc.pack);
@@ -529,7 +542,7 @@ impl Repository {
         }
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
         let decode = |sealed: &[u8]| {
-            blob::decode(&self.key, sealed, id, loc.raw_length as u64)
+            decode_with(&self.key, sealed, id, loc.raw_length as u64)
                 .map_err(|e| blob_error(format!("blob {} in pack `{key}`", id.short()), e))
         };
         // Tree packs of remote repositories are fetched whole, once, and cached.
@@ -557,7 +570,7 @@ impl Repository {
 
     /// Loads a tree, which may be at most [`limits::TREE`] bytes.
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
-        let b = self.read_blob_within(index, id, limits::TREE, "tree")?;
+        let b = self.read_blob_within(index, id, limits::TREE, "tree", blob::decode)?;
         Tree::decode(&b).map_err(|e| Error::format(format!("tree {id}"), e))
     }
 

@@ -139,6 +139,14 @@ impl RepoWriter {
         }
     }
 
+    /// A session that takes `claimed` (what earlier sessions of the same
+    /// run stored, which the index loaded before them does not list) as
+    /// stored already.
+    pub fn with_claimed(self, claimed: KeySet) -> RepoWriter {
+        *self.claimed.lock().unwrap() = claimed;
+        self
+    }
+
     /// True when the blob is new and this caller must store it; false when
     /// it is in `index` already or another worker claimed it.
     pub fn claim(&self, index: &Index, id: &Id) -> bool {
@@ -194,7 +202,14 @@ impl RepoWriter {
 
     /// Stores the open packs and the final index file; returns the stats.
     /// On an upload error the first such error is returned.
-    pub fn finish(mut self) -> Result<WriterStats> {
+    pub fn finish(self) -> Result<WriterStats> {
+        self.finish_with_claims().map(|(stats, _)| stats)
+    }
+
+    /// [`RepoWriter::finish`], which also hands on the blobs claimed (all
+    /// stored once it succeeds), for the next session of the same run
+    /// ([`RepoWriter::with_claimed`]).
+    pub fn finish_with_claims(mut self) -> Result<(WriterStats, KeySet)> {
         let mut result = Ok(());
         for kind in [BlobKind::Data, BlobKind::Tree] {
             let b = std::mem::replace(&mut *self.open[kind as usize].lock().unwrap(), PackBuilder::new(kind, 0));
@@ -218,7 +233,8 @@ impl RepoWriter {
             s.stats.index_files.extend(ids);
         }
         s.stats.blobs = self.blobs.load(Ordering::Relaxed);
-        Ok(std::mem::take(&mut s.stats))
+        let claimed = std::mem::take(&mut *self.claimed.lock().unwrap());
+        Ok((std::mem::take(&mut s.stats), claimed))
     }
 }
 

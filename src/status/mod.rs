@@ -75,11 +75,7 @@ fn interval_s(p: &Policy, kind: JobKind, now: DateTime<Utc>) -> Option<f64> {
 /// Where the daemon records a policy's last evidence check among its
 /// values in the state (followed by the policy's name).
 pub const EVIDENCE_KEY_PREFIX: &str = "evidence:";
-
-/// Where the daemon records how far a policy's copy has come among its
-/// values in the state (followed by the policy's name), as a
-/// [`CopyPoint`].
-pub const COPY_KEY_PREFIX: &str = "copy:";
+pub use crate::jobs::copy::COPY_KEY_PREFIX;
 
 /// How far a policy's `[copy]` lags: the age of the newest of its
 /// snapshots the copy holds, judged against the copy's own `rpo` (else the

@@ -34,7 +34,7 @@ fn file(repo: &Repository, snapshot: &Snapshot) -> (Vec<u8>, usize) {
 fn copy_one(src: &Repository, dst: &Repository) -> (CopyReport, Snapshot) {
     let list = src.list_snapshots().unwrap().snapshots;
     let mut report = CopyReport::default();
-    run(src, dst, &list, &NoCopyProgress, &mut report).unwrap();
+    run(src, dst, &list, 2, &NoCopyProgress, &mut report).unwrap();
     let copied = dst.load_snapshot(&report.copied[0].snapshot).unwrap();
     (report, copied)
 }
@@ -86,39 +86,6 @@ fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
     assert_eq!(again.original, Some(b.snapshot_id));
     let mut report = CopyReport::default();
     let list = other.list_snapshots().unwrap().snapshots;
-    run(&other, &same, &list, &NoCopyProgress, &mut report).unwrap();
+    run(&other, &same, &list, 2, &NoCopyProgress, &mut report).unwrap();
     assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
-}
-
-/// A tree the copy would write above what readers accept is refused by
-/// name before it is stored (a re-chunked copy makes trees larger than the
-/// source's), and so is a blob whose length the index cannot hold.
-#[test]
-fn bug_a_tree_above_the_readers_limit_is_refused_before_it_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = repo(dir.path(), "src", 7, 16 * 1024);
-    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(vec![7u8; 100_000])) };
-    let b = crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
-    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
-    let (src_index, dst_index) = (src.load_index().unwrap(), dst.load_index().unwrap());
-
-    let mut copier = Copier::new(&src, &src_index, &dst, &dst_index);
-    copier.tree_limit = 16;
-    let writer = RepoWriter::new(&dst, 1, 64);
-    let e = copier.copy_tree(&writer, &b.snapshot.tree, &NoCopyProgress).unwrap_err();
-    let stats = writer.finish().unwrap();
-    assert!(matches!(&e, Error::TooLarge { what, .. } if what.contains("tree")), "{e}");
-    assert!(e.to_string().contains("above the limit of 16"), "{e}");
-    assert!(e.hint().is_some(), "{e}");
-    assert_eq!(stats.blobs, copier.counts.chunks_added, "a tree was stored: {stats:?}");
-
-    // The same copy under the readers' limit goes through.
-    let mut copier = Copier::new(&src, &src_index, &dst, &dst_index);
-    let writer = RepoWriter::new(&dst, 1, 64);
-    copier.copy_tree(&writer, &b.snapshot.tree, &NoCopyProgress).unwrap();
-    writer.finish().unwrap();
-    assert_eq!(copier.counts.trees, 1);
-
-    assert!(matches!(too_large(BlobKind::Data, &[0u8; 9], 8), Err(Error::TooLarge { .. })));
-    assert!(too_large(BlobKind::Data, &[0u8; 8], 8).is_ok());
 }
