@@ -17,6 +17,12 @@
 //! Standard library only, so the bench script builds it with `rustc -O`:
 //!   latency_proxy UPSTREAM_HOST:PORT RTT_MS [WINDOW_BYTES]
 //! prints the loopback port it listens on, then serves until killed.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::exit,
+    reason = "a bench tool prints its port, and its usage before it exits"
+)]
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
