@@ -62,6 +62,12 @@ impl Cache {
         self.dir.join(kind).join(id.to_hex())
     }
 
+    /// Whether an entry for the object exists (unchecked: [`Cache::get`]
+    /// still hashes it).
+    pub fn has(&self, kind: &str, id: &Id) -> bool {
+        self.path(kind, id).is_file()
+    }
+
     /// A cached object whose bytes still hash to its id.
     pub fn get(&self, kind: &str, id: &Id) -> Option<Vec<u8>> {
         let p = self.path(kind, id);

@@ -71,16 +71,17 @@ impl Repository {
             c.retain("index", &ids.iter().copied().collect());
         }
         let mut b = IndexBuilder::new(mode).exclude(filter.exclude.clone()).demote(filter.demote.clone());
-        for id in ids {
-            let r = self.load_object("index", &id, limits::INDEX_FILE).and_then(|plain| {
+        self.for_each_object("index", &ids, limits::INDEX_FILE, |id, loaded| {
+            let r = loaded.and_then(|plain| {
                 IndexFile::check_sizes_of(&plain, self.config.max_chunk(), limits::TREE)
                     .and_then(|()| b.add_file(id, &plain))
                     .map_err(|e| Error::format(format!("index file `index/{id}`"), e))
             });
-            if let Err(e) = r {
-                bad(&id, e)?;
+            match r {
+                Ok(()) => Ok(()),
+                Err(e) => bad(&id, e),
             }
-        }
+        })?;
         b.finish(&mut |reqs| self.full_ids(reqs))
     }
 

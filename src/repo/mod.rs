@@ -22,6 +22,7 @@ pub mod cache;
 mod config;
 pub use config::{Config, StorageSettings};
 pub mod duties;
+mod fetch;
 pub mod index;
 pub mod index_file;
 pub mod keys;
@@ -106,6 +107,11 @@ fn misfit_error(backend: &dyn Backend, misfits: &[keys::Unlocked]) -> Error {
         }
     }
     Error::ForeignKeySlot { slot: format!("keys/{}", misfits[0].slot) }
+}
+
+/// Parses the plaintext of `snapshots/<id>`.
+fn decode_snapshot(id: &Id, plain: &[u8]) -> Result<Snapshot> {
+    Snapshot::decode(plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))
 }
 
 /// Turns a blob or object decoding error about `what` into the library's
@@ -455,23 +461,23 @@ impl Repository {
         if let Some(c) = &self.cache {
             c.retain("snapshots", &ids.iter().copied().collect());
         }
-        for id in ids {
-            match self.load_snapshot(&id) {
+        self.for_each_object("snapshots", &ids, limits::SNAPSHOT, |id, loaded| {
+            match loaded.and_then(|plain| decode_snapshot(&id, &plain)) {
                 Ok(s) => out.snapshots.push((id, s)),
                 Err(e @ (Error::Integrity { .. } | Error::Format { .. } | Error::TooLarge { .. })) => {
                     out.damaged.push((id, e))
                 }
                 Err(e) => return Err(e),
             }
-        }
+            Ok(())
+        })?;
         out.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         out.damaged.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let plain = self.load_object("snapshots", id, limits::SNAPSHOT)?;
-        Snapshot::decode(&plain).map_err(|e| Error::format(format!("snapshot `snapshots/{id}`"), e))
+        decode_snapshot(id, &self.load_object("snapshots", id, limits::SNAPSHOT)?)
     }
 
     /// Stores a snapshot; one above [`limits::SNAPSHOT`] is refused, since
