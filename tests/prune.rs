@@ -499,9 +499,14 @@ fn a_policys_scheduled_prune_deletes_after_the_policys_own_safety_margin() {
         PASSWORD.as_bytes(),
     )
     .unwrap();
-    // Dated by this host's clock, the only one a local repository has.
     let planted =
         cairn::repo::marks::save(&repo, chrono::Utc::now() - chrono::Duration::hours(2), garbage.clone()).unwrap();
+    // A mark counts from the later of its time and its store time (the
+    // file's, on a local repository): the planted file is two hours old too.
+    for m in &planted {
+        let file = std::fs::File::options().write(true).open(env.repo.join(format!("marks/{m}"))).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 3600)).unwrap();
+    }
     let pw = env.path("pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let policy = |retention: &str| {
