@@ -93,7 +93,7 @@ pub fn judge(marks: &[Marked], locks: &[LockInfo], now: DateTime<Utc>, margin: D
                 id: m.id,
                 time: made,
                 packs: m.mark.packs.len(),
-                ripe: !suspicious && now >= deletable_from && waiting_for.is_empty(),
+                ripe: !suspicious && now + CLOCK_RESOLUTION > deletable_from && waiting_for.is_empty(),
                 deletable_from,
                 waiting_for,
                 suspicious,
@@ -105,15 +105,20 @@ pub fn judge(marks: &[Marked], locks: &[LockInfo], now: DateTime<Utc>, margin: D
 /// When a mark counts as made: the later of the time it says (the marking
 /// prune's storage clock, or an older build's host clock) and the time the
 /// storage stored it, by the storage's clock. Neither a wrong clock of the
-/// marking host nor of this one makes a mark ripen early. The storage's
-/// time is taken one second early: HTTP `Date` headers, which give "now"
-/// on S3, have whole seconds, while the stored times may not.
+/// marking host nor of this one makes a mark ripen early.
 pub fn made(m: &Marked) -> DateTime<Utc> {
     match m.stored {
-        Some(stored) => m.mark.time.max(stored - chrono::Duration::seconds(1)),
+        Some(stored) => m.mark.time.max(stored),
         None => m.mark.time,
     }
 }
+
+/// How far apart two readings of one storage clock may be for one moment:
+/// HTTP `Date` headers, which give "now" on S3, have whole seconds, while a
+/// mark's time and its stored time may not. A mark ripens this much early,
+/// which a margin of hours cannot notice; without it, a margin of zero
+/// waited for the next second on S3.
+pub const CLOCK_RESOLUTION: chrono::Duration = chrono::Duration::seconds(1);
 
 /// Where a pack that prune would remove stands in the two phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -221,6 +226,17 @@ mod tests {
         assert!(judged(&quiet, t(12, 0)).ripe, "forgets and prunes store nothing");
         let zero = judge(std::slice::from_ref(&m), &[], t(10, 0), Duration::ZERO);
         assert!(zero[0].ripe, "with no margin, at once");
+    }
+
+    #[test]
+    fn bug_a_mark_made_in_the_same_second_as_the_next_prune_was_not_ripe_on_s3_with_no_margin() {
+        // The marking prune read "now" as 10:00:00 plus 0.4 s since the
+        // storage's last response; the next prune reads 10:00:00 plus 0.1 s
+        // (its `Date` header has the same whole second).
+        let later = |ms| t(10, 0) + chrono::Duration::milliseconds(ms);
+        let m = Marked { stored: Some(later(400)), ..mark(1, later(400), &[Id::hash_of(b"p")]) };
+        assert!(judge(std::slice::from_ref(&m), &[], later(100), Duration::ZERO)[0].ripe);
+        assert!(!judge(std::slice::from_ref(&m), &[], later(100), Duration::from_secs(2))[0].ripe);
     }
 
     #[test]
