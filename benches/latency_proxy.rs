@@ -83,18 +83,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, half_rtt: Duration, not_before: 
     let _ = from.shutdown(Shutdown::Read);
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
-        eprintln!("usage: latency_proxy UPSTREAM_HOST:PORT RTT_MS [WINDOW_BYTES]");
-        std::process::exit(2);
-    }
-    let upstream = args[1].clone();
-    let rtt = Duration::from_secs_f64(args[2].parse::<f64>().expect("RTT_MS is a number") / 1000.0);
-    let window: usize = args.get(3).map(|w| w.parse().expect("WINDOW_BYTES is a number")).unwrap_or(4 << 20);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    println!("{}", listener.local_addr().unwrap().port());
-    std::io::stdout().flush().unwrap();
+/// Accepts clients on `listener` and joins each to `upstream` through the
+/// delaying pipes, for ever.
+fn serve(listener: TcpListener, upstream: String, rtt: Duration, window: usize) {
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
         let upstream = upstream.clone();
@@ -111,4 +102,55 @@ fn main() {
             let _ = up.join();
         });
     }
+}
+
+/// `cargo test --all-targets` runs this without arguments: an echo server
+/// behind the proxy at 20 ms must return every byte, in order, and no
+/// sooner than one round trip.
+fn self_test() {
+    let echo = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
+    let upstream = echo.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for c in echo.incoming().flatten() {
+            thread::spawn(move || {
+                let mut w = c.try_clone().unwrap();
+                let _ = std::io::copy(&mut &c, &mut w);
+            });
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let port = listener.local_addr().unwrap().port();
+    let rtt = Duration::from_millis(20);
+    thread::spawn(move || serve(listener, upstream, rtt, 64 << 10));
+    let sent: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let start = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect to the proxy");
+    let writer = {
+        let (mut w, sent) = (c.try_clone().unwrap(), sent.clone());
+        thread::spawn(move || w.write_all(&sent).expect("send through the proxy"))
+    };
+    let mut got = vec![0u8; sent.len()];
+    c.read_exact(&mut got).expect("every byte comes back");
+    writer.join().unwrap();
+    assert!(got == sent, "the proxy changed or reordered bytes");
+    assert!(start.elapsed() >= rtt, "no delay: {:?}", start.elapsed());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if args.is_empty() {
+        self_test();
+        return;
+    }
+    if args.len() < 2 {
+        eprintln!("usage: latency_proxy UPSTREAM_HOST:PORT RTT_MS [WINDOW_BYTES]");
+        std::process::exit(2);
+    }
+    let upstream = args[0].clone();
+    let rtt = Duration::from_secs_f64(args[1].parse::<f64>().expect("RTT_MS is a number") / 1000.0);
+    let window: usize = args.get(2).map(|w| w.parse().expect("WINDOW_BYTES is a number")).unwrap_or(4 << 20);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    serve(listener, upstream, rtt, window);
 }
