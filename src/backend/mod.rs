@@ -27,6 +27,7 @@ pub mod object_lock;
 pub mod s3;
 mod s3_clock;
 mod s3_lock;
+mod s3_put;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
