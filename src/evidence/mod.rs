@@ -58,6 +58,7 @@ pub mod signer;
 pub mod store;
 pub mod trust;
 pub mod verify;
+mod verify_claims;
 mod verify_heads;
 mod verify_report;
 

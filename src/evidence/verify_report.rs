@@ -250,3 +250,8 @@ pub(super) fn removed(l: &Loaded, chain: &str, from: u64, to: u64, why: Option<S
 pub fn legacy_file(seq: u64) -> String {
     format!("{}.json", file_stem(seq))
 }
+
+/// A problem of record `seq` of `chain`, presented as `file`.
+pub(super) fn problem(kind: ProblemKind, chain: &str, seq: u64, file: &str, detail: String) -> Problem {
+    Problem { kind, signer: Some(chain.to_string()), seq: Some(seq), file: Some(file.to_string()), detail }
+}
