@@ -5,6 +5,7 @@
 pub mod chromium;
 pub mod forge;
 pub mod pty;
+pub mod rng;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

@@ -2,26 +2,10 @@
 //! integers (length fields), truncation, deletion, duplication, splices
 //! from other inputs, and runs of one slice repeated (deep nesting).
 
-/// xorshift64*: small, fast, and the same on every machine.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number below `n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "../common/rng.rs"]
+#[allow(dead_code, reason = "the fuzz harness does not pick from slices")]
+mod rng;
+pub use rng::Rng;
 
 /// A stable hash of a target's name, to give each target its own stream.
 pub fn hash_name(name: &str) -> u64 {
