@@ -19,18 +19,20 @@ use crate::error::{Error, Result};
 
 /// Reads and verifies the evidence of each of `locations` at `now`, all
 /// at once, with the read keys `readers` and the auditor's `trust`;
-/// `open` opens a location's backend. The sources are in the order of
+/// `open` opens a location's backend (on the calling thread, one after
+/// the other, before any is read). The sources are in the order of
 /// `locations`. A repository that cannot be read is a source with why,
 /// never a reason to leave the others out.
 pub fn read_sources(
     locations: &[String],
-    open: impl Fn(&str) -> Result<Arc<dyn Backend>> + Sync,
+    open: impl Fn(&str) -> Result<Arc<dyn Backend>>,
     readers: &[MasterKey],
     trust: &Trust,
     now: DateTime<Utc>,
 ) -> Vec<Source> {
-    let read_one = |location: &String| {
-        let read = open(location)
+    let opened: Vec<(&String, Result<Arc<dyn Backend>>)> = locations.iter().map(|l| (l, open(l))).collect();
+    let read_one = |(location, opened): (&String, Result<Arc<dyn Backend>>)| {
+        let read = opened
             .and_then(|b| {
                 // A location with no repository is not one with no evidence.
                 match b.stat("config") {
@@ -43,11 +45,11 @@ pub fn read_sources(
             .map_err(|e| e.to_string());
         Source { location: location.clone(), read }
     };
-    if locations.len() < 2 {
-        return locations.iter().map(read_one).collect();
+    if opened.len() < 2 {
+        return opened.into_iter().map(read_one).collect();
     }
     std::thread::scope(|s| {
-        let running: Vec<_> = locations.iter().map(|l| s.spawn(|| read_one(l))).collect();
+        let running: Vec<_> = opened.into_iter().map(|o| s.spawn(|| read_one(o))).collect();
         running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }

@@ -135,7 +135,10 @@ fn the_records_of_every_repository_are_read_several_at_once_and_verified_as_one_
         b.put("config", b"a repository").unwrap();
         s.store(&b, &reader);
     }
+    let caller = std::thread::current().id();
     let open = |l: &str| -> Result<Arc<dyn Backend>> {
+        // The CLI's request counters (`--stats`) are the opening thread's.
+        assert_eq!(std::thread::current().id(), caller, "opened on the caller's thread");
         let repo = locations.iter().position(|x| x == l).unwrap();
         Ok(Arc::new(Watched { inner: LocalBackend::new(l), repo, watch: watch.clone() }))
     };
