@@ -24,7 +24,8 @@
 # hosts' enrolment lines make, with the read keys), `cairn report --repo A
 # --repo B --keys FILE` (JSON and HTML) and `cairn status` are timed with
 # /usr/bin/time; the script fails unless the report names the silent host
-# and the revoked host's records after its revocation.
+# and the revoked host's records after its revocation, and the admin's key
+# as an administrator's.
 #
 # Repositories are made with the tests' low KDF cost (--kdf-memory-kib
 # 19456): every one of the ~4,000 commands derives the key once, and at the
@@ -233,10 +234,12 @@ r = json.load(open(f"{work}/report.json"))
 names = [h["host"] for h in r["hosts"]]
 assert len([n for n in names if n.startswith("h")]) == hosts, names
 # Silent: the host that stopped; the revoked host too, since none of its
-# records after the revocation counts; and the admin's key, which signed
-# only the revocation and backs up nothing.
-expected_silent = sorted(["admin", silent, revoked])
+# records after the revocation counts. The admin's key, which signed only
+# the revocation and backs up nothing, is an administrator's, no host.
+expected_silent = sorted([silent, revoked])
 assert r["evidence"]["silent_hosts"] == expected_silent, r["evidence"]["silent_hosts"]
+assert r["evidence"]["admin_keys"] == ["admin"], r["evidence"]["admin_keys"]
+assert "admin" not in names, names
 after = [u for u in r["evidence"]["not_counted"] if u["reason"] == "revoked"]
 assert after and all(u["host"] == revoked for u in after), after
 # Every backup and drill of the revoked host after the revocation is named.
@@ -244,6 +247,7 @@ weeks = len(range(7, days + 1, 7))
 assert len(after) == 3 * (days - days // 2) + 3 * weeks, (len(after), days, weeks)
 s = json.load(open(f"{work}/status.json"))
 assert s["silent"] == expected_silent, s["silent"]
+assert s["admins"] == ["admin"], s["admins"]
 print(f"report: {len(names)} hosts, silent {r['evidence']['silent_hosts']}, status silent {s['silent']}, "
       f"{len(after)} records of {revoked} after its revocation, status {r['status']}")
 PY
