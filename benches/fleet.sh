@@ -220,11 +220,12 @@ silent_after=$((($(date +%s) - silent_stopped) / 2))s
 auditor() {
     env -u CAIRN_PASSWORD -u CAIRN_REPO CAIRN_STATE_DIR="$work/auditor/state" CAIRN_CACHE_DIR="$work/auditor/cache" \
         CAIRN_S3_ENDPOINT="http://127.0.0.1:${s3ports[0]}" \
-        /usr/bin/time -f '%e s %M kB' -o "$work/time-$1" "$cairn" --repo "${repos[0]}" --repo "${repos[1]}" "${@:2}" \
-        --keys "$keys" --silent-after "$silent_after"
+        /usr/bin/time -f '%e s %M kB' -o "$work/time-$1" "$cairn" --stats --repo "${repos[0]}" --repo "${repos[1]}" \
+        "${@:2}" --keys "$keys" --silent-after "$silent_after" 2> "$work/stderr-$1" \
+        || { cat "$work/stderr-$1" >&2; return 1; }
 }
 auditor report-json report --format json > "$work/report.json"
-auditor report-html report --out "$work/report.html" 2> /dev/null
+auditor report-html report --out "$work/report.html"
 auditor status status --json > "$work/status.json"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 python3 - "$work" "$hosts" "$silent" "$revoked" "$days" <<'PY' || fail "the report does not say what happened"
@@ -255,4 +256,6 @@ grep -q "<span class=\"tag\">silent</span>" "$work/report.html" || fail "the HTM
 grep -q "$silent" "$work/report.html" || fail "the HTML report does not name $silent"
 grep -q "signed after the key was revoked" "$work/report.html" || fail "the HTML report names no revoked record"
 echo "html: $(stat -c %s "$work/report.html") bytes"
-for m in report-json report-html status; do echo "$m: $(cat "$work/time-$m")"; done
+for m in report-json report-html status; do
+    echo "$m: $(cat "$work/time-$m"), $(grep -h '"requests"' "$work/stderr-$m" | tail -1)"
+done
