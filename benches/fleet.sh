@@ -24,7 +24,8 @@
 # hosts' enrolment lines make, with the read keys), `cairn report --repo A
 # --repo B --keys FILE` (JSON and HTML) and `cairn status` are timed with
 # /usr/bin/time; the script fails unless the report names the silent host
-# and the revoked host's records after its revocation.
+# and the revoked host's records after its revocation, and the admin's key
+# as an administrator's.
 #
 # Repositories are made with the tests' low KDF cost (--kdf-memory-kib
 # 19456): every one of the ~4,000 commands derives the key once, and at the
@@ -219,11 +220,12 @@ silent_after=$((($(date +%s) - silent_stopped) / 2))s
 auditor() {
     env -u CAIRN_PASSWORD -u CAIRN_REPO CAIRN_STATE_DIR="$work/auditor/state" CAIRN_CACHE_DIR="$work/auditor/cache" \
         CAIRN_S3_ENDPOINT="http://127.0.0.1:${s3ports[0]}" \
-        /usr/bin/time -f '%e s %M kB' -o "$work/time-$1" "$cairn" --repo "${repos[0]}" --repo "${repos[1]}" "${@:2}" \
-        --keys "$keys" --silent-after "$silent_after"
+        /usr/bin/time -f '%e s %M kB' -o "$work/time-$1" "$cairn" --stats --repo "${repos[0]}" --repo "${repos[1]}" \
+        "${@:2}" --keys "$keys" --silent-after "$silent_after" 2> "$work/stderr-$1" \
+        || { cat "$work/stderr-$1" >&2; return 1; }
 }
 auditor report-json report --format json > "$work/report.json"
-auditor report-html report --out "$work/report.html" 2> /dev/null
+auditor report-html report --out "$work/report.html"
 auditor status status --json > "$work/status.json"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 python3 - "$work" "$hosts" "$silent" "$revoked" "$days" <<'PY' || fail "the report does not say what happened"
@@ -233,10 +235,12 @@ r = json.load(open(f"{work}/report.json"))
 names = [h["host"] for h in r["hosts"]]
 assert len([n for n in names if n.startswith("h")]) == hosts, names
 # Silent: the host that stopped; the revoked host too, since none of its
-# records after the revocation counts; and the admin's key, which signed
-# only the revocation and backs up nothing.
-expected_silent = sorted(["admin", silent, revoked])
+# records after the revocation counts. The admin's key, which signed only
+# the revocation and backs up nothing, is an administrator's, no host.
+expected_silent = sorted([silent, revoked])
 assert r["evidence"]["silent_hosts"] == expected_silent, r["evidence"]["silent_hosts"]
+assert r["evidence"]["admin_keys"] == ["admin"], r["evidence"]["admin_keys"]
+assert "admin" not in names, names
 after = [u for u in r["evidence"]["not_counted"] if u["reason"] == "revoked"]
 assert after and all(u["host"] == revoked for u in after), after
 # Every backup and drill of the revoked host after the revocation is named.
@@ -244,6 +248,7 @@ weeks = len(range(7, days + 1, 7))
 assert len(after) == 3 * (days - days // 2) + 3 * weeks, (len(after), days, weeks)
 s = json.load(open(f"{work}/status.json"))
 assert s["silent"] == expected_silent, s["silent"]
+assert s["admins"] == ["admin"], s["admins"]
 print(f"report: {len(names)} hosts, silent {r['evidence']['silent_hosts']}, status silent {s['silent']}, "
       f"{len(after)} records of {revoked} after its revocation, status {r['status']}")
 PY
@@ -251,4 +256,6 @@ grep -q "<span class=\"tag\">silent</span>" "$work/report.html" || fail "the HTM
 grep -q "$silent" "$work/report.html" || fail "the HTML report does not name $silent"
 grep -q "signed after the key was revoked" "$work/report.html" || fail "the HTML report names no revoked record"
 echo "html: $(stat -c %s "$work/report.html") bytes"
-for m in report-json report-html status; do echo "$m: $(cat "$work/time-$m")"; done
+for m in report-json report-html status; do
+    echo "$m: $(cat "$work/time-$m"), $(grep -h '"requests"' "$work/stderr-$m" | tail -1)"
+done

@@ -372,7 +372,9 @@ fn copy_policy_runs_the_policys_copy_by_hand_with_the_daemons_evidence_and_lag()
 /// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
 /// copy`, with evidence in both repositories; `status` shows the copy's
 /// lag against its own RPO; `drill --from-copy` restores from the copy and
-/// signs into the copy's chain.
+/// signs into the copy's chain, and `report --check-evidence` finds that
+/// drill's record there (review finding 12: it read only the policy's
+/// repository and marked the drill unverified).
 #[test]
 fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
     use cairn::state::{JobKind, Outcome, State};
@@ -445,6 +447,26 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     assert!(report["repository"]["location"].as_str().unwrap().ends_with("offsite"), "{}", report["repository"]);
     assert_eq!(records(&env, dest.command(&env), "drill").len(), 1, "the drill is signed into the copy's chain");
     assert!(records(&env, env.command(), "drill").is_empty());
+
+    // The report from the state, checked against the evidence (review
+    // finding 12): the drill from the copy is backed by the copy's chain,
+    // which `--check-evidence` reads too. The auditor pins the keys both
+    // repositories enrolled, each with its own legacy key.
+    let mut keys = std::collections::BTreeMap::new();
+    for listed in [env.ok(&["evidence", "keys"]), dest.ok(&env, &["evidence", "keys"])] {
+        for line in listed.lines().filter(|l| !l.starts_with('#')) {
+            keys.insert(line.split_whitespace().nth(1).unwrap().to_string(), format!("{line}\n"));
+        }
+    }
+    assert_eq!(keys.values().filter(|l| l.starts_with("@legacy")).count(), 2, "{keys:?}");
+    let keys_file = env.dir.path().join("auditor-keys");
+    std::fs::write(&keys_file, keys.into_values().collect::<String>()).unwrap();
+    let check = ["report", "--format", "json", "--check-evidence", "--keys", keys_file.to_str().unwrap()];
+    let r: Value = serde_json::from_str(&env.ok(&[&check[..], &dirs].concat())).unwrap();
+    let web = &r["policies"][0];
+    assert_eq!(web["drills"]["count"], 1, "{}", web["drills"]);
+    assert_eq!(web["evidence"]["unverified_drills"], serde_json::json!([]), "{}", web["evidence"]);
+    assert_eq!(web["evidence"]["state"], "verified", "{}", web["evidence"]);
 }
 
 /// A copied snapshot deleted from the destination behind cairn's back:

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::evidence::fleet::{self, Fleet, Source};
+use crate::evidence::fleet::{self, Fleet};
 
 use super::GlobalArgs;
 
@@ -38,9 +38,9 @@ impl FleetArgs {
     }
 }
 
-/// Reads and verifies the evidence of every `--repo` at `now`. A
-/// repository that cannot be read is part of the result (named, with why),
-/// never a reason to leave the others out.
+/// Reads and verifies the evidence of every `--repo` at `now`, all at
+/// once. A repository that cannot be read is part of the result (named,
+/// with why), never a reason to leave the others out.
 pub fn read(g: &GlobalArgs, a: &FleetArgs, now: DateTime<Utc>) -> Result<Fleet> {
     let keys = a.keys.as_deref().expect("a view from evidence has --keys");
     let (trust, readers) = super::evidence::trust_from(None, Some(keys), &a.reader_keys)?;
@@ -56,20 +56,7 @@ pub fn read(g: &GlobalArgs, a: &FleetArgs, now: DateTime<Utc>) -> Result<Fleet> 
                 .into(),
         ));
     }
-    let mut sources = Vec::new();
-    for url in &g.repo {
-        let read = super::open_backend_url(g, url)
-            .and_then(|b| {
-                // A location with no repository is not one with no evidence.
-                match b.stat("config") {
-                    Err(e) if e.is_not_found() => return Err(Error::NoRepository(b.location())),
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => {}
-                }
-                crate::evidence::check::verify_repository(b.as_ref(), &readers, &trust, now)
-            })
-            .map_err(|e| e.to_string());
-        sources.push(Source { location: url.clone(), read });
-    }
+    let open = |url: &str| super::open_backend_url(g, url);
+    let sources = crate::evidence::fleet_read::read_sources(&g.repo, open, &readers, &trust, now);
     Ok(fleet::digest(&sources))
 }

@@ -103,6 +103,9 @@ pub fn render(s: &FleetStatus, color: bool) -> String {
             out.push_str(&format!("  {}  {last}\n", h.host));
         }
     }
+    if !s.admins.is_empty() {
+        out.push_str(&format!("\nAdministrators' keys (revocations and acceptances only): {}\n", s.admins.join(", ")));
+    }
     if !s.not_counted.is_empty() {
         out.push_str(&format!("\n{}\n", paint("Not counted:", Tone::Bad, color)));
         for u in &s.not_counted {

@@ -458,11 +458,15 @@ pub fn open_backend_url(g: &GlobalArgs, url: &str) -> Result<Arc<dyn Backend>> {
     o.open_backend()
 }
 
-/// Counts the requests of this command, for `--stats`.
+/// Counts the requests of this command, for `--stats`: of every backend
+/// it opens (on this thread), summed.
 fn count_requests(b: Arc<dyn Backend>) -> Arc<dyn Backend> {
-    let counting = Arc::new(backend::CountingBackend::new(b));
+    let mut counting = backend::CountingBackend::new(b);
+    if let Some(counts) = STATS.with(|s| s.borrow().clone()) {
+        counting.counts = counts;
+    }
     STATS.with(|s| *s.borrow_mut() = Some(counting.counts.clone()));
-    counting
+    Arc::new(counting)
 }
 
 thread_local! {
@@ -543,5 +547,19 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         // Catches clashing argument names and bad defaults in every subcommand.
         <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn bug_stats_counted_only_the_last_repository_a_command_opened() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b"] {
+            let b =
+                super::count_requests(std::sync::Arc::new(crate::backend::LocalBackend::new(dir.path().join(name))));
+            b.put("config", b"x").unwrap();
+            b.get("config").unwrap();
+        }
+        let counts = super::STATS.with(|s| s.borrow().clone()).unwrap();
+        assert_eq!((counts.put.load(Relaxed), counts.get.load(Relaxed)), (2, 2), "both repositories' requests");
     }
 }

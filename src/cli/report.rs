@@ -114,8 +114,9 @@ fn check_evidence_needs_keys() -> Error {
 }
 
 /// What each policy's repository's evidence backs under the auditor's
-/// keys `trust`; a repository that cannot be opened or read leaves its
-/// policy's rows unchecked, with why.
+/// keys `trust`, with the drills its `[copy]` repository's evidence backs
+/// (`drill --from-copy` signs there); a repository that cannot be opened
+/// or read leaves its policy's rows unchecked, with why.
 fn check_evidence(
     g: &GlobalArgs,
     policies: &[crate::policy::Policy],
@@ -126,10 +127,22 @@ fn check_evidence(
     policies
         .iter()
         .map(|pol| {
-            let read = opts.open_policy(pol).and_then(|repo| crate::evidence::check::backing(&repo, trust, now));
+            let backing = |repo: crate::repo::Repository| crate::evidence::check::backing(&repo, trust, now);
+            let read = opts.open_policy(pol).and_then(backing).map_err(|e| e.to_string());
+            let read = read.and_then(|(snapshots, mut drills)| {
+                // `drill --from-copy` signs into the copy's chain.
+                if let (Some(copy), Some(o)) = (&pol.copy, opts.for_copy(pol)) {
+                    let (_, on_copy) = o
+                        .open()
+                        .and_then(backing)
+                        .map_err(|e| format!("its [copy] repository {}: {e}", copy.to.url))?;
+                    drills.extend(on_copy);
+                }
+                Ok((snapshots, drills))
+            });
             let e = match read {
                 Ok((snapshots, drills)) => report::RowEvidence::Read { snapshots, drills },
-                Err(e) => report::RowEvidence::Unread(e.to_string()),
+                Err(why) => report::RowEvidence::Unread(why),
             };
             (pol.name.clone(), e)
         })

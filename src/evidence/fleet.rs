@@ -18,6 +18,12 @@
 //! signer host: its backups and drills of a policy are put under the host
 //! their payload claims, and its other records (the repository's `init`)
 //! under none.
+//!
+//! A host whose records that count are administration alone (a key
+//! revoked, a snapshot accepted: [`HostFacts::is_admin`]) is an
+//! administrator's key, listed in [`Fleet::admins`], not a host that went
+//! silent: it backs nothing up. One that ever signed a backup or a drill
+//! that counts stays a host.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,6 +145,9 @@ pub struct HostFacts {
     pub record_times: Vec<DateTime<Utc>>,
     /// Its records that count, of any kind.
     pub records: usize,
+    /// The kinds of its records that count.
+    #[serde(skip)]
+    pub kinds: BTreeSet<String>,
     pub policies: BTreeMap<String, PolicyFacts>,
 }
 
@@ -168,11 +177,18 @@ pub struct FlaggedSnapshot {
     pub why: String,
 }
 
+/// The kinds of record an administrator signs: a key revoked, a flagged
+/// snapshot accepted.
+pub const ADMIN_KINDS: [&str; 2] = ["revoke", "accept"];
+
 /// Everything the reports and the handover screen read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Fleet {
     pub repositories: Vec<RepositorySummary>,
     pub hosts: BTreeMap<String, HostFacts>,
+    /// The keys' hosts that signed administration alone
+    /// ([`HostFacts::is_admin`]): no host of the fleet, never silent.
+    pub admins: BTreeMap<String, HostFacts>,
     pub not_counted: Vec<Uncounted>,
     pub flagged: Vec<FlaggedSnapshot>,
 }
@@ -185,6 +201,15 @@ impl Fleet {
 }
 
 impl HostFacts {
+    /// Whether its records that count are an administrator's: a
+    /// revocation or an acceptance, and nothing else but its own
+    /// enrolment (or the repository's `init`). A host that ever backed up or drilled (or wrote any other
+    /// record) is a host, silent or not.
+    pub fn is_admin(&self) -> bool {
+        let admin = |k: &String| ADMIN_KINDS.contains(&k.as_str());
+        self.kinds.iter().any(admin) && self.kinds.iter().all(|k| admin(k) || k == "enroll" || k == "init")
+    }
+
     /// Its newest record that counts made by `end`: a record dated after
     /// it (a clock that jumped ahead once) never keeps a host from being
     /// silent.
@@ -283,6 +308,8 @@ pub fn digest(sources: &[Source]) -> Fleet {
             add_record(&mut f, &s.location, report, r);
         }
     }
+    let (admins, hosts) = std::mem::take(&mut f.hosts).into_iter().partition(|(_, h)| h.is_admin());
+    (f.admins, f.hosts) = (admins, hosts);
     for h in f.hosts.values_mut() {
         for p in h.policies.values_mut() {
             p.backups.sort_by_key(|b| (b.time, b.seq));
@@ -340,6 +367,7 @@ fn add_record(f: &mut Fleet, location: &str, report: &VerifyReport, r: &Verified
     h.keys.insert(r.signer.clone());
     h.repositories.insert(location.to_string());
     h.records += 1;
+    h.kinds.insert(r.kind.clone());
     h.last_record = h.last_record.max(Some(at));
     h.record_times.push(at);
     let Some(policy) = r.policy.clone() else { return };

@@ -53,3 +53,22 @@ fn silence_is_no_record_within_the_threshold_and_a_huge_threshold_silences_no_on
     assert!(silent(None, end, hour), "a host with no record that counts is silent");
     assert!(!silent(Some(t(1, 0)), end, chrono::Duration::MAX), "no overflow, no one silenced");
 }
+
+#[test]
+fn a_key_that_signed_administration_alone_is_an_administrators_and_no_silent_host() {
+    let mut s = Synthetic::new(0xcd);
+    let db1 = s.host("db1", true, t(1, 0));
+    let admin = s.host("admin", true, t(1, 0));
+    s.host("fresh", true, t(1, 0));
+    s.backup(db1, "pg", t(2, 2), 5);
+    s.append(admin, "accept", None, t(2, 3), serde_json::json!({"snapshot": "3".repeat(64)}));
+    // A host that backs up and accepts a snapshot stays a host.
+    s.append(db1, "accept", None, t(2, 4), serde_json::json!({"snapshot": "4".repeat(64)}));
+    let report = s.verify(t(3, 0));
+    assert!(report.is_intact(), "{:?}", report.problems);
+    let f = digest(&[Source { location: "s3://a/fleet".into(), read: Ok(report) }]);
+    assert_eq!(f.admins.keys().collect::<Vec<_>>(), ["admin"]);
+    assert_eq!(f.admins["admin"].records, 2, "its enrolment and its acceptance");
+    // A host that only enrolled has backed nothing up: still a host, silent.
+    assert_eq!(f.hosts.keys().collect::<Vec<_>>(), ["db1", "fresh"]);
+}

@@ -50,6 +50,7 @@ mod chain_record;
 pub mod check;
 mod export;
 pub mod fleet;
+pub mod fleet_read;
 pub mod key;
 pub mod objects;
 pub mod payload;

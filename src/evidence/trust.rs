@@ -21,6 +21,9 @@
 //!   cannot backdate.
 //! - `@legacy KEY`: the repository's sealed key (`cairn evidence pubkey`),
 //!   which every password holder can use; its records are the legacy chain.
+//!   Each repository has its own: a fleet over several lists one line for
+//!   each, and a repository's legacy chain is verified under the one its
+//!   first verifying record was signed with ([`Trust::for_legacy_chain`]).
 //! - `@reader KEY`: a read key (`cairn evidence reader-key`), to read a
 //!   repository's evidence without the password. Several may be given; each
 //!   is tried.
@@ -29,6 +32,7 @@
 //! prints the lines for the keys a repository enrolled, for the auditor to
 //! check against each host (`cairn evidence enroll` prints its own line).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -76,6 +80,9 @@ pub struct Trust {
     /// True for an auditor's pinned keys; false when the keys come from the
     /// repository itself (`cairn check`, with the password).
     pub pinned: bool,
+    /// The other `@legacy` keys after the first (which is `keys["legacy"]`):
+    /// other repositories' sealed keys.
+    pub other_legacy: Vec<TrustedKey>,
 }
 
 impl Trust {
@@ -86,11 +93,36 @@ impl Trust {
         for id in [LEGACY_KEY_ID.to_string(), key_id(&public)] {
             keys.insert(id.clone(), TrustedKey { key_id: id, public, host: None, revoked_after: None });
         }
-        Trust { keys, pinned: true }
+        Trust { keys, pinned: true, other_legacy: Vec::new() }
     }
 
     pub fn get(&self, chain: &str) -> Option<&TrustedKey> {
         self.keys.get(chain)
+    }
+
+    /// This trust for one repository's records `legacy_records` (the
+    /// legacy chain's, as `(seq, bytes)`): with several `@legacy` keys, the
+    /// one that signed the lowest record that verifies under any of them
+    /// becomes the legacy key (one repository has one sealed key); with
+    /// one, or when none verifies, the trust as it is.
+    pub fn for_legacy_chain<'a>(&self, legacy_records: impl IntoIterator<Item = (u64, &'a [u8])>) -> Cow<'_, Trust> {
+        let Some(first) = self.keys.get(LEGACY_KEY_ID).filter(|_| !self.other_legacy.is_empty()) else {
+            return Cow::Borrowed(self);
+        };
+        let mut records: Vec<(u64, &[u8])> = legacy_records.into_iter().collect();
+        records.sort_by_key(|(seq, _)| *seq);
+        let candidates: Vec<&TrustedKey> = std::iter::once(first).chain(&self.other_legacy).collect();
+        let signer = records
+            .iter()
+            .find_map(|(_, bytes)| candidates.iter().find(|k| super::record::check_signed(bytes, &k.public).is_ok()));
+        match signer {
+            Some(k) if k.public != first.public => {
+                let mut t = self.clone();
+                t.keys.insert(LEGACY_KEY_ID.into(), (*k).clone());
+                Cow::Owned(t)
+            }
+            _ => Cow::Borrowed(self),
+        }
     }
 }
 
@@ -108,7 +140,7 @@ pub fn read_keys_file(path: &Path) -> Result<KeysFile> {
 
 /// Parses the text of a keys file; `shown` names it in errors.
 pub fn parse_keys(text: &str, shown: &str) -> Result<KeysFile> {
-    let mut trust = Trust { keys: BTreeMap::new(), pinned: true };
+    let mut trust = Trust { keys: BTreeMap::new(), pinned: true, other_legacy: Vec::new() };
     let mut readers = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -147,6 +179,15 @@ pub fn parse_keys(text: &str, shown: &str) -> Result<KeysFile> {
             h if h.starts_with('@') => return Err(bad(format!("unknown `{h}` (use @legacy or @reader)"))),
             h => (key_id(&public), Some(h.to_string())),
         };
+        let listed = |k: &TrustedKey| k.public == public;
+        if id == LEGACY_KEY_ID && trust.keys.get(&id).is_some_and(|k| !listed(k)) {
+            if trust.other_legacy.iter().any(listed) {
+                return Err(bad(format!("legacy key {} is listed twice", key_id(&public))));
+            }
+            // Another repository's sealed key.
+            trust.other_legacy.push(TrustedKey { key_id: id, public, host, revoked_after });
+            continue;
+        }
         if trust.keys.contains_key(&id) {
             return Err(bad(format!("key {id} is listed twice")));
         }

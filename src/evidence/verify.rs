@@ -63,6 +63,10 @@ pub fn verify_dir_with(dir: &Path, trust: &Trust, now: DateTime<Utc>) -> Result<
 
 /// Verifies everything in `l` with the keys of `trust`, at `now`.
 pub fn verify_loaded(l: &Loaded, trust: &Trust, now: DateTime<Utc>) -> VerifyReport {
+    // With several repositories' legacy keys pinned: this one's.
+    let legacy = l.records.iter().filter(|i| i.chain == LEGACY_KEY_ID).map(|i| (i.seq, i.bytes.as_slice()));
+    let resolved = trust.for_legacy_chain(legacy);
+    let trust: &Trust = &resolved;
     let mut r = VerifyReport { files: l.records.len(), ..Default::default() };
     let mut unreadable: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for (shown, why) in &l.unreadable {

@@ -61,6 +61,33 @@ fn an_intact_chain_verifies_and_reports_its_head() {
 }
 
 #[test]
+fn a_keys_file_pins_the_legacy_key_of_each_repository_and_each_verifies_under_its_own() {
+    let ((a, ka), (b, kb)) = (chain(4), chain(3));
+    let lines = |extra: &str| {
+        format!("@legacy {}\n@legacy {}{extra}\n", public_text(&ka.verifying_key()), public_text(&kb.verifying_key()))
+    };
+    let trust = parse_keys(&lines(""), "k").unwrap().trust;
+    let now = Utc::now();
+    for (dir, n) in [(&a, 4), (&b, 3)] {
+        let r = verify_dir_with(dir.path(), &trust, now).unwrap();
+        assert!(r.is_intact(), "{:?}", r.problems);
+        assert_eq!(r.records.len(), n);
+    }
+    // A revocation holds for its own repository's key only.
+    let trust = parse_keys(&lines(" revoked-after=0"), "k").unwrap().trust;
+    assert!(verify_dir_with(a.path(), &trust, now).unwrap().records.iter().all(|r| !r.revoked));
+    let r = verify_dir_with(b.path(), &trust, now).unwrap();
+    assert_eq!(r.records.iter().filter(|r| r.revoked).count(), 2, "b's records after its init");
+    // A chain that neither signed still does not verify.
+    let (c, _) = chain(2);
+    assert!(!verify_dir_with(c.path(), &trust, now).unwrap().is_intact());
+    // The same key twice is still a mistake.
+    let twice = format!("{}@legacy {}\n", lines(""), public_text(&kb.verifying_key()));
+    let e = parse_keys(&twice, "k").err().unwrap().to_string();
+    assert!(e.contains("listed twice") && e.contains("line 3"), "{e}");
+}
+
+#[test]
 fn anchors_catch_a_truncated_or_rewritten_chain() {
     let (dir, key) = chain(5);
     let head = verify(dir.path(), &key).head.unwrap();

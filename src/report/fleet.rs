@@ -19,7 +19,9 @@
 //!   scheduled slots are not counted;
 //! - a host is **silent** when its newest record that counts is older than
 //!   the threshold (`--silent-after`) at the end of the evaluated period:
-//!   its row is red, and so is the report.
+//!   its row is red, and so is the report. An administrator's key (it
+//!   signed revocations or acceptances alone) is no host: it is named in
+//!   a notice and in the evidence section, never silent.
 //!
 //! Evidence that is damaged (records removed, reordered, altered,
 //! replayed, the chain restarted) or a repository that could not be read
@@ -136,6 +138,13 @@ pub fn build_fleet(input: &FleetInput) -> Report {
             when(end)
         ));
     }
+    if !f.admins.is_empty() {
+        notices.push(format!(
+            "Administrators' keys (they signed revocations or acceptances and nothing else; no hosts of the \
+             fleet): {}.",
+            f.admins.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
     let mut worst = Status::Green;
     for r in &f.repositories {
         match (&r.error, r.intact) {
@@ -186,6 +195,7 @@ pub fn build_fleet(input: &FleetInput) -> Report {
         repositories: f.repositories.clone(),
         silent_after_s: secs(input.silent_after),
         silent_hosts,
+        admin_keys: f.admins.keys().cloned().collect(),
         not_counted: f.not_counted.clone(),
         flagged_snapshots: f.flagged.clone(),
     });

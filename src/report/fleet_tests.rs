@@ -210,3 +210,16 @@ fn bug_a_signed_snapshot_name_of_multibyte_characters_made_every_view_of_the_evi
     assert!(md.contains("Flagged snapshot ééééééééé?[2Jééé of host db1"), "{md}");
     assert!(!md.contains('\u{1b}') && !html.contains('\u{1b}'));
 }
+
+#[test]
+fn an_administrators_key_is_named_in_a_notice_and_the_evidence_never_as_a_silent_host() {
+    let mut s = fleet(2, |_| 30);
+    let admin = s.host("admin", true, day(1, 0));
+    s.append(admin, "accept", None, day(3, 0), serde_json::json!({"snapshot": "3".repeat(64)}));
+    let r = build_fleet(&input(vec![Source { location: "s3://backups/fleet".into(), read: Ok(s.verify(day(31, 0))) }]));
+    assert_eq!(r.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["host-00", "host-01"]);
+    let e = r.evidence.as_ref().unwrap();
+    assert_eq!((e.silent_hosts.len(), e.admin_keys.clone()), (0, vec!["admin".to_string()]));
+    assert!(r.notices.iter().any(|n| n.contains("Administrators' keys") && n.ends_with(": admin.")), "{:?}", r.notices);
+    assert!(html::render(&r).contains("<h3>Administrators' keys</h3><p>admin (revocations and acceptances only)</p>"));
+}

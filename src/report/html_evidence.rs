@@ -60,6 +60,13 @@ pub(super) fn evidence(w: &mut String, e: &EvidenceSection) {
             e.silent_hosts.iter().map(|h| esc(h)).collect::<Vec<_>>().join(", ")
         );
     }
+    if !e.admin_keys.is_empty() {
+        let _ = write!(
+            w,
+            "<h3>Administrators' keys</h3><p>{} (revocations and acceptances only)</p>",
+            e.admin_keys.iter().map(|h| esc(h)).collect::<Vec<_>>().join(", ")
+        );
+    }
     let _ = write!(w, "<h3 id=\"not-counted\">Records not counted</h3>");
     if e.not_counted.is_empty() {
         let _ = write!(w, "<p class=\"muted\">none: every record verified under a trusted key counts</p>");

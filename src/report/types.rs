@@ -234,6 +234,9 @@ pub struct EvidenceSection {
     /// A host with no record for this long is silent.
     pub silent_after_s: f64,
     pub silent_hosts: Vec<String>,
+    /// The hosts of keys that signed administration alone (revocations,
+    /// acceptances): no hosts of the fleet, never silent.
+    pub admin_keys: Vec<String>,
     pub not_counted: Vec<crate::evidence::fleet::Uncounted>,
     /// Snapshots whose backup record does not count (another host's name,
     /// dated ahead): named, never counted.

@@ -2,7 +2,8 @@
 //! records back, and what the daemon's last evidence check found.
 //!
 //! With `--check-evidence --keys FILE`, each policy's repository's evidence
-//! is read and verified under the auditor's pinned keys (never the keys the
+//! (and its `[copy]` repository's, where `drill --from-copy` signs) is read
+//! and verified under the auditor's pinned keys (never the keys the
 //! repository enrolled, which any password holder can add to). A successful backup run whose snapshot no backup record
 //! that counts names, or a drill whose id no drill record names, is
 //! **unverified**: the state says it happened, the evidence does not. When

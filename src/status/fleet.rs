@@ -11,7 +11,8 @@
 //!   policy carries (policy files are not read: the hosts have their own);
 //!   none before a first drill;
 //! - **silent**: no record that counts, of any kind, within `silent_after`
-//!   before now.
+//!   before now. An administrator's key (it signed revocations or
+//!   acceptances alone) is listed in `admins` instead: it backs nothing up.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -75,6 +76,9 @@ pub struct FleetStatus {
     pub hosts: Vec<HostStatus>,
     /// The hosts that have gone silent.
     pub silent: Vec<String>,
+    /// The hosts of keys that signed administration alone (revocations,
+    /// acceptances): no hosts, never silent.
+    pub admins: Vec<String>,
     pub not_counted: Vec<Uncounted>,
     pub flagged: Vec<FlaggedSnapshot>,
 }
@@ -145,6 +149,7 @@ pub fn build(fleet: &Fleet, now: DateTime<Utc>, silent_after: chrono::Duration) 
         silent_after_s: secs(silent_after),
         repositories: fleet.repositories.clone(),
         silent: hosts.iter().filter(|h| h.silent).map(|h| h.host.clone()).collect(),
+        admins: fleet.admins.keys().cloned().collect(),
         hosts,
         not_counted: fleet.not_counted.clone(),
         flagged: fleet.flagged.clone(),
@@ -196,6 +201,21 @@ mod tests {
         assert_eq!(json["schema"], SCHEMA);
         assert_eq!(json["hosts"][0]["policies"][0]["rpo_state"], "ok");
     }
+    #[test]
+    fn an_administrators_key_is_named_as_such_and_never_silent() {
+        let mut s = Synthetic::new(0x33);
+        let db = s.host("db1", true, day(1, 0));
+        let admin = s.host("admin", true, day(1, 0));
+        s.host("fresh", true, day(1, 0));
+        s.backup(db, "pg", day(10, 2), 5);
+        s.append(admin, "accept", None, day(2, 3), serde_json::json!({"snapshot": "3".repeat(64)}));
+        let fleet = digest(&[Source { location: "/srv/r".into(), read: Ok(s.verify(day(10, 12))) }]);
+        let st = build(&fleet, day(10, 12), Duration::hours(26));
+        assert_eq!(st.silent, ["fresh"], "the admin's key backs nothing up: it is not silent");
+        assert_eq!(st.admins, ["admin"]);
+        assert_eq!(st.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["db1", "fresh"]);
+    }
+
     #[test]
     fn bug_a_record_dated_ahead_kept_a_host_from_going_silent_on_the_handover_screen() {
         let mut s = Synthetic::new(0x32);
