@@ -34,7 +34,7 @@ fn file(repo: &Repository, snapshot: &Snapshot) -> (Vec<u8>, usize) {
 fn copy_one(src: &Repository, dst: &Repository) -> (CopyReport, Snapshot) {
     let list = src.list_snapshots().unwrap().snapshots;
     let mut report = CopyReport::default();
-    run(src, dst, &list, 2, &NoCopyProgress, &mut report).unwrap();
+    run(src, dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut report).unwrap();
     let copied = dst.load_snapshot(&report.copied[0].snapshot).unwrap();
     (report, copied)
 }
@@ -86,6 +86,33 @@ fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
     assert_eq!(again.original, Some(b.snapshot_id));
     let mut report = CopyReport::default();
     let list = other.list_snapshots().unwrap().snapshots;
-    run(&other, &same, &list, 2, &NoCopyProgress, &mut report).unwrap();
+    run(&other, &same, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut report).unwrap();
     assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
+}
+
+/// A snapshot a stopped copy committed and never recorded is re-derived
+/// (the copy of a tree is deterministic for the destination's key and
+/// chunker) and taken as this copy's own, with nothing sent; told that no
+/// record names it, a copy does not take it as held unseen.
+#[test]
+fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(data)) };
+    crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
+    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
+    let list = src.list_snapshots().unwrap().snapshots;
+    let mut first = CopyReport::default();
+    run(&src, &dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut first).unwrap();
+    assert!(first.stored.packs > 0);
+    let made = first.copied[0].snapshot;
+
+    let none_recorded = |s: &[(Id, Snapshot)]| Ok(s.iter().map(|(id, _)| *id).collect());
+    let mut again = CopyReport::default();
+    run(&src, &dst, &list, 2, &none_recorded, &NoCopyProgress, &mut again).unwrap();
+    assert_eq!(again.resumed.iter().map(|c| (c.source, c.snapshot)).collect::<Vec<_>>(), vec![(list[0].0, made)]);
+    assert!(again.copied.is_empty() && again.present.is_empty(), "{again:?}");
+    assert_eq!((again.stored.packs, again.stored.blobs), (0, 0), "{again:?}");
+    assert_eq!(dst.list_snapshots().unwrap().snapshots.len(), 1);
 }
