@@ -116,3 +116,67 @@ fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again
     assert_eq!((again.stored.packs, again.stored.blobs), (0, 0), "{again:?}");
     assert_eq!(dst.list_snapshots().unwrap().snapshots.len(), 1);
 }
+
+/// A source tree met a second time while the files of its first meeting
+/// are still in the pipeline (two directories with the same tree, side by
+/// side) is waited for ([`walk`]'s `wait_for`) and reused: its files are
+/// read once, and the copy holds both directories.
+#[test]
+fn a_directory_met_again_while_its_files_are_in_flight_is_waited_for_and_copied_once() {
+    use crate::repo::snapshot::SNAPSHOT_VERSION;
+    use crate::repo::tree::TREE_VERSION;
+    use crate::repo::{BlobKind, Node, NodeKind, Summary, Tree};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let writer = crate::repo::writer::RepoWriter::new(&src, 1, 64);
+    let (index, mut enc) = (crate::repo::Index::new(), crate::repo::blob::Encoder::new(3));
+    let mut store = |kind, bytes: &[u8]| writer.store_blob(&index, kind, bytes, &mut enc).unwrap().0;
+    let files: Vec<Node> = (0..3u8)
+        .map(|i| {
+            let content = vec![i; 10_000 + i as usize];
+            let mut n = Node::new(vec![b'f', b'0' + i], NodeKind::File);
+            (n.mode, n.size, n.content) = (0o644, content.len() as u64, vec![store(BlobKind::Data, &content)]);
+            n
+        })
+        .collect();
+    let shared = store(BlobKind::Tree, &Tree { v: TREE_VERSION, nodes: files }.encode());
+    let dir_node = |name: &[u8]| {
+        let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+        (n.mode, n.subtree) = (0o755, Some(shared));
+        n
+    };
+    let root = store(BlobKind::Tree, &Tree { v: TREE_VERSION, nodes: vec![dir_node(b"a"), dir_node(b"b")] }.encode());
+    writer.finish().unwrap();
+    src.save_snapshot(&Snapshot {
+        v: SNAPSHOT_VERSION,
+        time: chrono::Utc::now(),
+        hostname: "h".into(),
+        username: "u".into(),
+        paths: vec!["/".into()],
+        tags: Vec::new(),
+        policy: None,
+        parent: None,
+        tree: root,
+        program_version: "test".into(),
+        original: None,
+        summary: Summary::default(),
+    })
+    .unwrap();
+
+    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
+    let (report, copied) = copy_one(&src, &dst);
+    let c = report.counts;
+    assert_eq!((c.files, c.bytes, c.files_present, c.bytes_present), (3, 30_003, 3, 30_003), "{c:?}");
+    assert_eq!(c.trees, 2, "the shared tree and the root: {c:?}");
+    let index = dst.load_index().unwrap();
+    let top = dst.load_tree(&index, &copied.tree).unwrap();
+    let names: Vec<&[u8]> = top.nodes.iter().map(|n| &n.name[..]).collect();
+    assert_eq!(names, [&b"a"[..], b"b"]);
+    assert_eq!(top.nodes[0].subtree, top.nodes[1].subtree);
+    let inner = dst.load_tree(&index, &top.nodes[0].subtree.unwrap()).unwrap();
+    for (i, n) in inner.nodes.iter().enumerate() {
+        let data: Vec<u8> = n.content.iter().flat_map(|id| dst.read_blob(&index, id).unwrap()).collect();
+        assert_eq!(data, vec![i as u8; 10_000 + i]);
+    }
+}
