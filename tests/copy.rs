@@ -273,8 +273,8 @@ fn copy_policy_runs_the_policys_copy_by_hand_with_the_daemons_evidence_and_lag()
 }
 
 /// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
-/// copy`, with evidence in both repositories; `status` shows the copy's
-/// lag against its own RPO; `drill --from-copy` restores from the copy and
+/// copy`, with evidence in both repositories; `status` shows the running
+/// copy's progress, then the copy's lag against its own RPO; `drill --from-copy` restores from the copy and
 /// signs into the copy's chain.
 #[test]
 fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
@@ -291,8 +291,14 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     let before: Value = serde_json::from_str(&env.ok(&[&["status", "--json"][..], &dirs].concat())).unwrap();
     assert_eq!(before["policies"][0]["copy"]["state"], "no-backup", "{before}");
 
-    let mut daemon = env
-        .command()
+    let source: Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let files_total = source[0]["summary"]["files_total"].as_u64().unwrap();
+    // The daemon's copy pauses once its snapshot is committed, so that
+    // `status` sees it running.
+    let mut pause = Pause::new(env.path("pause"));
+    let mut daemon = env.command();
+    pause.arm(&mut daemon, "copy::snapshot_committed");
+    let mut daemon = daemon
         .env_remove("CAIRN_PASSWORD")
         .args([&["daemon", "--listen", "none"][..], &dirs].concat())
         .stderr(std::process::Stdio::null())
@@ -301,6 +307,11 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     let socket = state.join("daemon.sock");
     wait_until("the control socket", Duration::from_secs(30), || socket.exists());
     env.ok(&["run-now", "web", "--kind", "copy", "--state", state.to_str().unwrap()]);
+    pause.wait_paused(Duration::from_secs(120));
+    // A running copy shows its progress against its totals, as a backup
+    // does (asserted once the daemon is stopped).
+    let text = env.ok(&[&["status"][..], &dirs].concat());
+    pause.release();
     let finished = || {
         State::open_existing(&state)
             .ok()
@@ -312,6 +323,9 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     assert!(wait_exit(&mut daemon, Duration::from_secs(60)).success());
     let run = finished().unwrap();
     assert_eq!(run.outcome, Outcome::Success, "{run:?}");
+    let running = text.lines().skip_while(|l| !l.starts_with("Running now:")).nth(1).unwrap_or_default().to_string();
+    assert!(running.contains("web") && running.contains(" copy "), "{text}");
+    assert!(running.contains(&format!("/{files_total} files, ")) && running.contains('%'), "{text}");
 
     let copies: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
     let copies = copies.as_array().unwrap();
