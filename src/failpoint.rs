@@ -37,6 +37,10 @@ pub const POINTS: &[(&str, &str)] = &[
     ("prune::index_deleted", "prune deleted one superseded index file"),
     ("keys::slot_stored", "a new key slot is stored (by `init` or `key add`)"),
     ("forget::snapshot_deleted", "forget deleted one snapshot"),
+    (
+        "copy::snapshot_committed",
+        "a copied snapshot is stored in the destination; no copy record is, in either repository",
+    ),
     ("restore::between_batches", "a restore wrote (and verified) one batch; the next, if any, is not planned yet"),
 ];
 

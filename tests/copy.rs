@@ -7,73 +7,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::copies::*;
 use common::*;
 use serde_json::Value;
-
-const OTHER_PASSWORD: &str = "another password for the off-site copy";
-
-/// A second repository beside the test's first, with its own password.
-struct Dest {
-    repo: PathBuf,
-}
-
-impl Dest {
-    /// `cairn init` of a second repository with `init` arguments.
-    fn new(env: &Env, name: &str, init: &[&str]) -> Dest {
-        let d = Dest { repo: env.path(name) };
-        let mut args = vec!["init", "--kdf-memory-kib", "19456"];
-        args.extend_from_slice(init);
-        let out = d.command(env).args(&args).output().unwrap();
-        assert!(out.status.success(), "init of {name}: {}", String::from_utf8_lossy(&out.stderr));
-        d
-    }
-
-    /// cairn on this repository, with its password.
-    fn command(&self, env: &Env) -> Command {
-        let mut c = env.command();
-        c.env("CAIRN_REPO", &self.repo).env("CAIRN_PASSWORD", OTHER_PASSWORD);
-        c
-    }
-
-    fn ok(&self, env: &Env, args: &[&str]) -> String {
-        let out = self.command(env).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "cairn {args:?} on the destination failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn url(&self) -> &str {
-        self.repo.to_str().unwrap()
-    }
-}
-
-/// `cairn copy --to DEST --json` from the test's repository, the
-/// destination's password in `CAIRN_TO_PASSWORD`.
-fn copy_command(env: &Env, dest: &Dest, extra: &[&str]) -> Command {
-    let mut c = env.command();
-    c.env("CAIRN_TO_PASSWORD", OTHER_PASSWORD).args(["copy", "--json", "--to", dest.url()]).args(extra);
-    c.env_remove("CAIRN_TO_PASSWORD_FILE").env_remove("CAIRN_TO_PASSWORD_COMMAND").env_remove("CAIRN_TO_REPO");
-    c
-}
-
-fn copy(env: &Env, dest: &Dest, extra: &[&str]) -> Value {
-    let out = copy_command(env, dest, extra).output().unwrap();
-    assert!(
-        out.status.success(),
-        "copy failed ({:?}): {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Files of several sizes (many chunks, one chunk, none), a symlink, a
 /// hard link and a nested directory.
@@ -90,40 +27,6 @@ fn source(env: &Env) -> PathBuf {
     std::os::unix::fs::symlink("a/medium", src.join("link")).unwrap();
     std::fs::hard_link(src.join("a/b/c/small"), src.join("a/hardlink")).unwrap();
     src
-}
-
-/// The evidence records of `kind` that an export of the repository
-/// `command` opens holds.
-fn records(env: &Env, mut command: Command, kind: &str) -> Vec<Value> {
-    let out_dir = env.path(&format!("export-{}", std::process::id() as u128 * 1000 + rand_suffix()));
-    let out = command.args(["evidence", "export", "--out", out_dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
-    let mut found = Vec::new();
-    for e in walk(&out_dir) {
-        if e.extension().is_some_and(|x| x == "json") {
-            let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(&e).unwrap()) else { continue };
-            if v["kind"] == kind {
-                found.push(v);
-            }
-        }
-    }
-    found
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1000
 }
 
 fn restore_and_compare(env: &Env, dest: &Dest, src: &Path, name: &str) {
@@ -370,11 +273,11 @@ fn copy_policy_runs_the_policys_copy_by_hand_with_the_daemons_evidence_and_lag()
 }
 
 /// A policy with `[copy]`: the daemon runs its copy on `run-now --kind
-/// copy`, with evidence in both repositories; `status` shows the copy's
-/// lag against its own RPO; `drill --from-copy` restores from the copy and
-/// signs into the copy's chain, and `report --check-evidence` finds that
-/// drill's record there (review finding 12: it read only the policy's
-/// repository and marked the drill unverified).
+/// copy`, with evidence in both repositories; `status` shows the running
+/// copy's progress, then the copy's lag against its own RPO; `drill
+/// --from-copy` restores from the copy and signs into the copy's chain, and
+/// `report --check-evidence` finds that drill's record there (review finding
+/// 12: it read only the policy's repository and marked the drill unverified).
 #[test]
 fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it() {
     use cairn::state::{JobKind, Outcome, State};
@@ -390,8 +293,14 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     let before: Value = serde_json::from_str(&env.ok(&[&["status", "--json"][..], &dirs].concat())).unwrap();
     assert_eq!(before["policies"][0]["copy"]["state"], "no-backup", "{before}");
 
-    let mut daemon = env
-        .command()
+    let source: Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let files_total = source[0]["summary"]["files_total"].as_u64().unwrap();
+    // The daemon's copy pauses once its snapshot is committed, so that
+    // `status` sees it running.
+    let mut pause = Pause::new(env.path("pause"));
+    let mut daemon = env.command();
+    pause.arm(&mut daemon, "copy::snapshot_committed");
+    let mut daemon = daemon
         .env_remove("CAIRN_PASSWORD")
         .args([&["daemon", "--listen", "none"][..], &dirs].concat())
         .stderr(std::process::Stdio::null())
@@ -400,6 +309,11 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     let socket = state.join("daemon.sock");
     wait_until("the control socket", Duration::from_secs(30), || socket.exists());
     env.ok(&["run-now", "web", "--kind", "copy", "--state", state.to_str().unwrap()]);
+    pause.wait_paused(Duration::from_secs(120));
+    // A running copy shows its progress against its totals, as a backup
+    // does (asserted once the daemon is stopped).
+    let text = env.ok(&[&["status"][..], &dirs].concat());
+    pause.release();
     let finished = || {
         State::open_existing(&state)
             .ok()
@@ -411,6 +325,9 @@ fn a_policys_copy_runs_in_the_daemon_shows_its_lag_and_a_drill_restores_from_it(
     assert!(wait_exit(&mut daemon, Duration::from_secs(60)).success());
     let run = finished().unwrap();
     assert_eq!(run.outcome, Outcome::Success, "{run:?}");
+    let running = text.lines().skip_while(|l| !l.starts_with("Running now:")).nth(1).unwrap_or_default().to_string();
+    assert!(running.contains("web") && running.contains(" copy "), "{text}");
+    assert!(running.contains(&format!("/{files_total} files, ")) && running.contains('%'), "{text}");
 
     let copies: Value = serde_json::from_str(&dest.ok(&env, &["snapshots", "--json"])).unwrap();
     let copies = copies.as_array().unwrap();

@@ -140,6 +140,7 @@ pub fn print(job: &CopyJob, p: &Printer) {
             "copied": r.copied.iter().map(|c| json!({
                 "source": c.source, "snapshot": c.snapshot, "host": c.host, "time": c.time,
             })).collect::<Vec<_>>(),
+            "resumed": r.resumed.iter().map(|c| json!({ "source": c.source, "snapshot": c.snapshot })).collect::<Vec<_>>(),
             "present": r.present.iter().map(|c| json!({ "source": c.source, "snapshot": c.snapshot })).collect::<Vec<_>>(),
             "held": job.held.iter().map(|(id, why)| json!({ "snapshot": id, "reason": why })).collect::<Vec<_>>(),
             "rechunked": r.rechunked,
@@ -166,12 +167,23 @@ pub fn print(job: &CopyJob, p: &Printer) {
             c.time.format("%Y-%m-%d %H:%M:%S UTC")
         ));
     }
+    for c in &r.resumed {
+        p.data(format!(
+            "recorded {} as the copy of {}: a copy stopped after writing it, and it is what this copy would write",
+            c.snapshot.short(),
+            c.source.short()
+        ));
+    }
     if r.adopted_packs > 0 {
         p.info(format!("reused {} pack(s) an interrupted run had stored", r.adopted_packs));
     }
     p.info(format!(
-        "{} snapshot(s) copied, {} already there; {} file(s) ({}) in all, {} read ({}), {} added in {} pack(s){}",
+        "{} snapshot(s) copied{}, {} already there; {} file(s) ({}) in all, {} read ({}), {} added in {} pack(s){}",
         r.copied.len(),
+        match r.resumed.len() {
+            0 => String::new(),
+            n => format!(", {n} recorded after a stopped copy"),
+        },
         r.present.len(),
         r.counts.files_total(),
         human_bytes(r.counts.bytes_total()),

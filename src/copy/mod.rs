@@ -24,11 +24,22 @@
 //! summary, and records in `original` the snapshot it first came from, so
 //! a copy of a copy still says where it started and the next copy knows
 //! which snapshots the destination holds already.
+//!
+//! Only a destination snapshot that its evidence records counts as held
+//! without question. One that no record names (a copy killed after
+//! committing it and before its `copy` record; or one planted by someone
+//! else with the password, claiming an `original`) is copied again: the
+//! copy of a tree is deterministic for the destination's key and chunker,
+//! so an honest one re-derives exactly (and nothing is sent: every blob
+//! is there). It is then taken as this copy's own ([`CopyReport::resumed`],
+//! recorded by the caller); anything else is left as it is (its check
+//! still flags it) and the snapshot is copied anew. Earlier copies that
+//! no record names are never used to skip reading a directory either.
 
 mod content;
 mod walk;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -125,6 +136,10 @@ pub struct CopyReport {
     pub copied: Vec<Copied>,
     /// The snapshots given that the destination holds already.
     pub present: Vec<Copied>,
+    /// Snapshots an earlier copy wrote into the destination and never
+    /// recorded (it was stopped first), each re-derived exactly from its
+    /// source by this copy: its record lists them as written.
+    pub resumed: Vec<Copied>,
     /// File contents were cut again by the destination's chunker.
     pub rechunked: bool,
     pub counts: CopyCounts,
@@ -136,6 +151,11 @@ pub struct CopyReport {
     pub warnings: Vec<String>,
 }
 
+/// Answers which of the destination's snapshots (all that open) no
+/// evidence record names: the caller's evidence check, which sits above
+/// this layer.
+pub type FindUnrecorded<'a> = dyn Fn(&[(Id, Snapshot)]) -> Result<HashSet<Id>> + 'a;
+
 /// Copies `chosen` (snapshots of `src`, oldest first) into `dst` with
 /// `threads` readers and sealers (more readers from remote storage), each one
 /// committed as soon as its packs and index are stored, so a copy that is
@@ -143,11 +163,16 @@ pub struct CopyReport {
 /// copying (the next copy indexes them and sends nothing twice). Takes a
 /// shared lock in both repositories: a prune of either waits. `report`
 /// holds what was done when it fails, too.
+///
+/// `unrecorded` answers which of the destination's snapshots no evidence
+/// record names (see the module's notes); when it fails, that is a warning
+/// and every snapshot of the destination counts as recorded.
 pub fn run(
     src: &Repository,
     dst: &Repository,
     chosen: &[(Id, Snapshot)],
     threads: usize,
+    unrecorded: &FindUnrecorded<'_>,
     progress: &dyn CopyProgress,
     report: &mut CopyReport,
 ) -> Result<()> {
@@ -182,15 +207,29 @@ pub fn run(
             id.short()
         )
     }));
-    // Where each origin is in the destination.
-    let mut held: HashMap<Id, Id> = existing.snapshots.iter().map(|(id, s)| (origin(*id, s), *id)).collect();
+    let unrecorded = unrecorded(&existing.snapshots).unwrap_or_else(|e| {
+        report.warnings.push(format!(
+            "the destination's evidence could not be checked, so a snapshot an interrupted copy left unrecorded \
+             stays so: {e}"
+        ));
+        HashSet::new()
+    });
+    let (recorded, unrecorded): (Vec<_>, Vec<_>) =
+        existing.snapshots.into_iter().partition(|(id, _)| !unrecorded.contains(id));
+    // Where each origin is in the destination, as recorded; and the
+    // snapshots no record names, which may be a stopped copy's.
+    let mut held =
+        Held { at: recorded.iter().map(|(id, s)| (origin(*id, s), *id)).collect(), unrecorded: HashMap::new() };
+    for (id, s) in unrecorded {
+        held.unrecorded.entry(origin(id, &s)).or_default().push((id, s));
+    }
     // Each reader waits for one chunk at a time: from remote storage, as
     // many readers as requests may be in flight.
     let readers = if src.backend().is_remote() { threads.max(src.backend().concurrency()) } else { threads };
     let mut copier = Copier::new(src, &src_index, dst, &dst_index, readers);
     report.rechunked = copier.rechunks();
-    if chosen.iter().any(|(id, s)| !held.contains_key(&origin(*id, s))) {
-        learn_from_earlier_copies(&mut copier, src, &existing.snapshots, chosen, &mut report.warnings);
+    if chosen.iter().any(|(id, s)| !held.at.contains_key(&origin(*id, s))) {
+        learn_from_earlier_copies(&mut copier, src, &recorded, chosen, &mut report.warnings);
     }
     let result = copy_each(&mut copier, dst, chosen, progress, &mut held, report);
     report.counts = copier.counts;
@@ -236,22 +275,31 @@ fn learn_from_earlier_copies(
     }
 }
 
+/// The destination's snapshots by origin.
+struct Held {
+    /// Recorded in its evidence: the one of each origin.
+    at: HashMap<Id, Id>,
+    /// Named by no record.
+    unrecorded: HashMap<Id, Vec<(Id, Snapshot)>>,
+}
+
 fn copy_each(
     copier: &mut Copier<'_>,
     dst: &Repository,
     chosen: &[(Id, Snapshot)],
     progress: &dyn CopyProgress,
-    held: &mut HashMap<Id, Id>,
+    held: &mut Held,
     report: &mut CopyReport,
 ) -> Result<()> {
     let origins: HashMap<Id, Id> = chosen.iter().map(|(id, s)| (*id, origin(*id, s))).collect();
     let uploaders = dst.backend().concurrency().clamp(1, 4);
-    let to_copy = chosen.iter().filter(|(id, s)| !held.contains_key(&origin(*id, s)));
+    let to_copy = chosen.iter().filter(|(id, s)| !held.at.contains_key(&origin(*id, s)));
     let (files, bytes) = to_copy.fold((0, 0), |(f, b), (_, s)| (f + s.summary.files_total, b + s.summary.bytes_total));
     progress.planned(files, bytes);
     for (id, s) in chosen {
-        if let Some(there) = held.get(&origin(*id, s)) {
-            report.present.push(Copied { source: *id, snapshot: *there, time: s.time, host: s.hostname.clone() });
+        let copied = |snapshot| Copied { source: *id, snapshot, time: s.time, host: s.hostname.clone() };
+        if let Some(there) = held.at.get(&origin(*id, s)) {
+            report.present.push(copied(*there));
             continue;
         }
         let writer = copier.session(uploaders);
@@ -263,11 +311,22 @@ fn copy_each(
         };
         let stats = copier.end_session(writer)?;
         add_stats(&mut report.stored, stats);
-        let parent = s.parent.and_then(|p| held.get(origins.get(&p).unwrap_or(&p)).copied());
+        let parent = s.parent.and_then(|p| held.at.get(origins.get(&p).unwrap_or(&p)).copied());
         let copy = copied_snapshot(*id, s, tree, parent);
+        // A stopped copy's snapshot is this very copy, but for the
+        // program that wrote it.
+        let same =
+            |there: &Snapshot| Snapshot { program_version: there.program_version.clone(), ..copy.clone() } == *there;
+        let stopped = held.unrecorded.get(&origin(*id, s)).and_then(|c| c.iter().find(|(_, there)| same(there)));
+        if let Some(there) = stopped.map(|(there, _)| *there) {
+            held.at.insert(origin(*id, s), there);
+            report.resumed.push(copied(there));
+            continue;
+        }
         let new = dst.save_snapshot(&copy)?;
-        held.insert(origin(*id, s), new);
-        report.copied.push(Copied { source: *id, snapshot: new, time: s.time, host: s.hostname.clone() });
+        crate::failpoint::hit!("copy::snapshot_committed");
+        held.at.insert(origin(*id, s), new);
+        report.copied.push(copied(new));
     }
     Ok(())
 }

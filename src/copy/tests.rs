@@ -34,7 +34,7 @@ fn file(repo: &Repository, snapshot: &Snapshot) -> (Vec<u8>, usize) {
 fn copy_one(src: &Repository, dst: &Repository) -> (CopyReport, Snapshot) {
     let list = src.list_snapshots().unwrap().snapshots;
     let mut report = CopyReport::default();
-    run(src, dst, &list, 2, &NoCopyProgress, &mut report).unwrap();
+    run(src, dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut report).unwrap();
     let copied = dst.load_snapshot(&report.copied[0].snapshot).unwrap();
     (report, copied)
 }
@@ -86,6 +86,97 @@ fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
     assert_eq!(again.original, Some(b.snapshot_id));
     let mut report = CopyReport::default();
     let list = other.list_snapshots().unwrap().snapshots;
-    run(&other, &same, &list, 2, &NoCopyProgress, &mut report).unwrap();
+    run(&other, &same, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut report).unwrap();
     assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
+}
+
+/// A snapshot a stopped copy committed and never recorded is re-derived
+/// (the copy of a tree is deterministic for the destination's key and
+/// chunker) and taken as this copy's own, with nothing sent; told that no
+/// record names it, a copy does not take it as held unseen.
+#[test]
+fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(data)) };
+    crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
+    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
+    let list = src.list_snapshots().unwrap().snapshots;
+    let mut first = CopyReport::default();
+    run(&src, &dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut first).unwrap();
+    assert!(first.stored.packs > 0);
+    let made = first.copied[0].snapshot;
+
+    let none_recorded = |s: &[(Id, Snapshot)]| Ok(s.iter().map(|(id, _)| *id).collect());
+    let mut again = CopyReport::default();
+    run(&src, &dst, &list, 2, &none_recorded, &NoCopyProgress, &mut again).unwrap();
+    assert_eq!(again.resumed.iter().map(|c| (c.source, c.snapshot)).collect::<Vec<_>>(), vec![(list[0].0, made)]);
+    assert!(again.copied.is_empty() && again.present.is_empty(), "{again:?}");
+    assert_eq!((again.stored.packs, again.stored.blobs), (0, 0), "{again:?}");
+    assert_eq!(dst.list_snapshots().unwrap().snapshots.len(), 1);
+}
+
+/// A source tree met a second time while the files of its first meeting
+/// are still in the pipeline (two directories with the same tree, side by
+/// side) is waited for ([`walk`]'s `wait_for`) and reused: its files are
+/// read once, and the copy holds both directories.
+#[test]
+fn a_directory_met_again_while_its_files_are_in_flight_is_waited_for_and_copied_once() {
+    use crate::repo::snapshot::SNAPSHOT_VERSION;
+    use crate::repo::tree::TREE_VERSION;
+    use crate::repo::{BlobKind, Node, NodeKind, Summary, Tree};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let writer = crate::repo::writer::RepoWriter::new(&src, 1, 64);
+    let (index, mut enc) = (crate::repo::Index::new(), crate::repo::blob::Encoder::new(3));
+    let mut store = |kind, bytes: &[u8]| writer.store_blob(&index, kind, bytes, &mut enc).unwrap().0;
+    let files: Vec<Node> = (0..3u8)
+        .map(|i| {
+            let content = vec![i; 10_000 + i as usize];
+            let mut n = Node::new(vec![b'f', b'0' + i], NodeKind::File);
+            (n.mode, n.size, n.content) = (0o644, content.len() as u64, vec![store(BlobKind::Data, &content)]);
+            n
+        })
+        .collect();
+    let shared = store(BlobKind::Tree, &Tree { v: TREE_VERSION, nodes: files }.encode());
+    let dir_node = |name: &[u8]| {
+        let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+        (n.mode, n.subtree) = (0o755, Some(shared));
+        n
+    };
+    let root = store(BlobKind::Tree, &Tree { v: TREE_VERSION, nodes: vec![dir_node(b"a"), dir_node(b"b")] }.encode());
+    writer.finish().unwrap();
+    src.save_snapshot(&Snapshot {
+        v: SNAPSHOT_VERSION,
+        time: chrono::Utc::now(),
+        hostname: "h".into(),
+        username: "u".into(),
+        paths: vec!["/".into()],
+        tags: Vec::new(),
+        policy: None,
+        parent: None,
+        tree: root,
+        program_version: "test".into(),
+        original: None,
+        summary: Summary::default(),
+    })
+    .unwrap();
+
+    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
+    let (report, copied) = copy_one(&src, &dst);
+    let c = report.counts;
+    assert_eq!((c.files, c.bytes, c.files_present, c.bytes_present), (3, 30_003, 3, 30_003), "{c:?}");
+    assert_eq!(c.trees, 2, "the shared tree and the root: {c:?}");
+    let index = dst.load_index().unwrap();
+    let top = dst.load_tree(&index, &copied.tree).unwrap();
+    let names: Vec<&[u8]> = top.nodes.iter().map(|n| &n.name[..]).collect();
+    assert_eq!(names, [&b"a"[..], b"b"]);
+    assert_eq!(top.nodes[0].subtree, top.nodes[1].subtree);
+    let inner = dst.load_tree(&index, &top.nodes[0].subtree.unwrap()).unwrap();
+    for (i, n) in inner.nodes.iter().enumerate() {
+        let data: Vec<u8> = n.content.iter().flat_map(|id| dst.read_blob(&index, id).unwrap()).collect();
+        assert_eq!(data, vec![i as u8; 10_000 + i]);
+    }
 }

@@ -50,7 +50,7 @@ impl Executor for RepoExecutor {
             }
             JobKind::Prune => self.prune(job),
             JobKind::Drill => self.drill(job, run),
-            JobKind::Copy => self.copy(job, run.state),
+            JobKind::Copy => self.copy(job, run),
         }
     }
 }
@@ -88,10 +88,11 @@ impl RepoExecutor {
     }
 
     /// A scheduled copy of the policy's snapshots into its `[copy]`
-    /// repository, with evidence in both, and the copy's lag for `status`.
-    fn copy(&self, job: &JobSpec, state: &State) -> RunSummary {
-        let p = &job.policy;
-        let out = jobs::copy::policy(&self.repo, p, &crate::copy::NoCopyProgress, None);
+    /// repository, with evidence in both, its progress in its run row and
+    /// the copy's lag for `status`.
+    fn copy(&self, job: &JobSpec, run: &RunRecord<'_>) -> RunSummary {
+        let (p, state) = (&job.policy, run.state);
+        let out = jobs::copy::policy(&self.repo, p, run, None);
         log_evidence(p, out.evidence_from.as_ref());
         log_evidence(p, out.evidence_to.as_ref());
         for w in &out.report.warnings {

@@ -9,8 +9,11 @@
 //! destination holds already); then one `copy` evidence record in each
 //! repository, a failed copy's too. The destination's record lists the
 //! snapshots it wrote (`snapshots_written`), which is what its evidence
-//! check takes as their record.
+//! check takes as their record: the ones a copy stopped before its record
+//! had written, and this one re-derived exactly, among them (also under
+//! `resumed`).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -83,7 +86,8 @@ pub struct CopyPoint {
 impl CopyJob {
     /// The newest snapshot this copy made or found in the destination.
     pub fn copy_point(&self) -> Option<CopyPoint> {
-        let newest = self.report.copied.iter().chain(&self.report.present).max_by_key(|c| c.time)?;
+        let r = &self.report;
+        let newest = r.copied.iter().chain(&r.resumed).chain(&r.present).max_by_key(|c| c.time)?;
         Some(CopyPoint {
             to: self.to_url.clone().unwrap_or_default(),
             snapshot: newest.snapshot.to_hex(),
@@ -171,8 +175,10 @@ pub fn copy(from: &RepoOptions, to: &RepoOptions, opts: &CopyOptions, progress: 
     };
     job.to_id = Some(dst.id());
     job.to_url = Some(dst.backend().location());
-    let result = choose(&src, opts, &mut job.held)
-        .and_then(|chosen| crate::copy::run(&src, &dst, &chosen, from.threads(), progress, &mut job.report));
+    let unrecorded = |snapshots: &[(Id, Snapshot)]| unrecorded_in(&dst, snapshots);
+    let result = choose(&src, opts, &mut job.held).and_then(|chosen| {
+        crate::copy::run(&src, &dst, &chosen, from.threads(), &unrecorded, progress, &mut job.report)
+    });
     job.error = result.err();
     let elapsed = started.elapsed();
     let out = payload_from(&job.report, Some(dst.id()), job.error.as_ref(), elapsed);
@@ -229,6 +235,15 @@ fn choose(src: &Repository, opts: &CopyOptions, held: &mut Vec<(Id, String)>) ->
     Ok(chosen)
 }
 
+/// The snapshots of `snapshots` (the destination's) that its evidence
+/// check finds no record of.
+fn unrecorded_in(dst: &Repository, snapshots: &[(Id, Snapshot)]) -> Result<HashSet<Id>> {
+    use crate::evidence::check::{check_repository, Flag, SnapshotInfo};
+    let infos: Vec<SnapshotInfo> = snapshots.iter().map(|(id, s)| SnapshotInfo::of(*id, s)).collect();
+    let checked = check_repository(dst, &infos, None, Utc::now())?;
+    Ok(checked.flagged.into_iter().filter(|(_, f)| *f == Flag::Unrecorded).map(|(id, _)| id).collect())
+}
+
 fn millis(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
@@ -247,6 +262,7 @@ fn payload_from(r: &CopyReport, to: Option<Id>, e: Option<&Error>, elapsed: Dura
         "outcome": outcome(e),
         "to": to.map(|id| id.to_hex()),
         "snapshots_copied": r.copied.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
+        "snapshots_resumed": r.resumed.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
         "snapshots_present": r.present.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
         "duration_ms": millis(elapsed),
         "error": e.map(|e| e.to_string()),
@@ -255,14 +271,17 @@ fn payload_from(r: &CopyReport, to: Option<Id>, e: Option<&Error>, elapsed: Dura
 
 /// The destination's record: the snapshots it wrote (which its evidence
 /// check takes as their record, a failed copy's finished ones too), each
-/// with the one it copies.
+/// with the one it copies; a stopped copy's that this one re-derived are
+/// among them, and named again under `resumed`.
 fn payload_to(r: &CopyReport, from: Id, e: Option<&Error>, elapsed: Duration) -> Value {
+    let written: Vec<&crate::copy::Copied> = r.copied.iter().chain(&r.resumed).collect();
     json!({
         "outcome": outcome(e),
         "from": from.to_hex(),
-        "snapshots_written": r.copied.iter().map(|c| c.snapshot.to_hex()).collect::<Vec<_>>(),
-        "sources": r.copied.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
-        "newest_snapshot_time": r.copied.iter().map(|c| c.time).max()
+        "snapshots_written": written.iter().map(|c| c.snapshot.to_hex()).collect::<Vec<_>>(),
+        "sources": written.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
+        "resumed": r.resumed.iter().map(|c| c.snapshot.to_hex()).collect::<Vec<_>>(),
+        "newest_snapshot_time": written.iter().map(|c| c.time).max()
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         "files": r.counts.files,
         "bytes": r.counts.bytes,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::backup::Progress;
+use crate::copy::CopyProgress;
 use crate::error::Result;
 use crate::jobs::open::RepoOptions;
 use crate::policy::Policy;
@@ -134,6 +135,29 @@ impl Progress for RunRecord<'_> {
     }
 }
 
+/// A copy's progress reads as a backup's in `cairn status`: the files and
+/// bytes of the snapshots to copy are the totals, and a directory an
+/// earlier copy holds counts as done.
+impl CopyProgress for RunRecord<'_> {
+    fn planned(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+
+    fn file_done(&self, _path: &[u8], bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+
+    fn present(&self, _path: &[u8], files: u64, bytes: u64) {
+        self.files_done.fetch_add(files, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress(self.backup_progress());
+    }
+}
+
 /// Records, in the state in `dir`, a run of `kind` a command started at
 /// `started_at` and that took `took`, as the daemon records its own, so
 /// that `cairn status` and `cairn report` count it.
@@ -230,6 +254,32 @@ mod tests {
             original: None,
             summary: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_copys_progress_is_recorded_with_its_totals_as_a_backups_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let new = NewRun {
+            policy: "web".into(),
+            kind: JobKind::Copy,
+            trigger: Trigger::Schedule,
+            scheduled_at: None,
+            started_at: Utc::now(),
+            attempt: 1,
+        };
+        let run = RunRecord::start(&state, &new).unwrap();
+        let recorded = || state.running().unwrap()[0].progress.clone().unwrap();
+        let progress: &dyn CopyProgress = &run;
+        progress.planned(4, 4000);
+        let expect = |fd: u64, bd: u64| serde_json::json!({ "files_done": fd, "bytes_done": bd, "files_total": 4, "bytes_total": 4000 });
+        assert_eq!(recorded(), expect(0, 0));
+        progress.present(b"/a", 2, 1000);
+        progress.file_done(b"/b/f", 500);
+        // Past the once-a-second limit.
+        *run.last.lock().unwrap() = None;
+        progress.file_done(b"/b/g", 700);
+        assert_eq!(recorded(), expect(4, 2200));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod copies;
 pub mod forge;
 pub mod pty;
 pub mod rng;
