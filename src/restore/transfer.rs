@@ -18,7 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::id::Id;
 use crate::pool::produce_consume;
-use crate::repo::{blob, pack_key, Index, Repository};
+use crate::repo::blob::{self, DecodeBuffers};
+use crate::repo::{pack_key, Index, Repository};
 
 use super::files::write_chunk;
 use super::state::State;
@@ -179,10 +180,17 @@ fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &Stat
     tasks
 }
 
+thread_local! {
+    /// Each worker's buffers for opening blobs, reused from blob to blob.
+    static BUFFERS: std::cell::Cell<DecodeBuffers> = std::cell::Cell::new(DecodeBuffers::default());
+}
+
 fn write(repo: &Repository, index: &Index, ranges: &[Range], task: Task, st: &State<'_>) {
     let r = &ranges[task.range];
-    // The blob opened last, which the next write often needs again.
-    let mut opened: Option<(u32, Result<Vec<u8>, String>)> = None;
+    let mut bufs = BUFFERS.take();
+    // The blob opened last (in `bufs.plain`), which the next write often
+    // needs again, or why it could not be opened.
+    let mut opened: Option<(u32, Result<(), String>)> = None;
     for (b, d) in task.writes {
         let fi = d.file as usize;
         if st.failed[fi].get().is_some() {
@@ -192,21 +200,22 @@ fn write(repo: &Repository, index: &Index, ranges: &[Range], task: Task, st: &St
             let w = &r.blobs[b as usize];
             let at = (w.offset as u64 - r.start) as usize;
             let sealed = &task.data[at..at + w.length as usize];
-            let plain = blob::decode(repo.key(), sealed, &w.id, w.raw_length as u64).map_err(|e| {
+            let plain = blob::decode_into(repo.key(), sealed, &w.id, w.raw_length as u64, &mut bufs).map_err(|e| {
                 let key = pack_key(&index.pack(r.pack).id);
                 format!("chunk {} in pack `{key}` is damaged: {e}", w.id.short())
             });
             opened = Some((b, plain));
         }
         match &opened.as_ref().expect("just opened").1 {
-            Ok(plain) => {
-                if let Err(e) = write_chunk(st, fi, d.offset, plain) {
+            Ok(()) => {
+                if let Err(e) = write_chunk(st, fi, d.offset, &bufs.plain) {
                     st.fail(fi, format!("write at {}: {e}", d.offset));
                 }
             }
             Err(why) => st.fail(fi, why.clone()),
         }
     }
+    BUFFERS.set(bufs);
 }
 
 #[cfg(test)]
