@@ -100,6 +100,12 @@ impl MasterKey {
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
         open_with(&self.enc, sealed)
     }
+
+    /// [`MasterKey::open`] into `buf` (cleared first), which a caller
+    /// opening many blobs reuses instead of allocating one per blob.
+    pub fn open_into(&self, sealed: &[u8], buf: &mut Vec<u8>) -> Result<(), AuthError> {
+        open_into(&self.enc, sealed, buf)
+    }
 }
 
 fn seal_into(key: &[u8; 32], parts: &[&[u8]], out: &mut Vec<u8>) {
@@ -125,15 +131,24 @@ pub fn seal_with(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
 }
 
 pub fn open_with(key: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+    let mut buf = Vec::new();
+    open_into(key, sealed, &mut buf)?;
+    Ok(buf)
+}
+
+fn open_into(key: &[u8; 32], sealed: &[u8], buf: &mut Vec<u8>) -> Result<(), AuthError> {
+    buf.clear();
     if sealed.len() < OVERHEAD {
         return Err(AuthError);
     }
     let cipher = XChaCha20Poly1305::new(key.into());
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut buf = ct.to_vec();
-    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", &mut buf, tag.into()).map_err(|_| AuthError)?;
-    Ok(buf)
+    buf.extend_from_slice(ct);
+    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", buf, tag.into()).map_err(|_| {
+        buf.clear();
+        AuthError
+    })
 }
 
 /// Argon2id cost parameters, stored in each key slot.

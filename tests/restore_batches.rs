@@ -5,10 +5,14 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use cairn::backend::{Backend, BackendResult, LocalBackend, ObjectInfo};
 use cairn::repo::walk::Limits;
+use cairn::repo::{pack_key, BlobKind, Repository};
 use cairn::restore::{run_in_batches, RestoreOptions, RestoreReport};
 use common::*;
 
@@ -261,4 +265,90 @@ fn bug_a_directory_its_owner_may_not_search_still_lets_a_later_batch_link_to_a_f
     std::fs::set_permissions(t.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(ino(&t.join("z/g")), ino(&t.join("a/f")));
     assert_eq!(std::fs::read(t.join("z/g")).unwrap(), b"the first name's content\n");
+}
+
+/// A local repository that counts the range reads of each object.
+struct RangeReads {
+    inner: LocalBackend,
+    reads: Mutex<HashMap<String, u64>>,
+}
+
+impl Backend for RangeReads {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        *self.reads.lock().unwrap().entry(key.to_string()).or_default() += 1;
+        self.inner.get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.inner.put(key, data)
+    }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.inner.put_mutable(key, data)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.inner.delete(key)
+    }
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        self.inner.stat(key)
+    }
+}
+
+/// Restore in batches read a pack once per batch that needed some of it,
+/// each time in ranges that batch's share made sparse: on the Linux tree,
+/// 68 range reads of 17 packs (74 requests on Garage against 22 before
+/// batches). Here 600 small files in 1 MiB packs, restored 50 files a
+/// batch, so each pack's blobs fall in several batches.
+#[test]
+fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch() {
+    let env = Env::with_init(&["--chunk-sizes", "16384,65536,262144", "--pack-size-mib", "1"]);
+    let src = env.path("src");
+    for d in 0..12 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..50u64 {
+            let n = d * 50 + f;
+            std::fs::write(dir.join(format!("f{f:02}")), random_bytes(1_000 + (n as usize * 37) % 3_000, n)).unwrap();
+        }
+    }
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    let backend = Arc::new(RangeReads { inner: LocalBackend::new(&env.repo), reads: Mutex::default() });
+    let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let index = repo.load_index().unwrap();
+    let data_packs: HashMap<String, u64> =
+        index.packs().iter().filter(|p| p.kind == BlobKind::Data).map(|p| (pack_key(&p.id), p.size)).collect();
+    assert!(data_packs.len() >= 2, "{} data packs", data_packs.len());
+    backend.reads.lock().unwrap().clear();
+
+    let target = env.path("target");
+    let opts = RestoreOptions {
+        target: target.clone(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        verify: false,
+        threads: 3,
+        privileged: false,
+    };
+    let r = run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), 100).unwrap();
+    assert!(r.ok(), "{:?}", r.failures);
+    assert_same_tree(&src, &restored(&target, &src));
+    assert!(r.batches >= 12, "{} batches", r.batches);
+
+    let reads = backend.reads.lock().unwrap();
+    for key in data_packs.keys() {
+        let n = reads.get(key).copied().unwrap_or(0);
+        assert!(n <= 1, "pack {key} was read {n} times in {} batches", r.batches);
+    }
+    let total: u64 = data_packs.values().sum();
+    assert!(r.bytes_fetched <= total, "{} bytes fetched of {total} in the data packs", r.bytes_fetched);
+    assert_eq!(r.packs_fetched, data_packs.len() as u64);
 }

@@ -120,25 +120,70 @@ pub fn decode_keeping_payload(
 /// Undoes the codec byte of an opened payload whose plaintext may hold at
 /// most `limit` bytes.
 pub fn decode_payload(plain: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
+    let mut out = Vec::new();
+    decode_payload_into(plain, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_payload`] into `out` (cleared first).
+fn decode_payload_into(plain: &[u8], limit: u64, out: &mut Vec<u8>) -> Result<(), BlobError> {
+    out.clear();
     match plain.first() {
         Some(&CODEC_RAW) => {
             let body = &plain[1..];
             if body.len() as u64 > limit {
                 return Err(BlobError::Oversized { claimed: body.len() as u64, limit });
             }
-            Ok(body.to_vec())
+            out.extend_from_slice(body);
+            Ok(())
         }
-        Some(&CODEC_ZSTD) => decompress_bounded(&plain[1..], limit),
+        Some(&CODEC_ZSTD) => decompress_bounded(&plain[1..], limit, out),
         Some(&c) => Err(BlobError::Codec(c)),
         None => Err(BlobError::Codec(255)),
     }
 }
 
-/// Decompresses zstd `frame` into at most `limit` bytes. The output buffer
-/// is allocated once, at the frame's declared content size when it has one
-/// (refused when above `limit`) and at `limit` otherwise, and never grows:
-/// single-shot decompression writes into it and fails when it is full.
-fn decompress_bounded(frame: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
+/// Buffers [`decode_into`] opens blobs in, kept by a caller that opens
+/// many (restore, per worker thread): a chunk is about 1 MiB, and a fresh
+/// allocation per chunk is a fresh mapping from the kernel, which a large
+/// file's restore spent most of its system time on.
+#[derive(Default)]
+pub struct DecodeBuffers {
+    opened: Vec<u8>,
+    /// The plaintext of the blob decoded last.
+    pub plain: Vec<u8>,
+}
+
+/// [`decode`] into `bufs.plain`, with no allocation once the buffers have
+/// grown to the largest blob met.
+pub fn decode_into(
+    key: &MasterKey,
+    sealed: &[u8],
+    id: &Id,
+    raw_length: u64,
+    bufs: &mut DecodeBuffers,
+) -> Result<(), BlobError> {
+    if raw_length > limits::TREE {
+        return Err(BlobError::Oversized { claimed: raw_length, limit: limits::TREE });
+    }
+    key.open_into(sealed, &mut bufs.opened).map_err(|_| BlobError::Auth)?;
+    decode_payload_into(&bufs.opened, raw_length, &mut bufs.plain)?;
+    if bufs.plain.len() as u64 != raw_length {
+        return Err(BlobError::Length { expected: raw_length, actual: bufs.plain.len() as u64 });
+    }
+    let actual = key.blob_id(&bufs.plain);
+    if &actual != id {
+        return Err(BlobError::IdMismatch { actual });
+    }
+    Ok(())
+}
+
+/// Decompresses zstd `frame` into `out` (empty), at most `limit` bytes.
+/// The output buffer is reserved once, at the frame's declared content
+/// size when it has one (refused when above `limit`) and at `limit`
+/// otherwise, and never grows: single-shot decompression writes into its
+/// capacity and fails when it is full.
+fn decompress_bounded(frame: &[u8], limit: u64, out: &mut Vec<u8>) -> Result<(), BlobError> {
     let cap = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(claimed)) if claimed > limit => return Err(BlobError::Oversized { claimed, limit }),
         Ok(Some(claimed)) => claimed,
@@ -152,14 +197,16 @@ fn decompress_bounded(frame: &[u8], limit: u64) -> Result<Vec<u8>, BlobError> {
         static DCTX: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
-    let mut out: Vec<u8> = Vec::with_capacity(cap);
+    // A reused buffer may be larger than `cap`; it does not grow here, and
+    // the caller checks the length it ends with.
+    out.reserve(cap);
     let r = DCTX.with(|d| {
         let mut d = d.borrow_mut();
         let dctx = d.get_or_insert_with(zstd::zstd_safe::DCtx::create);
-        dctx.decompress(&mut out, frame)
+        dctx.decompress(out, frame)
     });
     match r {
-        Ok(_) => Ok(out),
+        Ok(_) => Ok(()),
         Err(code) if code == DST_TOO_SMALL => Err(BlobError::Overflow { limit: cap as u64 }),
         Err(code) => Err(BlobError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())),
     }
@@ -196,6 +243,40 @@ mod tests {
         assert!(sealed.len() < 1000, "compressed to {}", sealed.len());
         let id = k.blob_id(&data);
         assert_eq!(decode(&k, &sealed, &id, data.len() as u64).unwrap(), data);
+    }
+
+    #[test]
+    fn blobs_decoded_into_reused_buffers_are_each_whole_and_the_buffers_stop_growing() {
+        let k = MasterKey::random();
+        let mut enc = Encoder::new(3);
+        let noise: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let blobs = [vec![b'a'; 200_000], noise.clone(), b"tiny".to_vec(), noise[..1000].to_vec(), vec![0; 150_000]];
+        let mut bufs = DecodeBuffers::default();
+        for _ in 0..2 {
+            for data in &blobs {
+                let sealed = enc.encode(&k, data);
+                decode_into(&k, &sealed, &k.blob_id(data), data.len() as u64, &mut bufs).unwrap();
+                assert_eq!(bufs.plain, *data);
+            }
+        }
+        // Grown to the largest blob in the first round, not since.
+        let at = (bufs.plain.as_ptr(), bufs.plain.capacity(), bufs.opened.capacity());
+        for data in &blobs {
+            let sealed = enc.encode(&k, data);
+            decode_into(&k, &sealed, &k.blob_id(data), data.len() as u64, &mut bufs).unwrap();
+        }
+        assert_eq!((bufs.plain.as_ptr(), bufs.plain.capacity(), bufs.opened.capacity()), at);
+        // A damaged blob or a wrong id fails as `decode` does.
+        let mut sealed = enc.encode(&k, &noise);
+        assert!(matches!(
+            decode_into(&k, &sealed, &k.blob_id(b"other"), noise.len() as u64, &mut bufs),
+            Err(BlobError::IdMismatch { .. })
+        ));
+        sealed[40] ^= 1;
+        assert!(matches!(
+            decode_into(&k, &sealed, &k.blob_id(&noise), noise.len() as u64, &mut bufs),
+            Err(BlobError::Auth)
+        ));
     }
 
     #[test]

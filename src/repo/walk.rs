@@ -108,7 +108,7 @@ fn measure_frame(tree: &Tree, id: Id, path_len: usize) -> MeasureFrame {
 /// as empty (in [`Extent::unreadable`]), for the walk to name. Memory: one small entry per distinct
 /// tree, and the trees along one path.
 pub fn measure(repo: &Repository, index: &Index, root: &Id, limits: &Limits) -> Result<Extent> {
-    measure_keeping(repo, index, root, limits, &mut TreeCache::with_budget(0))
+    measure_keeping(repo, index, root, limits, &mut TreeCache::with_budget(0), &mut |_| {})
 }
 
 /// Decoded trees a [`measure`] loaded, kept within a budget of nodes for
@@ -148,19 +148,22 @@ impl TreeCache {
     }
 }
 
-/// [`measure`], keeping the trees it loads in `cache` (within its budget).
+/// [`measure`], keeping the trees it loads in `cache` (within its budget),
+/// and showing each distinct tree it loads to `visit` once.
 pub fn measure_keeping(
     repo: &Repository,
     index: &Index,
     root: &Id,
     limits: &Limits,
     cache: &mut TreeCache,
+    visit: &mut dyn FnMut(&Tree),
 ) -> Result<Extent> {
     let mut memo: HashMap<Id, (u64, usize)> = HashMap::new();
     let mut unreadable = 0;
     let mut path: Vec<u8> = Vec::new();
     let root_tree = repo.load_tree(index, root)?;
     let mut stack = vec![measure_frame(&root_tree, *root, 0)];
+    visit(&root_tree);
     cache.keep(*root, root_tree);
     let refuse = |entries: u64| Error::TooManyEntries { tree: root.short(), entries, limit: limits.max_entries };
     loop {
@@ -190,6 +193,7 @@ pub fn measure_keeping(
             match repo.load_tree(index, &child) {
                 Ok(tree) => {
                     stack.push(measure_frame(&tree, child, path.len()));
+                    visit(&tree);
                     cache.keep(child, tree);
                 }
                 // Counted as empty: whoever walks the tree meets it and
@@ -356,7 +360,7 @@ pub(crate) mod tests {
         let root = doubling(&mut trees, 10); // 11 distinct trees of 2 nodes (1 at the bottom)
         let index = trees.finish(&repo);
         let mut all = TreeCache::with_budget(usize::MAX);
-        let e = measure_keeping(&repo, &index, &root, &Limits::default(), &mut all).unwrap();
+        let e = measure_keeping(&repo, &index, &root, &Limits::default(), &mut all, &mut |_| {}).unwrap();
         assert_eq!(e.trees, 11);
         assert_eq!(all.nodes(), 21, "each distinct tree kept once");
         let top = all.take(&root).expect("the root was kept");
@@ -365,10 +369,10 @@ pub(crate) mod tests {
         assert_eq!(all.nodes(), 19);
         // A budget smaller than the whole keeps the first trees that fit, never more.
         let mut some = TreeCache::with_budget(5);
-        measure_keeping(&repo, &index, &root, &Limits::default(), &mut some).unwrap();
+        measure_keeping(&repo, &index, &root, &Limits::default(), &mut some, &mut |_| {}).unwrap();
         assert!(some.nodes() <= 5 && some.nodes() > 0, "{}", some.nodes());
         let mut none = TreeCache::with_budget(0);
-        measure_keeping(&repo, &index, &root, &Limits::default(), &mut none).unwrap();
+        measure_keeping(&repo, &index, &root, &Limits::default(), &mut none, &mut |_| {}).unwrap();
         assert_eq!(none.nodes(), 0);
     }
 

@@ -31,6 +31,7 @@ use crate::fsmeta;
 use crate::id::Id;
 use crate::repo::{Index, NodeKind, Repository};
 
+use super::carry::Carry;
 use super::files::{clear_entry, create_other, finish_unwritten, prepare_file};
 use super::handles::{dir_flags, open_at, Handles};
 use super::plan::{Ident, LinkTo, Made, Plan, PlannedDir, Written};
@@ -107,7 +108,7 @@ impl Target {
 /// Restores a whole plan (one batch) into `opts.target`.
 pub fn execute(repo: &Repository, index: &Index, plan: &Plan, opts: &RestoreOptions) -> Result<RestoreReport> {
     let target = Target::open(&opts.target, opts.privileged)?;
-    let mut report = execute_batch(repo, index, &target, plan, opts.threads)?.0;
+    let mut report = execute_batch(repo, index, &target, plan, opts.threads, &mut Carry::none())?.0;
     report.batches = 1;
     report.largest_batch = plan.items() as u64;
     Ok(report)
@@ -127,13 +128,15 @@ fn by_directory(files: &[usize], file_dir: &[u32], most: usize) -> Vec<std::ops:
 }
 
 /// Restores one batch into `target`; returns its report, and what it made
-/// for the batches after it.
+/// for the batches after it. The packs it reads whole for later batches
+/// are held in `carry`, and what earlier batches held is taken from there.
 pub(super) fn execute_batch(
     repo: &Repository,
     index: &Index,
     target: &Target,
     plan: &Plan,
     threads: usize,
+    carry: &mut Carry,
 ) -> Result<(RestoreReport, Written)> {
     let threads = threads.max(1);
     let (fresh, as_root, strip) = (target.fresh, target.as_root, target.strip);
@@ -239,8 +242,10 @@ pub(super) fn execute_batch(
             dests,
         });
     }
-    report.packs_fetched = by_pack.len() as u64;
-    let ranges = transfer::ranges(by_pack);
+    let mut ranges = carry.ranges(by_pack);
+    let mut read = ranges.iter().filter(|r| r.is_read()).map(|r| r.pack()).collect::<Vec<_>>();
+    read.dedup();
+    report.packs_fetched = read.len() as u64;
     let state = State {
         plan,
         dirs: &dirs,
@@ -263,6 +268,7 @@ pub(super) fn execute_batch(
     // Remote storage: keep enough ranges in flight to hide the latency.
     let fetchers = threads.max(repo.backend().concurrency());
     transfer::transfer(repo, index, &ranges, &state, fetchers);
+    carry.keep(&mut ranges);
     drop(ranges);
     report.timings.transfer = transfer_start.elapsed();
     report.timings.first_byte = state.first_byte.get().map(|t| t.duration_since(transfer_start));
@@ -389,7 +395,7 @@ pub(super) fn execute_batch(
             files: own_content,
             ..Plan::default()
         };
-        let (r, _) = execute_batch(repo, index, target, &own, threads)?;
+        let (r, _) = execute_batch(repo, index, target, &own, threads, carry)?;
         report.add(r);
     }
     Ok((report, written))

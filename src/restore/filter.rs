@@ -53,6 +53,11 @@ impl Filter {
         matches(&self.exclude, path, name)
     }
 
+    /// Whether it lets every entry through (no pattern given).
+    pub fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.0.is_empty() && self.exclude.1.is_empty()
+    }
+
     pub fn included(&self, path: &[u8], name: &[u8]) -> bool {
         self.include.as_ref().is_none_or(|s| matches(s, path, name))
     }

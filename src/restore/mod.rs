@@ -6,8 +6,9 @@
 //! and dropped before the next, so memory does not grow with the number
 //! of files. Execution ([`execute`]) creates directories, prepares files
 //! (reusing content already in the target when a chunk there hashes to
-//! the right id), fetches each needed pack once per batch with a few
-//! coalesced range reads, several packs in parallel, writes every place
+//! the right id), fetches each needed pack with a few coalesced range
+//! reads, several packs in parallel (a pack the snapshot uses densely is
+//! read whole once and held for the batches after, [`carry`]), writes every place
 //! that needs each chunk, files in several directories at once
 //! ([`transfer`]), and sets metadata after contents, each directory's
 //! after its entries. A file that cannot be restored exactly is named in
@@ -17,6 +18,7 @@
 //! restore leaves out set-id bits and device nodes unless asked
 //! ([`privileged`]).
 
+mod carry;
 pub mod execute;
 mod files;
 mod filter;
@@ -163,12 +165,13 @@ pub fn run_in_batches(
     let t0 = std::time::Instant::now();
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let mut batches = plan::Batches::new(repo, index, root, &filter, limits, batch_items)?;
+    let mut carry = batches.take_pack_spans().map_or_else(carry::Carry::none, carry::Carry::new);
     let target = execute::Target::open(&opts.target, opts.privileged)?;
     let mut report = RestoreReport::default();
     let mut planned = t0;
     while let Some(plan) = batches.next_batch()? {
         let plan_time = planned.elapsed();
-        let (mut r, written) = execute::execute_batch(repo, index, &target, plan, opts.threads)?;
+        let (mut r, written) = execute::execute_batch(repo, index, &target, plan, opts.threads, &mut carry)?;
         r.timings.plan = plan_time;
         r.batches = 1;
         r.largest_batch = plan.items() as u64;

@@ -13,13 +13,13 @@
 //! checked against its id by the worker that writes it
 //! ([`super::files::write_chunk`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::id::Id;
 use crate::pool::produce_consume;
-use crate::repo::{blob, pack_key, Index, Repository};
+use crate::repo::blob::{self, DecodeBuffers};
+use crate::repo::{pack_key, Index, Repository};
 
 use super::files::write_chunk;
 use super::state::State;
@@ -46,37 +46,76 @@ pub(super) struct BlobWork {
     pub dests: Vec<Dest>,
 }
 
-/// Blobs of one pack read with one range request.
+/// Blobs of one pack read with one range request, or taken from a span of
+/// it an earlier batch read ([`super::carry`]).
 pub(super) struct Range {
     pack: u32,
     start: u64,
     end: u64,
     blobs: Vec<BlobWork>,
+    /// The bytes from `start` to `end`, read by an earlier batch.
+    held: Option<Arc<Vec<u8>>>,
+    /// References of later batches in this range: when above zero, the
+    /// bytes read are kept (`kept`) for them.
+    keep: u64,
+    kept: OnceLock<Arc<Vec<u8>>>,
 }
 
-/// The range requests that fetch `by_pack` (the blobs needed from each
-/// pack), packs in order.
-pub(super) fn ranges(by_pack: HashMap<u32, Vec<BlobWork>>) -> Vec<Range> {
-    let mut packs: Vec<(u32, Vec<BlobWork>)> = by_pack.into_iter().collect();
-    packs.sort_by_key(|(p, _)| *p);
-    let mut out: Vec<Range> = Vec::new();
-    for (pack, mut work) in packs {
-        work.sort_by_key(|w| w.offset);
-        let needed: u64 = work.iter().map(|w| w.length as u64).sum();
-        let end_of = |w: &BlobWork| w.offset as u64 + w.length as u64;
-        let span = work.iter().map(end_of).max().unwrap_or(0) - work.first().map_or(0, |w| w.offset as u64);
-        let gap = if needed * 2 >= span { u64::MAX } else { COALESCE_GAP };
-        for w in work {
-            match out.last_mut() {
-                Some(r) if r.pack == pack && (w.offset as u64) <= r.end.saturating_add(gap) => {
-                    r.end = r.end.max(end_of(&w));
-                    r.blobs.push(w);
-                }
-                _ => out.push(Range { pack, start: w.offset as u64, end: end_of(&w), blobs: vec![w] }),
+impl Range {
+    fn new(pack: u32, start: u64, end: u64, blobs: Vec<BlobWork>) -> Range {
+        Range { pack, start, end, blobs, held: None, keep: 0, kept: OnceLock::new() }
+    }
+
+    /// Blobs taken from `data`, the span of the pack at `start` an earlier batch read.
+    pub(super) fn held(pack: u32, start: u64, data: Arc<Vec<u8>>, blobs: Vec<BlobWork>) -> Range {
+        let end = start + data.len() as u64;
+        Range { held: Some(data), ..Range::new(pack, start, end, blobs) }
+    }
+
+    /// A pack's span from `start` to `end` read in one go, its bytes kept
+    /// when later batches have `keep` references in it.
+    pub(super) fn whole(pack: u32, start: u64, end: u64, blobs: Vec<BlobWork>, keep: u64) -> Range {
+        Range { keep, ..Range::new(pack, start, end, blobs) }
+    }
+
+    pub(super) fn pack(&self) -> u32 {
+        self.pack
+    }
+
+    pub(super) fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Whether it needs a request.
+    pub(super) fn is_read(&self) -> bool {
+        self.held.is_none()
+    }
+
+    /// The bytes read for later batches, and their references there.
+    pub(super) fn take_kept(&mut self) -> Option<(Arc<Vec<u8>>, u64)> {
+        self.kept.take().map(|d| (d, self.keep))
+    }
+}
+
+/// Appends to `out` the range requests that read `work`, blobs of `pack`.
+pub(super) fn coalesce(pack: u32, mut work: Vec<BlobWork>, out: &mut Vec<Range>) {
+    work.sort_by_key(|w| w.offset);
+    let needed: u64 = work.iter().map(|w| w.length as u64).sum();
+    let end_of = |w: &BlobWork| w.offset as u64 + w.length as u64;
+    let span = work.iter().map(end_of).max().unwrap_or(0) - work.first().map_or(0, |w| w.offset as u64);
+    let gap = if needed * 2 >= span { u64::MAX } else { COALESCE_GAP };
+    let first = out.len();
+    for w in work {
+        // Only this pack's ranges, appended here, take more blobs.
+        let last = if out.len() > first { out.last_mut() } else { None };
+        match last {
+            Some(r) if (w.offset as u64) <= r.end.saturating_add(gap) => {
+                r.end = r.end.max(end_of(&w));
+                r.blobs.push(w);
             }
+            _ => out.push(Range::new(pack, w.offset as u64, end_of(&w), vec![w])),
         }
     }
-    out
 }
 
 /// Writes from one fetched range into the files of one directory.
@@ -101,17 +140,26 @@ pub(super) fn transfer(repo: &Repository, index: &Index, ranges: &[Range], st: &
 
 fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &State<'_>) -> Vec<Task> {
     let r = &ranges[i];
-    let key = pack_key(&index.pack(r.pack).id);
-    let data = match repo.backend().get_range(&key, r.start, r.end - r.start) {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            for d in r.blobs.iter().flat_map(|w| &w.dests) {
-                st.fail(d.file as usize, format!("reading pack `{key}`: {e}"));
+    let data = match &r.held {
+        Some(d) => d.clone(),
+        None => {
+            let key = pack_key(&index.pack(r.pack).id);
+            let data = match repo.backend().get_range(&key, r.start, r.end - r.start) {
+                Ok(d) => Arc::new(d),
+                Err(e) => {
+                    for d in r.blobs.iter().flat_map(|w| &w.dests) {
+                        st.fail(d.file as usize, format!("reading pack `{key}`: {e}"));
+                    }
+                    return Vec::new();
+                }
+            };
+            st.bytes_fetched.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if r.keep > 0 {
+                let _ = r.kept.set(data.clone());
             }
-            return Vec::new();
+            data
         }
     };
-    st.bytes_fetched.fetch_add(data.len() as u64, Ordering::Relaxed);
     let mut writes: Vec<(u32, u32, Dest)> = r
         .blobs
         .iter()
@@ -132,10 +180,17 @@ fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &Stat
     tasks
 }
 
+thread_local! {
+    /// Each worker's buffers for opening blobs, reused from blob to blob.
+    static BUFFERS: std::cell::Cell<DecodeBuffers> = std::cell::Cell::new(DecodeBuffers::default());
+}
+
 fn write(repo: &Repository, index: &Index, ranges: &[Range], task: Task, st: &State<'_>) {
     let r = &ranges[task.range];
-    // The blob opened last, which the next write often needs again.
-    let mut opened: Option<(u32, Result<Vec<u8>, String>)> = None;
+    let mut bufs = BUFFERS.take();
+    // The blob opened last (in `bufs.plain`), which the next write often
+    // needs again, or why it could not be opened.
+    let mut opened: Option<(u32, Result<(), String>)> = None;
     for (b, d) in task.writes {
         let fi = d.file as usize;
         if st.failed[fi].get().is_some() {
@@ -145,26 +200,41 @@ fn write(repo: &Repository, index: &Index, ranges: &[Range], task: Task, st: &St
             let w = &r.blobs[b as usize];
             let at = (w.offset as u64 - r.start) as usize;
             let sealed = &task.data[at..at + w.length as usize];
-            let plain = blob::decode(repo.key(), sealed, &w.id, w.raw_length as u64).map_err(|e| {
+            let plain = blob::decode_into(repo.key(), sealed, &w.id, w.raw_length as u64, &mut bufs).map_err(|e| {
                 let key = pack_key(&index.pack(r.pack).id);
                 format!("chunk {} in pack `{key}` is damaged: {e}", w.id.short())
             });
             opened = Some((b, plain));
         }
         match &opened.as_ref().expect("just opened").1 {
-            Ok(plain) => {
-                if let Err(e) = write_chunk(st, fi, d.offset, plain) {
+            Ok(()) => {
+                if let Err(e) = write_chunk(st, fi, d.offset, &bufs.plain) {
                     st.fail(fi, format!("write at {}: {e}", d.offset));
                 }
             }
             Err(why) => st.fail(fi, why.clone()),
         }
     }
+    BUFFERS.set(bufs);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    /// The range requests that fetch `by_pack` (the blobs needed from each
+    /// pack), packs in order.
+    fn ranges(by_pack: HashMap<u32, Vec<BlobWork>>) -> Vec<Range> {
+        let mut packs: Vec<(u32, Vec<BlobWork>)> = by_pack.into_iter().collect();
+        packs.sort_by_key(|(p, _)| *p);
+        let mut out: Vec<Range> = Vec::new();
+        for (pack, work) in packs {
+            coalesce(pack, work, &mut out);
+        }
+        out
+    }
 
     fn work(offset: u32, length: u32) -> BlobWork {
         BlobWork { id: Id::default(), offset, length, raw_length: length, dests: vec![] }

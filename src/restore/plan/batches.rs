@@ -12,6 +12,7 @@ use super::{safe_name, ChunkRef, Filter, Ident, LinkTo, Made, Plan, PlannedDir, 
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::{walk, Index, Node, NodeKind, Repository, Tree};
+use crate::restore::carry::PackSpans;
 
 /// A directory being planned: the entries of its tree not planned yet.
 struct DirFrame {
@@ -124,6 +125,8 @@ pub struct Batches<'a> {
     deferred: VecDeque<(PathBuf, Node)>,
     /// The trees the measure before the plan loaded, taken as planned.
     trees: walk::TreeCache,
+    /// What the snapshot needs of each pack, noted by the measure.
+    spans: Option<PackSpans>,
 }
 
 /// How many nodes of the trees measured before planning are kept for the
@@ -178,7 +181,14 @@ impl<'a> Batches<'a> {
         // so it may as well keep every tree it measured.
         let budget = if max_items == usize::MAX { usize::MAX } else { PLAN_TREE_CACHE_NODES };
         let mut trees = walk::TreeCache::with_budget(budget);
-        walk::measure_keeping(repo, index, root, limits, &mut trees)?;
+        // The packs' spans are the snapshot's, so only worth noting when
+        // the whole snapshot is restored, in several batches.
+        let mut spans = (filter.is_empty() && max_items != usize::MAX).then(PackSpans::default);
+        walk::measure_keeping(repo, index, root, limits, &mut trees, &mut |t| {
+            if let Some(s) = spans.as_mut() {
+                s.add_tree(index, t);
+            }
+        })?;
         let mut b = Batches {
             repo,
             index,
@@ -198,12 +208,19 @@ impl<'a> Batches<'a> {
             written: None,
             deferred: VecDeque::new(),
             trees,
+            spans,
         };
         if let Some(tree) = b.load(root) {
             b.stack.push(DirFrame::new(tree, 0, PathBuf::new(), false, None));
             b.stack[0].made = true;
         }
         Ok(b)
+    }
+
+    /// What the snapshot needs of each pack, for reading each about once
+    /// ([`crate::restore`]'s carry); `None` for a filtered restore.
+    pub(crate) fn take_pack_spans(&mut self) -> Option<PackSpans> {
+        self.spans.take()
     }
 
     /// Drops the batch handed out last and plans the next one; `None` once

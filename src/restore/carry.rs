@@ -1,0 +1,163 @@
+//! Reading each pack about once, although the restore runs in batches.
+//!
+//! The walk meets a pack's blobs over several batches: a batch holds about
+//! a pack's worth of small files, and the backup's parallel readers mix the
+//! blobs of neighbouring files within a pack. Fetched batch by batch, a
+//! pack was read once per batch that needed it, in ranges that each
+//! batch's share made sparse (on the Linux tree: 68 range reads of 17
+//! packs instead of 17, see docs/BENCHMARKS.md).
+//!
+//! So the measure before the plan ([`crate::repo::walk::measure_keeping`])
+//! also notes, per pack, the span the snapshot needs of it and how many
+//! chunk references fall in it ([`PackSpans`]). The first batch that needs
+//! a pack the snapshot uses densely (its blobs fill at least half their
+//! span) reads that whole span with one request, and the bytes are held
+//! for the batches after it ([`Carry`]) until as many references as the
+//! snapshot has in the pack were written, or a batch needs nothing of it,
+//! within [`HELD_BYTES`] (the oldest held span is dropped first). A batch
+//! that needs a dropped span again reads only its own ranges of it, as it
+//! does of a pack the snapshot uses sparsely.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::repo::{Index, NodeKind, Tree};
+
+use super::transfer::{coalesce, BlobWork, Range};
+
+/// Most bytes of packs held from one batch for the next (on top of the
+/// ranges the workers are writing): a few packs of the default 16 MiB,
+/// enough for the packs whose blobs straddle a batch's end.
+pub const HELD_BYTES: u64 = 64 << 20;
+
+/// What a snapshot needs of one pack.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    lo: u64,
+    hi: u64,
+    needed: u64,
+    refs: u64,
+}
+
+/// Per pack, the span of it a snapshot's files need, from the snapshot's
+/// distinct trees (a tree found at two paths counts once, so `refs` may
+/// fall short, and then a held span is dropped early).
+#[derive(Debug, Default)]
+pub struct PackSpans {
+    spans: HashMap<u32, Span>,
+}
+
+impl PackSpans {
+    /// Adds the chunks of the files of `tree`.
+    pub fn add_tree(&mut self, index: &Index, tree: &Tree) {
+        for n in tree.nodes.iter().filter(|n| n.kind == NodeKind::File) {
+            for l in n.content.iter().filter_map(|id| index.get(id)) {
+                let (start, end) = (l.offset as u64, l.offset as u64 + l.length as u64);
+                let s = self.spans.entry(l.pack).or_insert(Span { lo: start, hi: end, needed: 0, refs: 0 });
+                s.lo = s.lo.min(start);
+                s.hi = s.hi.max(end);
+                s.needed += l.length as u64;
+                s.refs += 1;
+            }
+        }
+    }
+
+    /// Forgets `pack`, and returns the span to read of it in one go, with
+    /// its references, when the snapshot's blobs fill at least half of it.
+    fn take_dense(&mut self, pack: u32) -> Option<Span> {
+        let s = self.spans.remove(&pack)?;
+        (s.needed.saturating_mul(2) >= s.hi - s.lo).then_some(s)
+    }
+}
+
+/// A span of a pack read by an earlier batch.
+struct Held {
+    pack: u32,
+    start: u64,
+    data: Arc<Vec<u8>>,
+    /// References of the snapshot in it not written yet.
+    refs_left: u64,
+}
+
+/// The pack spans held from one batch to the next.
+#[derive(Default)]
+pub struct Carry {
+    spans: Option<PackSpans>,
+    held: VecDeque<Held>,
+}
+
+impl Carry {
+    /// Holds nothing: each batch reads its own ranges.
+    pub fn none() -> Carry {
+        Carry::default()
+    }
+
+    /// Reads each dense pack of `spans` once, for every batch.
+    pub fn new(spans: PackSpans) -> Carry {
+        Carry { spans: Some(spans), ..Carry::default() }
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.iter().map(|h| h.data.len() as u64).sum()
+    }
+
+    /// The range requests of one batch for `by_pack` (the blobs needed from
+    /// each pack), packs in order; a range of a held span needs no request.
+    pub(super) fn ranges(&mut self, by_pack: HashMap<u32, Vec<BlobWork>>) -> Vec<Range> {
+        let mut packs: Vec<(u32, Vec<BlobWork>)> = by_pack.into_iter().collect();
+        packs.sort_by_key(|(p, _)| *p);
+        // A span this batch does not need is dropped: the walk has moved
+        // past the pack, and a later straggler is read on its own.
+        self.held.retain(|h| packs.binary_search_by_key(&h.pack, |(p, _)| *p).is_ok());
+        let mut out = Vec::new();
+        for (pack, work) in packs {
+            let refs: u64 = work.iter().map(|w| w.dests.len() as u64).sum();
+            let end_of = |w: &BlobWork| w.offset as u64 + w.length as u64;
+            if let Some(at) = self.held.iter().position(|h| h.pack == pack) {
+                let h = &mut self.held[at];
+                let (start, end) = (h.start, h.start + h.data.len() as u64);
+                let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
+                    work.into_iter().partition(|w| w.offset as u64 >= start && end_of(w) <= end);
+                if !inside.is_empty() {
+                    out.push(Range::held(pack, start, h.data.clone(), inside));
+                }
+                h.refs_left = h.refs_left.saturating_sub(refs);
+                if h.refs_left == 0 {
+                    self.held.remove(at);
+                }
+                coalesce(pack, rest, &mut out);
+                continue;
+            }
+            // A pack is read whole at most once: the first time a batch needs it.
+            match self.spans.as_mut().and_then(|s| s.take_dense(pack)) {
+                Some(s) if s.hi - s.lo <= HELD_BYTES => {
+                    let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
+                        work.into_iter().partition(|w| w.offset as u64 >= s.lo && end_of(w) <= s.hi);
+                    let keep = s.refs.saturating_sub(refs);
+                    if !inside.is_empty() {
+                        out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
+                    }
+                    coalesce(pack, rest, &mut out);
+                }
+                _ => coalesce(pack, work, &mut out),
+            }
+        }
+        out
+    }
+
+    /// Holds the spans `ranges` read whole that later batches still need,
+    /// dropping the oldest held first to stay within [`HELD_BYTES`].
+    pub(super) fn keep(&mut self, ranges: &mut [Range]) {
+        for r in ranges {
+            let Some((data, refs_left)) = r.take_kept() else { continue };
+            if refs_left == 0 || data.len() as u64 > HELD_BYTES {
+                continue;
+            }
+            while self.held_bytes() + data.len() as u64 > HELD_BYTES {
+                self.held.pop_front();
+            }
+            self.held.push_back(Held { pack: r.pack(), start: r.start(), data, refs_left });
+        }
+    }
+}
