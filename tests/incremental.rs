@@ -112,3 +112,73 @@ fn parent_is_the_newest_snapshot_of_the_same_host_and_paths() {
     let b = env.backup_json(&[&src], &["--host", "alpha"]);
     assert_eq!(b["parent"], a["snapshot"]);
 }
+
+/// The directories above `src` in the snapshot: their xattrs are always
+/// read (the parent snapshot is not consulted for them).
+fn dirs_above(src: &std::path::Path) -> u64 {
+    src.components().filter(|c| matches!(c, std::path::Component::Normal(_))).count() as u64 - 1
+}
+
+fn xattr_tree(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"f content\n").unwrap();
+    std::fs::write(src.join("g"), b"g content\n").unwrap();
+    xattr::set(src.join("d"), "user.on-dir", b"dir value").unwrap();
+    xattr::set(src.join("d/f"), "user.on-file", &[0u8, 1, 2, 255]).unwrap();
+    src
+}
+
+fn ctime(p: &std::path::Path) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (m.ctime(), m.ctime_nsec())
+}
+
+fn restore_latest_and_compare(env: &Env, src: &std::path::Path, name: &str) {
+    let target = env.path(name);
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    assert_same_tree(src, &restored(&target, src));
+}
+
+#[test]
+fn unchanged_entries_keep_their_xattrs_without_reading_them_again() {
+    let env = Env::new();
+    let src = xattr_tree(&env);
+    let above = dirs_above(&src);
+    let first = env.backup_json(&[&src], &[]);
+    // The directories above, src itself, d, d/f and g.
+    assert_eq!(u(&first, "xattrs_read"), above + 4, "{first}");
+
+    let second = env.backup_json(&[&src], &[]);
+    assert_eq!(u(&second, "files_unchanged"), 2, "{second}");
+    assert_eq!(u(&second, "xattrs_read"), above, "only the directories above are read again: {second}");
+    // What was not read again is still in the snapshot.
+    restore_latest_and_compare(&env, &src, "target");
+}
+
+#[test]
+fn an_xattr_change_alone_reaches_the_next_backup() {
+    let env = Env::new();
+    let src = xattr_tree(&env);
+    let above = dirs_above(&src);
+    env.backup_json(&[&src], &[]);
+
+    let before: Vec<_> = ["d", "d/f", "g"].iter().map(|p| ctime(&src.join(p))).collect();
+    xattr::remove(src.join("d"), "user.on-dir").unwrap();
+    xattr::set(src.join("d/f"), "user.on-file", b"new value").unwrap();
+    xattr::set(src.join("g"), "user.added", b"added").unwrap();
+    let after: Vec<_> = ["d", "d/f", "g"].iter().map(|p| ctime(&src.join(p))).collect();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_ne!(b, a, "entry {i}: the xattr change did not move the ctime (the premise of the test)");
+    }
+
+    let second = env.backup_json(&[&src], &[]);
+    // The restore has the new xattrs, the removed one gone.
+    restore_latest_and_compare(&env, &src, "target");
+    // Contents are the same, but the ctimes moved: the files count as
+    // changed, and the xattrs of d, d/f and g are read again (not src's:
+    // its own ctime did not move).
+    assert_eq!(u(&second, "files_changed"), 2, "{second}");
+    assert_eq!(u(&second, "xattrs_read"), above + 3, "{second}");
+}

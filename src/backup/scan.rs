@@ -265,6 +265,7 @@ impl<'a> Walker<'a> {
             }
             let mut node = fsmeta::node_from_metadata(name, &dmd, &self.names);
             node.xattrs = fsmeta::read_xattrs(&prefix);
+            self.summary.xattrs_read += 1;
             let top = self.above.last_mut().expect("the root");
             let (up_dir, up_tree) = (top.dir, top.parent.take());
             let parent = self.load_parent_subtree(up_tree.as_ref(), name);
@@ -332,7 +333,15 @@ impl<'a> Walker<'a> {
         root_dev: Option<u64>,
     ) -> Result<Option<Frame>> {
         let mut node = fsmeta::node_from_metadata(name, &md, &self.names);
-        node.xattrs = fsmeta::read_xattrs(&path);
+        let pnode = parent.and_then(|t| t.find(name));
+        node.xattrs = match pnode {
+            // Setting or removing an xattr (an ACL too) changes the ctime.
+            Some(p) if same_inode_state(p, &node) => p.xattrs.clone(),
+            _ => {
+                self.summary.xattrs_read += 1;
+                fsmeta::read_xattrs(&path)
+            }
+        };
         match node.kind {
             NodeKind::Dir => {
                 let sub_parent = self.load_parent_subtree(parent, name);
@@ -353,7 +362,7 @@ impl<'a> Walker<'a> {
                 Ok(None)
             }
             NodeKind::File => {
-                self.file(path, node, dir, parent)?;
+                self.file(path, node, dir, pnode)?;
                 Ok(None)
             }
             _ => {
@@ -387,8 +396,8 @@ impl<'a> Walker<'a> {
         names
     }
 
-    fn file(&mut self, path: PathBuf, mut node: Node, dir: u32, parent: Option<&Tree>) -> Result<()> {
-        let pnode = parent.and_then(|t| t.find(&node.name));
+    /// A regular file; `pnode` is its entry in the parent snapshot.
+    fn file(&mut self, path: PathBuf, mut node: Node, dir: u32, pnode: Option<&Node>) -> Result<()> {
         let status = match pnode {
             None => FileStatus::New,
             Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
@@ -537,12 +546,48 @@ impl<'a> Walker<'a> {
 /// chunk still in the index.
 fn unchanged(old: &Node, new: &Node, index: &Index) -> bool {
     old.kind == NodeKind::File
+        && same_inode_state(old, new)
+        && (old.size == 0 || !old.content.is_empty())
+        && old.content.iter().all(|c| index.contains(c))
+}
+
+/// The entry is the same inode, of the same kind, as in the parent
+/// snapshot, and nothing about it has changed since: same size, mtime and
+/// ctime. Every change to an inode's metadata, its extended attributes and
+/// ACLs included, sets its ctime, so the parent's xattrs still hold and are
+/// not read again (one `llistxattr` per entry saved on an unchanged tree).
+fn same_inode_state(old: &Node, new: &Node) -> bool {
+    old.kind == new.kind
         && old.size == new.size
         && old.mtime == new.mtime
         && old.mtime_nsec == new.mtime_nsec
         && old.ctime == new.ctime
         && old.ctime_nsec == new.ctime_nsec
         && old.inode == new.inode
-        && (old.size == 0 || !old.content.is_empty())
-        && old.content.iter().all(|c| index.contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parents_xattrs_hold_only_for_the_same_inode_in_the_same_state() {
+        let mut old = Node::new(b"f".to_vec(), NodeKind::File);
+        (old.size, old.mtime, old.mtime_nsec, old.ctime, old.ctime_nsec, old.inode) = (5, 10, 11, 20, 21, 7);
+        assert!(same_inode_state(&old, &old.clone()));
+        let changes: [fn(&mut Node); 7] = [
+            |n| n.ctime_nsec += 1, // setxattr, an ACL, chmod, chown
+            |n| n.ctime += 1,
+            |n| n.mtime_nsec += 1,
+            |n| n.mtime += 1,
+            |n| n.size += 1,
+            |n| n.inode += 1, // replaced by another file
+            |n| n.kind = NodeKind::Dir,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut new = old.clone();
+            change(&mut new);
+            assert!(!same_inode_state(&old, &new), "change {i} not seen");
+        }
+    }
 }

@@ -200,7 +200,7 @@ impl Index {
     /// The slot of `id`, when it has a location.
     pub fn position(&self, id: &Id) -> Option<usize> {
         let k = key_of(id);
-        let p = self.slots.binary_search_by(|s| s.key.cmp(&k)).ok()?;
+        let p = super::keyset::find_key(&self.slots, &k, |s| &s.key)?;
         if self.slots[p].pack & COLLIDED != 0 {
             return self.exact.get(id).map(|&p| p as usize);
         }
@@ -212,7 +212,7 @@ impl Index {
     }
 
     pub fn contains(&self, id: &Id) -> bool {
-        self.position(id).is_some() || (!self.members.is_empty() && self.members.binary_search(&key_of(id)).is_ok())
+        self.position(id).is_some() || super::keyset::find_key(&self.members, &key_of(id), |m| m).is_some()
     }
 
     /// Slots (blobs with a location) are numbered `0..slot_count()`.

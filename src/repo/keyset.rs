@@ -45,6 +45,36 @@ pub fn merge_sorted<T: Copy + Ord>(dst: &mut Vec<T>, new: &[T]) {
     }
 }
 
+/// Finds `k` in `sorted` (ascending by `key`): the position of an element
+/// with that key, as `binary_search_by(..).ok()` gives. Keys are keyed
+/// hashes, spread evenly, so the search starts where `k` would be in an
+/// even spread and widens a window around that guess until it brackets
+/// `k` (off by about √n places), then searches the window: a lookup in
+/// an array of millions touches a few neighbouring cache lines instead of
+/// some twenty far apart. Correct for any keys; keys bunched together
+/// (a hostile index) only make it as slow as a plain binary search.
+pub fn find_key<T>(sorted: &[T], k: &Key, key: impl Fn(&T) -> &Key) -> Option<usize> {
+    let n = sorted.len();
+    if n < 64 {
+        return sorted.binary_search_by(|s| key(s).cmp(k)).ok();
+    }
+    let top = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+    let guess = ((top as u128 * n as u128) >> 64) as usize; // below n
+                                                            // Down until sorted[lo] <= k (or the start), up until sorted[hi-1] >= k
+                                                            // (or the end): any element equal to k is then in lo..hi.
+    let (mut lo, mut step) = (guess, 1);
+    while lo > 0 && key(&sorted[lo]) > k {
+        lo = lo.saturating_sub(step);
+        step *= 2;
+    }
+    let (mut hi, mut step) = (guess + 1, 1);
+    while hi < n && key(&sorted[hi - 1]) < k {
+        hi = (hi + step).min(n);
+        step *= 2;
+    }
+    sorted[lo..hi].binary_search_by(|s| key(s).cmp(k)).ok().map(|i| lo + i)
+}
+
 /// A growing set of keys: recent insertions in a small hash set, the rest
 /// in one sorted array, 16 bytes per key. The hash set is folded into the
 /// array when it holds more than 1/16 of it (and at least 65,536 keys), so
@@ -63,12 +93,12 @@ impl KeySet {
     }
 
     pub fn contains(&self, k: &Key) -> bool {
-        self.recent.contains(k) || self.sorted.binary_search(k).is_ok()
+        self.recent.contains(k) || find_key(&self.sorted, k, |s| s).is_some()
     }
 
     /// Adds `k`; false when it was there already.
     pub fn insert(&mut self, k: Key) -> bool {
-        if self.sorted.binary_search(&k).is_ok() || !self.recent.insert(k) {
+        if find_key(&self.sorted, &k, |s| s).is_some() || !self.recent.insert(k) {
             return false;
         }
         if self.recent.len() >= MIN_RECENT.max(self.sorted.len() / 16) {
@@ -105,6 +135,44 @@ mod tests {
 
     fn k(i: u64) -> Key {
         key_of(&Id::hash_of(&i.to_le_bytes()))
+    }
+
+    /// A key from its first byte and a counter (bunched keys: all in one
+    /// corner of the key space, or sharing a prefix).
+    fn bunched(first: u8, i: u64) -> Key {
+        let mut key = [first; KEY_LEN];
+        key[8..].copy_from_slice(&i.to_be_bytes());
+        key
+    }
+
+    #[test]
+    fn find_key_finds_what_a_binary_search_finds_however_the_keys_are_spread() {
+        let even: Vec<Key> = (0..5000).map(k).collect();
+        let low: Vec<Key> = (0..5000).map(|i| bunched(0, i * 2)).collect();
+        let high: Vec<Key> = (0..5000).map(|i| bunched(0xff, i * 2)).collect();
+        let dup: Vec<Key> = (0..5000).map(|i| bunched(0x80, i / 7 * 2)).collect();
+        for (name, mut keys) in [("even", even), ("low", low), ("high", high), ("dup", dup)] {
+            keys.sort_unstable();
+            for len in [0, 1, 63, 64, 65, 1000, keys.len()] {
+                let sorted = &keys[..len];
+                // Every key present, and keys around each (absent ones too).
+                let probes = keys.iter().flat_map(|x| {
+                    let mut below = *x;
+                    below[KEY_LEN - 1] = below[KEY_LEN - 1].wrapping_sub(1);
+                    let mut above = *x;
+                    above[KEY_LEN - 1] = above[KEY_LEN - 1].wrapping_add(1);
+                    [*x, below, above]
+                });
+                for p in probes.chain([[0; KEY_LEN], [0xff; KEY_LEN]]) {
+                    let found = find_key(sorted, &p, |s| s);
+                    let present = sorted.binary_search(&p).is_ok();
+                    assert_eq!(found.is_some(), present, "{name}, {len} keys, {p:?}");
+                    if let Some(i) = found {
+                        assert_eq!(sorted[i], p, "{name}, {len} keys: the position holds the key");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

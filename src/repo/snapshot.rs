@@ -42,6 +42,10 @@ pub struct Summary {
     /// Files that could not be read or vanished; not in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedFile>,
+    /// Entries whose extended attributes were read from the file system;
+    /// the others (unchanged since the parent snapshot) kept the parent's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub xattrs_read: u64,
     /// Entries of `changed_during_backup` left out of the stored snapshot
     /// to keep it within its size limit (see [`Summary::trim_lists`]).
     #[serde(default, skip_serializing_if = "is_zero")]
