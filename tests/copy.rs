@@ -419,3 +419,26 @@ fn bug_a_copied_snapshot_deleted_from_the_destination_fails_its_check_and_a_forg
     assert!(text.contains(&copied[1][..8]) && text.contains("deleted"), "{text}");
     assert!(!text.contains(&copied[0][..8]), "the forgotten copy is reported: {text}");
 }
+
+/// A copy that the source's evidence check holds snapshots back from (here
+/// the source's chain was erased) copies the rest, names each one held in
+/// `--json`, and exits 3: the off-site copy is incomplete until someone
+/// looks. It used to exit 0, so a scheduled copy looked fine.
+#[test]
+fn bug_a_copy_that_holds_snapshots_back_exits_3_and_names_them() {
+    let env = Env::new();
+    let src = source(&env);
+    let snap = env.backup_json(&[&src], &[])["snapshot"].as_str().unwrap().to_string();
+    for dir in ["evidence/records", "evidence/heads"] {
+        let _ = std::fs::remove_dir_all(env.repo.join(dir));
+    }
+    let dest = Dest::new(&env, "dest", &[]);
+    let out = copy_command(&env, &dest, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held: Vec<&str> = v["held"].as_array().unwrap().iter().map(|h| h["snapshot"].as_str().unwrap()).collect();
+    assert_eq!(held, [snap.as_str()]);
+    assert!(v["copied"].as_array().unwrap().is_empty(), "{v}");
+    assert!(stderr.contains(&format!("snapshot {} is not copied", &snap[..8])), "stderr: {stderr}");
+}

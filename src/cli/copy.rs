@@ -17,7 +17,7 @@ use crate::policy::{self, PasswordSource};
 
 use super::output::{human_bytes, Printer};
 use super::progress::{Display, Meter};
-use super::{repo_options, GlobalArgs, RetryLock, EXIT_OK};
+use super::{repo_options, GlobalArgs, RetryLock, EXIT_OK, EXIT_PARTIAL};
 
 /// The variable that holds the destination's password itself.
 pub const TO_PASSWORD_ENV: &str = "CAIRN_TO_PASSWORD";
@@ -111,6 +111,10 @@ pub fn run(g: &GlobalArgs, a: &CopyArgs, p: &Printer) -> Result<i32> {
     }
     match job.error {
         Some(e) => Err(e),
+        // Finished, but the source's evidence check held snapshots back:
+        // the off-site copy lacks them until someone looks (exit 3, as a
+        // backup that skipped files).
+        None if !job.held.is_empty() => Ok(EXIT_PARTIAL),
         None => Ok(EXIT_OK),
     }
 }
@@ -127,8 +131,8 @@ pub fn print(job: &CopyJob, p: &Printer) {
     }
     for (id, why) in &job.held {
         p.warn(format!(
-            "snapshot {} is not copied: the evidence check of the source holds it ({why}); `cairn evidence accept` \
-             releases it",
+            "snapshot {} is not copied: the evidence check of the source holds it ({why}); `cairn check` on the \
+             source says why, and `cairn evidence accept` releases it",
             id.short()
         ));
     }
