@@ -69,6 +69,46 @@ pub fn kind_of(md: &Metadata) -> NodeKind {
     }
 }
 
+/// The kind of an entry from the file-type bits of its `st_mode`.
+pub fn kind_of_mode(mode: u32) -> NodeKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => NodeKind::Dir,
+        libc::S_IFLNK => NodeKind::Symlink,
+        libc::S_IFIFO => NodeKind::Fifo,
+        libc::S_IFCHR => NodeKind::Chardev,
+        libc::S_IFBLK => NodeKind::Blockdev,
+        libc::S_IFSOCK => NodeKind::Socket,
+        _ => NodeKind::File,
+    }
+}
+
+/// A node for `name` from what `fstatat(.., AT_SYMLINK_NOFOLLOW)` said
+/// (the same fields as [`node_from_metadata`]).
+#[allow(clippy::unnecessary_cast, reason = "stat field types differ between platforms")]
+pub fn node_from_stat(name: &[u8], st: &nix::sys::stat::FileStat, names: &NameCache) -> Node {
+    let kind = kind_of_mode(st.st_mode as u32);
+    let mut n = Node::new(name.to_vec(), kind);
+    n.mode = st.st_mode as u32 & 0o7777;
+    n.uid = st.st_uid;
+    n.gid = st.st_gid;
+    n.user = names.user(st.st_uid);
+    n.group = names.group(st.st_gid);
+    n.mtime = st.st_mtime as i64;
+    n.mtime_nsec = st.st_mtime_nsec as u32;
+    n.ctime = st.st_ctime as i64;
+    n.ctime_nsec = st.st_ctime_nsec as u32;
+    n.inode = st.st_ino as u64;
+    n.device = st.st_dev as u64;
+    n.links = if kind == NodeKind::Dir { 0 } else { st.st_nlink as u64 };
+    if kind == NodeKind::File {
+        n.size = st.st_size as u64;
+    }
+    if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+        n.rdev = st.st_rdev as u64;
+    }
+    n
+}
+
 /// A node for `name` from its `lstat` metadata (without content, subtree,
 /// target or xattrs).
 pub fn node_from_metadata(name: &[u8], md: &Metadata, names: &NameCache) -> Node {

@@ -13,6 +13,7 @@
 //!    before the data packs their trees refer to, but no snapshot refers
 //!    to any of them before every pack of the session is stored.
 
+mod dirfd;
 pub mod dirs;
 pub mod pipeline;
 pub mod scan;

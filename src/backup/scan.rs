@@ -14,13 +14,14 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use nix::sys::stat::FileStat;
 
+use super::dirfd;
 use super::dirs::{OpenDirs, Place};
 use super::pipeline::{Done, FileJob, FileOutcome, FilePipeline, ReadFile, MAX_IN_FLIGHT};
 use super::Progress;
@@ -137,6 +138,9 @@ enum Link {
 struct Frame {
     dir: u32,
     path: PathBuf,
+    /// The directory's open handle, which its entries are looked up from
+    /// (none when it could not be entered: it then lists no names).
+    fd: Option<OwnedFd>,
     names: std::vec::IntoIter<OsString>,
     /// The directory's tree in the parent snapshot.
     parent: Option<Tree>,
@@ -235,7 +239,9 @@ impl<'a> Walker<'a> {
         if self.last_dir.as_ref().is_some_and(|d| path.starts_with(d)) {
             return Ok(()); // inside a directory backed up in full
         }
-        let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        // The backup path itself is looked up from its directory's handle,
+        // like every entry below it.
+        let up_fd = dirfd::open_dir(path.parent().unwrap_or(Path::new("/"))).map_err(|e| Error::io(path, e))?;
         let comps: Vec<&OsStr> = path
             .components()
             .filter_map(|c| match c {
@@ -246,6 +252,7 @@ impl<'a> Walker<'a> {
         let Some((last, above)) = comps.split_last() else {
             return Err(Error::BackupOfRoot);
         };
+        let st = dirfd::lstat_at(up_fd.as_fd(), last).map_err(|e| Error::io(path, e))?;
         // Keep the directories above that this path shares with the last.
         let shared = above.iter().zip(&self.above[1..]).take_while(|(c, a)| c.as_bytes() == a.name).count();
         while self.above.len() > shared + 1 {
@@ -276,8 +283,8 @@ impl<'a> Walker<'a> {
         }
         let top = self.above.last_mut().expect("the root");
         let (dir, up_tree) = (top.dir, top.parent.take());
-        let is_dir = md.is_dir();
-        let frame = self.entry(path.to_path_buf(), last.as_bytes(), md, dir, up_tree.as_ref(), None);
+        let is_dir = fsmeta::kind_of_mode(st.st_mode) == NodeKind::Dir;
+        let frame = self.entry(up_fd.as_fd(), path.to_path_buf(), last.as_bytes(), &st, dir, up_tree.as_ref(), None);
         self.above.last_mut().expect("the root").parent = up_tree;
         if let Some(f) = frame? {
             self.walk(f)?;
@@ -295,12 +302,14 @@ impl<'a> Walker<'a> {
             match top.names.next() {
                 Some(name) => {
                     let child = top.path.join(&name);
+                    // A frame without a handle lists no names.
+                    let at = top.fd.as_ref().expect("a directory with names is open").as_fd();
                     if !self.excludes.excluded(&child, name.as_bytes()) {
-                        match std::fs::symlink_metadata(&child) {
-                            Ok(md) => {
+                        match dirfd::lstat_at(at, &name) {
+                            Ok(st) => {
                                 let (dir, dev) = (top.dir, top.dev);
                                 let frame =
-                                    self.entry(child, name.as_bytes(), md, dir, top.parent.as_ref(), Some(dev))?;
+                                    self.entry(at, child, name.as_bytes(), &st, dir, top.parent.as_ref(), Some(dev))?;
                                 stack.extend(frame);
                             }
                             Err(e) => self.skip(&child, &e),
@@ -321,18 +330,21 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    /// Adds one entry to the open directory `dir`; a directory to descend
-    /// into comes back as a frame.
+    /// Adds one entry, `name` in the directory whose handle is `at` and
+    /// whose node is `dir`; a directory to descend into comes back as a
+    /// frame.
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &mut self,
+        at: BorrowedFd<'_>,
         path: PathBuf,
         name: &[u8],
-        md: Metadata,
+        st: &FileStat,
         dir: u32,
         parent: Option<&Tree>,
         root_dev: Option<u64>,
     ) -> Result<Option<Frame>> {
-        let mut node = fsmeta::node_from_metadata(name, &md, &self.names);
+        let mut node = fsmeta::node_from_stat(name, st, &self.names);
         let pnode = parent.and_then(|t| t.find(name));
         node.xattrs = match pnode {
             // Setting or removing an xattr (an ACL too) changes the ctime.
@@ -347,14 +359,25 @@ impl<'a> Walker<'a> {
                 let sub_parent = self.load_parent_subtree(parent, name);
                 let up = self.dirs.add_subdir(dir);
                 let d = self.dirs.open(node, Some(up));
-                let dev = root_dev.unwrap_or(md.dev());
-                let names = if !self.one_file_system || md.dev() == dev { self.names_in(&path) } else { Vec::new() };
-                Ok(Some(Frame { dir: d, path, names: names.into_iter(), parent: sub_parent, dev }))
+                let dev = root_dev.unwrap_or(st.st_dev);
+                let fd = if !self.one_file_system || st.st_dev == dev {
+                    match dirfd::open_subdir(at, OsStr::from_bytes(name), st) {
+                        Ok(fd) => Some(fd),
+                        Err(e) => {
+                            self.skip(&path, &e);
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let names = fd.as_ref().map(|fd| self.names_in(fd, &path)).unwrap_or_default();
+                Ok(Some(Frame { dir: d, path, fd, names: names.into_iter(), parent: sub_parent, dev }))
             }
             NodeKind::Symlink => {
-                match std::fs::read_link(&path) {
+                match dirfd::read_link_at(at, OsStr::from_bytes(name)) {
                     Ok(t) => {
-                        node.target = Some(t.into_os_string().into_vec());
+                        node.target = Some(t.into_vec());
                         self.dirs.add(dir, node);
                     }
                     Err(e) => self.skip(&path, &e),
@@ -374,18 +397,18 @@ impl<'a> Walker<'a> {
 
     /// The sorted names in a directory; none when it cannot be read or
     /// holds an exclude-if-present marker.
-    fn names_in(&mut self, path: &Path) -> Vec<OsString> {
-        let rd = match std::fs::read_dir(path) {
-            Ok(rd) => rd,
+    fn names_in(&mut self, fd: &OwnedFd, path: &Path) -> Vec<OsString> {
+        let listed = match dirfd::names(fd) {
+            Ok(listed) => listed,
             Err(e) => {
                 self.skip(path, &e);
                 return Vec::new();
             }
         };
         let mut names: Vec<OsString> = Vec::new();
-        for ent in rd {
+        for ent in listed {
             match ent {
-                Ok(ent) => names.push(ent.file_name()),
+                Ok(name) => names.push(name),
                 Err(e) => self.skip(path, &e),
             }
         }

@@ -1,0 +1,129 @@
+//! The scan's look-ups, relative to an open handle of the directory.
+//!
+//! Every entry below a backup path is named by one component relative to
+//! its directory's descriptor, never by its full path: `fstatat` with
+//! `AT_SYMLINK_NOFOLLOW` describes it, `openat` with `O_DIRECTORY |
+//! O_NOFOLLOW` enters it, `readlinkat` reads it. The kernel thus resolves
+//! one name per entry (not the whole path again, as `lstat(path)` does),
+//! and a directory swapped for a symlink after its parent was listed is
+//! refused when it is entered, never followed out of the tree.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode};
+
+/// How every directory handle is opened: never through a symlink.
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// A look-up that did not follow a symlink says so, rather than "too many
+/// levels of symbolic links".
+fn refused_symlink(e: Errno) -> std::io::Error {
+    match e {
+        Errno::ELOOP | Errno::ENOTDIR => {
+            std::io::Error::other("not a directory any more: a symbolic link or a file is in the way (never followed)")
+        }
+        e => e.into(),
+    }
+}
+
+/// Opens the directory at `path`, following symlinks on the way (the
+/// directories above a backup path are taken as given).
+pub fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `lstat` of `name` in the directory `dir`.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<FileStat> {
+    Ok(nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
+}
+
+/// Opens the subdirectory `name` of `dir`, and checks it is the entry
+/// `seen` described (same device and inode): a symlink or anything else
+/// put in its place since is refused, never followed.
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr, seen: &FileStat) -> std::io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, dir_flags(), Mode::empty()).map_err(refused_symlink)?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let now = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino) {
+        return Err(std::io::Error::other("replaced by another directory while the backup ran (not entered)"));
+    }
+    Ok(fd)
+}
+
+/// The target of the symlink `name` in `dir`.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<OsString> {
+    Ok(nix::fcntl::readlinkat(Some(dir.as_raw_fd()), name)?)
+}
+
+/// The names in the directory `dir` (without `.` and `..`), unsorted; an
+/// entry that cannot be read gives an error in its place.
+pub fn names(dir: &OwnedFd) -> std::io::Result<Vec<std::io::Result<OsString>>> {
+    // The listing reads through its own copy of the handle, which it
+    // closes; `dir` stays open for the look-ups of its entries.
+    let mut listing = nix::dir::Dir::from_fd(nix::unistd::dup(dir.as_fd().as_raw_fd())?)?;
+    let mut out = Vec::new();
+    for ent in listing.iter() {
+        match ent {
+            Ok(ent) => {
+                let name = ent.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    out.push(Ok(OsStr::from_bytes(name).to_os_string()));
+                }
+            }
+            Err(e) => out.push(Err(e.into())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_it_was_statted_is_never_entered() {
+        let t = tempfile::tempdir().unwrap();
+        let (tree, outside) = (t.path().join("tree"), t.path().join("outside"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"s").unwrap();
+        let top = open_dir(&tree).unwrap();
+        let listed: Vec<OsString> = names(&top).unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(listed, vec![OsString::from("sub")]);
+        let seen = lstat_at(top.as_fd(), OsStr::new("sub")).unwrap();
+        assert_eq!(seen.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        // Swapped between the stat and the descent.
+        std::fs::rename(tree.join("sub"), t.path().join("aside")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("sub")).unwrap();
+        let e = open_subdir(top.as_fd(), OsStr::new("sub"), &seen).unwrap_err();
+        assert!(e.to_string().contains("never followed"), "{e}");
+        // Stat again, it is the symlink itself that is described.
+        let now = lstat_at(top.as_fd(), OsStr::new("sub")).unwrap();
+        assert_eq!(now.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        assert_eq!(read_link_at(top.as_fd(), OsStr::new("sub")).unwrap(), outside.as_os_str());
+        // Another directory put in its place is not entered either.
+        std::fs::remove_file(tree.join("sub")).unwrap();
+        std::fs::create_dir(tree.join("sub")).unwrap();
+        let e = open_subdir(top.as_fd(), OsStr::new("sub"), &seen).unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+        // The original, statted afresh, is entered, and its handle lists it.
+        std::fs::remove_dir(tree.join("sub")).unwrap();
+        std::fs::rename(t.path().join("aside"), tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/f"), b"x").unwrap();
+        let seen = lstat_at(top.as_fd(), OsStr::new("sub")).unwrap();
+        let sub = open_subdir(top.as_fd(), OsStr::new("sub"), &seen).unwrap();
+        let listed: Vec<OsString> = names(&sub).unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(listed, vec![OsString::from("f")]);
+        assert_eq!(lstat_at(sub.as_fd(), OsStr::new("f")).unwrap().st_size, 1);
+    }
+}
