@@ -237,3 +237,40 @@ fn trees_written_during_the_scan_have_the_ids_of_the_whole_tree() {
     let again = tree::lookup(&repo, &index, &again.tree, src.as_os_str().as_bytes()).unwrap().unwrap();
     assert_eq!(again.subtree, got.subtree);
 }
+
+/// The scan holds one directory handle per level it is inside. A tree 300
+/// levels deep, backed up by a process whose soft open-file limit is 64 (as
+/// a shell or a unit file can leave it), lost its deepest directories to
+/// "Too many open files" (exit 3). cairn now raises the soft limit to the
+/// hard one at start; the whole tree is backed up and restored.
+#[test]
+fn bug_a_deep_tree_under_a_low_soft_open_file_limit_is_backed_up_whole() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let src = env.path("deep");
+    let mut leaf = src.clone();
+    for _ in 0..300 {
+        leaf.push("d");
+    }
+    std::fs::create_dir_all(&leaf).unwrap();
+    std::fs::write(leaf.join("bottom"), b"the deepest file").unwrap();
+    let mut cmd = env.command();
+    cmd.args(["backup", "--json", src.to_str().unwrap()]);
+    // SAFETY: setrlimit is async-signal-safe; the child only lowers its own soft limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+            r.rlim_cur = 64;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let target = env.path("back");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &restored(&target, &src));
+}

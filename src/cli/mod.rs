@@ -295,8 +295,24 @@ fn tune_allocator() {
     }
 }
 
+/// The backup scan holds one directory handle per level it is inside and
+/// restore caches handles: raise the soft open-file limit to the hard one
+/// (as Go programs such as restic do at start), so that a deep tree is not
+/// cut short by a soft limit of 1,024 that systemd or a shell left.
+fn raise_open_file_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 pub fn main() -> i32 {
     tune_allocator();
+    raise_open_file_limit();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
