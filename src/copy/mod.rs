@@ -207,12 +207,15 @@ pub fn run(
             id.short()
         )
     }));
+    // Fails closed: when the destination's evidence cannot be checked, no
+    // snapshot there counts as recorded, so none is taken as a copy made
+    // (only an exact re-derivation is) and none stands in for a source tree.
     let unrecorded = unrecorded(&existing.snapshots).unwrap_or_else(|e| {
         report.warnings.push(format!(
-            "the destination's evidence could not be checked, so a snapshot an interrupted copy left unrecorded \
-             stays so: {e}"
+            "the destination's evidence could not be checked, so no snapshot there is taken as a copy made \
+             unless this copy re-derives it exactly: {e}"
         ));
-        HashSet::new()
+        existing.snapshots.iter().map(|(id, _)| *id).collect()
     });
     let (recorded, unrecorded): (Vec<_>, Vec<_>) =
         existing.snapshots.into_iter().partition(|(id, _)| !unrecorded.contains(id));

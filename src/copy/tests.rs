@@ -117,6 +117,32 @@ fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again
     assert_eq!(dst.list_snapshots().unwrap().snapshots.len(), 1);
 }
 
+/// Review finding: when the destination's evidence could not be checked,
+/// every snapshot there counted as recorded, so a planted look-alike was
+/// taken as the copy made (and could stand in for source trees). Now the
+/// copy fails closed: nothing counts as recorded, and an honest leftover
+/// is still taken, but only because it re-derives exactly.
+#[test]
+fn bug_a_destination_whose_evidence_cannot_be_checked_vouches_for_no_snapshot_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo(dir.path(), "src", 7, 16 * 1024);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(data)) };
+    crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
+    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
+    let list = src.list_snapshots().unwrap().snapshots;
+    let mut first = CopyReport::default();
+    run(&src, &dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut first).unwrap();
+    let made = first.copied[0].snapshot;
+
+    let cannot_check = |_: &[(Id, Snapshot)]| Err(crate::Error::Integrity { what: "evidence/ unreadable".into() });
+    let mut again = CopyReport::default();
+    run(&src, &dst, &list, 2, &cannot_check, &NoCopyProgress, &mut again).unwrap();
+    assert!(again.present.is_empty(), "taken as recorded without a check: {again:?}");
+    assert_eq!(again.resumed.iter().map(|c| (c.source, c.snapshot)).collect::<Vec<_>>(), vec![(list[0].0, made)]);
+    assert!(again.warnings.iter().any(|w| w.contains("could not be checked")), "{:?}", again.warnings);
+}
+
 /// A source tree met a second time while the files of its first meeting
 /// are still in the pipeline (two directories with the same tree, side by
 /// side) is waited for ([`walk`]'s `wait_for`) and reused: its files are

@@ -110,6 +110,9 @@ impl Carry {
         // A span this batch does not need is dropped: the walk has moved
         // past the pack, and a later straggler is read on its own.
         self.held.retain(|h| packs.binary_search_by_key(&h.pack, |(p, _)| *p).is_ok());
+        // Spans kept for later batches are held until this batch is written:
+        // together with what is held already, they stay within HELD_BYTES.
+        let mut room = HELD_BYTES.saturating_sub(self.held_bytes());
         let mut out = Vec::new();
         for (pack, work) in packs {
             let refs: u64 = work.iter().map(|w| w.dests.len() as u64).sum();
@@ -131,10 +134,13 @@ impl Carry {
             }
             // A pack is read whole at most once: the first time a batch needs it.
             match self.spans.as_mut().and_then(|s| s.take_dense(pack)) {
-                Some(s) if s.hi - s.lo <= HELD_BYTES => {
+                Some(s) if s.hi - s.lo <= room || s.refs <= refs => {
                     let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
                         work.into_iter().partition(|w| w.offset as u64 >= s.lo && end_of(w) <= s.hi);
                     let keep = s.refs.saturating_sub(refs);
+                    if keep > 0 {
+                        room -= s.hi - s.lo;
+                    }
                     if !inside.is_empty() {
                         out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
                     }
@@ -159,5 +165,56 @@ impl Carry {
             }
             self.held.push_back(Held { pack: r.pack(), start: r.start(), data, refs_left });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(offset: u32, length: u32) -> BlobWork {
+        BlobWork { id: crate::Id::hash_of(&offset.to_le_bytes()), offset, length, raw_length: length, dests: vec![] }
+    }
+
+    /// Review finding: every dense pack a batch read whole and later batches
+    /// still used was kept until the batch was written, however many: a
+    /// batch of 512 such packs held 8 GiB. Now what one batch keeps, with
+    /// what is held already, stays within HELD_BYTES; the other packs are
+    /// read in the batch's own ranges.
+    #[test]
+    fn bug_the_spans_one_batch_keeps_for_later_batches_stay_within_the_bound() {
+        const MIB: u32 = 1 << 20;
+        let mut spans = PackSpans::default();
+        // 20 packs of 16 MiB, each used densely (two 8 MiB blobs), one blob
+        // needed by this batch and the other by a later one.
+        for p in 0..20 {
+            spans.spans.insert(p, Span { lo: 0, hi: 16 * MIB as u64, needed: 16 * MIB as u64, refs: 2 });
+        }
+        let mut carry = Carry::new(spans);
+        let by_pack: HashMap<u32, Vec<BlobWork>> = (0..20).map(|p| (p, vec![work(0, 8 * MIB)])).collect();
+        let ranges = carry.ranges(by_pack);
+        let kept: u64 = ranges.iter().filter(|r| r.keeps() > 0).map(|r| r.end() - r.start()).sum();
+        assert!(kept <= HELD_BYTES, "one batch keeps {kept} bytes, above {HELD_BYTES}");
+        assert_eq!(kept, HELD_BYTES, "the room is used: four 16 MiB packs are kept");
+        // The packs not kept are read in the batch's own range: 8 MiB each.
+        let own: Vec<u64> = ranges.iter().filter(|r| r.keeps() == 0).map(|r| r.end() - r.start()).collect();
+        assert_eq!(own.len(), 16);
+        assert!(own.iter().all(|&len| len == 8 * MIB as u64), "{own:?}");
+    }
+
+    /// A pack that no later batch needs is still read in one request when
+    /// nothing more may be held: nothing of it is kept.
+    #[test]
+    fn a_dense_pack_no_later_batch_needs_is_read_whole_without_room() {
+        let mut spans = PackSpans::default();
+        spans.spans.insert(7, Span { lo: 0, hi: 1000, needed: 1000, refs: 0 });
+        let mut carry = Carry::new(spans);
+        let full = Arc::new(vec![0u8; HELD_BYTES as usize]);
+        carry.held.push_back(Held { pack: 3, start: 0, data: full, refs_left: 5 });
+        let by_pack = HashMap::from([(3, vec![work(0, 10)]), (7, vec![work(0, 500), work(500, 500)])]);
+        let ranges = carry.ranges(by_pack);
+        let of_7: Vec<(u64, u64, u64)> =
+            ranges.iter().filter(|r| r.pack() == 7).map(|r| (r.start(), r.end(), r.keeps())).collect();
+        assert_eq!(of_7, [(0, 1000, 0)]);
     }
 }

@@ -88,7 +88,7 @@ pub(super) struct Target {
     root: OwnedFd,
     /// It was missing or empty when the restore began: files are created
     /// as their chunks arrive, never compared.
-    fresh: bool,
+    pub(super) fresh: bool,
     as_root: bool,
     /// Set-id bits and file capabilities are left out ([`privileged`]).
     strip: bool,

@@ -165,8 +165,12 @@ pub fn run_in_batches(
     let t0 = std::time::Instant::now();
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let mut batches = plan::Batches::new(repo, index, root, &filter, limits, batch_items)?;
-    let mut carry = batches.take_pack_spans().map_or_else(carry::Carry::none, carry::Carry::new);
     let target = execute::Target::open(&opts.target, opts.privileged)?;
+    // Into a target that holds files already, a batch writes only the chunks
+    // they lack, so a pack the snapshot uses densely may be needed sparsely:
+    // no whole-span reads there.
+    let spans = batches.take_pack_spans().filter(|_| target.fresh);
+    let mut carry = spans.map_or_else(carry::Carry::none, carry::Carry::new);
     let mut report = RestoreReport::default();
     let mut planned = t0;
     while let Some(plan) = batches.next_batch()? {

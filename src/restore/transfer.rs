@@ -86,6 +86,17 @@ impl Range {
         self.start
     }
 
+    #[cfg(test)]
+    pub(super) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// References of later batches in it (its bytes are kept when above zero).
+    #[cfg(test)]
+    pub(super) fn keeps(&self) -> u64 {
+        self.keep
+    }
+
     /// Whether it needs a request.
     pub(super) fn is_read(&self) -> bool {
         self.held.is_none()
