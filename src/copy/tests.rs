@@ -90,12 +90,10 @@ fn same_chunker_parameters_copy_each_chunk_as_it_is_and_others_cut_again() {
     assert!(report.copied.is_empty() && report.present.len() == 1, "{report:?}");
 }
 
-/// A snapshot a stopped copy committed and never recorded is re-derived
-/// (the copy of a tree is deterministic for the destination's key and
-/// chunker) and taken as this copy's own, with nothing sent; told that no
-/// record names it, a copy does not take it as held unseen.
-#[test]
-fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again() {
+/// A source repository with one backup, and a destination (another key
+/// and chunk size) it was copied into once: the directory, both
+/// repositories, the source's snapshots, and the copy made.
+fn copied_once() -> (tempfile::TempDir, Repository, Repository, Vec<(Id, Snapshot)>, Id) {
     let dir = tempfile::tempdir().unwrap();
     let src = repo(dir.path(), "src", 7, 16 * 1024);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -107,6 +105,16 @@ fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again
     run(&src, &dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut first).unwrap();
     assert!(first.stored.packs > 0);
     let made = first.copied[0].snapshot;
+    (dir, src, dst, list, made)
+}
+
+/// A snapshot a stopped copy committed and never recorded is re-derived
+/// (the copy of a tree is deterministic for the destination's key and
+/// chunker) and taken as this copy's own, with nothing sent; told that no
+/// record names it, a copy does not take it as held unseen.
+#[test]
+fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again() {
+    let (_dir, src, dst, list, made) = copied_once();
 
     let none_recorded = |s: &[(Id, Snapshot)]| Ok(s.iter().map(|(id, _)| *id).collect());
     let mut again = CopyReport::default();
@@ -124,16 +132,7 @@ fn an_unrecorded_copy_that_re_derives_exactly_is_taken_and_nothing_is_sent_again
 /// is still taken, but only because it re-derives exactly.
 #[test]
 fn bug_a_destination_whose_evidence_cannot_be_checked_vouches_for_no_snapshot_it_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = repo(dir.path(), "src", 7, 16 * 1024);
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
-    let source = Source::Stdin { name: "dump".into(), reader: Box::new(std::io::Cursor::new(data)) };
-    crate::backup::run(&src, source, &BackupOptions::default(), &NoProgress).unwrap();
-    let dst = repo(dir.path(), "dst", 9, 4 * 1024);
-    let list = src.list_snapshots().unwrap().snapshots;
-    let mut first = CopyReport::default();
-    run(&src, &dst, &list, 2, &|_| Ok(HashSet::new()), &NoCopyProgress, &mut first).unwrap();
-    let made = first.copied[0].snapshot;
+    let (_dir, src, dst, list, made) = copied_once();
 
     let cannot_check = |_: &[(Id, Snapshot)]| Err(crate::Error::Integrity { what: "evidence/ unreadable".into() });
     let mut again = CopyReport::default();
