@@ -22,7 +22,10 @@
 //! prefix the builder asks its caller for their full ids (which it
 //! re-reads from the index file or pack header they came from): the same
 //! blob stored twice keeps its first location, two different blobs both
-//! go to the exact map.
+//! go to the exact map. A blob is listed twice by the millions after a
+//! prune that repacked (until the marked old packs go), so the full ids
+//! are asked for in bounded batches, grouped by source, and only their
+//! last 16 bytes are held meanwhile ([`Index::settle_peak_bytes`]).
 
 use std::collections::HashMap;
 
@@ -68,6 +71,24 @@ struct Slot {
 }
 
 const COLLIDED: u32 = 1 << 31;
+/// Full ids asked for at once when settling shared keys: bounds the
+/// requests and answers held (about 8 MB).
+pub const ID_BATCH: usize = 1 << 16;
+
+/// The bytes of an id after its [`Key`].
+const SUFFIX_LEN: usize = 32 - super::keyset::KEY_LEN;
+type Suffix = [u8; SUFFIX_LEN];
+
+fn suffix_of(id: &Id) -> Suffix {
+    id.0[super::keyset::KEY_LEN..].try_into().unwrap()
+}
+
+fn id_of(key: &Key, suffix: &Suffix) -> Id {
+    let mut b = [0u8; 32];
+    b[..key.len()].copy_from_slice(key);
+    b[key.len()..].copy_from_slice(suffix);
+    Id(b)
+}
 /// The source of a pack whose entries came from its own header.
 const FROM_HEADER: u32 = u32::MAX;
 
@@ -115,6 +136,8 @@ pub struct Index {
     exact: HashMap<Id, u32>,
     /// Every index file read, and whether it is live (not superseded).
     files: Vec<(Id, bool)>,
+    /// See [`Index::settle_peak_bytes`].
+    settle_bytes: usize,
 }
 
 impl std::fmt::Debug for Index {
@@ -149,6 +172,7 @@ impl Index {
             members: Vec::new(),
             exact: HashMap::new(),
             files: Vec::new(),
+            settle_bytes: 0,
         }
     }
 
@@ -302,15 +326,29 @@ impl Index {
             s.pack &= !COLLIDED;
         }
         self.slots.sort_unstable();
-        self.settle(known, full_ids)
+        self.settle(known, full_ids, ID_BATCH)
     }
 
     /// Resolves slots that share a key: the same blob stored twice keeps
     /// its first location (the lowest pack number), different blobs each
     /// keep theirs, marked [`COLLIDED`] and found through the exact map.
-    fn settle<E>(&mut self, mut known: HashMap<(u32, u32), Id>, full_ids: &mut FullIds<'_, E>) -> Result<(), E> {
+    ///
+    /// After a prune that repacked, every repacked blob is listed twice
+    /// until its old pack is deleted: millions of shared slots. So what is
+    /// held per shared slot is its position and the rest of its id (20
+    /// bytes), and the full ids are asked for in batches of at most `batch`,
+    /// in the order of the index files and packs they come from (each file
+    /// is read once, or once per batch it spans).
+    fn settle<E>(
+        &mut self,
+        known: HashMap<(u32, u32), Id>,
+        full_ids: &mut FullIds<'_, E>,
+        batch: usize,
+    ) -> Result<(), E> {
         self.exact.clear();
-        let mut shared = Vec::new(); // positions of slots whose key another slot has
+        self.settle_bytes = 0;
+        // Slots whose key another slot has: position, and the id's suffix.
+        let mut shared: Vec<(u32, Suffix)> = Vec::new();
         let mut i = 0;
         while i < self.slots.len() {
             let mut j = i + 1;
@@ -318,53 +356,31 @@ impl Index {
                 j += 1;
             }
             if j - i > 1 {
-                shared.extend(i..j);
+                shared.extend((i..j).map(|p| (p as u32, [0u8; SUFFIX_LEN])));
             }
             i = j;
         }
         if shared.is_empty() {
             return Ok(());
         }
-        let ask: Vec<(u32, u32)> = shared
-            .iter()
-            .map(|&p| (self.slots[p].pack, self.slots[p].offset))
-            .filter(|k| !known.contains_key(k))
-            .collect();
-        let requests: Vec<IdRequest> = ask
-            .iter()
-            .map(|&(pack, offset)| {
-                let m = self.meta[pack as usize];
-                let info = &self.packs[pack as usize];
-                let source = match m.source {
-                    FROM_HEADER => PackSource::Header { size: info.size },
-                    f => PackSource::File(self.files[f as usize].0),
-                };
-                IdRequest { source, pack: info.id, offset }
-            })
-            .collect();
-        if !requests.is_empty() {
-            let ids = full_ids(&requests)?;
-            assert_eq!(ids.len(), requests.len(), "one full id per request");
-            known.extend(ask.into_iter().zip(ids));
-        }
-        let ids_of = known;
+        let batch_bytes = self.read_suffixes(&mut shared, &known, full_ids, batch.max(1))?;
+        self.settle_bytes = shared.capacity() * std::mem::size_of::<(u32, Suffix)>() + batch_bytes;
+        shared.sort_unstable_by_key(|e| e.0);
         // Compact in place: the write position never passes the read one.
         let (mut w, mut i, n) = (0, 0, self.slots.len());
         let mut shared = shared.into_iter().peekable();
         while i < n {
-            if shared.peek() != Some(&i) {
+            if shared.peek().map(|e| e.0 as usize) != Some(i) {
                 self.slots[w] = self.slots[i];
                 (w, i) = (w + 1, i + 1);
                 continue;
             }
             let key = self.slots[i].key;
-            let mut group: Vec<(Id, Slot)> = Vec::new();
+            let mut group: Vec<(Suffix, Slot)> = Vec::new();
             while i < n && self.slots[i].key == key {
-                shared.next();
-                let s = self.slots[i];
-                let id = ids_of[&(s.pack, s.offset)];
-                if !group.iter().any(|g| g.0 == id) {
-                    group.push((id, s));
+                let (_, suffix) = shared.next().expect("every slot of a shared key is listed");
+                if !group.iter().any(|g| g.0 == suffix) {
+                    group.push((suffix, self.slots[i]));
                 }
                 i += 1;
             }
@@ -373,9 +389,9 @@ impl Index {
                 w += 1;
                 continue;
             }
-            for (id, mut s) in group {
+            for (suffix, mut s) in group {
                 s.pack |= COLLIDED;
-                self.exact.insert(id, w as u32);
+                self.exact.insert(id_of(&key, &suffix), w as u32);
                 self.slots[w] = s;
                 w += 1;
             }
@@ -383,6 +399,84 @@ impl Index {
         self.slots.truncate(w);
         self.slots.shrink_to_fit();
         Ok(())
+    }
+
+    /// Fills in the id suffix of every shared slot: from `known`, or from
+    /// `full_ids`, asked in batches grouped by source. Returns the most
+    /// bytes a batch held (requests and answers).
+    fn read_suffixes<E>(
+        &self,
+        shared: &mut [(u32, Suffix)],
+        known: &HashMap<(u32, u32), Id>,
+        full_ids: &mut FullIds<'_, E>,
+        batch: usize,
+    ) -> Result<usize, E> {
+        let (slots, meta) = (&self.slots, &self.meta);
+        let place = |p: u32| {
+            let s = &slots[p as usize];
+            (meta[s.pack as usize].source, s.pack, s.offset)
+        };
+        shared.sort_unstable_by_key(|e| place(e.0));
+        let mut reqs: Vec<IdRequest> = Vec::with_capacity(batch.min(shared.len()));
+        let mut asked: Vec<u32> = Vec::with_capacity(reqs.capacity());
+        let mut peak = 0;
+        let mut flush =
+            |slots: &[Slot], shared: &mut [(u32, Suffix)], reqs: &mut Vec<IdRequest>, asked: &mut Vec<u32>| {
+                if reqs.is_empty() {
+                    return Ok(());
+                }
+                let ids = full_ids(reqs)?;
+                assert_eq!(ids.len(), reqs.len(), "one full id per request");
+                peak = peak.max(
+                    reqs.capacity() * std::mem::size_of::<IdRequest>()
+                        + asked.capacity() * 4
+                        + ids.capacity() * std::mem::size_of::<Id>(),
+                );
+                for (&k, id) in asked.iter().zip(&ids) {
+                    let e = &mut shared[k as usize];
+                    debug_assert_eq!(key_of(id), slots[e.0 as usize].key, "a full id re-read has the slot's prefix");
+                    e.1 = suffix_of(id);
+                }
+                reqs.clear();
+                asked.clear();
+                Ok(())
+            };
+        let mut run = 0;
+        while run < shared.len() {
+            let source = place(shared[run].0).0;
+            let end = run + shared[run..].iter().take_while(|e| place(e.0).0 == source).count();
+            // A source's requests go in one batch when they fit in one.
+            if reqs.len() + (end - run) > batch {
+                flush(slots, shared, &mut reqs, &mut asked)?;
+            }
+            for k in run..end {
+                let s = self.slots[shared[k].0 as usize];
+                if let Some(id) = known.get(&(s.pack, s.offset)) {
+                    shared[k].1 = suffix_of(id);
+                    continue;
+                }
+                let info = &self.packs[s.pack as usize];
+                let source = match self.meta[s.pack as usize].source {
+                    FROM_HEADER => PackSource::Header { size: info.size },
+                    f => PackSource::File(self.files[f as usize].0),
+                };
+                reqs.push(IdRequest { source, pack: info.id, offset: s.offset });
+                asked.push(k as u32);
+                if reqs.len() == batch {
+                    flush(slots, shared, &mut reqs, &mut asked)?;
+                }
+            }
+            run = end;
+        }
+        flush(slots, shared, &mut reqs, &mut asked)?;
+        Ok(peak)
+    }
+
+    /// The most memory the last settling of shared keys held besides the
+    /// slots, from the capacities (the caller's reading of full ids aside):
+    /// a deterministic figure for the budget checks.
+    pub fn settle_peak_bytes(&self) -> usize {
+        self.settle_bytes
     }
 
     /// Bytes of memory held, from the capacities: a deterministic figure

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     key_of, BlobKind, FullIds, Index, IndexFile, IndexMode, IndexVisitor, PackEntries, PackInfo, PackMeta, Slot,
-    FROM_HEADER,
+    FROM_HEADER, ID_BATCH,
 };
 use crate::id::Id;
 
@@ -23,6 +23,8 @@ pub struct IndexBuilder {
     exclude: HashSet<Id>,
     /// Packs whose copy of a blob is used only when no other pack has one.
     demote: HashSet<Id>,
+    /// Full ids asked for at once (see [`Index::settle_peak_bytes`]).
+    id_batch: usize,
 }
 
 impl IndexBuilder {
@@ -34,6 +36,7 @@ impl IndexBuilder {
             superseded: HashSet::new(),
             exclude: HashSet::new(),
             demote: HashSet::new(),
+            id_batch: ID_BATCH,
         }
     }
 
@@ -49,6 +52,14 @@ impl IndexBuilder {
     /// used blobs were copied elsewhere is then seen as unused).
     pub fn demote(mut self, packs: HashSet<Id>) -> IndexBuilder {
         self.demote = packs;
+        self
+    }
+
+    /// Asks for at most `n` full ids at once when settling shared keys
+    /// (default [`ID_BATCH`]): fewer holds less memory, and re-reads an
+    /// index file whose requests span batches once per batch.
+    pub fn id_batch(mut self, n: usize) -> IndexBuilder {
+        self.id_batch = n.max(1);
         self
     }
 
@@ -126,7 +137,7 @@ impl IndexBuilder {
         ix.slots.shrink_to_fit();
         ix.packs.shrink_to_fit();
         ix.meta.shrink_to_fit();
-        ix.settle(HashMap::new(), full_ids)?;
+        ix.settle(HashMap::new(), full_ids, self.id_batch)?;
         Ok(ix)
     }
 

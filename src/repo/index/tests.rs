@@ -220,3 +220,88 @@ fn excluded_packs_are_left_out_and_a_demoted_pack_gives_up_every_blob_another_ho
     assert!(!m.has_pack(&pack_id(2)));
     assert!((0..10).all(|b| m.contains(&id(b))) && (10..15).all(|b| !m.contains(&id(b))));
 }
+
+#[test]
+fn bug_blobs_stored_twice_by_the_hundred_thousand_settle_in_bounded_batches_and_memory() {
+    // After a prune repacked, its rewritten index lists every repacked
+    // blob twice (the marked old pack and the new one) until the old pack
+    // is deleted. 200,000 blobs in packs 0..100, all repacked into packs
+    // 100..200 laid out differently; plus a blob whose key collides with
+    // one of them (in both copies too).
+    let a = id(5);
+    let b = twin(&a, 1);
+    let mut files = Files::default();
+    for f in 0..10u64 {
+        files.add(file((0..10).map(|p| pack(f * 10 + p, BlobKind::Data, (f * 10 + p) * 2000, 2000)).collect()));
+    }
+    for f in 0..10u64 {
+        // Each new pack holds the second half of one old pack and the
+        // first half of the next (the last, the second half only).
+        files.add(file(
+            (0..10)
+                .map(|p| {
+                    let q = f * 10 + p;
+                    pack(100 + q, BlobKind::Data, q * 2000 + 1000, if q == 99 { 1000 } else { 2000 })
+                })
+                .collect(),
+        ));
+    }
+    // The first 1000 blobs, which the shifted layout leaves out, and b.
+    let twin_entry = PackEntry { kind: BlobKind::Data, id: b, offset: 100_000, length: 100, raw_length: 80 };
+    let (info, mut entries) = pack(200, BlobKind::Data, 0, 1000);
+    entries.push(twin_entry);
+    files.add(file(vec![(info, entries)]));
+    let (info, entries) = pack(201, BlobKind::Data, 200_000, 0);
+    files.add(file(vec![(info, entries.into_iter().chain([twin_entry]).collect())]));
+
+    let batch = 4096;
+    let build = |b: IndexBuilder| {
+        let (mut calls, mut asked, mut max_call, mut file_reads) = (0, 0, 0, 0);
+        let mut b = b.id_batch(batch);
+        for (fid, f) in &files.0 {
+            b.add_file(*fid, &f.encode()).unwrap();
+        }
+        let ix = b
+            .finish(&mut |reqs: &[IdRequest]| -> Result<Vec<Id>, String> {
+                calls += 1;
+                asked += reqs.len();
+                max_call = usize::max(max_call, reqs.len());
+                file_reads += reqs.iter().map(|r| &r.source).collect::<HashSet<_>>().len();
+                reqs.iter().map(|r| files.full_id(r)).collect()
+            })
+            .unwrap();
+        (ix, calls, asked, max_call, file_reads)
+    };
+    let (ix, calls, asked, max_call, file_reads) = build(IndexBuilder::new(IndexMode::Locations));
+    let shared = 2 * 200_000 + 2;
+    assert_eq!(asked, shared, "every slot of a shared key, once");
+    assert!(max_call <= batch, "{max_call} full ids asked at once");
+    // Grouped by source: a batch boundary splits at most one file, so
+    // a file is read again only where a batch ends inside it.
+    assert!(file_reads <= 22 + calls, "{file_reads} file reads in {calls} batches");
+
+    assert_eq!(ix.len(), 200_001, "each blob once, and the colliding twin");
+    let at = |ix: &Index, i: &Id| ix.get(i).map(|l| (ix.pack(l.pack).id, l.offset));
+    assert_eq!(at(&ix, &id(54_321)), Some((pack_id(27), 321 * 100)), "the first copy");
+    assert_eq!(at(&ix, &id(999)), Some((pack_id(0), 999 * 100)));
+    assert_eq!(at(&ix, &a), Some((pack_id(0), 500)));
+    assert_eq!(at(&ix, &b), Some((pack_id(200), 100_000)));
+    assert_eq!(at(&ix, &twin(&a, 2)), None, "an absent twin is not found");
+    assert_ne!(ix.position(&a), ix.position(&b));
+
+    let per_blob = ix.settle_peak_bytes() as f64 / 200_000.0;
+    assert!(per_blob <= 48.0, "settling held {per_blob} bytes per blob stored twice");
+    assert!(per_blob >= 40.0, "{per_blob}: the accounting misses the shared slots");
+    let per_blob = ix.memory_bytes() as f64 / ix.len() as f64;
+    assert!(per_blob <= 40.0, "{per_blob} bytes per blob once settled");
+
+    // Prune demotes the marked old packs: every blob is then located in
+    // its new copy, the first 1000 (held by both pack 0 and pack 200) too.
+    let old: HashSet<Id> = (0..100).map(pack_id).collect();
+    let (ix, ..) = build(IndexBuilder::new(IndexMode::Locations).demote(old));
+    assert_eq!(ix.len(), 200_001);
+    assert_eq!(at(&ix, &id(54_321)), Some((pack_id(126), 1321 * 100)));
+    assert_eq!(at(&ix, &id(999)), Some((pack_id(200), 999 * 100)));
+    assert_eq!(at(&ix, &b), Some((pack_id(200), 100_000)));
+    assert!(ix.get(&a).is_some_and(|l| ix.pack(l.pack).id == pack_id(200)));
+}
