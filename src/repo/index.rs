@@ -348,18 +348,25 @@ impl Index {
         self.exact.clear();
         self.settle_bytes = 0;
         // Slots whose key another slot has: position, and the id's suffix.
-        let mut shared: Vec<(u32, Suffix)> = Vec::new();
-        let mut i = 0;
-        while i < self.slots.len() {
-            let mut j = i + 1;
-            while j < self.slots.len() && self.slots[j].key == self.slots[i].key {
-                j += 1;
+        // Counted first, so that the list is allocated once at its size
+        // (grown by doubling, it would hold up to twice that).
+        let runs_of_shared = |slots: &[Slot], each: &mut dyn FnMut(usize, usize)| {
+            let mut i = 0;
+            while i < slots.len() {
+                let mut j = i + 1;
+                while j < slots.len() && slots[j].key == slots[i].key {
+                    j += 1;
+                }
+                if j - i > 1 {
+                    each(i, j);
+                }
+                i = j;
             }
-            if j - i > 1 {
-                shared.extend((i..j).map(|p| (p as u32, [0u8; SUFFIX_LEN])));
-            }
-            i = j;
-        }
+        };
+        let mut count = 0;
+        runs_of_shared(&self.slots, &mut |i, j| count += j - i);
+        let mut shared: Vec<(u32, Suffix)> = Vec::with_capacity(count);
+        runs_of_shared(&self.slots, &mut |i, j| shared.extend((i..j).map(|p| (p as u32, [0u8; SUFFIX_LEN]))));
         if shared.is_empty() {
             return Ok(());
         }
