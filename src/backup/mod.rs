@@ -16,6 +16,7 @@
 mod dirfd;
 pub mod dirs;
 pub mod pipeline;
+pub mod prefetch;
 pub mod scan;
 
 use std::collections::HashSet;
@@ -223,8 +224,9 @@ pub fn run(
                     let pipe = pipeline::start(s, repo, &index, &writer, opts.threads, &counters, &shared, progress);
                     let dirs = dirs::OpenDirs::new(&index, &writer, Encoder::new(repo.config().compression));
                     let excludes = &excludes;
+                    let ahead = prefetch::TreesAhead::start(s, repo, &index);
                     let mut w =
-                        Walker::new(repo, &index, dirs, excludes, opts.one_file_system, pipe, progress, parent_tree);
+                        Walker::new(&index, dirs, excludes, opts.one_file_system, pipe, progress, parent_tree, ahead);
                     for p in &abs_paths {
                         w.add_path(p)?;
                     }

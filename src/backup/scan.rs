@@ -10,7 +10,8 @@
 //! scan enters the directory and dropped when it leaves it. Memory thus
 //! holds the current path (each directory's entry names and its parent
 //! tree) and the directories with files in flight, whatever the number of
-//! files.
+//! files. On remote storage the trees the scan enters next are fetched
+//! ahead, several at once, within a fixed bound ([`super::prefetch`]).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -24,12 +25,13 @@ use nix::sys::stat::FileStat;
 use super::dirfd;
 use super::dirs::{OpenDirs, Place};
 use super::pipeline::{Done, FileJob, FileOutcome, FilePipeline, ReadFile, MAX_IN_FLIGHT};
+use super::prefetch::{ParentTree, TreesAhead};
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::fsmeta::{self, NameCache};
 use crate::id::Id;
 use crate::repo::snapshot::SkippedFile;
-use crate::repo::{Index, Node, NodeKind, Repository, Summary, Tree};
+use crate::repo::{Index, Node, NodeKind, Summary, Tree};
 
 /// How a file compares with the parent snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +145,7 @@ struct Frame {
     fd: Option<OwnedFd>,
     names: std::vec::IntoIter<OsString>,
     /// The directory's tree in the parent snapshot.
-    parent: Option<Tree>,
+    parent: Option<ParentTree>,
     dev: u64,
 }
 
@@ -151,7 +153,7 @@ struct Frame {
 struct Above {
     name: Vec<u8>,
     dir: u32,
-    parent: Option<Tree>,
+    parent: Option<ParentTree>,
 }
 
 /// The scan's result besides the root tree.
@@ -163,7 +165,6 @@ pub struct Scanned {
 }
 
 pub struct Walker<'a> {
-    repo: &'a Repository,
     index: &'a Index,
     excludes: &'a Excludes,
     one_file_system: bool,
@@ -181,12 +182,13 @@ pub struct Walker<'a> {
     /// The last backup path that is a directory (paths come sorted, so
     /// those inside it follow it).
     last_dir: Option<PathBuf>,
+    /// The parent snapshot's trees, fetched ahead of the scan.
+    ahead: TreesAhead<'a>,
 }
 
 impl<'a> Walker<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        repo: &'a Repository,
         index: &'a Index,
         dirs: OpenDirs<'a>,
         excludes: &'a Excludes,
@@ -194,9 +196,9 @@ impl<'a> Walker<'a> {
         pipe: FilePipeline<'a, Token>,
         progress: &'a dyn Progress,
         parent: Option<Tree>,
+        ahead: TreesAhead<'a>,
     ) -> Walker<'a> {
         let mut w = Walker {
-            repo,
             index,
             excludes,
             one_file_system,
@@ -210,7 +212,12 @@ impl<'a> Walker<'a> {
             found: (0, 0),
             above: Vec::new(),
             last_dir: None,
+            ahead,
         };
+        if let Some(t) = &parent {
+            w.ahead.root(t);
+        }
+        let parent = parent.map(|tree| ParentTree { tree, pos: Vec::new() });
         let mut node = Node::new(Vec::new(), NodeKind::Dir);
         node.mode = 0o755;
         let root = w.dirs.open(node, None);
@@ -218,14 +225,18 @@ impl<'a> Walker<'a> {
         w
     }
 
-    fn load_parent_subtree(&mut self, parent: Option<&Tree>, name: &[u8]) -> Option<Tree> {
-        let node = parent?.find(name)?;
+    fn load_parent_subtree(&mut self, parent: Option<&ParentTree>, name: &[u8]) -> Option<ParentTree> {
+        let parent = parent?;
+        let at = parent.tree.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok()?;
+        let node = &parent.tree.nodes[at];
         if node.kind != NodeKind::Dir {
             return None;
         }
         let id = node.subtree?;
-        match self.repo.load_tree(self.index, &id) {
-            Ok(t) => Some(t),
+        let mut pos = parent.pos.clone();
+        pos.push(at as u32);
+        match self.ahead.take(&pos, &id) {
+            Ok(tree) => Some(ParentTree { tree, pos }),
             Err(e) => {
                 self.warnings.push(format!("parent tree {} unreadable, reading files again: {e}", id.short()));
                 None
@@ -341,11 +352,11 @@ impl<'a> Walker<'a> {
         name: &[u8],
         st: &FileStat,
         dir: u32,
-        parent: Option<&Tree>,
+        parent: Option<&ParentTree>,
         root_dev: Option<u64>,
     ) -> Result<Option<Frame>> {
         let mut node = fsmeta::node_from_stat(name, st, &self.names);
-        let pnode = parent.and_then(|t| t.find(name));
+        let pnode = parent.and_then(|p| p.tree.find(name));
         node.xattrs = match pnode {
             // Setting or removing an xattr (an ACL too) changes the ctime.
             Some(p) if same_inode_state(p, &node) => p.xattrs.clone(),

@@ -14,14 +14,25 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{LogWarnings, WarningSink};
 use crate::id::Id;
 
+#[derive(Default)]
+struct Fetching {
+    ids: HashSet<Id>,
+    /// Readers waiting for another's download (seen by tests).
+    waiting: usize,
+}
+
 pub struct Cache {
     dir: PathBuf,
     packs: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
+    /// Tree packs being fetched: a second reader waits for the first
+    /// rather than download the same pack again.
+    fetching: Mutex<Fetching>,
+    fetched: Condvar,
     /// Where a corrupt or unwritable entry is told (a cache problem only
     /// costs a download).
     warnings: WarningSink,
@@ -45,7 +56,13 @@ impl Cache {
         for sub in ["index", "snapshots", "packs"] {
             crate::private::create_dir_all(&dir.join(sub))?;
         }
-        Ok(Cache { dir, packs: Mutex::new(HashMap::new()), warnings: Arc::new(LogWarnings) })
+        Ok(Cache {
+            dir,
+            packs: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(Fetching::default()),
+            fetched: Condvar::new(),
+            warnings: Arc::new(LogWarnings),
+        })
     }
 
     /// This cache, telling its problems to `sink`.
@@ -119,6 +136,36 @@ impl Cache {
         Some(bytes)
     }
 
+    /// A tree pack from the cache, or else from `fetch`, called by one
+    /// reader at a time per pack: readers of the same pack at once (the
+    /// backup's trees fetched ahead) wait for the first one's download.
+    pub fn pack_or_fetch<E>(&self, id: &Id, fetch: impl FnOnce() -> Result<Vec<u8>, E>) -> Result<Arc<Vec<u8>>, E> {
+        loop {
+            if let Some(p) = self.pack(id) {
+                return Ok(p);
+            }
+            let mut f = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            if f.ids.insert(*id) {
+                break;
+            }
+            f.waiting += 1;
+            self.fetched.notify_all();
+            while f.ids.contains(id) {
+                f = self.fetched.wait(f).unwrap_or_else(|e| e.into_inner());
+            }
+            f.waiting -= 1;
+        }
+        // Another reader may have finished between the look and the claim.
+        let done = self.packs.lock().unwrap().get(id).cloned();
+        let r = match done {
+            Some(p) => Ok(p),
+            None => fetch().map(|b| self.put_pack(id, b)),
+        };
+        self.fetching.lock().unwrap_or_else(|e| e.into_inner()).ids.remove(id);
+        self.fetched.notify_all();
+        r
+    }
+
     pub fn put_pack(&self, id: &Id, bytes: Vec<u8>) -> Arc<Vec<u8>> {
         self.put("packs", id, &bytes);
         let bytes = Arc::new(bytes);
@@ -130,6 +177,36 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_pack_read_by_two_at_once_is_downloaded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap();
+        let id = Id::hash_of(b"pack");
+        let downloads = std::sync::atomic::AtomicUsize::new(0);
+        let fetch = || -> Result<Vec<u8>, ()> {
+            downloads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(b"pack".to_vec())
+        };
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                c.pack_or_fetch(&id, || {
+                    // Download only once the second reader waits for this
+                    // one (after 60 s without, so a failure cannot hang).
+                    let f = c.fetching.lock().unwrap();
+                    let _ = c.fetched.wait_timeout_while(f, std::time::Duration::from_secs(60), |f| f.waiting == 0);
+                    fetch()
+                })
+            });
+            // The second starts once the first holds the pack's claim.
+            while !c.fetching.lock().unwrap().ids.contains(&id) {
+                std::thread::yield_now();
+            }
+            assert_eq!(*c.pack_or_fetch(&id, fetch).unwrap(), b"pack");
+            assert_eq!(*first.join().unwrap().unwrap(), b"pack");
+        });
+        assert_eq!(downloads.into_inner(), 1, "the second reader waited for the first's download");
+    }
 
     #[test]
     fn corrupt_entries_are_dropped_and_stale_ones_removed() {

@@ -553,18 +553,13 @@ impl Repository {
         };
         // Tree packs of remote repositories are fetched whole, once, and cached.
         if let (Some(c), BlobKind::Tree) = (&self.cache, pack.kind) {
-            let bytes = match c.pack(&pack.id) {
-                Some(b) => b,
-                None => {
-                    let b = self.backend.get(&key)?;
-                    if Id::hash_of(&b) != pack.id {
-                        return Err(Error::Integrity {
-                            what: format!("pack `{key}` (content does not match its name)"),
-                        });
-                    }
-                    c.put_pack(&pack.id, b)
+            let bytes = c.pack_or_fetch(&pack.id, || {
+                let b = self.backend.get(&key)?;
+                if Id::hash_of(&b) != pack.id {
+                    return Err(Error::Integrity { what: format!("pack `{key}` (content does not match its name)") });
                 }
-            };
+                Ok(b)
+            })?;
             if end > bytes.len() {
                 return Err(Error::Integrity { what: format!("pack `{key}` is shorter than the index says") });
             }
