@@ -21,54 +21,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::repo::{Index, NodeKind, Tree};
-
+use super::spans::PackSpans;
+#[cfg(test)]
+use super::spans::Span;
 use super::transfer::{coalesce, BlobWork, Range};
 
 /// Most bytes of packs held from one batch for the next (on top of the
 /// ranges the workers are writing): a few packs of the default 16 MiB,
 /// enough for the packs whose blobs straddle a batch's end.
 pub const HELD_BYTES: u64 = 64 << 20;
-
-/// What a snapshot needs of one pack.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    lo: u64,
-    hi: u64,
-    needed: u64,
-    refs: u64,
-}
-
-/// Per pack, the span of it a snapshot's files need, from the snapshot's
-/// distinct trees (a tree found at two paths counts once, so `refs` may
-/// fall short, and then a held span is dropped early).
-#[derive(Debug, Default)]
-pub struct PackSpans {
-    spans: HashMap<u32, Span>,
-}
-
-impl PackSpans {
-    /// Adds the chunks of the files of `tree`.
-    pub fn add_tree(&mut self, index: &Index, tree: &Tree) {
-        for n in tree.nodes.iter().filter(|n| n.kind == NodeKind::File) {
-            for l in n.content.iter().filter_map(|id| index.get(id)) {
-                let (start, end) = (l.offset as u64, l.offset as u64 + l.length as u64);
-                let s = self.spans.entry(l.pack).or_insert(Span { lo: start, hi: end, needed: 0, refs: 0 });
-                s.lo = s.lo.min(start);
-                s.hi = s.hi.max(end);
-                s.needed += l.length as u64;
-                s.refs += 1;
-            }
-        }
-    }
-
-    /// Forgets `pack`, and returns the span to read of it in one go, with
-    /// its references, when the snapshot's blobs fill at least half of it.
-    fn take_dense(&mut self, pack: u32) -> Option<Span> {
-        let s = self.spans.remove(&pack)?;
-        (s.needed.saturating_mul(2) >= s.hi - s.lo).then_some(s)
-    }
-}
 
 /// A span of a pack read by an earlier batch.
 struct Held {
@@ -188,7 +149,7 @@ mod tests {
         // 20 packs of 16 MiB, each used densely (two 8 MiB blobs), one blob
         // needed by this batch and the other by a later one.
         for p in 0..20 {
-            spans.spans.insert(p, Span { lo: 0, hi: 16 * MIB as u64, needed: 16 * MIB as u64, refs: 2 });
+            spans.insert(p, Span { lo: 0, hi: 16 * MIB as u64, needed: 16 * MIB as u64, refs: 2 });
         }
         let mut carry = Carry::new(spans);
         let by_pack: HashMap<u32, Vec<BlobWork>> = (0..20).map(|p| (p, vec![work(0, 8 * MIB)])).collect();
@@ -207,7 +168,7 @@ mod tests {
     #[test]
     fn a_dense_pack_no_later_batch_needs_is_read_whole_without_room() {
         let mut spans = PackSpans::default();
-        spans.spans.insert(7, Span { lo: 0, hi: 1000, needed: 1000, refs: 0 });
+        spans.insert(7, Span { lo: 0, hi: 1000, needed: 1000, refs: 0 });
         let mut carry = Carry::new(spans);
         let full = Arc::new(vec![0u8; HELD_BYTES as usize]);
         carry.held.push_back(Held { pack: 3, start: 0, data: full, refs_left: 5 });

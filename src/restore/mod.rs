@@ -25,6 +25,7 @@ mod filter;
 pub(crate) mod handles;
 pub mod plan;
 mod privileged;
+mod spans;
 mod state;
 mod transfer;
 pub mod verify;

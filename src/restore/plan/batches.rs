@@ -12,7 +12,7 @@ use super::{safe_name, ChunkRef, Filter, Ident, LinkTo, Made, Plan, PlannedDir, 
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repo::{walk, Index, Node, NodeKind, Repository, Tree};
-use crate::restore::carry::PackSpans;
+use crate::restore::spans::PackSpans;
 
 /// A directory being planned: the entries of its tree not planned yet.
 struct DirFrame {
