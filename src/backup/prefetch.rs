@@ -149,6 +149,8 @@ impl<'a> TreesAhead<'a> {
         };
         let mut st = s.lock();
         st.pass_to(pos);
+        // What was passed by frees room for the workers.
+        s.changed.notify_all();
         loop {
             if st.ready.get(pos).is_some_and(|f| f.id == *id) {
                 let f = st.ready.remove(pos).expect("just seen");
@@ -182,6 +184,26 @@ impl Drop for TreesAhead<'_> {
     }
 }
 
+/// A fetch in progress: released from `busy` if the worker unwinds.
+struct Busy<'a> {
+    s: &'a Shared,
+    pos: &'a Pos,
+    bytes: u64,
+    done: bool,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = self.s.lock();
+            st.busy.remove(self.pos);
+            st.held -= self.bytes;
+            drop(st);
+            self.s.changed.notify_all();
+        }
+    }
+}
+
 /// One worker: fetch the next tree while fewer than `most` trees and
 /// [`AHEAD_BYTES`] are held ahead (one always may be).
 fn work(s: &Shared, repo: &Repository, index: &Index, most: usize) {
@@ -199,7 +221,12 @@ fn work(s: &Shared, repo: &Repository, index: &Index, most: usize) {
         st.busy.insert(pos.clone(), (id, bytes));
         st.held += bytes;
         drop(st);
+        // Should the fetch panic, the scan waiting for this position is
+        // released (it then loads the tree itself) instead of waiting forever.
+        let mut busy = Busy { s, pos: &pos, bytes, done: false };
         let tree = repo.load_tree(index, &id);
+        busy.done = true;
+        drop(busy);
         st = s.lock();
         st.busy.remove(&pos);
         if pos < st.cursor {

@@ -155,15 +155,15 @@ impl Cache {
             }
             f.waiting -= 1;
         }
+        // The claim is released however this ends (a panicking fetch too),
+        // so that no reader of the pack waits forever.
+        let _claim = Claim { cache: self, id };
         // Another reader may have finished between the look and the claim.
-        let done = self.packs.lock().unwrap().get(id).cloned();
-        let r = match done {
+        let done = self.packs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        match done {
             Some(p) => Ok(p),
             None => fetch().map(|b| self.put_pack(id, b)),
-        };
-        self.fetching.lock().unwrap_or_else(|e| e.into_inner()).ids.remove(id);
-        self.fetched.notify_all();
-        r
+        }
     }
 
     pub fn put_pack(&self, id: &Id, bytes: Vec<u8>) -> Arc<Vec<u8>> {
@@ -171,6 +171,19 @@ impl Cache {
         let bytes = Arc::new(bytes);
         self.packs.lock().unwrap().insert(*id, bytes.clone());
         bytes
+    }
+}
+
+/// One reader's claim to download a tree pack ([`Cache::pack_or_fetch`]).
+struct Claim<'a> {
+    cache: &'a Cache,
+    id: &'a Id,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.cache.fetching.lock().unwrap_or_else(|e| e.into_inner()).ids.remove(self.id);
+        self.cache.fetched.notify_all();
     }
 }
 
@@ -206,6 +219,23 @@ mod tests {
             assert_eq!(*first.join().unwrap().unwrap(), b"pack");
         });
         assert_eq!(downloads.into_inner(), 1, "the second reader waited for the first's download");
+    }
+
+    /// Review finding: a download that panicked kept its claim on the
+    /// pack, so every later reader of it waited forever. The claim is now
+    /// released however the download ends.
+    #[test]
+    fn bug_a_download_that_panicked_left_every_later_reader_of_its_pack_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap();
+        let id = Id::hash_of(b"pack");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = c.pack_or_fetch(&id, || -> Result<Vec<u8>, ()> { panic!("a backend bug") });
+        }));
+        assert!(panicked.is_err());
+        assert!(!c.fetching.lock().unwrap_or_else(|e| e.into_inner()).ids.contains(&id), "the claim is released");
+        // And the next reader downloads it (a claim left behind would make it wait for ever).
+        assert_eq!(*c.pack_or_fetch(&id, || -> Result<Vec<u8>, ()> { Ok(b"pack".to_vec()) }).unwrap(), b"pack");
     }
 
     #[test]
