@@ -15,6 +15,7 @@
 
 mod dirfd;
 pub mod dirs;
+pub mod excludes;
 pub mod pipeline;
 pub mod prefetch;
 pub mod scan;
@@ -33,8 +34,9 @@ use crate::repo::blob::Encoder;
 use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
 use crate::repo::{marks, BlobKind, Index, IndexMode, Node, NodeKind, PackFilter, Repository, Snapshot, Summary, Tree};
 
+use excludes::Excludes;
 use pipeline::Counters;
-use scan::{Excludes, Walker};
+use scan::Walker;
 
 /// Receives progress events; every method has a no-op default.
 pub trait Progress: Sync {
@@ -172,7 +174,7 @@ pub fn run(
             if p.is_empty() {
                 return Err(Error::NothingToBackUp { stdin: false });
             }
-            let mut abs = p.iter().map(|x| scan::absolute(x)).collect::<Result<Vec<_>>>()?;
+            let mut abs = p.iter().map(|x| excludes::absolute(x)).collect::<Result<Vec<_>>>()?;
             // Parents before children, so a path inside another is covered by it.
             abs.sort();
             abs.dedup();

@@ -19,11 +19,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use nix::sys::stat::FileStat;
 
 use super::dirfd;
 use super::dirs::{OpenDirs, Place};
+use super::excludes::Excludes;
 use super::pipeline::{Done, FileJob, FileOutcome, FilePipeline, ReadFile, MAX_IN_FLIGHT};
 use super::prefetch::{ParentTree, TreesAhead};
 use super::Progress;
@@ -39,81 +39,6 @@ pub enum FileStatus {
     New,
     Changed,
     Unchanged,
-}
-
-/// Which paths to leave out.
-pub struct Excludes {
-    by_name: GlobSet,
-    by_path: GlobSet,
-    if_present: Vec<String>,
-}
-
-impl Excludes {
-    /// Patterns without a `/` match a name anywhere; patterns with one
-    /// match the whole absolute path (`**` crosses directories).
-    pub fn new(patterns: &[String], if_present: &[String]) -> Result<Excludes> {
-        let mut by_name = GlobSetBuilder::new();
-        let mut by_path = GlobSetBuilder::new();
-        for p in patterns {
-            let p = p.trim();
-            if p.is_empty() {
-                continue;
-            }
-            let bad = |e: globset::Error| Error::BadPattern {
-                what: "exclude pattern",
-                pattern: p.to_string(),
-                detail: e.to_string(),
-            };
-            if p.contains('/') {
-                let glob = globset::GlobBuilder::new(p).literal_separator(true).build().map_err(bad)?;
-                by_path.add(glob);
-                if !p.ends_with("/**") {
-                    by_path.add(
-                        globset::GlobBuilder::new(&format!("{p}/**")).literal_separator(true).build().map_err(bad)?,
-                    );
-                }
-            } else {
-                by_name.add(Glob::new(p).map_err(bad)?);
-            }
-        }
-        let bad = |e: globset::Error| Error::BadPattern {
-            what: "exclude patterns",
-            pattern: patterns.join(" "),
-            detail: e.to_string(),
-        };
-        Ok(Excludes {
-            by_name: by_name.build().map_err(bad)?,
-            by_path: by_path.build().map_err(bad)?,
-            if_present: if_present.to_vec(),
-        })
-    }
-
-    pub fn excluded(&self, path: &Path, name: &[u8]) -> bool {
-        self.by_name.is_match(OsStr::from_bytes(name)) || self.by_path.is_match(path)
-    }
-}
-
-/// Reads patterns from an exclude file: one per line, `#` starts a comment.
-pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
-}
-
-/// Makes a path absolute and lexically normal (no `.`/`..`), without
-/// resolving symlinks.
-pub fn absolute(p: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
 }
 
 /// What a file job carries back: where its node is, and how it compared.
@@ -424,7 +349,7 @@ impl<'a> Walker<'a> {
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        if self.excludes.if_present.iter().any(|m| names.iter().any(|n| n.as_bytes() == m.as_bytes())) {
+        if self.excludes.marks_excluded(&names) {
             return Vec::new();
         }
         names

@@ -80,7 +80,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs, p: &Printer) -> Result<i32> {
     }
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
-        excludes.extend(backup::scan::read_exclude_file(f)?);
+        excludes.extend(backup::excludes::read_exclude_file(f)?);
     }
     let source = if a.stdin {
         if !a.paths.is_empty() {

@@ -257,7 +257,7 @@ fn source(cx: &mut Cx<'_>, t: &Tbl<'_, '_>) -> Option<Source> {
             if matches!(t.get("paths").map(|v| v.get_ref()), Some(toml::de::DeValue::Array(a)) if a.is_empty()) {
                 cx.error(t.at("paths"), t.field("paths"), "expected at least one path");
             }
-            // As `backup::scan::Excludes` compiles them.
+            // As `backup::excludes::Excludes` compiles them.
             let exclude = check_each(cx, t, "exclude", |p| {
                 globset::GlobBuilder::new(p.trim())
                     .literal_separator(p.contains('/'))
