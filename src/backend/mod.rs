@@ -35,6 +35,31 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+/// For test wrappers that watch one kind of read: the writes, listings,
+/// deletes and stats of a [`Backend`], passed to the wrapped `self.inner`.
+#[cfg(test)]
+macro_rules! forward_writes_and_listings_to_inner {
+    () => {
+        fn put(&self, key: &str, data: &[u8]) -> $crate::backend::BackendResult<()> {
+            self.inner.put(key, data)
+        }
+        fn put_mutable(&self, key: &str, data: &[u8]) -> $crate::backend::BackendResult<()> {
+            self.inner.put_mutable(key, data)
+        }
+        fn list(&self, prefix: &str) -> $crate::backend::BackendResult<Vec<$crate::backend::ObjectInfo>> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> $crate::backend::BackendResult<()> {
+            self.inner.delete(key)
+        }
+        fn stat(&self, key: &str) -> $crate::backend::BackendResult<u64> {
+            self.inner.stat(key)
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use forward_writes_and_listings_to_inner;
+
 pub use as_of::AsOfBackend;
 pub use local::LocalBackend;
 pub use object_lock::{BucketLockStatus, LockMode, ObjectLock, WritePolicy};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::backend::{Backend, BackendResult, LocalBackend, ObjectInfo};
+use crate::backend::{Backend, BackendResult, LocalBackend};
 use crate::backup::{BackupOptions, NoProgress, Source};
 use crate::crypto::KdfParams;
 use crate::repo::{pack_key, InitOptions, Node};
@@ -62,21 +62,7 @@ impl Backend for Watched {
         self.flight.lock().unwrap().in_flight -= 1;
         r
     }
-    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put(key, data)
-    }
-    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put_mutable(key, data)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> BackendResult<()> {
-        self.inner.delete(key)
-    }
-    fn stat(&self, key: &str) -> BackendResult<u64> {
-        self.inner.stat(key)
-    }
+    crate::backend::forward_writes_and_listings_to_inner!();
     fn concurrency(&self) -> usize {
         self.concurrency.load(Ordering::Relaxed)
     }

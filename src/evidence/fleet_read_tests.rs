@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::backend::{BackendResult, LocalBackend, ObjectInfo};
+use crate::backend::{BackendResult, LocalBackend};
 use crate::evidence::synthetic::Synthetic;
 
 /// How many requests each repository's backend says it takes at once.
@@ -76,21 +76,7 @@ impl Backend for Watched {
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
         self.inner.get_range(key, offset, length)
     }
-    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put(key, data)
-    }
-    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put_mutable(key, data)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> BackendResult<()> {
-        self.inner.delete(key)
-    }
-    fn stat(&self, key: &str) -> BackendResult<u64> {
-        self.inner.stat(key)
-    }
+    crate::backend::forward_writes_and_listings_to_inner!();
     fn concurrency(&self) -> usize {
         CONCURRENCY
     }

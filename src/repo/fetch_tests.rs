@@ -3,7 +3,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendResult, LocalBackend, ObjectInfo};
+use crate::backend::{Backend, BackendResult, LocalBackend};
 use crate::crypto::KdfParams;
 use crate::repo::writer::RepoWriter;
 use crate::repo::{BlobKind, InitOptions, Repository, Snapshot, Summary};
@@ -59,21 +59,7 @@ impl Backend for Watched {
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
         self.inner.get_range(key, offset, length)
     }
-    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put(key, data)
-    }
-    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put_mutable(key, data)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> BackendResult<()> {
-        self.inner.delete(key)
-    }
-    fn stat(&self, key: &str) -> BackendResult<u64> {
-        self.inner.stat(key)
-    }
+    crate::backend::forward_writes_and_listings_to_inner!();
     fn concurrency(&self) -> usize {
         CONCURRENCY
     }
