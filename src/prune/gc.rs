@@ -39,17 +39,14 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::index::{split_into_files, MAX_BLOBS_PER_FILE};
-use crate::repo::index::{IndexVisitor, PackEntries};
 use crate::repo::keyset::key_of;
 use crate::repo::lock::{self, REPOSITORY_LOCKS};
 use crate::repo::marks::{self, MarkList};
 use crate::repo::pack::PackEntry;
 use crate::repo::writer::RepoWriter;
-use crate::repo::{
-    limits, pack, pack_key, BlobKind, Index, IndexFile, IndexMode, NodeKind, PackFilter, PackInfo, Repository,
-};
+use crate::repo::{pack, pack_key, BlobKind, Index, IndexFile, IndexMode, NodeKind, PackFilter, Repository};
 
+use super::index_rewrite::{self, Listing};
 use super::marking::{self, MarkState, MarkStep, MarksByPack};
 
 /// The unused space, in percent of the kept packs' bytes, that prune
@@ -204,6 +201,20 @@ impl PrunePlan {
         let now = |m: &MarkStep| matches!(m, MarkStep::DeleteNow { .. });
         let packs = self.packs.iter().filter(|p| now(&p.mark)).map(|p| (pack_key(&p.id), p.size));
         packs.chain(self.unindexed.iter().filter(|u| now(&u.mark)).map(|u| (u.key.clone(), u.size))).collect()
+    }
+
+    /// What the rewritten index lists of each pack, by its number in the
+    /// plan's index.
+    fn listings(&self) -> Vec<Listing> {
+        let mut listing = vec![Listing::Gone; self.index.packs().len()];
+        for p in &self.packs {
+            listing[p.n as usize] = match p.mark {
+                MarkStep::DeleteNow { .. } => Listing::Gone,
+                MarkStep::None => Listing::Whole,
+                MarkStep::New | MarkStep::Waiting { .. } => Listing::Marked { repacked: p.action == Action::Repack },
+            };
+        }
+        listing
     }
 
     /// The packs this prune marks.
@@ -436,9 +447,9 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     report.packs_written = stats.packs;
 
     // 2. New index files for every pack but those deleted now (a marked
-    //    pack stays listed until it is deleted), then the file that
-    //    supersedes all the old ones.
-    report.index_files_written += rewrite_kept(repo, plan)?;
+    //    pack stays listed until it is deleted, with the blobs stored
+    //    nowhere else), then the file that supersedes all the old ones.
+    report.index_files_written += index_rewrite::rewrite(repo, index, &plan.listings(), &|pos| plan.used.used(pos))?;
     let old: Vec<Id> = plan.old_index_files.clone();
     repo.save_index_file(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;
     crate::failpoint::hit!("prune::superseded");
@@ -533,68 +544,6 @@ fn copy_used_blobs(repo: &Repository, index: &Index, p: &PackPlan, used: Vec<u32
     Ok(())
 }
 
-/// Writes index files listing every pack not deleted now, with the entries
-/// the live index files list for it, read again one file at a time.
-/// Returns the number of files written.
-fn rewrite_kept(repo: &Repository, plan: &PrunePlan) -> Result<usize> {
-    struct Collect<'a> {
-        index: &'a Index,
-        keep: &'a [bool],
-        done: &'a mut [bool],
-        batch: &'a mut IndexFile,
-    }
-    impl IndexVisitor for Collect<'_> {
-        fn supersedes(&mut self, _: Id) {}
-        fn pack(&mut self, info: PackInfo, entries: PackEntries<'_>) {
-            let Some(n) = self.index.pack_number(&info.id) else { return };
-            if self.keep[n as usize] && !self.done[n as usize] {
-                self.done[n as usize] = true;
-                self.batch.packs.push((info, entries.collect()));
-            }
-        }
-    }
-    let index = &plan.index;
-    let mut keep = vec![false; index.packs().len()];
-    for p in plan.packs.iter().filter(|p| !matches!(p.mark, MarkStep::DeleteNow { .. })) {
-        keep[p.n as usize] = true;
-    }
-    let mut done = vec![false; keep.len()];
-    let mut batch = IndexFile::default();
-    let mut written = 0;
-    let mut save = |f: &IndexFile| -> Result<()> {
-        repo.save_index_file(f)?;
-        crate::failpoint::hit!("prune::index_written");
-        written += 1;
-        Ok(())
-    };
-    for fid in index.files() {
-        let plain = repo.load_object("index", fid, limits::INDEX_FILE)?;
-        let mut c = Collect { index, keep: &keep, done: &mut done, batch: &mut batch };
-        IndexFile::visit(&plain, &mut c).map_err(|e| Error::format(format!("index file `index/{fid}`"), e))?;
-        // Full files go out now; the last, not full yet, collects more.
-        let mut files = split_into_files(std::mem::take(&mut batch.packs));
-        let last_full =
-            files.last().is_some_and(|f| f.packs.iter().map(|p| p.1.len()).sum::<usize>() >= MAX_BLOBS_PER_FILE);
-        if !last_full {
-            batch = files.pop().unwrap_or_default();
-        }
-        for f in &files {
-            save(f)?;
-        }
-    }
-    if !batch.packs.is_empty() {
-        save(&batch)?;
-    }
-    if let Some(n) = keep.iter().zip(&done).position(|(k, d)| *k && !d) {
-        return Err(Error::Integrity {
-            what: format!(
-                "index files (pack `{}` is no longer listed; prune stopped)",
-                pack_key(&index.pack(n as u32).id)
-            ),
-        });
-    }
-    Ok(written)
-}
 #[cfg(test)]
 #[path = "gc_tests.rs"]
 mod tests;

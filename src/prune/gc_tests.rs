@@ -1,5 +1,6 @@
 //! Tests of garbage collection planning and execution.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::*;
@@ -60,4 +61,129 @@ fn a_plan_holds_at_most_64_bytes_per_blob_all_included() {
     let per_blob = plan.memory_bytes as f64 / plan.index_blobs as f64;
     assert!(per_blob <= 64.0, "{per_blob} bytes per blob");
     assert!(plan.memory_bytes >= plan.index_memory_bytes && per_blob >= 32.0, "{per_blob}: something is not counted");
+}
+
+/// Incompressible bytes, different for each `i`.
+fn content(i: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2048);
+    let mut h = blake3::Hasher::new();
+    h.update(&i.to_le_bytes());
+    h.finalize_xof().fill({
+        out.resize(2048, 0);
+        &mut out
+    });
+    out
+}
+
+/// Stores `blobs` as data blobs with a tree, and a snapshot of a file
+/// made of them; returns the snapshot's id.
+fn snapshot_of(repo: &Repository, blobs: &[Vec<u8>]) -> Id {
+    let writer = RepoWriter::new(repo, 1, 64);
+    let mut enc = Encoder::new(3);
+    let index = repo.load_index().unwrap();
+    let mut file = Node::new(b"f".to_vec(), NodeKind::File);
+    for b in blobs {
+        file.content.push(writer.store_blob(&index, BlobKind::Data, b, &mut enc).unwrap().0);
+        file.size += b.len() as u64;
+    }
+    let (tree, _) = writer.store_blob(&index, BlobKind::Tree, &Tree::new(vec![file]).encode(), &mut enc).unwrap();
+    writer.finish().unwrap();
+    let snap = Snapshot {
+        v: crate::repo::snapshot::SNAPSHOT_VERSION,
+        time: chrono::Utc::now(),
+        hostname: "h".into(),
+        username: "u".into(),
+        paths: vec!["/f".into()],
+        tags: Vec::new(),
+        policy: None,
+        parent: None,
+        tree,
+        program_version: String::new(),
+        original: None,
+        summary: Summary::default(),
+    };
+    repo.save_snapshot(&snap).unwrap()
+}
+
+/// A repository of 2,000 stored blobs in several packs, of which one
+/// snapshot uses every other one: each pack is half used.
+fn half_used_repository() -> (tempfile::TempDir, Repository, Vec<Id>) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = InitOptions {
+        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
+        pack_size: 1 << 20,
+        ..Default::default()
+    };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let all: Vec<Vec<u8>> = (0..2000).map(content).collect();
+    let old = snapshot_of(&repo, &all);
+    let used: Vec<Vec<u8>> = all.iter().step_by(2).cloned().collect();
+    snapshot_of(&repo, &used);
+    repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+    let ids = all.iter().map(|b| repo.key().blob_id(b)).collect();
+    (dir, repo, ids)
+}
+
+/// Prunes with the default margin (so nothing is deleted, only marked).
+fn prune_with_default_margin(repo: &Repository) -> PrunePlan {
+    let marking = Marking::read(repo, marking::DEFAULT_SAFETY_MARGIN).unwrap();
+    let plan = plan(repo, 0.0, &marking).unwrap();
+    execute(repo, &plan).unwrap();
+    plan
+}
+
+#[test]
+fn bug_a_prune_that_repacked_left_each_copied_blob_listed_twice_until_the_old_pack_went() {
+    let (_dir, repo, ids) = half_used_repository();
+    let plan = prune_with_default_margin(&repo);
+    let repacked: Vec<&PackPlan> = plan.packs.iter().filter(|p| p.action == Action::Repack).collect();
+    assert!(repacked.len() >= 2, "{:?}", plan.packs);
+    assert!(repacked.iter().all(|p| p.mark == MarkStep::New && p.unused_blobs > 0), "{repacked:?}");
+
+    let index = repo.load_index().unwrap();
+    // Before, every used blob of a repacked pack was listed in it and in
+    // its new pack: the index had a million pairs to settle at 1 M blobs.
+    assert_eq!(index.settle_peak_bytes(), 0, "some blob is listed twice");
+    let marked: HashSet<Id> = repacked.iter().map(|p| p.id).collect();
+    for p in &repacked {
+        let n = index.pack_number(&p.id).expect("a marked pack stays listed until it is deleted");
+        assert_eq!(index.pack_contents(n).0 as u64, p.unused_blobs, "what only the marked pack holds");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let at = index.pack(index.get(id).expect("every blob is still listed").pack).id;
+        assert_eq!(marked.contains(&at), i % 2 == 1, "blob {i}: used ones in new packs, unused in marked ones");
+        assert_eq!(repo.read_blob(&index, id).unwrap(), content(i as u32), "blob {i}");
+    }
+    let check = crate::check::check(&repo, crate::check::ReadData::All, 1).unwrap();
+    assert!(check.ok() && check.unindexed_packs.is_empty(), "{check:?}");
+}
+
+#[test]
+fn a_marked_pack_stops_listing_a_blob_a_later_backup_stored_again_elsewhere() {
+    let (_dir, repo, ids) = half_used_repository();
+    let first = prune_with_default_margin(&repo);
+    // A backup that honours the marks stores an unused blob of a marked
+    // pack again, in a pack of its own.
+    let index = repo.load_index().unwrap();
+    let marked_pack = |index: &Index, id: &Id| index.pack(index.get(id).unwrap().pack).id;
+    let p = marked_pack(&index, &ids[1]);
+    assert!(first.marked_now().contains(&p));
+    let before = index.pack_contents(index.pack_number(&p).unwrap()).0;
+    drop(index);
+    let writer = RepoWriter::new(&repo, 1, 64);
+    let mut enc = Encoder::new(3);
+    writer.store_blob(&Index::new(), BlobKind::Data, &content(1), &mut enc).unwrap();
+    writer.finish().unwrap();
+    snapshot_of(&repo, &[content(1)]);
+
+    let second = prune_with_default_margin(&repo);
+    let p_plan = second.packs.iter().find(|x| x.id == p).unwrap();
+    assert!(matches!(p_plan.mark, MarkStep::Waiting { .. }), "{p_plan:?}");
+    let index = repo.load_index().unwrap();
+    assert_eq!(index.settle_peak_bytes(), 0, "blob 1 is listed in the marked pack and in its new one");
+    assert_ne!(marked_pack(&index, &ids[1]), p, "blob 1 is found in the pack the backup wrote");
+    assert_eq!(index.pack_contents(index.pack_number(&p).unwrap()).0, before - 1);
+    assert_eq!(repo.read_blob(&index, &ids[1]).unwrap(), content(1));
+    let check = crate::check::check(&repo, crate::check::ReadData::All, 1).unwrap();
+    assert!(check.ok() && check.unindexed_packs.is_empty(), "{check:?}");
 }

@@ -10,6 +10,7 @@
 //! from restic's.
 
 pub mod gc;
+mod index_rewrite;
 pub mod marking;
 pub mod retention;
 

@@ -22,10 +22,11 @@
 //! prefix the builder asks its caller for their full ids (which it
 //! re-reads from the index file or pack header they came from): the same
 //! blob stored twice keeps its first location, two different blobs both
-//! go to the exact map. A blob is listed twice by the millions after a
-//! prune that repacked (until the marked old packs go), so the full ids
-//! are asked for in bounded batches, grouped by source, and only their
-//! last 16 bytes are held meanwhile ([`Index::settle_peak_bytes`]).
+//! go to the exact map. A blob may be listed twice by the millions (after
+//! an interrupted prune, or a prune of a build that listed a repacked blob
+//! in its marked old pack too), so the full ids are asked for in bounded
+//! batches, grouped by source, and only their last 16 bytes are held
+//! meanwhile ([`Index::settle_peak_bytes`]).
 
 use std::collections::HashMap;
 
@@ -333,8 +334,9 @@ impl Index {
     /// its first location (the lowest pack number), different blobs each
     /// keep theirs, marked [`COLLIDED`] and found through the exact map.
     ///
-    /// After a prune that repacked, every repacked blob is listed twice
-    /// until its old pack is deleted: millions of shared slots. So what is
+    /// After an interrupted prune (or one of a build before
+    /// `prune::index_rewrite`), every repacked blob is listed twice until
+    /// its old pack is deleted: millions of shared slots. So what is
     /// held per shared slot is its position and the rest of its id (20
     /// bytes), and the full ids are asked for in batches of at most `batch`,
     /// in the order of the index files and packs they come from (each file
