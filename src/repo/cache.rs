@@ -98,11 +98,13 @@ impl Cache {
         }
     }
 
-    /// Stores an object; failures only cost a later download.
+    /// Stores an object; failures only cost a later download. A kind whose
+    /// directory [`Cache::open`] did not make (marks, say) gets one here.
     pub fn put(&self, kind: &str, id: &Id, bytes: &[u8]) {
         let p = self.path(kind, id);
         let tmp = p.with_extension(format!("tmp-{}", Id::random().short()));
-        let r = crate::private::create_new(&tmp)
+        let r = crate::private::create_dir_all(&self.dir.join(kind))
+            .and_then(|_| crate::private::create_new(&tmp))
             .and_then(|mut f| f.write_all(bytes))
             .and_then(|_| std::fs::rename(&tmp, &p));
         if let Err(e) = r {
@@ -236,6 +238,24 @@ mod tests {
         assert!(!c.fetching.lock().unwrap_or_else(|e| e.into_inner()).ids.contains(&id), "the claim is released");
         // And the next reader downloads it (a claim left behind would make it wait for ever).
         assert_eq!(*c.pack_or_fetch(&id, || -> Result<Vec<u8>, ()> { Ok(b"pack".to_vec()) }).unwrap(), b"pack");
+    }
+
+    /// Found by the rounds of backups and prunes on Garage: every prune
+    /// warned "could not cache …/marks/…", as the cache had no `marks`
+    /// directory, and fetched every mark again each time.
+    #[test]
+    fn bug_marks_were_never_cached_as_the_cache_had_no_directory_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let warnings = Arc::new(crate::error::CollectWarnings::default());
+        let c = Cache::open(dir.path(), &Id::hash_of(b"repo")).unwrap().with_warnings(warnings.clone());
+        let id = Id::hash_of(b"mark");
+        c.put(crate::repo::marks::MARKS, &id, b"mark");
+        assert_eq!(warnings.taken(), Vec::<String>::new());
+        assert_eq!(c.get(crate::repo::marks::MARKS, &id).unwrap(), b"mark");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(c.dir().join(crate::repo::marks::MARKS)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700, "a private directory");
     }
 
     #[test]
