@@ -29,6 +29,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backup::reading", "a reader took a file to read and the progress names it; the file is not opened yet"),
     ("backup::before_snapshot", "a backup's packs and index files are stored; its snapshot is not"),
     ("backup::after_snapshot", "the snapshot is stored; the lock is still held, no evidence record yet"),
+    ("prune::snapshots_listed", "prune listed the snapshots it walks; it has not loaded the index yet"),
     ("prune::packs_written", "prune stored its repacked packs (and their index file)"),
     ("prune::index_written", "prune stored one new index file of kept and repacked packs"),
     ("prune::superseded", "prune stored the index file that supersedes the old ones; nothing deleted yet"),

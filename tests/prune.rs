@@ -246,6 +246,39 @@ fn a_backup_from_before_a_mark_keeps_the_marked_blobs_it_found() {
     restore_exactly(&env, &id, &again);
 }
 
+/// Found by the rounds on Garage (`tests/prune_s3.rs`, round 15, in CI): a
+/// backup that ended between prune's loading of the index and its listing
+/// of the snapshots made the prune refuse ("blob …, used by a snapshot, is
+/// in no index"). Prune now lists the snapshots first: a backup that ends
+/// after that is not walked, its packs (indexed, and unused to this
+/// prune) are marked, and the second pass, which lists the snapshots
+/// again, keeps them.
+#[test]
+fn bug_a_backup_that_ended_while_prune_planned_made_it_refuse_with_a_blob_in_no_index() {
+    let env = small_packs();
+    let (src, _, _) = two_generations(&env);
+    let mut pause = Pause::new(env.path("pause"));
+    let mut prune = env.command();
+    prune.args(["prune", "--json", "--max-unused", "0%"]);
+    prune.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    pause.arm(&mut prune, "prune::snapshots_listed");
+    let prune = prune.spawn().unwrap();
+    pause.wait_paused(LIMIT);
+    let fresh = env.path("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join("new"), random_bytes(900_000, 77)).unwrap();
+    let id = env.ok(&["backup", fresh.to_str().unwrap()]).trim().to_string();
+    pause.release();
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "the prune refused: {}", String::from_utf8_lossy(&out.stderr));
+    let out = json(&out, "prune");
+    assert!(out["report"]["packs_marked"].as_u64().unwrap() > 0, "the fresh backup's packs, unused to it: {out}");
+    env.ok(&["prune", "--max-unused", "0%"]);
+    assert!(env.ok(&["check", "--read-data"]).is_empty());
+    restore_exactly(&env, &id, &fresh);
+    restore_all_exactly(&env, &src, "after");
+}
+
 /// Runs a prune whose clock is `offset_secs` off (a test-only setting of
 /// `failpoints` builds) with no safety margin; returns its JSON report.
 fn prune_with_clock_off_by(env: &Env, offset_secs: i64) -> serde_json::Value {

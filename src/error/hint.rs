@@ -77,6 +77,11 @@ impl Error {
             Error::Integrity { .. } => {
                 Some("run `cairn check --read-data` to find every damaged object and the files it affects".into())
             }
+            Error::UsedBlobNotIndexed { .. } => Some(
+                "run `cairn check`: it names the snapshots that use blobs no index lists. An index file may be \
+                 missing or damaged; `cairn repair undelete` brings back deleted ones from a versioned bucket"
+                    .into(),
+            ),
             Error::TooLarge { .. } => Some(
                 "the object is damaged or was forged by someone with the password; cairn refuses to expand it \
                  past the limit of its kind (docs/FORMAT.md, \"Limits\"). `cairn check` lists every such object"

@@ -151,6 +151,13 @@ pub enum Error {
     #[error("{what} failed authentication: it was altered or damaged")]
     Integrity { what: String },
 
+    /// A snapshot uses a blob that no index file lists: prune stops before
+    /// it deletes anything, as the blob's pack looks unused.
+    #[error(
+        "blob {blob}, used by a snapshot, is in no index: prune refuses to run, as it could delete the blob's pack"
+    )]
+    UsedBlobNotIndexed { blob: String },
+
     #[error("malformed {what}: {detail}")]
     Format { what: String, detail: String },
 

@@ -252,17 +252,21 @@ pub struct PruneReport {
     pub litter: crate::repo::litter::Swept,
 }
 
-/// Walks every snapshot and marks the blobs they use; returns the number
-/// of snapshots. Any unreadable snapshot or tree stops the prune: deleting
-/// on partial knowledge could destroy what it references.
-fn mark_used(repo: &Repository, index: &Index, used: &mut UsedSet) -> Result<usize> {
-    let not_indexed = |id: &Id| Error::Integrity {
-        what: format!("blob {id}, used by a snapshot, is in no index (run `cairn check`; prune refuses to run)"),
-    };
+/// Walks the snapshots `ids` and marks the blobs they use; returns the
+/// number walked. Any unreadable snapshot or tree stops the prune:
+/// deleting on partial knowledge could destroy what it references.
+///
+/// `ids` were listed before `index` was loaded: a backup writes its index
+/// files before its snapshot, so every blob of a listed snapshot is in the
+/// index, and a snapshot that ends after the listing is not walked (its
+/// lock or its mark keeps its packs). Listed after the index, a backup
+/// ending in between made the prune refuse: its snapshot's blobs were in
+/// no index the prune had loaded.
+fn mark_used(repo: &Repository, ids: &[Id], index: &Index, used: &mut UsedSet) -> Result<usize> {
+    let not_indexed = |id: &Id| Error::UsedBlobNotIndexed { blob: id.to_string() };
     let mut missing = None;
-    let ids = repo.list_ids("snapshots")?;
     let mut walked = 0;
-    for sid in &ids {
+    for sid in ids {
         let snap = match repo.load_snapshot(sid) {
             Ok(s) => s,
             // A forget removed it since the listing: its data is not used by it.
@@ -307,6 +311,9 @@ fn mark_used(repo: &Repository, index: &Index, used: &mut UsedSet) -> Result<usi
 /// Plans a prune; `marking` must have been read before (its locks listed
 /// before the walk of the snapshots starts).
 pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<PrunePlan> {
+    // The snapshots first, then the index (see `mark_used`).
+    let snapshot_ids = repo.list_ids("snapshots")?;
+    crate::failpoint::hit!("prune::snapshots_listed");
     // Every index file is replaced, unreadable ones included: their packs
     // count as unindexed (and a snapshot needing them stops the prune).
     let old_index_files: Vec<Id> = repo.list_ids("index")?;
@@ -316,7 +323,8 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
     let demote: HashSet<Id> = marking.list.packs().into_iter().filter(|p| by_pack.is_marked(p)).collect();
     let index = repo.load_index_filtered(IndexMode::Locations, &PackFilter { exclude: HashSet::new(), demote })?;
     let mut used = UsedSet::new(index.slot_count());
-    let snapshots = mark_used(repo, &index, &mut used)?;
+    let snapshots = mark_used(repo, &snapshot_ids, &index, &mut used)?;
+    drop(snapshot_ids);
 
     // Used blobs and bytes per pack: a used blob counts in the pack that
     // holds the copy the index uses.
