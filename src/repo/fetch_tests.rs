@@ -49,7 +49,10 @@ impl Backend for Watched {
             self.changed.notify_all();
             if !f.first_held {
                 f.first_held = true;
-                let _ = self.changed.wait_timeout_while(f, Duration::from_secs(60), |f| f.in_flight < 2).unwrap();
+                // Until a second has *started*: one that has already
+                // finished (a local read is quick) counts, or this waited
+                // for the fallback on every run.
+                let _ = self.changed.wait_timeout_while(f, Duration::from_secs(60), |f| f.most < 2).unwrap();
             }
         }
         let r = self.inner.get(key);
