@@ -45,6 +45,26 @@ fn unchanged_tree_reads_no_content_and_adds_almost_nothing() {
     assert!(growth < 8192, "an unchanged backup grew the repository by {growth} bytes");
 }
 
+/// An unchanged directory takes its tree in the parent snapshot as it is
+/// (nothing encoded, hashed or looked up again), and only an unchanged one.
+#[test]
+fn unchanged_directories_keep_their_trees_and_a_change_writes_its_directory_and_those_above() {
+    let env = Env::new();
+    let src = tree(&env);
+    let first = env.backup_json(&[&src], &[]);
+    assert_eq!(first["summary"]["dirs_unchanged"], serde_json::Value::Null, "none, so not shown: {first}");
+    let second = env.backup_json(&[&src], &[]);
+    // d0…d9 and src; the directories above src are not compared.
+    assert_eq!(u(&second, "dirs_unchanged"), 11, "{second}");
+    restore_latest_and_compare(&env, &src, "second");
+
+    std::fs::write(src.join("d3/f0.txt"), "changed\n").unwrap();
+    let third = env.backup_json(&[&src], &[]);
+    assert_eq!(u(&third, "files_changed"), 1, "{third}");
+    assert_eq!(u(&third, "dirs_unchanged"), 9, "d3 and src are written again: {third}");
+    restore_latest_and_compare(&env, &src, "third");
+}
+
 #[test]
 fn an_edit_in_the_middle_stores_only_nearby_chunks() {
     let env = Env::new();

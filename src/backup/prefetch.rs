@@ -35,6 +35,8 @@ pub type Pos = Vec<u32>;
 pub struct ParentTree {
     pub tree: Tree,
     pub pos: Pos,
+    /// The tree's id (`None` for the snapshot's root).
+    pub id: Option<Id>,
 }
 
 /// Trees held ahead per request the backend takes at once.

@@ -4,7 +4,9 @@
 //!
 //! A file whose size, mtime, ctime and inode match its node in the parent
 //! snapshot (and whose chunks are all still indexed) reuses the parent's
-//! chunk list and is never opened. Every other regular file becomes a
+//! chunk list and is never opened; a directory whose entries all come out
+//! as its tree in the parent snapshot holds takes that tree as it is
+//! ([`OpenDirs::close_unless_same`]). Every other regular file becomes a
 //! [`FileJob`] for the content pipeline. The parent snapshot is walked in
 //! step with the scan: a directory's tree in the parent is loaded when the
 //! scan enters the directory and dropped when it leaves it. Memory thus
@@ -142,7 +144,7 @@ impl<'a> Walker<'a> {
         if let Some(t) = &parent {
             w.ahead.root(t);
         }
-        let parent = parent.map(|tree| ParentTree { tree, pos: Vec::new() });
+        let parent = parent.map(|tree| ParentTree { tree, pos: Vec::new(), id: None });
         let mut node = Node::new(Vec::new(), NodeKind::Dir);
         node.mode = 0o755;
         let root = w.dirs.open(node, None);
@@ -161,7 +163,7 @@ impl<'a> Walker<'a> {
         let mut pos = parent.pos.clone();
         pos.push(at as u32);
         match self.ahead.take(&pos, &id) {
-            Ok(tree) => Some(ParentTree { tree, pos }),
+            Ok(tree) => Some(ParentTree { tree, pos, id: Some(id) }),
             Err(e) => {
                 self.warnings.push(format!("parent tree {} unreadable, reading files again: {e}", id.short()));
                 None
@@ -254,8 +256,10 @@ impl<'a> Walker<'a> {
                 }
                 None => {
                     let done = stack.pop().expect("the top frame");
-                    drop(done.parent); // the parent's tree served its purpose
-                    self.dirs.close(done.dir)?;
+                    // The parent's tree served its purpose, but for one: a
+                    // directory that comes out the same keeps its tree.
+                    let same = done.parent.and_then(|p| Some((p.id?, p.tree)));
+                    self.dirs.close_unless_same(done.dir, same)?;
                     self.progress.scanned(self.found.0, self.found.1);
                 }
             }
@@ -494,6 +498,7 @@ impl<'a> Walker<'a> {
         let root = self.dirs.root().expect("every directory is written once its files are");
         let mut summary = self.summary;
         summary.dirs = self.dirs.written;
+        summary.dirs_unchanged = self.dirs.unchanged;
         // Files come back in the order they were read: list them by path.
         summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
         summary.changed_during_backup.sort();

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 pub use super::index_file::{
     split_into_files, IndexFile, IndexVisitor, PackEntries, PackInfo, MAGIC, MAX_BLOBS_PER_FILE, VERSION,
 };
-use super::keyset::{key_of, Key};
+use super::keyset::{key_of, Key, KeyDirectory};
 use super::pack::PackEntry;
 use super::BlobKind;
 use crate::id::Id;
@@ -133,6 +133,9 @@ pub struct Index {
     slots: Vec<Slot>,
     /// Sorted keys of blobs kept without location.
     members: Vec<Key>,
+    /// Where each bucket of `members` starts (made again whenever they
+    /// change; a stale one only falls back to a slower search).
+    members_dir: KeyDirectory,
     /// Full id → slot, for slots marked [`COLLIDED`].
     exact: HashMap<Id, u32>,
     /// Every index file read, and whether it is live (not superseded).
@@ -171,6 +174,7 @@ impl Index {
             meta: Vec::new(),
             slots: Vec::new(),
             members: Vec::new(),
+            members_dir: KeyDirectory::default(),
             exact: HashMap::new(),
             files: Vec::new(),
             settle_bytes: 0,
@@ -237,7 +241,9 @@ impl Index {
     }
 
     pub fn contains(&self, id: &Id) -> bool {
-        self.position(id).is_some() || super::keyset::find_key(&self.members, &key_of(id), |m| m).is_some()
+        // Data blobs first: most of what a backup asks about (each chunk of
+        // an unchanged file), and all in `members` when it has any.
+        self.members_dir.find(&self.members, &key_of(id), |m| m).is_some() || self.position(id).is_some()
     }
 
     /// Slots (blobs with a location) are numbered `0..slot_count()`.
@@ -314,6 +320,7 @@ impl Index {
         members.sort_unstable();
         super::keyset::merge_sorted(&mut self.members, &members);
         self.members.dedup();
+        self.members_dir = KeyDirectory::new(&self.members, |m| m);
         // The full ids of slots that collided already are known.
         let known: HashMap<(u32, u32), Id> = self
             .exact
@@ -498,6 +505,7 @@ impl Index {
         }
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.members.capacity() * std::mem::size_of::<Key>()
+            + self.members_dir.memory_bytes()
             + self.packs.capacity() * std::mem::size_of::<PackInfo>()
             + self.meta.capacity() * std::mem::size_of::<PackMeta>()
             + self.files.capacity() * std::mem::size_of::<(Id, bool)>()

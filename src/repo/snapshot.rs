@@ -24,6 +24,10 @@ pub struct Summary {
     pub files_changed: u64,
     pub files_unchanged: u64,
     pub dirs: u64,
+    /// Directories whose tree in the parent snapshot held exactly their
+    /// entries, and was taken as it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dirs_unchanged: u64,
     pub files_total: u64,
     /// Bytes of file content in the snapshot.
     pub bytes_total: u64,

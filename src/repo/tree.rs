@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
 
+mod fast;
+
 pub const TREE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,8 +153,23 @@ impl Tree {
         out
     }
 
+    /// Decodes a tree: the layout cairn writes directly ([`fast`]),
+    /// anything else with the generic decoder, which gives the same tree
+    /// ([`Tree::decode_generic`]).
     pub fn decode(b: &[u8]) -> Result<Tree, String> {
-        let t: Tree = ciborium::from_reader(b).map_err(|e| e.to_string())?;
+        match fast::tree(b) {
+            Some(t) => Tree::checked(t),
+            None => Tree::decode_generic(b),
+        }
+    }
+
+    /// Decodes a tree with the generic CBOR decoder: the reference that
+    /// [`Tree::decode`] agrees with (the fuzz tests compare them).
+    pub fn decode_generic(b: &[u8]) -> Result<Tree, String> {
+        Tree::checked(ciborium::from_reader(b).map_err(|e| e.to_string())?)
+    }
+
+    fn checked(t: Tree) -> Result<Tree, String> {
         if t.v != TREE_VERSION {
             return Err(format!("unknown tree version {}", t.v));
         }

@@ -9,6 +9,7 @@ use super::{
     FROM_HEADER, ID_BATCH,
 };
 use crate::id::Id;
+use crate::repo::keyset::KeyDirectory;
 
 /// Builds an [`Index`] from index files, one at a time.
 pub struct IndexBuilder {
@@ -133,6 +134,7 @@ impl IndexBuilder {
         ix.members.sort_unstable();
         ix.members.dedup();
         ix.members.shrink_to_fit();
+        ix.members_dir = KeyDirectory::new(&ix.members, |m| m);
         ix.slots.sort_unstable();
         ix.slots.shrink_to_fit();
         ix.packs.shrink_to_fit();
