@@ -77,6 +77,9 @@ pub struct PackPlan {
     /// The pack's number in the plan's index.
     #[serde(skip)]
     n: u32,
+    /// A mark names it (suspicious ones included), whatever this prune does.
+    #[serde(skip)]
+    named_by_mark: bool,
 }
 
 /// A stored pack that no index lists.
@@ -210,7 +213,7 @@ impl PrunePlan {
         for p in &self.packs {
             listing[p.n as usize] = match p.mark {
                 MarkStep::DeleteNow { .. } => Listing::Gone,
-                MarkStep::None => Listing::Whole,
+                MarkStep::None => Listing::Whole { marked: p.named_by_mark },
                 MarkStep::New | MarkStep::Waiting { .. } => Listing::Marked { repacked: p.action == Action::Repack },
             };
         }
@@ -320,7 +323,8 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
     let by_pack = MarksByPack::new(&marking.list.marks, &marking.states);
     // A blob that a marked pack and another both hold counts in the other,
     // so a repacked pack is seen unused and its copies as used.
-    let demote: HashSet<Id> = marking.list.packs().into_iter().filter(|p| by_pack.is_marked(p)).collect();
+    let named = marking.list.packs();
+    let demote: HashSet<Id> = named.iter().filter(|p| by_pack.is_marked(p)).copied().collect();
     let index = repo.load_index_filtered(IndexMode::Locations, &PackFilter { exclude: HashSet::new(), demote })?;
     let mut used = UsedSet::new(index.slot_count());
     let snapshots = mark_used(repo, &snapshot_ids, &index, &mut used)?;
@@ -363,6 +367,7 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
             action: Action::Keep,
             mark: MarkStep::None,
             n: n as u32,
+            named_by_mark: named.contains(&info.id),
         };
         p.action = if p.used_blobs == 0 {
             Action::Delete

@@ -187,3 +187,89 @@ fn a_marked_pack_stops_listing_a_blob_a_later_backup_stored_again_elsewhere() {
     let check = crate::check::check(&repo, crate::check::ReadData::All, 1).unwrap();
     assert!(check.ok() && check.unindexed_packs.is_empty(), "{check:?}");
 }
+
+/// Review finding: a marked pack P stopped listing a blob whose other copy
+/// was in a pack Q that another mark named. Q's mark may ripen first (it
+/// is older, or its holders end sooner), under a backup that honours it,
+/// took the blob from P and does not honour P's mark: the blob then went
+/// out of the index with Q while P, which still held it, listed it no
+/// more. Now P leaves a blob out only for a new pack or a pack no mark
+/// names.
+#[test]
+fn bug_a_marked_pack_stopped_listing_a_blob_whose_other_copy_a_mark_named_too() {
+    let (_dir, repo, ids) = half_used_repository();
+    prune_with_default_margin(&repo);
+    let index = repo.load_index().unwrap();
+    let p = index.pack(index.get(&ids[1]).unwrap().pack).id;
+    let listed = |index: &Index, pack: &Id| index.pack_contents(index.pack_number(pack).unwrap()).0;
+    let before = listed(&index, &p);
+    drop(index);
+    // Blob 1 (unused, only in the marked P) is stored again in a pack Q of
+    // its own (by a backup that honours P's mark), whose snapshot is then
+    // forgotten: the next prune marks Q as well.
+    let writer = RepoWriter::new(&repo, 1, 64);
+    writer.store_blob(&Index::new(), BlobKind::Data, &content(1), &mut Encoder::new(3)).unwrap();
+    writer.finish().unwrap();
+    let again = snapshot_of(&repo, &[content(1)]);
+    repo.backend().delete(&format!("snapshots/{again}")).unwrap();
+    let second = prune_with_default_margin(&repo);
+    let index = repo.load_index().unwrap();
+    let is_q = |x: &&PackPlan| x.kind == BlobKind::Data && x.mark == MarkStep::New && x.unused_blobs == 1;
+    let q = second.packs.iter().find(is_q).expect("Q, marked by the second prune").id;
+    assert!(second.packs.iter().any(|x| x.id == p && matches!(x.mark, MarkStep::Waiting { .. })));
+    assert_eq!(listed(&index, &p), before, "P still lists every blob only marked packs hold");
+    assert_eq!(listed(&index, &q), 1, "and so does Q");
+}
+
+/// Review finding: after a prune that stopped between its superseding
+/// index file and its mark, a superseded file lists a pack P whole while
+/// a live one lists it without the blobs it copied. The index takes P's
+/// entries from the first file read, but the rewrite listed P from the
+/// live one: a blob the index placed in P (so left out of the new pack's
+/// listing, now unused and marked) was listed nowhere. The rewrite now
+/// lists each pack from the file the index took it from.
+#[test]
+fn bug_an_interrupted_prune_made_the_next_list_a_pack_from_another_file_than_its_index_read() {
+    let (_dir, repo, ids) = half_used_repository();
+    let old_packs: Vec<_> = {
+        let index = repo.load_index().unwrap();
+        let headers = index.packs().iter().map(|info| (info.clone(), repo.read_pack_header(&info.id, info.size)));
+        headers.map(|(info, entries)| (info, entries.unwrap())).collect()
+    };
+    prune_with_default_margin(&repo);
+    // As if the prune had stopped before it stored its mark, with the old
+    // listing of the packs still there (superseded), read before any other
+    // index file.
+    for m in repo.list_ids(crate::repo::marks::MARKS).unwrap() {
+        repo.backend().delete(&format!("{}/{m}", crate::repo::marks::MARKS)).unwrap();
+    }
+    let old = IndexFile { supersedes: Vec::new(), packs: old_packs.clone() };
+    let old_id = loop {
+        let id = repo.save_index_file(&old).unwrap();
+        if repo.list_ids("index").unwrap().iter().all(|other| *other >= id) {
+            break id;
+        }
+        repo.backend().delete(&format!("index/{id}")).unwrap();
+    };
+    repo.save_index_file(&IndexFile { supersedes: vec![old_id], packs: Vec::new() }).unwrap();
+    let old_ids: HashSet<Id> = old_packs.iter().map(|p| p.0.id).collect();
+    let index = repo.load_index().unwrap();
+    assert!(old_ids.contains(&index.pack(index.get(&ids[0]).unwrap().pack).id), "the index places blob 0 in P");
+    drop(index);
+
+    // Keep the old packs as they are (no repacking): the new packs that
+    // hold their used blobs again are unused, marked, and leave the blobs
+    // to the old ones.
+    let marking = Marking::read(&repo, marking::DEFAULT_SAFETY_MARGIN).unwrap();
+    let plan = plan(&repo, 1.0, &marking).unwrap();
+    let data = plan.packs.iter().filter(|x| x.kind == BlobKind::Data);
+    assert!(data.clone().all(|x| (x.action == Action::Keep) == old_ids.contains(&x.id)), "{:?}", plan.packs);
+    assert!(data.filter(|x| !old_ids.contains(&x.id)).all(|x| x.mark == MarkStep::New), "{:?}", plan.packs);
+    execute(&repo, &plan).unwrap();
+    let index = repo.load_index().unwrap();
+    for (i, id) in ids.iter().enumerate().step_by(2) {
+        assert_eq!(repo.read_blob(&index, id).unwrap(), content(i as u32), "used blob {i} is still listed");
+    }
+    let check = crate::check::check(&repo, crate::check::ReadData::None, 1).unwrap();
+    assert!(check.ok(), "{check:?}");
+}

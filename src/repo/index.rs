@@ -213,6 +213,26 @@ impl Index {
         self.files.iter().filter(|f| f.1).map(|f| &f.0)
     }
 
+    /// The index files, superseded ones included, that the entries of
+    /// the packs `wanted` were taken from (a pack listed by several files
+    /// has its entries from the first one read), in reading order. Packs
+    /// adopted from their own headers have none.
+    pub fn sources_of(&self, wanted: impl Fn(u32) -> bool) -> Vec<Id> {
+        let mut used = vec![false; self.files.len()];
+        for (n, m) in self.meta.iter().enumerate() {
+            if m.source != FROM_HEADER && wanted(n as u32) {
+                used[m.source as usize] = true;
+            }
+        }
+        self.files.iter().zip(used).filter(|(_, u)| *u).map(|(f, _)| f.0).collect()
+    }
+
+    /// Whether the entries of pack `n` were taken from the index file `file`.
+    pub fn listed_from(&self, n: u32, file: &Id) -> bool {
+        let source = self.meta[n as usize].source;
+        source != FROM_HEADER && self.files[source as usize].0 == *file
+    }
+
     /// Index files read, superseded ones included.
     pub fn files_read(&self) -> usize {
         self.files.len()

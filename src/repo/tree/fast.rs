@@ -134,8 +134,9 @@ pub fn tree(b: &[u8]) -> Option<Tree> {
             "v" if v.is_none() => v = Some(r.u32()?),
             "nodes" if nodes.is_none() => {
                 let n = r.len(ARRAY)?;
-                // A node takes at least its four required fields.
-                let mut list = Vec::with_capacity(r.capacity(n, 24));
+                // A node takes at least its four required fields, and a
+                // decoded one ten times as much: grow past the first few.
+                let mut list = Vec::with_capacity(r.capacity(n, 24).min(4096));
                 for _ in 0..n {
                     list.push(node(&mut r)?);
                 }
