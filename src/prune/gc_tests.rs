@@ -31,6 +31,12 @@ fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
     let (tree, _) =
         writer.store_blob(&Index::new(), BlobKind::Tree, &Tree::new(vec![file]).encode(), &mut enc).unwrap();
     writer.finish().unwrap();
+    snapshot_of_tree(&repo, tree);
+    (dir, repo)
+}
+
+/// Saves a snapshot of the tree `tree`; returns its id.
+fn snapshot_of_tree(repo: &Repository, tree: Id) -> Id {
     let snap = Snapshot {
         v: crate::repo::snapshot::SNAPSHOT_VERSION,
         time: chrono::Utc::now(),
@@ -45,8 +51,7 @@ fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
         original: None,
         summary: Summary::default(),
     };
-    repo.save_snapshot(&snap).unwrap();
-    (dir, repo)
+    repo.save_snapshot(&snap).unwrap()
 }
 
 #[test]
@@ -88,21 +93,7 @@ fn snapshot_of(repo: &Repository, blobs: &[Vec<u8>]) -> Id {
     }
     let (tree, _) = writer.store_blob(&index, BlobKind::Tree, &Tree::new(vec![file]).encode(), &mut enc).unwrap();
     writer.finish().unwrap();
-    let snap = Snapshot {
-        v: crate::repo::snapshot::SNAPSHOT_VERSION,
-        time: chrono::Utc::now(),
-        hostname: "h".into(),
-        username: "u".into(),
-        paths: vec!["/f".into()],
-        tags: Vec::new(),
-        policy: None,
-        parent: None,
-        tree,
-        program_version: String::new(),
-        original: None,
-        summary: Summary::default(),
-    };
-    repo.save_snapshot(&snap).unwrap()
+    snapshot_of_tree(repo, tree)
 }
 
 /// A repository of 2,000 stored blobs in several packs, of which one
