@@ -33,9 +33,12 @@ pub const POINTS: &[(&str, &str)] = &[
     ("prune::packs_written", "prune stored its repacked packs (and their index file)"),
     ("prune::index_written", "prune stored one new index file of kept and repacked packs"),
     ("prune::superseded", "prune stored the index file that supersedes the old ones; nothing deleted yet"),
-    ("prune::marked", "prune stored its mark of the packs a later prune deletes"),
-    ("prune::packs_deleted", "prune deleted the packs of ripe marks; the superseded index files and the marks remain"),
-    ("prune::index_deleted", "prune deleted one superseded index file"),
+    ("prune::index_deleted", "prune deleted one superseded index file; no mark of its own is stored, no pack deleted"),
+    (
+        "prune::marked",
+        "prune deleted the superseded index files and stored its mark of the packs a later prune deletes",
+    ),
+    ("prune::packs_deleted", "prune deleted the packs of ripe marks; the ripe marks remain"),
     ("keys::slot_stored", "a new key slot is stored (by `init` or `key add`)"),
     ("forget::snapshot_deleted", "forget deleted one snapshot"),
     (

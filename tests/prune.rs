@@ -720,29 +720,34 @@ fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
         ("prune::packs_written", 1),
         ("prune::index_written", 1),
         ("prune::superseded", 1),
+        ("prune::index_deleted", 1),
         ("prune::marked", 1),
         ("prune::packs_deleted", 1),
-        ("prune::index_deleted", 1),
     ];
     for (round, (point, nth)) in points.into_iter().enumerate() {
         new_garbage(&env, &src, round as u64);
-        if matches!(point, "prune::packs_deleted" | "prune::index_deleted") {
+        if point == "prune::packs_deleted" {
             env.ok(&["prune", "--max-unused", "0%", "--safety-margin", "1h"]);
         }
         let (data, index) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
         run_killed_at(&env, &["prune", "--max-unused", "0%"], point, nth);
         // Where it died: nothing deleted before the superseding index file
-        // was stored, and packs deleted before any index file.
+        // was stored; every superseded index file deleted before the mark
+        // (a reader that honours it reads only this prune's listings); packs
+        // deleted last.
         let (data_now, index_now) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
         let deleted = |before: &[PathBuf], now: &[PathBuf]| before.iter().filter(|p| !now.contains(p)).count();
         match point {
-            "prune::packs_deleted" | "prune::index_deleted" => {
-                assert!(deleted(&data, &data_now) > 0, "{point}: no pack deleted")
-            }
+            "prune::packs_deleted" => assert!(deleted(&data, &data_now) > 0, "{point}: no pack deleted"),
             _ => assert_eq!(deleted(&data, &data_now), 0, "{point}: a pack deleted too early"),
         }
         let index_deleted = deleted(&index, &index_now);
-        assert_eq!(index_deleted, usize::from(point == "prune::index_deleted"), "{point}: index files deleted");
+        let expected = match point {
+            "prune::index_deleted" => 1,
+            "prune::marked" | "prune::packs_deleted" => index.len(),
+            _ => 0,
+        };
+        assert_eq!(index_deleted, expected, "{point}: index files deleted");
         let check = env.cairn(&["check"]);
         assert!(
             check.status.success(),

@@ -19,8 +19,8 @@
 //! Safety against a crash: execution only ever moves from one consistent
 //! state to the next. New packs are stored first; then new index files
 //! listing every kept and new pack; then one small index file that
-//! *supersedes* the old ones; only then are packs and old index files
-//! deleted. Interrupted anywhere, the repository holds at worst duplicate
+//! *supersedes* the old ones; only then are the old index files deleted,
+//! then the marks made, then the packs of ripe marks deleted. Interrupted anywhere, the repository holds at worst duplicate
 //! index entries or unindexed packs, which `check` accepts, and every
 //! snapshot's data is still indexed and stored.
 //!
@@ -323,7 +323,10 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
     let by_pack = MarksByPack::new(&marking.list.marks, &marking.states);
     // A blob that a marked pack and another both hold counts in the other,
     // so a repacked pack is seen unused and its copies as used.
+    // A mark that does not open may name any pack (one a newer build wrote,
+    // say): then no pack counts as named by none.
     let named = marking.list.packs();
+    let unknown_marks = !marking.list.damaged.is_empty();
     let demote: HashSet<Id> = named.iter().filter(|p| by_pack.is_marked(p)).copied().collect();
     let index = repo.load_index_filtered(IndexMode::Locations, &PackFilter { exclude: HashSet::new(), demote })?;
     let mut used = UsedSet::new(index.slot_count());
@@ -367,7 +370,7 @@ pub fn plan(repo: &Repository, max_unused: f64, marking: &Marking) -> Result<Pru
             action: Action::Keep,
             mark: MarkStep::None,
             n: n as u32,
-            named_by_mark: named.contains(&info.id),
+            named_by_mark: unknown_marks || named.contains(&info.id),
         };
         p.action = if p.used_blobs == 0 {
             Action::Delete
@@ -468,7 +471,25 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     crate::failpoint::hit!("prune::superseded");
     report.index_files_written += 1;
 
-    // 3. Mark what a later prune deletes.
+    // 3. Delete the superseded index files before any mark is made: a
+    //    reader that honours this prune's marks (it started after them)
+    //    then reads this prune's listing of every pack, never an older
+    //    one that lists a blob this prune left out where the reader may
+    //    take it (an older listing is read first when its id sorts first).
+    let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
+    // An index file may be gone already (an earlier prune was interrupted).
+    for k in &old_keys {
+        match repo.backend().delete(k) {
+            Ok(()) => {
+                crate::failpoint::hit!("prune::index_deleted");
+                report.index_files_deleted += 1
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // 4. Mark what a later prune deletes.
     let marked = plan.marked_now();
     if !marked.is_empty() {
         report.packs_marked = marked.len();
@@ -476,8 +497,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         crate::failpoint::hit!("prune::marked");
     }
 
-    // 4. Only now delete the packs of ripe marks, then the superseded
-    //    index files, then the ripe marks.
+    // 5. Only now delete the packs of ripe marks, then the ripe marks.
     let doomed: Vec<String> = plan
         .deleted_now()
         .into_iter()
@@ -491,18 +511,6 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         crate::failpoint::hit!("prune::packs_deleted");
     }
     report.packs_deleted = doomed.len();
-    let old_keys: Vec<String> = old.iter().map(|id| format!("index/{id}")).collect();
-    // An index file may be gone already (an earlier prune was interrupted).
-    for k in &old_keys {
-        match repo.backend().delete(k) {
-            Ok(()) => {
-                crate::failpoint::hit!("prune::index_deleted");
-                report.index_files_deleted += 1
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     for m in plan.marks.iter().filter(|m| m.ripe) {
         marks::remove(repo, &m.id)?;
         report.marks_removed += 1;

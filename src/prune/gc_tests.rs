@@ -151,6 +151,17 @@ fn bug_a_prune_that_repacked_left_each_copied_blob_listed_twice_until_the_old_pa
 
 #[test]
 fn a_marked_pack_stops_listing_a_blob_a_later_backup_stored_again_elsewhere() {
+    stored_again_elsewhere(false);
+}
+
+/// A mark that does not open may name any pack (a newer build's, say):
+/// while one is there, a marked pack keeps listing what another holds.
+#[test]
+fn while_a_mark_does_not_open_a_marked_pack_keeps_listing_what_another_pack_holds() {
+    stored_again_elsewhere(true);
+}
+
+fn stored_again_elsewhere(damaged_mark: bool) {
     let (_dir, repo, ids) = half_used_repository();
     let first = prune_with_default_margin(&repo);
     // A backup that honours the marks stores an unused blob of a marked
@@ -166,11 +177,21 @@ fn a_marked_pack_stops_listing_a_blob_a_later_backup_stored_again_elsewhere() {
     writer.store_blob(&Index::new(), BlobKind::Data, &content(1), &mut enc).unwrap();
     writer.finish().unwrap();
     snapshot_of(&repo, &[content(1)]);
+    if damaged_mark {
+        let key = format!("{}/{}", crate::repo::marks::MARKS, Id::hash_of(b"damaged"));
+        repo.backend().put(&key, b"not a mark").unwrap();
+    }
 
     let second = prune_with_default_margin(&repo);
     let p_plan = second.packs.iter().find(|x| x.id == p).unwrap();
     assert!(matches!(p_plan.mark, MarkStep::Waiting { .. }), "{p_plan:?}");
+    assert_eq!(second.damaged_marks.len(), usize::from(damaged_mark));
     let index = repo.load_index().unwrap();
+    if damaged_mark {
+        assert_eq!(index.pack_contents(index.pack_number(&p).unwrap()).0, before, "P still lists blob 1");
+        assert_eq!(repo.read_blob(&index, &ids[1]).unwrap(), content(1));
+        return;
+    }
     assert_eq!(index.settle_peak_bytes(), 0, "blob 1 is listed in the marked pack and in its new one");
     assert_ne!(marked_pack(&index, &ids[1]), p, "blob 1 is found in the pack the backup wrote");
     assert_eq!(index.pack_contents(index.pack_number(&p).unwrap()).0, before - 1);

@@ -32,6 +32,13 @@
 //! listed with no entries, still accounted for, and is deleted when its
 //! mark ripens.
 //!
+//! The argument needs every reader that honours this prune's marks to
+//! read this prune's listings: `gc::execute` deletes the files it
+//! supersedes before it stores any mark (an older file may still list a
+//! blob left out here, and a reader takes a pack's entries from the first
+//! file it reads). For the same reason, while a mark that does not open is
+//! there, no pack counts as named by none.
+//!
 //! Each pack is listed from the index file the index took its entries
 //! from, superseded or not: after a prune that stopped between its
 //! superseding file and its mark, a superseded file lists a pack whole
