@@ -730,6 +730,7 @@ fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
             env.ok(&["prune", "--max-unused", "0%", "--safety-margin", "1h"]);
         }
         let (data, index) = (objects(&env.repo.join("data")), objects(&env.repo.join("index")));
+        let marks = objects(&env.repo.join("marks")).len();
         run_killed_at(&env, &["prune", "--max-unused", "0%"], point, nth);
         // Where it died: nothing deleted before the superseding index file
         // was stored; every superseded index file deleted before the mark
@@ -748,6 +749,13 @@ fn sigkill_at_each_prune_step_leaves_every_remaining_snapshot_restorable() {
             _ => 0,
         };
         assert_eq!(index_deleted, expected, "{point}: index files deleted");
+        // Its mark comes only after the old index files are gone.
+        let marks_now = objects(&env.repo.join("marks")).len();
+        match point {
+            "prune::marked" => assert_eq!(marks_now, marks + 1, "{point}: its mark"),
+            "prune::packs_deleted" => {}
+            _ => assert_eq!(marks_now, marks, "{point}: a mark stored too early"),
+        }
         let check = env.cairn(&["check"]);
         assert!(
             check.status.success(),

@@ -80,7 +80,11 @@ fn waiting_marks(plan: &PrunePlan) -> Vec<String> {
         lines.push(l);
     }
     for (id, e) in &plan.damaged_marks {
-        lines.push(format!("mark {} does not open ({e}): ignored, its packs are marked again", id.short()));
+        lines.push(format!(
+            "mark {} does not open ({e}): ignored, its packs are marked again; while it is there, marked packs \
+             stay listed in full (a larger index). Remove `marks/{id}` once you know where it came from",
+            id.short()
+        ));
     }
     lines
 }

@@ -19,8 +19,8 @@
 //! Safety against a crash: execution only ever moves from one consistent
 //! state to the next. New packs are stored first; then new index files
 //! listing every kept and new pack; then one small index file that
-//! *supersedes* the old ones; only then are the old index files deleted,
-//! then the marks made, then the packs of ripe marks deleted. Interrupted anywhere, the repository holds at worst duplicate
+//! *supersedes* the old ones; only then are the old index files
+//! deleted, then the marks made, then the packs of ripe marks deleted. Interrupted anywhere, the repository holds at worst duplicate
 //! index entries or unindexed packs, which `check` accepts, and every
 //! snapshot's data is still indexed and stored.
 //!

@@ -36,8 +36,11 @@
 //! read this prune's listings: `gc::execute` deletes the files it
 //! supersedes before it stores any mark (an older file may still list a
 //! blob left out here, and a reader takes a pack's entries from the first
-//! file it reads). For the same reason, while a mark that does not open is
-//! there, no pack counts as named by none.
+//! file it reads; `repair undelete` may bring such a file back, and its
+//! listings then hold more entries than this prune's, never fewer). For
+//! the same reason, while a mark that does not open is there, no pack
+//! counts as named by none (so one damaged mark, which no prune removes,
+//! turns this compaction off until someone deletes it).
 //!
 //! Each pack is listed from the index file the index took its entries
 //! from, superseded or not: after a prune that stopped between its
