@@ -9,10 +9,8 @@ use crate::crypto::KdfParams;
 use crate::repo::blob::Encoder;
 use crate::repo::{InitOptions, Node, Snapshot, Summary, Tree};
 
-/// A repository of `n` data blobs (their stored bytes are fakes: a
-/// plan never reads data) and one snapshot whose file uses every
-/// other one.
-fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
+/// A new local repository with 1 MiB packs, in a temporary directory.
+fn empty_repository() -> (tempfile::TempDir, Repository) {
     let dir = tempfile::tempdir().unwrap();
     let opts = InitOptions {
         kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
@@ -20,6 +18,14 @@ fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
         ..Default::default()
     };
     let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    (dir, repo)
+}
+
+/// A repository of `n` data blobs (their stored bytes are fakes: a
+/// plan never reads data) and one snapshot whose file uses every
+/// other one.
+fn repository_of(n: u32) -> (tempfile::TempDir, Repository) {
+    let (dir, repo) = empty_repository();
     let writer = RepoWriter::new(&repo, 1, 64);
     let ids: Vec<Id> = (0..n).map(|i| repo.key().blob_id(&i.to_le_bytes())).collect();
     for id in &ids {
@@ -99,13 +105,7 @@ fn snapshot_of(repo: &Repository, blobs: &[Vec<u8>]) -> Id {
 /// A repository of 2,000 stored blobs in several packs, of which one
 /// snapshot uses every other one: each pack is half used.
 fn half_used_repository() -> (tempfile::TempDir, Repository, Vec<Id>) {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        pack_size: 1 << 20,
-        ..Default::default()
-    };
-    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let (dir, repo) = empty_repository();
     let all: Vec<Vec<u8>> = (0..2000).map(content).collect();
     let old = snapshot_of(&repo, &all);
     let used: Vec<Vec<u8>> = all.iter().step_by(2).cloned().collect();
