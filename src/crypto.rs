@@ -169,6 +169,9 @@ impl Default for KdfParams {
 impl KdfParams {
     /// The least memory a new slot may use: 19 MiB, OWASP's minimum for Argon2id.
     pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    /// The cheapest parameters a new slot accepts: quick repositories for tests.
+    #[cfg(test)]
+    pub const CHEAPEST: KdfParams = KdfParams { memory_kib: Self::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
     /// The costliest parameters cairn ever writes into a new slot (`init
     /// --kdf-memory-kib` goes up to 256 MiB; passes and lanes are fixed).
     pub const MOST_COSTLY_NEW: KdfParams = KdfParams { memory_kib: 256 * 1024, iterations: 3, parallelism: 1 };

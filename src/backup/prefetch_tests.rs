@@ -91,10 +91,7 @@ fn an_unchanged_backup_reads_the_parents_trees_several_at_once_and_stores_the_sa
         flight: Mutex::default(),
         changed: Condvar::new(),
     });
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        ..Default::default()
-    };
+    let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
     let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
     assert!(repo.cache().is_none(), "no metadata cache: each tree is a ranged read");
     let backup = || crate::backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &NoProgress);

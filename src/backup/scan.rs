@@ -154,7 +154,7 @@ impl<'a> Walker<'a> {
 
     fn load_parent_subtree(&mut self, parent: Option<&ParentTree>, name: &[u8]) -> Option<ParentTree> {
         let parent = parent?;
-        let at = parent.tree.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok()?;
+        let at = parent.tree.position(name)?;
         let node = &parent.tree.nodes[at];
         if node.kind != NodeKind::Dir {
             return None;

@@ -12,7 +12,7 @@ use crate::repo::InitOptions;
 fn repo(dir: &std::path::Path, name: &str, seed: u64, avg: u32) -> Repository {
     let opts = InitOptions {
         chunker: ChunkerParams { min_size: avg / 4, avg_size: avg, max_size: avg * 4, seed },
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
+        kdf: KdfParams::CHEAPEST,
         ..Default::default()
     };
     Repository::init(Arc::new(LocalBackend::new(dir.join(name))), name.as_bytes(), opts).unwrap()

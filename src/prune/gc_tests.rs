@@ -12,11 +12,7 @@ use crate::repo::{InitOptions, Node, Snapshot, Summary, Tree};
 /// A new local repository with 1 MiB packs, in a temporary directory.
 fn empty_repository() -> (tempfile::TempDir, Repository) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        pack_size: 1 << 20,
-        ..Default::default()
-    };
+    let opts = InitOptions { kdf: KdfParams::CHEAPEST, pack_size: 1 << 20, ..Default::default() };
     let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     (dir, repo)
 }

@@ -76,10 +76,7 @@ fn index_files_and_snapshots_are_fetched_several_at_once_and_read_in_full() {
         flight: Mutex::default(),
         changed: Condvar::new(),
     });
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        ..Default::default()
-    };
+    let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
     let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
     // Ten sessions: ten index files, and ten snapshots an hour apart.
     let start = chrono::Utc::now();

@@ -368,7 +368,6 @@ mod tests {
     use crate::backend::LocalBackend;
 
     const PW: &[u8] = b"slot test password";
-    const CHEAP: KdfParams = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
 
     fn backend() -> (tempfile::TempDir, LocalBackend) {
         let d = tempfile::tempdir().unwrap();
@@ -410,7 +409,7 @@ mod tests {
     fn a_slot_above_the_cap_is_refused_unhashed_and_named() {
         let (_d, b) = backend();
         let key = MasterKey::random();
-        add_slot(&b, &key, PW, CHEAP).unwrap();
+        add_slot(&b, &key, PW, KdfParams::CHEAPEST).unwrap();
         // 4 GiB × 64 passes: hashing it would take minutes and 4 GiB.
         let huge = plant(&b, KdfParams { memory_kib: 4 << 20, iterations: 64, parallelism: 64 });
         match open(&b, b"wrong password", &KeyHints::default(), &key) {
@@ -429,7 +428,7 @@ mod tests {
     fn a_damaged_slot_is_told_apart_from_a_wrong_password() {
         let (_d, b) = backend();
         let key = MasterKey::random();
-        add_slot(&b, &key, PW, CHEAP).unwrap();
+        add_slot(&b, &key, PW, KdfParams::CHEAPEST).unwrap();
         assert!(matches!(open(&b, b"wrong", &KeyHints::default(), &key), Err(Error::WrongPassword { slots: 1, .. })));
         let bad = Id::random();
         b.put(&slot_key(&bad), b"{\"version\": 1, \"kdf\": \"argon2id\"").unwrap();
@@ -462,12 +461,12 @@ mod tests {
         let (_d, b) = backend();
         let mine = MasterKey::random();
         let foreign = MasterKey::random();
-        let f = add_slot(&b, &foreign, PW, CHEAP).unwrap();
+        let f = add_slot(&b, &foreign, PW, KdfParams::CHEAPEST).unwrap();
         match open(&b, PW, &KeyHints::default(), &mine) {
             Ok(Opened::Misfits(m)) => assert_eq!(m.iter().map(|u| u.slot).collect::<Vec<_>>(), vec![f]),
             _ => panic!("expected a misfit"),
         }
-        let good = add_slot(&b, &mine, PW, CHEAP).unwrap();
+        let good = add_slot(&b, &mine, PW, KdfParams::CHEAPEST).unwrap();
         assert_eq!(opened_slot(open(&b, PW, &KeyHints::default(), &mine)), good);
     }
 
@@ -478,7 +477,7 @@ mod tests {
         // Same password in three slots: the order decides which opens.
         let costly = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 2, parallelism: 1 };
         let a = add_slot(&b, &key, PW, costly).unwrap();
-        let c = add_slot(&b, &key, PW, CHEAP).unwrap();
+        let c = add_slot(&b, &key, PW, KdfParams::CHEAPEST).unwrap();
         let hints = KeyHints { key_id: None, cache_base: Some(d.path().join("cache")) };
         assert_eq!(opened_slot(open(&b, PW, &hints, &key)), c, "the cheapest first");
         let named = KeyHints { key_id: Some(a.to_hex()[..8].to_uppercase()), ..hints.clone() };
@@ -495,7 +494,7 @@ mod tests {
     fn with_a_single_slot_nothing_is_recorded() {
         let (d, b) = backend();
         let key = MasterKey::random();
-        add_slot(&b, &key, PW, CHEAP).unwrap();
+        add_slot(&b, &key, PW, KdfParams::CHEAPEST).unwrap();
         let hints = KeyHints { key_id: None, cache_base: Some(d.path().join("cache")) };
         opened_slot(open(&b, PW, &hints, &key));
         assert!(!d.path().join("cache").exists(), "a lone slot was recorded");
@@ -506,7 +505,7 @@ mod tests {
         let (_d, b) = backend();
         let key = MasterKey::random();
         for _ in 0..MAX_SLOTS_TRIED {
-            add_slot(&b, &MasterKey::random(), b"other", CHEAP).unwrap();
+            add_slot(&b, &MasterKey::random(), b"other", KdfParams::CHEAPEST).unwrap();
         }
         // The right slot is the most costly, so it sorts last: never tried.
         let costly = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 2, parallelism: 1 };
@@ -533,7 +532,7 @@ mod tests {
     fn remove_reaches_damaged_slots_but_never_the_current_or_last_one() {
         let (_d, b) = backend();
         let key = MasterKey::random();
-        let mine = add_slot(&b, &key, PW, CHEAP).unwrap();
+        let mine = add_slot(&b, &key, PW, KdfParams::CHEAPEST).unwrap();
         assert!(remove(&b, &mine, &mine.to_hex()[..6]).unwrap_err().to_string().contains("your password opens"));
         let bad = Id::random();
         b.put(&slot_key(&bad), b"not json").unwrap();

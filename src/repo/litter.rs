@@ -155,10 +155,7 @@ mod tests {
     fn old_temporaries_are_swept_and_young_ones_stay() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("repo");
-        let opts = InitOptions {
-            kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-            ..Default::default()
-        };
+        let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
         let repo = Repository::init(Arc::new(LocalBackend::new(&root)), b"pw", opts).unwrap();
         std::fs::create_dir_all(root.join("data/ab")).unwrap();
         let old = root.join("data/ab/.tmp-old");

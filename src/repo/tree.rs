@@ -177,7 +177,12 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.position(name).map(|i| &self.nodes[i])
+    }
+
+    /// Where the node named `name` is among the (sorted) nodes.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok()
     }
 }
 

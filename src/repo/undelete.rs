@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn bug_an_undelete_brought_back_a_key_slot_removed_after_a_leak() {
         let d = tempfile::tempdir().unwrap();
-        let kdf = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 };
+        let kdf = KdfParams::CHEAPEST;
         let (then_dir, now_dir) = (d.path().join("then"), d.path().join("now"));
         let repo =
             Repository::init(Arc::new(LocalBackend::new(&then_dir)), b"pw", InitOptions { kdf, ..Default::default() })

@@ -276,10 +276,7 @@ pub(crate) mod tests {
     /// A repository in a temporary directory, with a cheap key derivation.
     pub(crate) fn repo() -> (tempfile::TempDir, Repository) {
         let d = tempfile::tempdir().unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-            ..Default::default()
-        };
+        let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
         let r = Repository::init(Arc::new(LocalBackend::new(d.path().join("repo"))), b"walk tests", opts).unwrap();
         (d, r)
     }

@@ -12,10 +12,7 @@ use crate::repo::InitOptions;
 
 fn repo() -> (tempfile::TempDir, Repository) {
     let d = tempfile::tempdir().unwrap();
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, iterations: 1, parallelism: 1 },
-        ..Default::default()
-    };
+    let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
     let r = Repository::init(Arc::new(LocalBackend::new(d.path().join("repo"))), b"lock tests", opts).unwrap();
     (d, r)
 }
