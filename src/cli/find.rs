@@ -102,7 +102,7 @@ pub fn run(g: &GlobalArgs, a: &FindArgs, p: &Printer) -> Result<i32> {
         Vec::new()
     };
     let snapshots = choose(list, a)?;
-    let index = Arc::new(repo.load_index()?);
+    let index = Arc::new(repo.load_index_as(crate::repo::IndexMode::Compact)?);
     let reader = Reader::new(repo, index, Budgets { trees: 256 << 20, blobs: 0 });
     let roots: Vec<Id> = snapshots.iter().map(|(_, s)| s.tree).collect();
     let mut found = Vec::new();

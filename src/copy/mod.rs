@@ -187,7 +187,7 @@ pub fn run(
     let _dst_lock = crate::repo::lock::acquire_honouring(dst, "copy to", before.ids())?;
     let after = crate::repo::marks::list(dst)?;
     let marked: std::collections::HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
-    let src_index = src.load_index()?;
+    let src_index = src.load_index_as(IndexMode::Compact)?;
     let filter = crate::repo::PackFilter { exclude: marked.clone(), demote: std::collections::HashSet::new() };
     let mut dst_index = dst.load_index_filtered(IndexMode::Membership, &filter)?;
     let adopted = adopt_unindexed_packs(dst, &mut dst_index, &marked)?;

@@ -79,7 +79,7 @@ impl Drill<'_> {
             let repo = open()?;
             // A prune must not delete packs under the drill's feet.
             let lock = lock::acquire(&repo, false, "drill")?;
-            let index = repo.load_index()?;
+            let index = repo.load_index_as(crate::repo::IndexMode::Compact)?;
             Ok((repo, lock, index))
         })?;
         self.location = super::report::mask_userinfo(&repo.backend().location());

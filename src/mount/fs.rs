@@ -50,7 +50,7 @@ pub struct Shared {
 impl Shared {
     /// The reader, made with the index on first use.
     fn reader(&self) -> Result<Arc<Reader>, c_int> {
-        let r = self.reader.get_or_init(|| match self.repo.load_index() {
+        let r = self.reader.get_or_init(|| match self.repo.load_index_as(crate::repo::IndexMode::Compact) {
             Ok(index) => Ok(Arc::new(Reader::new(self.repo.clone(), Arc::new(index), self.budgets))),
             Err(e) => {
                 self.repo.warn(format!("cannot load the repository index: {e}"));

@@ -9,13 +9,18 @@
 //! - in [`IndexMode::Membership`] (backup), data blobs are kept as bare
 //!   16-byte keys: a backup asks only whether a chunk is stored, and reads
 //!   only trees, so only blobs of tree packs keep their location;
+//! - in [`IndexMode::Compact`] (restore and the other readers), slots of
+//!   16 bytes: a 6-byte prefix and the location packed, with locations
+//!   too large to pack kept whole beside them (see [`slots`]);
 //! - ids whose prefixes collide keep their full id in a small exact map,
 //!   so each still finds its own location (and an id that is not there
-//!   is not found through its prefix twin).
+//!   is not found through its prefix twin, unless, in a compact index,
+//!   it shares the 6 bytes of a blob whose prefix no other blob has).
 //!
-//! That is 32 bytes per blob with locations and 16 without, plus the pack
-//! table (under 100 bytes per pack). [`Index::memory_bytes`] adds it up
-//! from the capacities.
+//! That is 32 bytes per blob with locations, 16 without, and 16 in a
+//! compact index for a blob under 64 KiB (32 for a larger one), plus the
+//! pack table (under 100 bytes per pack). [`Index::memory_bytes`] adds it
+//! up from the capacities.
 //!
 //! An index is built by [`IndexBuilder`] from the plaintext of index files,
 //! one file at a time. Slots keep no full id, so when two slots share a
@@ -25,8 +30,9 @@
 //! go to the exact map. A blob may be listed twice by the millions (after
 //! an interrupted prune, or a prune of a build that listed a repacked blob
 //! in its marked old pack too), so the full ids are asked for in bounded
-//! batches, grouped by source, and only their last 16 bytes are held
-//! meanwhile ([`Index::settle_peak_bytes`]).
+//! batches, grouped by source, and only the rest of each id (16 bytes, or
+//! 26 in a compact index) is held meanwhile ([`Index::settle_peak_bytes`],
+//! [`settle`]).
 
 use std::collections::HashMap;
 
@@ -37,9 +43,42 @@ use super::keyset::{key_of, Key, KeyDirectory};
 use super::pack::PackEntry;
 use super::BlobKind;
 use crate::id::Id;
+use slots::{Slot, Slots, TightSlots};
 
 mod builder;
+mod settle;
+mod slots;
 pub use builder::IndexBuilder;
+
+/// `$body` with `$s` bound to the slot table the index's mode keeps
+/// (`mut` borrows it mutably).
+macro_rules! with_slots {
+    (mut $ix:expr, |$s:ident| $body:expr) => {
+        match $ix.mode {
+            IndexMode::Compact => {
+                let $s = &mut $ix.tight;
+                $body
+            }
+            IndexMode::Locations | IndexMode::Membership => {
+                let $s = &mut $ix.slots;
+                $body
+            }
+        }
+    };
+    ($ix:expr, |$s:ident| $body:expr) => {
+        match $ix.mode {
+            IndexMode::Compact => {
+                let $s = &$ix.tight;
+                $body
+            }
+            IndexMode::Locations | IndexMode::Membership => {
+                let $s = &$ix.slots;
+                $body
+            }
+        }
+    };
+}
+use with_slots;
 
 /// A blob's place: pack number (into [`Index::packs`]) and byte range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,43 +92,25 @@ pub struct BlobLocation {
 /// What an index keeps of each blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexMode {
-    /// Every blob with its location (restore, check, prune).
+    /// Every blob with its location, and its slot's 16-byte key (check,
+    /// prune).
     Locations,
+    /// Every blob with its location, in 16 bytes for a blob under 64 KiB
+    /// (see [`slots`]): for the commands that look blobs up only to read
+    /// them (restore, drills, mount, find). Keys are 6 bytes, so an id
+    /// that is not indexed but shares the first 6 bytes of one that is
+    /// (about n/2⁴⁸ for n blobs) is taken for it, and its read fails the
+    /// full-id check; indexed ids are always told apart.
+    Compact,
     /// Blobs of data packs as keys only; blobs of tree packs with their
     /// location (backup).
     Membership,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Slot {
-    key: Key,
-    /// The pack number; [`COLLIDED`] is set when another indexed blob
-    /// shares the key, and the exact map then says which slot is whose.
-    pack: u32,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-}
-
-const COLLIDED: u32 = 1 << 31;
 /// Full ids asked for at once when settling shared keys: bounds the
 /// requests and answers held (about 8 MB).
 pub const ID_BATCH: usize = 1 << 16;
 
-/// The bytes of an id after its [`Key`].
-const SUFFIX_LEN: usize = 32 - super::keyset::KEY_LEN;
-type Suffix = [u8; SUFFIX_LEN];
-
-fn suffix_of(id: &Id) -> Suffix {
-    id.0[super::keyset::KEY_LEN..].try_into().unwrap()
-}
-
-fn id_of(key: &Key, suffix: &Suffix) -> Id {
-    let mut b = [0u8; 32];
-    b[..key.len()].copy_from_slice(key);
-    b[key.len()..].copy_from_slice(suffix);
-    Id(b)
-}
 /// The source of a pack whose entries came from its own header.
 const FROM_HEADER: u32 = u32::MAX;
 
@@ -131,12 +152,14 @@ pub struct Index {
     meta: Vec<PackMeta>,
     /// Sorted by key (then pack and offset).
     slots: Vec<Slot>,
+    /// The slots in [`IndexMode::Compact`] (then `slots` is empty).
+    tight: TightSlots,
     /// Sorted keys of blobs kept without location.
     members: Vec<Key>,
     /// Where each bucket of `members` starts (made again whenever they
     /// change; a stale one only falls back to a slower search).
     members_dir: KeyDirectory,
-    /// Full id → slot, for slots marked [`COLLIDED`].
+    /// Full id → slot, for slots marked collided.
     exact: HashMap<Id, u32>,
     /// Every index file read, and whether it is live (not superseded).
     files: Vec<(Id, bool)>,
@@ -173,6 +196,7 @@ impl Index {
             pack_numbers: HashMap::new(),
             meta: Vec::new(),
             slots: Vec::new(),
+            tight: TightSlots::default(),
             members: Vec::new(),
             members_dir: KeyDirectory::default(),
             exact: HashMap::new(),
@@ -239,7 +263,7 @@ impl Index {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len() + self.members.len()
+        self.slot_count() + self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -248,12 +272,14 @@ impl Index {
 
     /// The slot of `id`, when it has a location.
     pub fn position(&self, id: &Id) -> Option<usize> {
-        let k = key_of(id);
-        let p = super::keyset::find_key(&self.slots, &k, |s| &s.key)?;
-        if self.slots[p].pack & COLLIDED != 0 {
-            return self.exact.get(id).map(|&p| p as usize);
+        fn find<S: Slots>(s: &S, id: &Id, exact: &HashMap<Id, u32>) -> Option<usize> {
+            let p = s.find(&S::key_of(id))?;
+            if s.collided(p) {
+                return exact.get(id).map(|&p| p as usize);
+            }
+            Some(p)
         }
-        Some(p)
+        with_slots!(self, |s| find(s, id, &self.exact))
     }
 
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
@@ -268,39 +294,41 @@ impl Index {
 
     /// Slots (blobs with a location) are numbered `0..slot_count()`.
     pub fn slot_count(&self) -> usize {
-        self.slots.len()
+        with_slots!(self, |s| s.len())
     }
 
     pub fn location(&self, pos: usize) -> BlobLocation {
-        let s = &self.slots[pos];
-        BlobLocation { pack: s.pack & !COLLIDED, offset: s.offset, length: s.length, raw_length: s.raw_length }
+        with_slots!(self, |s| s.location(pos))
     }
 
-    /// The id prefix of a slot.
+    /// The 16-byte id prefix of a slot. Not kept in [`IndexMode::Compact`]:
+    /// there it panics.
     pub fn key(&self, pos: usize) -> &Key {
+        assert!(self.mode != IndexMode::Compact, "a compact index keeps 6 bytes of each id");
         &self.slots[pos].key
     }
 
     /// The slots of each pack, in offset order: 4 bytes per blob.
     pub fn slots_by_pack(&self) -> SlotsByPack {
+        let n = self.slot_count();
         let mut starts = vec![0u32; self.packs.len() + 1];
-        for s in &self.slots {
-            starts[(s.pack & !COLLIDED) as usize + 1] += 1;
+        for i in 0..n {
+            starts[self.location(i).pack as usize + 1] += 1;
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
         let mut fill = starts.clone();
-        let mut pos = vec![0u32; self.slots.len()];
-        for (i, s) in self.slots.iter().enumerate() {
-            let p = (s.pack & !COLLIDED) as usize;
+        let mut pos = vec![0u32; n];
+        for i in 0..n {
+            let p = self.location(i).pack as usize;
             pos[fill[p] as usize] = i as u32;
             fill[p] += 1;
         }
         let mut by = SlotsByPack { starts, pos };
         for p in 0..self.packs.len() {
             let (a, b) = (by.starts[p] as usize, by.starts[p + 1] as usize);
-            by.pos[a..b].sort_unstable_by_key(|&i| self.slots[i as usize].offset);
+            by.pos[a..b].sort_unstable_by_key(|&i| self.location(i as usize).offset);
         }
         by
     }
@@ -327,13 +355,8 @@ impl Index {
                 if self.mode == IndexMode::Membership && info.kind == BlobKind::Data {
                     members.push(key_of(&e.id));
                 } else {
-                    self.slots.push(Slot {
-                        key: key_of(&e.id),
-                        pack: n,
-                        offset: e.offset,
-                        length: e.length,
-                        raw_length: e.raw_length,
-                    });
+                    let at = BlobLocation { pack: n, offset: e.offset, length: e.length, raw_length: e.raw_length };
+                    with_slots!(mut self, |s| s.add(&e.id, at));
                 }
             }
         }
@@ -346,166 +369,28 @@ impl Index {
             .exact
             .iter()
             .map(|(id, &p)| {
-                let s = &self.slots[p as usize];
-                ((s.pack & !COLLIDED, s.offset), *id)
+                let l = self.location(p as usize);
+                ((l.pack, l.offset), *id)
             })
             .collect();
-        for s in &mut self.slots {
-            s.pack &= !COLLIDED;
-        }
-        self.slots.sort_unstable();
+        with_slots!(mut self, |s| {
+            s.clear_collided();
+            s.sort();
+        });
         self.settle(known, full_ids, ID_BATCH)
     }
 
-    /// Resolves slots that share a key: the same blob stored twice keeps
-    /// its first location (the lowest pack number), different blobs each
-    /// keep theirs, marked [`COLLIDED`] and found through the exact map.
-    ///
-    /// After an interrupted prune (or one of a build before
-    /// `prune::index_rewrite`), every repacked blob is listed twice until
-    /// its old pack is deleted: millions of shared slots. So what is
-    /// held per shared slot is its position and the rest of its id (20
-    /// bytes), and the full ids are asked for in batches of at most `batch`,
-    /// in the order of the index files and packs they come from (each file
-    /// is read once, or once per batch it spans).
+    /// Settles the slots that share a key (see [`settle`]).
     fn settle<E>(
         &mut self,
         known: HashMap<(u32, u32), Id>,
         full_ids: &mut FullIds<'_, E>,
         batch: usize,
     ) -> Result<(), E> {
-        self.exact.clear();
-        self.settle_bytes = 0;
-        // Slots whose key another slot has: position, and the id's suffix.
-        // Counted first, so that the list is allocated once at its size
-        // (grown by doubling, it would hold up to twice that).
-        let runs_of_shared = |slots: &[Slot], each: &mut dyn FnMut(usize, usize)| {
-            let mut i = 0;
-            while i < slots.len() {
-                let mut j = i + 1;
-                while j < slots.len() && slots[j].key == slots[i].key {
-                    j += 1;
-                }
-                if j - i > 1 {
-                    each(i, j);
-                }
-                i = j;
-            }
-        };
-        let mut count = 0;
-        runs_of_shared(&self.slots, &mut |i, j| count += j - i);
-        let mut shared: Vec<(u32, Suffix)> = Vec::with_capacity(count);
-        runs_of_shared(&self.slots, &mut |i, j| shared.extend((i..j).map(|p| (p as u32, [0u8; SUFFIX_LEN]))));
-        if shared.is_empty() {
-            return Ok(());
-        }
-        let batch_bytes = self.read_suffixes(&mut shared, &known, full_ids, batch.max(1))?;
-        self.settle_bytes = shared.capacity() * std::mem::size_of::<(u32, Suffix)>() + batch_bytes;
-        shared.sort_unstable_by_key(|e| e.0);
-        // Compact in place: the write position never passes the read one.
-        let (mut w, mut i, n) = (0, 0, self.slots.len());
-        let mut shared = shared.into_iter().peekable();
-        while i < n {
-            if shared.peek().map(|e| e.0 as usize) != Some(i) {
-                self.slots[w] = self.slots[i];
-                (w, i) = (w + 1, i + 1);
-                continue;
-            }
-            let key = self.slots[i].key;
-            let mut group: Vec<(Suffix, Slot)> = Vec::new();
-            while i < n && self.slots[i].key == key {
-                let (_, suffix) = shared.next().expect("every slot of a shared key is listed");
-                if !group.iter().any(|g| g.0 == suffix) {
-                    group.push((suffix, self.slots[i]));
-                }
-                i += 1;
-            }
-            if group.len() == 1 {
-                self.slots[w] = group[0].1;
-                w += 1;
-                continue;
-            }
-            for (suffix, mut s) in group {
-                s.pack |= COLLIDED;
-                self.exact.insert(id_of(&key, &suffix), w as u32);
-                self.slots[w] = s;
-                w += 1;
-            }
-        }
-        self.slots.truncate(w);
-        self.slots.shrink_to_fit();
+        let sources = settle::Sources { packs: &self.packs, meta: &self.meta, files: &self.files };
+        let exact = &mut self.exact;
+        self.settle_bytes = with_slots!(mut self, |s| settle::settle(s, exact, &sources, known, full_ids, batch))?;
         Ok(())
-    }
-
-    /// Fills in the id suffix of every shared slot: from `known`, or from
-    /// `full_ids`, asked in batches grouped by source. Returns the most
-    /// bytes a batch held (requests and answers).
-    fn read_suffixes<E>(
-        &self,
-        shared: &mut [(u32, Suffix)],
-        known: &HashMap<(u32, u32), Id>,
-        full_ids: &mut FullIds<'_, E>,
-        batch: usize,
-    ) -> Result<usize, E> {
-        let (slots, meta) = (&self.slots, &self.meta);
-        let place = |p: u32| {
-            let s = &slots[p as usize];
-            (meta[s.pack as usize].source, s.pack, s.offset)
-        };
-        shared.sort_unstable_by_key(|e| place(e.0));
-        let mut reqs: Vec<IdRequest> = Vec::with_capacity(batch.min(shared.len()));
-        let mut asked: Vec<u32> = Vec::with_capacity(reqs.capacity());
-        let mut peak = 0;
-        let mut flush =
-            |slots: &[Slot], shared: &mut [(u32, Suffix)], reqs: &mut Vec<IdRequest>, asked: &mut Vec<u32>| {
-                if reqs.is_empty() {
-                    return Ok(());
-                }
-                let ids = full_ids(reqs)?;
-                assert_eq!(ids.len(), reqs.len(), "one full id per request");
-                peak = peak.max(
-                    reqs.capacity() * std::mem::size_of::<IdRequest>()
-                        + asked.capacity() * 4
-                        + ids.capacity() * std::mem::size_of::<Id>(),
-                );
-                for (&k, id) in asked.iter().zip(&ids) {
-                    let e = &mut shared[k as usize];
-                    debug_assert_eq!(key_of(id), slots[e.0 as usize].key, "a full id re-read has the slot's prefix");
-                    e.1 = suffix_of(id);
-                }
-                reqs.clear();
-                asked.clear();
-                Ok(())
-            };
-        let mut run = 0;
-        while run < shared.len() {
-            let source = place(shared[run].0).0;
-            let end = run + shared[run..].iter().take_while(|e| place(e.0).0 == source).count();
-            // A source's requests go in one batch when they fit in one.
-            if reqs.len() + (end - run) > batch {
-                flush(slots, shared, &mut reqs, &mut asked)?;
-            }
-            for k in run..end {
-                let s = self.slots[shared[k].0 as usize];
-                if let Some(id) = known.get(&(s.pack, s.offset)) {
-                    shared[k].1 = suffix_of(id);
-                    continue;
-                }
-                let info = &self.packs[s.pack as usize];
-                let source = match self.meta[s.pack as usize].source {
-                    FROM_HEADER => PackSource::Header { size: info.size },
-                    f => PackSource::File(self.files[f as usize].0),
-                };
-                reqs.push(IdRequest { source, pack: info.id, offset: s.offset });
-                asked.push(k as u32);
-                if reqs.len() == batch {
-                    flush(slots, shared, &mut reqs, &mut asked)?;
-                }
-            }
-            run = end;
-        }
-        flush(slots, shared, &mut reqs, &mut asked)?;
-        Ok(peak)
     }
 
     /// The most memory the last settling of shared keys held besides the
@@ -523,7 +408,8 @@ impl Index {
         fn table<K, V>(m: &HashMap<K, V>) -> usize {
             m.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1)
         }
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.memory_bytes()
+            + self.tight.memory_bytes()
             + self.members.capacity() * std::mem::size_of::<Key>()
             + self.members_dir.memory_bytes()
             + self.packs.capacity() * std::mem::size_of::<PackInfo>()

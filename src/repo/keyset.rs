@@ -53,12 +53,17 @@ pub fn merge_sorted<T: Copy + Ord>(dst: &mut Vec<T>, new: &[T]) {
 /// an array of millions touches a few neighbouring cache lines instead of
 /// some twenty far apart. Correct for any keys; keys bunched together
 /// (a hostile index) only make it as slow as a plain binary search.
-pub fn find_key<T>(sorted: &[T], k: &Key, key: impl Fn(&T) -> &Key) -> Option<usize> {
+/// Any prefix of an id serves as the key (see [`super::index`]'s compact
+/// slots); its first bytes make the guess.
+pub fn find_key<T, K: Ord + AsRef<[u8]>>(sorted: &[T], k: &K, key: impl Fn(&T) -> &K) -> Option<usize> {
     let n = sorted.len();
     if n < 64 {
         return sorted.binary_search_by(|s| key(s).cmp(k)).ok();
     }
-    let top = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+    let mut head = [0u8; 8];
+    let len = k.as_ref().len().min(8);
+    head[..len].copy_from_slice(&k.as_ref()[..len]);
+    let top = u64::from_be_bytes(head);
     let guess = ((top as u128 * n as u128) >> 64) as usize; // below n
                                                             // Down until sorted[lo] <= k (or the start), up until sorted[hi-1] >= k
                                                             // (or the end): any element equal to k is then in lo..hi.

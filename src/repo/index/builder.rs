@@ -4,9 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::slots::Slots;
 use super::{
-    key_of, BlobKind, FullIds, Index, IndexFile, IndexMode, IndexVisitor, PackEntries, PackInfo, PackMeta, Slot,
-    FROM_HEADER, ID_BATCH,
+    key_of, with_slots, BlobKind, BlobLocation, FullIds, Index, IndexFile, IndexMode, IndexVisitor, PackEntries,
+    PackInfo, PackMeta, FROM_HEADER, ID_BATCH,
 };
 use crate::id::Id;
 use crate::repo::keyset::KeyDirectory;
@@ -105,17 +106,16 @@ impl IndexBuilder {
             }
         } else {
             self.member_start.push(usize::MAX);
-            ix.slots.reserve(entries.len());
-            for e in entries {
-                meta.bytes += e.length as u64;
-                ix.slots.push(Slot {
-                    key: key_of(&e.id),
-                    pack: n,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                });
-            }
+            with_slots!(mut ix, |s| {
+                s.reserve(entries.len());
+                for e in entries {
+                    meta.bytes += e.length as u64;
+                    s.add(
+                        &e.id,
+                        BlobLocation { pack: n, offset: e.offset, length: e.length, raw_length: e.raw_length },
+                    );
+                }
+            });
         }
         ix.meta.push(meta);
         ix.pack_numbers.insert(info.id, n);
@@ -135,8 +135,10 @@ impl IndexBuilder {
         ix.members.dedup();
         ix.members.shrink_to_fit();
         ix.members_dir = KeyDirectory::new(&ix.members, |m| m);
-        ix.slots.sort_unstable();
-        ix.slots.shrink_to_fit();
+        with_slots!(mut ix, |s| {
+            s.sort();
+            s.keep_first(s.len());
+        });
         ix.packs.shrink_to_fit();
         ix.meta.shrink_to_fit();
         ix.settle(HashMap::new(), full_ids, self.id_batch)?;
@@ -158,9 +160,7 @@ impl IndexBuilder {
         for (new, &old) in order.iter().enumerate() {
             renumber[old] = new as u32;
         }
-        for s in &mut ix.slots {
-            s.pack = renumber[s.pack as usize];
-        }
+        with_slots!(mut ix, |s| s.renumber(&renumber));
         ix.packs = order.iter().map(|&n| ix.packs[n].clone()).collect();
         ix.meta = order.iter().map(|&n| ix.meta[n]).collect();
         ix.pack_numbers = ix.packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
@@ -189,10 +189,7 @@ impl IndexBuilder {
                 next += 1;
             }
         }
-        ix.slots.retain(|s| !dead[s.pack as usize]);
-        for s in &mut ix.slots {
-            s.pack = renumber[s.pack as usize];
-        }
+        with_slots!(mut ix, |s| s.renumber(&renumber));
         // Member keys were added pack after pack: move the live runs down.
         let mut w = 0;
         for (n, &is_dead) in dead.iter().enumerate() {

@@ -64,17 +64,25 @@ fn lookups_find_every_blob_and_the_index_stays_within_its_budget() {
     for f in 0..10u64 {
         files.add(file((0..10).map(|p| pack(f * 10 + p, BlobKind::Data, (f * 10 + p) * 2000, 2000)).collect()));
     }
-    let (ix, asked) = files.build(IndexMode::Locations);
-    assert_eq!(asked, 0, "no shared prefix, nothing to resolve");
-    assert_eq!(ix.len(), 200_000);
-    let l = ix.get(&id(54_321)).unwrap();
-    assert_eq!(ix.pack(l.pack).id, pack_id(27));
-    assert_eq!((l.offset, l.length, l.raw_length), (321 * 100, 100, 80));
-    assert!(ix.get(&id(200_000)).is_none() && !ix.contains(&id(200_000)));
-    assert_eq!(ix.pack_contents(l.pack), (2000, 200_000));
-    let per_blob = ix.memory_bytes() as f64 / ix.len() as f64;
-    assert!(per_blob <= 40.0, "{per_blob} bytes per blob with locations");
-    assert!(per_blob >= 32.0, "{per_blob}: the accounting misses the slots");
+    // With locations: 32-byte slots; compact: 16 bytes for these small
+    // blobs.
+    for (mode, low, high) in [(IndexMode::Locations, 32.0, 40.0), (IndexMode::Compact, 16.0, 17.0)] {
+        let (ix, asked) = files.build(mode);
+        assert_eq!(asked, 0, "no shared prefix, nothing to resolve");
+        assert_eq!(ix.len(), 200_000);
+        let l = ix.get(&id(54_321)).unwrap();
+        assert_eq!(ix.pack(l.pack).id, pack_id(27));
+        assert_eq!((l.offset, l.length, l.raw_length), (321 * 100, 100, 80));
+        assert!(ix.get(&id(200_000)).is_none() && !ix.contains(&id(200_000)));
+        assert_eq!(ix.pack_contents(l.pack), (2000, 200_000));
+        for i in (0..200_000).step_by(997) {
+            let l = ix.get(&id(i)).unwrap();
+            assert_eq!((ix.pack(l.pack).id, l.offset), (pack_id(i / 2000), (i % 2000) as u32 * 100), "{mode:?}");
+        }
+        let per_blob = ix.memory_bytes() as f64 / ix.len() as f64;
+        assert!(per_blob <= high, "{mode:?}: {per_blob} bytes per blob with locations");
+        assert!(per_blob >= low, "{mode:?}: {per_blob}: the accounting misses the slots");
+    }
 
     // A backup keeps data blobs as keys only.
     let (m, _) = files.build(IndexMode::Membership);
@@ -100,18 +108,28 @@ fn a_blob_stored_twice_keeps_its_first_location() {
     files.add(file(vec![pack(1, BlobKind::Data, 0, 10)]));
     // Pack 2 holds blobs 5..15: 5..10 again.
     files.add(file(vec![pack(2, BlobKind::Data, 5, 10)]));
-    let (ix, asked) = files.build(IndexMode::Locations);
-    assert_eq!(asked, 10, "the five shared prefixes, two slots each");
-    assert_eq!(ix.len(), 15);
-    assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
-    assert_eq!(ix.pack(ix.get(&id(12)).unwrap().pack).id, pack_id(2));
-    assert_eq!(ix.pack_contents(1), (10, 1000), "pack 2 still holds its copies");
+    for mode in [IndexMode::Locations, IndexMode::Compact] {
+        let (ix, asked) = files.build(mode);
+        assert_eq!(asked, 10, "the five shared prefixes, two slots each");
+        assert_eq!(ix.len(), 15);
+        assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
+        assert_eq!(ix.pack(ix.get(&id(12)).unwrap().pack).id, pack_id(2));
+        assert_eq!(ix.pack_contents(1), (10, 1000), "pack 2 still holds its copies");
+    }
 }
 
 /// An id that shares the 16-byte prefix of `of`.
 fn twin(of: &Id, n: u8) -> Id {
     let mut b = of.0;
     b[31] ^= n;
+    Id(b)
+}
+
+/// An id that shares only the 6-byte prefix of `of` (the key of a compact
+/// slot).
+fn near_twin(of: &Id, n: u8) -> Id {
+    let mut b = of.0;
+    b[6] ^= n;
     Id(b)
 }
 
@@ -129,14 +147,52 @@ fn blobs_whose_prefixes_collide_each_find_their_own_location() {
         PackInfo { id: pack_id(2), kind: BlobKind::Data, size: 100 },
         vec![entry(b, 0), entry(a, 10)],
     )]));
-    let (ix, _) = files.build(IndexMode::Locations);
-    assert_eq!(ix.len(), 3, "a, b and blob 2; the second copy of a is dropped");
-    let at = |i: &Id| ix.get(i).map(|l| (ix.pack(l.pack).id, l.offset));
-    assert_eq!(at(&a), Some((pack_id(1), 0)));
-    assert_eq!(at(&b), Some((pack_id(2), 0)));
-    assert_eq!(at(&absent), None, "an absent id is not found through its prefix twin");
-    assert!(!ix.contains(&absent));
-    assert_ne!(ix.position(&a), ix.position(&b));
+    for mode in [IndexMode::Locations, IndexMode::Compact] {
+        let (ix, _) = files.build(mode);
+        assert_eq!(ix.len(), 3, "a, b and blob 2; the second copy of a is dropped");
+        let at = |i: &Id| ix.get(i).map(|l| (ix.pack(l.pack).id, l.offset));
+        assert_eq!(at(&a), Some((pack_id(1), 0)));
+        assert_eq!(at(&b), Some((pack_id(2), 0)));
+        assert_eq!(at(&absent), None, "an absent id is not found through its prefix twin");
+        assert!(!ix.contains(&absent));
+        assert_ne!(ix.position(&a), ix.position(&b));
+    }
+}
+
+#[test]
+fn a_compact_index_tells_apart_blobs_that_share_its_shorter_key() {
+    // a and b share 6 bytes (a compact key) but not 16; c shares a's 16.
+    let a = id(1);
+    let (b, c) = (near_twin(&a, 1), twin(&a, 1));
+    let entry = |id, offset| PackEntry { kind: BlobKind::Data, id, offset, length: 10, raw_length: 8 };
+    let mut files = Files::default();
+    files.add(file(vec![(
+        PackInfo { id: pack_id(1), kind: BlobKind::Data, size: 100 },
+        vec![entry(a, 0), entry(b, 10), entry(id(2), 20)],
+    )]));
+    files.add(file(vec![(
+        PackInfo { id: pack_id(2), kind: BlobKind::Data, size: 100 },
+        vec![entry(c, 0), entry(b, 10), entry(id(3), 20)],
+    )]));
+    let (wide, asked_wide) = files.build(IndexMode::Locations);
+    let (ix, asked) = files.build(IndexMode::Compact);
+    assert_eq!(asked_wide, 4, "a and c share 16 bytes, and b is listed twice");
+    assert_eq!(asked, 4, "a, b, b again and c share 6 bytes");
+    for ix in [&wide, &ix] {
+        assert_eq!(ix.len(), 5, "a, b, c, 2 and 3; the second copy of b is dropped");
+        let at = |i: &Id| ix.get(i).map(|l| (ix.pack(l.pack).id, l.offset));
+        assert_eq!(at(&a), Some((pack_id(1), 0)));
+        assert_eq!(at(&b), Some((pack_id(1), 10)), "the first copy");
+        assert_eq!(at(&c), Some((pack_id(2), 0)));
+        assert_eq!(at(&id(3)), Some((pack_id(2), 20)));
+        assert_eq!(at(&near_twin(&a, 2)), None, "an absent id whose key is a collided one's");
+    }
+    // What a compact key cannot tell: an absent id sharing the 6 bytes of
+    // a key no other blob has is taken for that blob (its read then
+    // fails the full-id check).
+    let two = id(2);
+    assert_eq!(ix.get(&near_twin(&two, 1)), ix.get(&two));
+    assert_eq!(wide.get(&near_twin(&two, 1)), None);
 }
 
 #[test]
@@ -146,7 +202,7 @@ fn packs_only_superseded_files_list_are_dropped() {
     // The replacement lists pack 2 only, and is read after the old file.
     let new = files.add(file(vec![pack(2, BlobKind::Data, 10, 10)]));
     files.add(IndexFile { supersedes: vec![old], packs: Vec::new() });
-    for mode in [IndexMode::Locations, IndexMode::Membership] {
+    for mode in [IndexMode::Locations, IndexMode::Membership, IndexMode::Compact] {
         let (ix, _) = files.build(mode);
         assert_eq!(ix.packs().len(), 1, "{mode:?}");
         assert!(!ix.has_pack(&pack_id(1)) && ix.has_pack(&pack_id(2)));
@@ -154,49 +210,56 @@ fn packs_only_superseded_files_list_are_dropped() {
         assert_eq!(ix.len(), 10);
         assert!(ix.files().all(|f| *f != old) && ix.files().any(|f| *f == new));
     }
-    let (ix, _) = files.build(IndexMode::Locations);
-    assert_eq!(ix.get(&id(13)).unwrap().pack, 0, "pack numbers follow the packs kept");
+    for mode in [IndexMode::Locations, IndexMode::Compact] {
+        let (ix, _) = files.build(mode);
+        assert_eq!(ix.get(&id(13)).unwrap().pack, 0, "pack numbers follow the packs kept");
+        assert_eq!(ix.get(&id(13)).unwrap().offset, 300);
+    }
 }
 
 #[test]
 fn adopted_packs_join_and_blobs_already_indexed_keep_their_place() {
     let mut files = Files::default();
     files.add(file(vec![pack(1, BlobKind::Data, 0, 10), pack(2, BlobKind::Tree, 100, 3)]));
-    let (mut ix, _) = files.build(IndexMode::Locations);
-    let adopted = vec![pack(3, BlobKind::Data, 5, 10), pack(1, BlobKind::Data, 0, 10)];
-    let mut asked = Vec::new();
-    ix.add_packs(&adopted, &mut |reqs: &[IdRequest]| -> Result<Vec<Id>, String> {
-        asked.extend_from_slice(reqs);
-        reqs.iter()
-            .map(|r| match r.source {
-                PackSource::Header { .. } => {
-                    let p = adopted.iter().find(|p| p.0.id == r.pack).unwrap();
-                    Ok(p.1.iter().find(|e| e.offset == r.offset).unwrap().id)
-                }
-                PackSource::File(_) => files.full_id(r),
-            })
-            .collect()
-    })
-    .unwrap();
-    assert_eq!(ix.packs().len(), 3, "pack 1 is indexed already");
-    assert_eq!(ix.len(), 18);
-    assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
-    assert_eq!(ix.pack(ix.get(&id(14)).unwrap().pack).id, pack_id(3));
-    assert!(asked.iter().any(|r| matches!(r.source, PackSource::Header { .. })));
-    assert!(ix.get(&id(101)).is_some());
+    for mode in [IndexMode::Locations, IndexMode::Compact] {
+        let (mut ix, _) = files.build(mode);
+        let adopted = vec![pack(3, BlobKind::Data, 5, 10), pack(1, BlobKind::Data, 0, 10)];
+        let mut asked = Vec::new();
+        ix.add_packs(&adopted, &mut |reqs: &[IdRequest]| -> Result<Vec<Id>, String> {
+            asked.extend_from_slice(reqs);
+            reqs.iter()
+                .map(|r| match r.source {
+                    PackSource::Header { .. } => {
+                        let p = adopted.iter().find(|p| p.0.id == r.pack).unwrap();
+                        Ok(p.1.iter().find(|e| e.offset == r.offset).unwrap().id)
+                    }
+                    PackSource::File(_) => files.full_id(r),
+                })
+                .collect()
+        })
+        .unwrap();
+        assert_eq!(ix.packs().len(), 3, "pack 1 is indexed already");
+        assert_eq!(ix.len(), 18);
+        assert_eq!(ix.pack(ix.get(&id(7)).unwrap().pack).id, pack_id(1));
+        assert_eq!(ix.pack(ix.get(&id(14)).unwrap().pack).id, pack_id(3));
+        assert!(asked.iter().any(|r| matches!(r.source, PackSource::Header { .. })));
+        assert!(ix.get(&id(101)).is_some());
+    }
 }
 
 #[test]
 fn slots_by_pack_lists_each_pack_in_offset_order() {
     let mut files = Files::default();
     files.add(file(vec![pack(1, BlobKind::Data, 0, 50), pack(2, BlobKind::Tree, 50, 20)]));
-    let (ix, _) = files.build(IndexMode::Locations);
-    let by = ix.slots_by_pack();
-    for n in 0..2u32 {
-        let offsets: Vec<u32> = by.of(n).iter().map(|&p| ix.location(p as usize).offset).collect();
-        assert_eq!(offsets.len(), if n == 0 { 50 } else { 20 });
-        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
-        assert!(by.of(n).iter().all(|&p| ix.location(p as usize).pack == n));
+    for mode in [IndexMode::Locations, IndexMode::Compact] {
+        let (ix, _) = files.build(mode);
+        let by = ix.slots_by_pack();
+        for n in 0..2u32 {
+            let offsets: Vec<u32> = by.of(n).iter().map(|&p| ix.location(p as usize).offset).collect();
+            assert_eq!(offsets.len(), if n == 0 { 50 } else { 20 });
+            assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+            assert!(by.of(n).iter().all(|&p| ix.location(p as usize).pack == n));
+        }
     }
 }
 
@@ -304,4 +367,15 @@ fn bug_blobs_stored_twice_by_the_hundred_thousand_settle_in_bounded_batches_and_
     assert_eq!(at(&ix, &id(999)), Some((pack_id(200), 999 * 100)));
     assert_eq!(at(&ix, &b), Some((pack_id(200), 100_000)));
     assert!(ix.get(&a).is_some_and(|l| ix.pack(l.pack).id == pack_id(200)));
+
+    // A compact index settles the same way, in half the memory.
+    let (ix, _, asked, ..) = build(IndexBuilder::new(IndexMode::Compact));
+    assert_eq!(asked, shared);
+    assert_eq!(ix.len(), 200_001);
+    assert_eq!(at(&ix, &id(54_321)), Some((pack_id(27), 321 * 100)));
+    assert_eq!(at(&ix, &a), Some((pack_id(0), 500)));
+    assert_eq!(at(&ix, &b), Some((pack_id(200), 100_000)));
+    assert_eq!(at(&ix, &twin(&a, 2)), None);
+    let per_blob = ix.memory_bytes() as f64 / ix.len() as f64;
+    assert!(per_blob <= 20.0, "{per_blob} bytes per blob once settled");
 }
