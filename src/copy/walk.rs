@@ -71,7 +71,7 @@ struct Frame {
 }
 
 impl<'a> Copier<'a> {
-    /// A copier from `src` (read through its index in locations mode)
+    /// A copier from `src` (read through its compact index: every blob read is checked against its id)
     /// into `dst`, whose index says what it holds, with `threads` readers
     /// and as many sealers.
     pub fn new(

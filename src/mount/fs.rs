@@ -48,9 +48,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The reader, made with the index on first use.
+    /// The reader, made with the index on first use. With locations, not
+    /// compact: a file's layout places each chunk after the lengths the
+    /// index gives the ones before it, so a missing chunk taken for its
+    /// 6-byte prefix twin would shift every later chunk, and those read
+    /// back as genuine blobs (restore fails such a file instead).
     fn reader(&self) -> Result<Arc<Reader>, c_int> {
-        let r = self.reader.get_or_init(|| match self.repo.load_index_as(crate::repo::IndexMode::Compact) {
+        let r = self.reader.get_or_init(|| match self.repo.load_index() {
             Ok(index) => Ok(Arc::new(Reader::new(self.repo.clone(), Arc::new(index), self.budgets))),
             Err(e) => {
                 self.repo.warn(format!("cannot load the repository index: {e}"));

@@ -97,7 +97,8 @@ pub enum IndexMode {
     Locations,
     /// Every blob with its location, in 16 bytes for a blob under 64 KiB
     /// (see [`slots`]): for the commands that look blobs up only to read
-    /// them (restore, drills, mount, find). Keys are 6 bytes, so an id
+    /// them, checked against their ids (restore, drills, find, a copy's
+    /// source). Keys are 6 bytes, so an id
     /// that is not indexed but shares the first 6 bytes of one that is
     /// (about n/2⁴⁸ for n blobs) is taken for it, and its read fails the
     /// full-id check; indexed ids are always told apart.

@@ -6,7 +6,7 @@
 //!   slot's key, or must never take one blob for another);
 //! - [`Tight`]: 16 bytes, a 6-byte key and the location packed into 10
 //!   bytes, for the commands that only look blobs up to read them
-//!   (restore, drills, mount, find: [`super::IndexMode::Compact`]). A
+//!   (restore, drills, find, a copy's source: [`super::IndexMode::Compact`]). A
 //!   location too large to pack (a blob of 64 KiB or more, an offset past
 //!   64 MiB, a pack number past 2²⁰) is kept whole in an overflow table:
 //!   32 bytes for such a blob, as many as a [`Slot`].
@@ -241,6 +241,12 @@ impl TightSlots {
     pub fn overflowing(&self) -> usize {
         self.slots.iter().filter(|t| bits(&t.loc) & OVERFLOW != 0).count()
     }
+
+    /// Entries of the overflow table (for the tests).
+    #[cfg(test)]
+    pub fn overflow_entries(&self) -> usize {
+        self.overflow.len()
+    }
 }
 
 impl Slots for TightSlots {
@@ -290,14 +296,36 @@ impl Slots for TightSlots {
     fn keep_first(&mut self, n: usize) {
         self.slots.truncate(n);
         self.slots.shrink_to_fit();
-        self.overflow.shrink_to_fit();
+        // Slots dropped (a blob's second copy, a pack superseded) or packed
+        // again leave their overflow entries behind: keep only those of the
+        // slots kept, in slot order.
+        let mut kept = Vec::with_capacity(self.slots.iter().filter(|t| bits(&t.loc) & OVERFLOW != 0).count());
+        for t in &mut self.slots {
+            let v = bits(&t.loc);
+            if v & OVERFLOW != 0 {
+                kept.push(self.overflow[field(v, 0, 32) as usize]);
+                t.loc = from_bits((v & !0xffff_ffff) | (kept.len() - 1) as u128);
+            }
+        }
+        self.overflow = kept;
     }
     fn sort(&mut self) {
+        // By key alone (keys are nearly all distinct), then each run of an
+        // equal key by its place: the same order as sorting by both, with a
+        // location unpacked only where a key repeats.
+        self.slots.sort_unstable_by_key(|t| t.key);
         let mut slots = std::mem::take(&mut self.slots);
-        slots.sort_unstable_by_key(|t| {
-            let l = self.unpack(&t.loc);
-            (t.key, l.pack, l.offset)
-        });
+        let mut i = 0;
+        while i < slots.len() {
+            let j = i + slots[i..].iter().take_while(|t| t.key == slots[i].key).count();
+            if j - i > 1 {
+                slots[i..j].sort_unstable_by_key(|t| {
+                    let l = self.unpack(&t.loc);
+                    (l.pack, l.offset)
+                });
+            }
+            i = j;
+        }
         self.slots = slots;
     }
     fn find(&self, k: &TightKey) -> Option<usize> {
@@ -353,18 +381,42 @@ mod tests {
         assert!(t.collided(1) && t.collided(6) && !t.collided(2));
         assert_eq!((t.location(1), t.location(6)), (locations[1], locations[6]), "the flag is no part of it");
         // Renumbering keeps the flag, drops what maps nowhere, and moves a
-        // location in or out of the overflow table as its pack number says.
+        // location in or out of the overflow table as its pack number
+        // says, or keeps its entry there.
         let mut to: Vec<u32> = vec![u32::MAX; (1 << 20) + 1];
         to[0] = 1 << 20;
         to[max(20) as usize] = 9;
         to[1 << 20] = 2;
+        to[3] = 7;
         t.slots.truncate(6); // the last pack number is past `to`
+        t.slots.remove(4);
         t.renumber(&to);
-        assert_eq!(t.len(), 3, "the slots of pack 3 are dropped");
+        assert_eq!(t.len(), 5);
         assert_eq!(t.location(0), BlobLocation { pack: 1 << 20, ..locations[0] });
         assert_eq!(t.location(1), BlobLocation { pack: 9, ..locations[1] });
         assert!(t.collided(1) && !t.collided(0));
-        assert_eq!(t.location(2), BlobLocation { pack: 2, ..locations[2] });
-        assert_eq!(t.overflowing(), 1, "slot 0 went to the table, slot 2 left it");
+        assert_eq!(t.location(2), BlobLocation { pack: 2, ..locations[2] }, "packed again");
+        assert_eq!(t.location(3), BlobLocation { pack: 7, ..locations[3] }, "its entry kept");
+        assert_eq!(t.location(4), BlobLocation { pack: 7, ..locations[5] });
+        assert_eq!(t.overflowing(), 3);
+        assert_eq!(t.overflow.len(), 6, "one entry more, and slot 2's left behind");
+        // Keeping the first slots keeps only their entries.
+        t.keep_first(4);
+        assert_eq!(t.overflow.len(), 2);
+        for (i, want) in [(0, 1 << 20), (1, 9), (2, 2), (3, 7)] {
+            assert_eq!(t.location(i).pack, want);
+        }
+        assert_eq!(t.location(3), BlobLocation { pack: 7, ..locations[3] });
+        assert!(t.collided(1));
+        // Sorting puts equal keys in pack and offset order.
+        let mut t = TightSlots::default();
+        let id = Id::hash_of(b"one");
+        for (pack, offset) in [(5, 1 << 27), (2, 9), (5, 3), (2, 1)] {
+            t.add(&id, BlobLocation { pack, offset, length: 1, raw_length: 1 });
+        }
+        t.add(&Id([0; 32]), BlobLocation { pack: 9, offset: 0, length: 1, raw_length: 1 });
+        t.sort();
+        let order: Vec<(u32, u32)> = (0..5).map(|i| (t.location(i).pack, t.location(i).offset)).collect();
+        assert_eq!(order, [(9, 0), (2, 1), (2, 9), (5, 3), (5, 1 << 27)]);
     }
 }

@@ -196,6 +196,43 @@ fn a_compact_index_tells_apart_blobs_that_share_its_shorter_key() {
 }
 
 #[test]
+fn a_compact_index_keeps_large_locations_whole_and_only_those_of_the_slots_it_keeps() {
+    // Pack 1: blobs 0..10 of 100,000 bytes (too long to pack); pack 2:
+    // blobs 5..15 of 100 bytes; pack 3, in another file: blobs 0..5 of
+    // 100,000 bytes again. Each blob stored twice keeps its first copy.
+    let large = |p: u64, first: u64, n: u64| {
+        let entries = (0..n)
+            .map(|i| PackEntry {
+                kind: BlobKind::Data,
+                id: id(first + i),
+                offset: i as u32 * 100_000,
+                length: 100_000,
+                raw_length: 99_000,
+            })
+            .collect();
+        (PackInfo { id: pack_id(p), kind: BlobKind::Data, size: n * 100_000 + 40 }, entries)
+    };
+    let mut files = Files::default();
+    files.add(file(vec![large(1, 0, 10), pack(2, BlobKind::Data, 5, 10)]));
+    files.add(file(vec![large(3, 0, 5)]));
+    let (ix, asked) = files.build(IndexMode::Compact);
+    assert_eq!(asked, 20, "blobs 0..10 are listed twice");
+    assert_eq!(ix.len(), 15);
+    for i in 0..10 {
+        let l = ix.get(&id(i)).unwrap();
+        assert_eq!(
+            (ix.pack(l.pack).id, l.offset, l.length, l.raw_length),
+            (pack_id(1), i as u32 * 100_000, 100_000, 99_000)
+        );
+    }
+    let l = ix.get(&id(12)).unwrap();
+    assert_eq!((ix.pack(l.pack).id, l.offset, l.length), (pack_id(2), 700, 100));
+    assert_eq!(ix.tight.overflowing(), 10);
+    assert_eq!(ix.tight.overflow_entries(), 10, "the dropped copies' entries are gone");
+    assert_eq!(ix.tight.memory_bytes(), 15 * 16 + 10 * 16, "16 bytes a slot, 16 more for a large one");
+}
+
+#[test]
 fn packs_only_superseded_files_list_are_dropped() {
     let mut files = Files::default();
     let old = files.add(file(vec![pack(1, BlobKind::Data, 0, 10), pack(2, BlobKind::Data, 10, 10)]));
