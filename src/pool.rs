@@ -31,6 +31,11 @@ pub fn parallel_with<S>(threads: usize, n: usize, init: impl Fn() -> S + Sync, f
     });
 }
 
+/// What a scoped thread returned; its panic goes on in the caller.
+pub fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 /// Runs `produce(i)` for every `i < n` on `threads` threads; the items each
 /// call returns are run with `consume` by whichever thread is free. A
 /// thread takes a waiting item before it produces more, so the items of at

@@ -24,6 +24,7 @@ mod forwarding_tests;
 pub mod limit;
 pub mod local;
 pub mod object_lock;
+pub mod parts;
 pub mod s3;
 mod s3_clock;
 mod s3_lock;

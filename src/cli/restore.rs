@@ -42,8 +42,7 @@ pub struct RestoreArgs {
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs, p: &Printer) -> Result<i32> {
     let repo = open_repo(&a.at.apply(g))?;
-    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
-    let index = repo.load_index_as(crate::repo::IndexMode::Compact)?;
+    let ((sid, snap), index) = repo.find_snapshot_and_index(&a.snapshot, crate::repo::IndexMode::Compact)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
         include: a.include.clone(),

@@ -50,7 +50,7 @@ pub fn read_sources(
     }
     std::thread::scope(|s| {
         let running: Vec<_> = opened.into_iter().map(|o| s.spawn(|| read_one(o))).collect();
-        running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        running.into_iter().map(crate::pool::joined).collect()
     })
 }
 

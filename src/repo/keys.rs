@@ -253,18 +253,28 @@ pub enum Opened {
     Misfits(Vec<Unlocked>),
 }
 
-/// Tries the slots (see the module documentation for the order and the
-/// bounds) until one opens with `password` and its key `fits` the
-/// repository. `repo` is the repository id of the marker, for the record
-/// of the slot used last.
+/// The key slots as read from storage and judged, for [`unlock`]: read
+/// while the marker and the config are fetched (each a round trip).
+pub struct SlotsRead(Vec<(Id, Option<KeySlot>, Judged)>);
+
+/// Lists and reads every key slot.
+pub fn read_slots(backend: &dyn Backend) -> Result<SlotsRead> {
+    judge_slots(backend).map(SlotsRead)
+}
+
+/// Tries the slots `read` from `backend` (see the module documentation for
+/// the order and the bounds) until one opens with `password` and its key
+/// `fits` the repository. `repo` is the repository id of the marker, for
+/// the record of the slot used last.
 pub fn unlock(
+    read: SlotsRead,
     backend: &dyn Backend,
     password: &[u8],
     hints: &KeyHints,
     repo: &Id,
     fits: &mut dyn FnMut(&MasterKey) -> bool,
 ) -> Result<Opened> {
-    let judged = judge_slots(backend)?;
+    let judged = read.0;
     if judged.is_empty() {
         return Err(Error::NoKeySlots { location: backend.location() });
     }
@@ -377,7 +387,7 @@ mod tests {
 
     fn open(b: &LocalBackend, pw: &[u8], hints: &KeyHints, key: &MasterKey) -> Result<Opened> {
         let want = key.to_bytes();
-        unlock(b, pw, hints, &Id::hash_of(b"repo"), &mut |k| k.to_bytes() == want)
+        unlock(read_slots(b)?, b, pw, hints, &Id::hash_of(b"repo"), &mut |k| k.to_bytes() == want)
     }
 
     fn opened_slot(r: Result<Opened>) -> Id {

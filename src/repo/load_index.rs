@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 
 use super::index::{IdRequest, IndexVisitor, PackEntries, PackSource};
-use super::{limits, pack, pack_key, Index, IndexBuilder, IndexFile, IndexMode, PackInfo, Repository};
+use super::{limits, pack, pack_key, Index, IndexBuilder, IndexFile, IndexMode, PackInfo, Repository, Snapshot};
 
 impl Repository {
     /// Reads every index file into one in-memory index with locations.
@@ -22,6 +22,18 @@ impl Repository {
     /// `check` reports it).
     pub fn load_index_as(&self, mode: IndexMode) -> Result<Index> {
         self.load_index_filtered(mode, &PackFilter::default())
+    }
+
+    /// [`Repository::find_snapshot`] and [`Repository::load_index_as`] at
+    /// once: on remote storage each lists and reads, round trip after
+    /// round trip, and a restore needs both before it starts.
+    pub fn find_snapshot_and_index(&self, spec: &str, mode: IndexMode) -> Result<((Id, Snapshot), Index)> {
+        let (found, index) = std::thread::scope(|s| {
+            let index = s.spawn(|| self.load_index_as(mode));
+            let found = self.find_snapshot(spec);
+            (found, crate::pool::joined(index))
+        });
+        Ok((found?, index?))
     }
 
     /// [`Repository::load_index_as`], with packs left out or located last

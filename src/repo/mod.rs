@@ -304,7 +304,15 @@ impl Repository {
     /// Opens an existing repository with `password`, trying first the key
     /// slots `hints` name (see [`keys`]).
     pub fn open_with(backend: Arc<dyn Backend>, password: &[u8], hints: &keys::KeyHints) -> Result<Repository> {
-        let marker_bytes = match backend.get(MARKER_KEY) {
+        // The marker, the config and the key slots are read at once: on
+        // remote storage each is a round trip, and every command opens.
+        let (marker_read, config_read, slots_read) = std::thread::scope(|s| {
+            let config = s.spawn(|| backend.get(CONFIG_KEY));
+            let slots = s.spawn(|| keys::read_slots(backend.as_ref()));
+            let marker = backend.get(MARKER_KEY);
+            (marker, crate::pool::joined(config), crate::pool::joined(slots))
+        });
+        let marker_bytes = match marker_read {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Err(Error::NoRepository(backend.location())),
             Err(e) => return Err(e.into()),
@@ -317,10 +325,11 @@ impl Repository {
         if marker.version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion { found: marker.version, supported: FORMAT_VERSION });
         }
-        let sealed = backend.get(CONFIG_KEY)?;
+        let sealed = config_read?;
         // A slot's key must open the config too: one copied from another
         // repository opens with its password but fits nothing here.
-        let opened = keys::unlock(backend.as_ref(), password, hints, &marker.id, &mut |k| k.open(&sealed).is_ok())?;
+        let opened =
+            keys::unlock(slots_read?, backend.as_ref(), password, hints, &marker.id, &mut |k| k.open(&sealed).is_ok())?;
         let unlocked = match opened {
             keys::Opened::Fits(u) => u,
             keys::Opened::Misfits(m) => return Err(misfit_error(backend.as_ref(), &m)),

@@ -3,7 +3,9 @@
 //! The needed blobs are grouped by pack, and each pack's blobs, sorted by
 //! offset, are read with as few range requests as possible: one for the
 //! span when they fill at least half of it, otherwise one per run of blobs
-//! less than [`COALESCE_GAP`] apart. Each range is fetched once. Its writes
+//! less than [`COALESCE_GAP`] apart. Each range is fetched once (from
+//! remote storage, a large one in parts at once:
+//! [`crate::backend::parts`]). Its writes
 //! are then split by the directory of the file they go to, and every
 //! worker takes waiting writes before it fetches another range
 //! ([`crate::pool::produce_consume`]): files are created in several
@@ -16,6 +18,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use crate::backend::parts::get_range_in_parts;
 use crate::id::Id;
 use crate::pool::produce_consume;
 use crate::repo::blob::{self, DecodeBuffers};
@@ -155,7 +158,7 @@ fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &Stat
         Some(d) => d.clone(),
         None => {
             let key = pack_key(&index.pack(r.pack).id);
-            let data = match repo.backend().get_range(&key, r.start, r.end - r.start) {
+            let data = match get_range_in_parts(repo.backend().as_ref(), &key, r.start, r.end - r.start) {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
                     for d in r.blobs.iter().flat_map(|w| &w.dests) {
