@@ -94,7 +94,8 @@ fn every_command_works_on_s3_against_garage() {
     e.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&src, &restored(&t, &src));
     e.ok(&["check", "--read-data"]);
-    // A restore fetches each pack it needs once.
+    // A restore fetches each pack it needs once (these packs are smaller
+    // than a range read in parts: `backend::parts`).
     let check: serde_json::Value = serde_json::from_str(&e.ok(&["check", "--json"])).unwrap();
     let packs = check["packs"].as_u64().unwrap();
     let t2 = e.path("t2");

@@ -6,8 +6,10 @@
 //! or two packs waits that long while its other connections sit idle.
 //! Read in parts on separate connections, the span takes about one round
 //! trip, as S3's own guidance for large objects says. The storage's
-//! concurrency still bounds the requests in flight; local storage reads
-//! the range in one go.
+//! concurrency still bounds the requests in flight, and the caller says
+//! how many parts it may use (a restore with as many ranges under way as
+//! connections gains nothing from parts, and would only start threads);
+//! local storage reads the range in one go.
 
 use super::{Backend, BackendError, BackendErrorKind, BackendResult};
 
@@ -15,10 +17,17 @@ use super::{Backend, BackendError, BackendErrorKind, BackendResult};
 pub const PART: u64 = 4 << 20;
 
 /// `length` bytes of `key` from `offset`, as [`Backend::get_range`] gives
-/// them; from remote storage, in up to [`Backend::concurrency`] parts of
-/// at least [`PART`] bytes fetched at once.
-pub fn get_range_in_parts(b: &dyn Backend, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
-    let parts = (length / PART).min(b.concurrency() as u64);
+/// them; from remote storage, in up to `max_parts` (and
+/// [`Backend::concurrency`]) parts of at least [`PART`] bytes fetched at
+/// once, each on its own thread.
+pub fn get_range_in_parts(
+    b: &dyn Backend,
+    key: &str,
+    offset: u64,
+    length: u64,
+    max_parts: usize,
+) -> BackendResult<Vec<u8>> {
+    let parts = (length / PART).min(b.concurrency().min(max_parts) as u64);
     if !b.is_remote() || parts < 2 {
         return b.get_range(key, offset, length);
     }
@@ -57,7 +66,7 @@ mod tests {
 
     /// One object of `size` bytes; each ranged read is recorded and held
     /// until `together` of them are under way at once (or, failing that
-    /// for a minute, answered anyway, so that a test of sequential reads
+    /// for 10 seconds, answered anyway, so that a test of sequential reads
     /// fails instead of hanging).
     struct Remote {
         bytes: Vec<u8>,
@@ -97,13 +106,14 @@ mod tests {
             r.1 += 1;
             r.2 = r.2.max(r.1);
             self.arrived.notify_all();
-            let deadline = Duration::from_secs(60);
+            let deadline = Duration::from_secs(10);
             r = self.arrived.wait_timeout_while(r, deadline, |r| r.2 < self.together).unwrap().0;
             r.1 -= 1;
             if key == "fails" && offset > 0 {
                 return Err(BackendError::new(BackendErrorKind::Transient, "download", key, "reset"));
             }
-            Ok(self.bytes[offset as usize..(offset + length) as usize].to_vec())
+            let end = if key == "short" && offset > 0 { offset + length - 1 } else { offset + length };
+            Ok(self.bytes[offset as usize..end as usize].to_vec())
         }
         fn put(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
             Ok(())
@@ -134,7 +144,7 @@ mod tests {
         // 18 MiB from offset 1 MiB: four parts (at least 4 MiB each), all
         // under way together.
         let b = Remote::new(20 << 20, true, 4);
-        let got = get_range_in_parts(&b, "pack", mib, 18 * mib).unwrap();
+        let got = get_range_in_parts(&b, "pack", mib, 18 * mib, 64).unwrap();
         assert!(got == b.bytes[mib as usize..19 * mib as usize], "the parts put back in order");
         let (ranges, most) = b.reads();
         let part = (18 * mib).div_ceil(4);
@@ -142,19 +152,30 @@ mod tests {
         assert_eq!(most, 4, "every part in flight at once");
         // No more parts than the storage's concurrency: 8 of a 40 MiB range.
         let b = Remote::new(40 << 20, true, 8);
-        assert!(get_range_in_parts(&b, "pack", 0, 40 * mib).unwrap() == b.bytes);
+        assert!(get_range_in_parts(&b, "pack", 0, 40 * mib, 64).unwrap() == b.bytes);
         assert_eq!(b.reads().0.len(), 8);
+        // Nor more than the caller allows; the last part is the shorter.
+        let b = Remote::new(20 << 20, true, 3);
+        assert!(get_range_in_parts(&b, "pack", 0, 17 * mib + 1, 3).unwrap() == b.bytes[..17 * mib as usize + 1]);
+        let part = (17 * mib + 1).div_ceil(3);
+        assert_eq!(b.reads().0, [(0, part), (part, part), (2 * part, 17 * mib + 1 - 2 * part)]);
+        assert_eq!(get_range_in_parts(&b, "pack", 0, 16 * mib, 1).unwrap().len(), 16 << 20);
+        assert_eq!(b.reads().0.len(), 4, "one request when one part is allowed");
     }
 
     #[test]
     fn a_small_or_local_range_is_one_request_and_a_failed_part_fails_the_read() {
         for (remote, length) in [(true, 7 << 20), (false, 16 << 20)] {
             let b = Remote::new(20 << 20, remote, 1);
-            assert!(get_range_in_parts(&b, "pack", 3, length).unwrap() == b.bytes[3..3 + length as usize]);
+            assert!(get_range_in_parts(&b, "pack", 3, length, 64).unwrap() == b.bytes[3..3 + length as usize]);
             assert_eq!(b.reads().0, [(3, length)], "remote {remote}, {length} bytes");
         }
         let b = Remote::new(20 << 20, true, 2);
-        let e = get_range_in_parts(&b, "fails", 0, 16 << 20).unwrap_err();
+        let e = get_range_in_parts(&b, "fails", 0, 16 << 20, 64).unwrap_err();
         assert_eq!(e.kind, BackendErrorKind::Transient);
+        // A storage that answers a part short fails the read.
+        let b = Remote::new(20 << 20, true, 2);
+        let e = get_range_in_parts(&b, "short", 0, 16 << 20, 64).unwrap_err();
+        assert!(e.to_string().contains("returned"), "{e}");
     }
 }

@@ -304,18 +304,29 @@ impl Repository {
     /// Opens an existing repository with `password`, trying first the key
     /// slots `hints` name (see [`keys`]).
     pub fn open_with(backend: Arc<dyn Backend>, password: &[u8], hints: &keys::KeyHints) -> Result<Repository> {
-        // The marker, the config and the key slots are read at once: on
-        // remote storage each is a round trip, and every command opens.
-        let (marker_read, config_read, slots_read) = std::thread::scope(|s| {
-            let config = s.spawn(|| backend.get(CONFIG_KEY));
-            let slots = s.spawn(|| keys::read_slots(backend.as_ref()));
-            let marker = backend.get(MARKER_KEY);
-            (marker, crate::pool::joined(config), crate::pool::joined(slots))
-        });
-        let marker_bytes = match marker_read {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::NoRepository(backend.location())),
-            Err(e) => return Err(e.into()),
+        // On remote storage the marker, the config and the key slots are
+        // read at once: each is a round trip, and every command opens. A
+        // local directory is read in order, so that one that is no
+        // repository is told so before anything else in it is read (its
+        // `config` may be anything, a pipe included).
+        let no_marker = |e: crate::error::BackendError| {
+            if e.is_not_found() {
+                Error::NoRepository(backend.location())
+            } else {
+                e.into()
+            }
+        };
+        let (marker_bytes, config_read, slots_read) = if backend.is_remote() {
+            let (marker, config, slots) = std::thread::scope(|s| {
+                let config = s.spawn(|| backend.get(CONFIG_KEY));
+                let slots = s.spawn(|| keys::read_slots(backend.as_ref()));
+                let marker = backend.get(MARKER_KEY);
+                (marker, crate::pool::joined(config), crate::pool::joined(slots))
+            });
+            (marker.map_err(no_marker)?, config, slots)
+        } else {
+            let marker = backend.get(MARKER_KEY).map_err(no_marker)?;
+            (marker, backend.get(CONFIG_KEY), keys::read_slots(backend.as_ref()))
         };
         let marker: Marker =
             serde_json::from_slice(&marker_bytes).map_err(|e| Error::format(format!("marker `{MARKER_KEY}`"), e))?;

@@ -15,7 +15,7 @@
 //! checked against its id by the worker that writes it
 //! ([`super::files::write_chunk`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::backend::parts::get_range_in_parts;
@@ -144,21 +144,37 @@ struct Task {
 /// of its places. A failure fails the files it concerns, and the rest goes
 /// on.
 pub(super) fn transfer(repo: &Repository, index: &Index, ranges: &[Range], st: &State<'_>, fetchers: usize) {
+    let fetching = AtomicUsize::new(0);
     produce_consume(
         fetchers,
         ranges.len(),
-        |i| fetch(repo, index, ranges, i, st),
+        |i| fetch(repo, index, ranges, i, st, &fetching),
         |t| write(repo, index, ranges, t, st),
     );
 }
 
-fn fetch(repo: &Repository, index: &Index, ranges: &[Range], i: usize, st: &State<'_>) -> Vec<Task> {
+/// Fetches range `i`; `fetching` counts the ranges being fetched, which
+/// share the storage's connections: a large range is read in parts only
+/// while connections would otherwise idle.
+fn fetch(
+    repo: &Repository,
+    index: &Index,
+    ranges: &[Range],
+    i: usize,
+    st: &State<'_>,
+    fetching: &AtomicUsize,
+) -> Vec<Task> {
     let r = &ranges[i];
     let data = match &r.held {
         Some(d) => d.clone(),
         None => {
             let key = pack_key(&index.pack(r.pack).id);
-            let data = match get_range_in_parts(repo.backend().as_ref(), &key, r.start, r.end - r.start) {
+            let backend = repo.backend().as_ref();
+            let under_way = fetching.fetch_add(1, Ordering::SeqCst) + 1;
+            let parts = backend.concurrency() / under_way;
+            let read = get_range_in_parts(backend, &key, r.start, r.end - r.start, parts);
+            fetching.fetch_sub(1, Ordering::SeqCst);
+            let data = match read {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
                     for d in r.blobs.iter().flat_map(|w| &w.dests) {
