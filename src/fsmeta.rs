@@ -6,12 +6,12 @@
 //! its parent directory's handle), never by path.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::Metadata;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nix::fcntl::AtFlags;
@@ -135,6 +135,18 @@ pub fn node_from_metadata(name: &[u8], md: &Metadata, names: &NameCache) -> Node
     n
 }
 
+/// The extended attributes of `name` in the directory `dir` (not
+/// following it when it is a symlink), as [`read_xattrs`] gives them. The
+/// path goes through `/proc/self/fd/N`, which names the directory by its
+/// handle: a directory above it renamed, or swapped for a symlink, while
+/// the scan runs changes nothing (a path from the root would be looked up
+/// again, component by component, as root).
+pub fn read_xattrs_at(dir: BorrowedFd<'_>, name: &OsStr) -> Vec<Xattr> {
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    path.push(name);
+    read_xattrs(&path)
+}
+
 /// The extended attributes of `path` (not following symlinks). Errors
 /// (no support on this file system, no permission) give an empty list.
 pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
@@ -235,4 +247,36 @@ fn set_xattrs(xattrs: &[Xattr], set: impl Fn(&CStr, &[u8]) -> libc::c_int) -> st
         }
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn who(x: &[Xattr]) -> Option<&[u8]> {
+        x.iter().find(|x| x.name == b"user.who").map(|x| x.value.as_slice())
+    }
+
+    #[test]
+    fn bug_xattrs_were_read_by_a_path_that_a_local_user_could_swap_under_the_scan() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("f"), b"x").unwrap();
+        xattr::set(d.join("f"), "user.who", b"scanned").unwrap();
+        std::os::unix::fs::symlink("f", d.join("l")).unwrap();
+        let handle = std::fs::File::open(&d).unwrap();
+        // The directory is moved away and another put in its place.
+        std::fs::rename(&d, t.path().join("moved")).unwrap();
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("f"), b"x").unwrap();
+        xattr::set(d.join("f"), "user.who", b"planted").unwrap();
+        assert_eq!(who(&read_xattrs(&d.join("f"))), Some(&b"planted"[..]), "what a path reads");
+        let at = |name: &str| read_xattrs_at(handle.as_fd(), OsStr::new(name));
+        assert_eq!(who(&at("f")), Some(&b"scanned"[..]), "the handle's directory, wherever it went");
+        assert_eq!(who(&at("l")), None, "a symlink's own, not its target's");
+        assert!(at("missing").is_empty());
+    }
 }

@@ -133,3 +133,80 @@ fn a_file_growing_while_read_gets_a_warning_and_is_recorded() {
     let next = env.backup_json(&[&src], &[]);
     assert!(next["summary"]["bytes_read"].as_u64().unwrap() > 0);
 }
+
+/// Swaps the source directory for another once the scan queues `a`: the
+/// scan holds the old one's handle and goes on in it.
+struct Swapper<'a> {
+    at: &'a Path,
+    src: &'a Path,
+    moved: &'a Path,
+}
+
+impl Progress for Swapper<'_> {
+    fn queued(&self, path: &Path) {
+        if path == self.at {
+            std::fs::rename(self.src, self.moved).unwrap();
+            std::fs::create_dir_all(self.src.join("z")).unwrap();
+            std::fs::write(self.src.join("z/f"), b"planted").unwrap();
+            xattr::set(self.src.join("z/f"), "user.who", b"planted").unwrap();
+        }
+    }
+}
+
+#[test]
+fn bug_the_scan_read_a_file_and_its_xattrs_by_a_path_a_local_user_could_swap_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("z")).unwrap();
+    std::fs::write(src.join("a"), b"first").unwrap();
+    std::fs::write(src.join("z/f"), b"scanned").unwrap();
+    xattr::set(src.join("z/f"), "user.who", b"scanned").unwrap();
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let moved = dir.path().join("moved");
+    let swapper = Swapper { at: &src.join("a"), src: &src, moved: &moved };
+    let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &swapper).unwrap();
+    assert!(moved.join("z/f").exists(), "the swap happened during the scan");
+    let index = repo.load_index().unwrap();
+    let node =
+        cairn::repo::tree::lookup(&repo, &index, &report.snapshot.tree, format!("{}/z/f", src.display()).as_bytes())
+            .unwrap()
+            .unwrap();
+    let who: Vec<&[u8]> = node.xattrs.iter().filter(|x| x.name == b"user.who").map(|x| x.value.as_slice()).collect();
+    assert_eq!(who, [&b"scanned"[..]], "the xattrs of the file whose content was stored");
+    let data: Vec<u8> = node.content.iter().flat_map(|c| repo.read_blob(&index, c).unwrap()).collect();
+    assert_eq!(data, b"scanned");
+}
+
+/// Puts a FIFO in the place of `fifo` once the scan queues it.
+struct Fifo<'a> {
+    fifo: &'a Path,
+}
+
+impl Progress for Fifo<'_> {
+    fn queued(&self, path: &Path) {
+        if path == self.fifo {
+            std::fs::remove_file(self.fifo).unwrap();
+            nix::unistd::mkfifo(self.fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bug_a_file_swapped_for_a_fifo_before_it_was_read_held_the_backup_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"kept").unwrap();
+    std::fs::write(src.join("p"), b"a file when scanned").unwrap();
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let fifo = Fifo { fifo: &src.join("p") };
+    let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &fifo).unwrap();
+    let s = &report.snapshot.summary;
+    assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
+    assert!(s.skipped[0].path.ends_with("/p") && s.skipped[0].reason.contains("regular file"), "{:?}", s.skipped);
+    assert_eq!(s.files_total, 1);
+}

@@ -26,10 +26,11 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 
@@ -52,6 +53,9 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 #[derive(Debug)]
 pub struct FileJob<T> {
     pub path: PathBuf,
+    /// The handle of the file's directory, which it is opened from by its
+    /// name (the last component of `path`); without one, by `path`.
+    pub dir: Option<Arc<OwnedFd>>,
     pub size: u64,
     pub token: T,
 }
@@ -214,7 +218,7 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     let read = move |chunker: &mut Chunker, chunks: &Chunks<'_>, job: FileJob<T>| {
         progress.reading(&job.path);
         crate::failpoint::hit!("backup::reading");
-        let outcome = read_file(&job.path, job.size, chunker, chunks, counters)?;
+        let outcome = read_file(&job.path, job.dir.as_deref(), job.size, chunker, chunks, counters)?;
         Ok(Done { path: job.path, token: job.token, outcome })
     };
     start_with(scope, repo, index, writer, threads, counters, shared, read)
@@ -387,12 +391,17 @@ impl<R: Read> Read for Counted<'_, R> {
 /// errors while storing are the backup's (the `Err`).
 fn read_file(
     path: &Path,
+    dir: Option<&OwnedFd>,
     expected_size: u64,
     chunker: &mut Chunker,
     chunks: &Chunks<'_>,
     counters: &Counters,
 ) -> Result<FileOutcome> {
-    let f = match open_noatime(path) {
+    let opened = match (dir, path.file_name()) {
+        (Some(d), Some(name)) => super::dirfd::open_file_at(d.as_fd(), name),
+        _ => open_noatime(path),
+    };
+    let f = match opened {
         Ok(f) => f,
         Err(e) => return Ok(FileOutcome::Failed(e)),
     };

@@ -17,9 +17,10 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::stat::FileStat;
 
@@ -69,7 +70,7 @@ struct Frame {
     path: PathBuf,
     /// The directory's open handle, which its entries are looked up from
     /// (none when it could not be entered: it then lists no names).
-    fd: Option<OwnedFd>,
+    fd: Option<Arc<OwnedFd>>,
     names: std::vec::IntoIter<OsString>,
     /// The directory's tree in the parent snapshot.
     parent: Option<ParentTree>,
@@ -180,6 +181,7 @@ impl<'a> Walker<'a> {
         // The backup path itself is looked up from its directory's handle,
         // like every entry below it.
         let up_fd = dirfd::open_dir(path.parent().unwrap_or(Path::new("/"))).map_err(|e| Error::io(path, e))?;
+        let up_fd = Arc::new(up_fd);
         let comps: Vec<&OsStr> = path
             .components()
             .filter_map(|c| match c {
@@ -222,7 +224,7 @@ impl<'a> Walker<'a> {
         let top = self.above.last_mut().expect("the root");
         let (dir, up_tree) = (top.dir, top.parent.take());
         let is_dir = fsmeta::kind_of_mode(st.st_mode) == NodeKind::Dir;
-        let frame = self.entry(up_fd.as_fd(), path.to_path_buf(), last.as_bytes(), &st, dir, up_tree.as_ref(), None);
+        let frame = self.entry(&up_fd, path.to_path_buf(), last.as_bytes(), &st, dir, up_tree.as_ref(), None);
         self.above.last_mut().expect("the root").parent = up_tree;
         if let Some(f) = frame? {
             self.walk(f)?;
@@ -241,13 +243,13 @@ impl<'a> Walker<'a> {
                 Some(name) => {
                     let child = top.path.join(&name);
                     // A frame without a handle lists no names.
-                    let at = top.fd.as_ref().expect("a directory with names is open").as_fd();
+                    let at = top.fd.clone().expect("a directory with names is open");
                     if !self.excludes.excluded(&child, name.as_bytes()) {
-                        match dirfd::lstat_at(at, &name) {
+                        match dirfd::lstat_at(at.as_fd(), &name) {
                             Ok(st) => {
                                 let (dir, dev) = (top.dir, top.dev);
                                 let frame =
-                                    self.entry(at, child, name.as_bytes(), &st, dir, top.parent.as_ref(), Some(dev))?;
+                                    self.entry(&at, child, name.as_bytes(), &st, dir, top.parent.as_ref(), Some(dev))?;
                                 stack.extend(frame);
                             }
                             Err(e) => self.skip(&child, &e),
@@ -276,7 +278,7 @@ impl<'a> Walker<'a> {
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &mut self,
-        at: BorrowedFd<'_>,
+        at_dir: &Arc<OwnedFd>,
         path: PathBuf,
         name: &[u8],
         st: &FileStat,
@@ -284,6 +286,7 @@ impl<'a> Walker<'a> {
         parent: Option<&ParentTree>,
         root_dev: Option<u64>,
     ) -> Result<Option<Frame>> {
+        let at = at_dir.as_fd();
         let mut node = fsmeta::node_from_stat(name, st, &self.names);
         let pnode = parent.and_then(|p| p.tree.find(name));
         node.xattrs = match pnode {
@@ -291,7 +294,7 @@ impl<'a> Walker<'a> {
             Some(p) if same_inode_state(p, &node) => p.xattrs.clone(),
             _ => {
                 self.summary.xattrs_read += 1;
-                fsmeta::read_xattrs(&path)
+                fsmeta::read_xattrs_at(at, OsStr::from_bytes(name))
             }
         };
         match node.kind {
@@ -312,7 +315,14 @@ impl<'a> Walker<'a> {
                     None
                 };
                 let names = fd.as_ref().map(|fd| self.names_in(fd, &path)).unwrap_or_default();
-                Ok(Some(Frame { dir: d, path, fd, names: names.into_iter(), parent: sub_parent, dev }))
+                Ok(Some(Frame {
+                    dir: d,
+                    path,
+                    fd: fd.map(Arc::new),
+                    names: names.into_iter(),
+                    parent: sub_parent,
+                    dev,
+                }))
             }
             NodeKind::Symlink => {
                 match dirfd::read_link_at(at, OsStr::from_bytes(name)) {
@@ -325,7 +335,7 @@ impl<'a> Walker<'a> {
                 Ok(None)
             }
             NodeKind::File => {
-                self.file(path, node, dir, pnode)?;
+                self.file(path, at_dir, node, dir, pnode)?;
                 Ok(None)
             }
             _ => {
@@ -360,7 +370,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A regular file; `pnode` is its entry in the parent snapshot.
-    fn file(&mut self, path: PathBuf, mut node: Node, dir: u32, pnode: Option<&Node>) -> Result<()> {
+    fn file(&mut self, path: PathBuf, at: &Arc<OwnedFd>, mut node: Node, dir: u32, pnode: Option<&Node>) -> Result<()> {
         let status = match pnode {
             None => FileStatus::New,
             Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
@@ -403,7 +413,7 @@ impl<'a> Walker<'a> {
             self.done(d)?;
         }
         self.progress.queued(&path);
-        self.pipe.send(FileJob { path, size, token })
+        self.pipe.send(FileJob { path, dir: Some(at.clone()), size, token })
     }
 
     /// A file came back from the pipeline.

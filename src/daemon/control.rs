@@ -87,8 +87,17 @@ pub fn bind(dir: &Path) -> Result<UnixListener> {
         }
         Err(_) => {}
     }
-    let listener = UnixListener::bind(&path).map_err(|e| Error::io(&path, e))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&path, e))?;
+    // Bound under another name, made 0600, then renamed into place: the
+    // socket never shows at its path with the mode the umask gave it.
+    let bound = dir.join(format!(".daemon.sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&bound);
+    let listener = UnixListener::bind(&bound).map_err(|e| Error::io(&bound, e))?;
+    let placed = std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&bound, &path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&bound);
+        return Err(Error::io(&path, e));
+    }
     Ok(listener)
 }
 
@@ -207,9 +216,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            crate::private::with_umask(0o022, || bind(d.path())).unwrap();
+            let listener = crate::private::with_umask(0o022, || bind(d.path())).unwrap();
             let m = std::fs::symlink_metadata(socket_path(d.path())).unwrap();
             assert_eq!(m.permissions().mode() & 0o777, 0o600);
+            // Bound under another name and renamed into place: nothing else
+            // is left, and the socket answers at its path.
+            let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(names, [std::ffi::OsString::from(SOCKET_FILE)]);
+            UnixStream::connect(socket_path(d.path())).await.unwrap();
+            listener.accept().await.unwrap();
+            drop(listener);
             // A stale socket is replaced.
             bind(d.path()).unwrap();
             std::fs::remove_file(socket_path(d.path())).unwrap();
