@@ -203,10 +203,61 @@ fn bug_a_file_swapped_for_a_fifo_before_it_was_read_held_the_backup_for_ever() {
     let opts =
         InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
     let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
-    let fifo = Fifo { fifo: &src.join("p") };
-    let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &fifo).unwrap();
+    // The old code blocked in `open` for ever: a minute is the guard.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = src.join("p");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let fifo = Fifo { fifo: &p };
+            let _ = tx.send(backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &fifo));
+        });
+        let report = rx.recv_timeout(std::time::Duration::from_secs(60));
+        if report.is_err() {
+            // Unblock the reader so that the scope can end, then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&p);
+        }
+        check_fifo_skipped(report.expect("the backup ended").unwrap());
+    });
+}
+
+fn check_fifo_skipped(report: backup::BackupReport) {
     let s = &report.snapshot.summary;
     assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
     assert!(s.skipped[0].path.ends_with("/p") && s.skipped[0].reason.contains("regular file"), "{:?}", s.skipped);
     assert_eq!(s.files_total, 1);
+}
+
+/// Renames `other` over `target` once the scan queues `target`: another
+/// inode under the name the scan statted.
+struct Replacer<'a> {
+    target: &'a Path,
+    other: &'a Path,
+}
+
+impl Progress for Replacer<'_> {
+    fn queued(&self, path: &Path) {
+        if path == self.target {
+            std::fs::rename(self.other, self.target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bug_a_file_replaced_by_another_between_the_scan_and_the_read_was_stored_as_the_scanned_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"scanned").unwrap();
+    std::fs::write(src.join("z"), b"put in its place").unwrap();
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    let replacer = Replacer { target: &src.join("f"), other: &src.join("z") };
+    let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &replacer).unwrap();
+    let s = &report.snapshot.summary;
+    assert!(s.skipped.iter().any(|k| k.path.ends_with("/f") && k.reason.contains("replaced")), "{:?}", s.skipped);
+    let index = repo.load_index().unwrap();
+    let f = format!("{}/f", src.display());
+    let node = cairn::repo::tree::lookup(&repo, &index, &report.snapshot.tree, f.as_bytes()).unwrap();
+    assert!(node.is_none_or(|n| n.content.is_empty()), "no content of another inode under its name");
 }

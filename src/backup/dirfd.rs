@@ -62,16 +62,28 @@ pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr, seen: &FileStat) -> std::i
 
 /// Opens the file `name` in `dir` for reading: never through a symlink,
 /// and without blocking when a FIFO was put in its place (the caller
-/// checks that it is a regular file). Access times are left alone where
-/// the kernel allows it (`O_NOATIME` needs the file's owner or root).
+/// checks that it is the regular file it statted); reads then block as
+/// usual. Access times are left alone where the kernel allows it
+/// (`O_NOATIME` needs the file's owner or root). A file under another
+/// process's lease refuses a non-blocking open: it is opened again,
+/// blocking until the lease is broken, if it is still a regular file.
 pub fn open_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<std::fs::File> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = match nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_NOATIME, Mode::empty()) {
-        Err(Errno::EPERM) => nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, Mode::empty()),
+    let at = Some(dir.as_raw_fd());
+    let open = |flags: OFlag| match nix::fcntl::openat(at, name, flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(Errno::EPERM) => nix::fcntl::openat(at, name, flags, Mode::empty()),
         r => r,
-    }?;
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    // SAFETY (both): openat returned a new descriptor that nothing else owns.
+    let fd = match open(flags | OFlag::O_NONBLOCK) {
+        Err(Errno::EWOULDBLOCK) if lstat_at(dir, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) => {
+            return Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(open(flags)?) }));
+        }
+        r => unsafe { OwnedFd::from_raw_fd(r?) },
+    };
+    let status = OFlag::from_bits_truncate(nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?);
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK))?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// The target of the symlink `name` in `dir`.

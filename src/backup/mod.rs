@@ -16,6 +16,7 @@
 mod dirfd;
 pub mod dirs;
 pub mod excludes;
+mod held_dirs;
 pub mod pipeline;
 pub mod prefetch;
 pub mod scan;

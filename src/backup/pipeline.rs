@@ -24,11 +24,10 @@
 //! size and the number of files: per reader one chunking buffer, per sealer
 //! one chunk, a few packs, and at most [`MAX_IN_FLIGHT`] file jobs.
 
-use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -54,8 +53,11 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 pub struct FileJob<T> {
     pub path: PathBuf,
     /// The handle of the file's directory, which it is opened from by its
-    /// name (the last component of `path`); without one, by `path`.
-    pub dir: Option<Arc<OwnedFd>>,
+    /// name (the last component of `path`).
+    pub dir: Arc<OwnedFd>,
+    /// The device and inode the scan found there: another file put in
+    /// its place is not read.
+    pub inode: (u64, u64),
     pub size: u64,
     pub token: T,
 }
@@ -218,7 +220,7 @@ pub fn start<'scope, 'env, T: Send + 'scope>(
     let read = move |chunker: &mut Chunker, chunks: &Chunks<'_>, job: FileJob<T>| {
         progress.reading(&job.path);
         crate::failpoint::hit!("backup::reading");
-        let outcome = read_file(&job.path, job.dir.as_deref(), job.size, chunker, chunks, counters)?;
+        let outcome = read_file(&job, chunker, chunks, counters)?;
         Ok(Done { path: job.path, token: job.token, outcome })
     };
     start_with(scope, repo, index, writer, threads, counters, shared, read)
@@ -362,17 +364,6 @@ impl<J, R> Drop for Pipeline<'_, J, R> {
     }
 }
 
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    let r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path);
-    match r {
-        // O_NOATIME is refused on files we do not own.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-        }
-        r => r,
-    }
-}
-
 /// Counts bytes as they are read, for the "bytes read" figure.
 struct Counted<'a, R> {
     inner: R,
@@ -389,19 +380,17 @@ impl<R: Read> Read for Counted<'_, R> {
 
 /// Errors while reading a file are the file's problem (the outcome);
 /// errors while storing are the backup's (the `Err`).
-fn read_file(
-    path: &Path,
-    dir: Option<&OwnedFd>,
-    expected_size: u64,
+fn read_file<T>(
+    job: &FileJob<T>,
     chunker: &mut Chunker,
     chunks: &Chunks<'_>,
     counters: &Counters,
 ) -> Result<FileOutcome> {
-    let opened = match (dir, path.file_name()) {
-        (Some(d), Some(name)) => super::dirfd::open_file_at(d.as_fd(), name),
-        _ => open_noatime(path),
+    let expected_size = job.size;
+    let Some(name) = job.path.file_name() else {
+        return Ok(FileOutcome::Failed(std::io::Error::other("a file's path has no name")));
     };
-    let f = match opened {
+    let f = match super::dirfd::open_file_at(job.dir.as_fd(), name) {
         Ok(f) => f,
         Err(e) => return Ok(FileOutcome::Failed(e)),
     };
@@ -411,6 +400,9 @@ fn read_file(
     };
     if !before.file_type().is_file() {
         return Ok(FileOutcome::Failed(std::io::Error::other("no longer a regular file")));
+    }
+    if (before.dev(), before.ino()) != job.inode {
+        return Ok(FileOutcome::Failed(std::io::Error::other("replaced by another file while the backup ran")));
     }
     let mut content = Vec::with_capacity((expected_size / (1 << 20)) as usize + 1);
     let mut store_err: Option<Error> = None;

@@ -27,6 +27,7 @@ use nix::sys::stat::FileStat;
 use super::dirfd;
 use super::dirs::{OpenDirs, Place};
 use super::excludes::Excludes;
+use super::held_dirs::{self, HeldDirs};
 use super::pipeline::{Done, FileJob, FileOutcome, FilePipeline, ReadFile, MAX_IN_FLIGHT};
 use super::prefetch::{ParentTree, TreesAhead};
 use super::Progress;
@@ -49,6 +50,8 @@ pub enum FileStatus {
 pub struct Token {
     place: Place,
     status: FileStatus,
+    /// The directory handle its job holds ([`HeldDirs`]).
+    dir: usize,
     /// One of several links to an inode: other entries may wait for it.
     linked: bool,
 }
@@ -100,6 +103,9 @@ pub struct Walker<'a> {
     dirs: OpenDirs<'a>,
     pipe: FilePipeline<'a, Token>,
     linked: HashMap<(u64, u64), Link>,
+    held: HeldDirs,
+    /// Whether `/proc/self/fd` is there to read xattrs through a handle.
+    proc_fd: bool,
     summary: Summary,
     warnings: Vec<String>,
     progress: &'a dyn Progress,
@@ -134,6 +140,8 @@ impl<'a> Walker<'a> {
             dirs,
             pipe,
             linked: HashMap::new(),
+            held: HeldDirs::new(),
+            proc_fd: Path::new("/proc/self/fd").is_dir(),
             summary: Summary::default(),
             warnings: Vec::new(),
             progress,
@@ -142,6 +150,13 @@ impl<'a> Walker<'a> {
             last_dir: None,
             ahead,
         };
+        if !w.proc_fd {
+            w.warnings.push(
+                "/proc is not mounted: extended attributes are read by their paths, which a local user could swap \
+                 during the backup"
+                    .into(),
+            );
+        }
         if let Some(t) = &parent {
             w.ahead.root(t);
         }
@@ -294,7 +309,11 @@ impl<'a> Walker<'a> {
             Some(p) if same_inode_state(p, &node) => p.xattrs.clone(),
             _ => {
                 self.summary.xattrs_read += 1;
-                fsmeta::read_xattrs_at(at, OsStr::from_bytes(name))
+                if self.proc_fd {
+                    fsmeta::read_xattrs_at(at, OsStr::from_bytes(name))
+                } else {
+                    fsmeta::read_xattrs(&path)
+                }
             }
         };
         match node.kind {
@@ -386,8 +405,9 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         let (links, key, size) = (node.links, (node.device, node.inode), node.size);
+        let (node_dev, node_ino) = key;
         let place = self.dirs.add_pending(dir, node);
-        let token = Token { place, status, linked: links > 1 };
+        let token = Token { place, status, dir: held_dirs::key_of(at), linked: links > 1 };
         if links > 1 {
             match self.linked.get_mut(&key) {
                 Some(Link::Reading { waiters, seen, .. }) => {
@@ -408,16 +428,18 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        while self.pipe.in_flight() >= MAX_IN_FLIGHT {
+        while self.pipe.in_flight() >= MAX_IN_FLIGHT || !self.held.has_room(at) {
             let d = self.pipe.wait()?;
             self.done(d)?;
         }
+        self.held.hold(at);
         self.progress.queued(&path);
-        self.pipe.send(FileJob { path, dir: Some(at.clone()), size, token })
+        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), size, token })
     }
 
     /// A file came back from the pipeline.
     fn done(&mut self, d: Done<Token>) -> Result<()> {
+        self.held.release(d.token.dir);
         let result = match d.outcome {
             FileOutcome::Read(r) => Ok(r),
             FileOutcome::Failed(e) if e.kind() == std::io::ErrorKind::NotFound => {

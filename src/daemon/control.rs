@@ -89,7 +89,9 @@ pub fn bind(dir: &Path) -> Result<UnixListener> {
     }
     // Bound under another name, made 0600, then renamed into place: the
     // socket never shows at its path with the mode the umask gave it.
-    let bound = dir.join(format!(".daemon.sock.{}", std::process::id()));
+    // One name for every daemon: the caller holds the state directory's
+    // daemon lock, so one left by a daemon that died is removed here.
+    let bound = dir.join(".daemon.sock.new");
     let _ = std::fs::remove_file(&bound);
     let listener = UnixListener::bind(&bound).map_err(|e| Error::io(&bound, e))?;
     let placed = std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
