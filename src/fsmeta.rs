@@ -151,9 +151,25 @@ pub fn read_xattrs_at(dir: BorrowedFd<'_>, name: &OsStr) -> Vec<Xattr> {
 /// (no support on this file system, no permission) give an empty list.
 pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     let Ok(names) = xattr::list(path) else { return Vec::new() };
+    sorted_xattrs(names, |name| xattr::get(path, name))
+}
+
+/// The extended attributes of the open file `file`, as [`read_xattrs`]
+/// gives them: what a reader that opened the file reads, with no look-up
+/// by name at all.
+pub fn read_xattrs_of(file: &std::fs::File) -> Vec<Xattr> {
+    use xattr::FileExt;
+    let Ok(names) = file.list_xattr() else { return Vec::new() };
+    sorted_xattrs(names, |name| file.get_xattr(name))
+}
+
+fn sorted_xattrs(
+    names: impl Iterator<Item = std::ffi::OsString>,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Vec<Xattr> {
     let mut out: Vec<Xattr> = names
         .filter_map(|name| {
-            let value = xattr::get(path, &name).ok().flatten()?;
+            let value = get(&name).ok().flatten()?;
             Some(Xattr { name: name.as_bytes().to_vec(), value })
         })
         .collect();

@@ -304,17 +304,15 @@ impl<'a> Walker<'a> {
         let at = at_dir.as_fd();
         let mut node = fsmeta::node_from_stat(name, st, &self.names);
         let pnode = parent.and_then(|p| p.tree.find(name));
-        node.xattrs = match pnode {
-            // Setting or removing an xattr (an ACL too) changes the ctime.
-            Some(p) if same_inode_state(p, &node) => p.xattrs.clone(),
-            _ => {
-                self.summary.xattrs_read += 1;
-                if self.proc_fd {
-                    fsmeta::read_xattrs_at(at, OsStr::from_bytes(name))
-                } else {
-                    fsmeta::read_xattrs(&path)
-                }
-            }
+        // Setting or removing an xattr (an ACL too) changes the ctime.
+        let reused = pnode.filter(|p| same_inode_state(p, &node)).map(|p| p.xattrs.clone());
+        // A file whose content is read gets them from its reader's
+        // descriptor (`file` reads them here when it is not read).
+        let unread = reused.is_none() && node.kind == NodeKind::File && node.links <= 1;
+        node.xattrs = match reused {
+            Some(x) => x,
+            None if unread => Vec::new(),
+            None => self.read_xattrs(at_dir, &path, name),
         };
         match node.kind {
             NodeKind::Dir => {
@@ -354,7 +352,7 @@ impl<'a> Walker<'a> {
                 Ok(None)
             }
             NodeKind::File => {
-                self.file(path, at_dir, node, dir, pnode)?;
+                self.file(path, at_dir, node, dir, pnode, unread)?;
                 Ok(None)
             }
             _ => {
@@ -388,8 +386,27 @@ impl<'a> Walker<'a> {
         names
     }
 
-    /// A regular file; `pnode` is its entry in the parent snapshot.
-    fn file(&mut self, path: PathBuf, at: &Arc<OwnedFd>, mut node: Node, dir: u32, pnode: Option<&Node>) -> Result<()> {
+    /// The extended attributes of `name` in `at`, through the handle.
+    fn read_xattrs(&mut self, at: &Arc<OwnedFd>, path: &Path, name: &[u8]) -> Vec<crate::repo::tree::Xattr> {
+        self.summary.xattrs_read += 1;
+        if self.proc_fd {
+            fsmeta::read_xattrs_at(at.as_fd(), OsStr::from_bytes(name))
+        } else {
+            fsmeta::read_xattrs(path)
+        }
+    }
+
+    /// A regular file; `pnode` is its entry in the parent snapshot;
+    /// `unread`: its xattrs are still to be read.
+    fn file(
+        &mut self,
+        path: PathBuf,
+        at: &Arc<OwnedFd>,
+        mut node: Node,
+        dir: u32,
+        pnode: Option<&Node>,
+        unread: bool,
+    ) -> Result<()> {
         let status = match pnode {
             None => FileStatus::New,
             Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
@@ -398,6 +415,9 @@ impl<'a> Walker<'a> {
         self.found.0 += 1;
         self.found.1 += node.size;
         if status == FileStatus::Unchanged {
+            if unread {
+                node.xattrs = self.read_xattrs(at, &path, &node.name.clone());
+            }
             node.content = pnode.expect("parent node").content.clone();
             self.count(status, node.size);
             self.progress.file_done(&path, node.size);
@@ -434,7 +454,8 @@ impl<'a> Walker<'a> {
         }
         self.held.hold(at);
         self.progress.queued(&path);
-        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), size, token })
+        self.summary.xattrs_read += u64::from(unread);
+        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), xattrs: unread, size, token })
     }
 
     /// A file came back from the pipeline.
@@ -470,6 +491,9 @@ impl<'a> Walker<'a> {
                 let node = self.dirs.node_mut(t.place);
                 node.content = r.content;
                 node.size = r.size;
+                if let Some(x) = r.xattrs {
+                    node.xattrs = x;
+                }
                 node.mtime = r.opened.mtime;
                 node.mtime_nsec = r.opened.mtime_nsec;
                 node.ctime = r.opened.ctime;
@@ -563,27 +587,5 @@ fn same_inode_state(old: &Node, new: &Node) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_parents_xattrs_hold_only_for_the_same_inode_in_the_same_state() {
-        let mut old = Node::new(b"f".to_vec(), NodeKind::File);
-        (old.size, old.mtime, old.mtime_nsec, old.ctime, old.ctime_nsec, old.inode) = (5, 10, 11, 20, 21, 7);
-        assert!(same_inode_state(&old, &old.clone()));
-        let changes: [fn(&mut Node); 7] = [
-            |n| n.ctime_nsec += 1, // setxattr, an ACL, chmod, chown
-            |n| n.ctime += 1,
-            |n| n.mtime_nsec += 1,
-            |n| n.mtime += 1,
-            |n| n.size += 1,
-            |n| n.inode += 1, // replaced by another file
-            |n| n.kind = NodeKind::Dir,
-        ];
-        for (i, change) in changes.iter().enumerate() {
-            let mut new = old.clone();
-            change(&mut new);
-            assert!(!same_inode_state(&old, &new), "change {i} not seen");
-        }
-    }
-}
+#[path = "scan_tests.rs"]
+mod tests;
