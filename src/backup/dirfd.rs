@@ -65,25 +65,46 @@ pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr, seen: &FileStat) -> std::i
 /// checks that it is the regular file it statted); reads then block as
 /// usual. Access times are left alone where the kernel allows it
 /// (`O_NOATIME` needs the file's owner or root). A file under another
-/// process's lease refuses a non-blocking open: it is opened again,
-/// blocking until the lease is broken, if it is still a regular file.
+/// process's lease refuses a non-blocking open: it is then opened as an
+/// `O_PATH` descriptor, checked to be a regular file, and opened again
+/// through `/proc/self/fd/N`, which names that very inode, so the open
+/// waits for the lease's break and nothing put in its place meanwhile (a
+/// FIFO) can hold it.
 pub fn open_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<std::fs::File> {
     let at = Some(dir.as_raw_fd());
-    let open = |flags: OFlag| match nix::fcntl::openat(at, name, flags | OFlag::O_NOATIME, Mode::empty()) {
-        Err(Errno::EPERM) => nix::fcntl::openat(at, name, flags, Mode::empty()),
-        r => r,
-    };
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    // SAFETY (both): openat returned a new descriptor that nothing else owns.
-    let fd = match open(flags | OFlag::O_NONBLOCK) {
-        Err(Errno::EWOULDBLOCK) if lstat_at(dir, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) => {
-            return Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(open(flags)?) }));
-        }
+    let fd = match open_noatime(at, name, flags | OFlag::O_NONBLOCK) {
+        Err(Errno::EWOULDBLOCK) => return open_leased(dir, name),
+        // SAFETY: openat returned a new descriptor that nothing else owns.
         r => unsafe { OwnedFd::from_raw_fd(r?) },
     };
     let status = OFlag::from_bits_truncate(nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?);
     nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK))?;
     Ok(std::fs::File::from(fd))
+}
+
+/// `openat` with `O_NOATIME` where the kernel allows it.
+fn open_noatime<P: ?Sized + nix::NixPath>(at: Option<i32>, name: &P, flags: OFlag) -> nix::Result<i32> {
+    match nix::fcntl::openat(at, name, flags | OFlag::O_NOATIME, Mode::empty()) {
+        Err(Errno::EPERM) => nix::fcntl::openat(at, name, flags, Mode::empty()),
+        r => r,
+    }
+}
+
+/// See [`open_file_at`]: a file under a lease, opened blocking.
+fn open_leased(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<std::fs::File> {
+    let path_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    let inode =
+        unsafe { OwnedFd::from_raw_fd(nix::fcntl::openat(Some(dir.as_raw_fd()), name, path_flags, Mode::empty())?) };
+    let st = nix::sys::stat::fstat(inode.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(std::io::Error::other("no longer a regular file"));
+    }
+    let proc_path = format!("/proc/self/fd/{}", inode.as_raw_fd());
+    let fd = open_noatime(None, proc_path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC)?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// The target of the symlink `name` in `dir`.
@@ -151,5 +172,81 @@ mod tests {
         let listed: Vec<OsString> = names(&sub).unwrap().into_iter().map(Result::unwrap).collect();
         assert_eq!(listed, vec![OsString::from("f")]);
         assert_eq!(lstat_at(sub.as_fd(), OsStr::new("f")).unwrap().st_size, 1);
+    }
+
+    /// Holds a write lease on `path` until `release` says, through a
+    /// descriptor that is the file's only one.
+    fn leased(path: &Path) -> std::fs::File {
+        // The holder is told of a break by SIGIO, whose default ends the
+        // process (the test's, here).
+        // SAFETY: ignoring a signal.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: a valid descriptor.
+        assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) }, 0, "a write lease");
+        f
+    }
+
+    /// Waits until another open has started to break the lease on `f`.
+    fn breaking(f: &std::fs::File) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // SAFETY: a valid descriptor.
+        while unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLEASE) } == libc::F_WRLCK {
+            assert!(std::time::Instant::now() < deadline, "the opener never tried to open the file");
+            std::thread::yield_now();
+        }
+    }
+
+    fn release(f: &std::fs::File) {
+        // SAFETY: a valid descriptor.
+        assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) }, 0);
+    }
+
+    #[test]
+    fn a_file_is_opened_without_o_nonblock_left_and_under_a_lease_once_it_breaks_never_a_fifo_swapped_in() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"leased").unwrap();
+        let dir = open_dir(t.path()).unwrap();
+        let read = |r: std::io::Result<std::fs::File>| -> std::io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut r?, &mut out)?;
+            Ok(out)
+        };
+        // Unleased: reads block as usual afterwards.
+        let f = open_file_at(dir.as_fd(), OsStr::new("f")).unwrap();
+        let status =
+            OFlag::from_bits_truncate(nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap());
+        assert!(!status.contains(OFlag::O_NONBLOCK), "{status:?}");
+        drop(f);
+        // Leased: opened once the holder lets go.
+        let holder = leased(&t.path().join("f"));
+        std::thread::scope(|s| {
+            let opener = s.spawn(|| read(open_file_at(dir.as_fd(), OsStr::new("f"))));
+            breaking(&holder);
+            release(&holder);
+            assert_eq!(opener.join().unwrap().unwrap(), b"leased");
+        });
+        drop(holder);
+        // Leased, and a FIFO renamed over it while the lease breaks: the
+        // open gives the file or refuses, and never waits for a writer.
+        let holder = leased(&t.path().join("f"));
+        let fifo = t.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(read(open_file_at(dir.as_fd(), OsStr::new("f")))).unwrap());
+            breaking(&holder);
+            std::fs::rename(&fifo, t.path().join("f")).unwrap();
+            release(&holder);
+            let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+            if got.is_err() {
+                // Unblock the opener so that the scope ends, then fail.
+                let _ = std::fs::OpenOptions::new().write(true).open(t.path().join("f"));
+            }
+            match got.expect("the open returned") {
+                Ok(bytes) => assert_eq!(bytes, b"leased"),
+                Err(e) => assert!(e.to_string().contains("regular file"), "{e}"),
+            }
+        });
     }
 }

@@ -58,8 +58,6 @@ pub struct FileJob<T> {
     /// The device and inode the scan found there: another file put in
     /// its place is not read.
     pub inode: (u64, u64),
-    /// Whether to read its extended attributes from the open file.
-    pub xattrs: bool,
     pub size: u64,
     pub token: T,
 }
@@ -89,8 +87,8 @@ pub struct ReadFile {
     pub opened: OpenedMeta,
     /// The file changed while it was read (it is stored as read).
     pub changed: bool,
-    /// Its extended attributes, when the job asked for them.
-    pub xattrs: Option<Vec<crate::repo::tree::Xattr>>,
+    /// Its extended attributes, read from the descriptor at open time.
+    pub xattrs: Vec<crate::repo::tree::Xattr>,
 }
 
 /// The parts of a file's metadata at open time that the snapshot records
@@ -408,7 +406,7 @@ fn read_file<T>(
     if (before.dev(), before.ino()) != job.inode {
         return Ok(FileOutcome::Failed(std::io::Error::other("replaced by another file while the backup ran")));
     }
-    let xattrs = job.xattrs.then(|| crate::fsmeta::read_xattrs_of(&f));
+    let xattrs = crate::fsmeta::read_xattrs_of(&f);
     let mut content = Vec::with_capacity((expected_size / (1 << 20)) as usize + 1);
     let mut store_err: Option<Error> = None;
     let reader = Counted { inner: &f, n: &counters.bytes_read };

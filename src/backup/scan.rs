@@ -306,12 +306,12 @@ impl<'a> Walker<'a> {
         let pnode = parent.and_then(|p| p.tree.find(name));
         // Setting or removing an xattr (an ACL too) changes the ctime.
         let reused = pnode.filter(|p| same_inode_state(p, &node)).map(|p| p.xattrs.clone());
-        // A file whose content is read gets them from its reader's
-        // descriptor (`file` reads them here when it is not read).
-        let unread = reused.is_none() && node.kind == NodeKind::File && node.links <= 1;
+        // A regular file either is unchanged (and so are its xattrs) or is
+        // read, and its reader takes them from the descriptor it checked,
+        // at the moment it takes the metadata it records.
         node.xattrs = match reused {
             Some(x) => x,
-            None if unread => Vec::new(),
+            None if node.kind == NodeKind::File => Vec::new(),
             None => self.read_xattrs(at_dir, &path, name),
         };
         match node.kind {
@@ -352,7 +352,7 @@ impl<'a> Walker<'a> {
                 Ok(None)
             }
             NodeKind::File => {
-                self.file(path, at_dir, node, dir, pnode, unread)?;
+                self.file(path, at_dir, node, dir, pnode)?;
                 Ok(None)
             }
             _ => {
@@ -396,17 +396,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A regular file; `pnode` is its entry in the parent snapshot;
-    /// `unread`: its xattrs are still to be read.
-    fn file(
-        &mut self,
-        path: PathBuf,
-        at: &Arc<OwnedFd>,
-        mut node: Node,
-        dir: u32,
-        pnode: Option<&Node>,
-        unread: bool,
-    ) -> Result<()> {
+    /// A regular file; `pnode` is its entry in the parent snapshot.
+    fn file(&mut self, path: PathBuf, at: &Arc<OwnedFd>, mut node: Node, dir: u32, pnode: Option<&Node>) -> Result<()> {
         let status = match pnode {
             None => FileStatus::New,
             Some(p) if unchanged(p, &node, self.index) => FileStatus::Unchanged,
@@ -415,9 +406,7 @@ impl<'a> Walker<'a> {
         self.found.0 += 1;
         self.found.1 += node.size;
         if status == FileStatus::Unchanged {
-            if unread {
-                node.xattrs = self.read_xattrs(at, &path, &node.name.clone());
-            }
+            // `unchanged` implies the same inode state: its xattrs were reused.
             node.content = pnode.expect("parent node").content.clone();
             self.count(status, node.size);
             self.progress.file_done(&path, node.size);
@@ -454,13 +443,15 @@ impl<'a> Walker<'a> {
         }
         self.held.hold(at);
         self.progress.queued(&path);
-        self.summary.xattrs_read += u64::from(unread);
-        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), xattrs: unread, size, token })
+        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), size, token })
     }
 
     /// A file came back from the pipeline.
     fn done(&mut self, d: Done<Token>) -> Result<()> {
         self.held.release(d.token.dir);
+        if matches!(d.outcome, FileOutcome::Read(_)) {
+            self.summary.xattrs_read += 1; // by its reader
+        }
         let result = match d.outcome {
             FileOutcome::Read(r) => Ok(r),
             FileOutcome::Failed(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -491,9 +482,7 @@ impl<'a> Walker<'a> {
                 let node = self.dirs.node_mut(t.place);
                 node.content = r.content;
                 node.size = r.size;
-                if let Some(x) = r.xattrs {
-                    node.xattrs = x;
-                }
+                node.xattrs = r.xattrs;
                 node.mtime = r.opened.mtime;
                 node.mtime_nsec = r.opened.mtime_nsec;
                 node.ctime = r.opened.ctime;
