@@ -30,6 +30,7 @@ pub mod keyset;
 pub mod limits;
 pub mod litter;
 mod load_index;
+mod opening;
 pub use load_index::PackFilter;
 pub mod lock;
 pub mod marks;
@@ -304,30 +305,8 @@ impl Repository {
     /// Opens an existing repository with `password`, trying first the key
     /// slots `hints` name (see [`keys`]).
     pub fn open_with(backend: Arc<dyn Backend>, password: &[u8], hints: &keys::KeyHints) -> Result<Repository> {
-        // On remote storage the marker, the config and the key slots are
-        // read at once: each is a round trip, and every command opens. A
-        // local directory is read in order, so that one that is no
-        // repository is told so before anything else in it is read (its
-        // `config` may be anything, a pipe included).
-        let no_marker = |e: crate::error::BackendError| {
-            if e.is_not_found() {
-                Error::NoRepository(backend.location())
-            } else {
-                e.into()
-            }
-        };
-        let (marker_bytes, config_read, slots_read) = if backend.is_remote() {
-            let (marker, config, slots) = std::thread::scope(|s| {
-                let config = s.spawn(|| backend.get(CONFIG_KEY));
-                let slots = s.spawn(|| keys::read_slots(backend.as_ref()));
-                let marker = backend.get(MARKER_KEY);
-                (marker, crate::pool::joined(config), crate::pool::joined(slots))
-            });
-            (marker.map_err(no_marker)?, config, slots)
-        } else {
-            let marker = backend.get(MARKER_KEY).map_err(no_marker)?;
-            (marker, backend.get(CONFIG_KEY), keys::read_slots(backend.as_ref()))
-        };
+        let opening::Read { marker: marker_bytes, config: config_read, slots: slots_read } =
+            opening::read(backend.as_ref())?;
         let marker: Marker =
             serde_json::from_slice(&marker_bytes).map_err(|e| Error::format(format!("marker `{MARKER_KEY}`"), e))?;
         if marker.format != "cairn" {
