@@ -2,18 +2,16 @@
 //! of snapshots and the cached trees and blobs.
 //!
 //! Metadata requests are answered on the session's thread. Reads go to a
-//! pool of workers, which reply on their own, so several reads (the
-//! kernel's read-ahead, several readers) fetch and decrypt at once; a
-//! sequential reader also gets the next chunks fetched ahead of it.
+//! pool of workers ([`super::reads`]).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::Sender;
 use fuser::{
     FileAttr, FileType, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyXattr, Request,
 };
@@ -26,6 +24,7 @@ use crate::repo::{Node, NodeKind, Repository};
 use super::attr;
 use super::catalog::{by_host, id_names, newest, Catalog};
 use super::inodes::{Inodes, What, HOSTS, IDS, LATEST, ROOT};
+use super::reads::{io_error, read_job, Job, OpenFile, Pool};
 
 /// How long the kernel may keep what it learned about the top directories
 /// (`/`, `/ids`, `/hosts`), which change when snapshots come and go.
@@ -36,8 +35,6 @@ const TTL_SNAPSHOT: Duration = Duration::from_secs(10);
 const TTL_CONTENT: Duration = Duration::from_secs(3600);
 /// The `d_ino` of a directory entry the kernel has not looked up.
 const UNKNOWN_INO: u64 = 0xffff_ffff;
-/// Chunks fetched ahead of a sequential reader.
-const READ_AHEAD_CHUNKS: usize = 4;
 
 /// What the workers share with the session.
 pub struct Shared {
@@ -63,45 +60,6 @@ impl Shared {
         });
         r.clone().map_err(|_| libc::EIO)
     }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Worker threads: reads first, read-ahead when no read waits.
-struct Pool {
-    reads: Sender<Job>,
-    ahead: Sender<Job>,
-}
-
-impl Pool {
-    fn new(threads: usize) -> Pool {
-        let (reads, read_rx) = crossbeam_channel::unbounded::<Job>();
-        let (ahead, ahead_rx) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..threads.max(1) {
-            let (r, a): (Receiver<Job>, Receiver<Job>) = (read_rx.clone(), ahead_rx.clone());
-            std::thread::Builder::new()
-                .name(format!("mount-read-{i}"))
-                .spawn(move || loop {
-                    let job = match r.try_recv() {
-                        Ok(j) => j,
-                        Err(_) => select! {
-                            recv(r) -> j => match j { Ok(j) => j, Err(_) => return },
-                            recv(a) -> j => match j { Ok(j) => j, Err(_) => return },
-                        },
-                    };
-                    job();
-                })
-                .expect("a thread starts");
-        }
-        Pool { reads, ahead }
-    }
-}
-
-struct OpenFile {
-    layout: FileLayout,
-    path: String,
-    /// Where the last read ended: a read starting there is sequential.
-    next: AtomicU64,
 }
 
 struct Listed {
@@ -136,13 +94,6 @@ pub struct CairnFs {
 }
 
 type Res<T> = Result<T, c_int>;
-
-/// `EIO` for the kernel, and the cause for the person who mounted (the
-/// repository's warning sink: the terminal `cairn mount` runs in).
-fn io_error(repo: &Repository, what: &str, e: impl std::fmt::Display) -> c_int {
-    repo.warn(format!("{what}: {e}"));
-    libc::EIO
-}
 
 impl CairnFs {
     pub fn new(repo: Repository, opts: Options) -> CairnFs {
@@ -413,35 +364,6 @@ fn reply_sized(reply: ReplyXattr, size: u32, bytes: &[u8]) {
         reply.error(libc::ERANGE);
     } else {
         reply.data(bytes);
-    }
-}
-
-/// Reads for one request, then fetches the next chunks for a sequential reader.
-fn read_job(reader: Arc<Reader>, f: Arc<OpenFile>, ahead: Arc<Sender<Job>>, offset: u64, size: u32, reply: ReplyData) {
-    let data = match reader.read(&f.layout, offset, size as usize) {
-        Ok(d) => d,
-        Err(e) => {
-            reply.error(io_error(reader.repo(), &f.path, e));
-            return;
-        }
-    };
-    reply.data(&data);
-    let end = offset + data.len() as u64;
-    let sequential = f.next.swap(end, Ordering::Relaxed) == offset;
-    if !sequential {
-        return;
-    }
-    let Some(first) = f.layout.chunk_at(end) else { return };
-    for i in first..(first + READ_AHEAD_CHUNKS).min(f.layout.len()) {
-        let id = *f.layout.chunk_id(i);
-        if reader.blob_is_near(&id) {
-            continue;
-        }
-        let r = reader.clone();
-        let _ = ahead.send(Box::new(move || {
-            // A failure is reported when the chunk is read for real.
-            let _ = r.blob(&id);
-        }));
     }
 }
 

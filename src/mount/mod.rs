@@ -20,6 +20,7 @@ mod attr;
 mod catalog;
 mod fs;
 mod inodes;
+mod reads;
 
 use std::path::{Path, PathBuf};
 
