@@ -14,6 +14,18 @@ use cairn::crypto::KdfParams;
 use cairn::repo::{InitOptions, Repository};
 use common::*;
 
+/// A temporary directory holding an empty source directory `src` and a
+/// repository with the cheapest key derivation.
+fn source_and_repository() -> (tempfile::TempDir, std::path::PathBuf, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let opts =
+        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
+    (dir, src, repo)
+}
+
 /// Deletes one file and rewrites another between the scan's `lstat` and
 /// the read.
 struct Meddler<'a> {
@@ -33,15 +45,10 @@ impl Progress for Meddler<'_> {
 
 #[test]
 fn a_file_that_vanishes_is_recorded_and_the_backup_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, src, repo) = source_and_repository();
     for i in 0..20 {
         std::fs::write(src.join(format!("f{i}")), format!("content {i}")).unwrap();
     }
-    let opts =
-        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
-    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     let meddler = Meddler { vanish: &src.join("f3"), rewrite: &src.join("f4") };
     let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &meddler).unwrap();
     let s = &report.snapshot.summary;
@@ -155,15 +162,11 @@ impl Progress for Swapper<'_> {
 
 #[test]
 fn bug_the_scan_read_a_file_and_its_xattrs_by_a_path_a_local_user_could_swap_under_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(src.join("z")).unwrap();
+    let (dir, src, repo) = source_and_repository();
+    std::fs::create_dir(src.join("z")).unwrap();
     std::fs::write(src.join("a"), b"first").unwrap();
     std::fs::write(src.join("z/f"), b"scanned").unwrap();
     xattr::set(src.join("z/f"), "user.who", b"scanned").unwrap();
-    let opts =
-        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
-    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     let moved = dir.path().join("moved");
     let swapper = Swapper { at: &src.join("a"), src: &src, moved: &moved };
     let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &swapper).unwrap();
@@ -195,14 +198,9 @@ impl Progress for Fifo<'_> {
 
 #[test]
 fn bug_a_file_swapped_for_a_fifo_before_it_was_read_held_the_backup_for_ever() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, src, repo) = source_and_repository();
     std::fs::write(src.join("a"), b"kept").unwrap();
     std::fs::write(src.join("p"), b"a file when scanned").unwrap();
-    let opts =
-        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
-    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     // The old code blocked in `open` for ever: a minute is the guard.
     let (tx, rx) = std::sync::mpsc::channel();
     let p = src.join("p");
@@ -216,15 +214,12 @@ fn bug_a_file_swapped_for_a_fifo_before_it_was_read_held_the_backup_for_ever() {
             // Unblock the reader so that the scope can end, then fail.
             let _ = std::fs::OpenOptions::new().write(true).open(&p);
         }
-        check_fifo_skipped(report.expect("the backup ended").unwrap());
+        let report = report.expect("the backup ended").unwrap();
+        let s = &report.snapshot.summary;
+        assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
+        assert!(s.skipped[0].path.ends_with("/p") && s.skipped[0].reason.contains("regular file"), "{:?}", s.skipped);
+        assert_eq!(s.files_total, 1);
     });
-}
-
-fn check_fifo_skipped(report: backup::BackupReport) {
-    let s = &report.snapshot.summary;
-    assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
-    assert!(s.skipped[0].path.ends_with("/p") && s.skipped[0].reason.contains("regular file"), "{:?}", s.skipped);
-    assert_eq!(s.files_total, 1);
 }
 
 /// Renames `other` over `target` once the scan queues `target`: another
@@ -244,14 +239,9 @@ impl Progress for Replacer<'_> {
 
 #[test]
 fn bug_a_file_replaced_by_another_between_the_scan_and_the_read_was_stored_as_the_scanned_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, src, repo) = source_and_repository();
     std::fs::write(src.join("f"), b"scanned").unwrap();
     std::fs::write(src.join("z"), b"put in its place").unwrap();
-    let opts =
-        InitOptions { kdf: KdfParams { memory_kib: 19456, iterations: 1, parallelism: 1 }, ..Default::default() };
-    let repo = Repository::init(Arc::new(LocalBackend::new(dir.path().join("repo"))), b"pw", opts).unwrap();
     let replacer = Replacer { target: &src.join("f"), other: &src.join("z") };
     let report = backup::run(&repo, Source::Paths(vec![src.clone()]), &BackupOptions::default(), &replacer).unwrap();
     let s = &report.snapshot.summary;

@@ -118,6 +118,16 @@ fn a_blob_stored_twice_keeps_its_first_location() {
     }
 }
 
+/// Pack `p` holding `ids`, 10 bytes each, one after another.
+fn small_pack(p: u64, ids: &[Id]) -> (PackInfo, Vec<PackEntry>) {
+    let entries = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| PackEntry { kind: BlobKind::Data, id, offset: i as u32 * 10, length: 10, raw_length: 8 })
+        .collect();
+    (PackInfo { id: pack_id(p), kind: BlobKind::Data, size: 100 }, entries)
+}
+
 /// An id that shares the 16-byte prefix of `of`.
 fn twin(of: &Id, n: u8) -> Id {
     let mut b = of.0;
@@ -137,16 +147,9 @@ fn near_twin(of: &Id, n: u8) -> Id {
 fn blobs_whose_prefixes_collide_each_find_their_own_location() {
     let a = id(1);
     let (b, absent) = (twin(&a, 1), twin(&a, 2));
-    let entry = |id, offset| PackEntry { kind: BlobKind::Data, id, offset, length: 10, raw_length: 8 };
     let mut files = Files::default();
-    files.add(file(vec![(
-        PackInfo { id: pack_id(1), kind: BlobKind::Data, size: 100 },
-        vec![entry(a, 0), entry(id(2), 10)],
-    )]));
-    files.add(file(vec![(
-        PackInfo { id: pack_id(2), kind: BlobKind::Data, size: 100 },
-        vec![entry(b, 0), entry(a, 10)],
-    )]));
+    files.add(file(vec![small_pack(1, &[a, id(2)])]));
+    files.add(file(vec![small_pack(2, &[b, a])]));
     for mode in [IndexMode::Locations, IndexMode::Compact] {
         let (ix, _) = files.build(mode);
         assert_eq!(ix.len(), 3, "a, b and blob 2; the second copy of a is dropped");
@@ -164,16 +167,9 @@ fn a_compact_index_tells_apart_blobs_that_share_its_shorter_key() {
     // a and b share 6 bytes (a compact key) but not 16; c shares a's 16.
     let a = id(1);
     let (b, c) = (near_twin(&a, 1), twin(&a, 1));
-    let entry = |id, offset| PackEntry { kind: BlobKind::Data, id, offset, length: 10, raw_length: 8 };
     let mut files = Files::default();
-    files.add(file(vec![(
-        PackInfo { id: pack_id(1), kind: BlobKind::Data, size: 100 },
-        vec![entry(a, 0), entry(b, 10), entry(id(2), 20)],
-    )]));
-    files.add(file(vec![(
-        PackInfo { id: pack_id(2), kind: BlobKind::Data, size: 100 },
-        vec![entry(c, 0), entry(b, 10), entry(id(3), 20)],
-    )]));
+    files.add(file(vec![small_pack(1, &[a, b, id(2)])]));
+    files.add(file(vec![small_pack(2, &[c, b, id(3)])]));
     let (wide, asked_wide) = files.build(IndexMode::Locations);
     let (ix, asked) = files.build(IndexMode::Compact);
     assert_eq!(asked_wide, 4, "a and c share 16 bytes, and b is listed twice");
