@@ -48,11 +48,9 @@ impl HeldDirs {
         self.jobs.len() < self.budget || self.jobs.contains_key(&key_of(dir))
     }
 
-    /// A job of `dir` starts; its key goes back to [`HeldDirs::release`].
-    pub fn hold(&mut self, dir: &Arc<OwnedFd>) -> usize {
-        let key = key_of(dir);
-        *self.jobs.entry(key).or_default() += 1;
-        key
+    /// A job of `dir` starts; `release(key_of(dir))` ends it.
+    pub fn hold(&mut self, dir: &Arc<OwnedFd>) {
+        *self.jobs.entry(key_of(dir)).or_default() += 1;
     }
 
     /// A job of the directory `key` ended.
@@ -81,9 +79,10 @@ mod tests {
         let open = || Arc::new(OwnedFd::from(std::fs::File::open("/").unwrap()));
         let (a, b, c) = (open(), open(), open());
         let mut h = HeldDirs::with_budget(2);
-        let ka = h.hold(&a);
+        let (ka, kb) = (key_of(&a), key_of(&b));
         h.hold(&a);
-        let kb = h.hold(&b);
+        h.hold(&a);
+        h.hold(&b);
         assert_eq!(h.held(), 2);
         assert!(!h.has_room(&c), "a third directory waits");
         assert!(h.has_room(&a) && h.has_room(&b), "more jobs of a held one do not");

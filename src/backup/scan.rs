@@ -414,7 +414,6 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         let (links, key, size) = (node.links, (node.device, node.inode), node.size);
-        let (node_dev, node_ino) = key;
         let place = self.dirs.add_pending(dir, node);
         let token = Token { place, status, dir: held_dirs::key_of(at), linked: links > 1 };
         if links > 1 {
@@ -443,7 +442,7 @@ impl<'a> Walker<'a> {
         }
         self.held.hold(at);
         self.progress.queued(&path);
-        self.pipe.send(FileJob { path, dir: at.clone(), inode: (node_dev, node_ino), size, token })
+        self.pipe.send(FileJob { path, dir: at.clone(), inode: key, size, token })
     }
 
     /// A file came back from the pipeline.
