@@ -56,6 +56,18 @@ fn garage_ignores_if_none_match_and_cairn_still_never_replaces_an_object() {
     b.put("data/cd/big", &big(3)).unwrap();
     assert!(b.put("data/cd/big", &big(5)).unwrap_err().is_already_exists());
     assert!(b.get("data/cd/big").unwrap() == big(3));
+    // An object named by its hash goes up without the HEAD: what is under
+    // its name is these bytes, so a second write replaces nothing.
+    let (heads, puts) = (g.requests("HeadObject"), g.requests("PutObject"));
+    let packed = big(7);
+    let name = format!("data/ef/{}", blake3::hash(&packed).to_hex());
+    b.put_data_pack(&name, &packed).unwrap();
+    b.put_data_pack(&name, &packed).unwrap(); // a retry of the same pack
+    let index = format!("index/{}", blake3::hash(b"an index file").to_hex());
+    b.put_hashed(&index, b"an index file").unwrap();
+    assert_eq!(g.requests("HeadObject"), heads, "a HEAD before writing an object named by its hash");
+    assert!(g.requests("PutObject") > puts, "the writes reached Garage");
+    assert!(b.get(&name).unwrap() == packed && b.get(&index).unwrap() == b"an index file");
     // Locks are the objects that change, and only they.
     b.put_mutable("locks/l", b"1").unwrap();
     b.put_mutable("locks/l", b"2").unwrap();

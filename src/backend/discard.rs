@@ -43,6 +43,9 @@ impl<B: Backend> Backend for Discarding<B> {
     fn put_data_pack(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
         Ok(())
     }
+    fn put_hashed(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
+        Ok(())
+    }
     fn delete_many(&self, _keys: &[String]) -> BackendResult<()> {
         Ok(())
     }

@@ -121,6 +121,10 @@ impl<B: Backend> Backend for RateLimited<B> {
         pace(&self.up, data.len());
         self.inner.put_data_pack(key, data)
     }
+    fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        pace(&self.up, data.len());
+        self.inner.put_hashed(key, data)
+    }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         self.inner.delete_many(keys)
     }

@@ -23,6 +23,8 @@ pub mod discard;
 mod forwarding_tests;
 pub mod limit;
 pub mod local;
+#[cfg(test)]
+pub(crate) mod meeting;
 pub mod object_lock;
 pub mod parts;
 pub mod s3;
@@ -127,7 +129,16 @@ pub trait Backend: Send + Sync {
     /// The size of an object; `NotFound` when it does not exist.
     fn stat(&self, key: &str) -> BackendResult<u64>;
     /// Stores a data pack (cold storage classes apply to these only).
+    /// Its name is its hash, as for [`Backend::put_hashed`].
     fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put(key, data)
+    }
+    /// Stores a new object whose name ends in the hex BLAKE3 hash of
+    /// `data` (a pack, an index file, a snapshot): an object already under
+    /// that name holds these very bytes, so writing it again replaces
+    /// nothing, and storage that ignores `If-None-Match` is not asked first
+    /// whether it exists (one round trip less per object).
+    fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         self.put(key, data)
     }
     /// Deletes several objects (batched where the backend can).
@@ -216,6 +227,9 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         (**self).put_data_pack(key, data)
+    }
+    fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        (**self).put_hashed(key, data)
     }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         (**self).delete_many(keys)
@@ -349,6 +363,11 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.counts.put.fetch_add(1, Ordering::Relaxed);
         self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.inner.put_data_pack(key, data)
+    }
+    fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put_hashed(key, data)
     }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         self.counts.delete.fetch_add(keys.len().div_ceil(1000) as u64, Ordering::Relaxed);

@@ -19,7 +19,9 @@
 //! exists: when its bytes are ours (a retry whose first answer was lost)
 //! that is success, otherwise an error that names the key. A storage that
 //! ignores the header (recorded at `init`, see [`super::WritePolicy`]) is
-//! asked first whether the key exists (HEAD before PUT). With Object Lock
+//! asked first whether the key exists (HEAD before PUT), except for an
+//! object named by its own hash (a pack, an index file, a snapshot): what
+//! is already under that name is these bytes. With Object Lock
 //! on, every object outside `locks/` is written with its retain-until date
 //! ([`super::ObjectLock`]); `s3_lock.rs` has the bucket and retention calls,
 //! `s3_put.rs` the single and multipart uploads.
@@ -38,6 +40,16 @@ use super::{
     is_mutable_key, refuse_mutable, Backend, BackendError, BackendErrorKind, BackendResult, BucketLockStatus, LockMode,
     ObjectInfo, WritePolicy, CODE_ACCESS_DENIED, CODE_PRECONDITION_FAILED, CODE_UNREACHABLE,
 };
+
+/// How a new object's key was chosen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Named {
+    /// By the caller: an object under the key may hold other bytes.
+    Freely,
+    /// The key ends in the hex BLAKE3 hash of the bytes: an object under
+    /// it holds the same bytes, so writing it again replaces nothing.
+    ByHash,
+}
 
 /// Settings of an S3 repository, beyond the bucket and prefix of its URL.
 #[derive(Debug, Clone)]
@@ -432,7 +444,11 @@ impl Backend for S3Backend {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.put_new(key, data, None)
+        self.put_new(key, data, None, Named::Freely)
+    }
+
+    fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put_new(key, data, None, Named::ByHash)
     }
 
     fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
@@ -444,7 +460,7 @@ impl Backend for S3Backend {
 
     fn put_data_pack(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         let class = self.opts.storage_class.as_deref().map(StorageClass::from);
-        self.put_new(key, data, class)
+        self.put_new(key, data, class, Named::ByHash)
     }
 
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {

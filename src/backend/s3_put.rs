@@ -1,13 +1,14 @@
 //! Writing one object: a single `PutObject` or a multipart upload, each
 //! with `If-None-Match: *` and, with Object Lock, its retain-until date;
-//! and the HEAD before PUT for storage that ignores the condition.
+//! and the HEAD before PUT for storage that ignores the condition, unless
+//! the object is named by its hash.
 
 use chrono::{DateTime, Utc};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, StorageClass};
 
-use super::s3::{classify, Failure, S3Backend};
+use super::s3::{classify, Failure, Named, S3Backend};
 use super::{is_mutable_key, Backend, BackendError, BackendResult, LockMode};
 
 fn to_smithy(t: DateTime<Utc>) -> aws_sdk_s3::primitives::DateTime {
@@ -120,9 +121,19 @@ impl S3Backend {
 
     /// Stores a new object under `key`, never replacing one (see the
     /// module documentation).
-    pub(super) fn put_new(&self, key: &str, data: &[u8], class: Option<StorageClass>) -> BackendResult<()> {
+    pub(super) fn put_new(
+        &self,
+        key: &str,
+        data: &[u8],
+        class: Option<StorageClass>,
+        named: Named,
+    ) -> BackendResult<()> {
+        debug_assert!(
+            named == Named::Freely || key.rsplit('/').next() == Some(blake3::hash(data).to_hex().as_str()),
+            "`{key}` is not named by the hash of its bytes"
+        );
         let policy = self.write_policy();
-        if !policy.conditional_put {
+        if !policy.conditional_put && named == Named::Freely {
             // The storage does not refuse conditional writes: look first.
             match self.stat(key) {
                 Ok(_) => return self.same_or_refused(key, data),

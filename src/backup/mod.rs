@@ -21,7 +21,6 @@ pub mod pipeline;
 pub mod prefetch;
 pub mod scan;
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,8 +31,9 @@ use crate::error::{Error, Result};
 use crate::host;
 use crate::id::Id;
 use crate::repo::blob::Encoder;
-use crate::repo::writer::{adopt_unindexed_packs, RepoWriter};
-use crate::repo::{marks, BlobKind, Index, IndexMode, Node, NodeKind, PackFilter, Repository, Snapshot, Summary, Tree};
+use crate::repo::write_start;
+use crate::repo::writer::RepoWriter;
+use crate::repo::{BlobKind, Index, Node, NodeKind, Repository, Snapshot, Summary, Tree};
 
 use excludes::Excludes;
 use pipeline::Counters;
@@ -155,14 +155,11 @@ pub fn run(
     let host = opts.host.clone().unwrap_or_else(host::hostname);
     // Shared: backups run side by side, and beside a prune. The marks
     // listed before the lock is written are named in it; those listed
-    // after are honoured too (see `crate::prune::marking`).
-    let before = marks::list(repo)?;
-    let _lock = crate::repo::lock::acquire_honouring(repo, "backup", before.ids())?;
-    let after = marks::list(repo)?;
-    let marked: HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
-    let filter = PackFilter { exclude: marked.clone(), demote: HashSet::new() };
-    let mut index = repo.load_index_filtered(IndexMode::Membership, &filter)?;
-    let adopted = adopt_unindexed_packs(repo, &mut index, &marked)?;
+    // after are honoured too (see `crate::prune::marking`). The snapshots
+    // (to find the parent) are listed beside the index.
+    let (writing, listed) =
+        write_start::start(repo, "backup", || opts.parent.is_none().then(|| repo.list_snapshots()))?;
+    let write_start::Started { lock: _lock, index, adopted } = writing;
     crate::failpoint::hit!("backup::index_loaded");
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
@@ -189,10 +186,10 @@ pub fn run(
         }
     };
 
-    let parent_id = match opts.parent {
-        Some(p) => p,
-        None => {
-            let list = repo.list_snapshots()?;
+    let parent_id = match (opts.parent, listed) {
+        (Some(p), _) => p,
+        (None, listed) => {
+            let list = listed.expect("listed when no parent was given")?;
             warnings.extend(list.damaged.iter().map(|(id, e)| {
                 format!("snapshot {} cannot be read, so it was not considered as the parent: {e}", id.short())
             }));

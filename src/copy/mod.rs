@@ -43,7 +43,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repo::writer::{adopt_unindexed_packs, WriterStats};
+use crate::repo::write_start;
+use crate::repo::writer::WriterStats;
 use crate::repo::{IndexMode, Repository, Snapshot};
 
 pub use walk::Copier;
@@ -182,15 +183,10 @@ pub fn run(
     let _src_lock = crate::repo::lock::acquire(src, false, "copy from")?;
     // The destination is written as a backup writes: its prune marks are
     // honoured, so what only marked packs hold is stored again (see
-    // `crate::prune::marking`).
-    let before = crate::repo::marks::list(dst)?;
-    let _dst_lock = crate::repo::lock::acquire_honouring(dst, "copy to", before.ids())?;
-    let after = crate::repo::marks::list(dst)?;
-    let marked: std::collections::HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
-    let src_index = src.load_index_as(IndexMode::Compact)?;
-    let filter = crate::repo::PackFilter { exclude: marked.clone(), demote: std::collections::HashSet::new() };
-    let mut dst_index = dst.load_index_filtered(IndexMode::Membership, &filter)?;
-    let adopted = adopt_unindexed_packs(dst, &mut dst_index, &marked)?;
+    // `crate::prune::marking`). The source's index loads meanwhile.
+    let (writing, src_index) = write_start::start(dst, "copy to", || src.load_index_as(IndexMode::Compact))?;
+    let write_start::Started { lock: _dst_lock, index: dst_index, adopted } = writing;
+    let src_index = src_index?;
     report.adopted_packs = adopted.packs;
     report.warnings.extend(
         adopted

@@ -43,11 +43,26 @@ impl Repository {
     /// index is what could be read, which is safe for a backup (what it
     /// does not know it stores again).
     pub fn load_index_filtered(&self, mode: IndexMode, filter: &PackFilter) -> Result<Index> {
+        self.load_index_from(mode, filter, None)
+    }
+
+    /// [`Repository::load_index_filtered`] from the index files `listed`
+    /// a moment ago (a start that lists several things at once); a file
+    /// that vanished since starts it again from a new listing.
+    pub fn load_index_listed(&self, mode: IndexMode, filter: &PackFilter, listed: Vec<Id>) -> Result<Index> {
+        self.load_index_from(mode, filter, Some(listed))
+    }
+
+    fn load_index_from(&self, mode: IndexMode, filter: &PackFilter, mut listed: Option<Vec<Id>>) -> Result<Index> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut vanished = false;
-            let built = self.build_index_filtered(mode, filter, &mut |id, e| {
+            let ids = match listed.take() {
+                Some(ids) => ids,
+                None => self.list_ids("index")?,
+            };
+            let built = self.build_index_from(ids, mode, filter, &mut |id, e| {
                 if is_vanished(&e) {
                     vanished = true;
                     return Ok(());
@@ -69,16 +84,16 @@ impl Repository {
     /// Builds the index from every index file; each file that cannot be
     /// read or decoded goes to `bad`, which skips it (`Ok`) or stops.
     pub fn build_index(&self, mode: IndexMode, bad: &mut dyn FnMut(&Id, Error) -> Result<()>) -> Result<Index> {
-        self.build_index_filtered(mode, &PackFilter::default(), bad)
+        self.build_index_from(self.list_ids("index")?, mode, &PackFilter::default(), bad)
     }
 
-    fn build_index_filtered(
+    fn build_index_from(
         &self,
+        ids: Vec<Id>,
         mode: IndexMode,
         filter: &PackFilter,
         bad: &mut dyn FnMut(&Id, Error) -> Result<()>,
     ) -> Result<Index> {
-        let ids = self.list_ids("index")?;
         if let Some(c) = &self.cache {
             c.retain("index", &ids.iter().copied().collect());
         }

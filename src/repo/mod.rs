@@ -40,6 +40,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod undelete;
 pub mod walk;
+pub mod write_start;
 pub mod writer;
 
 use std::sync::Arc;
@@ -411,7 +412,7 @@ impl Repository {
     pub fn save_object(&self, dir: &str, plaintext: &[u8]) -> Result<Id> {
         let sealed = blob::seal_object(&self.key, plaintext);
         let id = Id::hash_of(&sealed);
-        self.backend.put(&format!("{dir}/{id}"), &sealed)?;
+        self.backend.put_hashed(&format!("{dir}/{id}"), &sealed)?;
         if let Some(c) = &self.cache {
             c.put(dir, &id, &sealed);
         }

@@ -92,7 +92,7 @@ impl RepoWriter {
                         let Ok(p) = received else { break };
                         match p.kind {
                             BlobKind::Data => backend.put_data_pack(&pack_key(&p.id), &p.bytes)?,
-                            BlobKind::Tree => backend.put(&pack_key(&p.id), &p.bytes)?,
+                            BlobKind::Tree => backend.put_hashed(&pack_key(&p.id), &p.bytes)?,
                         }
                         crate::failpoint::hit!("writer::pack_stored");
                         let info = PackInfo { id: p.id, kind: p.kind, size: p.bytes.len() as u64 };
@@ -261,7 +261,7 @@ fn write_index(
     for f in super::index::split_into_files(packs) {
         let sealed = blob::seal_object(key, &f.encode());
         let id = Id::hash_of(&sealed);
-        backend.put(&format!("index/{id}"), &sealed)?;
+        backend.put_hashed(&format!("index/{id}"), &sealed)?;
         crate::failpoint::hit!("writer::index_stored");
         if let Some(c) = cache {
             c.put("index", &id, &sealed);
@@ -272,17 +272,19 @@ fn write_index(
 }
 
 /// Indexes packs that are stored but in no index file (left by an
-/// interrupted backup), so their blobs are reused instead of stored again.
+/// interrupted backup), so their blobs are reused instead of stored again;
+/// `listed` is the listing of `data/`.
 /// Packs whose header does not open are left alone and reported; packs in
 /// `marked` (of the prune marks the backup honours) are left alone too.
 pub fn adopt_unindexed_packs(
     repo: &Repository,
     index: &mut Index,
     marked: &std::collections::HashSet<Id>,
+    listed: Vec<crate::backend::ObjectInfo>,
 ) -> Result<AdoptReport> {
     let mut report = AdoptReport::default();
     let mut adopted = Vec::new();
-    for o in repo.backend().list("data/")? {
+    for o in listed {
         let Some(id) = o.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) else { continue };
         if index.has_pack(&id) || marked.contains(&id) {
             continue;

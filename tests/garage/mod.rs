@@ -18,6 +18,7 @@ pub struct Node {
     pub config: PathBuf,
     pub s3_port: u16,
     pub rpc_port: u16,
+    pub admin_port: u16,
     child: Option<Child>,
 }
 
@@ -121,7 +122,7 @@ impl Garage {
                 ),
             )
             .unwrap();
-            let mut node = Node { dir, config, s3_port, rpc_port, child: None };
+            let mut node = Node { dir, config, s3_port, rpc_port, admin_port, child: None };
             node.child = Some(spawn(&bin, &node));
             nodes.push(node);
         }
@@ -160,6 +161,20 @@ impl Garage {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.nodes[0].s3_port)
+    }
+
+    /// How many requests of `api_endpoint` (`HeadObject`, `PutObject`…)
+    /// the first node has served, from its metrics.
+    #[allow(dead_code, reason = "not every test binary counts requests")]
+    pub fn requests(&self, api_endpoint: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.nodes[0].admin_port)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.") && text.contains(" 200 "), "garage metrics: {text}");
+        let series = format!("api_s3_request_counter{{api_endpoint=\"{api_endpoint}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.trim().parse().unwrap())
     }
 
     pub fn url(&self, prefix: &str) -> String {
