@@ -34,7 +34,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::append_head::{finish, finish_with, newest_head};
+use super::append_head::{finish, finish_with, head_names, newest_head, newest_head_among};
 use super::append_legacy::legacy_append;
 use super::canonical;
 use super::chain_record::{init_payload, own_record_hash, refuse_restart, write_record};
@@ -45,6 +45,7 @@ use super::record;
 use super::signer::{self, KeySource, PrivateDir, Signer};
 use super::store;
 use crate::error::{Error, Result};
+use crate::pool::joined;
 use crate::repo::{blob, Repository};
 
 /// Appends records for one process: with this host's key when it has one.
@@ -164,7 +165,16 @@ impl Appender {
         let chain = s.key_id().to_string();
         let rk = read_key(repo);
         let mut warnings = Vec::new();
-        let own = list_chain(repo, &chain)?;
+        // The chain's records and the newest heads' names at once (on
+        // remote storage each is a round trip).
+        let (own, heads) = std::thread::scope(|sc| {
+            let heads = sc.spawn(|| head_names(repo));
+            (list_chain(repo, &chain), joined(heads))
+        });
+        let own = own?;
+        // A head that cannot be listed or read is no head: the append goes on.
+        let heads = heads.unwrap_or_default();
+        let newest = || newest_head_among(repo, &rk, &heads, None).ok().flatten();
         let mut tail: Option<ChainHead> = None;
         if own.is_empty() {
             let init_extra = (kind == "init").then(|| payload.clone());
@@ -175,13 +185,19 @@ impl Appender {
             }
             tail = Some(ChainHead { seq: 0, hash: first.hash });
         }
-        let stored = match (tail, own.last()) {
-            (Some(t), _) => Some(t),
-            (None, Some(&n)) => Some(ChainHead { seq: n, hash: own_record_hash(repo, s, &rk, &chain, n)? }),
-            (None, None) => None,
+        // The tail's record and the newest head at once, too.
+        let (stored, head) = match (tail, own.last()) {
+            (Some(t), _) => (Some(t), newest()),
+            (None, Some(&n)) => {
+                let (hash, head) = std::thread::scope(|sc| {
+                    let head = sc.spawn(newest);
+                    (own_record_hash(repo, s, &rk, &chain, n), joined(head))
+                });
+                (Some(ChainHead { seq: n, hash: hash? }), head)
+            }
+            (None, None) => (None, newest()),
         };
         let remembered = recall(private.as_ref(), repo, &chain);
-        let head = newest_head(repo, &rk).ok().flatten();
         let headed = head.as_ref().and_then(|h| h.chains.get(&chain).cloned());
         let mut tail = stored.clone().expect("a chain with records");
         for (what, other) in [("this host remembers", remembered), ("the newest head names", headed)] {

@@ -62,6 +62,13 @@ pub(super) fn newest_head_with(
     rk: &crate::crypto::MasterKey,
     legacy_key: Option<ed25519_dalek::VerifyingKey>,
 ) -> Result<Option<CheckedHead>> {
+    newest_head_among(repo, rk, &head_names(repo)?, legacy_key)
+}
+
+/// The names of the newest heads: those of the newest bucket of the last
+/// week that has any, else of all buckets. An append lists them while it
+/// reads its chain's tail, and then looks among them.
+pub(super) fn head_names(repo: &Repository) -> Result<Vec<String>> {
     let now = Utc::now();
     let mut names: Vec<String> = Vec::new();
     for days in 0..=7 {
@@ -80,6 +87,17 @@ pub(super) fn newest_head_with(
     }
     names.retain(|n| matches!(store::classify(n), Name::Head(_)));
     names.sort();
+    Ok(names)
+}
+
+/// The newest head among `names` (as [`head_names`] lists them) that
+/// verifies.
+pub(super) fn newest_head_among(
+    repo: &Repository,
+    rk: &crate::crypto::MasterKey,
+    names: &[String],
+    legacy_key: Option<ed25519_dalek::VerifyingKey>,
+) -> Result<Option<CheckedHead>> {
     let mut legacy: Option<Option<ed25519_dalek::VerifyingKey>> = legacy_key.map(Some);
     for name in names.iter().rev().take(5) {
         let Ok(sealed) = repo.backend().get(name) else { continue };

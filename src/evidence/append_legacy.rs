@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use super::append_head::{finish_with, newest_head_with};
+use super::append_head::{finish_with, head_names, newest_head_among};
 use super::chain_record::{init_payload, load_record, refuse_restart, write_record, AppendedRecord};
 use super::key::{self, read_key, LEGACY_KEY_ID};
 use super::objects::ChainHead;
@@ -15,6 +15,7 @@ use super::signer::Signer;
 use super::store::{self, Name};
 use super::{LOCKS_DIR, LOCK_WAIT};
 use crate::error::{Error, Result};
+use crate::pool::joined;
 use crate::repo::{lock, Repository};
 
 /// Takes the legacy chain's append lock, retrying with random back-off
@@ -45,7 +46,15 @@ pub(super) fn legacy_append(
     adopting: bool,
 ) -> Result<Option<AppendedRecord>> {
     let _lock = lock_appends(repo, kind)?;
-    let all = repo.backend().list(&format!("{}/", store::RECORDS_DIR))?;
+    // What the append starts from, read at once (on remote storage each
+    // is a round trip): the records, the key and the newest heads' names.
+    let (all, loaded, heads) = std::thread::scope(|sc| {
+        let loaded = sc.spawn(|| key::load(repo));
+        let heads = sc.spawn(|| head_names(repo));
+        let all = repo.backend().list(&format!("{}/", store::RECORDS_DIR));
+        (all, joined(loaded), joined(heads))
+    });
+    let all = all?;
     let mut host_chains = false;
     let mut seqs: Vec<u64> = Vec::new();
     for o in &all {
@@ -56,7 +65,7 @@ pub(super) fn legacy_append(
         }
     }
     seqs.sort_unstable();
-    let signing = match key::load(repo)? {
+    let signing = match loaded? {
         Some(k) => k,
         None if seqs.is_empty() && !host_chains => {
             if kind != "init" && !adopting {
@@ -76,21 +85,27 @@ pub(super) fn legacy_append(
     let s = Signer::legacy(signing);
     let rk = read_key(repo);
     let mut warnings = Vec::new();
-    let (seq, prev) = match seqs.last() {
-        None if kind == "init" => (0, None),
+    // A head that cannot be listed or read is no head: the append goes on.
+    let heads = heads.unwrap_or_default();
+    let newest = || newest_head_among(repo, &rk, &heads, Some(*s.public())).ok().flatten();
+    let (seq, prev, head) = match seqs.last() {
+        None if kind == "init" => (0, None, newest()),
         None => {
             if !adopting {
                 refuse_restart(repo)?;
             }
             let first = write_record(repo, &s, &rk, LEGACY_KEY_ID, 0, None, "init", None, init_payload())?;
-            (1, Some(first.hash))
+            (1, Some(first.hash), newest())
         }
         Some(&last) => {
-            let bytes = load_record(repo, LEGACY_KEY_ID, last)?;
-            (last + 1, Some(blake3::hash(&bytes).to_hex().to_string()))
+            // The tail and the newest head at once, too.
+            let (bytes, head) = std::thread::scope(|sc| {
+                let head = sc.spawn(newest);
+                (load_record(repo, LEGACY_KEY_ID, last), joined(head))
+            });
+            (last + 1, Some(blake3::hash(&bytes?).to_hex().to_string()), head)
         }
     };
-    let head = newest_head_with(repo, &rk, Some(*s.public())).ok().flatten();
     let (mut seq, mut prev) = (seq, prev);
     if let Some(h) = head.as_ref().and_then(|h| h.chains.get(LEGACY_KEY_ID)) {
         if h.seq >= seq {

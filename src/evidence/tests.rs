@@ -212,3 +212,57 @@ fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
     let k = p.iter().find(|x| x.object == key::KEY_OBJECT).expect("the missing key is named");
     assert!(k.message.contains("is missing, but 3 evidence record(s) exist"), "{}", k.message);
 }
+
+/// `repo` with its backend wrapped in a [`Meeting`] of `rounds`, armed.
+fn meeting(repo: &Repository, rounds: &[&[&str]]) -> (Repository, Arc<crate::backend::meeting::Meeting>) {
+    let mut r = repo.clone();
+    let mut m = None;
+    r.wrap_backend(|b| {
+        let w = crate::backend::meeting::Meeting::new(b, rounds);
+        m = Some(w.clone());
+        w
+    });
+    let m = m.unwrap();
+    m.arm();
+    (r, m)
+}
+
+/// Under the lock, the legacy chain's append reads the records, the key and
+/// the heads' names at once, then the last record and the newest head at
+/// once: two round trips on remote storage instead of five.
+#[test]
+fn a_legacy_append_reads_its_chain_key_and_head_side_by_side() {
+    let (dir, _, repo) = new_repo();
+    append(&repo, "backup", None, json!({"outcome": "success"})).unwrap();
+    let (watched, m) = meeting(
+        &repo,
+        &[&["evidence/records/", "evidence/key", "evidence/heads/"], &["evidence/records/", "evidence/heads/"]],
+    );
+    let r = append(&watched, "prune", None, json!({"outcome": "success"})).unwrap();
+    assert!(m.met(), "the legacy append read its chain, key and head one after another");
+    assert_eq!(r.seq, 2);
+    assert!(r.head.is_some() && r.warnings.is_empty(), "{:?}", r.warnings);
+    assert!(export_and_verify(&repo, dir.path()).is_intact());
+}
+
+/// A host key's append reads its sub-chain and the heads' names at once,
+/// then its tail record and the newest head at once.
+#[test]
+fn a_host_append_reads_its_tail_and_the_newest_head_side_by_side() {
+    let (dir, _, repo) = new_repo();
+    let state = tempfile::tempdir().unwrap();
+    signer::create(state.path(), &signer::KeySource::State, None).unwrap();
+    let host = Appender::for_state_dir(state.path()).unwrap();
+    let chain = host.signer().unwrap().key_id().to_string();
+    let enrolled = append::enroll(&repo, &host).unwrap();
+    assert!(enrolled.newly);
+    let own = format!("evidence/records/{chain}/");
+    let (watched, m) = meeting(&repo, &[&[&own, "evidence/heads/"], &[&own, "evidence/heads/"]]);
+    let r = host.append(&watched, "backup", None, json!({"outcome": "success"})).unwrap();
+    assert!(m.met(), "the host append read its tail and the newest head one after another");
+    assert_eq!((r.seq, r.signer.as_str()), (1, chain.as_str()));
+    assert!(r.head.is_some() && r.warnings.is_empty(), "{:?}", r.warnings);
+    let heads = append_head::newest_head(&repo, &key::read_key(&repo)).unwrap().unwrap();
+    assert_eq!(heads.chains[&chain].seq, 1, "the new head names the record");
+    let _ = dir;
+}
