@@ -49,6 +49,11 @@ impl Meeting {
         s.round == self.rounds.len() && !s.gave_up
     }
 
+    /// Whether a request waited for the others until [`GIVE_UP`].
+    pub(crate) fn gave_up(&self) -> bool {
+        self.state.lock().unwrap().gave_up
+    }
+
     fn arrive(&self, key: &str) {
         let mut s = self.state.lock().unwrap();
         let round = s.round;

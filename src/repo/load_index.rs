@@ -26,14 +26,23 @@ impl Repository {
 
     /// [`Repository::find_snapshot`] and [`Repository::load_index_as`] at
     /// once: on remote storage each lists and reads, round trip after
-    /// round trip, and a restore needs both before it starts.
+    /// round trip, and a restore needs both before it starts. A snapshot
+    /// that is not found is said at once, without waiting for the index
+    /// (minutes in a large repository): the load is left to finish on its
+    /// own, and its result is dropped.
     pub fn find_snapshot_and_index(&self, spec: &str, mode: IndexMode) -> Result<((Id, Snapshot), Index)> {
-        let (found, index) = std::thread::scope(|s| {
-            let index = s.spawn(|| self.load_index_as(mode));
-            let found = self.find_snapshot(spec);
-            (found, crate::pool::joined(index))
+        let this = self.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.load_index_as(mode)));
+            let _ = tx.send(loaded);
         });
-        Ok((found?, index?))
+        let found = self.find_snapshot(spec)?;
+        match rx.recv() {
+            Ok(Ok(index)) => Ok((found, index?)),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => unreachable!("the index load sends before it ends"),
+        }
     }
 
     /// [`Repository::load_index_as`], with packs left out or located last
@@ -43,25 +52,11 @@ impl Repository {
     /// index is what could be read, which is safe for a backup (what it
     /// does not know it stores again).
     pub fn load_index_filtered(&self, mode: IndexMode, filter: &PackFilter) -> Result<Index> {
-        self.load_index_from(mode, filter, None)
-    }
-
-    /// [`Repository::load_index_filtered`] from the index files `listed`
-    /// a moment ago (a start that lists several things at once); a file
-    /// that vanished since starts it again from a new listing.
-    pub fn load_index_listed(&self, mode: IndexMode, filter: &PackFilter, listed: Vec<Id>) -> Result<Index> {
-        self.load_index_from(mode, filter, Some(listed))
-    }
-
-    fn load_index_from(&self, mode: IndexMode, filter: &PackFilter, mut listed: Option<Vec<Id>>) -> Result<Index> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut vanished = false;
-            let ids = match listed.take() {
-                Some(ids) => ids,
-                None => self.list_ids("index")?,
-            };
+            let ids = self.list_ids("index")?;
             let built = self.build_index_from(ids, mode, filter, &mut |id, e| {
                 if is_vanished(&e) {
                     vanished = true;
@@ -207,5 +202,38 @@ impl IndexVisitor for VisitPacks<'_> {
         if let Some(asked) = self.packs.get(&info.id) {
             (self.fill)(&info.id, &mut entries, asked);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::backend::meeting::Meeting;
+    use crate::backend::LocalBackend;
+    use crate::crypto::KdfParams;
+    use crate::error::Error;
+    use crate::repo::{IndexMode, InitOptions, Repository};
+
+    /// Review finding: `restore` of a mistyped snapshot waited for the
+    /// whole index to load (minutes in a large repository) before it said
+    /// the snapshot was not found. Here the index listing never ends (it
+    /// waits for a request that never comes), and the error comes anyway.
+    #[test]
+    fn bug_a_snapshot_not_found_waited_for_the_index_to_load() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
+        let mut repo = Repository::init(Arc::new(LocalBackend::new(d.path().join("repo"))), b"pw", opts).unwrap();
+        let mut meeting = None;
+        repo.wrap_backend(|b| {
+            let m = Meeting::new(b, &[&["index/", "never/"]]);
+            meeting = Some(m.clone());
+            m
+        });
+        let meeting = meeting.unwrap();
+        meeting.arm();
+        let e = repo.find_snapshot_and_index("deadbeef", IndexMode::Compact).unwrap_err();
+        assert!(matches!(e, Error::SnapshotNotFound(_)), "{e}");
+        assert!(!meeting.gave_up(), "the error waited for the index load");
     }
 }
