@@ -196,18 +196,23 @@ pub fn run(
             list.snapshots.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)).map(|(id, _)| id)
         }
     };
-    let parent_tree = match parent_id {
-        Some(id) => {
-            let s = repo.load_snapshot(&id)?;
-            match repo.load_tree(&index, &s.tree) {
-                Ok(t) => Some(t),
+    let (parent_id, parent_tree) = match parent_id {
+        Some(id) => match repo.load_snapshot(&id) {
+            Ok(s) => match repo.load_tree(&index, &s.tree) {
+                Ok(t) => (Some(id), Some(t)),
                 Err(e) => {
                     warnings.push(format!("parent snapshot {} unreadable, reading everything: {e}", id.short()));
-                    None
+                    (Some(id), None)
                 }
+            },
+            // Listed while the index loaded, forgotten since: no parent.
+            Err(Error::Backend(e)) if e.is_not_found() && opts.parent.is_none() => {
+                warnings.push(format!("parent snapshot {} was forgotten meanwhile, reading everything", id.short()));
+                (None, None)
             }
-        }
-        None => None,
+            Err(e) => return Err(e),
+        },
+        None => (None, None),
     };
 
     // Remote storage wants more uploads in flight; each holds one pack.
