@@ -186,33 +186,40 @@ pub fn run(
         }
     };
 
-    let parent_id = match (opts.parent, listed) {
-        (Some(p), _) => p,
+    // The parent found in the listing is used as listed: read again, a
+    // parent forgotten since the listing (made while the index loaded)
+    // would fail the backup on a local directory, and come from the cache
+    // on remote storage anyway. Its trees are read below; while no prune
+    // has removed them, it is a parent like any other, and the snapshot
+    // names it even though it was forgotten.
+    let (parent_id, parent) = match (opts.parent, listed) {
+        (Some(p), _) => (p, None),
         (None, listed) => {
             let list = listed.expect("listed when no parent was given")?;
             warnings.extend(list.damaged.iter().map(|(id, e)| {
                 format!("snapshot {} cannot be read, so it was not considered as the parent: {e}", id.short())
             }));
-            list.snapshots.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)).map(|(id, _)| id)
+            match list.snapshots.into_iter().rev().find(|(_, s)| s.same_source(&host, &paths)) {
+                Some((id, s)) => (Some(id), Some(s)),
+                None => (None, None),
+            }
         }
     };
-    let (parent_id, parent_tree) = match parent_id {
-        Some(id) => match repo.load_snapshot(&id) {
-            Ok(s) => match repo.load_tree(&index, &s.tree) {
-                Ok(t) => (Some(id), Some(t)),
+    let parent_tree = match parent_id {
+        Some(id) => {
+            let s = match parent {
+                Some(s) => s,
+                None => repo.load_snapshot(&id)?,
+            };
+            match repo.load_tree(&index, &s.tree) {
+                Ok(t) => Some(t),
                 Err(e) => {
                     warnings.push(format!("parent snapshot {} unreadable, reading everything: {e}", id.short()));
-                    (Some(id), None)
+                    None
                 }
-            },
-            // Listed while the index loaded, forgotten since: no parent.
-            Err(Error::Backend(e)) if e.is_not_found() && opts.parent.is_none() => {
-                warnings.push(format!("parent snapshot {} was forgotten meanwhile, reading everything", id.short()));
-                (None, None)
             }
-            Err(e) => return Err(e),
-        },
-        None => (None, None),
+        }
+        None => None,
     };
 
     // Remote storage wants more uploads in flight; each holds one pack.

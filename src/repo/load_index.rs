@@ -29,8 +29,10 @@ impl Repository {
     /// round trip, and a restore needs both before it starts. A snapshot
     /// that is not found is said at once, without waiting for the index
     /// (minutes in a large repository): the load is left to finish on its
-    /// own, and its result is dropped.
-    pub fn find_snapshot_and_index(&self, spec: &str, mode: IndexMode) -> Result<((Id, Snapshot), Index)> {
+    /// own, and its result is dropped. For a command that exits on that
+    /// error (`cairn restore`): a process that lives on would keep loading
+    /// an index nobody uses.
+    pub(crate) fn find_snapshot_and_index(&self, spec: &str, mode: IndexMode) -> Result<((Id, Snapshot), Index)> {
         let this = self.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::spawn(move || {

@@ -74,9 +74,10 @@ mod tests {
     use crate::repo::InitOptions;
 
     /// Logs the listings made once a lock is written, and holds the marks'
-    /// listing until `data/` and `snapshots/` were asked for: reads meant
-    /// to go beside it then have, and a read meant to wait for it (the
-    /// index) has not, whatever the threads' timing.
+    /// listing until `data/` and `snapshots/` were asked for: the reads
+    /// meant to go beside it then have. A regression that lists the index
+    /// on a thread of its own is then most likely to have asked for it too
+    /// (that thread starts with the others), though not certain to.
     struct Watch {
         inner: Arc<dyn Backend>,
         log: Mutex<(bool, Vec<String>)>,
