@@ -36,6 +36,17 @@ pub fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
+/// Runs `there` on a scoped thread while `here` runs on this one, and
+/// returns both: two reads that each cost a round trip, made at once. A
+/// panic in either goes on in the caller.
+pub fn beside<A, B: Send>(here: impl FnOnce() -> A, there: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let there = s.spawn(there);
+        let here = here();
+        (here, joined(there))
+    })
+}
+
 /// Runs `produce(i)` for every `i < n` on `threads` threads; the items each
 /// call returns are run with `consume` by whichever thread is free. A
 /// thread takes a waiting item before it produces more, so the items of at
@@ -117,6 +128,17 @@ mod tests {
             assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1), "{threads} thread(s)");
         }
         super::parallel(4, 0, |_| panic!("no index when n is 0"));
+    }
+
+    #[test]
+    fn beside_returns_both_and_passes_on_a_panic_from_either_side() {
+        assert_eq!(super::beside(|| 1, || "two"), (1, "two"));
+        for there in [false, true] {
+            let r = std::panic::catch_unwind(|| {
+                super::beside(|| assert!(there, "here fails"), || assert!(!there, "there fails"))
+            });
+            assert!(r.is_err(), "the panic on the {} side was lost", if there { "spawned" } else { "calling" });
+        }
     }
 
     #[test]

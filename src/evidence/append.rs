@@ -45,7 +45,7 @@ use super::record;
 use super::signer::{self, KeySource, PrivateDir, Signer};
 use super::store;
 use crate::error::{Error, Result};
-use crate::pool::joined;
+use crate::pool::beside;
 use crate::repo::{blob, Repository};
 
 /// Appends records for one process: with this host's key when it has one.
@@ -167,10 +167,7 @@ impl Appender {
         let mut warnings = Vec::new();
         // The chain's records and the newest heads' names at once (on
         // remote storage each is a round trip).
-        let (own, heads) = std::thread::scope(|sc| {
-            let heads = sc.spawn(|| head_names(repo));
-            (list_chain(repo, &chain), joined(heads))
-        });
+        let (own, heads) = beside(|| list_chain(repo, &chain), || head_names(repo));
         let own = own?;
         // A head that cannot be listed or read is no head: the append goes on.
         let heads = heads.unwrap_or_default();
@@ -189,10 +186,7 @@ impl Appender {
         let (stored, head) = match (tail, own.last()) {
             (Some(t), _) => (Some(t), newest()),
             (None, Some(&n)) => {
-                let (hash, head) = std::thread::scope(|sc| {
-                    let head = sc.spawn(newest);
-                    (own_record_hash(repo, s, &rk, &chain, n), joined(head))
-                });
+                let (hash, head) = beside(|| own_record_hash(repo, s, &rk, &chain, n), newest);
                 (Some(ChainHead { seq: n, hash: hash? }), head)
             }
             (None, None) => (None, newest()),

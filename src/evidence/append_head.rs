@@ -53,16 +53,7 @@ pub(super) fn finish_with(
 /// The newest head that verifies, looked for in the buckets of the last
 /// week first, then among all heads.
 pub fn newest_head(repo: &Repository, rk: &crate::crypto::MasterKey) -> Result<Option<CheckedHead>> {
-    newest_head_with(repo, rk, None)
-}
-
-/// [`newest_head`], with the legacy public key when the caller has it.
-pub(super) fn newest_head_with(
-    repo: &Repository,
-    rk: &crate::crypto::MasterKey,
-    legacy_key: Option<ed25519_dalek::VerifyingKey>,
-) -> Result<Option<CheckedHead>> {
-    newest_head_among(repo, rk, &head_names(repo)?, legacy_key)
+    newest_head_among(repo, rk, &head_names(repo)?, None)
 }
 
 /// The names of the newest heads: those of the newest bucket of the last

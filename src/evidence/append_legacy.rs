@@ -15,7 +15,7 @@ use super::signer::Signer;
 use super::store::{self, Name};
 use super::{LOCKS_DIR, LOCK_WAIT};
 use crate::error::{Error, Result};
-use crate::pool::joined;
+use crate::pool::beside;
 use crate::repo::{lock, Repository};
 
 /// Takes the legacy chain's append lock, retrying with random back-off
@@ -48,12 +48,10 @@ pub(super) fn legacy_append(
     let _lock = lock_appends(repo, kind)?;
     // What the append starts from, read at once (on remote storage each
     // is a round trip): the records, the key and the newest heads' names.
-    let (all, loaded, heads) = std::thread::scope(|sc| {
-        let loaded = sc.spawn(|| key::load(repo));
-        let heads = sc.spawn(|| head_names(repo));
-        let all = repo.backend().list(&format!("{}/", store::RECORDS_DIR));
-        (all, joined(loaded), joined(heads))
-    });
+    let (all, (loaded, heads)) = beside(
+        || repo.backend().list(&format!("{}/", store::RECORDS_DIR)),
+        || beside(|| key::load(repo), || head_names(repo)),
+    );
     let all = all?;
     let mut host_chains = false;
     let mut seqs: Vec<u64> = Vec::new();
@@ -99,10 +97,7 @@ pub(super) fn legacy_append(
         }
         Some(&last) => {
             // The tail and the newest head at once, too.
-            let (bytes, head) = std::thread::scope(|sc| {
-                let head = sc.spawn(newest);
-                (load_record(repo, LEGACY_KEY_ID, last), joined(head))
-            });
+            let (bytes, head) = beside(|| load_record(repo, LEGACY_KEY_ID, last), newest);
             (last + 1, Some(blake3::hash(&bytes?).to_hex().to_string()), head)
         }
     };

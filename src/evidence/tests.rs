@@ -216,13 +216,8 @@ fn integrity_names_each_damaged_record_and_a_missing_or_damaged_key() {
 /// `repo` with its backend wrapped in a [`Meeting`] of `rounds`, armed.
 fn meeting(repo: &Repository, rounds: &[&[&str]]) -> (Repository, Arc<crate::backend::meeting::Meeting>) {
     let mut r = repo.clone();
-    let mut m = None;
-    r.wrap_backend(|b| {
-        let w = crate::backend::meeting::Meeting::new(b, rounds);
-        m = Some(w.clone());
-        w
-    });
-    let m = m.unwrap();
+    let m = crate::backend::meeting::Meeting::new(repo.backend().clone(), rounds);
+    r.wrap_backend(|_| m.clone());
     m.arm();
     (r, m)
 }

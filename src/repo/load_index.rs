@@ -226,13 +226,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
         let mut repo = Repository::init(Arc::new(LocalBackend::new(d.path().join("repo"))), b"pw", opts).unwrap();
-        let mut meeting = None;
-        repo.wrap_backend(|b| {
-            let m = Meeting::new(b, &[&["index/", "never/"]]);
-            meeting = Some(m.clone());
-            m
-        });
-        let meeting = meeting.unwrap();
+        let meeting = Meeting::new(repo.backend().clone(), &[&["index/", "never/"]]);
+        repo.wrap_backend(|_| meeting.clone());
         meeting.arm();
         let e = repo.find_snapshot_and_index("deadbeef", IndexMode::Compact).unwrap_err();
         assert!(matches!(e, Error::SnapshotNotFound(_)), "{e}");

@@ -28,11 +28,9 @@ pub fn read(backend: &dyn Backend) -> Result<Read> {
         let marker = backend.get(MARKER_KEY).map_err(no_marker)?;
         return Ok(Read { marker, config: backend.get(CONFIG_KEY), slots: keys::read_slots(backend) });
     }
-    let (marker, config, slots) = std::thread::scope(|s| {
-        let config = s.spawn(|| backend.get(CONFIG_KEY));
-        let slots = s.spawn(|| keys::read_slots(backend));
-        let marker = backend.get(MARKER_KEY);
-        (marker, crate::pool::joined(config), crate::pool::joined(slots))
-    });
+    let (marker, (config, slots)) = crate::pool::beside(
+        || backend.get(MARKER_KEY),
+        || crate::pool::beside(|| backend.get(CONFIG_KEY), || keys::read_slots(backend)),
+    );
     Ok(Read { marker: marker.map_err(no_marker)?, config, slots })
 }

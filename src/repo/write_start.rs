@@ -48,16 +48,14 @@ pub struct Started {
 pub fn start<T: Send>(repo: &Repository, purpose: &str, beside: impl FnOnce() -> T + Send) -> Result<(Started, T)> {
     let before = marks::list(repo)?;
     let lock = lock::acquire_honouring(repo, purpose, before.ids())?;
-    let (index, packs, beside) = std::thread::scope(|s| {
-        let packs = s.spawn(|| repo.backend().list("data/"));
-        let beside = s.spawn(beside);
-        let index = marks::list(repo).and_then(|after| {
-            let marked: HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
-            let filter = PackFilter { exclude: marked.clone(), demote: HashSet::new() };
-            Ok((repo.load_index_filtered(IndexMode::Membership, &filter)?, marked))
-        });
-        (index, crate::pool::joined(packs), crate::pool::joined(beside))
-    });
+    let marks_then_index = || -> Result<(Index, HashSet<Id>)> {
+        let after = marks::list(repo)?;
+        let marked: HashSet<Id> = before.packs().union(&after.packs()).copied().collect();
+        let filter = PackFilter { exclude: marked.clone(), demote: HashSet::new() };
+        Ok((repo.load_index_filtered(IndexMode::Membership, &filter)?, marked))
+    };
+    let (index, (packs, beside)) =
+        crate::pool::beside(marks_then_index, || crate::pool::beside(|| repo.backend().list("data/"), beside));
     let (mut index, marked) = index?;
     let adopted = adopt_unindexed_packs(repo, &mut index, &marked, packs?)?;
     Ok((Started { lock, index, adopted }, beside))
@@ -144,16 +142,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let opts = InitOptions { kdf: KdfParams::CHEAPEST, ..Default::default() };
         let mut repo = Repository::init(Arc::new(LocalBackend::new(d.path().join("repo"))), b"pw", opts).unwrap();
-        let mut watch = None;
-        repo.wrap_backend(|inner| {
-            let w = Arc::new(Watch { inner, log: Mutex::default(), changed: Condvar::new() });
-            watch = Some(w.clone());
-            w
-        });
+        let watch = Arc::new(Watch { inner: repo.backend().clone(), log: Mutex::default(), changed: Condvar::new() });
+        repo.wrap_backend(|_| watch.clone());
         let (started, snapshots) = start(&repo, "test", || repo.list_snapshots()).unwrap();
         assert!(snapshots.unwrap().snapshots.is_empty());
         assert_eq!(started.adopted.packs, 0);
-        let log = watch.unwrap().log.lock().unwrap().1.clone();
+        let log = watch.log.lock().unwrap().1.clone();
         let at = |e: &str| log.iter().position(|x| x == e).unwrap_or_else(|| panic!("no `{e}` in {log:?}"));
         assert!(at("start index/") > at("end marks/"), "the index was listed before the marks returned: {log:?}");
         for beside in ["start data/", "start snapshots/"] {
