@@ -68,6 +68,12 @@ fn garage_ignores_if_none_match_and_cairn_still_never_replaces_an_object() {
     assert_eq!(g.requests("HeadObject"), heads, "a HEAD before writing an object named by its hash");
     assert!(g.requests("PutObject") > puts, "the writes reached Garage");
     assert!(b.get(&name).unwrap() == packed && b.get(&index).unwrap() == b"an index file");
+    // So does an evidence record that a listing under its lock did not find.
+    let puts = g.requests_seen("PutObject");
+    b.put_known_absent("evidence/records/k/00000000000000000001", b"a record").unwrap();
+    assert_eq!(g.requests("HeadObject"), heads, "a HEAD before writing a key its writer knows is new");
+    assert_eq!(g.requests("PutObject"), puts + 1, "the record went up in one request");
+    assert_eq!(b.get("evidence/records/k/00000000000000000001").unwrap(), b"a record");
     // Locks are the objects that change, and only they.
     b.put_mutable("locks/l", b"1").unwrap();
     b.put_mutable("locks/l", b"2").unwrap();

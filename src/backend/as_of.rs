@@ -225,6 +225,10 @@ impl Backend for AsOfBackend {
         Err(self.refuse(key))
     }
 
+    fn put_known_absent(&self, key: &str, _data: &[u8]) -> BackendResult<()> {
+        Err(self.refuse(key))
+    }
+
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         Err(self.refuse(keys.first().map(String::as_str).unwrap_or("")))
     }

@@ -46,6 +46,9 @@ impl<B: Backend> Backend for Discarding<B> {
     fn put_hashed(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
         Ok(())
     }
+    fn put_known_absent(&self, _key: &str, _data: &[u8]) -> BackendResult<()> {
+        Ok(())
+    }
     fn delete_many(&self, _keys: &[String]) -> BackendResult<()> {
         Ok(())
     }

@@ -47,6 +47,10 @@ impl Backend for Probe {
         self.calls.lock().unwrap().push(format!("put_hashed {key}"));
         Ok(())
     }
+    fn put_known_absent(&self, key: &str, _data: &[u8]) -> BackendResult<()> {
+        self.calls.lock().unwrap().push(format!("put_known_absent {key}"));
+        Ok(())
+    }
     fn list(&self, _prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         Ok(vec![ObjectInfo { key: "data/00/x".into(), size: 3, modified: Some(at()) }])
     }
@@ -96,6 +100,7 @@ fn answers(b: &dyn Backend, probe: &Probe) -> Vec<String> {
     let hashed = blake3::hash(b"x").to_hex();
     b.put_data_pack(&format!("data/{}/{hashed}", &hashed[..2]), b"x").unwrap();
     b.put_hashed(&format!("index/{hashed}"), b"x").unwrap();
+    b.put_known_absent("evidence/records/k/00000000000000000001", b"x").unwrap();
     let mut out = vec![
         format!("concurrency {}", b.concurrency()),
         format!("remote {}", b.is_remote()),

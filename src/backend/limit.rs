@@ -125,6 +125,10 @@ impl<B: Backend> Backend for RateLimited<B> {
         pace(&self.up, data.len());
         self.inner.put_hashed(key, data)
     }
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        pace(&self.up, data.len());
+        self.inner.put_known_absent(key, data)
+    }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         self.inner.delete_many(keys)
     }

@@ -1,9 +1,10 @@
-//! A test wrapper that proves reads go out side by side: the first request
-//! for each watched prefix (a listing, or a read of a key under it) waits
-//! until every watched prefix of its round has a request under way; then
-//! the next round is watched. Reads made one after another never all
-//! meet; the first waits alone, and after [`GIVE_UP`] the wrapper lets it
-//! through and says so ([`Meeting::met`]).
+//! A test wrapper that proves requests go out side by side: the first
+//! request for each watched prefix (a listing, or a read of a key under
+//! it; a watch written `delete PREFIX` or `put PREFIX` watches deletes, or
+//! [`Backend::put_known_absent`], instead) waits until every watch of its round has a
+//! request under way; then the next round is watched. Requests made one
+//! after another never all meet; the first waits alone, and after
+//! [`GIVE_UP`] the wrapper lets it through and says so ([`Meeting::met`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,9 +16,17 @@ use super::{Backend, BackendResult, ObjectInfo};
 /// scheduling delay, and only ever waited out when the test fails.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
+/// What a watch waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Delete,
+    Put,
+}
+
 pub(crate) struct Meeting {
     inner: Arc<dyn Backend>,
-    rounds: Vec<Vec<String>>,
+    rounds: Vec<Vec<(Kind, String)>>,
     state: Mutex<State>,
     all_here: Condvar,
 }
@@ -34,7 +43,12 @@ impl Meeting {
     /// Watches the prefixes of each round in turn, unarmed: requests pass
     /// until [`Meeting::arm`].
     pub(crate) fn new(inner: Arc<dyn Backend>, rounds: &[&[&str]]) -> Arc<Meeting> {
-        let rounds = rounds.iter().map(|r| r.iter().map(|p| p.to_string()).collect()).collect();
+        let watch = |w: &&str| match w.split_once(' ') {
+            Some(("delete", p)) => (Kind::Delete, p.to_string()),
+            Some(("put", p)) => (Kind::Put, p.to_string()),
+            _ => (Kind::Read, w.to_string()),
+        };
+        let rounds = rounds.iter().map(|r| r.iter().map(watch).collect()).collect();
         Arc::new(Meeting { inner, rounds, state: Mutex::default(), all_here: Condvar::new() })
     }
 
@@ -54,14 +68,14 @@ impl Meeting {
         self.state.lock().unwrap().gave_up
     }
 
-    fn arrive(&self, key: &str) {
+    fn arrive(&self, kind: Kind, key: &str) {
         let mut s = self.state.lock().unwrap();
         let round = s.round;
         if !s.armed || s.gave_up || round == self.rounds.len() {
             return;
         }
         let watched = &self.rounds[round];
-        let Some(i) = watched.iter().position(|w| key.starts_with(w.as_str())) else { return };
+        let Some(i) = watched.iter().position(|(k, w)| *k == kind && key.starts_with(w.as_str())) else { return };
         if !s.arrived.insert(i) {
             return;
         }
@@ -85,7 +99,7 @@ impl Backend for Meeting {
         self.inner.location()
     }
     fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
-        self.arrive(key);
+        self.arrive(Kind::Read, key);
         self.inner.get(key)
     }
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
@@ -103,11 +117,16 @@ impl Backend for Meeting {
     fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         self.inner.put_hashed(key, data)
     }
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.arrive(Kind::Put, key);
+        self.inner.put_known_absent(key, data)
+    }
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
-        self.arrive(prefix);
+        self.arrive(Kind::Read, prefix);
         self.inner.list(prefix)
     }
     fn delete(&self, key: &str) -> BackendResult<()> {
+        self.arrive(Kind::Delete, key);
         self.inner.delete(key)
     }
     fn stat(&self, key: &str) -> BackendResult<u64> {

@@ -141,6 +141,14 @@ pub trait Backend: Send + Sync {
     fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         self.put(key, data)
     }
+    /// Stores a new object under a key that a listing, made while holding
+    /// the lock that serialises every writer of such keys, did not find
+    /// (an evidence record, and the head naming it): storage that ignores
+    /// `If-None-Match` is not asked again whether it exists (one round
+    /// trip less). Storage that honours it still refuses to replace one.
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put(key, data)
+    }
     /// Deletes several objects (batched where the backend can).
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         keys.iter().try_for_each(|k| self.delete(k))
@@ -230,6 +238,9 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         (**self).put_hashed(key, data)
+    }
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        (**self).put_known_absent(key, data)
     }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         (**self).delete_many(keys)
@@ -368,6 +379,11 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.counts.put.fetch_add(1, Ordering::Relaxed);
         self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.inner.put_hashed(key, data)
+    }
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put_known_absent(key, data)
     }
     fn delete_many(&self, keys: &[String]) -> BackendResult<()> {
         self.counts.delete.fetch_add(keys.len().div_ceil(1000) as u64, Ordering::Relaxed);

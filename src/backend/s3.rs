@@ -49,6 +49,9 @@ pub(super) enum Named {
     /// The key ends in the hex BLAKE3 hash of the bytes: an object under
     /// it holds the same bytes, so writing it again replaces nothing.
     ByHash,
+    /// By the caller, who found no object under the key in a listing made
+    /// while holding the lock that serialises the key's writers.
+    KnownAbsent,
 }
 
 /// Settings of an S3 repository, beyond the bucket and prefix of its URL.
@@ -449,6 +452,10 @@ impl Backend for S3Backend {
 
     fn put_hashed(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         self.put_new(key, data, None, Named::ByHash)
+    }
+
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.put_new(key, data, None, Named::KnownAbsent)
     }
 
     fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {

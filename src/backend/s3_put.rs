@@ -1,7 +1,8 @@
 //! Writing one object: a single `PutObject` or a multipart upload, each
 //! with `If-None-Match: *` and, with Object Lock, its retain-until date;
 //! and the HEAD before PUT for storage that ignores the condition, unless
-//! the object is named by its hash.
+//! the object is named by its hash or its writer knows the key is new
+//! ([`super::Backend::put_known_absent`]).
 
 use chrono::{DateTime, Utc};
 
@@ -129,12 +130,13 @@ impl S3Backend {
         named: Named,
     ) -> BackendResult<()> {
         debug_assert!(
-            named == Named::Freely || key.rsplit('/').next() == Some(blake3::hash(data).to_hex().as_str()),
+            named != Named::ByHash || key.rsplit('/').next() == Some(blake3::hash(data).to_hex().as_str()),
             "`{key}` is not named by the hash of its bytes"
         );
         let policy = self.write_policy();
         if !policy.conditional_put && named == Named::Freely {
-            // The storage does not refuse conditional writes: look first.
+            // The storage does not refuse conditional writes, and only the
+            // caller's name says the key is new: look first.
             match self.stat(key) {
                 Ok(_) => return self.same_or_refused(key, data),
                 Err(e) if e.is_not_found() => {}

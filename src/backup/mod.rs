@@ -148,6 +148,25 @@ pub fn run(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    run_locked(repo, source, opts, progress).map(|c| c.report)
+}
+
+/// A committed backup, and the repository lock it took, still held: on
+/// remote storage, removing it is a round trip, which the caller makes
+/// beside its next one (the evidence record) by dropping it there.
+#[derive(Debug)]
+pub struct Committed {
+    pub report: BackupReport,
+    pub lock: crate::repo::lock::Lock,
+}
+
+/// [`run`], returning the lock with the report ([`Committed`]).
+pub fn run_locked(
+    repo: &Repository,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Committed> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Utc::now);
     // A snapshot from the future would count as the newest recovery point for ever.
@@ -159,7 +178,7 @@ pub fn run(
     // (to find the parent) are listed beside the index.
     let (writing, listed) =
         write_start::start(repo, "backup", || opts.parent.is_none().then(|| repo.list_snapshots()))?;
-    let write_start::Started { lock: _lock, index, adopted } = writing;
+    let write_start::Started { lock, index, adopted } = writing;
     crate::failpoint::hit!("backup::index_loaded");
     let mut warnings: Vec<String> =
         adopted.unreadable.iter().map(|(k, e)| format!("pack `{k}` is in no index and unreadable: {e}")).collect();
@@ -300,7 +319,8 @@ pub fn run(
     crate::failpoint::hit!("backup::before_snapshot");
     let snapshot_id = repo.save_snapshot(&stored)?;
     crate::failpoint::hit!("backup::after_snapshot");
-    Ok(BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs })
+    let report = BackupReport { snapshot_id, snapshot, warnings, adopted_packs: adopted.packs };
+    Ok(Committed { report, lock })
 }
 
 fn store_stream(

@@ -171,7 +171,7 @@ impl Appender {
         let own = own?;
         // A head that cannot be listed or read is no head: the append goes on.
         let heads = heads.unwrap_or_default();
-        let newest = || newest_head_among(repo, &rk, &heads, None).ok().flatten();
+        let newest = || newest_head_among(repo, &rk, &heads, Some((s.key_id(), *s.public()))).ok().flatten();
         let mut tail: Option<ChainHead> = None;
         if own.is_empty() {
             let init_extra = (kind == "init").then(|| payload.clone());

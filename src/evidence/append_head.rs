@@ -39,7 +39,10 @@ pub(super) fn finish_with(
     let written = objects::sign_head(s, &repo.id().to_hex(), now, &chains)
         .map_err(|e| Error::EvidenceSigner { detail: e })
         .and_then(|(bytes, hash)| {
-            repo.backend().put(&store::head_key(now, s.key_id(), r.seq), &blob::seal_object(rk, &bytes))?;
+            // Named by its signer and the record just written, which no
+            // other appender could write: the name is new.
+            let name = store::head_key(now, s.key_id(), r.seq);
+            repo.backend().put_known_absent(&name, &blob::seal_object(rk, &bytes))?;
             Ok(hash)
         });
     match written {
@@ -82,19 +85,24 @@ pub(super) fn head_names(repo: &Repository) -> Result<Vec<String>> {
 }
 
 /// The newest head among `names` (as [`head_names`] lists them) that
-/// verifies.
+/// verifies. `held` is the appender's own key (its id and public half):
+/// a head that claims it is checked with it, not with the key object
+/// read from the repository (one round trip less when this host wrote
+/// the newest head).
 pub(super) fn newest_head_among(
     repo: &Repository,
     rk: &crate::crypto::MasterKey,
     names: &[String],
-    legacy_key: Option<ed25519_dalek::VerifyingKey>,
+    held: Option<(&str, ed25519_dalek::VerifyingKey)>,
 ) -> Result<Option<CheckedHead>> {
-    let mut legacy: Option<Option<ed25519_dalek::VerifyingKey>> = legacy_key.map(Some);
+    let mut legacy: Option<Option<ed25519_dalek::VerifyingKey>> = None;
     for name in names.iter().rev().take(5) {
         let Ok(sealed) = repo.backend().get(name) else { continue };
         let Ok(plain) = blob::open_object(rk, &sealed, limits::EVIDENCE_RECORD) else { continue };
         let Some(signer) = objects::claimed_head_signer(&plain) else { continue };
-        let public = if signer == LEGACY_KEY_ID {
+        let public = if let Some((_, k)) = held.filter(|(id, _)| *id == signer) {
+            Some(k)
+        } else if signer == LEGACY_KEY_ID {
             let k = legacy.get_or_insert_with(|| key::load(repo).ok().flatten().map(|k| k.verifying_key()));
             *k
         } else {

@@ -45,7 +45,7 @@ pub(super) fn legacy_append(
     payload: &Value,
     adopting: bool,
 ) -> Result<Option<AppendedRecord>> {
-    let _lock = lock_appends(repo, kind)?;
+    let lock = lock_appends(repo, kind)?;
     // What the append starts from, read at once (on remote storage each
     // is a round trip): the records, the key and the newest heads' names.
     let (all, (loaded, heads)) = beside(
@@ -85,7 +85,7 @@ pub(super) fn legacy_append(
     let mut warnings = Vec::new();
     // A head that cannot be listed or read is no head: the append goes on.
     let heads = heads.unwrap_or_default();
-    let newest = || newest_head_among(repo, &rk, &heads, Some(*s.public())).ok().flatten();
+    let newest = || newest_head_among(repo, &rk, &heads, Some((LEGACY_KEY_ID, *s.public()))).ok().flatten();
     let (seq, prev, head) = match seqs.last() {
         None if kind == "init" => (0, None, newest()),
         None => {
@@ -115,5 +115,11 @@ pub(super) fn legacy_append(
     let r = write_record(repo, &s, &rk, LEGACY_KEY_ID, seq, prev.as_deref(), kind, policy, payload.clone())?;
     let mut chains = head.map(|h| h.chains).unwrap_or_default();
     chains.insert(LEGACY_KEY_ID.into(), ChainHead { seq, hash: r.hash.clone() });
-    finish_with(repo, &s, &rk, r, warnings, chains).map(Some)
+    // The record is in place, and the next appender lists it: the lock
+    // goes while the head is written (a round trip less). That appender
+    // may not see this head yet and start from the one before, as it may
+    // whenever a host chain's head lands beside it; its head names this
+    // chain's newer record anyway.
+    let (done, ()) = beside(|| finish_with(repo, &s, &rk, r, warnings, chains), move || drop(lock));
+    done.map(Some)
 }

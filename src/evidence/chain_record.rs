@@ -104,6 +104,17 @@ pub(super) fn own_record_hash(
     Ok(c.hash)
 }
 
+/// Signs and writes record `seq` of `chain`. Every caller holds the lock
+/// that serialises the chain's appenders and listed the chain under it
+/// without finding `seq`. A host's own chain is serialised by a lock on
+/// the host (`append.lock`), which its holder keeps even when paused: the
+/// storage is not asked again whether the record exists
+/// ([`crate::backend::Backend::put_known_absent`]). The legacy chain's
+/// lock is in the repository, where another host may break it as stale
+/// while its holder is paused (a suspended machine): that holder's record
+/// then goes up only if the key is still free (HEAD before PUT on storage
+/// that ignores `If-None-Match`), so it never replaces the record written
+/// in its place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_record(
     repo: &Repository,
@@ -138,7 +149,12 @@ pub(super) fn write_record(
             detail: format!("{} bytes, above the limit of {}", signed.len(), limits::EVIDENCE_RECORD),
         });
     }
-    repo.backend().put(&store::record_key(chain, seq), &blob::seal_object(rk, &signed))?;
+    let (key, sealed) = (store::record_key(chain, seq), blob::seal_object(rk, &signed));
+    if s.is_legacy() {
+        repo.backend().put(&key, &sealed)?;
+    } else {
+        repo.backend().put_known_absent(&key, &sealed)?;
+    }
     Ok(AppendedRecord {
         signer: chain.to_string(),
         seq,

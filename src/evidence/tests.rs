@@ -224,17 +224,24 @@ fn meeting(repo: &Repository, rounds: &[&[&str]]) -> (Repository, Arc<crate::bac
 
 /// Under the lock, the legacy chain's append reads the records, the key and
 /// the heads' names at once, then the last record and the newest head at
-/// once: two round trips on remote storage instead of five.
+/// once: two round trips on remote storage instead of five. Its lock goes
+/// while the head is written, one more.
 #[test]
 fn a_legacy_append_reads_its_chain_key_and_head_side_by_side() {
     let (dir, _, repo) = new_repo();
     append(&repo, "backup", None, json!({"outcome": "success"})).unwrap();
     let (watched, m) = meeting(
         &repo,
-        &[&["evidence/records/", "evidence/key", "evidence/heads/"], &["evidence/records/", "evidence/heads/"]],
+        &[
+            &["evidence/records/", "evidence/key", "evidence/heads/"],
+            &["evidence/records/", "evidence/heads/"],
+            &["put evidence/heads/", "delete locks/evidence/"],
+        ],
     );
     let r = append(&watched, "prune", None, json!({"outcome": "success"})).unwrap();
-    assert!(m.met(), "the legacy append read its chain, key and head one after another");
+    assert!(m.met(), "the legacy append read its chain, key and head, or removed its lock, one after another");
+    let locks = repo.backend().list("locks/").unwrap();
+    assert!(locks.is_empty(), "the evidence lock was left behind: {locks:?}");
     assert_eq!(r.seq, 2);
     assert!(r.head.is_some() && r.warnings.is_empty(), "{:?}", r.warnings);
     assert!(export_and_verify(&repo, dir.path()).is_intact());
@@ -259,5 +266,130 @@ fn a_host_append_reads_its_tail_and_the_newest_head_side_by_side() {
     assert!(r.head.is_some() && r.warnings.is_empty(), "{:?}", r.warnings);
     let heads = append_head::newest_head(&repo, &key::read_key(&repo)).unwrap().unwrap();
     assert_eq!(heads.chains[&chain].seq, 1, "the new head names the record");
+    let _ = dir;
+}
+
+/// Records the requests made through it: `get KEY`, `put KEY` (create
+/// only, asking first where the storage ignores `If-None-Match`) and
+/// `known KEY` ([`Backend::put_known_absent`]).
+struct Seen {
+    inner: Arc<dyn Backend>,
+    requests: std::sync::Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn note(&self, what: &str, key: &str) {
+        self.requests.lock().unwrap().push(format!("{what} {key}"));
+    }
+
+    /// The keys of the requests of `what` under `prefix`.
+    fn keys(&self, what: &str, prefix: &str) -> Vec<String> {
+        let want = format!("{what} {prefix}");
+        let seen = self.requests.lock().unwrap();
+        seen.iter().filter(|r| r.starts_with(&want)).map(|r| r[what.len() + 1..].to_string()).collect()
+    }
+}
+
+impl Backend for Seen {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> crate::backend::BackendResult<Vec<u8>> {
+        self.note("get", key);
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> crate::backend::BackendResult<Vec<u8>> {
+        self.note("get", key);
+        self.inner.get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> crate::backend::BackendResult<()> {
+        self.note("put", key);
+        self.inner.put(key, data)
+    }
+    fn put_known_absent(&self, key: &str, data: &[u8]) -> crate::backend::BackendResult<()> {
+        self.note("known", key);
+        self.inner.put_known_absent(key, data)
+    }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> crate::backend::BackendResult<()> {
+        self.inner.put_mutable(key, data)
+    }
+    fn list(&self, prefix: &str) -> crate::backend::BackendResult<Vec<crate::backend::ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> crate::backend::BackendResult<()> {
+        self.inner.delete(key)
+    }
+    fn stat(&self, key: &str) -> crate::backend::BackendResult<u64> {
+        self.inner.stat(key)
+    }
+}
+
+/// `repo` with its backend wrapped in a [`Seen`].
+fn seen(repo: &Repository) -> (Repository, Arc<Seen>) {
+    let s = Arc::new(Seen { inner: repo.backend().clone(), requests: Default::default() });
+    let mut r = repo.clone();
+    r.wrap_backend(|_| s.clone());
+    (r, s)
+}
+
+/// A host's record and every head go up without asking first whether
+/// the key exists (a round trip less where the storage ignores
+/// `If-None-Match`): the host's own lock serialises its chain, and a
+/// head's name holds its record's. A legacy record still asks: its lock
+/// is in the repository, and another host may break it as stale while
+/// its holder is paused, so that holder must not replace the record
+/// written in its place.
+#[test]
+fn only_a_legacy_record_asks_whether_its_key_is_free() {
+    let (_dir, _, repo) = new_repo();
+    let (r, s) = seen(&repo);
+    let legacy = append(&r, "backup", None, json!({"outcome": "success"})).unwrap();
+    assert_eq!(s.keys("put", "evidence/"), vec![record_key(legacy.seq)]);
+    assert_eq!(s.keys("known", "evidence/").len(), 1);
+    assert!(s.keys("known", "evidence/heads/").len() == 1, "{:?}", s.requests.lock().unwrap());
+
+    let state = tempfile::tempdir().unwrap();
+    signer::create(state.path(), &signer::KeySource::State, None).unwrap();
+    let host = Appender::for_state_dir(state.path()).unwrap();
+    append::enroll(&repo, &host).unwrap();
+    let (r, s) = seen(&repo);
+    let own = host.append(&r, "backup", None, json!({"outcome": "success"})).unwrap();
+    let chain = host.signer().unwrap().key_id();
+    assert_eq!(s.keys("put", "evidence/"), Vec::<String>::new(), "a host's append asked first");
+    let known = s.keys("known", "evidence/");
+    assert_eq!(known.len(), 2, "{known:?}");
+    assert_eq!(known[0], chain_record_key(chain, own.seq));
+    assert!(known[1].starts_with("evidence/heads/"), "{known:?}");
+}
+
+/// The newest head, written by this host, is checked with the key the
+/// host holds: its key object is not read from the repository (a round
+/// trip in each append on remote storage). Another host's head still is.
+#[test]
+fn a_host_append_checks_its_own_head_with_the_key_it_holds() {
+    let (dir, _, repo) = new_repo();
+    let appender = |state: &Path| {
+        signer::create(state, &signer::KeySource::State, None).unwrap();
+        let a = Appender::for_state_dir(state).unwrap();
+        append::enroll(&repo, &a).unwrap();
+        a
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (host, other) = (appender(one.path()), appender(two.path()));
+    let key_reads = |s: &Seen| s.keys("get", store::KEYS_DIR);
+    host.append(&repo, "backup", None, json!({"outcome": "success"})).unwrap();
+    let (r, reads) = seen(&repo);
+    let appended = host.append(&r, "backup", None, json!({"outcome": "success"})).unwrap();
+    assert_eq!(key_reads(&reads), Vec::<String>::new(), "the host read its own key object");
+    let before = append_head::newest_head(&repo, &key::read_key(&repo)).unwrap().unwrap();
+    assert_eq!(before.chains[host.signer().unwrap().key_id()].seq, appended.seq, "the head carries the chain on");
+    // The other host starts from this host's head, whose key it reads.
+    let (r, reads) = seen(&repo);
+    let theirs = other.append(&r, "backup", None, json!({"outcome": "success"})).unwrap();
+    let own = store::key_object(host.signer().unwrap().key_id());
+    assert_eq!(key_reads(&reads), vec![own], "another host's head is checked with its enrolled key");
+    let newest = append_head::newest_head(&repo, &key::read_key(&repo)).unwrap().unwrap();
+    assert_eq!(newest.chains[host.signer().unwrap().key_id()].seq, appended.seq, "the other host kept this chain");
+    assert_eq!(newest.chains[other.signer().unwrap().key_id()].seq, theirs.seq);
     let _ = dir;
 }

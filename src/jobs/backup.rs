@@ -20,11 +20,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::backend::discard::Discarding;
-use crate::backup::{self, BackupOptions, BackupReport, Progress, Source};
+use crate::backup::{self, BackupOptions, BackupReport, Committed, Progress, Source};
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
 use crate::policy::{self, Policy};
+use crate::pool::beside;
 use crate::process::{run_hook, ChildEnv, CommandSource, Origin};
+use crate::repo::lock::Lock;
 use crate::repo::Repository;
 use crate::state::{JobKind, RecoveryPoint};
 
@@ -106,13 +108,15 @@ pub fn policy(
     let mut out = PolicyBackup::default();
     let mut opened = None;
     let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
+    let mut lock = HeldLock(None);
     match result {
-        Ok(report) => {
+        Ok(committed) => {
+            let report = committed.report;
+            lock.0 = Some(committed.lock);
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
-                if let Err(e) =
-                    run_hook("after", &h.command, h.timeout, &env.clone().with("CAIRN_SNAPSHOT", &id), &origin)
-                {
+                let env = env.clone().with("CAIRN_SNAPSHOT", &id);
+                if let Err(e) = lock.release_beside(|| run_hook("after", &h.command, h.timeout, &env, &origin)) {
                     out.error = Some(e);
                 }
             }
@@ -127,7 +131,7 @@ pub fn policy(
         if let Some(id) = &id {
             env = env.with("CAIRN_SNAPSHOT", id);
         }
-        if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env, &origin) {
+        if let Err(he) = lock.release_beside(|| run_hook("on_failure", &h.command, h.timeout, &env, &origin)) {
             out.warnings.push(he.to_string());
         }
     }
@@ -135,17 +139,34 @@ pub fn policy(
         let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
         if let Some(result) = result {
             let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-            out.evidence = Some(repo.append_evidence(repository, "backup", Some(name), payload));
+            let appended = lock.release_beside(|| repo.append_evidence(repository, "backup", Some(name), payload));
+            out.evidence = Some(appended);
         }
         if opts.check_evidence {
             out.evidence_check = Some(check_evidence(repository));
         }
     }
+    drop(lock);
     if let Some(dir) = record_in {
         let summary = out.summary();
         out.unrecorded = record_command_run(dir, name, JobKind::Backup, started_at, started.elapsed(), &summary).err();
     }
     out
+}
+
+/// The repository lock of a committed backup, until the job's next step.
+struct HeldLock(Option<Lock>);
+
+impl HeldLock {
+    /// Runs `step` while the lock, if still held, is removed on another
+    /// thread: on remote storage, the removal's round trip is hidden
+    /// behind the step's (a hook, the evidence record).
+    fn release_beside<T>(&mut self, step: impl FnOnce() -> T) -> T {
+        match self.0.take() {
+            Some(lock) => beside(step, move || drop(lock)).0,
+            None => step(),
+        }
+    }
 }
 
 /// The evidence check of `cairn check`, on every snapshot of `repo`, now.
@@ -163,7 +184,7 @@ fn backup_between_hooks(
     opts: &JobOptions,
     progress: &dyn Progress,
     opened: &mut Option<Repository>,
-) -> Result<BackupReport> {
+) -> Result<Committed> {
     let env = ChildEnv::new(&policy.env).with("CAIRN_POLICY", &policy.name);
     let origin = Origin::new(Some(&policy.name), "backup", repo.child_output);
     if let Some(h) = &policy.hooks.before {
@@ -186,13 +207,13 @@ fn backup_between_hooks(
             bo.excludes = exclude.clone();
             bo.exclude_if_present = exclude_if_present.clone();
             bo.one_file_system = *one_file_system;
-            backup::run(repository, Source::Paths(paths.clone()), &bo, progress)
+            backup::run_locked(repository, Source::Paths(paths.clone()), &bo, progress)
         }
         policy::Source::Command { command, stored_as } => {
             let (reader, status) = CommandSource::spawn(command, &env, &origin)?;
             let source = Source::Stdin { name: stored_as.clone(), reader: Box::new(reader) };
             // The command's failure is the real error, not the read error it caused.
-            backup::run(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))
+            backup::run_locked(repository, source, &bo, progress).map_err(|e| status.failure().unwrap_or(e))
         }
     }
 }
@@ -231,9 +252,65 @@ pub fn paths(
     progress: &dyn Progress,
 ) -> Result<PathsBackup> {
     let repository = repo.open()?;
+    Ok(paths_in(repo, &repository, source, opts, progress))
+}
+
+/// [`paths`] in `repository`, opened with `repo`: the backup, then its
+/// evidence record while the backup's lock is removed.
+fn paths_in(
+    repo: &RepoOptions,
+    repository: &Repository,
+    source: Source<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> PathsBackup {
     let started = Instant::now();
-    let result = backup::run(&repository, source, opts, progress);
+    let (result, mut lock) = match backup::run_locked(repository, source, opts, progress) {
+        Ok(c) => (Ok(c.report), HeldLock(Some(c.lock))),
+        Err(e) => (Err(e), HeldLock(None)),
+    };
     let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    let evidence = repo.append_evidence(&repository, "backup", None, payload);
-    Ok(PathsBackup { result, evidence })
+    let evidence = lock.release_beside(|| repo.append_evidence(repository, "backup", None, payload));
+    PathsBackup { result, evidence }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::{Backend, LocalBackend};
+    use crate::backup::NoProgress;
+    use crate::crypto::KdfParams;
+    use crate::repo::InitOptions;
+
+    /// The backup's lock is removed while the evidence record's first
+    /// reads are under way: on remote storage, a round trip less between
+    /// the snapshot and the end of the job. The lock is gone after.
+    #[test]
+    fn the_lock_of_a_backup_goes_while_its_evidence_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
+        let kdf = KdfParams { memory_kib: KdfParams::MIN_MEMORY_KIB, ..Default::default() };
+        let repo = Repository::init(backend, b"pw", InitOptions { kdf, ..Default::default() }).unwrap();
+        let state = dir.path().join("state");
+        let enrolled = crate::evidence::append::ensure_enrolled(&repo, &state).unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir(&source).unwrap();
+        std::fs::write(source.join("f"), b"data").unwrap();
+
+        let chain = format!("evidence/records/{}/", enrolled.key_id);
+        let meeting = crate::backend::meeting::Meeting::new(repo.backend().clone(), &[&["delete locks/", &chain]]);
+        let mut watched = repo.clone();
+        watched.wrap_backend(|_| meeting.clone());
+        meeting.arm();
+        let options = RepoOptions { evidence_state: Some(state), ..Default::default() };
+        let done = paths_in(&options, &watched, Source::Paths(vec![source]), &BackupOptions::default(), &NoProgress);
+        let report = done.result.unwrap();
+        let record = done.evidence.unwrap();
+        assert!(meeting.met(), "the lock was removed before the evidence record was begun");
+        assert_eq!(record.record["payload"]["snapshot"], report.snapshot_id.to_hex());
+        let locks = repo.backend().list("locks/").unwrap();
+        assert!(locks.is_empty(), "a lock was left behind: {locks:?}");
+    }
 }
