@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use cairn::backend::{Backend, BackendResult, LocalBackend, ObjectInfo};
 use cairn::repo::walk::Limits;
@@ -351,4 +353,126 @@ fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch()
     let total: u64 = data_packs.values().sum();
     assert!(r.bytes_fetched <= total, "{} bytes fetched of {total} in the data packs", r.bytes_fetched);
     assert_eq!(r.packs_fetched, data_packs.len() as u64);
+}
+
+/// A local repository that says it is remote once `remote` is set (after
+/// opening it, so that no metadata cache is made), and holds the first
+/// range read of `first` until a range read of one of `others` has
+/// begun, or [`GIVE_UP`] passed.
+struct FarAway {
+    inner: LocalBackend,
+    remote: AtomicBool,
+    first: Mutex<Option<String>>,
+    /// The other data packs (tree packs are read while planning).
+    others: Mutex<Vec<String>>,
+    other_begun: (Mutex<bool>, Condvar),
+    gave_up: AtomicBool,
+}
+
+/// Only ever waited out when the test fails.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+impl Backend for FarAway {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        let first = self.first.lock().unwrap().clone();
+        match first {
+            Some(f) if f == key => {
+                let (begun, cv) = &self.other_begun;
+                let (b, waited) = cv.wait_timeout_while(begun.lock().unwrap(), GIVE_UP, |b| !*b).unwrap();
+                if waited.timed_out() && !*b {
+                    self.gave_up.store(true, Ordering::SeqCst);
+                }
+            }
+            Some(_) if self.others.lock().unwrap().iter().any(|o| o == key) => {
+                *self.other_begun.0.lock().unwrap() = true;
+                self.other_begun.1.notify_all();
+            }
+            _ => {}
+        }
+        self.inner.get_range(key, offset, length)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.inner.put(key, data)
+    }
+    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
+        self.inner.put_mutable(key, data)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.inner.delete(key)
+    }
+    fn stat(&self, key: &str) -> BackendResult<u64> {
+        self.inner.stat(key)
+    }
+    fn concurrency(&self) -> usize {
+        4
+    }
+    fn is_remote(&self) -> bool {
+        self.remote.load(Ordering::SeqCst)
+    }
+}
+
+/// On remote storage the packs later batches need are read while the
+/// first batch waits for its own: the first batch needs one pack only,
+/// whose read is held until another pack's read has begun, which only a
+/// read ahead of the batches begins. The tree restored is the same, and
+/// each pack is still read once.
+#[test]
+fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
+    let env = Env::with_init(&["--chunk-sizes", "16384,65536,262144", "--pack-size-mib", "1"]);
+    let src = env.path("src");
+    for d in 0..12 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..50u64 {
+            let n = d * 50 + f;
+            std::fs::write(dir.join(format!("f{f:02}")), random_bytes(1_000 + (n as usize * 37) % 3_000, n)).unwrap();
+        }
+    }
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let backend = Arc::new(FarAway {
+        inner: LocalBackend::new(&env.repo),
+        remote: AtomicBool::new(false),
+        first: Mutex::new(None),
+        others: Mutex::new(Vec::new()),
+        other_begun: (Mutex::new(false), Condvar::new()),
+        gave_up: AtomicBool::new(false),
+    });
+    let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let index = repo.load_index().unwrap();
+    let data_packs = index.packs().iter().filter(|p| p.kind == BlobKind::Data).count();
+    assert!(data_packs >= 2, "{data_packs} data packs");
+    // The pack of the first file the walk meets, the one the first batch needs.
+    let first = std::fs::read(src.join("d00/f00")).unwrap();
+    let at = index.get(&repo.key().blob_id(&first)).expect("indexed");
+    let first = pack_key(&index.pack(at.pack).id);
+    let data = index.packs().iter().filter(|p| p.kind == BlobKind::Data).map(|p| pack_key(&p.id));
+    *backend.others.lock().unwrap() = data.filter(|k| *k != first).collect();
+    *backend.first.lock().unwrap() = Some(first);
+    backend.remote.store(true, Ordering::SeqCst);
+
+    let target = env.path("target");
+    let opts = RestoreOptions {
+        target: target.clone(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        verify: true,
+        threads: 3,
+        privileged: false,
+    };
+    let r = run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), 100).unwrap();
+    assert!(!backend.gave_up.load(Ordering::SeqCst), "no other pack was read while the first batch waited");
+    assert!(r.ok(), "{:?}", r.failures);
+    assert!(r.batches >= 12, "{} batches", r.batches);
+    assert_same_tree(&src, &restored(&target, &src));
+    assert_eq!(r.packs_fetched, data_packs as u64, "a pack was read twice, or not at all");
 }

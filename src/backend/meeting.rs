@@ -1,7 +1,7 @@
 //! A test wrapper that proves requests go out side by side: the first
 //! request for each watched prefix (a listing, or a read of a key under
-//! it; a watch written `delete PREFIX` or `put PREFIX` watches deletes, or
-//! [`Backend::put_known_absent`], instead) waits until every watch of its round has a
+//! it; a watch written `delete PREFIX`, `put PREFIX` or `range PREFIX`
+//! watches deletes, [`Backend::put_known_absent`] or ranged reads instead) waits until every watch of its round has a
 //! request under way; then the next round is watched. Requests made one
 //! after another never all meet; the first waits alone, and after
 //! [`GIVE_UP`] the wrapper lets it through and says so ([`Meeting::met`]).
@@ -22,6 +22,7 @@ enum Kind {
     Read,
     Delete,
     Put,
+    Range,
 }
 
 pub(crate) struct Meeting {
@@ -46,6 +47,7 @@ impl Meeting {
         let watch = |w: &&str| match w.split_once(' ') {
             Some(("delete", p)) => (Kind::Delete, p.to_string()),
             Some(("put", p)) => (Kind::Put, p.to_string()),
+            Some(("range", p)) => (Kind::Range, p.to_string()),
             _ => (Kind::Read, w.to_string()),
         };
         let rounds = rounds.iter().map(|r| r.iter().map(watch).collect()).collect();
@@ -103,6 +105,7 @@ impl Backend for Meeting {
         self.inner.get(key)
     }
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        self.arrive(Kind::Range, key);
         self.inner.get_range(key, offset, length)
     }
     fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {

@@ -21,6 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::ahead::ReadAhead;
 use super::spans::PackSpans;
 #[cfg(test)]
 use super::spans::Span;
@@ -45,6 +46,8 @@ struct Held {
 pub struct Carry {
     spans: Option<PackSpans>,
     held: VecDeque<Held>,
+    /// Where the whole spans are read ahead of the batches (remote storage).
+    ahead: Option<Arc<ReadAhead>>,
 }
 
 impl Carry {
@@ -56,6 +59,17 @@ impl Carry {
     /// Reads each dense pack of `spans` once, for every batch.
     pub fn new(spans: PackSpans) -> Carry {
         Carry { spans: Some(spans), ..Carry::default() }
+    }
+
+    /// Takes the whole spans from `ahead`, which reads them ahead of the
+    /// batches, where it has them.
+    pub fn reading_ahead(self, ahead: Option<Arc<ReadAhead>>) -> Carry {
+        Carry { ahead, ..self }
+    }
+
+    /// The read-ahead the whole spans come from, if any.
+    pub(super) fn ahead(&self) -> Option<&ReadAhead> {
+        self.ahead.as_deref()
     }
 
     /// Bytes held now.
@@ -94,16 +108,22 @@ impl Carry {
                 continue;
             }
             // A pack is read whole at most once: the first time a batch needs it.
+            // Read ahead, it is read whole however little room is left, and
+            // kept for later batches only within the room.
             match self.spans.as_mut().and_then(|s| s.take_dense(pack)) {
-                Some(s) if s.hi - s.lo <= room || s.refs <= refs => {
+                Some(s) if s.hi - s.lo <= room || s.refs <= refs || self.ahead.is_some() => {
                     let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
                         work.into_iter().partition(|w| w.offset as u64 >= s.lo && end_of(w) <= s.hi);
-                    let keep = s.refs.saturating_sub(refs);
+                    let fits = s.hi - s.lo <= room;
+                    let keep = if fits { s.refs.saturating_sub(refs) } else { 0 };
                     if keep > 0 {
                         room -= s.hi - s.lo;
                     }
                     if !inside.is_empty() {
                         out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
+                    } else if let Some(a) = &self.ahead {
+                        // Not the span read ahead after all: let it go.
+                        let _ = a.take(pack, s.lo, s.hi);
                     }
                     coalesce(pack, rest, &mut out);
                 }

@@ -267,7 +267,7 @@ pub(super) fn execute_batch(
     let transfer_start = Instant::now();
     // Remote storage: keep enough ranges in flight to hide the latency.
     let fetchers = threads.max(repo.backend().concurrency());
-    transfer::transfer(repo, index, &ranges, &state, fetchers);
+    transfer::transfer(repo, index, &ranges, &state, fetchers, carry.ahead());
     carry.keep(&mut ranges);
     drop(ranges);
     report.timings.transfer = transfer_start.elapsed();

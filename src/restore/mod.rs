@@ -18,6 +18,7 @@
 //! restore leaves out set-id bits and device nodes unless asked
 //! ([`privileged`]).
 
+mod ahead;
 mod carry;
 pub mod execute;
 mod files;
@@ -171,12 +172,30 @@ pub fn run_in_batches(
     // they lack, so a pack the snapshot uses densely may be needed sparsely:
     // no whole-span reads there.
     let spans = batches.take_pack_spans().filter(|_| target.fresh);
-    let mut carry = spans.map_or_else(carry::Carry::none, carry::Carry::new);
+    // On remote storage the dense packs are read ahead of the batches.
+    let ahead = spans.as_ref().filter(|_| repo.backend().is_remote()).map(ahead::ReadAhead::new);
+    let mut carry = spans.map_or_else(carry::Carry::none, carry::Carry::new).reading_ahead(ahead.clone());
+    std::thread::scope(|scope| {
+        let _stop = ahead.as_ref().map(|a| a.start(scope, repo, index));
+        write_batches(repo, index, &mut batches, &target, opts, &mut carry, t0)
+    })
+}
+
+/// Plans, writes and verifies the batches in turn.
+fn write_batches(
+    repo: &Repository,
+    index: &Index,
+    batches: &mut plan::Batches<'_>,
+    target: &execute::Target,
+    opts: &RestoreOptions,
+    carry: &mut carry::Carry,
+    t0: std::time::Instant,
+) -> Result<RestoreReport> {
     let mut report = RestoreReport::default();
     let mut planned = t0;
     while let Some(plan) = batches.next_batch()? {
         let plan_time = planned.elapsed();
-        let (mut r, written) = execute::execute_batch(repo, index, &target, plan, opts.threads, &mut carry)?;
+        let (mut r, written) = execute::execute_batch(repo, index, target, plan, opts.threads, carry)?;
         r.timings.plan = plan_time;
         r.batches = 1;
         r.largest_batch = plan.items() as u64;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use super::ahead::Wanted;
 use crate::repo::{Index, NodeKind, Tree};
 
 /// What a snapshot needs of one pack.
@@ -23,6 +24,8 @@ pub(super) struct Span {
 #[derive(Debug, Default)]
 pub struct PackSpans {
     spans: HashMap<u32, Span>,
+    /// The packs in the order the walk first met them.
+    order: Vec<u32>,
 }
 
 impl PackSpans {
@@ -31,7 +34,10 @@ impl PackSpans {
         for n in tree.nodes.iter().filter(|n| n.kind == NodeKind::File) {
             for l in n.content.iter().filter_map(|id| index.get(id)) {
                 let (start, end) = (l.offset as u64, l.offset as u64 + l.length as u64);
-                let s = self.spans.entry(l.pack).or_insert(Span { lo: start, hi: end, needed: 0, refs: 0 });
+                let s = self.spans.entry(l.pack).or_insert_with(|| {
+                    self.order.push(l.pack);
+                    Span { lo: start, hi: end, needed: 0, refs: 0 }
+                });
                 s.lo = s.lo.min(start);
                 s.hi = s.hi.max(end);
                 s.needed += l.length as u64;
@@ -44,12 +50,29 @@ impl PackSpans {
     /// its references, when the snapshot's blobs fill at least half of it.
     pub(super) fn take_dense(&mut self, pack: u32) -> Option<Span> {
         let s = self.spans.remove(&pack)?;
-        (s.needed.saturating_mul(2) >= s.hi - s.lo).then_some(s)
+        s.is_dense().then_some(s)
+    }
+
+    /// The spans [`PackSpans::take_dense`] hands out, in the order the walk
+    /// first met their packs (what [`super::ahead`] reads ahead).
+    pub(super) fn dense_in_order(&self) -> Vec<Wanted> {
+        let dense =
+            |p: &u32| self.spans.get(p).filter(|s| s.is_dense()).map(|s| Wanted { pack: *p, lo: s.lo, hi: s.hi });
+        self.order.iter().filter_map(dense).collect()
     }
 
     /// Sets what the snapshot needs of `pack` (tests).
     #[cfg(test)]
     pub(super) fn insert(&mut self, pack: u32, span: Span) {
-        self.spans.insert(pack, span);
+        if self.spans.insert(pack, span).is_none() {
+            self.order.push(pack);
+        }
+    }
+}
+
+impl Span {
+    /// The snapshot's blobs fill at least half of it.
+    fn is_dense(&self) -> bool {
+        self.needed.saturating_mul(2) >= self.hi - self.lo
     }
 }

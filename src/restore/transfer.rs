@@ -24,6 +24,7 @@ use crate::pool::produce_consume;
 use crate::repo::blob::{self, DecodeBuffers};
 use crate::repo::{pack_key, Index, Repository};
 
+use super::ahead::ReadAhead;
 use super::files::write_chunk;
 use super::state::State;
 
@@ -61,12 +62,14 @@ pub(super) struct Range {
     /// References of later batches in this range: when above zero, the
     /// bytes read are kept (`kept`) for them.
     keep: u64,
+    /// A dense pack's whole span, which [`ReadAhead`] may hold.
+    whole: bool,
     kept: OnceLock<Arc<Vec<u8>>>,
 }
 
 impl Range {
     fn new(pack: u32, start: u64, end: u64, blobs: Vec<BlobWork>) -> Range {
-        Range { pack, start, end, blobs, held: None, keep: 0, kept: OnceLock::new() }
+        Range { pack, start, end, blobs, held: None, keep: 0, whole: false, kept: OnceLock::new() }
     }
 
     /// Blobs taken from `data`, the span of the pack at `start` an earlier batch read.
@@ -78,7 +81,7 @@ impl Range {
     /// A pack's span from `start` to `end` read in one go, its bytes kept
     /// when later batches have `keep` references in it.
     pub(super) fn whole(pack: u32, start: u64, end: u64, blobs: Vec<BlobWork>, keep: u64) -> Range {
-        Range { keep, ..Range::new(pack, start, end, blobs) }
+        Range { keep, whole: true, ..Range::new(pack, start, end, blobs) }
     }
 
     pub(super) fn pack(&self) -> u32 {
@@ -143,12 +146,20 @@ struct Task {
 /// Fetches `ranges` with `fetchers` workers and writes every blob to each
 /// of its places. A failure fails the files it concerns, and the rest goes
 /// on.
-pub(super) fn transfer(repo: &Repository, index: &Index, ranges: &[Range], st: &State<'_>, fetchers: usize) {
+/// A whole span of a dense pack is taken from `ahead` where it read it.
+pub(super) fn transfer(
+    repo: &Repository,
+    index: &Index,
+    ranges: &[Range],
+    st: &State<'_>,
+    fetchers: usize,
+    ahead: Option<&ReadAhead>,
+) {
     let fetching = AtomicUsize::new(0);
     produce_consume(
         fetchers,
         ranges.len(),
-        |i| fetch(repo, index, ranges, i, st, &fetching),
+        |i| fetch(repo, index, ranges, i, st, &fetching, ahead),
         |t| write(repo, index, ranges, t, st),
     );
 }
@@ -163,19 +174,27 @@ fn fetch(
     i: usize,
     st: &State<'_>,
     fetching: &AtomicUsize,
+    ahead: Option<&ReadAhead>,
 ) -> Vec<Task> {
     let r = &ranges[i];
     let data = match &r.held {
         Some(d) => d.clone(),
         None => {
             let key = pack_key(&index.pack(r.pack).id);
-            let backend = repo.backend().as_ref();
-            let under_way = fetching.fetch_add(1, Ordering::SeqCst) + 1;
-            let parts = backend.concurrency() / under_way;
-            let read = get_range_in_parts(backend, &key, r.start, r.end - r.start, parts);
-            fetching.fetch_sub(1, Ordering::SeqCst);
+            let read_ahead = ahead.filter(|_| r.whole).and_then(|a| a.take(r.pack, r.start, r.end));
+            let read = match read_ahead {
+                Some(d) => Ok(d),
+                None => {
+                    let backend = repo.backend().as_ref();
+                    let under_way = fetching.fetch_add(1, Ordering::SeqCst) + 1;
+                    let parts = backend.concurrency() / under_way;
+                    let read = get_range_in_parts(backend, &key, r.start, r.end - r.start, parts);
+                    fetching.fetch_sub(1, Ordering::SeqCst);
+                    read.map(Arc::new)
+                }
+            };
             let data = match read {
-                Ok(d) => Arc::new(d),
+                Ok(d) => d,
                 Err(e) => {
                     for d in r.blobs.iter().flat_map(|w| &w.dests) {
                         st.fail(d.file as usize, format!("reading pack `{key}`: {e}"));
