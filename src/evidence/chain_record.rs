@@ -106,15 +106,16 @@ pub(super) fn own_record_hash(
 
 /// Signs and writes record `seq` of `chain`. Every caller holds the lock
 /// that serialises the chain's appenders and listed the chain under it
-/// without finding `seq`. A host's own chain is serialised by a lock on
-/// the host (`append.lock`), which its holder keeps even when paused: the
-/// storage is not asked again whether the record exists
-/// ([`crate::backend::Backend::put_known_absent`]). The legacy chain's
-/// lock is in the repository, where another host may break it as stale
-/// while its holder is paused (a suspended machine): that holder's record
-/// then goes up only if the key is still free (HEAD before PUT on storage
-/// that ignores `If-None-Match`), so it never replaces the record written
-/// in its place.
+/// without finding `seq`. With `checked`, the storage is not asked again
+/// whether the record exists ([`crate::backend::Backend::put_known_absent`]):
+/// a host's own chain, serialised by a lock on the host (`append.lock`)
+/// that its holder keeps even when paused, and a legacy record whose key
+/// the append found free beside its last reads. Otherwise (the legacy
+/// chain's first records) the record goes up only if the key is still
+/// free (HEAD before PUT on storage that ignores `If-None-Match`): the
+/// legacy chain's lock is in the repository, where another host may break
+/// it as stale while its holder is paused (a suspended machine), and the
+/// holder, resumed, must not replace the record written in its place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_record(
     repo: &Repository,
@@ -126,6 +127,7 @@ pub(super) fn write_record(
     kind: &str,
     policy: Option<&str>,
     payload: Value,
+    checked: bool,
 ) -> Result<AppendedRecord> {
     let mut rec: Map<String, Value> = Map::new();
     if s.is_legacy() {
@@ -150,10 +152,10 @@ pub(super) fn write_record(
         });
     }
     let (key, sealed) = (store::record_key(chain, seq), blob::seal_object(rk, &signed));
-    if s.is_legacy() {
-        repo.backend().put(&key, &sealed)?;
-    } else {
+    if checked {
         repo.backend().put_known_absent(&key, &sealed)?;
+    } else {
+        repo.backend().put(&key, &sealed)?;
     }
     Ok(AppendedRecord {
         signer: chain.to_string(),

@@ -269,12 +269,14 @@ fn a_host_append_reads_its_tail_and_the_newest_head_side_by_side() {
     let _ = dir;
 }
 
-/// Records the requests made through it: `get KEY`, `put KEY` (create
-/// only, asking first where the storage ignores `If-None-Match`) and
-/// `known KEY` ([`Backend::put_known_absent`]).
+/// Records the requests made through it: `get KEY`, `stat KEY`, `put
+/// KEY` (create only, asking first where the storage ignores
+/// `If-None-Match`) and `known KEY` ([`Backend::put_known_absent`]); its
+/// listings leave out the keys under `hidden` (a listing that lags).
 struct Seen {
     inner: Arc<dyn Backend>,
     requests: std::sync::Mutex<Vec<String>>,
+    hidden: std::sync::Mutex<Vec<String>>,
 }
 
 impl Seen {
@@ -314,39 +316,57 @@ impl Backend for Seen {
         self.inner.put_mutable(key, data)
     }
     fn list(&self, prefix: &str) -> crate::backend::BackendResult<Vec<crate::backend::ObjectInfo>> {
-        self.inner.list(prefix)
+        let hidden = self.hidden.lock().unwrap();
+        Ok(self.inner.list(prefix)?.into_iter().filter(|o| !hidden.iter().any(|h| o.key.starts_with(h))).collect())
     }
     fn delete(&self, key: &str) -> crate::backend::BackendResult<()> {
         self.inner.delete(key)
     }
     fn stat(&self, key: &str) -> crate::backend::BackendResult<u64> {
+        self.note("stat", key);
         self.inner.stat(key)
     }
 }
 
 /// `repo` with its backend wrapped in a [`Seen`].
 fn seen(repo: &Repository) -> (Repository, Arc<Seen>) {
-    let s = Arc::new(Seen { inner: repo.backend().clone(), requests: Default::default() });
+    let s = Arc::new(Seen { inner: repo.backend().clone(), requests: Default::default(), hidden: Default::default() });
     let mut r = repo.clone();
     r.wrap_backend(|_| s.clone());
     (r, s)
 }
 
-/// A host's record and every head go up without asking first whether
-/// the key exists (a round trip less where the storage ignores
-/// `If-None-Match`): the host's own lock serialises its chain, and a
-/// head's name holds its record's. A legacy record still asks: its lock
-/// is in the repository, and another host may break it as stale while
-/// its holder is paused, so that holder must not replace the record
-/// written in its place.
+/// Records and heads go up without asking, just before, whether the key
+/// exists (a round trip less where the storage ignores `If-None-Match`):
+/// a host's own lock serialises its chain, a head's name holds its
+/// record's, and a legacy append asks whether its next key is free beside
+/// its last reads. Its lock is in the repository, where another host may
+/// break it as stale while its holder is paused: a key found taken (here
+/// by a listing that lags) is written create-only, and the record in it
+/// is never replaced.
 #[test]
-fn only_a_legacy_record_asks_whether_its_key_is_free() {
+fn a_record_goes_up_without_asking_again_once_its_key_was_found_free() {
     let (_dir, _, repo) = new_repo();
     let (r, s) = seen(&repo);
     let legacy = append(&r, "backup", None, json!({"outcome": "success"})).unwrap();
-    assert_eq!(s.keys("put", "evidence/"), vec![record_key(legacy.seq)]);
-    assert_eq!(s.keys("known", "evidence/").len(), 1);
-    assert!(s.keys("known", "evidence/heads/").len() == 1, "{:?}", s.requests.lock().unwrap());
+    assert_eq!(legacy.seq, 1);
+    assert_eq!(s.keys("stat", "evidence/records/"), vec![record_key(1)], "the next key was not looked at");
+    assert_eq!(s.keys("put", "evidence/"), Vec::<String>::new(), "a record or head asked again");
+    let known = s.keys("known", "evidence/");
+    assert_eq!(known.len(), 2, "{known:?}");
+    assert_eq!(known[0], record_key(1));
+    assert!(known[1].starts_with("evidence/heads/"), "{known:?}");
+
+    // Record 2 is there, but the listings show neither it nor the heads
+    // that name it yet.
+    let (r, s) = seen(&repo);
+    append(&repo, "backup", None, json!({"outcome": "success"})).unwrap();
+    let second = repo.backend().get(&record_key(2)).unwrap();
+    s.hidden.lock().unwrap().extend([record_key(2), "evidence/heads/".to_string()]);
+    let e = append(&r, "prune", None, json!({"outcome": "success"})).unwrap_err();
+    assert!(e.to_string().contains(&record_key(2)), "{e}");
+    assert_eq!(s.keys("put", "evidence/records/"), vec![record_key(2)], "the taken key was not written create-only");
+    assert!(repo.backend().get(&record_key(2)).unwrap() == second, "record 2 was replaced");
 
     let state = tempfile::tempdir().unwrap();
     signer::create(state.path(), &signer::KeySource::State, None).unwrap();

@@ -8,7 +8,8 @@
 //! (reusing content already in the target when a chunk there hashes to
 //! the right id), fetches each needed pack with a few coalesced range
 //! reads, several packs in parallel (a pack the snapshot uses densely is
-//! read whole once and held for the batches after, [`carry`]), writes every place
+//! read whole once and held for the batches after, [`carry`]; on remote
+//! storage such packs are read ahead of the batches, [`ahead`]), writes every place
 //! that needs each chunk, files in several directories at once
 //! ([`transfer`]), and sets metadata after contents, each directory's
 //! after its entries. A file that cannot be restored exactly is named in
