@@ -17,6 +17,8 @@
 #        DIRECT_CONCS="8" (the settings measured without the proxy)
 #        WINDOW=4194304 (bytes in flight per connection and direction)
 #        GARAGE=garage
+#        CAIRN_BASE=another cairn binary, measured beside CAIRN_BINARY in
+#                   each cell ("base" in the tables; before/after in one run)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cairn=$(realpath "${1:?usage: benches/s3_latency.sh CAIRN_BINARY DATA_PATH...}")
@@ -29,6 +31,7 @@ concs=${CONCS:-2 4 8 16 32 64}
 restic_concs=${RESTIC_CONCS-$concs}
 window=${WINDOW:-4194304}
 garage=${GARAGE:-garage}
+base=${CAIRN_BASE:+$(realpath "$CAIRN_BASE")}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-s3-latency.XXXXXX")
 shm=$(mktemp -d /dev/shm/cairn-s3-latency.XXXXXX)
 gpid= ppid=
@@ -87,14 +90,15 @@ start_proxy() { # rtt
     endpoint="http://127.0.0.1:$p"
 }
 stop_proxy() { [ -z "$ppid" ] || { kill "$ppid"; wait "$ppid" 2>/dev/null || true; ppid=; }; }
-cairn_cell() { # rtt conc
-    local repo="s3://bench/cairn-$1-$2"
+cairn_cell() { # rtt conc [tool binary]
+    local tool=${3:-cairn} bin=${4:-$cairn}
+    local repo="s3://bench/$tool-$1-$2"
     export CAIRN_S3_ENDPOINT=$endpoint CAIRN_CACHE_DIR="$work/cairn-cache"
-    local c=("$cairn" -r "$repo" --s3-concurrency "$2")
+    local c=("$bin" -r "$repo" --s3-concurrency "$2")
     "${c[@]}" init > /dev/null
-    measure cairn "$1" "$2" backup1 "${c[@]}" backup "${data[@]}"
-    measure cairn "$1" "$2" backup2 "${c[@]}" backup "${data[@]}"
-    measure cairn "$1" "$2" restore "${c[@]}" restore latest --target "$shm/t"
+    measure "$tool" "$1" "$2" backup1 "${c[@]}" backup "${data[@]}"
+    measure "$tool" "$1" "$2" backup2 "${c[@]}" backup "${data[@]}"
+    measure "$tool" "$1" "$2" restore "${c[@]}" restore latest --target "$shm/t"
     rm -rf "$shm/t" "$CAIRN_CACHE_DIR"
 }
 restic_cell() { # rtt conc|default
@@ -117,7 +121,10 @@ for rtt in $rtts; do
     cc=$concs rc=$restic_concs
     # Without the proxy, only the default setting: it shows the proxy's cost.
     [ "$rtt" = direct ] && cc=${DIRECT_CONCS:-8} rc=${DIRECT_CONCS:-8}
-    for conc in $cc; do cairn_cell "$rtt" "$conc"; done
+    for conc in $cc; do
+        [ -z "$base" ] || cairn_cell "$rtt" "$conc" base "$base"
+        cairn_cell "$rtt" "$conc"
+    done
     restic_cell "$rtt" default
     for conc in $rc; do restic_cell "$rtt" "$conc"; done
     stop_proxy
@@ -157,7 +164,7 @@ for tool, rtt, conc, phase, secs, rss, reqs in rows:
 print(f"\ndata: {mb:.0f} MB in {files} files; one run per cell\n")
 phases = ["backup1", "backup2", "restore"]
 rtts = list(dict.fromkeys(r[1] for r in rows))
-for tool in ["cairn", "restic"]:
+for tool in [t for t in ["base", "cairn", "restic"] if any(r[0] == t for r in rows)]:
     concs = sorted({r[2] for r in rows if r[0] == tool}, key=lambda c: -1 if c == "default" else int(c))
     print(f"\n{tool}: seconds (MB/s), peak RSS MB, requests\n")
     print("| RTT ms | N | " + " | ".join(f"{p} s (MB/s)" for p in phases) + " | "

@@ -24,7 +24,7 @@ use std::thread::Scope;
 use crate::backend::parts::get_range_in_parts;
 use crate::repo::{pack_key, Index, Repository};
 
-use super::spans::PackSpans;
+use super::spans::{PackSpans, Wanted};
 
 /// Bytes of spans read ahead and not yet taken, or being read, at most:
 /// four packs of the default 16 MiB (beside what [`super::carry`] holds).
@@ -33,14 +33,6 @@ pub const AHEAD_BYTES: u64 = 64 << 20;
 /// Spans read at once. Each is read in parts over half the backend's
 /// connections, leaving the rest to the batch's own reads.
 pub const WORKERS: usize = 2;
-
-/// A span of one pack to read whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Wanted {
-    pub pack: u32,
-    pub lo: u64,
-    pub hi: u64,
-}
 
 enum Slot {
     Reading,

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use super::ahead::Wanted;
 use crate::repo::{Index, NodeKind, Tree};
 
 /// What a snapshot needs of one pack.
@@ -16,6 +15,14 @@ pub(super) struct Span {
     pub hi: u64,
     pub needed: u64,
     pub refs: u64,
+}
+
+/// A span of one pack to read whole ([`super::ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub pack: u32,
+    pub lo: u64,
+    pub hi: u64,
 }
 
 /// Per pack, the span of it a snapshot's files need, from the snapshot's
