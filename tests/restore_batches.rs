@@ -367,6 +367,8 @@ struct FarAway {
     others: Mutex<Vec<String>>,
     other_begun: (Mutex<bool>, Condvar),
     gave_up: AtomicBool,
+    /// Range reads of each object.
+    reads: Mutex<HashMap<String, u64>>,
 }
 
 /// Only ever waited out when the test fails.
@@ -380,6 +382,7 @@ impl Backend for FarAway {
         self.inner.get(key)
     }
     fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
+        *self.reads.lock().unwrap().entry(key.to_string()).or_default() += 1;
         let first = self.first.lock().unwrap().clone();
         match first {
             Some(f) if f == key => {
@@ -445,16 +448,21 @@ fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
         others: Mutex::new(Vec::new()),
         other_begun: (Mutex::new(false), Condvar::new()),
         gave_up: AtomicBool::new(false),
+        reads: Mutex::default(),
     });
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let index = repo.load_index().unwrap();
     let data_packs = index.packs().iter().filter(|p| p.kind == BlobKind::Data).count();
     assert!(data_packs >= 2, "{data_packs} data packs");
-    // The pack of the first file the walk meets, the one the first batch needs.
-    let first = std::fs::read(src.join("d00/f00")).unwrap();
-    let at = index.get(&repo.key().blob_id(&first)).expect("indexed");
-    let first = pack_key(&index.pack(at.pack).id);
+    // The pack of the first directory the walk meets: the first batch
+    // (100 items, each file two) needs it and no other.
+    let pack_of = |path: PathBuf| index.get(&repo.key().blob_id(&std::fs::read(path).unwrap())).expect("indexed").pack;
+    let at = pack_of(src.join("d00/f00"));
+    for f in 0..50 {
+        assert_eq!(pack_of(src.join(format!("d00/f{f:02}"))), at, "d00 is in two packs");
+    }
+    let first = pack_key(&index.pack(at).id);
     let data = index.packs().iter().filter(|p| p.kind == BlobKind::Data).map(|p| pack_key(&p.id));
     *backend.others.lock().unwrap() = data.filter(|k| *k != first).collect();
     *backend.first.lock().unwrap() = Some(first);
@@ -475,4 +483,9 @@ fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
     assert!(r.batches >= 12, "{} batches", r.batches);
     assert_same_tree(&src, &restored(&target, &src));
     assert_eq!(r.packs_fetched, data_packs as u64, "a pack was read twice, or not at all");
+    let reads = backend.reads.lock().unwrap();
+    for p in index.packs().iter().filter(|p| p.kind == BlobKind::Data) {
+        let n = reads.get(&pack_key(&p.id)).copied().unwrap_or(0);
+        assert_eq!(n, 1, "pack {} was read {n} times", pack_key(&p.id));
+    }
 }

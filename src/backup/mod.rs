@@ -154,7 +154,6 @@ pub fn run(
 /// A committed backup, and the repository lock it took, still held: on
 /// remote storage, removing it is a round trip, which the caller makes
 /// beside its next one (the evidence record) by dropping it there.
-#[derive(Debug)]
 pub struct Committed {
     pub report: BackupReport,
     pub lock: crate::repo::lock::Lock,

@@ -211,7 +211,9 @@ impl Appender {
             }
         }
         let seq = tail.seq + 1;
-        let appended = write_record(repo, s, &rk, &chain, seq, Some(&tail.hash), kind, policy, payload, true)?;
+        // Only this state directory's lock serialises a key made in it.
+        let checked = private.is_some() && matches!(s.source(), Some(KeySource::State));
+        let appended = write_record(repo, s, &rk, &chain, seq, Some(&tail.hash), kind, policy, payload, checked)?;
         remember(private.as_ref(), repo, &chain, seq, &appended.hash);
         let mut chains = head.map(|h| h.chains).unwrap_or_default();
         chains.insert(chain, ChainHead { seq, hash: appended.hash.clone() });
@@ -246,7 +248,7 @@ fn enrol_first(
         }
         ("init", p)
     };
-    write_record(repo, s, rk, s.key_id(), 0, None, kind, None, payload, true)
+    write_record(repo, s, rk, s.key_id(), 0, None, kind, None, payload, false)
 }
 
 /// What [`enroll`] did.

@@ -86,23 +86,19 @@ pub(super) fn legacy_append(
     // A head that cannot be listed or read is no head: the append goes on.
     let heads = heads.unwrap_or_default();
     let newest = || newest_head_among(repo, &rk, &heads, Some((LEGACY_KEY_ID, *s.public()))).ok().flatten();
-    // `free`: the seq after the last, found free beside the last reads.
-    let (seq, prev, head, free) = match seqs.last() {
-        None if kind == "init" => (0, None, newest(), None),
+    let (seq, prev, head) = match seqs.last() {
+        None if kind == "init" => (0, None, newest()),
         None => {
             if !adopting {
                 refuse_restart(repo)?;
             }
             let first = write_record(repo, &s, &rk, LEGACY_KEY_ID, 0, None, "init", None, init_payload(), false)?;
-            (1, Some(first.hash), newest(), None)
+            (1, Some(first.hash), newest())
         }
         Some(&last) => {
-            // The tail, the newest head, and whether the next key is free,
-            // at once too.
-            let next = store::record_key(LEGACY_KEY_ID, last + 1);
-            let free = || matches!(repo.backend().stat(&next), Err(e) if e.is_not_found());
-            let ((bytes, free), head) = beside(|| beside(|| load_record(repo, LEGACY_KEY_ID, last), free), newest);
-            (last + 1, Some(blake3::hash(&bytes?).to_hex().to_string()), head, free.then_some(last + 1))
+            // The tail and the newest head at once, too.
+            let (bytes, head) = beside(|| load_record(repo, LEGACY_KEY_ID, last), newest);
+            (last + 1, Some(blake3::hash(&bytes?).to_hex().to_string()), head)
         }
     };
     let (mut seq, mut prev) = (seq, prev);
@@ -116,8 +112,7 @@ pub(super) fn legacy_append(
             (seq, prev) = (h.seq + 1, Some(h.hash.clone()));
         }
     }
-    let checked = free == Some(seq);
-    let r = write_record(repo, &s, &rk, LEGACY_KEY_ID, seq, prev.as_deref(), kind, policy, payload.clone(), checked)?;
+    let r = write_record(repo, &s, &rk, LEGACY_KEY_ID, seq, prev.as_deref(), kind, policy, payload.clone(), false)?;
     let mut chains = head.map(|h| h.chains).unwrap_or_default();
     chains.insert(LEGACY_KEY_ID.into(), ChainHead { seq, hash: r.hash.clone() });
     // The record is in place, and the next appender lists it: the lock

@@ -106,16 +106,17 @@ pub(super) fn own_record_hash(
 
 /// Signs and writes record `seq` of `chain`. Every caller holds the lock
 /// that serialises the chain's appenders and listed the chain under it
-/// without finding `seq`. With `checked`, the storage is not asked again
-/// whether the record exists ([`crate::backend::Backend::put_known_absent`]):
-/// a host's own chain, serialised by a lock on the host (`append.lock`)
-/// that its holder keeps even when paused, and a legacy record whose key
-/// the append found free beside its last reads. Otherwise (the legacy
-/// chain's first records) the record goes up only if the key is still
-/// free (HEAD before PUT on storage that ignores `If-None-Match`): the
-/// legacy chain's lock is in the repository, where another host may break
-/// it as stale while its holder is paused (a suspended machine), and the
-/// holder, resumed, must not replace the record written in its place.
+/// without finding `seq`. With `checked` (a host key made in its state
+/// directory, whose appends that directory's `append.lock` serialises,
+/// and which its holder keeps even when paused), the storage is not asked
+/// again whether the record exists
+/// ([`crate::backend::Backend::put_known_absent`]). Otherwise the record
+/// goes up only if the key is still free, asked just before (HEAD before
+/// PUT on storage that ignores `If-None-Match`): a key from a file or a
+/// command may sign in several state directories, and the legacy chain's
+/// lock is in the repository, where it can be broken as stale (a paused
+/// holder, a clock ahead) or by `cairn unlock`; the record written in its
+/// place is never replaced.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_record(
     repo: &Repository,

@@ -115,8 +115,10 @@ pub fn policy(
             lock.0 = Some(committed.lock);
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
+                // A hook may run cairn on the repository: the lock is gone first.
+                lock.0 = None;
                 let env = env.clone().with("CAIRN_SNAPSHOT", &id);
-                if let Err(e) = lock.release_beside(|| run_hook("after", &h.command, h.timeout, &env, &origin)) {
+                if let Err(e) = run_hook("after", &h.command, h.timeout, &env, &origin) {
                     out.error = Some(e);
                 }
             }
@@ -131,7 +133,8 @@ pub fn policy(
         if let Some(id) = &id {
             env = env.with("CAIRN_SNAPSHOT", id);
         }
-        if let Err(he) = lock.release_beside(|| run_hook("on_failure", &h.command, h.timeout, &env, &origin)) {
+        lock.0 = None;
+        if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env, &origin) {
             out.warnings.push(he.to_string());
         }
     }
@@ -155,12 +158,14 @@ pub fn policy(
 }
 
 /// The repository lock of a committed backup, until the job's next step.
+/// A hook may run cairn on the repository, so the lock is removed before
+/// one runs; the evidence record is begun beside its removal.
 struct HeldLock(Option<Lock>);
 
 impl HeldLock {
     /// Runs `step` while the lock, if still held, is removed on another
     /// thread: on remote storage, the removal's round trip is hidden
-    /// behind the step's (a hook, the evidence record).
+    /// behind the step's (the evidence record's first reads).
     fn release_beside<T>(&mut self, step: impl FnOnce() -> T) -> T {
         match self.0.take() {
             Some(lock) => beside(step, move || drop(lock)).0,

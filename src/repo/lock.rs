@@ -316,12 +316,6 @@ pub struct Lock {
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Lock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Lock({:?})", self.key)
-    }
-}
-
 impl Drop for Lock {
     fn drop(&mut self) {
         if self.key.is_empty() {

@@ -14,8 +14,13 @@
 //! batches write. A batch takes a span from here instead of reading it
 //! ([`ReadAhead::take`]): it waits for a span being read, and reads itself
 //! one not begun (which is then never read here). Spans read and not yet
-//! taken, and those being read, stay within [`AHEAD_BYTES`]; a span that
-//! fails here is read again by the batch, which reports the failure.
+//! taken, and those being read, stay within [`AHEAD_BYTES`] (a larger span
+//! is left to its batch); a span whose read fails here (or panics) is read
+//! again by the batch, which reports the failure.
+//!
+//! A span read here that no batch takes (every file that needed it failed
+//! before its chunks were fetched) is held until the restore ends; the
+//! read-ahead may then stop early, and the batches read for themselves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,6 +33,7 @@ use super::spans::{PackSpans, Wanted};
 
 /// Bytes of spans read ahead and not yet taken, or being read, at most:
 /// four packs of the default 16 MiB (beside what [`super::carry`] holds).
+/// A larger span is not read ahead.
 pub const AHEAD_BYTES: u64 = 64 << 20;
 
 /// Spans read at once. Each is read in parts over half the backend's
@@ -45,7 +51,7 @@ struct State {
     /// The next of `order` to read.
     next: usize,
     /// Spans being read, or read and not taken.
-    slots: HashMap<u32, Slot>,
+    slots: HashMap<u32, (Wanted, Slot)>,
     /// Bytes of `slots`.
     held: u64,
     /// Packs a batch took or read itself: not read here (again).
@@ -73,7 +79,8 @@ pub(super) struct ReadAhead {
 impl ReadAhead {
     /// The spans of `spans` to read ahead, in order.
     pub fn new(spans: &PackSpans) -> Arc<ReadAhead> {
-        let order = spans.dense_in_order();
+        let mut order = spans.dense_in_order();
+        order.retain(|w| w.hi - w.lo <= AHEAD_BYTES);
         Arc::new(ReadAhead { order, state: Mutex::default(), changed: Condvar::new() })
     }
 
@@ -113,26 +120,29 @@ impl ReadAhead {
                         self.changed.notify_all();
                         continue;
                     }
-                    // One span may always be read, whatever its size.
-                    if s.held > 0 && s.held + (w.hi - w.lo) > AHEAD_BYTES {
+                    if s.held + (w.hi - w.lo) > AHEAD_BYTES {
                         s = self.changed.wait(s).unwrap();
                         continue;
                     }
                     s.next += 1;
                     s.held += w.hi - w.lo;
-                    s.slots.insert(w.pack, Slot::Reading);
+                    s.slots.insert(w.pack, (w, Slot::Reading));
                     self.changed.notify_all();
                     break w;
                 }
             };
             let key = pack_key(&index.pack(w.pack).id);
-            let read = get_range_in_parts(repo.backend().as_ref(), &key, w.lo, w.hi - w.lo, parts);
+            // A read that panics is a failed one: the batch that needs the
+            // span reads it, and reports what goes wrong then.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                get_range_in_parts(repo.backend().as_ref(), &key, w.lo, w.hi - w.lo, parts)
+            }));
             let mut s = self.state.lock().unwrap();
             let slot = match read {
-                Ok(d) if d.len() as u64 == w.hi - w.lo => Slot::Read(Arc::new(d)),
+                Ok(Ok(d)) if d.len() as u64 == w.hi - w.lo => Slot::Read(Arc::new(d)),
                 _ => Slot::Failed,
             };
-            s.slots.insert(w.pack, slot);
+            s.slots.insert(w.pack, (w, slot));
             self.changed.notify_all();
         }
     }
@@ -143,17 +153,21 @@ impl ReadAhead {
     pub fn take(&self, pack: u32, lo: u64, hi: u64) -> Option<Arc<Vec<u8>>> {
         let mut s = self.state.lock().unwrap();
         s.taken.insert(pack);
-        while matches!(s.slots.get(&pack), Some(Slot::Reading)) {
+        while matches!(s.slots.get(&pack), Some((_, Slot::Reading))) {
             s = self.changed.wait(s).unwrap();
         }
-        let slot = s.slots.remove(&pack)?;
-        let w = self.order.iter().find(|w| w.pack == pack).copied();
-        s.held -= w.map_or(0, |w| w.hi - w.lo);
+        let (w, slot) = s.slots.remove(&pack)?;
+        s.held -= w.hi - w.lo;
         self.changed.notify_all();
-        match (slot, w) {
-            (Slot::Read(d), Some(w)) if (w.lo, w.hi) == (lo, hi) => Some(d),
+        match slot {
+            Slot::Read(d) if (w.lo, w.hi) == (lo, hi) => Some(d),
             _ => None,
         }
+    }
+
+    /// Whether `pack`'s span is being read here, or was read and not taken.
+    pub fn has(&self, pack: u32) -> bool {
+        self.state.lock().unwrap().slots.contains_key(&pack)
     }
 
     /// Bytes read ahead and not taken, or being read (tests).
@@ -297,10 +311,52 @@ mod tests {
             assert!(ahead.take(w.pack, w.lo, w.hi + 1).is_none(), "another span was handed out");
             let w = order[1];
             assert!(ahead.take(w.pack, w.lo, w.hi).is_some());
-            ahead.stop();
+            // The workers come to the last span, and pass it by.
+            ahead.wait_begun(3);
         });
         let s = ahead.state.lock().unwrap();
         assert!(!s.slots.contains_key(&last.pack), "the span the batch read was read here too");
         assert_eq!(s.held, 0);
+    }
+
+    /// Panics reading one pack.
+    struct Panicky {
+        inner: Arc<dyn Backend>,
+        key: String,
+    }
+
+    impl Backend for Panicky {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn get(&self, key: &str) -> crate::backend::BackendResult<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn get_range(&self, key: &str, offset: u64, length: u64) -> crate::backend::BackendResult<Vec<u8>> {
+            assert!(key != self.key, "a read that panics");
+            self.inner.get_range(key, offset, length)
+        }
+        crate::backend::forward_writes_and_listings_to_inner!();
+    }
+
+    /// A read that panics here fails that span, which its batch then reads
+    /// itself: the batch does not wait for it for ever, and the other spans
+    /// are still read ahead.
+    #[test]
+    fn bug_a_read_that_panicked_left_its_batch_waiting() {
+        let (_dir, repo) = repo();
+        let (index, order) = three_packs(&repo);
+        let key = pack_key(&index.pack(order[0].pack).id);
+        let mut broken = repo.clone();
+        broken.wrap_backend(|b| Arc::new(Panicky { inner: b, key }));
+        let ahead = ReadAhead::new(&spans_of(&index));
+        std::thread::scope(|s| {
+            let _stop = ahead.start(s, &broken, &index);
+            ahead.wait_begun(2);
+            let w = order[0];
+            assert!(ahead.take(w.pack, w.lo, w.hi).is_none(), "a failed span was handed out");
+            let w = order[1];
+            assert!(ahead.take(w.pack, w.lo, w.hi).is_some());
+        });
     }
 }

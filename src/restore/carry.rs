@@ -108,10 +108,11 @@ impl Carry {
                 continue;
             }
             // A pack is read whole at most once: the first time a batch needs it.
-            // Read ahead, it is read whole however little room is left, and
-            // kept for later batches only within the room.
+            // Read ahead already, it is taken whole however little room is
+            // left, and kept for later batches only within the room.
+            let ahead = self.ahead.as_ref().is_some_and(|a| a.has(pack));
             match self.spans.as_mut().and_then(|s| s.take_dense(pack)) {
-                Some(s) if s.hi - s.lo <= room || s.refs <= refs || self.ahead.is_some() => {
+                Some(s) if s.hi - s.lo <= room || s.refs <= refs || ahead => {
                     let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
                         work.into_iter().partition(|w| w.offset as u64 >= s.lo && end_of(w) <= s.hi);
                     let fits = s.hi - s.lo <= room;
@@ -121,13 +122,20 @@ impl Carry {
                     }
                     if !inside.is_empty() {
                         out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
-                    } else if let Some(a) = &self.ahead {
+                    } else if let Some(a) = self.ahead.as_ref().filter(|_| ahead) {
                         // Not the span read ahead after all: let it go.
                         let _ = a.take(pack, s.lo, s.hi);
                     }
                     coalesce(pack, rest, &mut out);
                 }
-                _ => coalesce(pack, work, &mut out),
+                Some(s) => {
+                    // Read in this batch's ranges: never read whole ahead either.
+                    if let Some(a) = &self.ahead {
+                        let _ = a.take(pack, s.lo, s.hi);
+                    }
+                    coalesce(pack, work, &mut out);
+                }
+                None => coalesce(pack, work, &mut out),
             }
         }
         out
