@@ -269,40 +269,6 @@ fn bug_a_directory_its_owner_may_not_search_still_lets_a_later_batch_link_to_a_f
     assert_eq!(std::fs::read(t.join("z/g")).unwrap(), b"the first name's content\n");
 }
 
-/// A local repository that counts the range reads of each object.
-struct RangeReads {
-    inner: LocalBackend,
-    reads: Mutex<HashMap<String, u64>>,
-}
-
-impl Backend for RangeReads {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, offset: u64, length: u64) -> BackendResult<Vec<u8>> {
-        *self.reads.lock().unwrap().entry(key.to_string()).or_default() += 1;
-        self.inner.get_range(key, offset, length)
-    }
-    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put(key, data)
-    }
-    fn put_mutable(&self, key: &str, data: &[u8]) -> BackendResult<()> {
-        self.inner.put_mutable(key, data)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> BackendResult<()> {
-        self.inner.delete(key)
-    }
-    fn stat(&self, key: &str) -> BackendResult<u64> {
-        self.inner.stat(key)
-    }
-}
-
 /// Restore in batches read a pack once per batch that needed some of it,
 /// each time in ranges that batch's share made sparse: on the Linux tree,
 /// 68 range reads of 17 packs (74 requests on Garage against 22 before
@@ -322,7 +288,7 @@ fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch()
     }
     env.ok(&["backup", src.to_str().unwrap()]);
 
-    let backend = Arc::new(RangeReads { inner: LocalBackend::new(&env.repo), reads: Mutex::default() });
+    let backend = Arc::new(FarAway::new(&env.repo));
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let index = repo.load_index().unwrap();
@@ -355,10 +321,10 @@ fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch()
     assert_eq!(r.packs_fetched, data_packs.len() as u64);
 }
 
-/// A local repository that says it is remote once `remote` is set (after
-/// opening it, so that no metadata cache is made), and holds the first
-/// range read of `first` until a range read of one of `others` has
-/// begun, or [`GIVE_UP`] passed.
+/// A local repository that counts the range reads of each object, says
+/// it is remote once `remote` is set (after opening it, so that no
+/// metadata cache is made), and holds the first range read of `first`
+/// until a range read of one of `others` has begun, or [`GIVE_UP`] passed.
 struct FarAway {
     inner: LocalBackend,
     remote: AtomicBool,
@@ -373,6 +339,20 @@ struct FarAway {
 
 /// Only ever waited out when the test fails.
 const GIVE_UP: Duration = Duration::from_secs(60);
+
+impl FarAway {
+    fn new(repo: &Path) -> FarAway {
+        FarAway {
+            inner: LocalBackend::new(repo),
+            remote: AtomicBool::new(false),
+            first: Mutex::new(None),
+            others: Mutex::new(Vec::new()),
+            other_begun: (Mutex::new(false), Condvar::new()),
+            gave_up: AtomicBool::new(false),
+            reads: Mutex::default(),
+        }
+    }
+}
 
 impl Backend for FarAway {
     fn location(&self) -> String {
@@ -441,15 +421,7 @@ fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
         }
     }
     env.ok(&["backup", src.to_str().unwrap()]);
-    let backend = Arc::new(FarAway {
-        inner: LocalBackend::new(&env.repo),
-        remote: AtomicBool::new(false),
-        first: Mutex::new(None),
-        others: Mutex::new(Vec::new()),
-        other_begun: (Mutex::new(false), Condvar::new()),
-        gave_up: AtomicBool::new(false),
-        reads: Mutex::default(),
-    });
+    let backend = Arc::new(FarAway::new(&env.repo));
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let index = repo.load_index().unwrap();
