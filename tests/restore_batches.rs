@@ -54,14 +54,8 @@ fn restore(env: &Env, target: &Path, include: &[&str], batch_items: usize, verif
     let repo = forge::open(&env.repo, PASSWORD);
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let index = repo.load_index().unwrap();
-    let opts = RestoreOptions {
-        target: target.to_path_buf(),
-        include: include.iter().map(|s| s.to_string()).collect(),
-        exclude: Vec::new(),
-        verify,
-        threads: 3,
-        privileged: false,
-    };
+    let opts =
+        RestoreOptions { include: include.iter().map(|s| s.to_string()).collect(), ..fresh_into(target, verify) };
     run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), batch_items).unwrap()
 }
 
@@ -269,13 +263,9 @@ fn bug_a_directory_its_owner_may_not_search_still_lets_a_later_batch_link_to_a_f
     assert_eq!(std::fs::read(t.join("z/g")).unwrap(), b"the first name's content\n");
 }
 
-/// Restore in batches read a pack once per batch that needed some of it,
-/// each time in ranges that batch's share made sparse: on the Linux tree,
-/// 68 range reads of 17 packs (74 requests on Garage against 22 before
-/// batches). Here 600 small files in 1 MiB packs, restored 50 files a
-/// batch, so each pack's blobs fall in several batches.
-#[test]
-fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch() {
+/// 600 files of 1 to 4 KB in 12 directories (each file one chunk), backed
+/// up into 1 MiB packs.
+fn small_files_in_small_packs() -> (Env, PathBuf) {
     let env = Env::with_init(&["--chunk-sizes", "16384,65536,262144", "--pack-size-mib", "1"]);
     let src = env.path("src");
     for d in 0..12 {
@@ -287,6 +277,29 @@ fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch()
         }
     }
     env.ok(&["backup", src.to_str().unwrap()]);
+    (env, src)
+}
+
+/// A fresh restore into `target` with three threads.
+fn fresh_into(target: &Path, verify: bool) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_path_buf(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        verify,
+        threads: 3,
+        privileged: false,
+    }
+}
+
+/// Restore in batches read a pack once per batch that needed some of it,
+/// each time in ranges that batch's share made sparse: on the Linux tree,
+/// 68 range reads of 17 packs (74 requests on Garage against 22 before
+/// batches). Here 600 small files in 1 MiB packs, restored 50 files a
+/// batch, so each pack's blobs fall in several batches.
+#[test]
+fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch() {
+    let (env, src) = small_files_in_small_packs();
 
     let backend = Arc::new(FarAway::new(&env.repo));
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
@@ -298,14 +311,7 @@ fn bug_a_pack_whose_blobs_fall_in_many_batches_is_read_once_not_once_per_batch()
     backend.reads.lock().unwrap().clear();
 
     let target = env.path("target");
-    let opts = RestoreOptions {
-        target: target.clone(),
-        include: Vec::new(),
-        exclude: Vec::new(),
-        verify: false,
-        threads: 3,
-        privileged: false,
-    };
+    let opts = fresh_into(&target, false);
     let r = run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), 100).unwrap();
     assert!(r.ok(), "{:?}", r.failures);
     assert_same_tree(&src, &restored(&target, &src));
@@ -410,17 +416,7 @@ impl Backend for FarAway {
 /// each pack is still read once.
 #[test]
 fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
-    let env = Env::with_init(&["--chunk-sizes", "16384,65536,262144", "--pack-size-mib", "1"]);
-    let src = env.path("src");
-    for d in 0..12 {
-        let dir = src.join(format!("d{d:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..50u64 {
-            let n = d * 50 + f;
-            std::fs::write(dir.join(format!("f{f:02}")), random_bytes(1_000 + (n as usize * 37) % 3_000, n)).unwrap();
-        }
-    }
-    env.ok(&["backup", src.to_str().unwrap()]);
+    let (env, src) = small_files_in_small_packs();
     let backend = Arc::new(FarAway::new(&env.repo));
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
@@ -441,14 +437,7 @@ fn on_remote_storage_later_batches_packs_are_read_while_the_first_waits() {
     backend.remote.store(true, Ordering::SeqCst);
 
     let target = env.path("target");
-    let opts = RestoreOptions {
-        target: target.clone(),
-        include: Vec::new(),
-        exclude: Vec::new(),
-        verify: true,
-        threads: 3,
-        privileged: false,
-    };
+    let opts = fresh_into(&target, true);
     let r = run_in_batches(&repo, &index, &snap.tree, &opts, &Limits::default(), 100).unwrap();
     assert!(!backend.gave_up.load(Ordering::SeqCst), "no other pack was read while the first batch waited");
     assert!(r.ok(), "{:?}", r.failures);
