@@ -47,6 +47,16 @@ pub fn beside<A, B: Send>(here: impl FnOnce() -> A, there: impl FnOnce() -> B + 
     })
 }
 
+/// Runs `step` while `value`, if any, is dropped on a scoped thread (a
+/// lock, whose removal is a round trip on remote storage), and returns
+/// what `step` returned.
+pub fn drop_beside<T, D: Send>(value: Option<D>, step: impl FnOnce() -> T) -> T {
+    match value {
+        Some(v) => beside(step, move || drop(v)).0,
+        None => step(),
+    }
+}
+
 /// Runs `produce(i)` for every `i < n` on `threads` threads; the items each
 /// call returns are run with `consume` by whichever thread is free. A
 /// thread takes a waiting item before it produces more, so the items of at

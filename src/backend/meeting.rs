@@ -1,8 +1,9 @@
 //! A test wrapper that proves requests go out side by side: the first
 //! request for each watched prefix (a listing, or a read of a key under
 //! it; a watch written `delete PREFIX`, `put PREFIX` or `range PREFIX`
-//! watches deletes, [`Backend::put_known_absent`] or ranged reads instead) waits until every watch of its round has a
-//! request under way; then the next round is watched. Requests made one
+//! watches deletes, [`Backend::put_known_absent`] or ranged reads
+//! instead) waits until every watch of its round has a request under
+//! way; then the next round is watched. Requests made one
 //! after another never all meet; the first waits alone, and after
 //! [`GIVE_UP`] the wrapper lets it through and says so ([`Meeting::met`]).
 

@@ -15,7 +15,7 @@ use super::signer::Signer;
 use super::store::{self, Name};
 use super::{LOCKS_DIR, LOCK_WAIT};
 use crate::error::{Error, Result};
-use crate::pool::beside;
+use crate::pool::{beside, drop_beside};
 use crate::repo::{lock, Repository};
 
 /// Takes the legacy chain's append lock, retrying with random back-off
@@ -120,6 +120,5 @@ pub(super) fn legacy_append(
     // may not see this head yet and start from the one before, as it may
     // whenever a host chain's head lands beside it; its head names this
     // chain's newer record anyway.
-    let (done, ()) = beside(|| finish_with(repo, &s, &rk, r, warnings, chains), move || drop(lock));
-    done.map(Some)
+    drop_beside(Some(lock), || finish_with(repo, &s, &rk, r, warnings, chains)).map(Some)
 }

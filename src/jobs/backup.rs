@@ -24,7 +24,7 @@ use crate::backup::{self, BackupOptions, BackupReport, Committed, Progress, Sour
 use crate::error::{Error, Result};
 use crate::evidence::AppendedRecord;
 use crate::policy::{self, Policy};
-use crate::pool::beside;
+use crate::pool::drop_beside;
 use crate::process::{run_hook, ChildEnv, CommandSource, Origin};
 use crate::repo::lock::Lock;
 use crate::repo::Repository;
@@ -108,15 +108,16 @@ pub fn policy(
     let mut out = PolicyBackup::default();
     let mut opened = None;
     let result = backup_between_hooks(repo, policy, opts, progress, &mut opened);
-    let mut lock = HeldLock(None);
+    // The backup's lock, removed before a hook runs (it may run cairn on
+    // the repository), else while the evidence record is begun.
+    let mut lock: Option<Lock> = None;
     match result {
         Ok(committed) => {
             let report = committed.report;
-            lock.0 = Some(committed.lock);
+            lock = Some(committed.lock);
             let id = report.snapshot_id.to_hex();
             if let Some(h) = &policy.hooks.after {
-                // A hook may run cairn on the repository: the lock is gone first.
-                lock.0 = None;
+                lock = None;
                 let env = env.clone().with("CAIRN_SNAPSHOT", &id);
                 if let Err(e) = run_hook("after", &h.command, h.timeout, &env, &origin) {
                     out.error = Some(e);
@@ -133,7 +134,7 @@ pub fn policy(
         if let Some(id) = &id {
             env = env.with("CAIRN_SNAPSHOT", id);
         }
-        lock.0 = None;
+        lock = None;
         if let Err(he) = run_hook("on_failure", &h.command, h.timeout, &env, &origin) {
             out.warnings.push(he.to_string());
         }
@@ -142,7 +143,7 @@ pub fn policy(
         let result = out.report.as_ref().map(Ok).or_else(|| out.error.as_ref().map(Err));
         if let Some(result) = result {
             let payload = crate::evidence::payload::backup(result, out.error.as_ref(), started.elapsed());
-            let appended = lock.release_beside(|| repo.append_evidence(repository, "backup", Some(name), payload));
+            let appended = drop_beside(lock.take(), || repo.append_evidence(repository, "backup", Some(name), payload));
             out.evidence = Some(appended);
         }
         if opts.check_evidence {
@@ -155,23 +156,6 @@ pub fn policy(
         out.unrecorded = record_command_run(dir, name, JobKind::Backup, started_at, started.elapsed(), &summary).err();
     }
     out
-}
-
-/// The repository lock of a committed backup, until the job's next step.
-/// A hook may run cairn on the repository, so the lock is removed before
-/// one runs; the evidence record is begun beside its removal.
-struct HeldLock(Option<Lock>);
-
-impl HeldLock {
-    /// Runs `step` while the lock, if still held, is removed on another
-    /// thread: on remote storage, the removal's round trip is hidden
-    /// behind the step's (the evidence record's first reads).
-    fn release_beside<T>(&mut self, step: impl FnOnce() -> T) -> T {
-        match self.0.take() {
-            Some(lock) => beside(step, move || drop(lock)).0,
-            None => step(),
-        }
-    }
 }
 
 /// The evidence check of `cairn check`, on every snapshot of `repo`, now.
@@ -270,12 +254,12 @@ fn paths_in(
     progress: &dyn Progress,
 ) -> PathsBackup {
     let started = Instant::now();
-    let (result, mut lock) = match backup::run_locked(repository, source, opts, progress) {
-        Ok(c) => (Ok(c.report), HeldLock(Some(c.lock))),
-        Err(e) => (Err(e), HeldLock(None)),
+    let (result, lock) = match backup::run_locked(repository, source, opts, progress) {
+        Ok(c) => (Ok(c.report), Some(c.lock)),
+        Err(e) => (Err(e), None),
     };
     let payload = crate::evidence::payload::backup(result.as_ref(), None, started.elapsed());
-    let evidence = lock.release_beside(|| repo.append_evidence(repository, "backup", None, payload));
+    let evidence = drop_beside(lock, || repo.append_evidence(repository, "backup", None, payload));
     PathsBackup { result, evidence }
 }
 

@@ -151,6 +151,21 @@ impl ReadAhead {
     /// while it is being read. `None`: not read here (not begun, another
     /// span, or failed); the caller reads it, and it is never read here.
     pub fn take(&self, pack: u32, lo: u64, hi: u64) -> Option<Arc<Vec<u8>>> {
+        match self.claim(pack)? {
+            (w, Slot::Read(d)) if (w.lo, w.hi) == (lo, hi) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Leaves `pack` to the batches, which read it in their own ranges: it
+    /// is never read here, and what was read of it is dropped.
+    pub fn pass(&self, pack: u32) {
+        self.claim(pack);
+    }
+
+    /// Marks `pack` as the batches', and removes its slot once it is no
+    /// longer being read.
+    fn claim(&self, pack: u32) -> Option<(Wanted, Slot)> {
         let mut s = self.state.lock().unwrap();
         s.taken.insert(pack);
         while matches!(s.slots.get(&pack), Some((_, Slot::Reading))) {
@@ -159,10 +174,7 @@ impl ReadAhead {
         let (w, slot) = s.slots.remove(&pack)?;
         s.held -= w.hi - w.lo;
         self.changed.notify_all();
-        match slot {
-            Slot::Read(d) if (w.lo, w.hi) == (lo, hi) => Some(d),
-            _ => None,
-        }
+        Some((w, slot))
     }
 
     /// Whether `pack`'s span is being read here, or was read and not taken.
@@ -195,34 +207,31 @@ mod tests {
     use crate::repo::{BlobKind, InitOptions};
     use crate::restore::spans::Span;
 
-    /// A local directory that says it is remote.
-    struct Remote(Arc<dyn Backend>);
+    /// A local directory that says it is remote, and panics reading the
+    /// pack `panics_on`.
+    struct Remote {
+        inner: Arc<dyn Backend>,
+        panics_on: Option<String>,
+    }
+
+    impl Remote {
+        fn over(inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+            Arc::new(Remote { inner, panics_on: None })
+        }
+    }
 
     impl Backend for Remote {
         fn location(&self) -> String {
-            self.0.location()
+            self.inner.location()
         }
         fn get(&self, key: &str) -> crate::backend::BackendResult<Vec<u8>> {
-            self.0.get(key)
+            self.inner.get(key)
         }
         fn get_range(&self, key: &str, offset: u64, length: u64) -> crate::backend::BackendResult<Vec<u8>> {
-            self.0.get_range(key, offset, length)
+            assert!(self.panics_on.as_deref() != Some(key), "a read that panics");
+            self.inner.get_range(key, offset, length)
         }
-        fn put(&self, key: &str, data: &[u8]) -> crate::backend::BackendResult<()> {
-            self.0.put(key, data)
-        }
-        fn put_mutable(&self, key: &str, data: &[u8]) -> crate::backend::BackendResult<()> {
-            self.0.put_mutable(key, data)
-        }
-        fn list(&self, prefix: &str) -> crate::backend::BackendResult<Vec<crate::backend::ObjectInfo>> {
-            self.0.list(prefix)
-        }
-        fn delete(&self, key: &str) -> crate::backend::BackendResult<()> {
-            self.0.delete(key)
-        }
-        fn stat(&self, key: &str) -> crate::backend::BackendResult<u64> {
-            self.0.stat(key)
-        }
+        crate::backend::forward_writes_and_listings_to_inner!();
         fn concurrency(&self) -> usize {
             8
         }
@@ -274,7 +283,7 @@ mod tests {
         assert_eq!(order.len(), 3);
         let key = |w: &Wanted| pack_key(&index.pack(w.pack).id);
         let (first, second) = (format!("range {}", key(&order[0])), format!("range {}", key(&order[1])));
-        let meeting = Meeting::new(Arc::new(Remote(repo.backend().clone())), &[&[&first, &second]]);
+        let meeting = Meeting::new(Remote::over(repo.backend().clone()), &[&[&first, &second]]);
         let mut watched = repo.clone();
         watched.wrap_backend(|_| meeting.clone());
         meeting.arm();
@@ -286,7 +295,6 @@ mod tests {
                 let got = ahead.take(w.pack, w.lo, w.hi).expect("read ahead");
                 assert!(*got == repo.backend().get(&key(w)).unwrap()[w.lo as usize..w.hi as usize]);
             }
-            ahead.stop();
         });
         assert!(meeting.met(), "the second pack was read only once the first was taken");
         assert_eq!(ahead.held(), 0);
@@ -303,7 +311,7 @@ mod tests {
         let last = order[2];
         assert!(ahead.take(last.pack, last.lo, last.hi).is_none(), "nothing was begun");
         let mut remote = repo.clone();
-        remote.wrap_backend(|b| Arc::new(Remote(b)));
+        remote.wrap_backend(Remote::over);
         std::thread::scope(|s| {
             let _stop = ahead.start(s, &remote, &index);
             ahead.wait_begun(2);
@@ -319,26 +327,6 @@ mod tests {
         assert_eq!(s.held, 0);
     }
 
-    /// Panics reading one pack.
-    struct Panicky {
-        inner: Arc<dyn Backend>,
-        key: String,
-    }
-
-    impl Backend for Panicky {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn get(&self, key: &str) -> crate::backend::BackendResult<Vec<u8>> {
-            self.inner.get(key)
-        }
-        fn get_range(&self, key: &str, offset: u64, length: u64) -> crate::backend::BackendResult<Vec<u8>> {
-            assert!(key != self.key, "a read that panics");
-            self.inner.get_range(key, offset, length)
-        }
-        crate::backend::forward_writes_and_listings_to_inner!();
-    }
-
     /// A read that panics here fails that span, which its batch then reads
     /// itself: the batch does not wait for it for ever, and the other spans
     /// are still read ahead.
@@ -348,7 +336,7 @@ mod tests {
         let (index, order) = three_packs(&repo);
         let key = pack_key(&index.pack(order[0].pack).id);
         let mut broken = repo.clone();
-        broken.wrap_backend(|b| Arc::new(Panicky { inner: b, key }));
+        broken.wrap_backend(|inner| Arc::new(Remote { inner, panics_on: Some(key) }));
         let ahead = ReadAhead::new(&spans_of(&index));
         std::thread::scope(|s| {
             let _stop = ahead.start(s, &broken, &index);

@@ -110,33 +110,27 @@ impl Carry {
             // A pack is read whole at most once: the first time a batch needs it.
             // Read ahead already, it is taken whole however little room is
             // left, and kept for later batches only within the room.
-            let ahead = self.ahead.as_ref().is_some_and(|a| a.has(pack));
-            match self.spans.as_mut().and_then(|s| s.take_dense(pack)) {
-                Some(s) if s.hi - s.lo <= room || s.refs <= refs || ahead => {
-                    let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
-                        work.into_iter().partition(|w| w.offset as u64 >= s.lo && end_of(w) <= s.hi);
-                    let fits = s.hi - s.lo <= room;
-                    let keep = if fits { s.refs.saturating_sub(refs) } else { 0 };
-                    if keep > 0 {
-                        room -= s.hi - s.lo;
-                    }
-                    if !inside.is_empty() {
-                        out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
-                    } else if let Some(a) = self.ahead.as_ref().filter(|_| ahead) {
-                        // Not the span read ahead after all: let it go.
-                        let _ = a.take(pack, s.lo, s.hi);
-                    }
-                    coalesce(pack, rest, &mut out);
+            let Some(s) = self.spans.as_mut().and_then(|s| s.take_dense(pack)) else {
+                coalesce(pack, work, &mut out);
+                continue;
+            };
+            let fits = s.hi - s.lo <= room;
+            let whole = fits || s.refs <= refs || self.ahead.as_ref().is_some_and(|a| a.has(pack));
+            let (inside, rest): (Vec<BlobWork>, Vec<BlobWork>) =
+                work.into_iter().partition(|w| whole && w.offset as u64 >= s.lo && end_of(w) <= s.hi);
+            if inside.is_empty() {
+                // Read in this batch's ranges: never read whole ahead either.
+                if let Some(a) = &self.ahead {
+                    a.pass(pack);
                 }
-                Some(s) => {
-                    // Read in this batch's ranges: never read whole ahead either.
-                    if let Some(a) = &self.ahead {
-                        let _ = a.take(pack, s.lo, s.hi);
-                    }
-                    coalesce(pack, work, &mut out);
+            } else {
+                let keep = if fits { s.refs.saturating_sub(refs) } else { 0 };
+                if keep > 0 {
+                    room -= s.hi - s.lo;
                 }
-                None => coalesce(pack, work, &mut out),
+                out.push(Range::whole(pack, s.lo, s.hi, inside, keep));
             }
+            coalesce(pack, rest, &mut out);
         }
         out
     }
